@@ -1,0 +1,904 @@
+"""A real single-node Apache Kafka broker (KRaft) on this machine, for tests and demos.
+
+The broker's jars come from Maven Central through ``deploy/kafka/pom.xml`` (resolved once into a
+cache dir), and the broker runs as ``java ... kafka.Kafka server.properties`` in combined
+broker+controller mode, listening on ``127.0.0.1`` only.
+
+Two ways to run it:
+
+* detached (``vigil broker start``): the JVM keeps running after the CLI exits, until
+  ``vigil broker stop``;
+* owned (``LocalBroker().start(owned=True)``, used by the test fixture and ``vigil demo``): the
+  JVM gets SIGTERM when the Python process that started it dies, even by SIGKILL (Linux
+  ``PR_SET_PDEATHSIG``).
+
+Typical use::
+
+    broker = LocalBroker(port=19092)
+    bootstrap = broker.start(owned=True)  # "127.0.0.1:19092", once the broker answers
+    ...
+    broker.stop()
+
+`LocalBroker.start` blocks while the JVM starts (a few seconds): from async code, run it with
+``await asyncio.to_thread(broker.start, owned=True)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "DEFAULT_PORT",
+    "BrokerError",
+    "BrokerStatus",
+    "LocalBroker",
+    "broker_main",
+    "default_cache_root",
+    "find_java",
+    "find_pom",
+    "free_port",
+    "parse_java_major",
+    "port_is_free",
+    "random_cluster_id",
+    "read_kafka_version",
+    "render_log4j2_config",
+    "render_server_properties",
+    "resolve_jars",
+]
+
+DEFAULT_PORT = 9092
+DEFAULT_START_TIMEOUT_S = 60.0
+DEFAULT_STOP_TIMEOUT_S = 30.0
+MIN_JAVA_VERSION = 17
+
+_HOST = "127.0.0.1"
+_POM_NS = "{http://maven.apache.org/POM/4.0.0}"
+_RESOLVED_MARKER = ".resolved"
+_PID_FILE = "broker.pid"
+_OUT_FILE = "broker.out"
+_SERVER_LOG = "server.log"
+_PROPS_FILE = "server.properties"
+_LOG4J2_FILE = "log4j2.xml"
+_JVM_OPTS = ("-Xms256m", "-Xmx1g", "-Djava.awt.headless=true")
+_MAIN_CLASS = "kafka.Kafka"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_EXIT_CONFIG = 2  # missing tools or configuration
+_EXIT_FAILED = 1  # the broker did not start (or is not running, for status)
+
+_JAVA_HINT = (
+    f"Java {MIN_JAVA_VERSION}+ is required to run the local Kafka broker: install a JDK "
+    "(e.g. `apt-get install openjdk-17-jre-headless`)"
+)
+_MAVEN_HINT = (
+    "Maven is required to download the local Kafka broker's jars: install it "
+    "(e.g. `apt-get install maven`)"
+)
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be set up, started, stopped or found.
+
+    Attributes:
+        exit_code: The CLI exit code for this error: 2 for missing tools or configuration,
+            1 for a broker that failed to start.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = _EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What is known about a local broker from its data dir.
+
+    Attributes:
+        running: Whether the broker's JVM is alive.
+        pid: The JVM's pid, or None when no broker was started from this data dir.
+        port: The PLAINTEXT port the broker listens (or would listen) on.
+        data_dir: The broker's data dir.
+    """
+
+    running: bool
+    pid: int | None
+    port: int
+    data_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap address, ``127.0.0.1:<port>``."""
+        return f"{_HOST}:{self.port}"
+
+    def describe(self) -> str:
+        """One line for humans: the state, address, pid and data dir."""
+        if self.running:
+            return f"running on {self.bootstrap} (pid {self.pid}, data {self.data_dir})"
+        return f"not running (port {self.port}, data {self.data_dir})"
+
+
+# --------------------------------------------------------------------------- pom and jars
+
+
+def find_pom() -> Path:
+    """Locate the broker's pom: the repo checkout's first, else the one shipped in the wheel.
+
+    Raises:
+        BrokerError: Neither file exists.
+    """
+    here = Path(__file__).resolve()
+    candidates = [
+        here.parents[1] / "deploy" / "kafka" / "pom.xml",
+        here.parent / "_kafka" / "pom.xml",
+    ]
+    for pom in candidates:
+        if pom.is_file():
+            return pom
+    raise BrokerError(
+        "cannot find the Kafka broker pom (looked at " + ", ".join(map(str, candidates)) + ")",
+        exit_code=_EXIT_CONFIG,
+    )
+
+
+def read_kafka_version(pom: Path) -> str:
+    """Return the ``kafka.version`` property of a pom.
+
+    Raises:
+        BrokerError: The pom is unreadable or has no such property.
+    """
+    try:
+        root = ET.parse(pom).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise BrokerError(f"cannot read {pom}: {exc}", exit_code=_EXIT_CONFIG) from exc
+    ns = _POM_NS if root.tag.startswith(_POM_NS) else ""
+    node = root.find(f"{ns}properties/{ns}kafka.version")
+    version = (node.text or "").strip() if node is not None else ""
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.\-]*", version):
+        raise BrokerError(f"{pom} has no usable kafka.version property", exit_code=_EXIT_CONFIG)
+    return version
+
+
+def default_cache_root() -> Path:
+    """The dir holding ``kafka-<version>/lib``: ``$VIGIL_KAFKA_CACHE`` or ``~/.cache/vigil``."""
+    override = os.environ.get("VIGIL_KAFKA_CACHE")
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "vigil"
+
+
+def resolve_jars(pom: Path | None = None, cache_root: Path | None = None) -> Path:
+    """Download the broker's jars once and return the dir holding them.
+
+    The jars go to ``<cache_root>/kafka-<version>/lib``. Maven writes into a temp dir that is
+    renamed into place only after it succeeded, and a marker records the pom it came from, so
+    a killed download never leaves a half cache and a changed pom is resolved anew. A file
+    lock serialises concurrent callers.
+
+    Args:
+        pom: The pom to resolve (default: `find_pom`).
+        cache_root: Where the versioned cache dirs live (default: `default_cache_root`).
+
+    Raises:
+        BrokerError: Maven is missing or the resolution failed.
+    """
+    pom = pom or find_pom()
+    version = read_kafka_version(pom)
+    root = cache_root or default_cache_root()
+    final = root / f"kafka-{version}"
+    stamp = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if _is_resolved(final, stamp):
+        return final / "lib"
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / f"kafka-{version}.lock"):
+        if _is_resolved(final, stamp):  # another process resolved it while we waited
+            return final / "lib"
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(_MAVEN_HINT, exit_code=_EXIT_CONFIG)
+        staging = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=root))
+        try:
+            cmd = [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging / 'lib'}",
+                "-DincludeScope=runtime",
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0 or not any((staging / "lib").glob("kafka_*.jar")):
+                tail = _last_lines(done.stdout + done.stderr, 20)
+                raise BrokerError(
+                    f"resolving the Kafka {version} jars with Maven failed "
+                    f"(exit {done.returncode}):\n{tail}"
+                )
+            (staging / _RESOLVED_MARKER).write_text(stamp + "\n")
+            if final.exists():  # stale: an older pom, or a copy made before the marker existed
+                old = final.with_name(f".{final.name}-stale-{os.getpid()}")
+                final.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+            staging.rename(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final / "lib"
+
+
+def _is_resolved(final: Path, stamp: str) -> bool:
+    marker = final / _RESOLVED_MARKER
+    with contextlib.suppress(OSError):
+        return marker.read_text().strip() == stamp and (final / "lib").is_dir()
+    return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def find_java() -> str:
+    """Return the ``java`` to run: ``$JAVA_HOME/bin/java`` if present, else the one on PATH.
+
+    Raises:
+        BrokerError: No java, or one older than Java 17.
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    java = None
+    if java_home and os.access(Path(java_home) / "bin" / "java", os.X_OK):
+        java = str(Path(java_home) / "bin" / "java")
+    java = java or shutil.which("java")
+    if java is None:
+        raise BrokerError(_JAVA_HINT, exit_code=_EXIT_CONFIG)
+    try:
+        done = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(
+            f"{_JAVA_HINT} ({java} did not run: {exc})", exit_code=_EXIT_CONFIG
+        ) from exc
+    major = parse_java_major(done.stderr + done.stdout)
+    if major is not None and major < MIN_JAVA_VERSION:
+        raise BrokerError(f"{_JAVA_HINT} ({java} is Java {major})", exit_code=_EXIT_CONFIG)
+    return java
+
+
+def parse_java_major(version_output: str) -> int | None:
+    """Return the major version from ``java -version`` output, or None if there is none.
+
+    >>> parse_java_major('openjdk version "17.0.15" 2025-04-15')
+    17
+    >>> parse_java_major('java version "1.8.0_402"')
+    8
+    """
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
+    """Return a KRaft combined-mode ``server.properties`` for one node on 127.0.0.1.
+
+    The quorum is static (``controller.quorum.voters``), so a restart may pick another
+    controller port on the same data dir. Internal topics get one partition and replication
+    factor 1, which keeps a fresh broker's first consumer group fast.
+
+    >>> text = render_server_properties(port=9092, controller_port=9093, data_dir=Path("/d"))
+    >>> "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in text
+    True
+    """
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "auto.create.topics.enable": "true",
+        "group.initial.rebalance.delay.ms": "0",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.num.partitions": "1",
+    }
+    lines = ["# Written by vigil (stream/broker.py) at each start: edits are overwritten."]
+    lines += [f"{key}={value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_log4j2_config(data_dir: Path) -> str:
+    """Return a log4j2 config: INFO to ``<data_dir>/server.log``, only ERROR to stdout.
+
+    The broker's stdout goes to ``broker.out``, so that file stays short and holds the errors
+    that explain a failed start.
+    """
+    log_file = _xml_attr(str(data_dir / _SERVER_LOG))
+    pattern = _xml_attr(str(data_dir / _SERVER_LOG) + ".%i")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by vigil (stream/broker.py) at each start: edits are overwritten. -->
+<Configuration status="WARN" shutdownHook="disable">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <ThresholdFilter level="ERROR" onMatch="ACCEPT" onMismatch="DENY"/>
+    </Console>
+    <RollingFile name="file" fileName="{log_file}" filePattern="{pattern}">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <SizeBasedTriggeringPolicy size="50 MB"/>
+      <DefaultRolloverStrategy max="2"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="kafka.authorizer.logger" level="WARN"/>
+    <Root level="INFO">
+      <AppenderRef ref="stdout"/>
+      <AppenderRef ref="file"/>
+    </Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def _xml_attr(value: str) -> str:
+    return (
+        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    )
+
+
+def random_cluster_id() -> str:
+    """Return a random Kafka cluster id: a uuid4 as 22 chars of unpadded base64url.
+
+    Like Kafka's own ``Uuid.randomUuid``, it never starts with ``-`` (a CLI option lookalike).
+
+    >>> len(random_cluster_id())
+    22
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+# --------------------------------------------------------------------------- ports and processes
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind 127.0.0.1:port now (as the JVM does, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _accepts_connections(port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((_HOST, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a pid is a live process (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    state = stat.rsplit(")", 1)[-1].split()[0]  # the comm field may hold spaces and ')'
+    return state not in ("Z", "X")
+
+
+def _is_our_broker(pid: int, props: Path) -> bool:
+    """Whether a live pid is a Kafka JVM started with this data dir's server.properties."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid file
+    return _MAIN_CLASS.encode() in argv and str(props).encode() in argv
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.rstrip().splitlines()[-count:])
+
+
+def _tail(path: Path, count: int = 20) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            return _last_lines(handle.read().decode(errors="replace"), count)
+    except OSError:
+        return ""
+
+
+def _die_with_parent_preexec() -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent thread dies."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+_SpawnRequest = tuple[Callable[[], "subprocess.Popen[bytes]"], "queue.Queue[Any]"]
+_spawner_lock = threading.Lock()
+_spawner_queue: queue.Queue[_SpawnRequest] | None = None
+
+
+def _spawn_from_long_lived_thread(
+    spawn: Callable[[], subprocess.Popen[bytes]],
+) -> subprocess.Popen[bytes]:
+    """Run ``spawn`` on a thread that lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the process.
+    The main thread lives as long as the process, so it forks directly; any other caller (say a
+    worker thread of ``asyncio.to_thread``) hands the fork to one daemon thread kept for this.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return spawn()
+    global _spawner_queue
+    with _spawner_lock:
+        if _spawner_queue is None:
+            _spawner_queue = queue.Queue()
+            threading.Thread(
+                target=_spawner_loop,
+                args=(_spawner_queue,),
+                name="vigil-broker-spawner",
+                daemon=True,
+            ).start()
+        requests = _spawner_queue
+    reply: queue.Queue[Any] = queue.Queue()
+    requests.put((spawn, reply))
+    result = reply.get()
+    if isinstance(result, BaseException):
+        raise result
+    proc: subprocess.Popen[bytes] = result
+    return proc
+
+
+def _spawner_loop(requests: queue.Queue[_SpawnRequest]) -> None:
+    while True:
+        spawn, reply = requests.get()
+        try:
+            reply.put(spawn())
+        except BaseException as exc:  # handed back to the caller, which raises it
+            reply.put(exc)
+
+
+async def _probe_metadata(bootstrap: str, timeout_s: float) -> bool:
+    """Whether the broker answers a metadata request and lists itself as a live broker."""
+    from aiokafka.admin import AIOKafkaAdminClient  # heavy import, only needed here
+
+    timeout_ms = max(1000, int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="vigil-broker-probe", request_timeout_ms=timeout_ms
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def _answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """Run `_probe_metadata` to completion, off the caller's event loop if it has one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_probe_metadata(bootstrap, timeout_s))
+    result: list[bool] = [False]
+
+    def run() -> None:
+        result[0] = asyncio.run(_probe_metadata(bootstrap, timeout_s))
+
+    worker = threading.Thread(target=run, name="vigil-broker-probe", daemon=True)
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+class LocalBroker:
+    """One single-node Kafka broker with its own data dir on this machine.
+
+    The data dir holds everything: ``server.properties``, ``log4j2.xml``, the Kafka logs under
+    ``logs/``, ``server.log``, the JVM's stdout/stderr in ``broker.out`` and ``broker.pid``
+    (JSON with pid and port) while it runs. State lives on disk, so another process (the CLI's
+    ``stop``) can find and stop a broker this one started.
+
+    Args:
+        port: The PLAINTEXT port on 127.0.0.1.
+        data_dir: The data dir (default ``~/.cache/vigil/broker-<port>``).
+        pom: The pom listing the broker's jars (default: `find_pom`).
+        cache_root: Where resolved jars are cached (default: `default_cache_root`).
+    """
+
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        pom: Path | None = None,
+        cache_root: Path | None = None,
+    ) -> None:
+        self._port = port
+        self._data_dir = self._pick_data_dir(port, data_dir)
+        self._pom = pom
+        self._cache_root = cache_root
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _pick_data_dir(port: int, data_dir: str | os.PathLike[str] | None) -> Path:
+        if data_dir is not None:
+            return Path(data_dir).expanduser().resolve()
+        return Path.home() / ".cache" / "vigil" / f"broker-{port}"
+
+    @property
+    def port(self) -> int:
+        """The PLAINTEXT port."""
+        return self._port
+
+    @property
+    def data_dir(self) -> Path:
+        """The data dir."""
+        return self._data_dir
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap address, ``127.0.0.1:<port>``."""
+        return f"{_HOST}:{self._port}"
+
+    @property
+    def pid_file(self) -> Path:
+        """The pid file, present while a broker started from this data dir runs."""
+        return self._data_dir / _PID_FILE
+
+    def start(
+        self,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        owned: bool = False,
+        *,
+        timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    ) -> str:
+        """Start the broker, or find it already running, and wait until it serves metadata.
+
+        Args:
+            port: The PLAINTEXT port (default: the constructor's); rebinds this object.
+            data_dir: The data dir (default: the constructor's, or the default for a new
+                ``port``); rebinds this object.
+            owned: Tie the JVM's life to this process: Linux sends it SIGTERM when the thread
+                that started it exits, even when the process is SIGKILLed. Calls from threads
+                other than the main one fork from a process-long helper thread, so that a short
+                worker thread ending does not stop the broker. When False the broker runs on
+                until `stop`, in its own session. A broker already running from this data dir
+                is reported as it is, and keeps the ownership it was started with.
+            timeout_s: How long to wait for the broker to answer.
+
+        Returns:
+            The bootstrap address, ``127.0.0.1:<port>``.
+
+        Raises:
+            BrokerError: Java, Maven or the pom is missing (``exit_code`` 2), the port is taken
+                by something else, or the broker exited or did not answer in time (1).
+        """
+        if port is not None and port != self._port:
+            self._port = port
+            self._data_dir = self._pick_data_dir(port, data_dir)
+        elif data_dir is not None:
+            self._data_dir = self._pick_data_dir(self._port, data_dir)
+
+        running = self.status()
+        if running.running:
+            if running.port != self._port:
+                raise BrokerError(
+                    f"a broker from {self._data_dir} already runs on port {running.port}, "
+                    f"not {self._port}: stop it first"
+                )
+            self._wait_ready(running.pid, timeout_s)
+            return self.bootstrap
+        if not port_is_free(self._port):
+            raise BrokerError(f"port {self._port} on {_HOST} is already in use by another process")
+
+        java = find_java()
+        lib = resolve_jars(self._pom, self._cache_root)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        controller_port = self._pick_controller_port()
+        props = self._data_dir / _PROPS_FILE
+        log4j2 = self._data_dir / _LOG4J2_FILE
+        _write_atomic(
+            props,
+            render_server_properties(
+                port=self._port, controller_port=controller_port, data_dir=self._data_dir
+            ),
+        )
+        _write_atomic(log4j2, render_log4j2_config(self._data_dir))
+        classpath = str(lib / "*")
+        log_opt = f"-Dlog4j2.configurationFile={log4j2}"
+        if not (self._data_dir / "logs" / "meta.properties").exists():
+            self._format_storage(java, classpath, log_opt, props)
+
+        cmd = [java, *_JVM_OPTS, log_opt, "-cp", classpath, _MAIN_CLASS, str(props)]
+        out_path = self._data_dir / _OUT_FILE
+        with out_path.open("wb") as out:
+            proc = self._launch(cmd, out, owned=owned)
+        self._proc = proc
+        _write_atomic(
+            self.pid_file,
+            json.dumps(
+                {
+                    "pid": proc.pid,
+                    "port": self._port,
+                    "controller_port": controller_port,
+                    "owned": owned,
+                    "data_dir": str(self._data_dir),
+                }
+            )
+            + "\n",
+        )
+        try:
+            self._wait_ready(proc.pid, timeout_s)
+        except BrokerError:
+            self.stop(timeout_s=10.0)
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Stop the broker: SIGTERM its process group, then SIGKILL after ``timeout_s``.
+
+        Does nothing (but tidy the pid file) when no broker from this data dir is running.
+        """
+        pid = self._read_pid_record()[0]
+        if pid is not None and self._is_ours(pid):
+            _signal_group(pid, signal.SIGTERM)
+            if not self._wait_gone(pid, timeout_s):
+                _signal_group(pid, signal.SIGKILL)
+                self._wait_gone(pid, 10.0)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1.0)
+            if self._proc.poll() is not None:
+                self._proc = None
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+
+    def status(self) -> BrokerStatus:
+        """Report whether a broker started from this data dir is running, its pid and port."""
+        pid, port = self._read_pid_record()
+        if pid is not None and self._is_ours(pid):
+            return BrokerStatus(True, pid, port or self._port, self._data_dir)
+        return BrokerStatus(False, None, self._port, self._data_dir)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _read_pid_record(self) -> tuple[int | None, int | None]:
+        try:
+            record = json.loads(self.pid_file.read_text())
+            return int(record["pid"]), int(record["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None, None
+
+    def _is_ours(self, pid: int) -> bool:
+        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
+            return False  # our child exited (reaped just now)
+        return _is_our_broker(pid, self._data_dir / _PROPS_FILE)
+
+    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._proc is not None and self._proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=0.1)
+            if not _pid_alive(pid):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def _pick_controller_port(self) -> int:
+        candidate = self._port + 1
+        if candidate <= 65535 and port_is_free(candidate):
+            return candidate
+        while True:
+            port = free_port()
+            if port != self._port:
+                return port
+
+    def _format_storage(self, java: str, classpath: str, log_opt: str, props: Path) -> None:
+        cmd = [java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format"]
+        cmd += ["--cluster-id", random_cluster_id(), "--config", str(props), "--ignore-formatted"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            raise BrokerError(
+                f"formatting the broker storage in {self._data_dir / 'logs'} failed "
+                f"(exit {done.returncode}):\n{_last_lines(done.stdout + done.stderr, 20)}"
+            )
+
+    def _launch(self, cmd: list[str], out: IO[bytes], *, owned: bool) -> subprocess.Popen[bytes]:
+        def spawn(preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self._data_dir,
+                start_new_session=True,  # Ctrl-C in the terminal does not reach the broker
+                preexec_fn=preexec,
+            )
+
+        try:
+            if not owned:
+                return spawn()
+            if not sys.platform.startswith("linux"):
+                raise BrokerError(
+                    "an owned broker needs Linux (prctl PR_SET_PDEATHSIG)", exit_code=_EXIT_CONFIG
+                )
+            preexec = _die_with_parent_preexec()
+            return _spawn_from_long_lived_thread(lambda: spawn(preexec))
+        except OSError as exc:
+            raise BrokerError(f"cannot start {cmd[0]}: {exc}") from exc
+
+    def _wait_ready(self, pid: int | None, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if pid is not None and not self._is_ours(pid):
+                raise BrokerError(self._failure("exited before it was ready"))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerError(self._failure(f"did not answer within {timeout_s:g} s"))
+            if _accepts_connections(self._port) and _answers_metadata(
+                self.bootstrap, min(5.0, max(1.0, remaining))
+            ):
+                return
+            time.sleep(0.25)
+
+    def _failure(self, what: str) -> str:
+        lines = _tail(self._data_dir / _OUT_FILE)
+        source = _OUT_FILE
+        if not lines:
+            lines, source = _tail(self._data_dir / _SERVER_LOG), _SERVER_LOG
+        detail = f"\nlast lines of {self._data_dir / source}:\n{lines}" if lines else ""
+        return f"the Kafka broker on {self.bootstrap} {what}{detail}"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)  # the JVM leads its own session and process group
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil broker", description="Run a local single-node Kafka broker (KRaft)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port")
+        sub.add_argument(
+            "--data", type=Path, default=None, help="data dir (default ~/.cache/vigil/broker-PORT)"
+        )
+        return sub
+
+    start = add("start", "start a detached broker and print its bootstrap address")
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_START_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the broker to answer",
+    )
+    add("stop", "stop the broker (a no-op if it is not running)")
+    add("status", "exit 0 if the broker runs, 1 if not")
+    return parser
+
+
+def broker_main(argv: list[str]) -> int:
+    """Run ``vigil broker start|stop|status``; return the exit code.
+
+    ``start`` prints the bootstrap address on stdout. Errors print ``vigil broker: <message>``
+    on stderr and exit 2 (missing tools or configuration) or 1 (the broker failed to start).
+    """
+    args = _build_parser().parse_args(argv)
+    broker = LocalBroker(port=args.port, data_dir=args.data)
+    try:
+        if args.command == "start":
+            print(broker.start(timeout_s=args.timeout))
+            return 0
+        if args.command == "stop":
+            broker.stop()
+            print(f"stopped (port {broker.port}, data {broker.data_dir})")
+            return 0
+        state = broker.status()
+        print(state.describe())
+        return 0 if state.running else _EXIT_FAILED
+    except BrokerError as exc:
+        print(f"vigil broker: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -1,0 +1,208 @@
+"""The ``vigil`` command: parses flags, builds Settings, calls the run functions.
+
+Every :class:`~stream.settings.Settings` field is a flag of every command that takes settings
+(``--http-port`` for ``http_port``), documented by the field's description. Bad configuration
+exits with status 2 and one readable line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stream.settings import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _field_type(annotation: Any) -> Any:
+    """The scalar type behind ``X | None`` and ``Literal[...]`` annotations."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return _field_type(next(a for a in args if a is not type(None)))
+    if typing.get_origin(annotation) is typing.Literal:
+        return str
+    return annotation
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "settings", "each also read from VIGIL_<NAME> and the --config TOML file"
+    )
+    group.add_argument("--config", type=Path, help="TOML file of settings (or VIGIL_CONFIG).")
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind = _field_type(info.annotation)
+        env = f"VIGIL_{name.upper()}"
+        help_text = f"{info.description} [{env}; default: {info.default}]"
+        choices = (
+            typing.get_args(info.annotation)
+            if typing.get_origin(info.annotation) is typing.Literal
+            else None
+        )
+        if kind is bool:
+            group.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            # Values stay text here: pydantic validates and reports them like env values.
+            group.add_argument(
+                flag, dest=name, default=None, metavar=name.upper(), choices=choices, help=help_text
+            )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
+    config = args.config
+    if config is None:
+        import os
+
+        env_config = os.environ.get("VIGIL_CONFIG")
+        config = Path(env_config) if env_config else None
+    return load_settings(overrides, config)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="vigil", description="Streaming anomaly and incident-risk detection.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    detect = commands.add_parser("detect", help="Run the detector service.")
+    _add_settings_flags(detect)
+
+    replay = commands.add_parser("replay", help="Replay a JSONL file offline, alerts out.")
+    replay.add_argument("file", type=Path, help="JSONL file of events ('-' for stdin).")
+    replay.add_argument("--out", type=Path, help="Write Alert JSONL here (default: stdout).")
+    _add_settings_flags(replay)
+
+    simulate = commands.add_parser("simulate", help="Publish simulated metric events.")
+    _add_simulation_flags(simulate)
+    simulate.add_argument("--labels", type=Path, help="Write injected anomalies as JSONL here.")
+    _add_settings_flags(simulate)
+
+    demo = commands.add_parser("demo", help="Broker, simulator and detector, in one command.")
+    demo.add_argument("--bootstrap", help="Use this Kafka instead of starting a local broker.")
+    demo.add_argument("--port", type=int, default=9092, help="Local broker port.")
+    demo.add_argument("--duration", type=float, help="Stop after this many seconds.")
+    _add_simulation_flags(demo, default_rate=200.0, default_count=None)
+    _add_settings_flags(demo)
+
+    bench = commands.add_parser("bench", help="Measure throughput and latency.")
+    bench.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    bench.add_argument("--events", type=int, default=100_000, help="Events per offline run.")
+    bench.add_argument(
+        "--kafka-events", type=int, default=100_000, help="Events for the Kafka throughput run."
+    )
+    bench.add_argument(
+        "--latency-rate", type=float, default=2000.0, help="Events/s for the latency run."
+    )
+    bench.add_argument(
+        "--latency-seconds", type=float, default=30.0, help="Length of the latency run."
+    )
+    bench.add_argument("--skip-kafka", action="store_true", help="Offline figures only.")
+    bench.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
+    _add_settings_flags(bench)
+
+    broker = commands.add_parser(
+        "broker", help="The local development Kafka broker.", add_help=False
+    )
+    broker.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _add_simulation_flags(
+    parser: argparse.ArgumentParser,
+    default_rate: float | None = 1000.0,
+    default_count: int | None = 20_000,
+) -> None:
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=default_rate,
+        help="Events per second (0: as fast as possible).",
+    )
+    parser.add_argument(
+        "--count", type=int, default=default_count, help="How many events (default: until stopped)."
+    )
+    parser.add_argument("--services", type=int, default=5, help="How many services.")
+    parser.add_argument(
+        "--anomaly-rate",
+        type=float,
+        default=0.005,
+        help="Share of events with an injected anomaly.",
+    )
+    parser.add_argument("--sim-seed", type=int, default=7, help="Simulator seed.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vigil`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["broker"]:
+        from stream.broker import broker_main
+
+        return broker_main(argv[1:])
+    args = _build_parser().parse_args(argv)
+    try:
+        settings = _settings_from(args)
+    except ConfigError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
+    runners: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "detect": _run_detect,
+        "replay": _run_replay,
+        "simulate": _run_simulate,
+        "demo": _run_demo,
+        "bench": _run_bench,
+    }
+    try:
+        return runners[args.command](args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.consumer import run_detector
+    from stream.telemetry import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(run_detector(settings))
+
+
+def _run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.replay import run_replay
+
+    return run_replay(args.file, args.out, settings)
+
+
+def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.simulate import run_simulate
+
+    return asyncio.run(run_simulate(args, settings))
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.bench import run_bench
+
+    return run_bench(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

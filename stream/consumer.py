@@ -1,0 +1,353 @@
+"""The detector: consume metric events, score and learn, publish alerts, commit after acks.
+
+Each fetched batch is processed in full, its alerts and dead letters are sent, and only when
+the broker has acknowledged every one of them are the batch's offsets committed. A crash at
+any point therefore re-delivers events whose output was not acknowledged (at-least-once), and
+the deterministic ``alert_id`` lets consumers drop the duplicates that re-delivery can cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import CollectorRegistry
+
+from stream.codec import DecodeError, dead_letter, decode
+from stream.http import HttpServer, ScoreResult, create_app
+from stream.pipeline import Clock, MetricPipeline, utc_now
+from stream.publisher import Ack, Publisher
+from stream.schemas import Evidence, MetricEvent
+from stream.settings import Settings
+from stream.telemetry import DetectorMetrics
+from stream.topics import TopicSpec, ensure_topics
+
+__all__ = ["Detector", "topic_specs"]
+
+log = structlog.get_logger(__name__)
+
+_LAG_REFRESH_S = 1.0
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics a detector reads and writes, as created when missing."""
+    partitions, replication = settings.topic_partitions, settings.topic_replication_factor
+    return [
+        TopicSpec(settings.topic_metrics, partitions, replication),
+        TopicSpec(settings.topic_alerts, partitions, replication),
+        TopicSpec(settings.topic_dlq, partitions, replication),
+        TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
+    ]
+
+
+class Detector:
+    """One detector process: a consumer-group member with its models, producer and HTTP API.
+
+    Args:
+        settings: The configuration.
+        registry: The Prometheus registry to register metrics on (a fresh one if omitted).
+        clock: The time stamped on alerts (inject a fixed clock in tests).
+        serve_http: Whether to serve the HTTP API.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Clock = utc_now,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = DetectorMetrics(self.registry, [settings.topic_metrics])
+        self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
+        self._clock = clock
+        self._publisher = Publisher(
+            settings.bootstrap_servers,
+            alerts_topic=settings.topic_alerts,
+            dlq_topic=settings.topic_dlq,
+            client_id=f"{settings.client_id}-producer",
+        )
+        self._consumer: AIOKafkaConsumer | None = None
+        self._http = (
+            HttpServer(create_app(self), settings.http_host, settings.http_port)
+            if serve_http
+            else None
+        )
+        self.counts: collections.Counter[str] = collections.Counter()
+        """Running totals of this process: consumed, scored, dead_lettered, alerts."""
+        self._stop_requested = asyncio.Event()
+        self._positions: dict[TopicPartition, int] = {}
+        self._lag_refreshed_at = 0.0
+        self._polled = False
+        self._started = False
+        self.metrics.model_info.labels(
+            name=self.pipeline.model_name,
+            engine=self.pipeline.engine,
+            version=self.pipeline.config_id,
+        ).set(1)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create missing topics, connect, join the group and serve HTTP."""
+        if self._started:
+            return
+        settings = self.settings
+        if settings.create_topics:
+            await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+        await self._publisher.start()
+        self._consumer = AIOKafkaConsumer(
+            settings.topic_metrics,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            client_id=f"{settings.client_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset=settings.auto_offset_reset,
+            max_partition_fetch_bytes=4 * 1_048_576,
+        )
+        await self._consumer.start()
+        if self._http is not None:
+            await self._http.start()
+        self._started = True
+        log.info(
+            "detector_started",
+            group_id=settings.group_id,
+            topic=settings.topic_metrics,
+            http_port=self.http_port,
+        )
+
+    async def stop(self) -> None:
+        """Leave the group and disconnect; safe to call twice."""
+        if not self._started:
+            return
+        self._started = False
+        self._stop_requested.set()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        await self._publisher.stop()
+        if self._http is not None:
+            await self._http.stop()
+        log.info("detector_stopped")
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand (signal-handler safe)."""
+        self._stop_requested.set()
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP API is bound to, if serving."""
+        return self._http.port if self._http is not None and self._started else None
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop`; each batch is committed after its acks."""
+        while not self._stop_requested.is_set():
+            await self.step()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def step(self) -> int:
+        """Fetch, process and commit one batch; returns the number of records processed."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("Detector.start() must be awaited first")
+        batches = await consumer.getmany(
+            timeout_ms=int(self.settings.batch_wait_s * 1000), max_records=self.settings.max_batch
+        )
+        self._polled = True
+        count = sum(len(records) for records in batches.values())
+        if count:
+            self.metrics.batch_size.observe(count)
+            pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    pending.extend(await self._handle(record))
+                offsets[tp] = records[-1].offset + 1
+            await self._await_acks(pending)
+            await self._commit(offsets)
+        self._refresh_lag()
+        return count
+
+    async def _handle(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
+        """Process one record; return the acks to await (alert ack carries its record)."""
+        self.metrics.events_consumed.labels(topic=record.topic).inc()
+        self.counts["consumed"] += 1
+        try:
+            event = decode(record.value, MetricEvent)
+            if isinstance(event, DecodeError):
+                return [(await self._dead_letter(record, event), None)]
+            started = time.perf_counter()
+            outcome = self.pipeline.process(
+                event,
+                Evidence(topic=record.topic, partition=record.partition, offset=record.offset),
+            )
+            self.metrics.scoring_latency.labels(source="metrics").observe(
+                time.perf_counter() - started
+            )
+        except Exception as exc:  # per-message work must never stop the loop
+            log.exception(
+                "message_failed",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            error = DecodeError("unexpected", f"{type(exc).__name__}: {exc}")
+            return [(await self._dead_letter(record, error), None)]
+        self.metrics.events_scored.labels(source="metrics").inc()
+        self.counts["scored"] += 1
+        verdict = outcome.verdict
+        if verdict.missing_features:
+            self.metrics.missing_features.labels(source="metrics").inc(
+                len(verdict.missing_features)
+            )
+        if verdict.candidate_started:
+            self.metrics.feature_set_changes.labels(source="metrics").inc()
+            log.info("feature_set_grew", service=outcome.service, new=list(verdict.new_features))
+        if verdict.suppressed:
+            self.metrics.alerts_suppressed.labels(kind="anomaly", source="metrics").inc()
+        if outcome.alert is None:
+            return []
+        ack = await self._publisher.send_alert(outcome.alert)
+        self.counts["alerts"] += 1
+        self.metrics.alerts.labels(
+            kind="anomaly", source="metrics", severity=outcome.alert.severity
+        ).inc()
+        log.info(
+            "alert_published",
+            service=outcome.service,
+            score=outcome.alert.score,
+            alert_id=outcome.alert.alert_id,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        return [(ack, record)]
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: DecodeError) -> Ack:
+        self.metrics.dead_lettered.labels(topic=record.topic, reason=error.reason).inc()
+        self.counts["dead_lettered"] += 1
+        log.warning(
+            "message_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=error.reason,
+            error=error.detail[:200],
+        )
+        letter = dead_letter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            error=error,
+            failed_at=self._clock(),
+        )
+        return await self._publisher.send_dead_letter(letter, record.key)
+
+    async def _await_acks(
+        self, pending: Sequence[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]
+    ) -> None:
+        if not pending:
+            return
+        try:
+            await asyncio.gather(*(ack for ack, _ in pending))
+        except Exception:
+            self.metrics.kafka_errors.labels(operation="produce").inc()
+            raise
+        acked_at = time.time()
+        histogram = self.metrics.event_to_alert_latency.labels(source="metrics")
+        for _, record in pending:
+            if record is not None:
+                histogram.observe(max(0.0, acked_at - record.timestamp / 1000.0))
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner re-reads from the last commit.
+            self.metrics.kafka_errors.labels(operation="commit").inc()
+            log.warning("commit_failed", error=str(exc))
+            return
+        self._positions.update(offsets)
+        self.metrics.commits.inc()
+        self.metrics.models_held.labels(source="metrics").set(len(self.pipeline))
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if self._consumer is None or now - self._lag_refreshed_at < _LAG_REFRESH_S:
+            return
+        self._lag_refreshed_at = now
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if highwater is None or position is None:
+                continue
+            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+
+    # -- the HTTP view -----------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Consuming (joined and polled at least once) with models available."""
+        return self._started and self._polled
+
+    def describe_models(self) -> dict[str, Any]:
+        """Models, versions and thresholds for ``GET /models``."""
+        return {"metrics": self.pipeline.describe()}
+
+    def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
+        """Score events without learning (``POST /score``)."""
+        results = []
+        for event in events:
+            outcome = self.pipeline.process(
+                event, Evidence(topic="http", partition=0, offset=0), learn=False
+            )
+            results.append(
+                ScoreResult(
+                    service=event.service,
+                    score=outcome.verdict.score,
+                    threshold=outcome.verdict.threshold,
+                    warming_up=outcome.verdict.warming_up,
+                    would_alert=outcome.alert is not None,
+                    alert=outcome.alert,
+                )
+            )
+        return results
+
+
+async def run_detector(settings: Settings) -> int:
+    """``vigil detect``: run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
+    import signal
+
+    from aiokafka.errors import KafkaError
+
+    detector = Detector(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, detector.request_stop)
+    try:
+        await detector.start()
+        await detector.run()
+    except KafkaError as exc:
+        log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))
+        return 1
+    except OSError as exc:
+        log.error("detector_failed", error=str(exc))
+        return 1
+    finally:
+        await detector.stop()
+    return 0

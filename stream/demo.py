@@ -1,0 +1,190 @@
+"""``vigil demo``: a local Kafka broker, the simulated log-processor and the detector, live.
+
+Alerts are read back from the alerts topic, as an alerting system would see them, and matched
+against the anomalies the simulator injected, so the summary says what was caught and missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from stream.broker import BrokerError, LocalBroker
+from stream.consumer import Detector, topic_specs
+from stream.schemas import Alert
+from stream.settings import Settings
+from stream.simulate import InjectedAnomaly, MetricSimulator, SimulatedEvent, publish
+from stream.telemetry import configure_logging
+from stream.topics import ensure_topics
+
+__all__ = ["DemoSummary", "run_demo"]
+
+log = structlog.get_logger(__name__)
+
+_PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class DemoSummary:
+    """What the demo saw, for the closing summary."""
+
+    events_sent: int = 0
+    events_scored: int = 0
+    alerts: int = 0
+    injected: dict[tuple[str, datetime], InjectedAnomaly] = field(default_factory=dict)
+    caught: set[tuple[str, datetime]] = field(default_factory=set)
+
+    def render(self) -> str:
+        missed = len(self.injected) - len(self.caught)
+        precision = len(self.caught) / self.alerts if self.alerts else 0.0
+        return (
+            f"summary: events_sent={self.events_sent} events_scored={self.events_scored} "
+            f"alerts={self.alerts} injected_anomalies={len(self.injected)} "
+            f"caught={len(self.caught)} missed={missed} precision={precision:.2f}"
+        )
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the demo until ``--duration`` passes or Ctrl-C; print a summary. Returns exit code."""
+    configure_logging("WARNING", settings.log_format)
+    try:
+        return asyncio.run(_demo(args, settings))
+    except BrokerError as exc:
+        print(f"vigil demo: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    broker: LocalBroker | None = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = LocalBroker(port=args.port)
+        _say(f"starting a local Kafka broker on 127.0.0.1:{args.port} (first run downloads it)")
+        bootstrap = await asyncio.to_thread(broker.start, owned=True)
+    _say(f"Kafka at {bootstrap}")
+    settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+    summary = DemoSummary()
+    try:
+        await ensure_topics(bootstrap, topic_specs(settings))
+        await _run_parts(args, settings, summary, stop)
+    finally:
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+    print(summary.render(), flush=True)
+    return 0
+
+
+async def _run_parts(
+    args: argparse.Namespace, settings: Settings, summary: DemoSummary, stop: asyncio.Event
+) -> None:
+    detector = Detector(settings)
+    await detector.start()
+    _say(f"detector consuming {settings.topic_metrics}; HTTP on port {detector.http_port}")
+    alerts = AIOKafkaConsumer(
+        settings.topic_alerts,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await alerts.start()
+    await producer.start()
+    sim = MetricSimulator(
+        services=args.services,
+        anomaly_rate=args.anomaly_rate,
+        seed=args.sim_seed,
+        start=datetime.now(UTC).replace(microsecond=0),
+    )
+
+    def tracked(events: Iterator[SimulatedEvent]) -> Iterator[SimulatedEvent]:
+        for event in events:
+            if event.anomaly is not None:
+                summary.injected[(event.anomaly.service, event.anomaly.ts)] = event.anomaly
+            summary.events_sent += 1
+            yield event
+
+    count = args.count if args.count is not None else 2**62
+    tasks = [
+        asyncio.create_task(detector.run(), name="detector"),
+        asyncio.create_task(
+            publish(
+                producer,
+                settings.topic_metrics,
+                tracked(sim.events(count)),
+                rate=args.rate or None,
+                stop=stop,
+            ),
+            name="simulator",
+        ),
+        asyncio.create_task(_print_alerts(alerts, summary), name="alerts"),
+        asyncio.create_task(_progress(detector, summary), name="progress"),
+    ]
+    try:
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait(
+            [waiter, tasks[0]], timeout=args.duration, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        stop.set()
+        await asyncio.sleep(1.0)  # let the last alerts arrive
+    finally:
+        detector.request_stop()
+        for task in tasks[1:]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        summary.events_scored = detector.counts["scored"]
+        await detector.stop()
+        await alerts.stop()
+        await producer.stop()
+
+
+async def _print_alerts(alerts: AIOKafkaConsumer, summary: DemoSummary) -> None:
+    async for record in alerts:
+        alert = Alert.model_validate(orjson.loads(record.value))
+        summary.alerts += 1
+        key = (alert.service, alert.event_ts)
+        verdict = "injected" if key in summary.injected else "not injected"
+        if key in summary.injected:
+            summary.caught.add(key)
+        top = ", ".join(
+            f"{f.name}={f.value:g} (baseline {f.baseline:g}, {f.contribution:.0%})"
+            for f in alert.explanation.top_features
+        )
+        _say(
+            f"ALERT {alert.severity:<8} {alert.service} score={alert.score:.3f} "
+            f"threshold={alert.threshold:.3f} [{verdict}] {top}"
+        )
+
+
+async def _progress(detector: Detector, summary: DemoSummary) -> None:
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(_PROGRESS_EVERY_S)
+        scored = detector.counts["scored"]
+        elapsed = time.monotonic() - started
+        _say(
+            f"progress: {elapsed:.0f}s sent={summary.events_sent} scored={scored} "
+            f"({scored / elapsed:.0f}/s) alerts={summary.alerts} "
+            f"caught={len(summary.caught)}/{len(summary.injected)}"
+        )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

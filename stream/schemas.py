@@ -1,0 +1,192 @@
+"""The messages of Vigil's external contract (``shared/CONTRACT.md``), as pydantic models.
+
+Unknown fields are ignored, never fatal. Timestamps are RFC 3339 strings or epoch
+milliseconds and are held as timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
+
+__all__ = [
+    "Alert",
+    "AlertModelInfo",
+    "DeadLetter",
+    "Evidence",
+    "Explanation",
+    "Feedback",
+    "IncidentEvent",
+    "LogEvent",
+    "MetricEvent",
+    "Timestamp",
+    "TopFeature",
+]
+
+
+def _parse_ts(value: object) -> object:
+    """Epoch milliseconds (int or float, not bool) become a UTC datetime; strings pass on."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("timestamp must be finite")
+        try:
+            return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"epoch milliseconds out of range: {value}") from exc
+    return value
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp needs a timezone (e.g. a trailing Z)")
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_ts), AfterValidator(_require_utc)]
+"""An event time: RFC 3339 with a timezone, or epoch milliseconds; held in UTC."""
+
+
+def _require_finite(metrics: dict[str, float]) -> dict[str, float]:
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise ValueError(f"metric {name!r} is not a finite number")
+    return metrics
+
+
+ServiceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MetricValue = StrictFloat | StrictInt
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MetricEvent(_Event):
+    """One sample of a service's telemetry."""
+
+    ts: Timestamp
+    service: ServiceName
+    metrics: Annotated[
+        dict[MetricName, MetricValue], Field(min_length=1), AfterValidator(_require_finite)
+    ]
+    region: str | None = None
+    host: str | None = None
+    deploy_recent: bool = False
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+
+_LEVEL_ALIASES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def _normalise_level(value: object) -> object:
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        return _LEVEL_ALIASES.get(upper, upper)
+    return value
+
+
+class LogEvent(_Event):
+    """One log line, already parsed by the log-processor."""
+
+    ts: Timestamp
+    service: ServiceName
+    level: Annotated[LogLevel, BeforeValidator(_normalise_level)]
+    message: str
+    host: str | None = None
+    trace_id: str | None = None
+
+
+class IncidentEvent(_Event):
+    """An incident opened or resolved for a service: a label for learning."""
+
+    ts: Timestamp
+    incident_id: Annotated[str, StringConstraints(min_length=1)]
+    service: ServiceName
+    status: Literal["opened", "resolved"]
+    severity: str | None = None
+
+
+class Feedback(_Event):
+    """An operator's verdict on an alert."""
+
+    ts: Timestamp
+    alert_id: Annotated[str, StringConstraints(min_length=1)]
+    verdict: Literal["true_positive", "false_positive"]
+    by: str | None = None
+
+
+class TopFeature(BaseModel):
+    """One feature's part in an alert."""
+
+    name: str
+    value: float
+    baseline: float
+    contribution: float
+
+
+class Explanation(BaseModel):
+    """Why an alert fired."""
+
+    top_features: list[TopFeature]
+    missing_features: list[str] = Field(default_factory=list)
+
+
+class AlertModelInfo(BaseModel):
+    """The model that raised an alert."""
+
+    name: str
+    version: str
+
+
+class Evidence(BaseModel):
+    """Where the event behind an alert is stored."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Alert(BaseModel):
+    """What alerting systems subscribe to on ``vigil.alerts``."""
+
+    alert_id: str
+    kind: Literal["anomaly", "incident_risk"]
+    source: Literal["metrics", "logs"]
+    service: str
+    event_ts: datetime
+    detected_at: datetime
+    score: float
+    threshold: float
+    severity: Literal["warning", "critical"]
+    model: AlertModelInfo
+    explanation: Explanation
+    evidence: Evidence
+
+
+class DeadLetter(BaseModel):
+    """A message Vigil could not process, with the original bytes and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    value_b64: str
+    reason: str
+    error: str
+    failed_at: datetime

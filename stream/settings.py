@@ -1,0 +1,148 @@
+"""Vigil's configuration: one frozen settings object.
+
+Precedence, highest first: command-line flags, ``VIGIL_*`` environment variables, an optional
+TOML file (``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every field becomes a
+``--flag`` of the commands that use it, documented by its description.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from models.anomaly import AnomalyConfig
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml", default=None)
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message is one readable line."""
+
+
+class Settings(BaseSettings):
+    """Everything a Vigil process can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    # Kafka connection
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    group_id: str = Field("vigil-detector", min_length=1, description="Consumer group id.")
+    client_id: str = Field("vigil", min_length=1, description="Kafka client id prefix.")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new consumer group starts reading."
+    )
+    # Topics
+    topic_metrics: str = Field("vigil.metrics", min_length=1, description="Metric events topic.")
+    topic_logs: str = Field("vigil.logs", min_length=1, description="Log events topic.")
+    topic_incidents: str = Field("vigil.incidents", min_length=1, description="Incidents topic.")
+    topic_feedback: str = Field("vigil.feedback", min_length=1, description="Feedback topic.")
+    topic_alerts: str = Field("vigil.alerts", min_length=1, description="Alerts topic.")
+    topic_dlq: str = Field("vigil.dlq", min_length=1, description="Dead-letter topic.")
+    topic_models: str = Field("vigil.models", min_length=1, description="Model versions topic.")
+    create_topics: bool = Field(True, description="Create missing topics at start-up.")
+    topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of new topics.")
+    topic_replication_factor: int = Field(
+        1, ge=1, le=10, description="Replication factor of new topics (3 in production)."
+    )
+    # Batching
+    max_batch: int = Field(2000, ge=1, le=100_000, description="Most records per fetch batch.")
+    batch_wait_s: float = Field(
+        0.02, gt=0, le=10, description="Longest wait for a fetch batch to fill, seconds."
+    )
+    # Anomaly model
+    anomaly_threshold: float | None = Field(
+        None, ge=0, le=1, description="Fixed anomaly threshold (overrides the adaptive one)."
+    )
+    anomaly_target_rate: float = Field(
+        0.001, gt=0, lt=1, description="Share of events that should alert per service."
+    )
+    warmup_events: int = Field(500, ge=0, description="Events per service before it may alert.")
+    cooldown_s: float = Field(
+        300.0, ge=0, description="Event-time seconds during which a service does not re-alert."
+    )
+    hst_trees: int = Field(10, ge=1, le=500, description="Half-Space Trees: number of trees.")
+    hst_height: int = Field(8, ge=1, le=20, description="Half-Space Trees: tree height.")
+    hst_window: int = Field(250, ge=10, description="Half-Space Trees: mass window size.")
+    seed: int = Field(42, description="Seed for the models' random splits.")
+    # HTTP and logging
+    http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log format: JSON, console, or console on a TTY (auto)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_path.get()
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if toml is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml),)
+        return sources
+
+    def anomaly_config(self) -> AnomalyConfig:
+        """The anomaly model's configuration."""
+        return AnomalyConfig(
+            n_trees=self.hst_trees,
+            height=self.hst_height,
+            window_size=self.hst_window,
+            seed=self.seed,
+            warmup_events=self.warmup_events,
+            target_alert_rate=self.anomaly_target_rate,
+            threshold_override=self.anomaly_threshold,
+            cooldown_s=self.cooldown_s,
+        )
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build settings from flags (``overrides``), the environment and an optional TOML file.
+
+    Raises:
+        ConfigError: with one readable line naming the bad setting.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    token = _toml_path.set(config_file)
+    try:
+        return Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except (ValueError, OSError) as exc:  # unreadable TOML or an env value that is not JSON
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        env = f"VIGIL_{name.upper()}"
+        got = error.get("input")
+        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        parts.append(f"{name} / {env}: {error['msg']}{shown}")
+    return "invalid configuration: " + "; ".join(parts)

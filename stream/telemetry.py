@@ -1,0 +1,217 @@
+"""Prometheus metrics (registered on a registry passed in) and structlog configuration."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream.codec import DECODE_REASONS
+
+__all__ = ["DetectorMetrics", "configure_logging"]
+
+_LATENCY_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_SCORING_BUCKETS_S = (
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.05,
+)
+SOURCES = ("metrics", "logs")
+KINDS = ("anomaly", "incident_risk")
+
+
+class DetectorMetrics:
+    """The detector's Prometheus metrics, labels pre-initialised.
+
+    Args:
+        registry: Where to register (tests pass a fresh one; nothing global is touched).
+        topics: The input topics (label values).
+    """
+
+    def __init__(self, registry: CollectorRegistry, topics: Iterable[str]) -> None:
+        topics = tuple(topics)
+        self.events_consumed = Counter(
+            "vigil_events_consumed_total",
+            "Events read from input topics.",
+            ["topic"],
+            registry=registry,
+        )
+        self.events_scored = Counter(
+            "vigil_events_scored_total",
+            "Events scored by a model.",
+            ["source"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "vigil_events_dead_lettered_total",
+            "Events sent to the dead-letter topic.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "vigil_alerts_total",
+            "Alerts published.",
+            ["kind", "source", "severity"],
+            registry=registry,
+        )
+        self.alerts_suppressed = Counter(
+            "vigil_alerts_suppressed_total",
+            "Anomalies not alerted because their service was in cooldown.",
+            ["kind", "source"],
+            registry=registry,
+        )
+        self.feature_set_changes = Counter(
+            "vigil_feature_set_changes_total",
+            "Times a service's feature set grew and a model over the new set started learning.",
+            ["source"],
+            registry=registry,
+        )
+        self.missing_features = Counter(
+            "vigil_missing_features_total",
+            "Known features absent from an event (imputed at their baseline).",
+            ["source"],
+            registry=registry,
+        )
+        self.scoring_latency = Histogram(
+            "vigil_scoring_latency_seconds",
+            "Time to score and learn one event.",
+            ["source"],
+            buckets=_SCORING_BUCKETS_S,
+            registry=registry,
+        )
+        self.event_to_alert_latency = Histogram(
+            "vigil_event_to_alert_latency_seconds",
+            "From an event's Kafka timestamp to the broker acknowledging its alert.",
+            ["source"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "vigil_batch_size_events",
+            "Records per fetched batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "vigil_consumer_lag_messages",
+            "Messages behind the partition's high watermark.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.models_held = Gauge(
+            "vigil_models_held",
+            "Per-service models held in memory.",
+            ["source"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "vigil_model_info",
+            "The model in use (value 1), by name, engine and version.",
+            ["name", "engine", "version"],
+            registry=registry,
+        )
+        self.commits = Counter(
+            "vigil_offset_commits_total",
+            "Offset commits after acknowledged output.",
+            registry=registry,
+        )
+        self.kafka_errors = Counter(
+            "vigil_kafka_errors_total",
+            "Kafka errors by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        for topic in topics:
+            self.events_consumed.labels(topic=topic)
+            for reason in DECODE_REASONS:
+                self.dead_lettered.labels(topic=topic, reason=reason)
+        for source in SOURCES:
+            self.events_scored.labels(source=source)
+            self.feature_set_changes.labels(source=source)
+            self.missing_features.labels(source=source)
+            self.scoring_latency.labels(source=source)
+            self.event_to_alert_latency.labels(source=source)
+            self.models_held.labels(source=source)
+            for kind in KINDS:
+                self.alerts_suppressed.labels(kind=kind, source=source)
+                for severity in ("warning", "critical"):
+                    self.alerts.labels(kind=kind, source=source, severity=severity)
+        for operation in ("fetch", "produce", "commit"):
+            self.kafka_errors.labels(operation=operation)
+
+
+def _decode_bytes(renderer: structlog.typing.Processor) -> structlog.typing.Processor:
+    """The stdlib formatter needs text; orjson renders bytes."""
+
+    def render(logger: Any, name: str, event: Any) -> Any:
+        out = renderer(logger, name, event)
+        return out.decode() if isinstance(out, bytes) else out
+
+    return render
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
+) -> None:
+    """Configure structlog: JSON lines (orjson) in production, a console renderer on a TTY."""
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: structlog.typing.Processor
+    if use_console:
+        renderer = structlog.dev.ConsoleRenderer()
+        factory: Any = structlog.PrintLoggerFactory(sys.stderr)
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # Libraries (aiokafka, uvicorn) log through the standard library: same format, same stream.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _decode_bytes(renderer),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.getLevelName(level), logging.WARNING))
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=factory,
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,63 @@
+"""Creating the topics Vigil needs, when they are missing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+__all__ = ["TopicSpec", "ensure_topics"]
+
+log = structlog.get_logger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic to create if missing."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: list[TopicSpec], client_id: str = "vigil-admin"
+) -> list[str]:
+    """Create the topics in ``specs`` that do not exist yet; return the names created.
+
+    Raises:
+        RuntimeError: a topic could not be created for a reason other than already existing.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    topic_configs=dict(s.configs),
+                )
+                for s in missing
+            ]
+        )
+        for topic_error in response.topic_errors:
+            name, code = topic_error[0], topic_error[1]
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                message = topic_error[2] if len(topic_error) > 2 else ""
+                raise RuntimeError(f"could not create topic {name}: error {code} {message}")
+        created = [s.name for s in missing]
+        log.info("topics_created", topics=created)
+        return created
+    finally:
+        await admin.close()
