@@ -27,7 +27,11 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 MAX_MESSAGE_BYTES: Final = 1_048_576
-"""Messages larger than this are dead-lettered unparsed (``too_large``)."""
+"""By default, messages larger than this are dead-lettered unparsed (``too_large``)."""
+
+MAX_DEAD_LETTER_BYTES: Final = 524_288
+"""At most this much of an original message is kept in its dead letter (base64 grows it by a
+third, and the dead letter must still fit Kafka's default 1 MiB message limit)."""
 
 DECODE_REASONS: Final = (
     "empty",
@@ -52,7 +56,9 @@ class DecodeError:
     detail: str
 
 
-def decode(raw: bytes | None, model: type[M]) -> M | DecodeError:
+def decode(
+    raw: bytes | None, model: type[M], max_bytes: int = MAX_MESSAGE_BYTES
+) -> M | DecodeError:
     """Parse JSON bytes into ``model``; never raises for bad input.
 
     Examples:
@@ -66,8 +72,8 @@ def decode(raw: bytes | None, model: type[M]) -> M | DecodeError:
     """
     if not raw:
         return DecodeError("empty", "message has no value")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        return DecodeError("too_large", f"message is {len(raw)} bytes (limit {MAX_MESSAGE_BYTES})")
+    if len(raw) > max_bytes:
+        return DecodeError("too_large", f"message is {len(raw)} bytes (limit {max_bytes})")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -118,13 +124,20 @@ def dead_letter(
     error: DecodeError,
     failed_at: datetime,
 ) -> DeadLetter:
-    """The dead letter for a message that failed: original bytes, where it was, and why."""
+    """The dead letter for a message that failed: original bytes, where it was, and why.
+
+    Originals over :data:`MAX_DEAD_LETTER_BYTES` are truncated (``value_truncated``), with
+    their full size in ``value_size``; the full message stays at its source offset.
+    """
+    value = value or b""
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
         key_b64=base64.b64encode(key).decode() if key is not None else None,
-        value_b64=base64.b64encode(value or b"").decode(),
+        value_b64=base64.b64encode(value[:MAX_DEAD_LETTER_BYTES]).decode(),
+        value_size=len(value),
+        value_truncated=len(value) > MAX_DEAD_LETTER_BYTES,
         reason=error.reason,
         error=error.detail,
         failed_at=failed_at,

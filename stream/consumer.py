@@ -185,7 +185,7 @@ class Detector:
         self.metrics.events_consumed.labels(topic=record.topic).inc()
         self.counts["consumed"] += 1
         try:
-            event = decode(record.value, MetricEvent)
+            event = decode(record.value, MetricEvent, self.settings.max_message_bytes)
             if isinstance(event, DecodeError):
                 return [(await self._dead_letter(record, event), None)]
             started = time.perf_counter()

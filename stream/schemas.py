@@ -187,6 +187,8 @@ class DeadLetter(BaseModel):
     offset: int
     key_b64: str | None
     value_b64: str
+    value_size: int
+    value_truncated: bool = False
     reason: str
     error: str
     failed_at: datetime

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(
         0.02, gt=0, le=10, description="Longest wait for a fetch batch to fill, seconds."
     )
+    max_message_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger input messages are dead-lettered as too_large."
+    )
     # Anomaly model
     anomaly_threshold: float | None = Field(
         None, ge=0, le=1, description="Fixed anomaly threshold (overrides the adaptive one)."

@@ -1,0 +1,29 @@
+"""Fixtures for tests against the real broker: each test gets its own topics and group."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from stream.settings import Settings, load_settings
+
+
+@pytest.fixture
+def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Settings:
+    """Settings with this test's own topics and group (``test_<name>_<uuid>``)."""
+    name = request.node.name.replace("[", "_").replace("]", "")[:40]
+    run = f"test_{name}_{uuid.uuid4().hex[:8]}"
+    return load_settings(
+        {
+            "bootstrap_servers": kafka_bootstrap,
+            "group_id": run,
+            "topic_metrics": f"{run}.metrics",
+            "topic_alerts": f"{run}.alerts",
+            "topic_dlq": f"{run}.dlq",
+            "topic_models": f"{run}.models",
+            "http_port": 0,
+            "http_host": "127.0.0.1",
+            "log_level": "WARNING",
+        }
+    )

@@ -1,0 +1,90 @@
+"""Malformed events go to the DLQ with a reason; the loop keeps consuming; counters match."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import orjson
+import pytest
+
+from stream.consumer import Detector
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from tests.integration.kafka_io import produce, read_all, run_until
+
+pytestmark = pytest.mark.integration
+
+MALFORMED: list[tuple[bytes, str]] = [
+    (b"", "empty"),
+    (b"{not json", "invalid_json"),
+    (b"\xff\xfe\x00garbage", "invalid_json"),
+    (b"[1, 2, 3]", "not_an_object"),
+    (b'{"ts": "2026-11-23T08:00:00Z", "metrics": {"cpu": 1}}', "missing_field"),
+    (b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "metrics": {"cpu": "hot"}}', "wrong_type"),
+    (b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "metrics": {"cpu": true}}', "wrong_type"),
+    (b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "metrics": {"cpu": 1e999}}', "non_finite"),
+    (b'{"ts": "yesterday", "service": "api", "metrics": {"cpu": 1}}', "bad_timestamp"),
+    (b'{"ts": "2026-11-23T08:00:00", "service": "api", "metrics": {"cpu": 1}}', "bad_timestamp"),
+    (b'{"ts": 0, "service": "", "metrics": {"cpu": 1}}', "invalid_value"),
+    (b'{"ts": 0, "service": "api", "metrics": {}}', "invalid_value"),
+    (b"x" * 300_000, "too_large"),
+]
+
+
+async def test_malformed_events_are_dead_lettered(test_settings: Settings) -> None:
+    good = [e.to_bytes() for e in MetricSimulator(services=2, seed=4).events(400)]
+    # Interleave: good, bad, good, bad, ... so the loop must keep going after each bad one.
+    messages: list[tuple[bytes | None, bytes]] = []
+    for i, (bad, _) in enumerate(MALFORMED):
+        messages.extend((b"svc", g) for g in good[i * 30 : (i + 1) * 30])
+        messages.append((f"bad-{i}".encode(), bad))
+    messages.extend((b"svc", g) for g in good[len(MALFORMED) * 30 :])
+
+    detector = Detector(
+        test_settings.model_copy(update={"max_batch": 50, "max_message_bytes": 200_000})
+    )
+    await detector.start()
+    try:
+        produced = await produce(
+            test_settings.bootstrap_servers, test_settings.topic_metrics, messages
+        )
+        await run_until(detector, lambda: detector.counts["consumed"] >= len(messages))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{detector.http_port}") as http:
+            metrics_text = (await http.get("/metrics")).text
+    finally:
+        await detector.stop()
+
+    assert detector.counts["scored"] == len(good)
+    assert detector.counts["dead_lettered"] == len(MALFORMED)
+    letters = {
+        (orjson.loads(r.value)["partition"], orjson.loads(r.value)["offset"]): (
+            r.key,
+            orjson.loads(r.value),
+        )
+        for r in await read_all(test_settings.bootstrap_servers, test_settings.topic_dlq)
+    }
+    assert len(letters) == len(MALFORMED)
+    bad_positions = [
+        p for p, (key, _) in zip(produced, messages, strict=True) if key and key.startswith(b"bad-")
+    ]
+    for position, (raw, reason) in zip(bad_positions, MALFORMED, strict=True):
+        key, letter = letters[(position.partition, position.offset)]
+        assert letter["reason"] == reason, letter
+        assert letter["error"]
+        assert letter["topic"] == test_settings.topic_metrics
+        assert letter["partition"] == position.partition
+        assert base64.b64decode(letter["value_b64"]) == raw
+        assert key is not None and key.startswith(b"bad-")
+
+    for reason in {r for _, r in MALFORMED}:
+        expected = sum(1 for _, r in MALFORMED if r == reason)
+        line = (
+            f'vigil_events_dead_lettered_total{{reason="{reason}",'
+            f'topic="{test_settings.topic_metrics}"}} {float(expected)}'
+        )
+        assert line in metrics_text
+    assert (
+        f'vigil_events_consumed_total{{topic="{test_settings.topic_metrics}"}} '
+        f"{float(len(messages))}"
+    ) in metrics_text

@@ -1,0 +1,71 @@
+"""Metric events in, explained anomaly alerts out, through the real broker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+import pytest
+
+from stream.consumer import Detector
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from tests.integration.kafka_io import committed_offsets, end_offsets, produce, read_all, run_until
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 20_000
+
+
+async def test_injected_anomalies_are_caught_and_explained(test_settings: Settings) -> None:
+    settings = test_settings.model_copy(update={"anomaly_target_rate": 0.005})
+    simulated = list(MetricSimulator(services=5, anomaly_rate=0.005, seed=21).events(EVENTS))
+    injected = {(e.anomaly.service, e.anomaly.ts): e.anomaly for e in simulated if e.anomaly}
+    detector = Detector(settings)
+    await detector.start()  # creates the topics
+    try:
+        await produce(
+            settings.bootstrap_servers,
+            settings.topic_metrics,
+            ((e.service.encode(), e.to_bytes()) for e in simulated),
+        )
+        await run_until(detector, lambda: detector.counts["scored"] >= EVENTS)
+        assert detector.counts["scored"] == EVENTS
+        assert detector.counts["dead_lettered"] == 0
+    finally:
+        await detector.stop()
+
+    alerts = [
+        orjson.loads(r.value)
+        for r in await read_all(settings.bootstrap_servers, settings.topic_alerts)
+    ]
+    assert len(alerts) == detector.counts["alerts"]
+    caught = {}
+    for alert in alerts:
+        key = (alert["service"], datetime.fromisoformat(alert["event_ts"]))
+        if key in injected:
+            caught[key] = alert
+    recall = len(caught) / len(injected)
+    precision = len(caught) / len(alerts)
+    print(
+        f"\ninjected={len(injected)} alerts={len(alerts)} caught={len(caught)} "
+        f"recall={recall:.3f} precision={precision:.3f}"
+    )
+    assert len(injected) >= 50
+    assert recall >= 0.7
+    assert precision >= 0.5
+    for key, alert in caught.items():
+        top = [f["name"] for f in alert["explanation"]["top_features"]]
+        assert top[0] in injected[key].metrics, (alert, injected[key])
+        first = alert["explanation"]["top_features"][0]
+        assert first["value"] != pytest.approx(first["baseline"], rel=0.05)
+    for alert in alerts:
+        assert alert["kind"] == "anomaly"
+        assert alert["model"]["name"] == "hst-metrics"
+        assert alert["evidence"]["topic"] == settings.topic_metrics
+        assert alert["score"] >= alert["threshold"]
+
+    # Every offset is committed, and only now that the alerts are acknowledged.
+    ends = await end_offsets(settings.bootstrap_servers, settings.topic_metrics)
+    committed = await committed_offsets(settings.bootstrap_servers, settings.group_id)
+    assert {tp: off for tp, off in ends.items() if off} == committed

@@ -1,0 +1,227 @@
+"""stream.codec and stream.schemas: malformed messages become DecodeErrors with a reason."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.codec import (
+    DECODE_REASONS,
+    MAX_MESSAGE_BYTES,
+    DecodeError,
+    dead_letter,
+    decode,
+    encode,
+)
+from stream.schemas import Feedback, IncidentEvent, LogEvent, MetricEvent
+
+VALID: dict[str, Any] = {
+    "ts": "2026-11-23T08:00:00Z",
+    "service": "payments",
+    "metrics": {"cpu_p95": 72, "latency_p95": 420.5},
+}
+
+
+def _with(**changes: Any) -> bytes:
+    """VALID with fields replaced (a value of ... removes the field)."""
+    data = {**VALID, **changes}
+    return orjson.dumps({k: v for k, v in data.items() if v is not ...})
+
+
+def _metric_json(ts: str) -> bytes:
+    return b'{"ts": ' + ts.encode() + b', "service": "a", "metrics": {"x": 1}}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param(b"", "empty", id="empty-bytes"),
+        pytest.param(None, "empty", id="none"),
+        pytest.param(b"{" + b" " * 1_048_576 + b"}", "too_large", id="over-1MiB"),
+        pytest.param(b"{oops", "invalid_json", id="bad-json"),
+        pytest.param(b'{"service": "\xff\xfe"}', "invalid_json", id="invalid-utf8"),
+        pytest.param(b"[1, 2]", "not_an_object", id="array"),
+        pytest.param(b"42", "not_an_object", id="number"),
+        pytest.param(_with(service=...), "missing_field", id="no-service"),
+        pytest.param(_with(metrics=...), "missing_field", id="no-metrics"),
+        pytest.param(_with(ts=...), "missing_field", id="no-ts"),
+        pytest.param(_with(metrics={"cpu": "hot"}), "wrong_type", id="metric-string"),
+        pytest.param(_with(metrics={"cpu": True}), "wrong_type", id="metric-bool"),
+        pytest.param(_with(metrics=[1, 2]), "wrong_type", id="metrics-list"),
+        pytest.param(_metric_json("0").replace(b"1}", b"1e999}"), "non_finite", id="1e999"),
+        pytest.param(_with(ts="2026-11-23T08:00:00"), "bad_timestamp", id="naive-ts"),
+        pytest.param(_with(ts=True), "bad_timestamp", id="ts-true"),
+        pytest.param(_metric_json("1e30"), "bad_timestamp", id="ts-out-of-range"),
+        pytest.param(_with(metrics={}), "invalid_value", id="empty-metrics"),
+        pytest.param(_with(service=""), "invalid_value", id="empty-service"),
+    ],
+)
+def test_malformed_messages_map_to_their_reason(raw: bytes | None, reason: str) -> None:
+    result = decode(raw, MetricEvent)
+    assert isinstance(result, DecodeError)
+    assert result.reason == reason
+    assert result.detail
+
+
+def test_exactly_one_mebibyte_is_accepted() -> None:
+    padding = MAX_MESSAGE_BYTES - len(_with(host=""))
+    raw = _with(host="h" * padding)
+    assert len(raw) == MAX_MESSAGE_BYTES
+    assert isinstance(decode(raw, MetricEvent), MetricEvent)
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ('"2026-11-23T08:00:00Z"', datetime(2026, 11, 23, 8, 0, tzinfo=UTC)),
+        ('"2026-11-23T08:00:00+05:30"', datetime(2026, 11, 23, 2, 30, tzinfo=UTC)),
+        ("1795420800000", datetime(2026, 11, 23, 8, 0, tzinfo=UTC)),
+        ("1795420800000.5", datetime(2026, 11, 23, 8, 0, 0, 500, tzinfo=UTC)),
+    ],
+)
+def test_valid_timestamps_are_held_in_utc(ts: str, expected: datetime) -> None:
+    event = decode(_metric_json(ts), MetricEvent)
+    assert isinstance(event, MetricEvent)
+    assert event.ts == expected
+    assert event.ts.tzinfo == UTC
+
+
+def test_unknown_fields_are_ignored() -> None:
+    event = decode(_with(colour="blue", nested={"a": [1]}), MetricEvent)
+    assert isinstance(event, MetricEvent)
+    assert event.service == "payments"
+    assert event.metrics == {"cpu_p95": 72, "latency_p95": 420.5}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: schemas._require_utc lets OverflowError escape from astimezone(UTC), "
+    "so decode() raises instead of returning bad_timestamp",
+)
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_timestamp_that_overflows_in_utc_is_bad_timestamp(ts: str) -> None:
+    result = decode(_with(ts=ts), MetricEvent)
+    assert isinstance(result, DecodeError)
+    assert result.reason == "bad_timestamp"
+
+
+_json_objects = st.builds(
+    _with,
+    ts=st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.floats() | st.booleans(),
+    metrics=st.dictionaries(st.text(max_size=5), st.floats() | st.text(max_size=3), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | _json_objects)
+def test_decode_never_raises(raw: bytes) -> None:
+    result = decode(raw, MetricEvent)
+    assert isinstance(result, MetricEvent) or result.reason in DECODE_REASONS
+
+
+def test_dead_letter_keeps_the_original_bytes_and_where_they_came_from() -> None:
+    raw = b"\x00\xffnot json"
+    error = decode(raw, MetricEvent)
+    assert isinstance(error, DecodeError)
+    failed_at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    letter = dead_letter(
+        topic="vigil.metrics",
+        partition=3,
+        offset=91822,
+        key=b"payments",
+        value=raw,
+        error=error,
+        failed_at=failed_at,
+    )
+    assert base64.b64decode(letter.value_b64) == raw
+    assert letter.key_b64 is not None
+    assert base64.b64decode(letter.key_b64) == b"payments"
+    assert (letter.topic, letter.partition, letter.offset) == ("vigil.metrics", 3, 91822)
+    assert (letter.reason, letter.error) == ("invalid_json", error.detail)
+    assert orjson.loads(encode(letter))["failed_at"] == "2026-11-23T09:00:00Z"
+
+
+def test_dead_letter_of_a_keyless_empty_message() -> None:
+    error = decode(None, MetricEvent)
+    assert isinstance(error, DecodeError)
+    letter = dead_letter(
+        topic="t",
+        partition=0,
+        offset=0,
+        key=None,
+        value=None,
+        error=error,
+        failed_at=datetime.now(UTC),
+    )
+    assert letter.key_b64 is None
+    assert letter.value_b64 == ""
+    assert letter.reason == "empty"
+
+
+# ------------------------------------------------------------------------------ other schemas
+
+
+def _log(level: Any) -> bytes:
+    return orjson.dumps({"ts": 0, "service": "api", "level": level, "message": "timeout"})
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("warning", "WARN"),
+        ("Warning", "WARN"),
+        ("WARN", "WARN"),
+        ("critical", "FATAL"),
+        ("CRITICAL", "FATAL"),
+        ("fatal", "FATAL"),
+        ("debug", "DEBUG"),
+        (" error ", "ERROR"),
+    ],
+)
+def test_log_levels_are_normalised(level: str, expected: str) -> None:
+    event = decode(_log(level), LogEvent)
+    assert isinstance(event, LogEvent)
+    assert event.level == expected
+
+
+@pytest.mark.parametrize("level", ["verbose", "", 3, None])
+def test_unknown_log_levels_are_rejected(level: Any) -> None:
+    result = decode(_log(level), LogEvent)
+    assert isinstance(result, DecodeError)
+    assert result.reason in {"invalid_value", "wrong_type"}
+
+
+def test_incident_event_validation() -> None:
+    good = {"ts": 0, "incident_id": "INC-1", "service": "pay", "status": "opened"}
+    event = decode(orjson.dumps(good), IncidentEvent)
+    assert isinstance(event, IncidentEvent)
+    assert event.severity is None
+    for bad, reason in [
+        ({**good, "status": "closed"}, "invalid_value"),
+        ({**good, "incident_id": ""}, "invalid_value"),
+        ({k: v for k, v in good.items() if k != "service"}, "missing_field"),
+    ]:
+        result = decode(orjson.dumps(bad), IncidentEvent)
+        assert isinstance(result, DecodeError)
+        assert result.reason == reason, bad
+
+
+def test_feedback_validation() -> None:
+    good = {"ts": "2026-11-23T08:00:00Z", "alert_id": "abc", "verdict": "false_positive"}
+    event = decode(orjson.dumps(good), Feedback)
+    assert isinstance(event, Feedback)
+    assert event.verdict == "false_positive"
+    for bad, reason in [
+        ({**good, "verdict": "maybe"}, "invalid_value"),
+        ({**good, "alert_id": ""}, "invalid_value"),
+        ({**good, "ts": "yesterday"}, "bad_timestamp"),
+    ]:
+        result = decode(orjson.dumps(bad), Feedback)
+        assert isinstance(result, DecodeError)
+        assert result.reason == reason, bad
