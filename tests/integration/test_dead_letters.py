@@ -75,7 +75,8 @@ async def test_malformed_events_are_dead_lettered(test_settings: Settings) -> No
         assert letter["topic"] == test_settings.topic_metrics
         assert letter["partition"] == position.partition
         assert base64.b64decode(letter["value_b64"]) == raw
-        assert key is not None and key.startswith(b"bad-")
+        assert key is not None
+        assert key.startswith(b"bad-")
 
     for reason in {r for _, r in MALFORMED}:
         expected = sum(1 for _, r in MALFORMED if r == reason)

@@ -1,0 +1,141 @@
+"""SIGKILL a ``vigil detect`` mid-stream and restart it: nothing acknowledged is lost.
+
+Each service's events live on one partition and its model is deterministic, so the alerts the
+first process must have produced for every event below its committed offsets can be computed
+offline with the same pipeline. All of them must be on the alerts topic: committed offsets
+never pass events whose alerts were not acknowledged. The second process then scores the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from stream.broker import free_port
+from stream.codec import decode
+from stream.consumer import topic_specs
+from stream.pipeline import MetricPipeline
+from stream.schemas import Evidence, MetricEvent
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from stream.topics import ensure_topics
+from tests.integration.kafka_io import (
+    committed_offsets,
+    end_offsets,
+    eventually,
+    produce,
+    read_all,
+)
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 30_000
+
+
+@contextmanager
+def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "VIGIL_GROUP_ID": settings.group_id,
+        "VIGIL_TOPIC_METRICS": settings.topic_metrics,
+        "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
+        "VIGIL_TOPIC_DLQ": settings.topic_dlq,
+        "VIGIL_TOPIC_MODELS": settings.topic_models,
+        "VIGIL_HTTP_PORT": str(port),
+        "VIGIL_HTTP_HOST": "127.0.0.1",
+        "VIGIL_ANOMALY_TARGET_RATE": str(settings.anomaly_target_rate),
+        "VIGIL_MAX_BATCH": str(settings.max_batch),
+        "VIGIL_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "detect"], env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+async def scraped_counter(port: int, line_prefix: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_prefix} not exported")
+
+
+async def test_sigkill_mid_stream_loses_nothing(test_settings: Settings) -> None:
+    settings = test_settings.model_copy(update={"anomaly_target_rate": 0.01, "max_batch": 500})
+    bootstrap, group = settings.bootstrap_servers, settings.group_id
+    await ensure_topics(bootstrap, topic_specs(settings))
+    simulated = list(MetricSimulator(services=8, anomaly_rate=0.01, seed=33).events(EVENTS))
+    produced = await produce(
+        bootstrap, settings.topic_metrics, ((e.service.encode(), e.to_bytes()) for e in simulated)
+    )
+    total = len(produced)
+
+    async def committed_total() -> int:
+        return sum((await committed_offsets(bootstrap, group)).values())
+
+    with detector_process(settings, free_port()) as first:
+
+        async def some_progress() -> bool:
+            return await committed_total() >= total // 4
+
+        await eventually(some_progress, timeout_s=120)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    committed = await committed_offsets(bootstrap, group)
+    assert 0 < sum(committed.values()) < total, "kill landed before or after the stream"
+
+    # What the first process must have acknowledged before committing: the same pipeline,
+    # each service in its partition's order, for every event below the committed offsets.
+    pipeline = MetricPipeline(settings.anomaly_config())
+    expected = set()
+    for position in sorted(produced, key=lambda p: (p.partition, p.offset)):
+        tp = TopicPartition(settings.topic_metrics, position.partition)
+        if position.offset >= committed.get(tp, 0):
+            continue
+        event = decode(position.value, MetricEvent)
+        assert isinstance(event, MetricEvent)
+        outcome = pipeline.process(
+            event, Evidence(topic=tp.topic, partition=tp.partition, offset=position.offset)
+        )
+        if outcome.alert is not None:
+            expected.add(outcome.alert.alert_id)
+    assert expected, "the first process should have alerted before the kill"
+    alerts_after_kill = {
+        orjson.loads(r.value)["alert_id"] for r in await read_all(bootstrap, settings.topic_alerts)
+    }
+    assert expected <= alerts_after_kill
+
+    port = free_port()
+    with detector_process(settings, port) as second:
+        ends = await end_offsets(bootstrap, settings.topic_metrics)
+
+        async def caught_up() -> bool:
+            return await committed_offsets(bootstrap, group) == {
+                tp: off for tp, off in ends.items() if off
+            }
+
+        await eventually(caught_up, timeout_s=180)
+        consumed = await scraped_counter(
+            port, f'vigil_events_consumed_total{{topic="{settings.topic_metrics}"}}'
+        )
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 30) == 0
+    # Every event is scored at least once: the first process scored everything it committed,
+    # the second everything from there on.
+    assert consumed >= total - sum(committed.values())

@@ -1,0 +1,177 @@
+"""stream.http's API over a fake detector view, and once over a real (unstarted) Detector."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from stream.consumer import Detector
+from stream.http import ScoreResult, create_app
+from stream.schemas import MetricEvent
+from stream.settings import load_settings
+
+EVENT = {"ts": "2026-11-23T08:00:00Z", "service": "payments", "metrics": {"cpu_p95": 72}}
+
+
+class FakeView:
+    """A DetectorView that records what it was asked."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        Counter("vigil_test_things", "Things counted by the test.", registry=self.registry).inc(3)
+        self.ready = False
+        self.scored: list[list[MetricEvent]] = []
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    def describe_models(self) -> dict[str, Any]:
+        return {"metrics": {"name": "fake", "services": {"payments": {"threshold": 0.9}}}}
+
+    def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
+        self.scored.append(events)
+        return [
+            ScoreResult(
+                service=e.service,
+                score=0.25,
+                threshold=0.9,
+                warming_up=False,
+                would_alert=False,
+                alert=None,
+            )
+            for e in events
+        ]
+
+
+@pytest.fixture
+def view() -> FakeView:
+    return FakeView()
+
+
+@pytest.fixture
+async def client(view: FakeView) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(view))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_follows_the_detector(client: httpx.AsyncClient, view: FakeView) -> None:
+    assert (await client.get("/readyz")).status_code == 503
+    view.ready = True
+    assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    assert "vigil_test_things_total 3.0" in response.text
+
+
+async def test_models(client: httpx.AsyncClient) -> None:
+    response = await client.get("/models")
+    assert response.status_code == 200
+    assert response.json()["metrics"]["services"]["payments"]["threshold"] == 0.9
+
+
+async def test_score_passes_events_to_the_view(client: httpx.AsyncClient, view: FakeView) -> None:
+    other = {**EVENT, "service": "api", "ts": 1795420800000}
+    response = await client.post("/score", json={"events": [EVENT, other]})
+    assert response.status_code == 200
+    assert [r["service"] for r in response.json()] == ["payments", "api"]
+    assert response.json()[0]["score"] == 0.25
+    (batch,) = view.scored
+    assert [e.service for e in batch] == ["payments", "api"]
+    assert batch[1].ts == batch[0].ts
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"events": [{**EVENT, "metrics": {"cpu_p95": "hot"}}]},
+        {"events": [{**EVENT, "ts": "2026-11-23T08:00:00"}]},
+        {"events": []},
+        {"nothing": 1},
+    ],
+    ids=["wrong-type", "naive-ts", "no-events", "no-events-key"],
+)
+async def test_score_rejects_invalid_requests(
+    client: httpx.AsyncClient, view: FakeView, body: dict[str, Any]
+) -> None:
+    response = await client.post("/score", json=body)
+    assert response.status_code == 422
+    assert view.scored == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: schemas._require_utc raises OverflowError (not ValueError) for a ts that "
+    "overflows when converted to UTC, so /score fails with 500 instead of 422",
+)
+async def test_score_rejects_a_timestamp_that_overflows_in_utc(client: httpx.AsyncClient) -> None:
+    body = {"events": [{**EVENT, "ts": "9999-12-31T23:59:59-01:00"}]}
+    assert (await client.post("/score", json=body)).status_code == 422
+
+
+async def test_docs_and_openapi(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert {"/healthz", "/readyz", "/metrics", "/models", "/score"} <= set(schema["paths"])
+
+
+# ------------------------------------------------------------------------------ real detector
+
+
+@pytest.fixture
+async def detector() -> AsyncIterator[Detector]:
+    detector = Detector(load_settings({"http_port": 0}), serve_http=False)
+    yield detector
+    await detector.stop()
+    # An unstarted Detector still holds an unstarted AIOKafkaProducer that stop() leaves open
+    # (reported as a bug); collect it here so its ResourceWarning cannot fail a later test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del detector
+        gc.collect()
+
+
+async def test_score_on_a_real_detector_does_not_learn(detector: Detector) -> None:
+    transport = httpx.ASGITransport(app=create_app(detector))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for _ in range(3):
+            response = await client.post("/score", json={"events": [EVENT]})
+            assert response.status_code == 200
+            (result,) = response.json()
+            assert result["warming_up"] is True
+            assert result["would_alert"] is False
+            assert result["score"] == pytest.approx(0.0, abs=1e-9)
+        models = (await client.get("/models")).json()
+    assert models["metrics"]["services"] == {}
+    assert detector.describe_models()["metrics"]["services"] == {}
+    assert len(detector.pipeline) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a warming-up service's threshold is inf, which /score serialises as null "
+    "although ScoreResult.threshold (and the OpenAPI schema) is a required number",
+)
+async def test_score_response_matches_its_declared_schema(detector: Detector) -> None:
+    transport = httpx.ASGITransport(app=create_app(detector))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/score", json={"events": [EVENT]})
+    assert response.status_code == 200
+    for result in response.json():
+        ScoreResult.model_validate(result)

@@ -1,0 +1,183 @@
+"""stream.settings and the CLI's configuration handling: defaults, precedence, one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stream.cli import main
+from stream.settings import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No VIGIL_* variable of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.startswith("VIGIL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def toml(tmp_path: Path) -> Path:
+    path = tmp_path / "vigil.toml"
+    path.write_text('http_port = 7000\ngroup_id = "from-toml"\n')
+    return path
+
+
+def _config_error(*args: object, **kwargs: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(*args, **kwargs)  # type: ignore[arg-type]  # arguments vary per test
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings()
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.group_id == "vigil-detector"
+    assert settings.http_port == 8000
+    assert settings.create_topics is True
+    assert settings.anomaly_threshold is None
+    assert settings.anomaly_target_rate == 0.001
+    topics = {
+        name: getattr(settings, f"topic_{name}")
+        for name in ("metrics", "logs", "incidents", "feedback", "alerts", "dlq", "models")
+    }
+    assert topics == {name: f"vigil.{name}" for name in topics}
+
+
+def test_toml_overrides_defaults(toml: Path) -> None:
+    settings = load_settings(config_file=toml)
+    assert (settings.http_port, settings.group_id) == (7000, "from-toml")
+
+
+def test_env_overrides_toml(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_HTTP_PORT", "7100")
+    settings = load_settings(config_file=toml)
+    assert (settings.http_port, settings.group_id) == (7100, "from-toml")
+
+
+def test_flags_override_env(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_HTTP_PORT", "7100")
+    settings = load_settings({"http_port": "7200", "group_id": None}, config_file=toml)
+    assert (settings.http_port, settings.group_id) == (7200, "from-toml")
+
+
+def test_env_renames_a_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_TOPIC_ALERTS", "team.alerts")
+    settings = load_settings()
+    assert settings.topic_alerts == "team.alerts"
+    assert settings.topic_metrics == "vigil.metrics"
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.http_port = 1  # type: ignore[misc]  # the point of the test
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env", "named"),
+    [
+        ({"http_port": "abc"}, {}, "http_port"),
+        ({}, {"VIGIL_HTTP_PORT": "abc"}, "VIGIL_HTTP_PORT"),
+        ({"anomaly_target_rate": 2}, {}, "anomaly_target_rate"),
+        ({}, {"VIGIL_CREATE_TOPICS": "maybe"}, "create_topics"),
+        ({"log_level": "LOUD"}, {}, "log_level"),
+    ],
+)
+def test_invalid_values_are_one_line_naming_the_setting(
+    overrides: dict[str, object],
+    env: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert named in _config_error(overrides)
+
+
+def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text("http_prot = 8001\n")
+    assert "http_prot" in _config_error(config_file=path)
+
+
+def test_missing_toml_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    assert str(path) in _config_error(config_file=path)
+
+
+def test_malformed_toml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("http_port = \n")
+    assert "line 1" in _config_error(config_file=path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: settings.load_settings reports a TOML syntax error as 'Invalid value (at line "
+    "1, column 13)' without naming the config file",
+)
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("http_port = \n")
+    assert "broken.toml" in _config_error(config_file=path)
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def test_cli_bad_flag_value_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["detect", "--http-port", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "http_port" in err
+    assert "Traceback" not in err
+
+
+def test_cli_bad_env_value_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIGIL_ANOMALY_TARGET_RATE", "-1")
+    assert main(["detect"]) == 2
+    assert "anomaly_target_rate" in capsys.readouterr().err
+
+
+def test_cli_config_from_env_that_does_not_exist_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "absent.toml"))
+    assert main(["detect"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_replay_of_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "/nonexistent.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent.jsonl" in err
+    assert err.count("\n") == 1
+
+
+def test_cli_help_documents_flags_and_env(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as info:
+        main(["detect", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--anomaly-target-rate", "VIGIL_ANOMALY_TARGET_RATE", "--http-port", "--config"):
+        assert text in out
+
+
+def test_cli_unknown_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["detect", "--no-such-flag"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--no-such-flag" in err
