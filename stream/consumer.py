@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -114,9 +115,13 @@ class Detector:
             auto_offset_reset=settings.auto_offset_reset,
             max_partition_fetch_bytes=4 * 1_048_576,
         )
-        await self._consumer.start()
-        if self._http is not None:
-            await self._http.start()
+        try:
+            await self._consumer.start()
+            if self._http is not None:
+                await self._http.start()
+        except BaseException:
+            await self.stop()  # release what did start
+            raise
         self._started = True
         log.info(
             "detector_started",
@@ -126,18 +131,18 @@ class Detector:
         )
 
     async def stop(self) -> None:
-        """Leave the group and disconnect; safe to call twice."""
-        if not self._started:
-            return
-        self._started = False
+        """Leave the group and disconnect whatever was started; safe to call twice."""
+        was_started, self._started = self._started, False
         self._stop_requested.set()
-        if self._consumer is not None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await consumer.stop()
         await self._publisher.stop()
         if self._http is not None:
             await self._http.stop()
-        log.info("detector_stopped")
+        if was_started:
+            log.info("detector_stopped")
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return after the batch in hand (signal-handler safe)."""
@@ -302,8 +307,13 @@ class Detector:
     # -- the HTTP view -----------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Consuming (joined and polled at least once) with models available."""
-        return self._started and self._polled
+        """Consuming: joined the group, partitions assigned, and polled since."""
+        return (
+            self._started
+            and self._polled
+            and self._consumer is not None
+            and bool(self._consumer.assignment())
+        )
 
     def describe_models(self) -> dict[str, Any]:
         """Models, versions and thresholds for ``GET /models``."""
@@ -320,7 +330,11 @@ class Detector:
                 ScoreResult(
                     service=event.service,
                     score=outcome.verdict.score,
-                    threshold=outcome.verdict.threshold,
+                    threshold=(
+                        outcome.verdict.threshold
+                        if math.isfinite(outcome.verdict.threshold)
+                        else None
+                    ),
                     warming_up=outcome.verdict.warming_up,
                     would_alert=outcome.alert is not None,
                     alert=outcome.alert,

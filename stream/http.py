@@ -28,7 +28,7 @@ class ScoreResult(BaseModel):
 
     service: str
     score: float
-    threshold: float
+    threshold: float | None = Field(description="null while the service has no threshold yet")
     warming_up: bool
     would_alert: bool
     alert: Alert | None

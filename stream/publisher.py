@@ -31,28 +31,41 @@ class Publisher:
     ) -> None:
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect to the cluster (the client is created here, on the running loop)."""
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
             max_batch_size=262_144,
             request_timeout_ms=30_000,
         )
-        self._started = False
-
-    async def start(self) -> None:
-        """Connect to the cluster."""
-        if not self._started:
-            await self._producer.start()
-            self._started = True
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
 
     async def stop(self) -> None:
         """Flush and disconnect; safe to call twice."""
-        if self._started:
-            self._started = False
-            await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    @property
+    def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("Publisher.start() must be awaited first")
+        return self._producer
 
     async def send_alert(self, alert: Alert) -> Ack:
         """Queue an alert (keyed by service); the returned future resolves on acknowledgement.
@@ -60,12 +73,12 @@ class Publisher:
         Awaiting this call itself only waits when the producer's buffer is full: that is the
         backpressure that slows consumption when the alerts topic is slow.
         """
-        fut: Ack = await self._producer.send(
+        fut: Ack = await self._started_producer.send(
             self.alerts_topic, value=encode(alert), key=alert.service.encode()
         )
         return fut
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> Ack:
         """Queue a dead letter (keyed like its source message)."""
-        fut: Ack = await self._producer.send(self.dlq_topic, value=encode(letter), key=key)
+        fut: Ack = await self._started_producer.send(self.dlq_topic, value=encode(letter), key=key)
         return fut

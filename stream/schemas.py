@@ -53,7 +53,10 @@ def _parse_ts(value: object) -> object:
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp needs a timezone (e.g. a trailing Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range in UTC") from None
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts), AfterValidator(_require_utc)]

@@ -8,6 +8,7 @@ TOML file (``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every fie
 from __future__ import annotations
 
 import contextvars
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,7 +136,9 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
     except (ValueError, OSError) as exc:  # unreadable TOML or an env value that is not JSON
-        raise ConfigError(str(exc).splitlines()[0]) from None
+        is_toml = isinstance(exc, tomllib.TOMLDecodeError | OSError)
+        where = f"config file {config_file}: " if is_toml and config_file is not None else ""
+        raise ConfigError(where + str(exc).splitlines()[0]) from None
     finally:
         _toml_path.reset(token)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from stream.codec import (
     DECODE_REASONS,
+    MAX_DEAD_LETTER_BYTES,
     MAX_MESSAGE_BYTES,
     DecodeError,
     dead_letter,
@@ -101,11 +102,6 @@ def test_unknown_fields_are_ignored() -> None:
     assert event.metrics == {"cpu_p95": 72, "latency_p95": 420.5}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: schemas._require_utc lets OverflowError escape from astimezone(UTC), "
-    "so decode() raises instead of returning bad_timestamp",
-)
 @pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_timestamp_that_overflows_in_utc_is_bad_timestamp(ts: str) -> None:
     result = decode(_with(ts=ts), MetricEvent)
@@ -142,11 +138,31 @@ def test_dead_letter_keeps_the_original_bytes_and_where_they_came_from() -> None
         failed_at=failed_at,
     )
     assert base64.b64decode(letter.value_b64) == raw
+    assert (letter.value_size, letter.value_truncated) == (len(raw), False)
     assert letter.key_b64 is not None
     assert base64.b64decode(letter.key_b64) == b"payments"
     assert (letter.topic, letter.partition, letter.offset) == ("vigil.metrics", 3, 91822)
     assert (letter.reason, letter.error) == ("invalid_json", error.detail)
     assert orjson.loads(encode(letter))["failed_at"] == "2026-11-23T09:00:00Z"
+
+
+def test_dead_letter_truncates_a_huge_original() -> None:
+    raw = b"x" * (MAX_DEAD_LETTER_BYTES + 10)
+    error = decode(raw, MetricEvent, max_bytes=MAX_DEAD_LETTER_BYTES)
+    assert isinstance(error, DecodeError)
+    assert error.reason == "too_large"
+    letter = dead_letter(
+        topic="t",
+        partition=0,
+        offset=7,
+        key=None,
+        value=raw,
+        error=error,
+        failed_at=datetime.now(UTC),
+    )
+    assert base64.b64decode(letter.value_b64) == raw[:MAX_DEAD_LETTER_BYTES]
+    assert (letter.value_size, letter.value_truncated) == (len(raw), True)
+    assert len(encode(letter)) < MAX_MESSAGE_BYTES
 
 
 def test_dead_letter_of_a_keyless_empty_message() -> None:

@@ -117,11 +117,6 @@ def test_malformed_toml_is_one_line(tmp_path: Path) -> None:
     assert "line 1" in _config_error(config_file=path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: settings.load_settings reports a TOML syntax error as 'Invalid value (at line "
-    "1, column 13)' without naming the config file",
-)
 def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("http_port = \n")
