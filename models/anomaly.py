@@ -27,7 +27,8 @@ class AnomalyConfig:
         height: Half-Space Trees: tree height.
         window_size: Half-Space Trees: observations per mass window.
         seed: Base seed; each service's trees are seeded from it and the service name.
-        warmup_events: Events a (re)built model learns before it may alert.
+        warmup_events: Events a (re)built model learns before it may alert (at least one
+            HST window: HST scores 0 until its first window is complete).
         target_alert_rate: Share of events that should alert once warmed up.
         threshold_window: Recent scores the adaptive threshold is taken over.
         threshold_override: A fixed threshold, replacing the adaptive one.
@@ -136,6 +137,8 @@ class ServiceAnomalyModel:
         self._core: _ScoringCore | None = None
         self._candidate: _ScoringCore | None = None
         self._last_alert_ts: float | None = None
+        # HST scores 0 until its first mass window is complete: never alert before that.
+        self._warmup = max(config.warmup_events, config.window_size)
         self.events_seen = 0
 
     @property
@@ -170,7 +173,7 @@ class ServiceAnomalyModel:
         scaled = {name: self._scaler.squash_z(value) for name, value in z.items()}
         score = core.scorer.score_one(scaled)
         threshold = core.threshold.value
-        warming_up = core.learned < self.config.warmup_events
+        warming_up = core.learned < self._warmup
         exceeded = not warming_up and core.threshold.is_exceeded(score)
         suppressed = (
             exceeded
@@ -218,19 +221,22 @@ class ServiceAnomalyModel:
         score: float,
     ) -> None:
         self.events_seen += 1
-        core.scorer.learn_one(scaled)
-        core.threshold.learn_one(score)
-        core.learned += 1
+        self._learn_core(core, scaled, score)
         candidate = self._candidate
         if candidate is not None:
             cand_scaled = self._scaler.transform_one(x, candidate.feature_names)
-            candidate.threshold.learn_one(candidate.scorer.score_one(cand_scaled))
-            candidate.scorer.learn_one(cand_scaled)
-            candidate.learned += 1
-            if candidate.learned >= self.config.warmup_events:
+            self._learn_core(candidate, cand_scaled, candidate.scorer.score_one(cand_scaled))
+            if candidate.learned >= self._warmup:
                 self._core, self._candidate = candidate, None
         # The scaler learns last so an event is never scaled against its own value.
         self._scaler.learn_one(x)
+
+    def _learn_core(self, core: _ScoringCore, scaled: Mapping[str, float], score: float) -> None:
+        # Scores from HST's first window are all 0: they would drag the threshold to 0.
+        if core.learned >= self.config.window_size:
+            core.threshold.learn_one(score)
+        core.scorer.learn_one(scaled)
+        core.learned += 1
 
     def _grow_candidate(self, new: tuple[str, ...]) -> bool:
         """Start (or restart, wider) the candidate model; False if it already covers ``new``."""

@@ -53,8 +53,9 @@ class _FeatureWindow:
         self._buffer[self._count % self._buffer.size] = value
         self._count += 1
         self._since_refresh += 1
-        # Refresh often while the window fills (early baselines matter most), then periodically.
-        if self._count <= self._buffer.size or self._since_refresh >= refresh_every:
+        # Refresh after every 1/16th growth while young (early baselines matter most, and
+        # this costs O(log n) refreshes), then every ``refresh_every`` values.
+        if self._since_refresh >= min(refresh_every, max(1, self._count // 16)):
             self._refresh()
 
     def _refresh(self) -> None:
@@ -81,8 +82,8 @@ class RobustScaler:
 
     Args:
         window: How many recent values per feature define the baseline.
-        refresh_every: Recompute each baseline after this many new values (once the window
-            is full; before that, after every value).
+        refresh_every: Recompute each baseline after this many new values (and more often
+            while a feature is young: after every value for the first 16).
         squash: The robust z-score that maps to ``0.5 + 0.5 * tanh(1)`` (about 0.88). Ordinary
             variation (|z| < 3) stays in the middle of the unit interval so that Half-Space
             Trees, whose splits avoid the outer 15% of each range, can isolate real outliers;

@@ -170,6 +170,8 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> dict
             sent = produced_at.get((evidence["partition"], evidence["offset"]))
             if sent is not None:
                 latencies_ms.append((time.time() - sent) * 1000.0)
+                if os.environ.get("VIGIL_BENCH_TRACE"):
+                    print(f"trace {sent:.3f} {latencies_ms[-1]:.1f}", file=sys.stderr)
 
     reader = asyncio.create_task(read_alerts())
     try:
