@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import httpx
@@ -50,6 +51,8 @@ async def test_malformed_events_are_dead_lettered(test_settings: Settings) -> No
             test_settings.bootstrap_servers, test_settings.topic_metrics, messages
         )
         await run_until(detector, lambda: detector.counts["consumed"] >= len(messages))
+        await asyncio.sleep(1.1)  # lag gauges refresh at most once a second
+        await detector.step()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{detector.http_port}") as http:
             metrics_text = (await http.get("/metrics")).text
     finally:
@@ -89,3 +92,12 @@ async def test_malformed_events_are_dead_lettered(test_settings: Settings) -> No
         f'vigil_events_consumed_total{{topic="{test_settings.topic_metrics}"}} '
         f"{float(len(messages))}"
     ) in metrics_text
+    lag_lines = [
+        line
+        for line in metrics_text.splitlines()
+        if line.startswith("vigil_consumer_lag_messages{")
+    ]
+    assert {p.partition for p in produced} == {
+        int(line.split('partition="')[1].split('"')[0]) for line in lag_lines
+    }
+    assert all(line.endswith(" 0.0") for line in lag_lines), lag_lines

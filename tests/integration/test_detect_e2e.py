@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import httpx
 import orjson
 import pytest
 
@@ -32,6 +33,10 @@ async def test_injected_anomalies_are_caught_and_explained(test_settings: Settin
         await run_until(detector, lambda: detector.counts["scored"] >= EVENTS)
         assert detector.counts["scored"] == EVENTS
         assert detector.counts["dead_lettered"] == 0
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{detector.http_port}") as http:
+            metrics_text = (await http.get("/metrics")).text
+            models = (await http.get("/models")).json()["metrics"]
+            assert (await http.get("/readyz")).status_code == 200
     finally:
         await detector.stop()
 
@@ -69,3 +74,8 @@ async def test_injected_anomalies_are_caught_and_explained(test_settings: Settin
     ends = await end_offsets(settings.bootstrap_servers, settings.topic_metrics)
     committed = await committed_offsets(settings.bootstrap_servers, settings.group_id)
     assert {tp: off for tp, off in ends.items() if off} == committed
+    latency_count = 'vigil_event_to_alert_latency_seconds_count{source="metrics"} '
+    assert f"{latency_count}{float(len(alerts))}" in metrics_text
+    assert 'vigil_models_held{source="metrics"} 5.0' in metrics_text
+    assert sorted(models["services"]) == sorted({e.service for e in simulated})
+    assert all(0 < m["threshold"] < 1 for m in models["services"].values())
