@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,9 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> dict
         "VIGIL_TOPIC_DLQ": f"bench.lat.dlq.{run}",
         "VIGIL_GROUP_ID": f"bench-lat-{run}",
         "VIGIL_HTTP_PORT": str(free_port()),
-        "VIGIL_WARMUP_EVENTS": "200",
+        # A short warm-up so alerts (the latency samples) start within the first second.
+        "VIGIL_WARMUP_EVENTS": "100",
+        "VIGIL_HST_WINDOW": "100",
         "VIGIL_ANOMALY_TARGET_RATE": "0.02",
         "VIGIL_COOLDOWN_S": "0",
         "VIGIL_LOG_LEVEL": "WARNING",
@@ -262,7 +264,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             print(f"vigil bench: {exc}", file=sys.stderr)
             return exc.exit_code
     if args.json:
-        print(orjson.dumps([f.__dict__ for f in figures], option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps([asdict(f) for f in figures], option=orjson.OPT_INDENT_2).decode())
     else:
         width = max(len(f.name) for f in figures)
         for f in figures:
