@@ -87,6 +87,14 @@ def _build_parser() -> _Parser:
     replay.add_argument("--out", type=Path, help="Write Alert JSONL here (default: stdout).")
     _add_settings_flags(replay)
 
+    evaluate = commands.add_parser(
+        "evaluate", help='Detection quality on a labelled JSONL replay (lines with "label").'
+    )
+    evaluate.add_argument("file", type=Path, help="JSONL of MetricEvents, labelled lines counted.")
+    evaluate.add_argument("--out-dir", type=Path, help="Write timeline.png and report.json here.")
+    evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    _add_settings_flags(evaluate)
+
     simulate = commands.add_parser("simulate", help="Publish simulated metric events.")
     _add_simulation_flags(simulate)
     simulate.add_argument("--labels", type=Path, help="Write injected anomalies as JSONL here.")
@@ -162,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runners: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "detect": _run_detect,
         "replay": _run_replay,
+        "evaluate": _run_evaluate,
         "simulate": _run_simulate,
         "demo": _run_demo,
         "bench": _run_bench,
@@ -184,6 +193,12 @@ def _run_replay(args: argparse.Namespace, settings: Settings) -> int:
     from stream.replay import run_replay
 
     return run_replay(args.file, args.out, settings)
+
+
+def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.evaluate import run_evaluate
+
+    return run_evaluate(args.file, args.out_dir, args.json, settings)
 
 
 def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
