@@ -1,21 +1,31 @@
 """One service's anomaly model: robust scaling, Half-Space Trees, adaptive threshold, cooldown.
 
-The model is pure: it is fed feature dicts with event times and returns a :class:`Verdict`
-for each. The detector and ``vigil replay`` both drive it, so offline and live results agree.
+The model is pure: it is fed rows of feature values with event times and returns a verdict
+for each. It works on micro-batches: every stateful part (scaler baselines, HST mass windows,
+threshold quantile) changes only at known event counts, so a batch is processed in segments
+between those points and gives exactly the verdicts of processing its rows one at a time. The
+detector and ``vigil replay`` both drive it, so offline and live results agree whatever the
+batch boundaries.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from models.explain import FeatureContribution, top_contributions
-from models.hst import AnomalyScorer, RiverHST
+from models.hst import Engine, HSTEngine, make_hst
 from models.scaling import RobustScaler
 from models.threshold import AdaptiveThreshold
 
-__all__ = ["AnomalyConfig", "ServiceAnomalyModel", "Verdict"]
+__all__ = ["AnomalyConfig", "BatchVerdict", "ServiceAnomalyModel", "Verdict"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +36,9 @@ class AnomalyConfig:
         n_trees: Half-Space Trees: number of trees.
         height: Half-Space Trees: tree height.
         window_size: Half-Space Trees: observations per mass window.
-        seed: Base seed; each service's trees are seeded from it and the service name.
+        seed: Seed of the trees' random splits (shared by every service, so services with the
+            same number of features share one tree structure).
+        engine: ``numpy`` (micro-batches) or ``river`` (the per-event reference); same scores.
         warmup_events: Events a (re)built model learns before it may alert (at least one
             HST window: HST scores 0 until its first window is complete).
         target_alert_rate: Share of events that should alert once warmed up.
@@ -44,6 +56,7 @@ class AnomalyConfig:
     height: int = 8
     window_size: int = 250
     seed: int = 42
+    engine: Engine = "numpy"
     warmup_events: int = 500
     target_alert_rate: float = 0.001
     threshold_window: int = 10_000
@@ -72,21 +85,79 @@ class Verdict:
     """True when this event's new features started a model over the grown feature set."""
 
 
+@dataclass
+class BatchVerdict:
+    """Verdicts for a batch of rows, as arrays; :meth:`verdict` builds one row's Verdict."""
+
+    scores: FloatArray
+    thresholds: FloatArray
+    warming_up: BoolArray
+    exceeded: BoolArray
+    alerts: BoolArray
+    suppressed: BoolArray
+    generation: npt.NDArray[np.int64]
+    missing: list[tuple[str, ...]]
+    new_features: list[tuple[str, ...]]
+    candidate_started: BoolArray
+    explanations: dict[int, list[FeatureContribution]]
+    critical_margin: float
+
+    def severity(self, i: int) -> str:
+        """``critical`` when row ``i``'s score is far past its threshold, else ``warning``."""
+        threshold = float(self.thresholds[i])
+        critical_at = threshold + (1.0 - threshold) * self.critical_margin
+        return "critical" if self.scores[i] >= critical_at else "warning"
+
+    def verdict(self, i: int) -> Verdict:
+        """Row ``i`` as a :class:`Verdict`."""
+        return Verdict(
+            score=float(self.scores[i]),
+            threshold=float(self.thresholds[i]),
+            alert=bool(self.alerts[i]),
+            severity=self.severity(i),
+            warming_up=bool(self.warming_up[i]),
+            suppressed=bool(self.suppressed[i]),
+            model_version=str(int(self.generation[i])),
+            top_features=self.explanations.get(i, []),
+            missing_features=self.missing[i],
+            new_features=self.new_features[i],
+            candidate_started=bool(self.candidate_started[i]),
+        )
+
+
+def _empty_batch(n: int, margin: float) -> BatchVerdict:
+    return BatchVerdict(
+        scores=np.zeros(n),
+        thresholds=np.full(n, math.inf),
+        warming_up=np.ones(n, dtype=bool),
+        exceeded=np.zeros(n, dtype=bool),
+        alerts=np.zeros(n, dtype=bool),
+        suppressed=np.zeros(n, dtype=bool),
+        generation=np.zeros(n, dtype=np.int64),
+        missing=[()] * n,
+        new_features=[()] * n,
+        candidate_started=np.zeros(n, dtype=bool),
+        explanations={},
+        critical_margin=margin,
+    )
+
+
 class _ScoringCore:
     """Trees and threshold over one fixed feature set."""
 
     __slots__ = ("feature_names", "generation", "learned", "scorer", "threshold")
 
     def __init__(
-        self, feature_names: tuple[str, ...], generation: int, config: AnomalyConfig, seed: int
+        self, feature_names: tuple[str, ...], generation: int, config: AnomalyConfig
     ) -> None:
         self.feature_names = feature_names
         self.generation = generation
-        self.scorer: AnomalyScorer = RiverHST(
+        self.scorer: HSTEngine = make_hst(
+            config.engine,
             n_trees=config.n_trees,
             height=config.height,
             window_size=config.window_size,
-            seed=seed + generation,
+            seed=config.seed,
         )
         self.threshold = AdaptiveThreshold(
             target_rate=config.target_alert_rate,
@@ -94,16 +165,6 @@ class _ScoringCore:
             override=config.threshold_override,
         )
         self.learned = 0
-
-
-def service_seed(base_seed: int, service: str) -> int:
-    """A deterministic per-service seed (Python's ``hash`` is salted per process).
-
-    Examples:
-        >>> service_seed(42, "payments") == service_seed(42, "payments")
-        True
-    """
-    return (base_seed * 1_000_003 + zlib.crc32(service.encode())) % (2**31)
 
 
 class ServiceAnomalyModel:
@@ -115,7 +176,7 @@ class ServiceAnomalyModel:
     from an event are imputed at their baseline (a neutral value) and reported in the verdict.
 
     Args:
-        service: The service this model belongs to (seeds its trees).
+        service: The service this model belongs to.
         config: The model's configuration.
 
     Examples:
@@ -132,7 +193,6 @@ class ServiceAnomalyModel:
     def __init__(self, service: str, config: AnomalyConfig) -> None:
         self.service = service
         self.config = config
-        self._seed = service_seed(config.seed, service)
         self._scaler = RobustScaler(window=config.scaler_window)
         self._core: _ScoringCore | None = None
         self._candidate: _ScoringCore | None = None
@@ -154,89 +214,151 @@ class ServiceAnomalyModel:
     @property
     def threshold(self) -> float:
         """The alert threshold in force."""
-        return self._core.threshold.value if self._core is not None else float("inf")
+        return self._core.threshold.value if self._core is not None else math.inf
+
+    def nbytes(self) -> int:
+        """Bytes of array state held (scaler windows, HST masses, threshold window)."""
+        cores = [c for c in (self._core, self._candidate) if c is not None]
+        return self._scaler.nbytes() + sum(c.scorer.nbytes + c.threshold.nbytes() for c in cores)
 
     def observe(self, x: Mapping[str, float], ts_s: float, *, learn: bool = True) -> Verdict:
-        """Score ``x`` (an event at event time ``ts_s``), then learn from it unless told not to.
+        """Score one event at event time ``ts_s``, then learn from it unless told not to."""
+        return self.observe_batch([x], [ts_s], learn=learn).verdict(0)
+
+    def observe_batch(
+        self, rows: Sequence[Mapping[str, float]], ts_s: Sequence[float], *, learn: bool = True
+    ) -> BatchVerdict:
+        """Score each row (then learn it unless ``learn`` is false), in order.
 
         With ``learn=False`` nothing changes: not the models, the threshold nor the cooldown.
         """
+        n = len(rows)
+        out = _empty_batch(n, self.config.critical_margin)
+        if n == 0:
+            return out
+        if self._core is None:
+            core = _ScoringCore(tuple(sorted(rows[0])), 1, self.config)
+            if not learn:
+                self._run(core, rows, ts_s, 0, n, out, learn=False)
+                return out
+            self._core = core
+        start = 0
+        while start < n:
+            start = self._run_segment(rows, ts_s, start, out, learn)
+        return out
+
+    # -- segments -------------------------------------------------------------------------------
+
+    def _run_segment(
+        self,
+        rows: Sequence[Mapping[str, float]],
+        ts_s: Sequence[float],
+        start: int,
+        out: BatchVerdict,
+        learn: bool,
+    ) -> int:
+        """Process rows from ``start`` up to the next feature-set change; return where it ended."""
         core = self._core
-        if core is None:
-            core = _ScoringCore(tuple(sorted(x)), 1, self.config, self._seed)
-            if learn:
-                self._core = core
-        new = tuple(sorted(name for name in x if name not in core.feature_names))
-        candidate_started = bool(new) and learn and self._grow_candidate(new)
+        assert core is not None
+        known = set(core.feature_names)
+        if self._candidate is not None:
+            known |= set(self._candidate.feature_names)
+        end = start
+        new: tuple[str, ...] = ()
+        while end < len(rows):
+            row = rows[end]
+            if len(row) > len(known) or not known.issuperset(row):
+                if end > start:
+                    break  # process the rows before it first
+                new = tuple(sorted(set(row) - known))
+            end += 1
+            if new:
+                break
+        if not new and learn and self._candidate is not None:
+            # Rows up to a candidate's promotion use the current core.
+            end = min(end, start + self._warmup - self._candidate.learned)
+        if new and learn:
+            out.candidate_started[start] = self._grow_candidate(new)
+        if new:
+            out.new_features[start] = tuple(sorted(set(rows[start]) - set(core.feature_names)))
+        self._run(core, rows, ts_s, start, end, out, learn=learn)
+        return end
 
-        z = self._scaler.z_scores(x, core.feature_names)
-        scaled = {name: self._scaler.squash_z(value) for name, value in z.items()}
-        score = core.scorer.score_one(scaled)
-        threshold = core.threshold.value
-        warming_up = core.learned < self._warmup
-        exceeded = not warming_up and core.threshold.is_exceeded(score)
-        suppressed = (
-            exceeded
-            and self._last_alert_ts is not None
-            and ts_s - self._last_alert_ts < self.config.cooldown_s
-        )
-        alert = exceeded and not suppressed
-        missing = tuple(name for name in core.feature_names if name not in x)
-        top: list[FeatureContribution] = []
-        if exceeded:
-            top = top_contributions(
-                z,
-                x,
-                {name: self._scaler.baseline(name).median for name in z},
-                k=self.config.top_k,
-            )
-        verdict = Verdict(
-            score=score,
-            threshold=threshold,
-            alert=alert,
-            severity=self._severity(score, threshold),
-            warming_up=warming_up,
-            suppressed=suppressed,
-            model_version=str(core.generation),
-            top_features=top,
-            missing_features=missing,
-            new_features=new,
-            candidate_started=candidate_started,
-        )
-        if learn:
-            self._learn(core, x, scaled, score)
-            if alert:
-                self._last_alert_ts = ts_s
-        return verdict
-
-    def _severity(self, score: float, threshold: float) -> str:
-        critical_at = threshold + (1.0 - threshold) * self.config.critical_margin
-        return "critical" if score >= critical_at else "warning"
-
-    def _learn(
+    def _run(
         self,
         core: _ScoringCore,
-        x: Mapping[str, float],
-        scaled: Mapping[str, float],
-        score: float,
+        rows: Sequence[Mapping[str, float]],
+        ts_s: Sequence[float],
+        start: int,
+        end: int,
+        out: BatchVerdict,
+        *,
+        learn: bool,
     ) -> None:
-        self.events_seen += 1
-        self._learn_core(core, scaled, score)
-        candidate = self._candidate
-        if candidate is not None:
-            cand_scaled = self._scaler.transform_one(x, candidate.feature_names)
-            self._learn_core(candidate, cand_scaled, candidate.scorer.score_one(cand_scaled))
-            if candidate.learned >= self._warmup:
-                self._core, self._candidate = candidate, None
-        # The scaler learns last so an event is never scaled against its own value.
-        self._scaler.learn_one(x)
+        names = core.feature_names
+        candidate = self._candidate if learn else None
+        all_names = names if candidate is None else candidate.feature_names
+        X = np.array(
+            [[row.get(n, math.nan) for n in all_names] for row in rows[start:end]], dtype=np.float64
+        ).reshape(end - start, len(all_names))
+        z_all, medians_all = self._scaler.scale_batch(X, all_names, learn=learn)
+        columns = [all_names.index(n) for n in names]
+        z, medians, values = z_all[:, columns], medians_all[:, columns], X[:, columns]
+        scaled = self._scaler.squash_batch(z)
+        scores = core.scorer.score_learn_batch(scaled) if learn else core.scorer.score_batch(scaled)
+        learned_before = core.learned + np.arange(end - start)
+        warming = learned_before < self._warmup
+        thresholds = np.full(end - start, core.threshold.value)
+        if learn:
+            # Scores from HST's first window are all 0: they would drag the threshold to 0.
+            counted = learned_before >= self.config.window_size
+            if counted.any():
+                first = int(np.argmax(counted))
+                thresholds[first:] = core.threshold.thresholds_learn(scores[first:])
+            core.learned += end - start
+            self.events_seen += end - start
+            if candidate is not None:
+                self._learn_candidate(candidate, z_all, all_names)
+        exceeded = ~warming & (scores >= thresholds)
+        sl = slice(start, end)
+        out.scores[sl], out.thresholds[sl], out.warming_up[sl] = scores, thresholds, warming
+        out.exceeded[sl] = exceeded
+        out.generation[sl] = core.generation
+        missing = np.isnan(values)
+        if missing.any():
+            for i in np.flatnonzero(missing.any(axis=1)):
+                out.missing[start + int(i)] = tuple(
+                    n for n, m in zip(names, missing[i], strict=True) if m
+                )
+        for i in np.flatnonzero(exceeded):
+            row = start + int(i)
+            ts = float(ts_s[row])
+            in_cooldown = (
+                self._last_alert_ts is not None
+                and ts - self._last_alert_ts < self.config.cooldown_s
+            )
+            out.suppressed[row] = in_cooldown
+            out.alerts[row] = not in_cooldown
+            if not in_cooldown and learn:
+                self._last_alert_ts = ts
+            out.explanations[row] = top_contributions(
+                dict(zip(names, z[i].tolist(), strict=True)),
+                {n: v for n, v in zip(names, values[i].tolist(), strict=True) if v == v},
+                dict(zip(names, medians[i].tolist(), strict=True)),
+                k=self.config.top_k,
+            )
 
-    def _learn_core(self, core: _ScoringCore, scaled: Mapping[str, float], score: float) -> None:
-        # Scores from HST's first window are all 0: they would drag the threshold to 0.
-        if core.learned >= self.config.window_size:
-            core.threshold.learn_one(score)
-        core.scorer.learn_one(scaled)
-        core.learned += 1
+    def _learn_candidate(
+        self, candidate: _ScoringCore, z: FloatArray, names: tuple[str, ...]
+    ) -> None:
+        scores = candidate.scorer.score_learn_batch(self._scaler.squash_batch(z))
+        learned_before = candidate.learned + np.arange(len(scores))
+        counted = learned_before >= self.config.window_size
+        if counted.any():
+            candidate.threshold.thresholds_learn(scores[int(np.argmax(counted)) :])
+        candidate.learned += len(scores)
+        if candidate.learned >= self._warmup:
+            self._core, self._candidate = candidate, None
 
     def _grow_candidate(self, new: tuple[str, ...]) -> bool:
         """Start (or restart, wider) the candidate model; False if it already covers ``new``."""
@@ -245,5 +367,5 @@ class ServiceAnomalyModel:
             return False
         base = self._candidate or self._core
         names = tuple(sorted({*base.feature_names, *new}))
-        self._candidate = _ScoringCore(names, self._core.generation + 1, self.config, self._seed)
+        self._candidate = _ScoringCore(names, self._core.generation + 1, self.config)
         return True

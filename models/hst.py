@@ -1,37 +1,48 @@
-"""Half-Space Trees over features already scaled into the unit interval."""
+"""Half-Space Trees engines over features already scaled into the unit interval.
+
+Two engines compute the same algorithm: river's ``HalfSpaceTrees`` one event at a time (the
+reference, ``engine="river"``), and :class:`~models.hst_numpy.BatchHST` over numpy micro-batches
+(``engine="numpy"``, the default), which gives identical scores for the same trees.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from river import anomaly
 
-__all__ = ["AnomalyScorer", "RiverHST"]
+from models.hst_numpy import BatchHST
+
+__all__ = ["Engine", "HSTEngine", "RiverHST", "make_hst"]
+
+FloatArray = npt.NDArray[np.float64]
+Engine = Literal["numpy", "river"]
 
 
-class AnomalyScorer(Protocol):
-    """An online anomaly scorer: higher is more anomalous; score before learning."""
+class HSTEngine(Protocol):
+    """Scores rows of features in [0, 1]; higher is more anomalous; score before learning."""
 
-    def score_one(self, x: Mapping[str, float]) -> float: ...
+    def score_learn_batch(self, X: FloatArray) -> FloatArray: ...
 
-    def learn_one(self, x: Mapping[str, float]) -> None: ...
+    def score_batch(self, X: FloatArray) -> FloatArray: ...
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 class RiverHST:
-    """river's ``HalfSpaceTrees``, the reference engine, behind a typed interface.
+    """river's ``HalfSpaceTrees``, the reference engine, behind the batch interface.
 
-    Args:
-        n_trees: Number of trees.
-        height: Height of each tree.
-        window_size: Observations per mass window (the reference profile swaps every window).
-        seed: Seed for the random splits.
+    Columns are named by their zero-padded index, so river sorts them in column order and
+    builds the same trees as :class:`BatchHST` with the same seed.
 
     Examples:
-        >>> hst = RiverHST(n_trees=5, height=3, window_size=3, seed=42)
-        >>> for v in [0.5, 0.45, 0.43, 0.44, 0.445, 0.45]:
-        ...     hst.learn_one({"x": v})
-        >>> hst.score_one({"x": 0.45}) < hst.score_one({"x": 0.0})
+        >>> X = np.random.default_rng(0).random((300, 2))
+        >>> river_hst = RiverHST(n_trees=5, height=3, window_size=50, seed=1)
+        >>> numpy_hst = BatchHST(n_trees=5, height=3, window_size=50, seed=1)
+        >>> bool((river_hst.score_learn_batch(X) == numpy_hst.score_learn_batch(X)).all())
         True
     """
 
@@ -47,10 +58,34 @@ class RiverHST:
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
 
-    def score_one(self, x: Mapping[str, float]) -> float:
-        """The anomaly score of ``x`` in [0, 1]; 0 until the first window is complete."""
-        return float(self._model.score_one(x))
+    @staticmethod
+    def _dicts(X: FloatArray) -> list[dict[str, float]]:
+        width = len(str(max(0, X.shape[1] - 1)))
+        names = [str(j).zfill(width) for j in range(X.shape[1])]
+        return [dict(zip(names, row, strict=True)) for row in X.tolist()]
 
-    def learn_one(self, x: Mapping[str, float]) -> None:
-        """Count ``x`` in the latest mass profile."""
-        self._model.learn_one(x)
+    def score_learn_batch(self, X: FloatArray) -> FloatArray:
+        """Score then learn each row, one at a time."""
+        scores = np.empty(X.shape[0])
+        for i, x in enumerate(self._dicts(X)):
+            scores[i] = self._model.score_one(x)
+            self._model.learn_one(x)
+        return scores
+
+    def score_batch(self, X: FloatArray) -> FloatArray:
+        """Score each row without learning."""
+        return np.array([self._model.score_one(x) for x in self._dicts(X)], dtype=np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        """Not measured for river's object trees (see benchmarks/hst_engine.py)."""
+        return 0
+
+
+def make_hst(
+    engine: Engine, *, n_trees: int, height: int, window_size: int, seed: int
+) -> HSTEngine:
+    """An HST engine by name."""
+    if engine == "river":
+        return RiverHST(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+    return BatchHST(n_trees=n_trees, height=height, window_size=window_size, seed=seed)

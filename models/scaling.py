@@ -3,20 +3,27 @@
 river's ``MinMaxScaler`` stretches its range to every value it has ever seen, so one spike of
 1e6 squashes every later value into a sliver near zero and the detector goes blind. This
 scaler instead centres each feature on the median of a recent window and divides by a robust
-spread (IQR, falling back to the mean absolute deviation for sparse counters), then maps the
-robust z-score smoothly into (0, 1). A spike moves the median and IQR of a window by at most
-one rank, so later scores are unaffected.
+spread (IQR, widening to the 5-95% range and then the mean absolute deviation for sparse
+counters), then maps the robust z-score smoothly into (0, 1). A spike moves the median and IQR
+of a window by at most one rank, so later scores are unaffected.
+
+Baselines are refreshed on a schedule counted in the events the scaler has learned: after
+every event while young, then after every 1/16th growth, then every ``refresh_every`` events.
+Between refreshes a baseline is constant, which is what lets a batch of events be scaled at
+once with exactly the result of scaling them one at a time.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["FeatureBaseline", "RobustScaler"]
+
+FloatArray = npt.NDArray[np.float64]
 
 # IQR of a normal distribution in units of its standard deviation.
 _IQR_TO_SIGMA = 1.349
@@ -24,6 +31,7 @@ _IQR_TO_SIGMA = 1.349
 _P90_RANGE_TO_SIGMA = 3.29
 # Mean absolute deviation of a normal distribution in units of its standard deviation.
 _MAD_TO_SIGMA = 0.7979
+_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,46 +43,48 @@ class FeatureBaseline:
 
 
 class _FeatureWindow:
-    """A ring buffer of one feature's recent values with a lazily refreshed baseline."""
+    """A ring buffer of one feature's recent values and its baseline."""
 
-    __slots__ = ("_baseline", "_buffer", "_count", "_since_refresh")
+    __slots__ = ("buffer", "count", "median", "scale")
 
     def __init__(self, window: int) -> None:
-        self._buffer = np.empty(window, dtype=np.float64)
-        self._count = 0
-        self._since_refresh = 0
-        self._baseline = FeatureBaseline(median=0.0, scale=1.0)
+        self.buffer = np.empty(window, dtype=np.float64)
+        self.count = 0
+        self.median = 0.0
+        self.scale = 1.0
 
-    @property
-    def count(self) -> int:
-        return self._count
+    def add(self, values: FloatArray) -> None:
+        size = self.buffer.size
+        if values.size >= size:
+            values = values[-size:]
+            start = (self.count + len(values) - size) % size
+        else:
+            start = self.count % size
+        end = start + values.size
+        if end <= size:
+            self.buffer[start:end] = values
+        else:
+            split = size - start
+            self.buffer[start:] = values[:split]
+            self.buffer[: end - size] = values[split:]
+        self.count += values.size
 
-    def add(self, value: float, refresh_every: int) -> None:
-        self._buffer[self._count % self._buffer.size] = value
-        self._count += 1
-        self._since_refresh += 1
-        # Refresh after every 1/16th growth while young (early baselines matter most, and
-        # this costs O(log n) refreshes), then every ``refresh_every`` values.
-        if self._since_refresh >= min(refresh_every, max(1, self._count // 16)):
-            self._refresh()
+    def values(self) -> FloatArray:
+        return self.buffer[: min(self.count, self.buffer.size)]
 
-    def _refresh(self) -> None:
-        values = self._buffer[: min(self._count, self._buffer.size)]
-        q05, q25, median, q75, q95 = np.percentile(values, (5.0, 25.0, 50.0, 75.0, 95.0))
-        spread = (q75 - q25) / _IQR_TO_SIGMA
-        if spread <= 0.0:
-            # Sparse counters (mostly one value) have no IQR: widen to the 5-95% range...
-            spread = (q95 - q05) / _P90_RANGE_TO_SIGMA
-        if spread <= 0.0:
-            # ...and for counters that are almost always one value, the mean absolute deviation.
-            spread = float(np.mean(np.abs(values - median))) / _MAD_TO_SIGMA
-        floor = 1e-3 * max(1.0, abs(float(median)))
-        self._baseline = FeatureBaseline(median=float(median), scale=max(float(spread), floor))
-        self._since_refresh = 0
 
-    @property
-    def baseline(self) -> FeatureBaseline:
-        return self._baseline
+def _baseline(quantiles: Sequence[float], values: FloatArray) -> tuple[float, float]:
+    """Median and robust spread from the 5/25/50/75/95th percentiles of ``values``."""
+    q05, q25, median, q75, q95 = quantiles
+    spread = (q75 - q25) / _IQR_TO_SIGMA
+    if spread <= 0.0:
+        # Sparse counters (mostly one value) have no IQR: widen to the 5-95% range...
+        spread = (q95 - q05) / _P90_RANGE_TO_SIGMA
+    if spread <= 0.0:
+        # ...and for counters that are almost always one value, the mean absolute deviation.
+        spread = float(np.mean(np.abs(values - median))) / _MAD_TO_SIGMA
+    floor = 1e-3 * max(1.0, abs(median))
+    return median, max(spread, floor)
 
 
 class RobustScaler:
@@ -82,8 +92,8 @@ class RobustScaler:
 
     Args:
         window: How many recent values per feature define the baseline.
-        refresh_every: Recompute each baseline after this many new values (and more often
-            while a feature is young: after every value for the first 16).
+        refresh_every: Recompute the baselines after this many learned events (more often
+            while young).
         squash: The robust z-score that maps to ``0.5 + 0.5 * tanh(1)`` (about 0.88). Ordinary
             variation (|z| < 3) stays in the middle of the unit interval so that Half-Space
             Trees, whose splits avoid the outer 15% of each range, can isolate real outliers;
@@ -102,7 +112,7 @@ class RobustScaler:
         True
     """
 
-    def __init__(self, window: int = 1024, refresh_every: int = 32, squash: float = 16.0) -> None:
+    def __init__(self, window: int = 1024, refresh_every: int = 256, squash: float = 16.0) -> None:
         if window < 4:
             raise ValueError("window must be at least 4")
         if refresh_every < 1:
@@ -113,44 +123,131 @@ class RobustScaler:
         self.refresh_every = refresh_every
         self.squash = squash
         self._features: dict[str, _FeatureWindow] = {}
+        self._events = 0
+        self._since_refresh = 0
 
-    def learn_one(self, x: Mapping[str, float]) -> None:
-        """Add one observation's values to their features' windows."""
-        for name, value in x.items():
-            feature = self._features.get(name)
-            if feature is None:
-                feature = self._features[name] = _FeatureWindow(self.window)
-            feature.add(value, self.refresh_every)
+    # -- inspection ---------------------------------------------------------------------------
 
     def baseline(self, name: str) -> FeatureBaseline:
         """The current median and scale of a feature (median 0, scale 1 if never seen)."""
         feature = self._features.get(name)
-        return feature.baseline if feature is not None else FeatureBaseline(0.0, 1.0)
+        if feature is None:
+            return FeatureBaseline(0.0, 1.0)
+        return FeatureBaseline(feature.median, feature.scale)
 
     def count(self, name: str) -> int:
         """How many values of a feature have been learned."""
         feature = self._features.get(name)
         return feature.count if feature is not None else 0
 
+    def nbytes(self) -> int:
+        """Bytes held by the value windows."""
+        return sum(f.buffer.nbytes for f in self._features.values())
+
+    # -- the batch path -------------------------------------------------------------------------
+
+    def scale_batch(
+        self, X: FloatArray, names: Sequence[str], *, learn: bool = True
+    ) -> tuple[FloatArray, FloatArray]:
+        """Robust z-scores and baseline medians of each row, then (optionally) learn the rows.
+
+        Row ``i`` is scaled with the baselines in force after learning rows ``< i``, exactly as
+        one-at-a-time processing would. NaN marks a missing value: its z-score is 0 (the
+        median) and it is not learned.
+
+        Args:
+            X: Raw values, shape ``(n, len(names))``.
+            names: The feature of each column.
+            learn: Whether to learn the rows (and refresh baselines on schedule).
+
+        Returns:
+            ``(z, medians)``, both shaped like ``X``.
+        """
+        n = X.shape[0]
+        z = np.zeros_like(X)
+        medians = np.empty_like(X)
+        start = 0
+        while start < n:
+            end = n if not learn else min(n, start + self._rows_to_refresh())
+            median, scale = self._current(names)
+            block = (X[start:end] - median) / scale
+            z[start:end] = np.where(np.isnan(block), 0.0, block)
+            medians[start:end] = median
+            if not learn:
+                break
+            self._learn_rows(X[start:end], names)
+            start = end
+        return z, medians
+
+    def squash_batch(self, z: FloatArray) -> FloatArray:
+        """Map robust z-scores into (0, 1), monotonically, with 0 at 0.5."""
+        return 0.5 + 0.5 * np.tanh(z / self.squash)
+
+    # -- the one-event conveniences ---------------------------------------------------------------
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Learn one observation."""
+        names = list(x)
+        self.scale_batch(np.array([[x[n] for n in names]], dtype=np.float64), names)
+
     def z_scores(self, x: Mapping[str, float], names: Iterable[str]) -> dict[str, float]:
-        """Robust z-scores of ``x`` for ``names``; a name missing from ``x`` scores 0 (median)."""
-        out: dict[str, float] = {}
-        for name in names:
-            value = x.get(name)
-            if value is None:
-                out[name] = 0.0
-                continue
-            base = self.baseline(name)
-            out[name] = (value - base.median) / base.scale
-        return out
+        """Robust z-scores of ``x`` for ``names``; a name missing from ``x`` scores 0."""
+        names = list(names)
+        row = np.array([[x.get(n, np.nan) for n in names]], dtype=np.float64)
+        z, _ = self.scale_batch(row, names, learn=False)
+        return dict(zip(names, z[0].tolist(), strict=True))
 
     def transform_one(
         self, x: Mapping[str, float], names: Iterable[str] | None = None
     ) -> dict[str, float]:
         """Map ``x`` into (0, 1) per feature; missing names map to 0.5, the median."""
         z = self.z_scores(x, x.keys() if names is None else names)
-        return {name: self.squash_z(value) for name, value in z.items()}
+        return {name: 0.5 + 0.5 * float(np.tanh(v / self.squash)) for name, v in z.items()}
 
-    def squash_z(self, z: float) -> float:
-        """Map a robust z-score into (0, 1), monotonically, with 0 at 0.5."""
-        return 0.5 + 0.5 * math.tanh(z / self.squash)
+    # -- internals ------------------------------------------------------------------------------
+
+    def _rows_to_refresh(self) -> int:
+        """How many more events can be learned before the next baseline refresh."""
+        rows = 1
+        while self._since_refresh + rows < min(
+            self.refresh_every, max(1, (self._events + rows) // 16)
+        ):
+            rows += 1
+        return rows
+
+    def _current(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        median = np.empty(len(names))
+        scale = np.empty(len(names))
+        for j, name in enumerate(names):
+            feature = self._features.get(name)
+            median[j], scale[j] = (feature.median, feature.scale) if feature else (0.0, 1.0)
+        return median, scale
+
+    def _learn_rows(self, X: FloatArray, names: Sequence[str]) -> None:
+        for j, name in enumerate(names):
+            column = X[:, j]
+            column = column[~np.isnan(column)]
+            if column.size == 0:
+                continue
+            feature = self._features.get(name)
+            if feature is None:
+                feature = self._features[name] = _FeatureWindow(self.window)
+            feature.add(column)
+        self._events += X.shape[0]
+        self._since_refresh += X.shape[0]
+        if self._since_refresh >= min(self.refresh_every, max(1, self._events // 16)):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        full = [f for f in self._features.values() if f.count >= self.window]
+        if full:
+            stacked = np.stack([f.buffer for f in full])
+            quantiles = np.percentile(stacked, _PERCENTILES, axis=1)
+            for i, feature in enumerate(full):
+                feature.median, feature.scale = _baseline(quantiles[:, i].tolist(), feature.buffer)
+        for feature in self._features.values():
+            if 0 < feature.count < self.window:
+                values = feature.values()
+                q = np.percentile(values, _PERCENTILES)
+                feature.median, feature.scale = _baseline(q.tolist(), values)
+        self._since_refresh = 0

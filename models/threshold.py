@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["AdaptiveThreshold"]
+
+FloatArray = npt.NDArray[np.float64]
 
 
 class AdaptiveThreshold:
     """The score above which a service alerts, tracking a target alert rate.
 
     The threshold is the ``1 - target_rate`` quantile of the service's recent scores (a ring
-    buffer of ``window`` scores, recomputed every ``refresh_every`` scores). With fewer than
-    ``1 / target_rate`` scores that quantile is the largest score seen so far, so a young
-    service alerts only on scores it has never seen before, which is conservative. A fixed
-    ``override`` replaces the adaptive value entirely (the operator's word wins).
+    buffer of ``window`` scores), recomputed after every score while young, then after every
+    1/16th growth, then every ``refresh_every`` scores. With fewer than ``1 / target_rate``
+    scores that quantile is the largest score seen so far, so a young service alerts only on
+    scores it has never seen before, which is conservative. A fixed ``override`` replaces the
+    adaptive value entirely (the operator's word wins).
 
     Args:
         target_rate: The share of scores that should exceed the threshold, e.g. 0.001.
         window: How many recent scores the quantile is taken over.
-        refresh_every: Recompute the quantile after this many new scores.
+        refresh_every: Recompute the quantile at least this often (in scores).
         override: A fixed threshold, or None to adapt.
 
     Examples:
@@ -38,7 +44,7 @@ class AdaptiveThreshold:
         self,
         target_rate: float = 0.001,
         window: int = 10_000,
-        refresh_every: int = 50,
+        refresh_every: int = 250,
         override: float | None = None,
     ) -> None:
         if not 0.0 < target_rate < 1.0:
@@ -52,7 +58,7 @@ class AdaptiveThreshold:
         self._scores = np.empty(window, dtype=np.float64)
         self._count = 0
         self._since_refresh = 0
-        self._value = float("inf")
+        self._value = math.inf
 
     @property
     def value(self) -> float:
@@ -70,13 +76,52 @@ class AdaptiveThreshold:
 
     def learn_one(self, score: float) -> None:
         """Add a score to the window; refresh the quantile when due."""
-        self._scores[self._count % self.window] = score
-        self._count += 1
-        self._since_refresh += 1
-        if self._since_refresh >= self.refresh_every or self._count <= self.refresh_every:
+        self.thresholds_learn(np.array([score]))
+
+    def thresholds_learn(self, scores: FloatArray, *, learn: bool = True) -> FloatArray:
+        """The threshold in force for each score, learning them in order (unless told not to).
+
+        Score ``i`` is compared with the threshold after learning scores ``< i``, exactly as
+        one-at-a-time processing would.
+        """
+        n = scores.size
+        out = np.empty(n, dtype=np.float64)
+        if not learn:
+            out[:] = self.value
+            return out
+        start = 0
+        while start < n:
+            end = min(n, start + self._scores_to_refresh())
+            out[start:end] = self.value
+            self._add(scores[start:end])
+            start = end
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes held by the score window."""
+        return int(self._scores.nbytes)
+
+    def _scores_to_refresh(self) -> int:
+        rows = 1
+        while self._since_refresh + rows < min(
+            self.refresh_every, max(1, (self._count + rows) // 16)
+        ):
+            rows += 1
+        return rows
+
+    def _add(self, scores: FloatArray) -> None:
+        self._count += max(0, scores.size - self.window)
+        scores = scores[-self.window :]
+        positions = (self._count + np.arange(scores.size)) % self.window
+        self._scores[positions] = scores
+        self._count += scores.size
+        self._since_refresh += scores.size
+        if self._since_refresh >= min(self.refresh_every, max(1, self._count // 16)):
             self._refresh()
 
     def _refresh(self) -> None:
         scores = self._scores[: min(self._count, self.window)]
-        self._value = float(np.quantile(scores, 1.0 - self.target_rate, method="higher"))
+        # The "higher" quantile: an observed score, so exceeding it is a real exceedance.
+        index = math.ceil((scores.size - 1) * (1.0 - self.target_rate))
+        self._value = float(np.partition(scores, index)[index])
         self._since_refresh = 0

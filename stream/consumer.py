@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.codec import DecodeError, dead_letter, decode
 from stream.http import HttpServer, ScoreResult, create_app
-from stream.pipeline import Clock, MetricPipeline, utc_now
+from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
 from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
@@ -173,71 +173,103 @@ class Detector:
         if count:
             self.metrics.batch_size.observe(count)
             pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
-            offsets: dict[TopicPartition, int] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    pending.extend(await self._handle(record))
-                offsets[tp] = records[-1].offset + 1
+            records = [record for part in batches.values() for record in part]
+            pending.extend(await self._handle(records))
             await self._await_acks(pending)
-            await self._commit(offsets)
+            await self._commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
         self._refresh_lag()
         return count
 
     async def _handle(
-        self, record: ConsumerRecord[bytes, bytes]
+        self, records: list[ConsumerRecord[bytes, bytes]]
     ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
-        """Process one record; return the acks to await (alert ack carries its record)."""
-        self.metrics.events_consumed.labels(topic=record.topic).inc()
-        self.counts["consumed"] += 1
-        try:
+        """Decode and score a batch; return the acks to await (an alert's carries its record)."""
+        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+        events: list[MetricEvent] = []
+        sources: list[ConsumerRecord[bytes, bytes]] = []
+        for record in records:
+            self.metrics.events_consumed.labels(topic=record.topic).inc()
+            self.counts["consumed"] += 1
             event = decode(record.value, MetricEvent, self.settings.max_message_bytes)
             if isinstance(event, DecodeError):
-                return [(await self._dead_letter(record, event), None)]
-            started = time.perf_counter()
-            outcome = self.pipeline.process(
-                event,
-                Evidence(topic=record.topic, partition=record.partition, offset=record.offset),
+                pending.append((await self._dead_letter(record, event), None))
+            else:
+                events.append(event)
+                sources.append(record)
+        if not events:
+            return pending
+        started = time.perf_counter()
+        try:
+            outcome = self.pipeline.process_batch(
+                events,
+                [Evidence(topic=r.topic, partition=r.partition, offset=r.offset) for r in sources],
             )
-            self.metrics.scoring_latency.labels(source="metrics").observe(
-                time.perf_counter() - started
-            )
-        except Exception as exc:  # per-message work must never stop the loop
-            log.exception(
-                "message_failed",
-                topic=record.topic,
+        except Exception:
+            # A bug in per-batch work must not stop the loop: find the events that cause it.
+            log.exception("batch_failed", size=len(events))
+            return pending + await self._handle_one_by_one(events, sources)
+        self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
+        pending.extend(await self._publish(outcome, sources))
+        return pending
+
+    async def _handle_one_by_one(
+        self, events: list[MetricEvent], sources: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
+        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+        for event, record in zip(events, sources, strict=True):
+            try:
+                outcome = self.pipeline.process_batch(
+                    [event],
+                    [
+                        Evidence(
+                            topic=record.topic, partition=record.partition, offset=record.offset
+                        )
+                    ],
+                )
+            except Exception as exc:
+                log.exception(
+                    "message_failed",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                error = DecodeError("unexpected", f"{type(exc).__name__}: {exc}")
+                pending.append((await self._dead_letter(record, error), None))
+                continue
+            pending.extend(await self._publish(outcome, [record]))
+        return pending
+
+    async def _publish(
+        self, outcome: BatchOutcome, sources: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
+        scored = len(sources)
+        self.metrics.events_scored.labels(source="metrics").inc(scored)
+        self.counts["scored"] += scored
+        if outcome.missing_features:
+            self.metrics.missing_features.labels(source="metrics").inc(outcome.missing_features)
+        for service, new in outcome.grown:
+            self.metrics.feature_set_changes.labels(source="metrics").inc()
+            log.info("feature_set_grew", service=service, new=list(new))
+        suppressed = int(outcome.suppressed.sum())
+        if suppressed:
+            self.metrics.alerts_suppressed.labels(kind="anomaly", source="metrics").inc(suppressed)
+        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+        for index, alert in outcome.alerts:
+            record = sources[index]
+            pending.append((await self._publisher.send_alert(alert), record))
+            self.counts["alerts"] += 1
+            self.metrics.alerts.labels(
+                kind="anomaly", source="metrics", severity=alert.severity
+            ).inc()
+            log.info(
+                "alert_published",
+                service=alert.service,
+                score=alert.score,
+                alert_id=alert.alert_id,
                 partition=record.partition,
                 offset=record.offset,
             )
-            error = DecodeError("unexpected", f"{type(exc).__name__}: {exc}")
-            return [(await self._dead_letter(record, error), None)]
-        self.metrics.events_scored.labels(source="metrics").inc()
-        self.counts["scored"] += 1
-        verdict = outcome.verdict
-        if verdict.missing_features:
-            self.metrics.missing_features.labels(source="metrics").inc(
-                len(verdict.missing_features)
-            )
-        if verdict.candidate_started:
-            self.metrics.feature_set_changes.labels(source="metrics").inc()
-            log.info("feature_set_grew", service=outcome.service, new=list(verdict.new_features))
-        if verdict.suppressed:
-            self.metrics.alerts_suppressed.labels(kind="anomaly", source="metrics").inc()
-        if outcome.alert is None:
-            return []
-        ack = await self._publisher.send_alert(outcome.alert)
-        self.counts["alerts"] += 1
-        self.metrics.alerts.labels(
-            kind="anomaly", source="metrics", severity=outcome.alert.severity
-        ).inc()
-        log.info(
-            "alert_published",
-            service=outcome.service,
-            score=outcome.alert.score,
-            alert_id=outcome.alert.alert_id,
-            partition=record.partition,
-            offset=record.offset,
-        )
-        return [(ack, record)]
+        return pending
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: DecodeError) -> Ack:
         self.metrics.dead_lettered.labels(topic=record.topic, reason=error.reason).inc()
@@ -321,26 +353,25 @@ class Detector:
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
         """Score events without learning (``POST /score``)."""
-        results = []
-        for event in events:
-            outcome = self.pipeline.process(
-                event, Evidence(topic="http", partition=0, offset=0), learn=False
+        outcome = self.pipeline.process_batch(
+            events,
+            [Evidence(topic="http", partition=0, offset=i) for i in range(len(events))],
+            learn=False,
+        )
+        alerts = dict(outcome.alerts)
+        return [
+            ScoreResult(
+                service=event.service,
+                score=float(outcome.scores[i]),
+                threshold=(
+                    float(outcome.thresholds[i]) if math.isfinite(outcome.thresholds[i]) else None
+                ),
+                warming_up=bool(outcome.warming_up[i]),
+                would_alert=i in alerts,
+                alert=alerts.get(i),
             )
-            results.append(
-                ScoreResult(
-                    service=event.service,
-                    score=outcome.verdict.score,
-                    threshold=(
-                        outcome.verdict.threshold
-                        if math.isfinite(outcome.verdict.threshold)
-                        else None
-                    ),
-                    warming_up=outcome.verdict.warming_up,
-                    would_alert=outcome.alert is not None,
-                    alert=outcome.alert,
-                )
-            )
-        return results
+            for i, event in enumerate(events)
+        ]
 
 
 async def run_detector(settings: Settings) -> int:

@@ -6,11 +6,13 @@ No I/O here: the caller brings decoded events, where they came from, and a clock
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel, Verdict
@@ -24,7 +26,7 @@ from stream.schemas import (
     TopFeature,
 )
 
-__all__ = ["MetricPipeline", "Outcome", "alert_id_for"]
+__all__ = ["BatchOutcome", "MetricPipeline", "Outcome", "alert_id_for"]
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime."""
@@ -59,6 +61,25 @@ def alert_id_for(
     return hashlib.sha256(payload).hexdigest()[:32]
 
 
+@dataclass
+class BatchOutcome:
+    """What happened to a batch of events, in batch order."""
+
+    scores: npt.NDArray[np.float64]
+    thresholds: npt.NDArray[np.float64]
+    warming_up: npt.NDArray[np.bool_]
+    flagged: npt.NDArray[np.bool_]
+    """Score reached the threshold after warm-up (alerted or suppressed by the cooldown)."""
+    suppressed: npt.NDArray[np.bool_]
+    alerts: list[tuple[int, Alert]]
+    """Each alert with the index of its event in the batch."""
+    missing_features: int = 0
+    grown: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """(service, new feature names) for each model that started learning a grown set."""
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
+    """Full verdicts, for the indices asked for (``process`` asks for its one event)."""
+
+
 class MetricPipeline:
     """Per-service anomaly models over metric events.
 
@@ -68,10 +89,10 @@ class MetricPipeline:
     """
 
     model_name = "hst-metrics"
-    engine = "river"
 
     def __init__(self, config: AnomalyConfig, clock: Clock = utc_now) -> None:
         self.config = config
+        self.engine = config.engine
         self._clock = clock
         self._models: dict[str, ServiceAnomalyModel] = {}
         self.config_id = hashlib.sha256(orjson.dumps(asdict(config))).hexdigest()[:8]
@@ -84,19 +105,72 @@ class MetricPipeline:
 
     def process(self, event: MetricEvent, evidence: Evidence, *, learn: bool = True) -> Outcome:
         """Score one event (and learn from it unless ``learn`` is false)."""
-        model = self._models.get(event.service)
-        if model is None:
-            model = ServiceAnomalyModel(event.service, self.config)
-            if learn:
-                self._models[event.service] = model
-        features = metric_features(event)
-        verdict = model.observe(features, event.ts.timestamp(), learn=learn)
-        alert = self._alert(event, features, verdict, evidence) if verdict.alert else None
-        return Outcome(service=event.service, verdict=verdict, alert=alert)
+        batch = self.process_batch([event], [evidence], learn=learn, verdicts=True)
+        alert = batch.alerts[0][1] if batch.alerts else None
+        return Outcome(service=event.service, verdict=batch.verdicts[0], alert=alert)
+
+    def process_batch(
+        self,
+        events: Sequence[MetricEvent],
+        evidence: Sequence[Evidence],
+        *,
+        learn: bool = True,
+        verdicts: bool = False,
+    ) -> BatchOutcome:
+        """Score a batch (learning from it unless ``learn`` is false), service by service.
+
+        Each service's events keep their batch order, so the result is the same as processing
+        the events one at a time, whatever the batch boundaries.
+        """
+        n = len(events)
+        out = BatchOutcome(
+            scores=np.zeros(n),
+            thresholds=np.full(n, np.inf),
+            warming_up=np.ones(n, dtype=bool),
+            flagged=np.zeros(n, dtype=bool),
+            suppressed=np.zeros(n, dtype=bool),
+            alerts=[],
+        )
+        by_service: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            by_service.setdefault(event.service, []).append(i)
+        for service, indices in by_service.items():
+            model = self._models.get(service)
+            if model is None:
+                model = ServiceAnomalyModel(service, self.config)
+                if learn:
+                    self._models[service] = model
+            rows = [metric_features(events[i]) for i in indices]
+            result = model.observe_batch(
+                rows, [events[i].ts.timestamp() for i in indices], learn=learn
+            )
+            idx = np.asarray(indices)
+            out.scores[idx] = result.scores
+            out.thresholds[idx] = result.thresholds
+            out.warming_up[idx] = result.warming_up
+            out.flagged[idx] = result.exceeded
+            out.suppressed[idx] = result.suppressed
+            out.missing_features += sum(len(m) for m in result.missing)
+            for row in np.flatnonzero(result.candidate_started).tolist():
+                out.grown.append((service, result.new_features[row]))
+            for row in np.flatnonzero(result.alerts).tolist():
+                i = indices[row]
+                out.alerts.append(
+                    (i, self._alert(events[i], rows[row], result.verdict(row), evidence[i]))
+                )
+            if verdicts:
+                for row, i in enumerate(indices):
+                    out.verdicts[i] = result.verdict(row)
+        out.alerts.sort(key=lambda pair: pair[0])
+        return out
 
     def model_version(self, generation: str) -> str:
         """The version string alerts carry: engine, configuration and generation."""
         return f"{self.engine}-{self.config_id}-g{generation}"
+
+    def nbytes(self) -> int:
+        """Bytes of array state held by all models."""
+        return sum(m.nbytes() for m in self._models.values())
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` shows for this pipeline."""

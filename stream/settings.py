@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     cooldown_s: float = Field(
         300.0, ge=0, description="Event-time seconds during which a service does not re-alert."
     )
+    engine: Literal["numpy", "river"] = Field(
+        "numpy", description="HST engine: numpy micro-batches, or river per event (same scores)."
+    )
     hst_trees: int = Field(10, ge=1, le=500, description="Half-Space Trees: number of trees.")
     hst_height: int = Field(8, ge=1, le=20, description="Half-Space Trees: tree height.")
     hst_window: int = Field(250, ge=10, description="Half-Space Trees: mass window size.")
@@ -113,6 +116,7 @@ class Settings(BaseSettings):
             height=self.hst_height,
             window_size=self.hst_window,
             seed=self.seed,
+            engine=self.engine,
             warmup_events=self.warmup_events,
             target_alert_rate=self.anomaly_target_rate,
             threshold_override=self.anomaly_threshold,

@@ -5,10 +5,12 @@ Keep each section self-contained; add new ones below the last with the same kind
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from stream.broker import BrokerError, LocalBroker, free_port
 
@@ -37,3 +39,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+
+
+# --------------------------------------------------------------------------- logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process configure logging onto pytest's captured streams, which are
+    closed after the test: put structlog and the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -143,10 +143,13 @@ def test_same_seed_same_scores_and_learn_false_changes_nothing() -> None:
     assert run(a, 50, seed=9, start=800) == run(b, 50, seed=9, start=800)
 
 
-def test_other_service_other_trees() -> None:
-    assert run(ServiceAnomalyModel("a", AnomalyConfig()), 600) != run(
-        ServiceAnomalyModel("b", AnomalyConfig()), 600
-    )
+def test_services_share_trees_but_not_state() -> None:
+    a = ServiceAnomalyModel("a", AnomalyConfig())
+    b = ServiceAnomalyModel("b", AnomalyConfig())
+    assert run(a, 600) == run(b, 600)  # same seed and features: the same trees
+    run(a, 600, seed=1, start=600)
+    probe = {"latency": 700.0, "cpu": 70.0, "rate": 100.0}
+    assert a.observe(probe, 2000, learn=False) != b.observe(probe, 2000, learn=False)
 
 
 def test_new_metric_grows_the_model_without_a_blind_spot() -> None:
