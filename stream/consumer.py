@@ -202,7 +202,10 @@ class Detector:
         try:
             outcome = self.pipeline.process_batch(
                 events,
-                [Evidence(topic=r.topic, partition=r.partition, offset=r.offset) for r in sources],
+                [
+                    Evidence.model_construct(topic=r.topic, partition=r.partition, offset=r.offset)
+                    for r in sources
+                ],
             )
         except Exception:
             # A bug in per-batch work must not stop the loop: find the events that cause it.
