@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -77,7 +78,11 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"starting a local Kafka broker on 127.0.0.1:{args.port} (first run downloads it)")
         bootstrap = await asyncio.to_thread(broker.start, owned=True)
     _say(f"Kafka at {bootstrap}")
-    settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+    update: dict[str, object] = {"bootstrap_servers": bootstrap}
+    if args.anomaly_target_rate is None and "VIGIL_ANOMALY_TARGET_RATE" not in os.environ:
+        # The demo knows how often it injects anomalies: budget alerts for that many.
+        update["anomaly_target_rate"] = args.anomaly_rate
+    settings = settings.model_copy(update=update)
     summary = DemoSummary()
     try:
         await ensure_topics(bootstrap, topic_specs(settings))
