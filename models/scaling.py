@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from models.refresh import refresh_due, steps_to_refresh
+
 __all__ = ["FeatureBaseline", "RobustScaler"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -208,12 +210,7 @@ class RobustScaler:
 
     def _rows_to_refresh(self) -> int:
         """How many more events can be learned before the next baseline refresh."""
-        rows = 1
-        while self._since_refresh + rows < min(
-            self.refresh_every, max(1, (self._events + rows) // 16)
-        ):
-            rows += 1
-        return rows
+        return steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
 
     def _current(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         median = np.empty(len(names))
@@ -235,7 +232,7 @@ class RobustScaler:
             feature.add(column)
         self._events += X.shape[0]
         self._since_refresh += X.shape[0]
-        if self._since_refresh >= min(self.refresh_every, max(1, self._events // 16)):
+        if refresh_due(self._since_refresh, self._events, self.refresh_every):
             self._refresh()
 
     def _refresh(self) -> None:

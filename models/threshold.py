@@ -7,6 +7,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from models.refresh import refresh_due, steps_to_refresh
+
 __all__ = ["AdaptiveThreshold"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -102,12 +104,7 @@ class AdaptiveThreshold:
         return int(self._scores.nbytes)
 
     def _scores_to_refresh(self) -> int:
-        rows = 1
-        while self._since_refresh + rows < min(
-            self.refresh_every, max(1, (self._count + rows) // 16)
-        ):
-            rows += 1
-        return rows
+        return steps_to_refresh(self._since_refresh, self._count, self.refresh_every)
 
     def _add(self, scores: FloatArray) -> None:
         self._count += max(0, scores.size - self.window)
@@ -116,7 +113,7 @@ class AdaptiveThreshold:
         self._scores[positions] = scores
         self._count += scores.size
         self._since_refresh += scores.size
-        if self._since_refresh >= min(self.refresh_every, max(1, self._count // 16)):
+        if refresh_due(self._since_refresh, self._count, self.refresh_every):
             self._refresh()
 
     def _refresh(self) -> None:
