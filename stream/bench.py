@@ -62,6 +62,29 @@ def offline_throughput(settings: Settings, events: int, repeats: int = 3) -> flo
     return statistics.median(rates)
 
 
+def memory_per_1000_services(
+    settings: Settings, services: int = 1000, events_per_service: int = 300
+) -> tuple[float, float]:
+    """(RSS growth, model array bytes) in MiB per 1,000 services, each past its first window."""
+    import gc
+
+    import psutil
+
+    sim = MetricSimulator(services=services, seed=9, clean_start=10**9)
+    payloads = [e.to_bytes() for e in sim.events(services * events_per_service)]
+    gc.collect()
+    process = psutil.Process()
+    before = process.memory_info().rss
+    pipeline = MetricPipeline(settings.anomaly_config())
+    for alert in replay(payloads, pipeline, batch_size=settings.max_batch):
+        del alert
+    del payloads
+    gc.collect()
+    grown = process.memory_info().rss - before
+    scale = 1000 / services / 2**20
+    return grown * scale, pipeline.nbytes() * scale
+
+
 async def _preload(bootstrap: str, topic: str, events: int, anomaly_rate: float) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1_048_576)
     await producer.start()
@@ -253,6 +276,16 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             "events/s",
             f"median of 3 runs of {args.events}",
         )
+    ]
+    rss, arrays = memory_per_1000_services(settings, services=args.memory_services)
+    figures += [
+        Figure(
+            "memory per 1,000 services (RSS)",
+            rss,
+            "MiB",
+            f"{args.memory_services} services, 300 events each",
+        ),
+        Figure("model arrays per 1,000 services", arrays, "MiB", "scaler, HST, threshold"),
     ]
     if not args.skip_kafka:
         try:

@@ -119,6 +119,9 @@ def _build_parser() -> _Parser:
     bench.add_argument(
         "--latency-seconds", type=float, default=30.0, help="Length of the latency run."
     )
+    bench.add_argument(
+        "--memory-services", type=int, default=1000, help="Services for the memory figure."
+    )
     bench.add_argument("--skip-kafka", action="store_true", help="Offline figures only.")
     bench.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
     _add_settings_flags(bench)
