@@ -187,9 +187,10 @@ class Detector:
         pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
         events: list[MetricEvent] = []
         sources: list[ConsumerRecord[bytes, bytes]] = []
+        for topic, consumed in collections.Counter(r.topic for r in records).items():
+            self.metrics.events_consumed.labels(topic=topic).inc(consumed)
+        self.counts["consumed"] += len(records)
         for record in records:
-            self.metrics.events_consumed.labels(topic=record.topic).inc()
-            self.counts["consumed"] += 1
             event = decode(record.value, MetricEvent, self.settings.max_message_bytes)
             if isinstance(event, DecodeError):
                 pending.append((await self._dead_letter(record, event), None))
