@@ -260,7 +260,9 @@ def engine_memory(
     shape = {"n_trees": n_trees, "height": height, "window_size": window_size, "seed": seed}
 
     def build_river() -> Any:
-        model: Any = anomaly.HalfSpaceTrees(**shape)
+        model: Any = anomaly.HalfSpaceTrees(
+            n_trees=n_trees, height=height, window_size=window_size, seed=seed
+        )
         model.learn_one(dicts[0])
         return model
 
