@@ -1,329 +1,504 @@
-"""``vigil bench``: throughput and latency, offline and through a real Kafka broker.
+"""``vigil bench``: throughput, latency and memory, offline and through a real Kafka broker.
 
-* offline: parse → features → score → learn → decide over simulated events (the replay path),
-  median of three runs;
-* Kafka throughput: a pre-loaded topic consumed by one in-process detector, timed from its
-  first to its last batch (alerts acknowledged and offsets committed);
-* Kafka latency: a ``vigil detect`` subprocess fed at a steady rate, latency measured from an
-  event's produce timestamp to its alert arriving at a consumer of the alerts topic, as an
-  alerting system sees it.
+Sections (``--only`` picks some; all by default), each figure measured in this one run:
+
+* ``engine``: the HST engine alone, river per event against numpy micro-batches (of
+  ``max_batch``) at the configured shape and at 25 trees of height 15, with the speed-ups; and
+  the crossover: numpy's events/s per batch size at the configured shape, and the smallest
+  batch at which numpy is at least as fast as river (see :mod:`stream.bench_engine`);
+* ``offline``: parse → features → score → learn → decide through the replay path, for
+  ``engine=river`` and ``engine=numpy`` on the same events, runs interleaved, with the ratio;
+* ``memory``: a fresh process replays ``--memory-services`` services, each past its first HST
+  window and its warm-up; RSS growth in total and per 1,000 services, and the bytes of the
+  models' arrays (allocated; RSS counts only the pages touched so far);
+* ``kafka``: through a real broker (a local one unless ``--bootstrap``): throughput of one
+  detector over a pre-loaded topic, then event→alert latency (p50/p99/max and the rate
+  achieved) at each of ``--latency-rates`` events/s; see :mod:`stream.bench_kafka`, which also
+  explains why latency stays low at low rates (the detector never waits for a full batch).
+
+Medians of ``--repeats`` runs are quoted; ratios are taken between rates measured in this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import functools
+import gc
+import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from models.anomaly import AnomalyConfig
+from stream.bench_engine import CROSSOVER_BATCH_SIZES, EngineRun, measure_engines
+from stream.bench_kafka import LatencyRun, kafka_latency, kafka_throughput
 from stream.broker import BrokerError, LocalBroker, free_port
-from stream.consumer import Detector
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
 from stream.telemetry import configure_logging
 
-__all__ = ["offline_throughput", "run_bench"]
+__all__ = [
+    "SECTIONS",
+    "Figure",
+    "MemoryFootprint",
+    "memory_footprint",
+    "offline_rates",
+    "run_bench",
+]
+
+SECTIONS = ("engine", "offline", "memory", "kafka")
+Progress = Callable[[str], None]
+"""Told a line of text as each measurement starts (on stderr unless ``--quiet``)."""
+LARGE_SHAPE = (25, 15)
+_MIB = 2**20
 
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One measured figure."""
+    """One measured figure.
 
-    name: str
-    value: float
+    Attributes:
+        key: Stable name in the JSON output, e.g. ``engine_speedup_10x8``.
+        label: What the table shows.
+        value: The figure (None when there is nothing to report, e.g. no crossover).
+        unit: Its unit.
+        note: How it was measured, or the target it is held against.
+        section: The section it belongs to.
+    """
+
+    key: str
+    label: str
+    value: float | None
     unit: str
     note: str = ""
+    section: str = ""
 
 
-def offline_throughput(settings: Settings, events: int, repeats: int = 3) -> float:
-    """Median events/s of the replay path (decode → features → score → learn → decide)."""
-    payloads = [e.to_bytes() for e in MetricSimulator(services=5, seed=11).events(events)]
-    rates = []
-    for _ in range(repeats):
-        pipeline = MetricPipeline(settings.anomaly_config())
-        started = time.perf_counter()
-        for alert in replay(payloads, pipeline, batch_size=settings.max_batch):
-            del alert
-        rates.append(events / (time.perf_counter() - started))
-    return statistics.median(rates)
+# -- offline ---------------------------------------------------------------------------------
 
 
-def memory_per_1000_services(
-    settings: Settings, services: int = 1000, events_per_service: int = 300
-) -> tuple[float, float]:
-    """(RSS growth, model array bytes) in MiB per 1,000 services, each past its first window."""
-    import gc
-
-    import psutil
-
-    sim = MetricSimulator(services=services, seed=9, clean_start=10**9)
-    payloads = [e.to_bytes() for e in sim.events(services * events_per_service)]
-    gc.collect()
-    process = psutil.Process()
-    before = process.memory_info().rss
+def _replay_rate(payloads: Sequence[bytes], settings: Settings) -> float:
     pipeline = MetricPipeline(settings.anomaly_config())
+    started = time.perf_counter()
     for alert in replay(payloads, pipeline, batch_size=settings.max_batch):
         del alert
-    del payloads
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def offline_rates(settings: Settings, events: int, repeats: int = 3) -> dict[str, list[float]]:
+    """Events/s of the replay path for each engine, on the same events, runs interleaved."""
+    payloads = [e.to_bytes() for e in MetricSimulator(services=5, seed=11).events(events)]
+    rates: dict[str, list[float]] = {"river": [], "numpy": []}
+    for _ in range(repeats):
+        for engine, runs in rates.items():
+            runs.append(_replay_rate(payloads, settings.model_copy(update={"engine": engine})))
+    return rates
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFootprint:
+    """What holding ``services`` service models costs one process.
+
+    Attributes:
+        services: Service models held at the end.
+        events_per_service: Events each service learnt.
+        rss_before: Resident bytes before the pipeline was created (imports done).
+        rss_after: Resident bytes after the replay, garbage collected.
+        array_bytes: Bytes of the models' arrays (``MetricPipeline.nbytes``).
+    """
+
+    services: int
+    events_per_service: int
+    rss_before: int
+    rss_after: int
+    array_bytes: int
+
+    @property
+    def rss_growth(self) -> int:
+        """Resident bytes the models added."""
+        return self.rss_after - self.rss_before
+
+
+def _payloads_by_block(services: int, events_per_service: int, block: int) -> Iterator[bytes]:
+    """Each service's events, ``block`` services at a time (round-robin within a block).
+
+    Blocks keep several events per service in each replay batch whatever ``services`` is, as
+    under load, and keep only a block's payloads alive at a time.
+    """
+    for first in range(0, services, block):
+        n = min(block, services - first)
+        sim = MetricSimulator(services=n, seed=9 + first, clean_start=10**9)
+        for i, event in enumerate(sim.events(n * events_per_service)):
+            yield orjson.dumps({**event.payload, "service": f"svc-{first + i % n:05d}"})
+
+
+def memory_footprint(
+    config: AnomalyConfig, services: int, events_per_service: int, batch_size: int
+) -> MemoryFootprint:
+    """Replay ``events_per_service`` events for each of ``services`` services; measure RSS.
+
+    Run it in a fresh process (see ``_memory_in_subprocess``) so that neither earlier
+    measurements' garbage nor their freed memory blurs the growth.
+    """
+    import psutil
+
+    process = psutil.Process()
     gc.collect()
-    grown = process.memory_info().rss - before
-    scale = 1000 / services / 2**20
-    return grown * scale, pipeline.nbytes() * scale
-
-
-async def _preload(bootstrap: str, topic: str, events: int, anomaly_rate: float) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1_048_576)
-    await producer.start()
-    try:
-        sim = MetricSimulator(services=20, anomaly_rate=anomaly_rate, seed=3, clean_start=100)
-        pending = []
-        for event in sim.events(events):
-            pending.append(await producer.send(topic, event.to_bytes(), key=event.service.encode()))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-async def kafka_throughput(settings: Settings, events: int) -> float:
-    """Events/s of one in-process detector over a pre-loaded topic."""
-    run = uuid.uuid4().hex[:8]
-    settings = settings.model_copy(
-        update={
-            "topic_metrics": f"bench.metrics.{run}",
-            "topic_alerts": f"bench.alerts.{run}",
-            "topic_dlq": f"bench.dlq.{run}",
-            "group_id": f"bench-{run}",
-            "http_port": 0,
-        }
+    before = process.memory_info().rss
+    pipeline = MetricPipeline(config)
+    lines = _payloads_by_block(services, events_per_service, block=20)
+    for alert in replay(lines, pipeline, batch_size=batch_size):
+        del alert
+    gc.collect()
+    if len(pipeline) != services:
+        raise RuntimeError(f"expected {services} service models, got {len(pipeline)}")
+    return MemoryFootprint(
+        services=services,
+        events_per_service=events_per_service,
+        rss_before=before,
+        rss_after=process.memory_info().rss,
+        array_bytes=pipeline.nbytes(),
     )
-    await _preload_with_topics(settings, events, anomaly_rate=0.005)
-    detector = Detector(settings, serve_http=False)
-    await detector.start()
-    try:
-        first: float | None = None
-        deadline = time.monotonic() + 600
-        while detector.counts["scored"] < events and time.monotonic() < deadline:
-            processed = await detector.step()
-            if processed and first is None:
-                first = time.perf_counter()
-        if first is None:
-            raise RuntimeError("the detector consumed nothing")
-        return detector.counts["scored"] / (time.perf_counter() - first)
-    finally:
-        await detector.stop()
 
 
-async def _preload_with_topics(settings: Settings, events: int, anomaly_rate: float) -> None:
-    from stream.consumer import topic_specs
-    from stream.topics import ensure_topics
-
-    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
-    await _preload(settings.bootstrap_servers, settings.topic_metrics, events, anomaly_rate)
-
-
-async def kafka_latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
-    """p50/p99 event→alert latency (ms) with a ``vigil detect`` subprocess at ``rate`` events/s."""
-    from stream.consumer import topic_specs
-    from stream.topics import ensure_topics
-
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "VIGIL_TOPIC_METRICS": f"bench.lat.metrics.{run}",
-        "VIGIL_TOPIC_ALERTS": f"bench.lat.alerts.{run}",
-        "VIGIL_TOPIC_DLQ": f"bench.lat.dlq.{run}",
-        "VIGIL_GROUP_ID": f"bench-lat-{run}",
-        "VIGIL_HTTP_PORT": str(free_port()),
-        # A short warm-up so alerts (the latency samples) start within the first second.
-        "VIGIL_WARMUP_EVENTS": "100",
-        "VIGIL_HST_WINDOW": "100",
-        "VIGIL_ANOMALY_TARGET_RATE": "0.02",
-        "VIGIL_COOLDOWN_S": "0",
-        "VIGIL_LOG_LEVEL": "WARNING",
-        "VIGIL_LOG_FORMAT": "json",
-    }
-    lat_settings = settings.model_copy(
-        update={
-            "topic_metrics": env["VIGIL_TOPIC_METRICS"],
-            "topic_alerts": env["VIGIL_TOPIC_ALERTS"],
-            "topic_dlq": env["VIGIL_TOPIC_DLQ"],
-        }
-    )
-    await ensure_topics(settings.bootstrap_servers, topic_specs(lat_settings))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stream.cli",
-        "detect",
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    produced_at: dict[tuple[int, int], float] = {}
-    latencies_ms: list[float] = []
-    alerts = AIOKafkaConsumer(
-        lat_settings.topic_alerts,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=5,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
-    await alerts.start()
-    await producer.start()
-
-    async def read_alerts() -> None:
-        async for record in alerts:
-            evidence = orjson.loads(record.value)["evidence"]
-            sent = produced_at.get((evidence["partition"], evidence["offset"]))
-            if sent is not None:
-                latencies_ms.append((time.time() - sent) * 1000.0)
-                if os.environ.get("VIGIL_BENCH_TRACE"):
-                    print(f"trace {sent:.3f} {latencies_ms[-1]:.1f}", file=sys.stderr)
-
-    reader = asyncio.create_task(read_alerts())
-    try:
-        await _wait_ready(int(env["VIGIL_HTTP_PORT"]), proc)
-        sim = MetricSimulator(services=10, anomaly_rate=0.02, seed=5, clean_start=30, min_gap=3)
-        total = int(rate * seconds)
-        started = time.perf_counter()
-        for i, event in enumerate(sim.events(total)):
-            sent_at = time.time()
-            fut = await producer.send(
-                lat_settings.topic_metrics, event.to_bytes(), key=event.service.encode()
-            )
-            fut.add_done_callback(_recorder(produced_at, sent_at))
-            ahead = (i + 1) / rate - (time.perf_counter() - started)
-            if ahead > 0.0005:
-                await asyncio.sleep(ahead)
-        await asyncio.sleep(2.0)
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        await alerts.stop()
-        await producer.stop()
-    if not latencies_ms:
-        raise RuntimeError("no alerts arrived during the latency run")
-    values = np.array(latencies_ms)
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p99_ms": float(np.percentile(values, 99)),
-        "alerts": float(values.size),
-    }
+def _memory_in_subprocess(
+    config: AnomalyConfig, services: int, events_per_service: int, batch_size: int
+) -> MemoryFootprint:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        job = pool.submit(memory_footprint, config, services, events_per_service, batch_size)
+        return job.result()
 
 
-def _recorder(
-    produced_at: dict[tuple[int, int], float], sent_at: float
-) -> Callable[[asyncio.Future[Any]], None]:
-    def record(fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            meta = fut.result()
-            produced_at[(meta.partition, meta.offset)] = sent_at
-
-    return record
+# -- figures ---------------------------------------------------------------------------------
 
 
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether a GET of ``url`` answers 200 (blocking: call it in a thread from async code)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+def _shape_name(n_trees: int, height: int) -> str:
+    return f"{n_trees}x{height}"
 
 
-async def _wait_ready(port: int, proc: asyncio.subprocess.Process, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeError(f"vigil detect exited with {proc.returncode}")
-        if await asyncio.to_thread(http_ok, f"http://127.0.0.1:{port}/readyz"):
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError("vigil detect did not become ready")
+def _engine_pair_figures(run: EngineRun, batch: int, target: str) -> list[Figure]:
+    name = _shape_name(run.n_trees, run.height)
+    shape = f"{run.n_trees} trees, height {run.height}"
+    return [
+        Figure(
+            f"engine_river_{name}",
+            f"HST alone, river per event ({name})",
+            run.river_per_s,
+            "events/s",
+            f"{shape}; {run.river_events} events",
+        ),
+        Figure(
+            f"engine_numpy_{name}",
+            f"HST alone, numpy ({name})",
+            run.numpy_per_s[batch],
+            "events/s",
+            f"{shape}; batches of {batch}, {run.numpy_events} events",
+        ),
+        Figure(
+            f"engine_speedup_{name}",
+            f"HST alone, numpy/river ({name})",
+            run.speedup(batch),
+            "x",
+            f"target ≥ {target}",
+        ),
+    ]
 
 
-def run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the benchmarks and print a table (or JSON with ``--json``)."""
-    configure_logging("WARNING", "json")
+def _crossover_figures(run: EngineRun, batch_sizes: Sequence[int]) -> list[Figure]:
+    name = _shape_name(run.n_trees, run.height)
     figures = [
         Figure(
-            "offline parse→decide",
-            offline_throughput(settings, args.events),
+            f"crossover_numpy_batch_{b}",
+            f"numpy, batches of {b} ({name})",
+            run.numpy_per_s[b],
             "events/s",
-            f"median of 3 runs of {args.events}",
+            f"{run.speedup(b):.2f}x river",
         )
+        for b in batch_sizes
     ]
-    rss, arrays = memory_per_1000_services(settings, services=args.memory_services)
-    figures += [
+    figures.append(
         Figure(
-            "memory per 1,000 services (RSS)",
-            rss,
-            "MiB",
-            f"{args.memory_services} services, 300 events each",
+            "crossover_batch_size",
+            f"crossover batch size ({name})",
+            run.crossover,
+            "events",
+            f"smallest batch with numpy ≥ river ({run.river_per_s:,.0f} events/s)",
+        )
+    )
+    return figures
+
+
+def engine_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
+    """HST alone, river vs numpy at the configured shape and at 25x15, and the crossover."""
+    batch = settings.max_batch
+    crossover_sizes = [b for b in CROSSOVER_BATCH_SIZES if b <= args.engine_events]
+    measure = functools.partial(
+        measure_engines, events=args.engine_events, repeats=args.repeats, progress=say
+    )
+    default = measure(
+        n_trees=settings.hst_trees,
+        height=settings.hst_height,
+        batch_sizes=sorted({*crossover_sizes, batch}),
+        river_events=args.engine_events,
+    )
+    figures = _engine_pair_figures(default, batch, "15x at 10 trees, height 8")
+    if (settings.hst_trees, settings.hst_height) != LARGE_SHAPE:
+        large = measure(
+            n_trees=LARGE_SHAPE[0],
+            height=LARGE_SHAPE[1],
+            batch_sizes=[batch],
+            river_events=min(args.engine_events, args.river_large_events),
+        )
+        figures += _engine_pair_figures(large, batch, "80x")
+    return figures + _crossover_figures(default, crossover_sizes)
+
+
+def offline_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
+    """The replay path for both engines on the same events, and the ratio."""
+    say(f"offline: {args.events} events x {args.repeats} per engine")
+    rates = offline_rates(settings, args.events, args.repeats)
+    river, numpy_ = statistics.median(rates["river"]), statistics.median(rates["numpy"])
+    note = f"{args.events} events, 5 services, batches of {settings.max_batch}"
+    return [
+        Figure("offline_river", "offline parse→decide, river", river, "events/s", note),
+        Figure(
+            "offline_numpy",
+            "offline parse→decide, numpy",
+            numpy_,
+            "events/s",
+            note + "; target ≥ 200,000",
         ),
-        Figure("model arrays per 1,000 services", arrays, "MiB", "scaler, HST, threshold"),
+        Figure("offline_speedup", "offline, numpy/river", numpy_ / river, "x", "same events"),
     ]
-    if not args.skip_kafka:
-        try:
-            figures += asyncio.run(_kafka_figures(args, settings))
-        except BrokerError as exc:
-            print(f"vigil bench: {exc}", file=sys.stderr)
-            return exc.exit_code
-    if args.json:
-        print(orjson.dumps([asdict(f) for f in figures], option=orjson.OPT_INDENT_2).decode())
-    else:
-        width = max(len(f.name) for f in figures)
-        for f in figures:
-            print(f"{f.name:<{width}}  {f.value:>12,.1f} {f.unit:<9} {f.note}")
-    return 0
 
 
-async def _kafka_figures(args: argparse.Namespace, settings: Settings) -> list[Figure]:
+def memory_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
+    """RSS growth and model arrays for ``--memory-services`` services, in a fresh process."""
+    config = settings.anomaly_config()
+    per_service = args.memory_events or max(config.window_size, config.warmup_events) + 50
+    say(f"memory: {args.memory_services} services x {per_service} events")
+    m = _memory_in_subprocess(config, args.memory_services, per_service, settings.max_batch)
+    per_1000 = 1000 / m.services / _MIB
+    note = f"{m.services} services, {m.events_per_service} events each"
+    return [
+        Figure("memory_rss_total", "RSS growth, total", m.rss_growth / _MIB, "MiB", note),
+        Figure(
+            "memory_rss_process",
+            "process RSS at the end",
+            m.rss_after / _MIB,
+            "MiB",
+            "target ≤ 3 GB at 10,000 services",
+        ),
+        Figure(
+            "memory_rss_per_1000",
+            "RSS growth per 1,000 services",
+            m.rss_growth * per_1000,
+            "MiB",
+            note,
+        ),
+        Figure(
+            "memory_arrays_total",
+            "model arrays, total",
+            m.array_bytes / _MIB,
+            "MiB",
+            "scaler, HST, threshold (allocated; RSS counts touched pages)",
+        ),
+        Figure(
+            "memory_arrays_per_1000",
+            "model arrays per 1,000 services",
+            m.array_bytes * per_1000,
+            "MiB",
+            note,
+        ),
+    ]
+
+
+async def kafka_figures(
+    args: argparse.Namespace, settings: Settings, say: Progress
+) -> list[Figure]:
+    """Throughput over a pre-loaded topic, then latency at each rate (a local broker if none)."""
     broker: LocalBroker | None = None
     bootstrap = args.bootstrap
     if bootstrap is None:
+        say("kafka: starting a local broker")
         broker = LocalBroker(port=free_port())
         bootstrap = await asyncio.to_thread(broker.start, owned=True)
     settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
     try:
+        say(f"kafka: throughput over {args.kafka_events} events")
         throughput = await kafka_throughput(settings, args.kafka_events)
-        latency = await kafka_latency(settings, args.latency_rate, args.latency_seconds)
+        runs = []
+        for rate in args.latency_rates:
+            say(f"kafka: latency at {rate:g} events/s for {args.latency_seconds:g} s")
+            runs.append(await kafka_latency(settings, rate, args.latency_seconds))
     finally:
         if broker is not None:
             await asyncio.to_thread(broker.stop)
-    note = f"{args.latency_rate:g} events/s for {args.latency_seconds:g}s, "
-    note += f"{latency['alerts']:.0f} alerts"
-    return [
+    figures = [
         Figure(
+            "kafka_throughput",
             "kafka end-to-end",
             throughput,
             "events/s",
-            f"{args.kafka_events} pre-loaded events, one detector",
-        ),
-        Figure("event→alert latency p50", latency["p50_ms"], "ms", note),
-        Figure("event→alert latency p99", latency["p99_ms"], "ms", note),
+            f"{args.kafka_events} pre-loaded events, one detector; target ≥ 50,000",
+        )
     ]
+    for run in runs:
+        figures += _latency_figures(run, args.latency_seconds)
+    return figures
+
+
+def _latency_figures(run: LatencyRun, seconds: float) -> list[Figure]:
+    rate = f"{run.rate:g}"
+    note = (
+        f"{len(run.latencies_ms)} alerts over {seconds:g} s; detector mean batch "
+        f"{run.mean_batch:.1f}"
+    )
+    target = "; target < 50 ms at 10,000 events/s" if run.rate == 10_000 else ""
+    return [
+        Figure(
+            f"latency_{rate}_achieved_rate",
+            f"achieved rate (asked {rate}/s)",
+            run.achieved_rate,
+            "events/s",
+            f"{run.produced} events produced, {run.detector.get('scored', 0):.0f} scored",
+        ),
+        Figure(
+            f"latency_{rate}_p50", f"event→alert p50 @ {rate}/s", run.percentile(50), "ms", note
+        ),
+        Figure(
+            f"latency_{rate}_p99",
+            f"event→alert p99 @ {rate}/s",
+            run.percentile(99),
+            "ms",
+            note + target,
+        ),
+        Figure(f"latency_{rate}_max", f"event→alert max @ {rate}/s", max(run.latencies_ms), "ms"),
+    ]
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _report(figures: Iterable[Figure], sections: Sequence[str], settings: Settings) -> bytes:
+    import importlib.metadata
+
+    report = {
+        "benchmark": "vigil bench",
+        "sections": list(sections),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "river": importlib.metadata.version("river"),
+        },
+        "settings": settings.model_dump(
+            include={"engine", "hst_trees", "hst_height", "hst_window", "max_batch", "batch_wait_s"}
+        ),
+        "figures": {
+            f.key: {
+                "label": f.label,
+                "value": f.value,
+                "unit": f.unit,
+                "note": f.note,
+                "section": f.section,
+            }
+            for f in figures
+        },
+    }
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2)
+
+
+def format_table(figures: Sequence[Figure]) -> str:
+    """The figures as one plain-text table, a header per section."""
+    width = max(len(f.label) for f in figures)
+    lines: list[str] = []
+    for i, f in enumerate(figures):
+        if i == 0 or f.section != figures[i - 1].section:
+            lines += [""] if lines else []
+            lines.append(f"[{f.section}]")
+        value = _format_value(f.value)
+        lines.append(f"  {f.label:<{width}}  {value:>12} {f.unit:<9} {f.note}")
+    return "\n".join(lines)
+
+
+def _format_value(value: float | None) -> str:
+    """A figure for the table: whole numbers and large ones without decimals.
+
+    Examples:
+        >>> _format_value(None), _format_value(5.0), _format_value(1234.56), _format_value(2.345)
+        ('—', '5', '1,235', '2.35')
+    """
+    if value is None:
+        return "—"
+    if value == int(value) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def parse_sections(text: str) -> list[str]:
+    """Section names from ``--only`` (comma-separated), in their canonical order.
+
+    Examples:
+        >>> parse_sections("kafka,engine")
+        ['engine', 'kafka']
+    """
+    wanted = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = wanted - set(SECTIONS)
+    if unknown or not wanted:
+        raise ValueError(f"sections are {', '.join(SECTIONS)}; got {text!r}")
+    return [s for s in SECTIONS if s in wanted]
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen sections; print one table (or JSON with ``--json``)."""
+    configure_logging("WARNING", "json")
+    sections = list(args.only)
+    if args.skip_kafka and "kafka" in sections:
+        sections.remove("kafka")
+    say = _progress_printer(args.quiet)
+    runners: dict[str, Callable[[argparse.Namespace, Settings, Progress], list[Figure]]] = {
+        "engine": engine_figures,
+        "offline": offline_figures,
+        "memory": memory_figures,
+        "kafka": lambda a, s, p: asyncio.run(kafka_figures(a, s, p)),
+    }
+    figures: list[Figure] = []
+    for section in sections:
+        try:
+            measured = runners[section](args, settings, say)
+        except BrokerError as exc:
+            print(f"vigil bench: {exc}", file=sys.stderr)
+            return exc.exit_code
+        figures += [_in_section(f, section) for f in measured]
+    if args.json:
+        print(_report(figures, sections, settings).decode())
+    elif figures:
+        print(format_table(figures))
+    return 0
+
+
+def _in_section(figure: Figure, section: str) -> Figure:
+    return Figure(figure.key, figure.label, figure.value, figure.unit, figure.note, section)
+
+
+def _progress_printer(quiet: bool) -> Progress:
+    def say(line: str) -> None:
+        if not quiet:
+            print(f"vigil bench: {line}", file=sys.stderr, flush=True)
+
+    return say

@@ -107,23 +107,8 @@ def _build_parser() -> _Parser:
     _add_simulation_flags(demo, default_rate=200.0, default_count=None)
     _add_settings_flags(demo)
 
-    bench = commands.add_parser("bench", help="Measure throughput and latency.")
-    bench.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    bench.add_argument("--events", type=int, default=100_000, help="Events per offline run.")
-    bench.add_argument(
-        "--kafka-events", type=int, default=100_000, help="Events for the Kafka throughput run."
-    )
-    bench.add_argument(
-        "--latency-rate", type=float, default=2000.0, help="Events/s for the latency run."
-    )
-    bench.add_argument(
-        "--latency-seconds", type=float, default=30.0, help="Length of the latency run."
-    )
-    bench.add_argument(
-        "--memory-services", type=int, default=1000, help="Services for the memory figure."
-    )
-    bench.add_argument("--skip-kafka", action="store_true", help="Offline figures only.")
-    bench.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
+    bench = commands.add_parser("bench", help="Measure throughput, latency and memory.")
+    _add_bench_flags(bench)
     _add_settings_flags(bench)
 
     broker = commands.add_parser(
@@ -131,6 +116,69 @@ def _build_parser() -> _Parser:
     )
     broker.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
+    from stream.bench import SECTIONS, parse_sections
+
+    def sections(text: str) -> list[str]:
+        try:
+            return parse_sections(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def rates(text: str) -> list[float]:
+        try:
+            values = [float(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"need positive events/s, comma-separated: {text!r}")
+        return values
+
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    parser.add_argument(
+        "--only",
+        type=sections,
+        default=list(SECTIONS),
+        help=f"Sections to run, comma-separated (default: {','.join(SECTIONS)}).",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per rate (median quoted).")
+    parser.add_argument(
+        "--engine-events", type=int, default=20_000, help="Events per HST-engine-alone run."
+    )
+    parser.add_argument(
+        "--river-large-events",
+        type=int,
+        default=3_000,
+        help="Events per river run at 25 trees of height 15 (~1,000 events/s).",
+    )
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="Events per offline run, per engine."
+    )
+    parser.add_argument(
+        "--memory-services", type=int, default=1000, help="Services for the memory figures."
+    )
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        help="Events per service for the memory figures (default: past warm-up and one window).",
+    )
+    parser.add_argument(
+        "--kafka-events", type=int, default=100_000, help="Events for the Kafka throughput run."
+    )
+    parser.add_argument(
+        "--latency-rates",
+        type=rates,
+        default=[2000.0, 10_000.0],
+        help="Events/s of each latency run, comma-separated (default: 2000,10000).",
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20.0, help="Length of each latency run."
+    )
+    parser.add_argument("--skip-kafka", action="store_true", help="Leave out the kafka section.")
+    parser.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
+    parser.add_argument("--quiet", action="store_true", help="No progress lines on stderr.")
 
 
 def _add_simulation_flags(

@@ -1,0 +1,308 @@
+"""Measurements through a real Kafka broker for ``vigil bench``: throughput and latency.
+
+* Throughput: a pre-loaded topic consumed by one in-process :class:`~stream.consumer.Detector`,
+  timed from its first to its last batch (alerts acknowledged and offsets committed).
+* Latency: a ``vigil detect`` subprocess is fed at a steady rate; latency runs from an event's
+  produce call to its alert arriving at a consumer of the alerts topic, as an alerting system
+  sees it. The run ends once the detector's ``/metrics`` shows every event scored.
+
+Why latency stays low at low rates: the detector never waits for a batch to fill. Its
+``getmany`` returns whatever the fetcher has buffered (up to ``max_batch`` records) at once,
+and waits (at most ``batch_wait_s``) only when nothing is buffered. So at low rates batches are
+small and each event is scored about as soon as it arrives; under load batches grow, which is
+where the numpy engine pays off. Below the crossover batch size river would be faster per
+event, but at such rates the per-batch cost is a small part of the latency. The mean batch
+size the detector fetched is reported with each run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from stream.broker import free_port
+from stream.consumer import Detector, topic_specs
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from stream.topics import ensure_topics
+
+__all__ = ["LatencyRun", "http_get", "kafka_latency", "kafka_throughput"]
+
+
+def _bench_topics(settings: Settings, prefix: str) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "topic_metrics": f"{prefix}.metrics.{run}",
+            "topic_alerts": f"{prefix}.alerts.{run}",
+            "topic_dlq": f"{prefix}.dlq.{run}",
+            "topic_models": f"{prefix}.models.{run}",
+            "group_id": f"{prefix}-{run}",
+        }
+    )
+
+
+async def _preload(settings: Settings, events: int, anomaly_rate: float) -> None:
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=1_048_576
+    )
+    await producer.start()
+    try:
+        sim = MetricSimulator(services=20, anomaly_rate=anomaly_rate, seed=3, clean_start=100)
+        pending = []
+        for event in sim.events(events):
+            pending.append(
+                await producer.send(
+                    settings.topic_metrics, event.to_bytes(), key=event.service.encode()
+                )
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def kafka_throughput(settings: Settings, events: int) -> float:
+    """Events/s of one in-process detector over a pre-loaded topic."""
+    settings = _bench_topics(settings, "bench").model_copy(update={"http_port": 0})
+    await _preload(settings, events, anomaly_rate=0.005)
+    detector = Detector(settings, serve_http=False)
+    await detector.start()
+    try:
+        first: float | None = None
+        deadline = time.monotonic() + 600
+        while detector.counts["scored"] < events and time.monotonic() < deadline:
+            processed = await detector.step()
+            if processed and first is None:
+                first = time.perf_counter()
+        if first is None:
+            raise RuntimeError("the detector consumed nothing")
+        return detector.counts["scored"] / (time.perf_counter() - first)
+    finally:
+        await detector.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyRun:
+    """One latency run at a fixed rate.
+
+    Attributes:
+        rate: Events/s asked for.
+        produced: Events produced (and acknowledged).
+        achieved_rate: Events/s actually produced.
+        latencies_ms: Event→alert latency of each alert received, milliseconds.
+        detector: What the detector's ``/metrics`` said at the end: ``scored``, ``batches``.
+    """
+
+    rate: float
+    produced: int
+    achieved_rate: float
+    latencies_ms: tuple[float, ...]
+    detector: dict[str, float]
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile of the latencies, milliseconds."""
+        return float(np.percentile(np.array(self.latencies_ms), q))
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean records per batch the detector fetched."""
+        batches = self.detector.get("batches", 0.0)
+        return self.detector.get("scored", 0.0) / batches if batches else 0.0
+
+
+def _detect_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "VIGIL_TOPIC_METRICS": settings.topic_metrics,
+        "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
+        "VIGIL_TOPIC_DLQ": settings.topic_dlq,
+        "VIGIL_TOPIC_MODELS": settings.topic_models,
+        "VIGIL_GROUP_ID": settings.group_id,
+        "VIGIL_HTTP_PORT": str(free_port()),
+        "VIGIL_MAX_BATCH": str(settings.max_batch),
+        "VIGIL_BATCH_WAIT_S": str(settings.batch_wait_s),
+        "VIGIL_ENGINE": settings.engine,
+        # A short warm-up so alerts (the latency samples) start within the first second.
+        "VIGIL_WARMUP_EVENTS": "100",
+        "VIGIL_HST_WINDOW": "100",
+        "VIGIL_ANOMALY_TARGET_RATE": "0.02",
+        "VIGIL_COOLDOWN_S": "0",
+        "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_LOG_FORMAT": "json",
+    }
+
+
+async def kafka_latency(settings: Settings, rate: float, seconds: float) -> LatencyRun:
+    """Event→alert latency with a ``vigil detect`` subprocess fed at ``rate`` events/s."""
+    settings = _bench_topics(settings, "bench.lat")
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    env = _detect_env(settings)
+    port = int(env["VIGIL_HTTP_PORT"])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stream.cli",
+        "detect",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    produced_at: dict[tuple[int, int], float] = {}
+    latencies_ms: list[float] = []
+    alerts = AIOKafkaConsumer(
+        settings.topic_alerts,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=5,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+    await alerts.start()
+    await producer.start()
+    reader = asyncio.create_task(_read_alerts(alerts, produced_at, latencies_ms))
+    try:
+        await _wait_ready(port, proc)
+        produced, achieved = await _produce_at(producer, settings, rate, seconds, produced_at)
+        detector = await _wait_scored(port, produced)
+        await asyncio.sleep(0.5)  # the last alerts' way to the reader
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await _terminate(proc)
+        await alerts.stop()
+        await producer.stop()
+    if not latencies_ms:
+        raise RuntimeError("no alerts arrived during the latency run")
+    return LatencyRun(rate, produced, achieved, tuple(latencies_ms), detector)
+
+
+async def _read_alerts(
+    alerts: AIOKafkaConsumer, produced_at: dict[tuple[int, int], float], latencies_ms: list[float]
+) -> None:
+    trace = bool(os.environ.get("VIGIL_BENCH_TRACE"))
+    async for record in alerts:
+        evidence = orjson.loads(record.value)["evidence"]
+        sent = produced_at.get((evidence["partition"], evidence["offset"]))
+        if sent is not None:
+            latencies_ms.append((time.time() - sent) * 1000.0)
+            if trace:
+                print(f"trace {sent:.3f} {latencies_ms[-1]:.1f}", file=sys.stderr)
+
+
+async def _produce_at(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    produced_at: dict[tuple[int, int], float],
+) -> tuple[int, float]:
+    """Send ``rate * seconds`` events at a steady ``rate``; (acknowledged, events/s achieved)."""
+    sim = MetricSimulator(services=10, anomaly_rate=0.02, seed=5, clean_start=30, min_gap=3)
+    total = int(rate * seconds)
+    pending = []
+    started = time.perf_counter()
+    for i, event in enumerate(sim.events(total)):
+        sent_at = time.time()
+        fut = await producer.send(
+            settings.topic_metrics, event.to_bytes(), key=event.service.encode()
+        )
+        fut.add_done_callback(_recorder(produced_at, sent_at))
+        pending.append(fut)
+        ahead = (i + 1) / rate - (time.perf_counter() - started)
+        if ahead > 0.0005:
+            await asyncio.sleep(ahead)
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*pending)
+    return total, total / elapsed
+
+
+def _recorder(
+    produced_at: dict[tuple[int, int], float], sent_at: float
+) -> Callable[[asyncio.Future[Any]], None]:
+    def record(fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            meta = fut.result()
+            produced_at[(meta.partition, meta.offset)] = sent_at
+
+    return record
+
+
+def http_get(url: str, timeout_s: float = 1.0) -> bytes | None:
+    """The body of a GET of ``url`` if it answers 200 (blocking: call it in a thread)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return bytes(resp.read()) if resp.status == 200 else None
+    except OSError:
+        return None
+
+
+def _detector_stats(metrics_text: str) -> dict[str, float]:
+    """Events scored and batches fetched, from a detector's Prometheus text.
+
+    Examples:
+        >>> _detector_stats('vigil_events_scored_total{source="metrics"} 30.0\\n'
+        ...                 'vigil_batch_size_events_count 3.0\\n')
+        {'scored': 30.0, 'batches': 3.0}
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stats = {"scored": 0.0, "batches": 0.0}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "vigil_events_scored_total":
+                stats["scored"] += sample.value
+            elif sample.name == "vigil_batch_size_events_count":
+                stats["batches"] += sample.value
+    return stats
+
+
+async def _wait_ready(port: int, proc: asyncio.subprocess.Process, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise RuntimeError(f"vigil detect exited with {proc.returncode}")
+        if await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz") is not None:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("vigil detect did not become ready")
+
+
+async def _wait_scored(port: int, produced: int, timeout_s: float = 30) -> dict[str, float]:
+    """Poll the detector's ``/metrics`` until it has scored ``produced`` events."""
+    deadline = time.monotonic() + timeout_s
+    stats = {"scored": 0.0, "batches": 0.0}
+    while time.monotonic() < deadline:
+        body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+        if body is not None:
+            stats = _detector_stats(body.decode())
+            if stats["scored"] >= produced:
+                break
+        await asyncio.sleep(0.2)
+    return stats
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
