@@ -7,20 +7,24 @@ A failed decode returns a :class:`DecodeError` carrying a short machine-readable
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Final, TypeVar
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from stream.schemas import DeadLetter
+from stream.schemas import DeadLetter, MetricEvent, MetricSample
 
 __all__ = [
     "DECODE_REASONS",
     "DecodeError",
+    "MetricRecord",
     "dead_letter",
     "decode",
+    "decode_metric",
     "encode",
 ]
 
@@ -85,6 +89,119 @@ def decode(
         return model.model_validate(data)
     except ValidationError as exc:
         return _validation_error(exc)
+
+
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class MetricRecord(msgspec.Struct, frozen=True, gc=False):
+    """A metric event decoded by the fast path: the fields the pipeline reads, already valid.
+
+    Only messages that :class:`~stream.schemas.MetricEvent` accepts, with the same values,
+    ever become a ``MetricRecord`` (``tests/unit/test_codec.py`` checks it property-based).
+    """
+
+    ts: datetime
+    service: str
+    metrics: dict[str, float]
+    region: str | None = None
+    host: str | None = None
+    deploy_recent: bool = False
+
+
+class _MetricWire(msgspec.Struct, frozen=True, gc=False):
+    """A metric message as msgspec checks it, before its timestamp is settled."""
+
+    ts: str | float
+    service: _Name
+    metrics: Annotated[dict[_Name, float], msgspec.Meta(min_length=1)]
+    region: str | None = None
+    host: str | None = None
+    deploy_recent: bool = False
+
+
+_wire_decoder: Final = msgspec.json.Decoder(_MetricWire)
+
+
+def decode_metric(
+    raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> MetricSample | DecodeError:
+    """Decode a metric event: fast for the common shape, exactly as :func:`decode` otherwise.
+
+    msgspec decodes and type-checks the message in one pass (about five times faster than pydantic).
+    Anything it cannot vouch for (a type pydantic coerces, whitespace around the service, a
+    timestamp without an offset or with sub-microsecond digits, a non-finite value, any
+    error) goes through the pydantic :class:`~stream.schemas.MetricEvent`, which stays the one
+    authority on what is valid and on the reason a message is rejected.
+
+    Examples:
+        >>> decode_metric(b'{"ts": 0, "service": "api", "metrics": {"cpu": 1}}').metrics
+        {'cpu': 1.0}
+        >>> decode_metric(b'{"ts": 0, "service": "api", "metrics": {}}').reason
+        'invalid_value'
+    """
+    if raw and len(raw) <= max_bytes:
+        try:
+            wire = _wire_decoder.decode(raw)
+        except Exception:  # whatever msgspec rejects, pydantic explains
+            pass
+        else:
+            record = _settled(wire)
+            if record is not None:
+                return record
+    return decode(raw, MetricEvent, max_bytes)
+
+
+def _settled(wire: _MetricWire) -> MetricRecord | None:
+    """The record with its time parsed into UTC, or None when pydantic must decide."""
+    if wire.service.strip() != wire.service:
+        return None
+    if not math.isfinite(sum(wire.metrics.values())):  # inf also when a sum overflows
+        return None
+    ts = _utc_time(wire.ts)
+    if ts is None:
+        return None
+    return MetricRecord(ts, wire.service, wire.metrics, wire.region, wire.host, wire.deploy_recent)
+
+
+_recent_times: dict[str, datetime] = {}
+"""Recently parsed timestamps: services scraped together share their time text."""
+
+
+def _utc_time(ts: str | float) -> datetime | None:
+    """RFC 3339 text with an offset or epoch milliseconds, in UTC; None when unsure."""
+    if isinstance(ts, str):
+        known = _recent_times.get(ts)
+        if known is not None:
+            return known
+        parsed = _parse_rfc3339(ts)
+        if parsed is not None:
+            if len(_recent_times) >= 1024:
+                _recent_times.clear()
+            _recent_times[ts] = parsed
+        return parsed
+    if not math.isfinite(ts):
+        return None
+    try:
+        return datetime.fromtimestamp(ts / 1000.0, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _parse_rfc3339(ts: str) -> datetime | None:
+    dot = ts.find(".")
+    if dot != -1 and ts[dot + 7 : dot + 8].isdigit():
+        return None  # sub-microsecond digits: msgspec rounds them, pydantic truncates
+    try:
+        parsed = msgspec.convert(ts, datetime)
+    except msgspec.ValidationError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def _validation_error(exc: ValidationError) -> DecodeError:

@@ -21,11 +21,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
-from stream.codec import DecodeError, dead_letter, decode
+from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.http import HttpServer, ScoreResult, create_app
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
-from stream.schemas import Evidence, MetricEvent
+from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
@@ -185,13 +185,13 @@ class Detector:
     ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
         """Decode and score a batch; return the acks to await (an alert's carries its record)."""
         pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
-        events: list[MetricEvent] = []
+        events: list[MetricSample] = []
         sources: list[ConsumerRecord[bytes, bytes]] = []
         for topic, consumed in collections.Counter(r.topic for r in records).items():
             self.metrics.events_consumed.labels(topic=topic).inc(consumed)
         self.counts["consumed"] += len(records)
         for record in records:
-            event = decode(record.value, MetricEvent, self.settings.max_message_bytes)
+            event = decode_metric(record.value, self.settings.max_message_bytes)
             if isinstance(event, DecodeError):
                 pending.append((await self._dead_letter(record, event), None))
             else:
@@ -201,13 +201,7 @@ class Detector:
             return pending
         started = time.perf_counter()
         try:
-            outcome = self.pipeline.process_batch(
-                events,
-                [
-                    Evidence.model_construct(topic=r.topic, partition=r.partition, offset=r.offset)
-                    for r in sources
-                ],
-            )
+            outcome = self.pipeline.process_batch(events, lambda i: _evidence(sources[i]))
         except Exception:
             # A bug in per-batch work must not stop the loop: find the events that cause it.
             log.exception("batch_failed", size=len(events))
@@ -217,19 +211,12 @@ class Detector:
         return pending
 
     async def _handle_one_by_one(
-        self, events: list[MetricEvent], sources: list[ConsumerRecord[bytes, bytes]]
+        self, events: list[MetricSample], sources: list[ConsumerRecord[bytes, bytes]]
     ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
         pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
         for event, record in zip(events, sources, strict=True):
             try:
-                outcome = self.pipeline.process_batch(
-                    [event],
-                    [
-                        Evidence(
-                            topic=record.topic, partition=record.partition, offset=record.offset
-                        )
-                    ],
-                )
+                outcome = self.pipeline.process_batch([event], [_evidence(record)].__getitem__)
             except Exception as exc:
                 log.exception(
                     "message_failed",
@@ -358,9 +345,7 @@ class Detector:
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
         """Score events without learning (``POST /score``)."""
         outcome = self.pipeline.process_batch(
-            events,
-            [Evidence(topic="http", partition=0, offset=i) for i in range(len(events))],
-            learn=False,
+            events, lambda i: Evidence(topic="http", partition=0, offset=i), learn=False
         )
         alerts = dict(outcome.alerts)
         return [
@@ -400,3 +385,8 @@ async def run_detector(settings: Settings) -> int:
     finally:
         await detector.stop()
     return 0
+
+
+def _evidence(record: ConsumerRecord[bytes, bytes]) -> Evidence:
+    """Where a consumed record is stored, for the alert it raised."""
+    return Evidence(topic=record.topic, partition=record.partition, offset=record.offset)

@@ -22,9 +22,9 @@ import numpy as np
 import orjson
 
 from models.evaluation import DetectionReport, evaluate_detection
-from stream.codec import DecodeError, decode
+from stream.codec import DecodeError, decode_metric
 from stream.pipeline import MetricPipeline
-from stream.schemas import Evidence, MetricEvent
+from stream.schemas import Evidence, MetricSample
 from stream.settings import Settings
 
 __all__ = ["EvaluationRun", "evaluate_lines", "run_evaluate"]
@@ -71,16 +71,12 @@ def evaluate_lines(
 ) -> EvaluationRun:
     """Run the lines through ``pipeline`` in batches (exact, as live); collect labelled points."""
     run = EvaluationRun()
-    events: list[MetricEvent] = []
+    events: list[MetricSample] = []
     labels: list[bool | None] = []
 
     def flush() -> None:
         outcome = pipeline.process_batch(
-            events,
-            [
-                Evidence.model_construct(topic="evaluate", partition=0, offset=i)
-                for i in range(len(events))
-            ],
+            events, lambda i: Evidence(topic="evaluate", partition=0, offset=i)
         )
         alerted = {i for i, _ in outcome.alerts}
         for i, (event, label) in enumerate(zip(events, labels, strict=True)):
@@ -101,7 +97,7 @@ def evaluate_lines(
         raw = raw.strip()
         if not raw:
             continue
-        event = decode(raw, MetricEvent)
+        event = decode_metric(raw)
         if isinstance(event, DecodeError):
             run.rejected += 1
             continue

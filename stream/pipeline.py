@@ -22,7 +22,7 @@ from stream.schemas import (
     AlertModelInfo,
     Evidence,
     Explanation,
-    MetricEvent,
+    MetricSample,
     TopFeature,
 )
 
@@ -30,6 +30,9 @@ __all__ = ["BatchOutcome", "MetricPipeline", "Outcome", "alert_id_for"]
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime."""
+
+EvidenceOf = Callable[[int], Evidence]
+"""Where the event at a batch index is stored; asked only for events that alert."""
 
 
 def utc_now() -> datetime:
@@ -103,16 +106,16 @@ class MetricPipeline:
     def __iter__(self) -> Iterator[ServiceAnomalyModel]:
         return iter(self._models.values())
 
-    def process(self, event: MetricEvent, evidence: Evidence, *, learn: bool = True) -> Outcome:
+    def process(self, event: MetricSample, evidence: Evidence, *, learn: bool = True) -> Outcome:
         """Score one event (and learn from it unless ``learn`` is false)."""
-        batch = self.process_batch([event], [evidence], learn=learn, verdicts=True)
+        batch = self.process_batch([event], lambda _: evidence, learn=learn, verdicts=True)
         alert = batch.alerts[0][1] if batch.alerts else None
         return Outcome(service=event.service, verdict=batch.verdicts[0], alert=alert)
 
     def process_batch(
         self,
-        events: Sequence[MetricEvent],
-        evidence: Sequence[Evidence],
+        events: Sequence[MetricSample],
+        evidence: EvidenceOf,
         *,
         learn: bool = True,
         verdicts: bool = False,
@@ -140,9 +143,10 @@ class MetricPipeline:
                 model = ServiceAnomalyModel(service, self.config)
                 if learn:
                     self._models[service] = model
-            rows = [metric_features(events[i]) for i in indices]
             result = model.observe_batch(
-                rows, [events[i].ts.timestamp() for i in indices], learn=learn
+                [events[i].metrics for i in indices],
+                [events[i].ts.timestamp() for i in indices],
+                learn=learn,
             )
             idx = np.asarray(indices)
             out.scores[idx] = result.scores
@@ -155,9 +159,7 @@ class MetricPipeline:
                 out.grown.append((service, result.new_features[row]))
             for row in np.flatnonzero(result.alerts).tolist():
                 i = indices[row]
-                out.alerts.append(
-                    (i, self._alert(events[i], rows[row], result.verdict(row), evidence[i]))
-                )
+                out.alerts.append((i, self._alert(events[i], result.verdict(row), evidence(i))))
             if verdicts:
                 for row, i in enumerate(indices):
                     out.verdicts[i] = result.verdict(row)
@@ -190,9 +192,8 @@ class MetricPipeline:
             },
         }
 
-    def _alert(
-        self, event: MetricEvent, features: dict[str, float], verdict: Verdict, evidence: Evidence
-    ) -> Alert:
+    def _alert(self, event: MetricSample, verdict: Verdict, evidence: Evidence) -> Alert:
+        features = metric_features(event)
         return Alert(
             alert_id=alert_id_for("anomaly", "metrics", event.service, event.ts, features),
             kind="anomaly",

@@ -7,8 +7,9 @@ milliseconds and are held as timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +32,7 @@ __all__ = [
     "IncidentEvent",
     "LogEvent",
     "MetricEvent",
+    "MetricSample",
     "Timestamp",
     "TopFeature",
 ]
@@ -90,6 +92,20 @@ class MetricEvent(_Event):
     region: str | None = None
     host: str | None = None
     deploy_recent: bool = False
+
+
+class MetricSample(Protocol):
+    """What the metric pipeline reads from an event: a :class:`MetricEvent`, or the faster
+    decoder's record of the same message (``stream.codec.decode_metric``)."""
+
+    @property
+    def ts(self) -> datetime: ...
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,10 @@ from stream.codec import (
     MAX_DEAD_LETTER_BYTES,
     MAX_MESSAGE_BYTES,
     DecodeError,
+    MetricRecord,
     dead_letter,
     decode,
+    decode_metric,
     encode,
 )
 from stream.schemas import Feedback, IncidentEvent, LogEvent, MetricEvent
@@ -66,10 +69,10 @@ def _metric_json(ts: str) -> bytes:
     ],
 )
 def test_malformed_messages_map_to_their_reason(raw: bytes | None, reason: str) -> None:
-    result = decode(raw, MetricEvent)
-    assert isinstance(result, DecodeError)
-    assert result.reason == reason
-    assert result.detail
+    for decoded in (decode(raw, MetricEvent), decode_metric(raw)):
+        assert isinstance(decoded, DecodeError)
+        assert decoded.reason == reason
+        assert decoded.detail
 
 
 def test_exactly_one_mebibyte_is_accepted() -> None:
@@ -243,3 +246,100 @@ def test_feedback_validation() -> None:
         result = decode(orjson.dumps(bad), Feedback)
         assert isinstance(result, DecodeError)
         assert result.reason == reason, bad
+
+
+_timestamps = (
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    ).map(lambda d: d.isoformat())
+    | st.sampled_from(
+        [
+            "2026-11-23T08:00:00Z",
+            "2026-11-23T08:00:00z",
+            "2026-11-23 08:00:00Z",
+            "2026-11-23T08:00:00.1234567Z",
+            "2026-11-23T08:00:00.1Z",
+            "2026-11-23T08:00Z",
+            "2026-11-23",
+            "2026-11-23T08:00:00",
+            "2026-11-23T08:00:00+0530",
+            "2026-11-23T08:00:00-00:00",
+            "2026-W48-1T08:00:00Z",
+            "1795420800000",
+            "",
+        ]
+    )
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats()
+    | st.booleans()
+    | st.none()
+)
+_values = (
+    st.floats()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.sampled_from(["1.5", "hot", None, [1]])
+)
+_messages = st.fixed_dictionaries(
+    {
+        "ts": _timestamps,
+        "service": st.sampled_from(["api", " api ", "", "  ", "a" * 200, "a" * 201, 7])
+        | st.text(max_size=4),
+        "metrics": st.dictionaries(
+            st.sampled_from(["cpu", "", "x" * 201]) | st.text(max_size=3), _values, max_size=4
+        )
+        | st.sampled_from([[], "cpu", None]),
+    },
+    optional={
+        "region": st.sampled_from(["eu", None, 1, ""]),
+        "host": st.sampled_from(["h1", None, 2.5]),
+        "deploy_recent": st.sampled_from([True, False, None, "true", "yes", 1, 0, 2, "no"]),
+        "extra": st.just({"a": [1]}),
+    },
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_messages)
+def test_fast_metric_decoder_agrees_with_the_schema(message: dict[str, Any]) -> None:
+    """decode_metric accepts exactly what MetricEvent accepts, with the same values, and
+    rejects with the same reason and detail."""
+    raw = json.dumps(message).encode()  # big integers and NaN too
+    reference = decode(raw, MetricEvent)
+    fast = decode_metric(raw)
+    if isinstance(reference, DecodeError):
+        assert fast == reference
+        return
+    assert not isinstance(fast, DecodeError)
+    assert fast.service == reference.service
+    assert fast.ts == reference.ts
+    assert fast.ts.isoformat() == reference.ts.isoformat()
+    assert fast.metrics == reference.metrics
+    if isinstance(fast, MetricRecord):  # the fast path holds floats, as features are
+        assert all(type(v) is float for v in fast.metrics.values())
+    for name in ("region", "host", "deploy_recent"):
+        assert getattr(fast, name) == getattr(reference, name)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"ts": 0, "service": "a", "metrics": {"x": 1e308, "y": 1e308}}',
+        b'{"ts": 0, "service": "a", "metrics": {"x": 1}, "metrics": {"y": 2}}',
+        b'{"ts": "2026-11-23T08:00:00.9999995Z", "service": "a", "metrics": {"x": 1}}',
+        b'{"ts": 1795420800000.0005, "service": "a", "metrics": {"x": 1}}',
+        b'{"ts": 9007199254740993, "service": "a", "metrics": {"x": 9007199254740993}}',
+    ],
+)
+def test_fast_metric_decoder_edge_cases_agree(raw: bytes) -> None:
+    reference = decode(raw, MetricEvent)
+    fast = decode_metric(raw)
+    if isinstance(reference, DecodeError):
+        assert fast == reference
+    else:
+        assert not isinstance(fast, DecodeError)
+        assert (fast.service, fast.ts, fast.metrics) == (
+            reference.service,
+            reference.ts,
+            reference.metrics,
+        )
