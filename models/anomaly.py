@@ -18,8 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from models.explain import FeatureContribution, top_contributions
-from models.hst import Engine, HSTEngine, make_hst
+from models.hst import Engine
 from models.scaling import RobustScaler
+from models.scoring import Detector, RowScorer
+from models.seasonal import SeasonalBaseline
 from models.threshold import AdaptiveThreshold
 
 __all__ = ["AnomalyConfig", "BatchVerdict", "ServiceAnomalyModel", "Verdict"]
@@ -50,6 +52,13 @@ class AnomalyConfig:
         top_k: How many contributing features an explanation lists.
         critical_margin: A score this far from the threshold towards 1 (as a share of the
             gap) is critical rather than a warning.
+        detector: How a row of robust z-scores becomes a score: ``hst`` (Half-Space Trees),
+            ``robust_z`` (mean absolute z-score) or ``ensemble`` (their mean).
+        season_s: Length of the seasonal cycle in event-time seconds (86,400: daily; 604,800:
+            weekly); features are scored as residuals against their seasonal baseline. 0 turns
+            seasonal baselines off (raw values are scored).
+        season_buckets: Buckets per season (288 over a day: five-minute buckets).
+        season_alpha: Share of the way a season bucket moves towards newly seen values per fold.
     """
 
     n_trees: int = 10
@@ -65,6 +74,10 @@ class AnomalyConfig:
     scaler_window: int = 1024
     top_k: int = 3
     critical_margin: float = 0.5
+    detector: Detector = "robust_z"
+    season_s: float = 86_400.0
+    season_buckets: int = 288
+    season_alpha: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +165,8 @@ class _ScoringCore:
     ) -> None:
         self.feature_names = feature_names
         self.generation = generation
-        self.scorer: HSTEngine = make_hst(
+        self.scorer = RowScorer(
+            config.detector,
             config.engine,
             n_trees=config.n_trees,
             height=config.height,
@@ -194,6 +208,11 @@ class ServiceAnomalyModel:
         self.service = service
         self.config = config
         self._scaler = RobustScaler(window=config.scaler_window)
+        self._seasonal = (
+            SeasonalBaseline(config.season_s, config.season_buckets, config.season_alpha)
+            if config.season_s > 0
+            else None
+        )
         self._core: _ScoringCore | None = None
         self._candidate: _ScoringCore | None = None
         self._last_alert_ts: float | None = None
@@ -219,7 +238,12 @@ class ServiceAnomalyModel:
     def nbytes(self) -> int:
         """Bytes of array state held (scaler windows, HST masses, threshold window)."""
         cores = [c for c in (self._core, self._candidate) if c is not None]
-        return self._scaler.nbytes() + sum(c.scorer.nbytes + c.threshold.nbytes() for c in cores)
+        seasonal = self._seasonal.nbytes() if self._seasonal is not None else 0
+        return (
+            self._scaler.nbytes()
+            + seasonal
+            + sum(c.scorer.nbytes + c.threshold.nbytes() for c in cores)
+        )
 
     def observe(self, x: Mapping[str, float], ts_s: float, *, learn: bool = True) -> Verdict:
         """Score one event at event time ``ts_s``, then learn from it unless told not to."""
@@ -301,11 +325,10 @@ class ServiceAnomalyModel:
         X = np.array(
             [[row.get(n, math.nan) for n in all_names] for row in rows[start:end]], dtype=np.float64
         ).reshape(end - start, len(all_names))
-        z_all, medians_all = self._scaler.scale_batch(X, all_names, learn=learn)
+        expected_all, z_all = self._deviations(X, ts_s[start:end], all_names, learn=learn)
         columns = [all_names.index(n) for n in names]
-        z, medians, values = z_all[:, columns], medians_all[:, columns], X[:, columns]
-        scaled = self._scaler.squash_batch(z)
-        scores = core.scorer.score_learn_batch(scaled) if learn else core.scorer.score_batch(scaled)
+        z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
+        scores = core.scorer.score(z, learn=learn)
         learned_before = core.learned + np.arange(end - start)
         warming = learned_before < self._warmup
         thresholds = np.full(end - start, core.threshold.value)
@@ -344,14 +367,31 @@ class ServiceAnomalyModel:
             out.explanations[row] = top_contributions(
                 dict(zip(names, z[i].tolist(), strict=True)),
                 {n: v for n, v in zip(names, values[i].tolist(), strict=True) if v == v},
-                dict(zip(names, medians[i].tolist(), strict=True)),
+                dict(zip(names, expected[i].tolist(), strict=True)),
                 k=self.config.top_k,
             )
+
+    def _deviations(
+        self, X: FloatArray, ts_s: Sequence[float], names: tuple[str, ...], *, learn: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """Expected values (seasonal baseline plus the residuals' median) and robust z-scores.
+
+        Without seasonality the expected value is the running median of the raw values.
+        """
+        if self._seasonal is None:
+            z, medians = self._scaler.scale_batch(X, names, learn=learn)
+            return medians, z
+        seasonal = self._seasonal.baselines_learn(
+            X, np.asarray(ts_s, dtype=np.float64), names, learn=learn
+        )
+        # No baseline yet (NaN): the residual is missing, imputed neutral and not learned.
+        z, medians = self._scaler.scale_batch(X - seasonal, names, learn=learn)
+        return seasonal + medians, z
 
     def _learn_candidate(
         self, candidate: _ScoringCore, z: FloatArray, names: tuple[str, ...]
     ) -> None:
-        scores = candidate.scorer.score_learn_batch(self._scaler.squash_batch(z))
+        scores = candidate.scorer.score(z, learn=True)
         learned_before = candidate.learned + np.arange(len(scores))
         counted = learned_before >= self.config.window_size
         if counted.any():

@@ -27,7 +27,13 @@ def steps_to_refresh(since: int, count: int, every: int) -> int:
         >>> steps_to_refresh(0, 10_000, 250), steps_to_refresh(0, 0, 250)
         (250, 1)
     """
-    steps = 1
-    while not refresh_due(since + steps, count + steps, every):
-        steps += 1
-    return steps
+    # Due-ness is monotone in the steps taken (the bound grows at most one per step), and is
+    # certain after ``every - since`` steps: bisect for the first due step in between.
+    low, high = 1, max(1, every - since)
+    while low < high:
+        middle = (low + high) // 2
+        if refresh_due(since + middle, count + middle, every):
+            high = middle
+        else:
+            low = middle + 1
+    return low

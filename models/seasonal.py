@@ -1,0 +1,180 @@
+"""Seasonal baselines: what each feature usually is at this time of day (or week).
+
+Real metrics follow the clock: traffic peaks every afternoon, batch jobs run every night. A
+detector that compares a value with the recent median flags every daily peak and misses a
+spike at 3 a.m. that would be normal at 3 p.m. :class:`SeasonalBaseline` learns, per feature,
+a robust location for each bucket of the season (by default 288 five-minute buckets of a day),
+keyed by *event* time, and the model scores the residual ``value - baseline`` instead of the
+raw value.
+
+Learning is folded in at known event counts (the schedule of :mod:`models.refresh`): learned
+rows wait in a small buffer, and at each fold every bucket seen in the buffer moves a share
+``alpha`` of the way to the median of its buffered values (the first fold of a bucket sets
+it). Between folds the profile is constant, so a batch can be processed in segments between
+folds with exactly the result of one row at a time. A bucket never seen yet falls back to the
+mean of the feature's learned buckets (its level); before any fold the baseline is NaN (no
+residual: the model imputes a neutral z-score and does not learn the residual).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from models.refresh import refresh_due, steps_to_refresh
+
+__all__ = ["SeasonalBaseline"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class SeasonalBaseline:
+    """Per-feature robust profiles over the buckets of a season, learned in event time.
+
+    Args:
+        period_s: Length of the season in seconds (86,400: a day; 604,800: a week).
+        buckets: Buckets per season (288 over a day: five-minute buckets).
+        alpha: Share of the way a bucket moves to the median of newly folded values.
+        fold_every: Fold buffered rows into the profile at least every this many rows (more
+            often while young).
+
+    Examples:
+        A value that is normal at noon is unusual at midnight:
+
+        >>> baseline = SeasonalBaseline(period_s=86_400, buckets=24, alpha=0.5)
+        >>> ts = np.arange(0, 3 * 86_400, 600, dtype=np.float64)
+        >>> day = np.where((ts % 86_400) // 3600 == 12, 100.0, 10.0)[:, None]
+        >>> _ = baseline.baselines_learn(day, ts, ["rps"])
+        >>> at = np.array([12 * 3600.0, 0.0]) + 3 * 86_400
+        >>> baseline.baselines_learn(np.zeros((2, 1)), at, ["rps"], learn=False)[:, 0].tolist()
+        [100.0, 10.0]
+    """
+
+    def __init__(
+        self,
+        period_s: float = 86_400.0,
+        buckets: int = 288,
+        alpha: float = 0.2,
+        fold_every: int = 256,
+    ) -> None:
+        if period_s <= 0 or buckets < 1:
+            raise ValueError("period_s and buckets must be positive")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
+        if fold_every < 1:
+            raise ValueError("fold_every must be at least 1")
+        self.period_s = period_s
+        self.buckets = buckets
+        self.alpha = alpha
+        self.fold_every = fold_every
+        self._columns: dict[str, int] = {}
+        self._profile = np.full((buckets, 0), np.nan)  # NaN: bucket not learned yet
+        self._level = np.full(0, np.nan)  # mean of the learned buckets, per feature
+        self._buffer = np.empty((fold_every, 0))
+        self._buffer_buckets = np.empty(fold_every, dtype=np.int64)
+        self._buffered = 0
+        self._events = 0
+        self._since_fold = 0
+
+    def nbytes(self) -> int:
+        """Bytes held by the profile, the levels and the fold buffer."""
+        arrays = (self._profile, self._level, self._buffer, self._buffer_buckets)
+        return sum(int(a.nbytes) for a in arrays)
+
+    def bucket_of(self, ts_s: FloatArray) -> IntArray:
+        """The season bucket of each event time."""
+        phase = np.mod(ts_s, self.period_s) * (self.buckets / self.period_s)
+        return np.clip(phase.astype(np.int64), 0, self.buckets - 1)
+
+    def baselines_learn(
+        self, X: FloatArray, ts_s: FloatArray, names: Sequence[str], *, learn: bool = True
+    ) -> FloatArray:
+        """The seasonal baseline of each value, then (optionally) learn the rows.
+
+        Row ``i`` gets the baselines in force after learning rows ``< i``, exactly as one row
+        at a time would. NaN in ``X`` marks a missing value (not learned); NaN in the result
+        marks a feature with no baseline yet.
+
+        Args:
+            X: Raw values, shape ``(n, len(names))``.
+            ts_s: Event time of each row, seconds.
+            names: The feature of each column.
+            learn: Whether to learn the rows (and fold them in on schedule).
+
+        Returns:
+            Baselines shaped like ``X``.
+        """
+        if learn:
+            for name in names:
+                if name not in self._columns:
+                    self._add_column(name)
+        columns = np.array([self._columns.get(n, -1) for n in names], dtype=np.int64)
+        known = columns >= 0
+        buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
+        out = np.full(X.shape, np.nan)
+        n = X.shape[0]
+        start = 0
+        while start < n:
+            end = n if not learn else min(n, start + self._rows_to_fold())
+            cols = columns[known]
+            profile = self._profile[buckets[start:end, None], cols[None, :]]
+            out[start:end, known] = np.where(np.isnan(profile), self._level[cols], profile)
+            if not learn:
+                break
+            self._buffer_rows(X[start:end], buckets[start:end], columns)
+            start = end
+        return out
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _add_column(self, name: str) -> None:
+        self._columns[name] = len(self._columns)
+        self._profile = np.hstack([self._profile, np.full((self.buckets, 1), np.nan)])
+        self._level = np.append(self._level, np.nan)
+        self._buffer = np.hstack([self._buffer, np.full((self.fold_every, 1), np.nan)])
+
+    def _rows_to_fold(self) -> int:
+        return steps_to_refresh(self._since_fold, self._events, self.fold_every)
+
+    def _buffer_rows(self, X: FloatArray, buckets: IntArray, columns: IntArray) -> None:
+        m = X.shape[0]
+        rows = slice(self._buffered, self._buffered + m)
+        self._buffer[rows] = np.nan
+        self._buffer[rows, columns] = X
+        self._buffer_buckets[rows] = buckets
+        self._buffered += m
+        self._events += m
+        self._since_fold += m
+        if refresh_due(self._since_fold, self._events, self.fold_every):
+            self._fold()
+
+    def _fold(self) -> None:
+        """Move every buffered (bucket, feature) towards the median of its buffered values."""
+        m = self._buffered
+        values = self._buffer[:m].T.reshape(-1)  # feature-major: feature j's rows together
+        keys = np.add.outer(
+            np.arange(self._buffer.shape[1]) * self.buckets, self._buffer_buckets[:m]
+        )
+        present = ~np.isnan(values)
+        values, keys = values[present], keys.reshape(-1)[present]
+        if keys.size:
+            order = np.lexsort((values, keys))
+            values, keys = values[order], keys[order]
+            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+            counts = np.diff(np.append(starts, keys.size))
+            medians = 0.5 * (values[starts + (counts - 1) // 2] + values[starts + counts // 2])
+            feature, bucket = np.divmod(keys[starts], self.buckets)
+            old = self._profile[bucket, feature]
+            self._profile[bucket, feature] = np.where(
+                np.isnan(old), medians, old + self.alpha * (medians - old)
+            )
+            learned = ~np.isnan(self._profile)
+            with np.errstate(invalid="ignore"):  # a feature with no learned bucket stays NaN
+                self._level = np.where(learned, self._profile, 0.0).sum(axis=0) / learned.sum(
+                    axis=0
+                )
+        self._buffered = 0
+        self._since_fold = 0
