@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,10 @@ CONFIG = AnomalyConfig(
     target_alert_rate=0.02,
     threshold_window=300,
     scaler_window=64,
+    # A one-minute season of 12 buckets: the one-second test stream revisits every bucket.
+    season_s=60.0,
+    season_buckets=12,
+    detector="ensemble",
 )
 
 
@@ -60,11 +65,19 @@ def astuple(v: object) -> tuple:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 700), max_size=12))
-def test_batches_equal_single_events(seed: int, cuts: list[int]) -> None:
+@given(
+    seed=st.integers(0, 10_000),
+    cuts=st.lists(st.integers(0, 700), max_size=12),
+    detector=st.sampled_from(["ensemble", "robust_z", "hst"]),
+    season_s=st.sampled_from([60.0, 0.0]),
+)
+def test_batches_equal_single_events(
+    seed: int, cuts: list[int], detector: str, season_s: float
+) -> None:
+    config = replace(CONFIG, detector=detector, season_s=season_s)  # type: ignore[arg-type]
     rows = stream(seed, 700)
-    expected = one_at_a_time(rows, CONFIG)
-    assert in_batches(rows, cuts, CONFIG) == expected
+    expected = one_at_a_time(rows, config)
+    assert in_batches(rows, cuts, config) == expected
     assert any(v[2] for v in expected), "the stream should raise alerts"
 
 
@@ -77,8 +90,6 @@ def test_river_and_numpy_engines_agree(seed: int) -> None:
 
 
 def _with_engine(engine: str) -> AnomalyConfig:
-    from dataclasses import replace
-
     return replace(CONFIG, engine=engine)  # type: ignore[arg-type]
 
 
