@@ -75,7 +75,7 @@ async def _preload(settings: Settings, events: int, anomaly_rate: float) -> None
 
 
 async def kafka_throughput(settings: Settings, events: int) -> float:
-    """Events/s of one in-process detector over a pre-loaded topic."""
+    """Events/s of one in-process detector over a pre-loaded topic, from its first batch."""
     settings = _bench_topics(settings, "bench").model_copy(update={"http_port": 0})
     await _preload(settings, events, anomaly_rate=0.005)
     detector = Detector(settings, serve_http=False)
@@ -84,9 +84,10 @@ async def kafka_throughput(settings: Settings, events: int) -> float:
         first: float | None = None
         deadline = time.monotonic() + 600
         while detector.counts["scored"] < events and time.monotonic() < deadline:
+            step_started = time.perf_counter()
             processed = await detector.step()
             if processed and first is None:
-                first = time.perf_counter()
+                first = step_started  # the clock includes the first batch's own work
         if first is None:
             raise RuntimeError("the detector consumed nothing")
         return detector.counts["scored"] / (time.perf_counter() - first)

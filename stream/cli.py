@@ -119,11 +119,17 @@ def _build_parser() -> _Parser:
 
 
 def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
-    from stream.bench import SECTIONS, parse_sections
+    from stream.bench import SECTIONS, parse_sections, parse_shape
 
     def sections(text: str) -> list[str]:
         try:
             return parse_sections(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def shape(text: str) -> tuple[int, int]:
+        try:
+            return parse_shape(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -148,10 +154,16 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
         "--engine-events", type=int, default=20_000, help="Events per HST-engine-alone run."
     )
     parser.add_argument(
+        "--large-shape",
+        type=shape,
+        default=(25, 15),
+        help="The second HST shape of the engine section, TREESxHEIGHT (default: 25x15).",
+    )
+    parser.add_argument(
         "--river-large-events",
         type=int,
         default=3_000,
-        help="Events per river run at 25 trees of height 15 (~1,000 events/s).",
+        help="Events per river run at the large shape (river does ~1,000 events/s at 25x15).",
     )
     parser.add_argument(
         "--events", type=int, default=100_000, help="Events per offline run, per engine."

@@ -1,4 +1,5 @@
-"""``vigil bench`` through the real broker, at a small size: every figure is measured."""
+"""``vigil bench --only kafka`` through the real broker, at a small size: every figure is
+measured, at each of two rates."""
 
 from __future__ import annotations
 
@@ -13,21 +14,32 @@ pytestmark = pytest.mark.integration
 def test_bench_kafka_figures(kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "bench",
+        "--only",
+        "kafka",
         "--bootstrap",
         kafka_bootstrap,
-        "--events",
-        "1000",
         "--kafka-events",
         "5000",
-        "--latency-rate",
-        "500",
+        "--latency-rates",
+        "300,800",
         "--latency-seconds",
         "4",
+        "--quiet",
         "--json",
     ]
     assert main(args) == 0
-    figures = {f["name"]: f for f in orjson.loads(capsys.readouterr().out)}
-    assert figures["kafka end-to-end"]["value"] > 0
-    p50 = figures["event→alert latency p50"]["value"]
-    p99 = figures["event→alert latency p99"]["value"]
-    assert 0 < p50 <= p99
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["sections"] == ["kafka"]
+    figures = {key: f["value"] for key, f in report["figures"].items()}
+    assert figures["kafka_throughput"] > 0
+    for rate in ("300", "800"):
+        assert 0 < figures[f"latency_{rate}_p50"] <= figures[f"latency_{rate}_p99"]
+        assert figures[f"latency_{rate}_p99"] <= figures[f"latency_{rate}_max"]
+        assert figures[f"latency_{rate}_achieved_rate"] > 0
+        assert figures[f"latency_{rate}_mean_batch"] >= 1
+        # The run waits until the detector has scored every event it produced.
+        assert (
+            f"{int(rate) * 4} events produced, {int(rate) * 4} scored"
+            in (report["figures"][f"latency_{rate}_achieved_rate"]["note"])
+        )
+    assert {f["unit"] for key, f in report["figures"].items() if "_p" in key} == {"ms"}
