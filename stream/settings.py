@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     hst_height: int = Field(8, ge=1, le=20, description="Half-Space Trees: tree height.")
     hst_window: int = Field(250, ge=10, description="Half-Space Trees: mass window size.")
     seed: int = Field(42, description="Seed for the models' random splits.")
+    detector: Literal["robust_z", "hst", "ensemble"] = Field(
+        "robust_z",
+        description="Row score: mean robust |z| of seasonal residuals, Half-Space Trees, or both.",
+    )
+    season_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="Seasonal cycle in event-time seconds (86400 daily, 604800 weekly; 0: off).",
+    )
+    season_buckets: int = Field(
+        288, ge=1, le=10_080, description="Buckets per seasonal cycle (288 a day: 5 minutes)."
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
@@ -121,6 +133,9 @@ class Settings(BaseSettings):
             target_alert_rate=self.anomaly_target_rate,
             threshold_override=self.anomaly_threshold,
             cooldown_s=self.cooldown_s,
+            detector=self.detector,
+            season_s=self.season_s,
+            season_buckets=self.season_buckets,
         )
 
 
