@@ -74,7 +74,7 @@ class AnomalyConfig:
     scaler_window: int = 1024
     top_k: int = 3
     critical_margin: float = 0.5
-    detector: Detector = "robust_z"
+    detector: Detector = "ensemble"
     season_s: float = 86_400.0
     season_buckets: int = 288
     season_alpha: float = 0.2

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     hst_window: int = Field(250, ge=10, description="Half-Space Trees: mass window size.")
     seed: int = Field(42, description="Seed for the models' random splits.")
     detector: Literal["robust_z", "hst", "ensemble"] = Field(
-        "robust_z",
+        "ensemble",
         description="Row score: mean robust |z| of seasonal residuals, Half-Space Trees, or both.",
     )
     season_s: float = Field(

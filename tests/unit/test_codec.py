@@ -249,8 +249,10 @@ def test_feedback_validation() -> None:
 
 
 _timestamps = (
-    st.datetimes(
-        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    st.datetimes(  # hypothesis wants naive bounds; the values get random time zones
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.timezones(),
     ).map(lambda d: d.isoformat())
     | st.sampled_from(
         [
