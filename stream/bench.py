@@ -94,13 +94,30 @@ def _replay_rate(payloads: Sequence[bytes], settings: Settings) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
+def hst_settings(settings: Settings) -> Settings:
+    """``settings`` with a detector that runs the HST engine (``hst`` unless it already does)."""
+    if settings.detector in ("hst", "ensemble"):
+        return settings
+    return settings.model_copy(update={"detector": "hst"})
+
+
 def offline_rates(settings: Settings, events: int, repeats: int = 3) -> dict[str, list[float]]:
-    """Events/s of the replay path for each engine, on the same events, runs interleaved."""
+    """Events/s of the replay path on the same events, runs interleaved.
+
+    Returns:
+        Rates by run: ``river`` and ``numpy`` (the engines, under a detector that uses them:
+        see :func:`hst_settings`) and, when the configured detector does not use HST,
+        ``configured`` (the settings as given).
+    """
     payloads = [e.to_bytes() for e in MetricSimulator(services=5, seed=11).events(events)]
-    rates: dict[str, list[float]] = {"river": [], "numpy": []}
+    with_hst = hst_settings(settings)
+    runs = {engine: with_hst.model_copy(update={"engine": engine}) for engine in ("river", "numpy")}
+    if with_hst is not settings:
+        runs["configured"] = settings
+    rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        for engine, runs in rates.items():
-            runs.append(_replay_rate(payloads, settings.model_copy(update={"engine": engine})))
+        for name, run_settings in runs.items():
+            rates[name].append(_replay_rate(payloads, run_settings))
     return rates
 
 
@@ -268,21 +285,47 @@ def engine_figures(args: argparse.Namespace, settings: Settings, say: Progress) 
 
 def offline_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
     """The replay path for both engines on the same events, and the ratio."""
-    say(f"offline: {args.events} events x {args.repeats} per engine")
-    rates = offline_rates(settings, args.events, args.repeats)
-    river, numpy_ = statistics.median(rates["river"]), statistics.median(rates["numpy"])
+    say(f"offline: {args.events} events x {args.repeats} per run")
+    rates = {
+        name: statistics.median(runs)
+        for name, runs in offline_rates(settings, args.events, args.repeats).items()
+    }
+    detector = hst_settings(settings).detector
     note = f"{args.events} events, 5 services, batches of {settings.max_batch}"
-    return [
-        Figure("offline_river", "offline parse→decide, river", river, "events/s", note),
+    figures = [
+        Figure(
+            "offline_river",
+            "offline parse→decide, river",
+            rates["river"],
+            "events/s",
+            f"{note}; detector={detector}",
+        ),
         Figure(
             "offline_numpy",
             "offline parse→decide, numpy",
-            numpy_,
+            rates["numpy"],
             "events/s",
-            note + "; target ≥ 200,000",
+            f"{note}; detector={detector}; target ≥ 200,000",
         ),
-        Figure("offline_speedup", "offline, numpy/river", numpy_ / river, "x", "same events"),
+        Figure(
+            "offline_speedup",
+            "offline, numpy/river",
+            rates["numpy"] / rates["river"],
+            "x",
+            "same events",
+        ),
     ]
+    if "configured" in rates:
+        figures.append(
+            Figure(
+                "offline_configured",
+                f"offline parse→decide, {settings.detector}",
+                rates["configured"],
+                "events/s",
+                f"{note}; the configured detector (no HST engine)",
+            )
+        )
+    return figures
 
 
 def memory_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
@@ -410,7 +453,15 @@ def _report(figures: Iterable[Figure], sections: Sequence[str], settings: Settin
             "river": importlib.metadata.version("river"),
         },
         "settings": settings.model_dump(
-            include={"engine", "hst_trees", "hst_height", "hst_window", "max_batch", "batch_wait_s"}
+            include={
+                "detector",
+                "engine",
+                "hst_trees",
+                "hst_height",
+                "hst_window",
+                "max_batch",
+                "batch_wait_s",
+            }
         ),
         "figures": {
             f.key: {

@@ -125,26 +125,26 @@ class LatencyRun:
 
 
 def _detect_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "VIGIL_TOPIC_METRICS": settings.topic_metrics,
-        "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
-        "VIGIL_TOPIC_DLQ": settings.topic_dlq,
-        "VIGIL_TOPIC_MODELS": settings.topic_models,
-        "VIGIL_GROUP_ID": settings.group_id,
-        "VIGIL_HTTP_PORT": str(free_port()),
-        "VIGIL_MAX_BATCH": str(settings.max_batch),
-        "VIGIL_BATCH_WAIT_S": str(settings.batch_wait_s),
-        "VIGIL_ENGINE": settings.engine,
-        # A short warm-up so alerts (the latency samples) start within the first second.
-        "VIGIL_WARMUP_EVENTS": "100",
-        "VIGIL_HST_WINDOW": "100",
-        "VIGIL_ANOMALY_TARGET_RATE": "0.02",
-        "VIGIL_COOLDOWN_S": "0",
-        "VIGIL_LOG_LEVEL": "WARNING",
-        "VIGIL_LOG_FORMAT": "json",
-    }
+    """The environment of the ``vigil detect`` subprocess: these settings, a short warm-up."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"VIGIL_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    env.update(
+        {
+            "VIGIL_HTTP_PORT": str(free_port()),
+            # A short warm-up so alerts (the latency samples) start within the first second.
+            "VIGIL_WARMUP_EVENTS": "100",
+            "VIGIL_HST_WINDOW": "100",
+            "VIGIL_ANOMALY_TARGET_RATE": "0.02",
+            "VIGIL_COOLDOWN_S": "0",
+            "VIGIL_LOG_LEVEL": "WARNING",
+            "VIGIL_LOG_FORMAT": "json",
+        }
+    )
+    return env
 
 
 async def kafka_latency(settings: Settings, rate: float, seconds: float) -> LatencyRun:

@@ -64,6 +64,7 @@ def test_json_names_every_figure_with_unit_and_section(report: dict[str, Any]) -
         "offline_river",
         "offline_numpy",
         "offline_speedup",
+        *(["offline_configured"] if report["settings"]["detector"] == "robust_z" else []),
         "memory_rss_total",
         "memory_rss_process",
         "memory_rss_per_1000",
