@@ -154,32 +154,33 @@ def decode_metric(
 
 def _settled(wire: _MetricWire) -> MetricRecord | None:
     """The record with its time parsed into UTC, or None when pydantic must decide."""
-    if wire.service.strip() != wire.service:
+    service = wire.service
+    if service.strip() != service:
         return None
     if not math.isfinite(sum(wire.metrics.values())):  # inf also when a sum overflows
         return None
-    ts = _utc_time(wire.ts)
+    ts = _recent_times.get(wire.ts) or _utc_time(wire.ts)
     if ts is None:
         return None
-    return MetricRecord(ts, wire.service, wire.metrics, wire.region, wire.host, wire.deploy_recent)
+    return MetricRecord(ts, service, wire.metrics, wire.region, wire.host, wire.deploy_recent)
 
 
-_recent_times: dict[str, datetime] = {}
-"""Recently parsed timestamps: services scraped together share their time text."""
+_recent_times: dict[str | float, datetime] = {}
+"""Recently parsed timestamps: services scraped together share their time."""
 
 
 def _utc_time(ts: str | float) -> datetime | None:
-    """RFC 3339 text with an offset or epoch milliseconds, in UTC; None when unsure."""
-    if isinstance(ts, str):
-        known = _recent_times.get(ts)
-        if known is not None:
-            return known
-        parsed = _parse_rfc3339(ts)
-        if parsed is not None:
-            if len(_recent_times) >= 1024:
-                _recent_times.clear()
-            _recent_times[ts] = parsed
-        return parsed
+    """RFC 3339 text with an offset or epoch milliseconds, in UTC (remembered); None when
+    unsure."""
+    parsed = _parse_rfc3339(ts) if isinstance(ts, str) else _parse_epoch_ms(ts)
+    if parsed is not None:
+        if len(_recent_times) >= 1024:
+            _recent_times.clear()
+        _recent_times[ts] = parsed
+    return parsed
+
+
+def _parse_epoch_ms(ts: float) -> datetime | None:
     if not math.isfinite(ts):
         return None
     try:

@@ -90,8 +90,7 @@ def replay(
             yield alert
 
     for offset, raw in enumerate(lines):
-        raw = raw.strip()
-        if not raw:
+        if raw.isspace() or not raw:
             continue
         stats.lines += 1
         event = decode_metric(raw)
