@@ -11,6 +11,7 @@ batch boundaries.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -136,6 +137,21 @@ class BatchVerdict:
             new_features=self.new_features[i],
             candidate_started=bool(self.candidate_started[i]),
         )
+
+
+def _matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> FloatArray:
+    """Rows as a float matrix over ``names``; a name missing from a row is NaN.
+
+    Examples:
+        >>> _matrix([{"a": 1, "b": 2}, {"b": 3}], ("a", "b")).tolist()
+        [[1.0, 2.0], [nan, 3.0]]
+    """
+    pick = operator.itemgetter(*names)
+    try:  # the common case, every name present: picked in C
+        picked = [pick(row) for row in rows]
+    except KeyError:
+        picked = [[row.get(n, math.nan) for n in names] for row in rows]
+    return np.array(picked, dtype=np.float64).reshape(len(rows), len(names))
 
 
 def _empty_batch(n: int, margin: float) -> BatchVerdict:
@@ -322,9 +338,7 @@ class ServiceAnomalyModel:
         names = core.feature_names
         candidate = self._candidate if learn else None
         all_names = names if candidate is None else candidate.feature_names
-        X = np.array(
-            [[row.get(n, math.nan) for n in all_names] for row in rows[start:end]], dtype=np.float64
-        ).reshape(end - start, len(all_names))
+        X = _matrix(rows[start:end], all_names)
         expected_all, z_all = self._deviations(X, ts_s[start:end], all_names, learn=learn)
         columns = [all_names.index(n) for n in names]
         z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
