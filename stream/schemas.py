@@ -33,6 +33,7 @@ __all__ = [
     "LogEvent",
     "MetricEvent",
     "MetricSample",
+    "TemplateSample",
     "Timestamp",
     "TopFeature",
 ]
@@ -159,11 +160,21 @@ class TopFeature(BaseModel):
     contribution: float
 
 
+class TemplateSample(BaseModel):
+    """One log template of a window behind a log alert, with one (truncated) sample line."""
+
+    template_id: str
+    template: str
+    count: int
+    sample: str
+
+
 class Explanation(BaseModel):
     """Why an alert fired."""
 
     top_features: list[TopFeature]
     missing_features: list[str] = Field(default_factory=list)
+    top_templates: list[TemplateSample] = Field(default_factory=list)
 
 
 class AlertModelInfo(BaseModel):

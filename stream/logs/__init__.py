@@ -1,0 +1,1 @@
+"""The log side of Vigil (pure): templates, event-time windows, window features, scoring."""
