@@ -1,0 +1,365 @@
+"""The pure core of log detection: LogEvents -> templates -> windows -> scores -> Alerts.
+
+No I/O: the caller brings decoded events, where they are stored, and a clock. The live
+detector and ``vigil replay`` drive the same :class:`LogPipeline`, so given the same events in
+the same order they raise the same alerts, whatever the batch boundaries (every step is driven
+by event time, and windows close per event, not per batch).
+
+Two detectors look at each closed window of a service:
+
+* ``hst-logs``: the service's :class:`~models.anomaly.ServiceAnomalyModel` over the window's
+  features (volume, levels, error markers, message lengths, templates);
+* ``new-templates``: a rule, at least ``min_new_error_templates`` templates the service had
+  never seen, first seen at ERROR or above, in one window after the model's warm-up (a new
+  stack trace is the classic sign of a new failure mode, and scores poorly as one feature).
+
+Evidence of a window alert is the storage position of the window's last line; an empty window
+(a silent service) points at the service's last line before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from models.anomaly import BatchVerdict, ServiceAnomalyModel
+from stream.logs.config import LogConfig
+from stream.logs.explain import TemplateBaseline, top_templates
+from stream.logs.features import WindowStats, window_features
+from stream.logs.templates import ServiceTemplates
+from stream.logs.windows import ClosedWindow, EventTimeWindows
+from stream.pipeline import Clock, EvidenceOf, alert_id_for, utc_now
+from stream.schemas import Alert, AlertModelInfo, Evidence, Explanation, LogEvent, TopFeature
+
+__all__ = ["LogBatchOutcome", "LogPipeline", "ScoredWindow"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredWindow:
+    """One closed window of one service and what the detectors made of it."""
+
+    service: str
+    start: datetime
+    lines: int
+    score: float
+    threshold: float
+    warming_up: bool
+    flagged: bool
+    """The window model's score reached its threshold after warm-up (alerted or suppressed)."""
+    new_error_templates: int
+    rule_flagged: bool
+    """The new-template rule held (alerted or suppressed)."""
+    alerts: tuple[str, ...]
+    """Names of the detectors that alerted on this window."""
+
+
+@dataclass
+class LogBatchOutcome:
+    """What a batch (or an :meth:`LogPipeline.advance`) did, with counts for metrics."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    windows: list[ScoredWindow] = field(default_factory=list)
+    """Windows closed, by start time, then service in first-seen order."""
+    lines: int = 0
+    """Lines that went into a window."""
+    late: int = 0
+    """Lines whose window had already closed (counted, in no window)."""
+    new_templates: int = 0
+    templates_evicted: int = 0
+    empty_windows: int = 0
+    suppressed: int = 0
+    """Alerts held back by a service's cooldown."""
+
+
+class _Service:
+    __slots__ = ("baseline", "last_evidence", "last_rule_alert_s", "miner", "model")
+
+    def __init__(self, service: str, config: LogConfig) -> None:
+        self.miner = ServiceTemplates(
+            service,
+            max_templates=config.max_templates,
+            similarity=config.similarity,
+            depth=config.depth,
+            max_chars=config.max_template_chars,
+        )
+        self.model = ServiceAnomalyModel(service, config.anomaly)
+        self.baseline = TemplateBaseline(capacity=4 * config.max_templates)
+        self.last_rule_alert_s: float | None = None
+        self.last_evidence: Evidence | None = None
+
+
+class LogPipeline:
+    """Per-service templates, event-time windows and window models over log events.
+
+    Args:
+        config: Windows, templates, the new-template rule and the window models.
+        clock: The time stamped on alerts as ``detected_at``.
+    """
+
+    model_name = "hst-logs"
+    rule_name = "new-templates"
+
+    def __init__(self, config: LogConfig | None = None, clock: Clock = utc_now) -> None:
+        self.config = config if config is not None else LogConfig()
+        self._clock = clock
+        self._services: dict[str, _Service] = {}
+        self._windows: EventTimeWindows[WindowStats] = EventTimeWindows(
+            self.config.window_s,
+            self.config.lateness_s,
+            WindowStats,
+            idle_expiry_s=self.config.idle_expiry_s,
+        )
+        self._batch = 0
+        self.config_id = hashlib.sha256(orjson.dumps(asdict(self.config))).hexdigest()[:8]
+        self.lines_total = 0
+        self.late_total = 0
+        self.windows_total = 0
+        self.empty_windows_total = 0
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    @property
+    def templates_evicted_total(self) -> int:
+        """Templates evicted at the per-service cap, over all services (a counter)."""
+        return sum(s.miner.evictions for s in self._services.values())
+
+    @property
+    def watermark(self) -> datetime | None:
+        """Event time below which windows are closed; None before any event."""
+        w = self._windows.watermark_s
+        return None if w == float("-inf") else datetime.fromtimestamp(w, UTC)
+
+    def process_batch(self, events: Sequence[LogEvent], evidence_of: EvidenceOf) -> LogBatchOutcome:
+        """Template, window, score and learn a batch of log events, in order.
+
+        Returns the alerts of every window the batch closed, and counts for metrics.
+        """
+        self._batch += 1
+        batch = self._batch
+        out = LogBatchOutcome()
+        evicted_before = self.templates_evicted_total
+        late_before = self._windows.late
+        services = self._services
+        route = self._windows.route
+        touched: list[WindowStats] = []
+        for i, event in enumerate(events):
+            stats = route(event.service, event.ts.timestamp())
+            if stats is None:
+                continue
+            service = services.get(event.service)
+            if service is None:
+                service = services[event.service] = _Service(event.service, self.config)
+            if stats.batch != batch:
+                stats.batch = batch
+                touched.append(stats)
+            template, is_new = service.miner.add(event.message)
+            out.new_templates += is_new
+            stats.add(event.level, event.message, template, is_new, i)
+        for stats in touched:  # batch indices mean nothing after this call: resolve them now
+            stats.evidence = evidence_of(stats.last_index)
+        out.late = self._windows.late - late_before
+        out.lines = len(events) - out.late
+        self.lines_total += out.lines
+        self.late_total += out.late
+        out.templates_evicted = self.templates_evicted_total - evicted_before
+        self._score(self._windows.pop_closed(), out)
+        return out
+
+    def advance(self, to: datetime) -> LogBatchOutcome:
+        """Move the watermark to ``to`` as an event at that time would, closing windows.
+
+        The live consumer calls it with the wall clock when no events arrive, so a service that
+        stopped logging (or a whole topic gone quiet) still closes its windows.
+        """
+        out = LogBatchOutcome()
+        self._windows.advance(to.timestamp())
+        self._score(self._windows.pop_closed(), out)
+        return out
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def _score(self, closed: list[ClosedWindow[WindowStats]], out: LogBatchOutcome) -> None:
+        if not closed:
+            return
+        by_service: dict[str, list[int]] = {}
+        for j, window in enumerate(closed):
+            by_service.setdefault(window.key, []).append(j)
+        rows = [window_features(w.value) for w in closed]
+        verdicts: dict[int, tuple[BatchVerdict, int]] = {}
+        for name, indices in by_service.items():
+            service = self._services[name]
+            result = service.model.observe_batch(
+                [rows[j] for j in indices], [closed[j].start_s for j in indices]
+            )
+            for row, j in enumerate(indices):
+                verdicts[j] = (result, row)
+        for j, window in enumerate(closed):
+            result, row = verdicts[j]
+            self._decide(window, rows[j], result, row, out)
+        out.empty_windows = sum(w.empty for w in closed)
+        self.windows_total += len(closed)
+        self.empty_windows_total += out.empty_windows
+
+    def _decide(
+        self,
+        window: ClosedWindow[WindowStats],
+        features: dict[str, float],
+        result: BatchVerdict,
+        row: int,
+        out: LogBatchOutcome,
+    ) -> None:
+        service = self._services[window.key]
+        stats = window.value
+        if window.empty:
+            stats.evidence = service.last_evidence
+        else:
+            service.last_evidence = stats.evidence
+        warming = bool(result.warming_up[row])
+        fired: list[str] = []
+        if result.alerts[row]:
+            out.alerts.append(self._model_alert(window, features, result, row))
+            fired.append(self.model_name)
+        elif result.suppressed[row]:
+            out.suppressed += 1
+        new_errors = len(stats.new_error_templates)
+        rule = not warming and new_errors >= self.config.min_new_error_templates
+        if rule:
+            last = service.last_rule_alert_s
+            if last is not None and window.start_s - last < self.config.anomaly.cooldown_s:
+                out.suppressed += 1
+            else:
+                service.last_rule_alert_s = window.start_s
+                out.alerts.append(self._rule_alert(window))
+                fired.append(self.rule_name)
+        out.windows.append(
+            ScoredWindow(
+                service=window.key,
+                start=datetime.fromtimestamp(window.start_s, UTC),
+                lines=stats.lines,
+                score=float(result.scores[row]),
+                threshold=float(result.thresholds[row]),
+                warming_up=warming,
+                flagged=bool(result.exceeded[row]),
+                new_error_templates=new_errors,
+                rule_flagged=rule,
+                alerts=tuple(fired),
+            )
+        )
+        service.baseline.learn(window.index, {t: e[0] for t, e in stats.templates.items()})
+
+    def _model_alert(
+        self,
+        window: ClosedWindow[WindowStats],
+        features: dict[str, float],
+        result: BatchVerdict,
+        row: int,
+    ) -> Alert:
+        verdict = result.verdict(row)
+        contributions = [
+            TopFeature(
+                name=c.name,
+                value=c.value,
+                baseline=round(c.baseline, 6),
+                contribution=c.contribution,
+            )
+            for c in verdict.top_features
+        ]
+        version = f"{self.config.anomaly.engine}-{self.config_id}-g{verdict.model_version}"
+        return self._alert(
+            window,
+            AlertModelInfo(name=self.model_name, version=version),
+            features,
+            (round(verdict.score, 6), round(verdict.threshold, 6)),
+            verdict.severity == "critical",
+            contributions,
+        )
+
+    def _rule_alert(self, window: ClosedWindow[WindowStats]) -> Alert:
+        new = window.value.new_error_templates
+        needed = self.config.min_new_error_templates
+        return self._alert(
+            window,
+            AlertModelInfo(name=self.rule_name, version=f"rule-{self.config_id}"),
+            {"new_error_templates": float(len(new)), "min_new_error_templates": float(needed)},
+            (float(len(new)), float(needed)),
+            len(new) >= 2 * needed,
+            [
+                TopFeature(
+                    name="new_error_templates", value=len(new), baseline=0.0, contribution=1.0
+                )
+            ],
+            only=new,
+        )
+
+    def _alert(
+        self,
+        window: ClosedWindow[WindowStats],
+        model: AlertModelInfo,
+        inputs: dict[str, float],
+        score_threshold: tuple[float, float],
+        critical: bool,
+        contributions: list[TopFeature],
+        only: list[str] | None = None,
+    ) -> Alert:
+        """A log alert on ``window``; its id hashes the detector's ``inputs``."""
+        start = datetime.fromtimestamp(window.start_s, UTC)
+        templates = top_templates(
+            window.value,
+            self._services[window.key].baseline,
+            window.index,
+            k=self.config.top_templates,
+            sample_chars=self.config.sample_chars,
+            only=only,
+        )
+        return Alert(
+            alert_id=alert_id_for("anomaly", "logs", window.key, start, inputs),
+            kind="anomaly",
+            source="logs",
+            service=window.key,
+            event_ts=start,
+            detected_at=self._clock(),
+            score=score_threshold[0],
+            threshold=score_threshold[1],
+            severity="critical" if critical else "warning",
+            model=model,
+            explanation=Explanation(top_features=contributions, top_templates=templates),
+            evidence=self._evidence(window),
+        )
+
+    @staticmethod
+    def _evidence(window: ClosedWindow[WindowStats]) -> Evidence:
+        evidence = window.value.evidence
+        assert isinstance(evidence, Evidence), "every service's first window holds a line"
+        return evidence
+
+    # -- inspection -------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /models`` shows for this pipeline."""
+        engine = self.config.anomaly.engine
+        return {
+            "name": self.model_name,
+            "rule": self.rule_name,
+            "config_id": self.config_id,
+            "config": asdict(self.config),
+            "watermark": self.watermark.isoformat() if self.watermark is not None else None,
+            "open_windows": self._windows.open_windows(),
+            "services": {
+                name: {
+                    "version": f"{engine}-{self.config_id}-g{s.model.version}",
+                    "features": list(s.model.feature_names),
+                    "windows_seen": s.model.events_seen,
+                    "threshold": s.model.threshold,
+                    "templates": len(s.miner),
+                    "templates_evicted": s.miner.evictions,
+                    "lines": s.miner.lines,
+                }
+                for name, s in self._services.items()
+            },
+        }

@@ -1,0 +1,185 @@
+"""Simulated service logs with labelled incidents (pure, seeded, event time only).
+
+Normal chatter is a mix of request, cache, job and housekeeping lines with variable fields
+(ids, IPs, durations, paths), a little DEBUG and WARN, and about 1% ERROR lines of a few
+known kinds. Incidents change it for a while:
+
+* ``error_burst``: many more ERROR lines (timeouts, refused connections, exceptions);
+* ``new_stack_traces``: exceptions the service never threw before, at ERROR;
+* ``quiet``: the service writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from stream.schemas import LogEvent
+
+__all__ = ["LogIncident", "LogSimulator"]
+
+IncidentKind = Literal["error_burst", "new_stack_traces", "quiet"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogIncident:
+    """Ground truth: ``kind`` hits ``service`` from ``start_s`` (seconds after the stream's
+    start) for ``duration_s``."""
+
+    service: str
+    kind: IncidentKind
+    start_s: float
+    duration_s: float
+
+    def active(self, t_s: float) -> bool:
+        """Whether the incident is under way ``t_s`` seconds after the start."""
+        return self.start_s <= t_s < self.start_s + self.duration_s
+
+
+_METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
+_ROUTES = ("/api/v1/orders", "/api/v1/users", "/api/v1/cart/items", "/healthz", "/api/v1/search")
+_NEW_EXCEPTIONS = (
+    'java.lang.NullPointerException: Cannot invoke "Ledger.post()" because "ledger" is null'
+    "\n\tat com.acme.payments.LedgerService.settle(LedgerService.java:{n})",
+    "java.lang.IllegalStateException: Pool exhausted while acquiring session for shard {n}"
+    "\n\tat com.acme.db.SessionPool.acquire(SessionPool.java:{n})",
+    "java.util.ConcurrentModificationException in cart reconciler worker {n}"
+    "\n\tat java.util.ArrayList$Itr.next(ArrayList.java:{n})",
+    "com.acme.crypto.SignatureException: key rotation left no verifier for kid {hex}"
+    "\n\tat com.acme.crypto.Verifier.check(Verifier.java:{n})",
+)
+
+
+@dataclass
+class LogSimulator:
+    """Log lines of ``services`` services at about ``lines_per_s`` each, in event-time order.
+
+    Args:
+        services: Names of the services.
+        lines_per_s: Mean lines per second per service.
+        incidents: What to inject.
+        seed: Everything random comes from it.
+        start: Event time of the first second.
+        disorder_s: Lines leave in event-time order up to this much jitter (as a real shipper's
+            would), to exercise the windows' allowed lateness.
+
+    Examples:
+        >>> sim = LogSimulator(["api"], lines_per_s=2.0, seed=1)
+        >>> events = list(sim.events(10.0))
+        >>> 10 <= len(events) <= 30, {e.service for e in events}
+        (True, {'api'})
+    """
+
+    services: Sequence[str]
+    lines_per_s: float = 2.0
+    incidents: Sequence[LogIncident] = ()
+    seed: int = 7
+    start: datetime = datetime(2026, 11, 23, tzinfo=UTC)
+    disorder_s: float = 0.0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def events(self, duration_s: float) -> Iterator[LogEvent]:
+        """``duration_s`` seconds of lines from every service."""
+        rng = self._rng
+        pending: list[tuple[float, int, LogEvent]] = []
+        seq = 0
+        for second in range(int(duration_s)):
+            for service in self.services:
+                active = {
+                    i.kind for i in self.incidents if i.service == service and i.active(second)
+                }
+                if "quiet" in active:
+                    continue
+                for level, message in self._second(service, active):
+                    t = second + rng.random()
+                    event = LogEvent(
+                        ts=self.start + timedelta(seconds=t),
+                        service=service,
+                        level=level,
+                        message=message,
+                        host=f"{service}-{rng.randint(1, 3)}",
+                    )
+                    pending.append((t + rng.random() * self.disorder_s, seq, event))
+                    seq += 1
+            pending.sort(key=lambda p: (p[0], p[1]))
+            cut = next((j for j, p in enumerate(pending) if p[0] >= second + 1), len(pending))
+            for _, _, event in pending[:cut]:
+                yield event
+            del pending[:cut]
+        for _, _, event in pending:
+            yield event
+
+    def _second(self, service: str, active: set[IncidentKind]) -> list[tuple[str, str]]:
+        rng = self._rng
+        lines: list[tuple[str, str]] = []
+        n = _poisson(rng, self.lines_per_s)
+        for _ in range(n):
+            lines.append(self._normal_line(service))
+        if "error_burst" in active:
+            for _ in range(_poisson(rng, self.lines_per_s * 0.6)):
+                lines.append(("ERROR", self._burst_line()))
+        if "new_stack_traces" in active:
+            for _ in range(_poisson(rng, 0.3)):
+                template = rng.choice(_NEW_EXCEPTIONS)
+                message = template.format(n=rng.randint(10, 999), hex=f"{rng.getrandbits(40):x}")
+                lines.append(("ERROR", message))
+        return lines
+
+    def _normal_line(self, service: str) -> tuple[str, str]:
+        rng = self._rng
+        r = rng.random()
+        ms = rng.randint(2, 250)
+        if r < 0.55:
+            method, route = rng.choice(_METHODS), rng.choice(_ROUTES)
+            status = rng.choice((200, 200, 200, 201, 204, 304, 404))
+            return "INFO", f"{method} {route}/{rng.randint(1, 99999)} {status} {ms}ms"
+        if r < 0.70:
+            return "INFO", f"cache hit ratio {rng.random():.3f} for region {rng.randint(1, 8)}"
+        if r < 0.80:
+            user = rng.getrandbits(64)
+            return (
+                "INFO",
+                f"user {user:016x} signed in from 10.{rng.randint(0, 9)}.1.{rng.randint(1, 254)}",
+            )
+        if r < 0.86:
+            return "DEBUG", f"pool stats active={rng.randint(0, 20)} idle={rng.randint(0, 20)}"
+        if r < 0.91:
+            return "INFO", f"job {rng.randint(1, 500)} finished in {rng.uniform(0.1, 9):.2f}s"
+        if r < 0.95:
+            return "WARN", f"slow query on table orders took {rng.randint(500, 2000)}ms"
+        if r < 0.99:
+            return "INFO", f"{service} heartbeat ok"
+        if r < 0.995:
+            return "ERROR", f"payment declined for order {rng.randint(10**5, 10**6)}: card expired"
+        return "ERROR", f"failed to publish event {rng.getrandbits(32):08x}: retrying"
+
+    def _burst_line(self) -> str:
+        rng = self._rng
+        r = rng.random()
+        if r < 0.4:
+            return f"upstream timeout after {rng.randint(5, 30)}s calling payments"
+        if r < 0.7:
+            return f"connection refused to 10.0.{rng.randint(0, 9)}.{rng.randint(1, 254)}:5432"
+        return (
+            "java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available,"
+            f" request timed out after {rng.randint(1000, 30000)}ms."
+        )
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's method for small means, a rounded normal for large ones)."""
+    if mean > 30.0:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
