@@ -340,6 +340,10 @@ class LogPipeline:
 
     # -- inspection -------------------------------------------------------------------------------
 
+    def nbytes(self) -> int:
+        """Bytes of array state held by all window models."""
+        return sum(s.model.nbytes() for s in self._services.values())
+
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` shows for this pipeline."""
         engine = self.config.anomaly.engine
