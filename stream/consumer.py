@@ -114,6 +114,10 @@ class Detector:
             enable_auto_commit=False,
             auto_offset_reset=settings.auto_offset_reset,
             max_partition_fetch_bytes=4 * 1_048_576,
+            # The broker holds a fetch with no new data this long, and no other fetch goes to
+            # it meanwhile: keep it near the batch wait, not aiokafka's 500 ms, or records on
+            # busy partitions wait behind an idle one.
+            fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
         )
         try:
             await self._consumer.start()
