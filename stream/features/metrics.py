@@ -11,7 +11,7 @@ def metric_features(event: MetricSample) -> dict[str, float]:
     """The feature dict of a metric event: each metric by name, as a float.
 
     Examples:
-        >>> from stream.schemas import MetricSample
+        >>> from stream.schemas import MetricEvent
         >>> e = MetricEvent.model_validate(
         ...     {"ts": 0, "service": "api", "metrics": {"cpu_p95": 72, "latency_p95": 420.5}}
         ... )
