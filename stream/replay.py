@@ -16,9 +16,10 @@ from pathlib import Path
 
 import orjson
 
-from stream.codec import DecodeError, decode_metric, encode
+from stream.codec import DecodeError, decode, decode_metric, encode
+from stream.logs import LogPipeline
 from stream.pipeline import MetricPipeline
-from stream.schemas import Alert, Evidence, MetricSample
+from stream.schemas import Alert, Evidence, LogEvent, MetricSample
 from stream.settings import Settings
 
 __all__ = ["ReplayStats", "line_kind", "replay", "run_replay"]
@@ -68,15 +69,31 @@ def replay(
     stats: ReplayStats | None = None,
     max_errors_kept: int = 20,
     batch_size: int = 2000,
+    logs: LogPipeline | None = None,
 ) -> Iterator[Alert]:
     """Feed the lines through ``pipeline`` as the live detector would; yield the alerts.
 
     Events go through in batches of ``batch_size``, which gives the same alerts as one at a
-    time (the models are exact over any batch boundaries).
+    time (the models are exact over any batch boundaries). Log lines go to ``logs`` when it is
+    given; log windows still open at the end of the input are not scored (live, they close as
+    time moves on).
     """
     stats = stats if stats is not None else ReplayStats()
     events: list[MetricSample] = []
     offsets: list[int] = []
+    log_events: list[LogEvent] = []
+    log_offsets: list[int] = []
+
+    def flush_logs() -> Iterator[Alert]:
+        assert logs is not None
+        outcome = logs.process_batch(
+            log_events, lambda i: Evidence(topic=source, partition=0, offset=log_offsets[i])
+        )
+        stats.scored += len(log_events)
+        stats.alerts += len(outcome.alerts)
+        log_events.clear()
+        log_offsets.clear()
+        yield from outcome.alerts
 
     def flush() -> Iterator[Alert]:
         outcome = pipeline.process_batch(
@@ -96,7 +113,17 @@ def replay(
         event = decode_metric(raw)
         if isinstance(event, DecodeError):
             kind = line_kind(raw)  # only failed lines pay for telling kinds apart
-            if kind not in (None, "metrics", "unknown"):
+            if kind == "logs" and logs is not None:
+                log_event = decode(raw, LogEvent)
+                if isinstance(log_event, DecodeError):
+                    event = log_event
+                else:
+                    log_events.append(log_event)
+                    log_offsets.append(offset)
+                    if len(log_events) >= batch_size:
+                        yield from flush_logs()
+                    continue
+            elif kind not in (None, "metrics", "unknown"):
                 stats.unsupported[kind] += 1
                 continue
             stats.rejected[event.reason] += 1
@@ -109,6 +136,8 @@ def replay(
             yield from flush()
     if events:
         yield from flush()
+    if log_events:
+        yield from flush_logs()
 
 
 def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
@@ -117,12 +146,13 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         print(f"vigil replay: no such file: {path}", file=sys.stderr)
         return 2
     pipeline = MetricPipeline(settings.anomaly_config())
+    logs = LogPipeline()
     stats = ReplayStats()
     source = "stdin" if str(path) == "-" else path.name
     with contextlib.ExitStack() as stack:
         lines = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
         sink = stack.enter_context(out.open("wb")) if out is not None else sys.stdout.buffer
-        for alert in replay(lines, pipeline, source=source, stats=stats):
+        for alert in replay(lines, pipeline, source=source, stats=stats, logs=logs):
             sink.write(encode(alert) + b"\n")
     summary = {
         "lines": stats.lines,
@@ -131,6 +161,9 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         "rejected": dict(stats.rejected),
         "unsupported": dict(stats.unsupported),
         "services": len(pipeline),
+        "log_services": len(logs),
+        "log_windows": logs.windows_total,
+        "late_log_lines": logs.late_total,
     }
     print(orjson.dumps(summary).decode(), file=sys.stderr)
     for error in stats.errors:

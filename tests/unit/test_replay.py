@@ -12,8 +12,13 @@ import orjson
 import pytest
 
 from stream.cli import main
-from stream.replay import line_kind
+from stream.codec import encode
+from stream.logs import LogPipeline
+from stream.logs.simulate import LogIncident, LogSimulator
+from stream.pipeline import MetricPipeline
+from stream.replay import ReplayStats, line_kind, replay
 from stream.schemas import Alert
+from stream.settings import Settings
 from stream.simulate import MetricSimulator
 
 OTHER_LINES = [
@@ -66,14 +71,15 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Replay:
 def test_summary_counts_every_line(replayed: Replay) -> None:
     summary = replayed.summary
     assert summary["lines"] == 6000 + len(OTHER_LINES) + len(BAD_LINES)
-    assert summary["scored"] == 6000
+    assert summary["scored"] == 6000 + 1  # the log line goes to the log pipeline
+    assert summary["log_services"] == 1
     assert summary["rejected"] == {
         "invalid_json": 1,
         "not_an_object": 1,
         "wrong_type": 1,
         "missing_field": 1,
     }
-    assert summary["unsupported"] == {"logs": 1, "incidents": 1, "feedback": 1}
+    assert summary["unsupported"] == {"incidents": 1, "feedback": 1}
     assert summary["alerts"] == len(replayed.alerts) > 0
     assert summary["services"] == 3
 
@@ -136,3 +142,30 @@ def test_a_timestamp_overflowing_in_utc_does_not_stop_the_replay(tmp_path: Path)
 )
 def test_line_kind(line: bytes, kind: str | None) -> None:
     assert line_kind(line) == kind
+
+
+def test_replay_scores_log_lines_and_rejects_bad_ones() -> None:
+    """Log lines go through the log pipeline: an error burst after warm-up raises a log alert,
+    and a log line without a level is rejected with its reason, not fatal."""
+    burst = LogIncident("svc-a", "error_burst", 4005.0, 120.0)
+    sim = LogSimulator(["svc-a", "svc-b"], lines_per_s=1.0, incidents=(burst,), seed=3)
+    lines = [encode(event) for event in sim.events(4500.0)]
+    lines.insert(100, b'{"ts": 0, "service": "svc-a", "message": "no level here"}')
+    stats = ReplayStats()
+    logs = LogPipeline()
+    pipeline = MetricPipeline(Settings().anomaly_config())
+    alerts = list(replay(lines, pipeline, stats=stats, logs=logs, batch_size=700))
+    assert stats.rejected == {"missing_field": 1}
+    assert stats.unsupported == {}
+    assert stats.scored == len(lines) - 1
+    assert len(logs) == 2
+    assert len(pipeline) == 0
+    burst_alerts = [
+        a
+        for a in alerts
+        if a.source == "logs"
+        and a.service == "svc-a"
+        and -30 < (a.event_ts - sim.start).total_seconds() - burst.start_s < 60  # two windows
+    ]
+    assert burst_alerts, alerts
+    assert burst_alerts[0].explanation.top_templates
