@@ -146,7 +146,7 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         print(f"vigil replay: no such file: {path}", file=sys.stderr)
         return 2
     pipeline = MetricPipeline(settings.anomaly_config())
-    logs = LogPipeline()
+    logs = LogPipeline(settings.log_config())
     stats = ReplayStats()
     source = "stdin" if str(path) == "-" else path.name
     with contextlib.ExitStack() as stack:

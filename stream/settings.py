@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from models.anomaly import AnomalyConfig
+from stream.logs.config import LogConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -96,6 +97,16 @@ class Settings(BaseSettings):
     season_buckets: int = Field(
         288, ge=1, le=10_080, description="Buckets per seasonal cycle (288 a day: 5 minutes)."
     )
+    # Log events
+    log_window_s: float = Field(
+        30.0, gt=0, description="Log windows: tumbling window length in event-time seconds."
+    )
+    log_lateness_s: float = Field(
+        10.0, ge=0, description="Log windows: how late a line may arrive and still count."
+    )
+    log_max_templates: int = Field(
+        1000, ge=1, description="Log templates kept per service (least recently used evicted)."
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
@@ -136,6 +147,14 @@ class Settings(BaseSettings):
             detector=self.detector,
             season_s=self.season_s,
             season_buckets=self.season_buckets,
+        )
+
+    def log_config(self) -> LogConfig:
+        """The log pipeline's configuration (its window models keep their own defaults)."""
+        return LogConfig(
+            window_s=self.log_window_s,
+            lateness_s=self.log_lateness_s,
+            max_templates=self.log_max_templates,
         )
 
 

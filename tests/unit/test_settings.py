@@ -87,6 +87,7 @@ def test_settings_are_frozen() -> None:
         ({"anomaly_target_rate": 2}, {}, "anomaly_target_rate"),
         ({}, {"VIGIL_CREATE_TOPICS": "maybe"}, "create_topics"),
         ({"log_level": "LOUD"}, {}, "log_level"),
+        ({}, {"VIGIL_LOG_WINDOW_S": "0"}, "log_window_s"),
     ],
 )
 def test_invalid_values_are_one_line_naming_the_setting(
@@ -176,3 +177,9 @@ def test_cli_unknown_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--no-such-flag" in err
+
+
+def test_log_settings_shape_the_log_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_LOG_LATENESS_S", "5")
+    config = load_settings({"log_window_s": 60, "log_max_templates": 50}).log_config()
+    assert (config.window_s, config.lateness_s, config.max_templates) == (60.0, 5.0, 50)
