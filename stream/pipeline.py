@@ -26,7 +26,15 @@ from stream.schemas import (
     TopFeature,
 )
 
-__all__ = ["BatchOutcome", "MetricPipeline", "Outcome", "alert_id_for"]
+__all__ = [
+    "BatchOutcome",
+    "MetricPipeline",
+    "Outcome",
+    "alert_id_for",
+    "config_id_of",
+    "model_version_string",
+    "top_features",
+]
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime."""
@@ -64,6 +72,31 @@ def alert_id_for(
     return hashlib.sha256(payload).hexdigest()[:32]
 
 
+def config_id_of(config: Any) -> str:
+    """A short stable id of a (dataclass) configuration, carried in model versions."""
+    return hashlib.sha256(orjson.dumps(asdict(config))).hexdigest()[:8]
+
+
+def model_version_string(engine: str, config_id: str, generation: str) -> str:
+    """The version string alerts carry: engine, configuration and model generation.
+
+    Examples:
+        >>> model_version_string("numpy", "0a1b2c3d", "2")
+        'numpy-0a1b2c3d-g2'
+    """
+    return f"{engine}-{config_id}-g{generation}"
+
+
+def top_features(verdict: Verdict) -> list[TopFeature]:
+    """A verdict's contributing features as the alert explanation lists them."""
+    return [
+        TopFeature(
+            name=c.name, value=c.value, baseline=round(c.baseline, 6), contribution=c.contribution
+        )
+        for c in verdict.top_features
+    ]
+
+
 @dataclass
 class BatchOutcome:
     """What happened to a batch of events, in batch order."""
@@ -98,7 +131,7 @@ class MetricPipeline:
         self.engine = config.engine
         self._clock = clock
         self._models: dict[str, ServiceAnomalyModel] = {}
-        self.config_id = hashlib.sha256(orjson.dumps(asdict(config))).hexdigest()[:8]
+        self.config_id = config_id_of(config)
 
     def __len__(self) -> int:
         return len(self._models)
@@ -168,7 +201,7 @@ class MetricPipeline:
 
     def model_version(self, generation: str) -> str:
         """The version string alerts carry: engine, configuration and generation."""
-        return f"{self.engine}-{self.config_id}-g{generation}"
+        return model_version_string(self.engine, self.config_id, generation)
 
     def nbytes(self) -> int:
         """Bytes of array state held by all models."""
@@ -208,15 +241,7 @@ class MetricPipeline:
                 name=self.model_name, version=self.model_version(verdict.model_version)
             ),
             explanation=Explanation(
-                top_features=[
-                    TopFeature(
-                        name=c.name,
-                        value=c.value,
-                        baseline=round(c.baseline, 6),
-                        contribution=c.contribution,
-                    )
-                    for c in verdict.top_features
-                ],
+                top_features=top_features(verdict),
                 missing_features=list(verdict.missing_features),
             ),
             evidence=evidence,

@@ -19,13 +19,10 @@ Evidence of a window alert is the storage position of the window's last line; an
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import orjson
 
 from models.anomaly import BatchVerdict, ServiceAnomalyModel
 from stream.logs.config import LogConfig
@@ -33,7 +30,15 @@ from stream.logs.explain import TemplateBaseline, top_templates
 from stream.logs.features import WindowStats, window_features
 from stream.logs.templates import ServiceTemplates
 from stream.logs.windows import ClosedWindow, EventTimeWindows
-from stream.pipeline import Clock, EvidenceOf, alert_id_for, utc_now
+from stream.pipeline import (
+    Clock,
+    EvidenceOf,
+    alert_id_for,
+    config_id_of,
+    model_version_string,
+    top_features,
+    utc_now,
+)
 from stream.schemas import Alert, AlertModelInfo, Evidence, Explanation, LogEvent, TopFeature
 
 __all__ = ["LogBatchOutcome", "LogPipeline", "ScoredWindow"]
@@ -115,7 +120,7 @@ class LogPipeline:
             idle_expiry_s=self.config.idle_expiry_s,
         )
         self._batch = 0
-        self.config_id = hashlib.sha256(orjson.dumps(asdict(self.config))).hexdigest()[:8]
+        self.config_id = config_id_of(self.config)
         self.lines_total = 0
         self.late_total = 0
         self.windows_total = 0
@@ -261,16 +266,9 @@ class LogPipeline:
         row: int,
     ) -> Alert:
         verdict = result.verdict(row)
-        contributions = [
-            TopFeature(
-                name=c.name,
-                value=c.value,
-                baseline=round(c.baseline, 6),
-                contribution=c.contribution,
-            )
-            for c in verdict.top_features
-        ]
-        version = f"{self.config.anomaly.engine}-{self.config_id}-g{verdict.model_version}"
+        contributions = top_features(verdict)
+        engine = self.config.anomaly.engine
+        version = model_version_string(engine, self.config_id, verdict.model_version)
         return self._alert(
             window,
             AlertModelInfo(name=self.model_name, version=version),
@@ -356,7 +354,7 @@ class LogPipeline:
             "open_windows": self._windows.open_windows(),
             "services": {
                 name: {
-                    "version": f"{engine}-{self.config_id}-g{s.model.version}",
+                    "version": model_version_string(engine, self.config_id, s.model.version),
                     "features": list(s.model.feature_names),
                     "windows_seen": s.model.events_seen,
                     "threshold": s.model.threshold,
