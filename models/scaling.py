@@ -15,6 +15,7 @@ once with exactly the result of scaling them one at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from models.refresh import refresh_due, steps_to_refresh
 __all__ = ["FeatureBaseline", "RobustScaler"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 # IQR of a normal distribution in units of its standard deviation.
 _IQR_TO_SIGMA = 1.349
@@ -73,6 +75,48 @@ class _FeatureWindow:
 
     def values(self) -> FloatArray:
         return self.buffer[: min(self.count, self.buffer.size)]
+
+
+@functools.lru_cache(maxsize=256)
+def _interpolation(n: int) -> tuple[IntArray, IntArray, FloatArray]:
+    """numpy's ``linear`` percentile method over ``n`` sorted values, for ``_PERCENTILES``.
+
+    Returns:
+        Per percentile, the ranks below and above its virtual index and the weight ``gamma``
+        of the upper one, computed as ``numpy.percentile`` does.
+    """
+    virtual = (n - 1) * np.true_divide(np.array(_PERCENTILES), 100)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    low = np.minimum(below.astype(np.intp), n - 1)
+    high = np.minimum(low + 1, n - 1)
+    return low, high, gamma
+
+
+def percentiles(rows: FloatArray) -> list[list[float]]:
+    """The 5/25/50/75/95th percentiles of each row, exactly as ``numpy.percentile`` gives them.
+
+    ``numpy.percentile(rows, (5, 25, 50, 75, 95), axis=1)`` pays ~20 µs of Python set-up per
+    call and selects the ten ranks with a multi-``kth`` partition, which is several times
+    slower than numpy's (SIMD) sort of the rows. The ranks hold the same values whichever way
+    they are found, and the interpolation is numpy's arithmetic, so the results are identical.
+    Rows must not hold NaN (numpy would return NaN for them; learned windows never hold one).
+
+    Examples:
+        >>> rows = np.random.default_rng(0).normal(size=(3, 101))
+        >>> expected = np.percentile(rows, _PERCENTILES, axis=1).T.tolist()
+        >>> percentiles(rows) == expected
+        True
+    """
+    low, high, gamma = _interpolation(rows.shape[1])
+    ordered = np.sort(rows, axis=1)
+    a, b = ordered[:, low], ordered[:, high]
+    # numpy's _lerp: from below for gamma < 0.5, from above otherwise (same operations).
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    result: list[list[float]] = out.tolist()
+    return result
 
 
 def _baseline(quantiles: Sequence[float], values: FloatArray) -> tuple[float, float]:
@@ -236,15 +280,15 @@ class RobustScaler:
             self._refresh()
 
     def _refresh(self) -> None:
-        full = [f for f in self._features.values() if f.count >= self.window]
-        if full:
-            stacked = np.stack([f.buffer for f in full])
-            quantiles = np.percentile(stacked, _PERCENTILES, axis=1)
-            for i, feature in enumerate(full):
-                feature.median, feature.scale = _baseline(quantiles[:, i].tolist(), feature.buffer)
+        # Features with as many values (all full ones, young ones learned together) share one
+        # partition: one numpy call per length rather than per feature.
+        by_length: dict[int, list[_FeatureWindow]] = {}
         for feature in self._features.values():
-            if 0 < feature.count < self.window:
-                values = feature.values()
-                q = np.percentile(values, _PERCENTILES)
-                feature.median, feature.scale = _baseline(q.tolist(), values)
+            if feature.count > 0:
+                length = min(feature.count, self.window)
+                by_length.setdefault(length, []).append(feature)
+        for group in by_length.values():
+            stacked = np.stack([f.values() for f in group])
+            for feature, quantiles in zip(group, percentiles(stacked), strict=True):
+                feature.median, feature.scale = _baseline(quantiles, feature.values())
         self._since_refresh = 0
