@@ -46,6 +46,7 @@ def _bench_topics(settings: Settings, prefix: str) -> Settings:
     return settings.model_copy(
         update={
             "topic_metrics": f"{prefix}.metrics.{run}",
+            "topic_logs": f"{prefix}.logs.{run}",
             "topic_alerts": f"{prefix}.alerts.{run}",
             "topic_dlq": f"{prefix}.dlq.{run}",
             "topic_models": f"{prefix}.models.{run}",

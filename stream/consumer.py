@@ -1,9 +1,11 @@
-"""The detector: consume metric events, score and learn, publish alerts, commit after acks.
+"""The detector: consume metric and log events, score and learn, publish alerts, commit after acks.
 
 Each fetched batch is processed in full, its alerts and dead letters are sent, and only when
 the broker has acknowledged every one of them are the batch's offsets committed. A crash at
 any point therefore re-delivers events whose output was not acknowledged (at-least-once), and
 the deterministic ``alert_id`` lets consumers drop the duplicates that re-delivery can cause.
+A log line's output is its window's alert, due when the window closes: log partitions are
+committed only up to the first line of their oldest open window (see :mod:`stream.log_stage`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.http import HttpServer, ScoreResult, create_app
+from stream.log_stage import LogStage
+from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
+from stream.records import Pending, Record, evidence_of
 from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
 from stream.telemetry import DetectorMetrics
@@ -42,6 +47,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     partitions, replication = settings.topic_partitions, settings.topic_replication_factor
     return [
         TopicSpec(settings.topic_metrics, partitions, replication),
+        TopicSpec(settings.topic_logs, partitions, replication),
         TopicSpec(settings.topic_alerts, partitions, replication),
         TopicSpec(settings.topic_dlq, partitions, replication),
         TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
@@ -68,7 +74,7 @@ class Detector:
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = DetectorMetrics(self.registry, [settings.topic_metrics])
+        self.metrics = DetectorMetrics(self.registry, [settings.topic_metrics, settings.topic_logs])
         self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
         self._clock = clock
         self._publisher = Publisher(
@@ -76,6 +82,14 @@ class Detector:
             alerts_topic=settings.topic_alerts,
             dlq_topic=settings.topic_dlq,
             client_id=f"{settings.client_id}-producer",
+        )
+        self.logs = LogStage(
+            LogPipeline(settings.log_config(), clock),
+            self._publisher,
+            self.metrics,
+            self._dead_letter,
+            settings.max_message_bytes,
+            idle_s=settings.log_idle_s,
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
@@ -107,7 +121,6 @@ class Detector:
             await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
         await self._publisher.start()
         self._consumer = AIOKafkaConsumer(
-            settings.topic_metrics,
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
             client_id=f"{settings.client_id}-consumer",
@@ -118,6 +131,9 @@ class Detector:
             # it meanwhile: keep it near the batch wait, not aiokafka's 500 ms, or records on
             # busy partitions wait behind an idle one.
             fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
+        )
+        self._consumer.subscribe(
+            [settings.topic_metrics, settings.topic_logs], listener=_Revocations(self)
         )
         try:
             await self._consumer.start()
@@ -130,7 +146,7 @@ class Detector:
         log.info(
             "detector_started",
             group_id=settings.group_id,
-            topic=settings.topic_metrics,
+            topics=[settings.topic_metrics, settings.topic_logs],
             http_port=self.http_port,
         )
 
@@ -174,26 +190,36 @@ class Detector:
         )
         self._polled = True
         count = sum(len(records) for records in batches.values())
+        logs_topic = self.settings.topic_logs
+        metric_records = [r for tp, part in batches.items() if tp.topic != logs_topic for r in part]
+        pending: Pending = []
         if count:
             self.metrics.batch_size.observe(count)
-            pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
-            records = [record for part in batches.values() for record in part]
-            pending.extend(await self._handle(records))
-            await self._await_acks(pending)
-            await self._commit({tp: part[-1].offset + 1 for tp, part in batches.items()})
+            self.counts["consumed"] += count
+            for tp, part in batches.items():
+                self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
+        if metric_records:
+            pending.extend(await self._handle(metric_records))
+        lines_before = self.logs.lines
+        log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
+        pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
+        self.counts["scored"] += self.logs.lines - lines_before
+        await self._await_acks(pending)
+        offsets = {
+            tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic
+        }
+        offsets.update(self.logs.committable())
+        offsets = {tp: o for tp, o in offsets.items() if self._positions.get(tp) != o}
+        if offsets:
+            await self._commit(offsets)
         self._refresh_lag()
         return count
 
-    async def _handle(
-        self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
-        """Decode and score a batch; return the acks to await (an alert's carries its record)."""
-        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+    async def _handle(self, records: list[Record]) -> Pending:
+        """Decode and score metric records; return the acks to await."""
+        pending: Pending = []
         events: list[MetricSample] = []
-        sources: list[ConsumerRecord[bytes, bytes]] = []
-        for topic, consumed in collections.Counter(r.topic for r in records).items():
-            self.metrics.events_consumed.labels(topic=topic).inc(consumed)
-        self.counts["consumed"] += len(records)
+        sources: list[Record] = []
         for record in records:
             event = decode_metric(record.value, self.settings.max_message_bytes)
             if isinstance(event, DecodeError):
@@ -205,7 +231,7 @@ class Detector:
             return pending
         started = time.perf_counter()
         try:
-            outcome = self.pipeline.process_batch(events, lambda i: _evidence(sources[i]))
+            outcome = self.pipeline.process_batch(events, lambda i: evidence_of(sources[i]))
         except Exception:
             # A bug in per-batch work must not stop the loop: find the events that cause it.
             log.exception("batch_failed", size=len(events))
@@ -215,12 +241,12 @@ class Detector:
         return pending
 
     async def _handle_one_by_one(
-        self, events: list[MetricSample], sources: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
-        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+        self, events: list[MetricSample], sources: list[Record]
+    ) -> Pending:
+        pending: Pending = []
         for event, record in zip(events, sources, strict=True):
             try:
-                outcome = self.pipeline.process_batch([event], [_evidence(record)].__getitem__)
+                outcome = self.pipeline.process_batch([event], [evidence_of(record)].__getitem__)
             except Exception as exc:
                 log.exception(
                     "message_failed",
@@ -234,9 +260,7 @@ class Detector:
             pending.extend(await self._publish(outcome, [record]))
         return pending
 
-    async def _publish(
-        self, outcome: BatchOutcome, sources: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]:
+    async def _publish(self, outcome: BatchOutcome, sources: list[Record]) -> Pending:
         scored = len(sources)
         self.metrics.events_scored.labels(source="metrics").inc(scored)
         self.counts["scored"] += scored
@@ -248,7 +272,7 @@ class Detector:
         suppressed = int(outcome.suppressed.sum())
         if suppressed:
             self.metrics.alerts_suppressed.labels(kind="anomaly", source="metrics").inc(suppressed)
-        pending: list[tuple[Ack, ConsumerRecord[bytes, bytes] | None]] = []
+        pending: Pending = []
         for index, alert in outcome.alerts:
             record = sources[index]
             pending.append((await self._publisher.send_alert(alert), record))
@@ -266,7 +290,7 @@ class Detector:
             )
         return pending
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: DecodeError) -> Ack:
+    async def _dead_letter(self, record: Record, error: DecodeError) -> Ack:
         self.metrics.dead_lettered.labels(topic=record.topic, reason=error.reason).inc()
         self.counts["dead_lettered"] += 1
         log.warning(
@@ -288,9 +312,7 @@ class Detector:
         )
         return await self._publisher.send_dead_letter(letter, record.key)
 
-    async def _await_acks(
-        self, pending: Sequence[tuple[Ack, ConsumerRecord[bytes, bytes] | None]]
-    ) -> None:
+    async def _await_acks(self, pending: Pending) -> None:
         if not pending:
             return
         try:
@@ -317,11 +339,18 @@ class Detector:
         self.metrics.commits.inc()
         self.metrics.models_held.labels(source="metrics").set(len(self.pipeline))
 
+    def forget_partitions(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions revoked in a rebalance: their commits are the new owner's now."""
+        for tp in partitions:
+            self._positions.pop(tp, None)
+        self.logs.forget(partitions)
+
     def _refresh_lag(self) -> None:
         now = time.monotonic()
         if self._consumer is None or now - self._lag_refreshed_at < _LAG_REFRESH_S:
             return
         self._lag_refreshed_at = now
+        self.logs.refresh_gauges()
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
             position = self._positions.get(tp)
@@ -344,7 +373,7 @@ class Detector:
 
     def describe_models(self) -> dict[str, Any]:
         """Models, versions and thresholds for ``GET /models``."""
-        return {"metrics": self.pipeline.describe()}
+        return {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
         """Score events without learning (``POST /score``)."""
@@ -391,6 +420,14 @@ async def run_detector(settings: Settings) -> int:
     return 0
 
 
-def _evidence(record: ConsumerRecord[bytes, bytes]) -> Evidence:
-    """Where a consumed record is stored, for the alert it raised."""
-    return Evidence(topic=record.topic, partition=record.partition, offset=record.offset)
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the detector which partitions it lost in a rebalance."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._detector.forget_partitions(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     log_lateness_s: float = Field(
         10.0, ge=0, description="Log windows: how late a line may arrive and still count."
     )
+    log_idle_s: float = Field(
+        2.0,
+        ge=0,
+        description="Log windows: a caught-up partition silent this long stops holding them open.",
+    )
     log_max_templates: int = Field(
         1000, ge=1, description="Log templates kept per service (least recently used evicted)."
     )

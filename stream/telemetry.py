@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream.codec import DECODE_REASONS
 
-__all__ = ["DetectorMetrics", "configure_logging"]
+__all__ = ["DetectorMetrics", "LogMetrics", "configure_logging"]
 
 _LATENCY_BUCKETS_S = (
     0.0005,
@@ -149,6 +149,7 @@ class DetectorMetrics:
             ["operation"],
             registry=registry,
         )
+        self.logs = LogMetrics(registry)
         for topic in topics:
             self.events_consumed.labels(topic=topic)
             for reason in DECODE_REASONS:
@@ -166,6 +167,55 @@ class DetectorMetrics:
                     self.alerts.labels(kind=kind, source=source, severity=severity)
         for operation in ("fetch", "produce", "commit"):
             self.kafka_errors.labels(operation=operation)
+
+
+class LogMetrics:
+    """What the log pipeline does between lines and alerts: windows, templates, lateness."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.late_lines = Counter(
+            "vigil_log_lines_late_total",
+            "Log lines later than the allowed lateness: their window had closed; in no window.",
+            registry=registry,
+        )
+        self.truncated = Counter(
+            "vigil_log_messages_truncated_total",
+            "Log messages longer than the limit, cut to it before templating.",
+            registry=registry,
+        )
+        self.windows = Counter(
+            "vigil_log_windows_closed_total",
+            "Log windows closed and scored, by whether the service logged nothing in them.",
+            ["empty"],
+            registry=registry,
+        )
+        self.templates_new = Counter(
+            "vigil_log_templates_new_total",
+            "Log templates a service had never seen.",
+            registry=registry,
+        )
+        self.templates_evicted = Counter(
+            "vigil_log_templates_evicted_total",
+            "Log templates evicted at the per-service cap (least recently matched first).",
+            registry=registry,
+        )
+        self.watermark = Gauge(
+            "vigil_log_watermark_timestamp_seconds",
+            "Event time below which log windows are closed (Unix seconds).",
+            registry=registry,
+        )
+        self.open_windows = Gauge(
+            "vigil_log_open_windows",
+            "Log windows open (holding lines, not yet closed by the watermark).",
+            registry=registry,
+        )
+        self.commit_holds = Gauge(
+            "vigil_log_commit_holds",
+            "Open windows holding a log partition's committed offset back to their first line.",
+            registry=registry,
+        )
+        for empty in ("true", "false"):
+            self.windows.labels(empty=empty)
 
 
 def _decode_bytes(renderer: structlog.typing.Processor) -> structlog.typing.Processor:

@@ -47,6 +47,8 @@ class LogConfig:
         similarity: Drain's similarity threshold for a line to join a cluster.
         depth: Drain's prefix-tree depth.
         max_template_chars: Only a message's first line, cut to this length, is templated.
+        max_message_chars: Longer messages are cut to this length (and counted) before
+            anything else reads them: a 1 MB line must not sit in a window's samples.
         min_new_error_templates: The new-template rule: a window alerts when it holds at least
             this many templates the service had never seen, first seen at ERROR or above, once
             the service's window model is past its warm-up.
@@ -62,6 +64,7 @@ class LogConfig:
     similarity: float = 0.4
     depth: int = 4
     max_template_chars: int = 512
+    max_message_chars: int = 16_384
     min_new_error_templates: int = 2
     top_templates: int = 3
     sample_chars: int = 200
@@ -70,5 +73,7 @@ class LogConfig:
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.lateness_s < 0 or self.idle_expiry_s <= 0:
             raise ValueError("window_s and idle_expiry_s must be positive, lateness_s >= 0")
+        if self.max_message_chars < 1:
+            raise ValueError("max_message_chars must be at least 1")
         if self.max_templates < 1 or self.min_new_error_templates < 1:
             raise ValueError("max_templates and min_new_error_templates must be at least 1")

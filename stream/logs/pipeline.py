@@ -19,7 +19,7 @@ Evidence of a window alert is the storage position of the window's last line; an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +74,8 @@ class LogBatchOutcome:
     """Lines that went into a window."""
     late: int = 0
     """Lines whose window had already closed (counted, in no window)."""
+    truncated: int = 0
+    """Messages longer than ``max_message_chars``, cut to it."""
     new_templates: int = 0
     templates_evicted: int = 0
     empty_windows: int = 0
@@ -125,6 +127,7 @@ class LogPipeline:
         self.late_total = 0
         self.windows_total = 0
         self.empty_windows_total = 0
+        self.truncated_total = 0
 
     def __len__(self) -> int:
         return len(self._services)
@@ -140,10 +143,32 @@ class LogPipeline:
         w = self._windows.watermark_s
         return None if w == float("-inf") else datetime.fromtimestamp(w, UTC)
 
-    def process_batch(self, events: Sequence[LogEvent], evidence_of: EvidenceOf) -> LogBatchOutcome:
-        """Template, window, score and learn a batch of log events, in order.
+    @property
+    def closed_below(self) -> int:
+        """Windows with a lower index are closed: their lines are scored, or late."""
+        return self._windows.closed_below
 
-        Returns the alerts of every window the batch closed, and counts for metrics.
+    @property
+    def latest_event_s(self) -> float:
+        """The largest event time seen or advanced to, epoch seconds (``-inf`` before any)."""
+        return self._windows.latest_s
+
+    def open_windows(self) -> int:
+        """How many windows are open, over all services."""
+        return self._windows.open_windows()
+
+    def window_index(self, ts: datetime) -> int:
+        """The index of the window event time ``ts`` falls in (compare with ``closed_below``)."""
+        return self._windows.index_of(ts.timestamp())
+
+    def process_batch(
+        self, events: Sequence[LogEvent], evidence_of: EvidenceOf, source: Hashable = None
+    ) -> LogBatchOutcome:
+        """Template, window, score and learn a batch of log events from ``source``, in order.
+
+        Returns the alerts of every window the batch closed, and counts for metrics. Sources
+        are where events are read from (a Kafka partition): the watermark follows the slowest
+        one (see :mod:`stream.logs.windows`); one source is the default.
         """
         self._batch += 1
         batch = self._batch
@@ -153,8 +178,9 @@ class LogPipeline:
         services = self._services
         route = self._windows.route
         touched: list[WindowStats] = []
+        limit = self.config.max_message_chars
         for i, event in enumerate(events):
-            stats = route(event.service, event.ts.timestamp())
+            stats = route(event.service, event.ts.timestamp(), source)
             if stats is None:
                 continue
             service = services.get(event.service)
@@ -163,16 +189,39 @@ class LogPipeline:
             if stats.batch != batch:
                 stats.batch = batch
                 touched.append(stats)
-            template, is_new = service.miner.add(event.message)
+            message = event.message
+            if len(message) > limit:
+                message = message[:limit]
+                out.truncated += 1
+            template, is_new = service.miner.add(message)
             out.new_templates += is_new
-            stats.add(event.level, event.message, template, is_new, i)
+            stats.add(event.level, message, template, is_new, i)
         for stats in touched:  # batch indices mean nothing after this call: resolve them now
             stats.evidence = evidence_of(stats.last_index)
         out.late = self._windows.late - late_before
         out.lines = len(events) - out.late
         self.lines_total += out.lines
         self.late_total += out.late
+        self.truncated_total += out.truncated
         out.templates_evicted = self.templates_evicted_total - evicted_before
+        self._score(self._windows.pop_closed(), out)
+        return out
+
+    def hold(self, source: Hashable) -> None:
+        """``source`` has events still to deliver: windows wait for them."""
+        self._windows.hold(source)
+
+    def set_idle(self, source: Hashable) -> LogBatchOutcome:
+        """``source`` has nothing to deliver for now: windows stop waiting for it (may close)."""
+        out = LogBatchOutcome()
+        self._windows.set_idle(source)
+        self._score(self._windows.pop_closed(), out)
+        return out
+
+    def drop_source(self, source: Hashable) -> LogBatchOutcome:
+        """Forget ``source`` (its partition went to another consumer); windows may close."""
+        out = LogBatchOutcome()
+        self._windows.drop(source)
         self._score(self._windows.pop_closed(), out)
         return out
 

@@ -1,23 +1,32 @@
 """Event-time tumbling windows per key, closed by a watermark with allowed lateness.
 
-Window ``k`` of a key covers event times ``[k * window_s, (k + 1) * window_s)``. The watermark
-is the largest event time seen (across all keys) minus the allowed lateness, or a later time
-given to :meth:`EventTimeWindows.advance`; window ``k`` closes once the watermark reaches its
-end, for every key at once. An event whose window has already closed is *late*: it is counted
-and goes into no window (it would distort a window already scored, or the wrong one).
+Window ``k`` of a key covers event times ``[k * window_s, (k + 1) * window_s)``; window ``k``
+closes once the watermark reaches its end, for every key at once. An event whose window has
+already closed is *late*: it is counted and goes into no window (it would distort a window
+already scored, or the wrong one).
+
+Events come from *sources* (Kafka partitions; a replayed file is one source). Each source's
+events arrive roughly in event-time order, but sources are read at their own pace: a consumer
+can be an hour into one partition's backlog and a minute into another's. So the watermark
+follows the slowest source: it is the smallest, over the active sources, of the largest
+event time each has delivered, minus the allowed lateness. A source that has nothing more to
+deliver (a caught-up partition) is marked *idle* and leaves that minimum until it delivers
+again, so a quiet partition does not hold every window open; a source known to have events
+still to deliver can be *held* (it counts as having delivered nothing yet). The watermark
+never moves back.
 
 A key that goes silent still closes its windows, as empty ones: a drop to zero lines is often
 the incident. After ``idle_expiry_s`` of silence a key stops emitting windows until it logs
 again (its models stay), which bounds the work a long gap or a retired service costs.
 
-Everything is driven by event times, never the wall clock, so the same events give the same
-windows, whatever the batch boundaries.
+Everything is driven by event times and the calls made, never the wall clock, so the same
+calls give the same windows, whatever the batch boundaries.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -48,7 +57,7 @@ class _KeyState(Generic[A]):
 
 
 class EventTimeWindows(Generic[A]):
-    """Tumbling event-time windows per key, with a shared watermark.
+    """Tumbling event-time windows per key, with a shared watermark over sources.
 
     Args:
         window_s: Window length in seconds.
@@ -66,9 +75,16 @@ class EventTimeWindows(Generic[A]):
         [('api', 0.0, ['a'], False)]
         >>> w.route("api", 12.0) is None, w.late   # its window has closed: late
         (True, 1)
-        >>> w.advance(100.0)                     # watermark 90: [30, 60) and [60, 90) close
+        >>> w.hold("p1")                      # a source with events to come holds the watermark
+        >>> w.route("api", 75.0).append("c")
+        >>> w.pop_closed()
+        []
+        >>> w.set_idle("p1")                  # it had none after all: watermark 65
+        >>> [(c.key, c.start_s, c.value, c.empty) for c in w.pop_closed()]
+        [('api', 30.0, [], True), ('db', 30.0, ['b'], False)]
+        >>> w.advance(100.0)                   # watermark 90: [60, 90) closes
         >>> [(c.key, c.start_s, c.empty) for c in w.pop_closed()]
-        [('api', 30.0, True), ('db', 30.0, False), ('api', 60.0, True), ('db', 60.0, True)]
+        [('api', 60.0, False), ('db', 60.0, True)]
     """
 
     def __init__(
@@ -86,8 +102,12 @@ class EventTimeWindows(Generic[A]):
         self.idle_expiry_s = idle_expiry_s
         self._new_value = new_value
         self._keys: dict[str, _KeyState[A]] = {}
-        self._max_ts = -math.inf
+        self._active: dict[Hashable, float] = {}  # source -> largest event time it delivered
+        self._idle: dict[Hashable, float] = {}
+        self._front = -math.inf  # the watermark plus the lateness (never moves back)
+        self._latest = -math.inf
         self._closed_below = -(2**62)  # windows with a lower index are closed
+        self._next_close = -math.inf  # an event time that may close window _closed_below
         self._closed: list[ClosedWindow[A]] = []
         self.late = 0
         self.closed = 0
@@ -96,7 +116,21 @@ class EventTimeWindows(Generic[A]):
     @property
     def watermark_s(self) -> float:
         """Event time below which windows are closed (``-inf`` before any event)."""
-        return self._max_ts - self.lateness_s
+        return max(self._front, self._slowest()) - self.lateness_s
+
+    @property
+    def closed_below(self) -> int:
+        """Windows with a lower index are closed (and events in them are late)."""
+        return self._closed_below
+
+    @property
+    def latest_s(self) -> float:
+        """The largest event time seen or advanced to, over all sources (``-inf`` before any)."""
+        return self._latest
+
+    def index_of(self, ts_s: float) -> int:
+        """The index of the window event time ``ts_s`` falls in."""
+        return math.floor(ts_s / self.window_s)
 
     def __len__(self) -> int:
         """How many keys have been seen."""
@@ -106,13 +140,14 @@ class EventTimeWindows(Generic[A]):
         """How many windows are open (holding events, not yet closed)."""
         return sum(len(state.open) for state in self._keys.values())
 
-    def route(self, key: str, ts_s: float) -> A | None:
+    def route(self, key: str, ts_s: float, source: Hashable = None) -> A | None:
         """The accumulator of the window ``ts_s`` falls in, or None if that window has closed.
 
-        The event moves the watermark first, which may close windows (see :meth:`pop_closed`).
+        The event moves its source's event time first, which may move the watermark and close
+        windows (see :meth:`pop_closed`).
         """
-        if ts_s > self._max_ts:
-            self._observe(ts_s)
+        if ts_s > self._active.get(source, -math.inf):
+            self._observe(source, ts_s)
         index = math.floor(ts_s / self.window_s)
         if index < self._closed_below:
             self.late += 1
@@ -131,18 +166,57 @@ class EventTimeWindows(Generic[A]):
         return value
 
     def advance(self, to_ts_s: float) -> None:
-        """Move the watermark as an event at ``to_ts_s`` would (for a consumer that is idle)."""
-        if to_ts_s > self._max_ts:
-            self._observe(to_ts_s)
+        """Move every source to ``to_ts_s`` as an event there would (a consumer gone idle)."""
+        for sources in (self._active, self._idle):
+            for source, ts in sources.items():
+                sources[source] = max(ts, to_ts_s)
+        self._latest = max(self._latest, to_ts_s)
+        self._settle(to_ts_s)
+
+    def hold(self, source: Hashable) -> None:
+        """``source`` has events still to deliver: the watermark waits for it."""
+        if source not in self._active:
+            self._active[source] = self._idle.pop(source, -math.inf)
+            # An idle source's time may be behind the watermark: it counts from there.
+            self._active[source] = min(self._active[source], self._front)
+
+    def set_idle(self, source: Hashable) -> None:
+        """``source`` has nothing more to deliver for now: the watermark stops waiting for it."""
+        ts = self._active.pop(source, None)
+        if ts is not None:
+            self._idle[source] = ts
+            self._settle()
+
+    def drop(self, source: Hashable) -> None:
+        """Forget ``source`` (a partition handed to another consumer)."""
+        self._idle.pop(source, None)
+        if self._active.pop(source, None) is not None:
+            self._settle()
 
     def pop_closed(self) -> list[ClosedWindow[A]]:
         """The windows closed since the last call, by start time, then key in first-seen order."""
         closed, self._closed = self._closed, []
         return closed
 
-    def _observe(self, ts_s: float) -> None:
-        self._max_ts = ts_s
-        below = math.floor((ts_s - self.lateness_s) / self.window_s)
+    def _observe(self, source: Hashable, ts_s: float) -> None:
+        if source not in self._active:
+            self._idle.pop(source, None)
+        self._active[source] = ts_s
+        if ts_s > self._latest:
+            self._latest = ts_s
+        if ts_s >= self._next_close:
+            self._settle()
+
+    def _slowest(self) -> float:
+        return min(self._active.values()) if self._active else -math.inf
+
+    def _settle(self, floor: float = -math.inf) -> None:
+        """Move the watermark to the slowest active source (or ``floor``), closing windows."""
+        front = max(self._slowest(), floor)
+        if front <= self._front:
+            return
+        self._front = front
+        below = math.floor((front - self.lateness_s) / self.window_s)
         if below > self._closed_below:
             self._close(below)
 
@@ -161,6 +235,7 @@ class EventTimeWindows(Generic[A]):
                     self.empty += 1
                 step.append(ClosedWindow(key, index, index * w, (index + 1) * w, value, empty))
         self._closed_below = below
+        self._next_close = below * w + w + self.lateness_s
         step.sort(key=lambda c: c.index)  # stable: keys keep their first-seen order
         self.closed += len(step)
         self._closed.extend(step)

@@ -19,6 +19,7 @@ def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Setti
             "bootstrap_servers": kafka_bootstrap,
             "group_id": run,
             "topic_metrics": f"{run}.metrics",
+            "topic_logs": f"{run}.logs",
             "topic_alerts": f"{run}.alerts",
             "topic_dlq": f"{run}.dlq",
             "topic_models": f"{run}.models",

@@ -49,6 +49,7 @@ def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen
         "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "VIGIL_GROUP_ID": settings.group_id,
         "VIGIL_TOPIC_METRICS": settings.topic_metrics,
+        "VIGIL_TOPIC_LOGS": settings.topic_logs,
         "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
         "VIGIL_TOPIC_DLQ": settings.topic_dlq,
         "VIGIL_TOPIC_MODELS": settings.topic_models,

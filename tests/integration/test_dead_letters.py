@@ -101,3 +101,56 @@ async def test_malformed_events_are_dead_lettered(test_settings: Settings) -> No
         int(line.split('partition="')[1].split('"')[0]) for line in lag_lines
     }
     assert all(line.endswith(" 0.0") for line in lag_lines), lag_lines
+
+
+LOG_MALFORMED: list[tuple[bytes, str]] = [
+    (b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "message": "no level"}', "missing_field"),
+    (b"\x00\x9f\x92\x96binary\xff garbage", "invalid_json"),
+    (
+        b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "level": "LOUD", "message": "x"}',
+        "invalid_value",
+    ),
+    (b'{"ts": "2026-11-23T08:00:00Z", "service": "api", "level": "INFO"}', "missing_field"),
+]
+# Records over max_message_bytes (too_large) are shown by the metric test above: the broker's
+# own default limit (1 MiB) is the detector's, so the producer here could not send one.
+
+
+async def test_malformed_log_events_are_dead_lettered_and_huge_lines_cut(
+    test_settings: Settings,
+) -> None:
+    def line(i: int, message: str) -> bytes:
+        ts = f"2026-11-23T08:00:{i % 60:02d}Z"
+        return orjson.dumps({"ts": ts, "service": "api", "level": "INFO", "message": message})
+
+    good = [line(i, f"request {i} served") for i in range(120)]
+    huge = line(120, "z" * 1_000_000)  # 1 MB of message, under the 1 MiB record limit
+    messages: list[tuple[bytes | None, bytes]] = [(b"api", g) for g in good[:60]]
+    for bad, _ in LOG_MALFORMED:
+        messages.append((b"api", bad))
+    messages.append((b"api", huge))
+    messages.extend((b"api", g) for g in good[60:])
+
+    detector = Detector(test_settings)
+    await detector.start()
+    try:
+        await produce(test_settings.bootstrap_servers, test_settings.topic_logs, messages)
+        await run_until(detector, lambda: detector.counts["consumed"] >= len(messages))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{detector.http_port}") as http:
+            metrics_text = (await http.get("/metrics")).text
+    finally:
+        await detector.stop()
+
+    assert detector.counts["dead_lettered"] == len(LOG_MALFORMED)
+    assert detector.counts["scored"] == len(good) + 1  # the huge line too, cut
+    letters = [
+        orjson.loads(r.value)
+        for r in await read_all(test_settings.bootstrap_servers, test_settings.topic_dlq)
+    ]
+    assert sorted(letter["reason"] for letter in letters) == sorted(r for _, r in LOG_MALFORMED)
+    assert all(letter["topic"] == test_settings.topic_logs for letter in letters)
+    assert "vigil_log_messages_truncated_total 1.0" in metrics_text
+    assert (
+        f'vigil_events_dead_lettered_total{{reason="missing_field",'
+        f'topic="{test_settings.topic_logs}"}} 2.0'
+    ) in metrics_text

@@ -258,3 +258,17 @@ def test_template_cap_counts_evictions() -> None:
     assert outcome.templates_evicted == 3
     assert pipeline.templates_evicted_total == 3
     assert outcome.new_templates == 8
+
+
+def test_overlong_messages_are_cut_and_counted() -> None:
+    config = LogConfig(max_message_chars=1000)
+    pipeline = LogPipeline(config, clock=lambda: NOW)
+    events = [
+        LogEvent(ts=NOW, service="api", level="ERROR", message="x" * 1_000_000),
+        LogEvent(ts=NOW, service="api", level="INFO", message="short"),
+    ]
+    outcome = pipeline.process_batch(events, lambda i: Evidence(topic="t", partition=0, offset=i))
+    assert outcome.truncated == 1
+    assert pipeline.truncated_total == 1
+    closed = pipeline.advance(NOW + timedelta(minutes=5))
+    assert closed.windows[0].lines == 2

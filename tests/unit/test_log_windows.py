@@ -124,3 +124,55 @@ def test_same_events_same_windows_whatever_the_batches() -> None:
     other.advance(500.0)
     seen += other.pop_closed()
     assert _summary(one.pop_closed()) == _summary(seen)
+
+
+def test_the_watermark_follows_the_slowest_source() -> None:
+    w = _windows()
+    _route_from(w, "api", 5.0, "p0")
+    _route_from(w, "db", 6.0, "p1")
+    _route_from(w, "api", 500.0, "p0")  # p0 is far ahead: p1 may still bring older lines
+    assert w.pop_closed() == []
+    assert _route_from(w, "db", 20.0, "p1")  # not late: p1's own time is what counts
+    _route_from(w, "db", 75.0, "p1")  # now both are past 65: [0, 30) and [30, 60) close
+    assert [(c.key, c.index) for c in w.pop_closed()] == [
+        ("api", 0),
+        ("db", 0),
+        ("api", 1),
+        ("db", 1),
+    ]
+    assert w.watermark_s == 65.0
+    assert w.late == 0
+
+
+def test_an_idle_source_stops_holding_the_watermark_until_it_delivers_again() -> None:
+    w = _windows()
+    _route_from(w, "api", 5.0, "p0")
+    _route_from(w, "db", 6.0, "p1")
+    _route_from(w, "api", 100.0, "p0")
+    w.set_idle("p1")  # caught up: nothing more from p1 for now
+    assert [c.index for c in w.pop_closed() if c.key == "api"] == [0, 1, 2]
+    assert w.watermark_s == 90.0
+    assert not _route_from(w, "db", 50.0, "p1")  # p1 comes back with an old line: late
+    _route_from(w, "db", 101.0, "p1")
+    _route_from(w, "api", 200.0, "p0")
+    assert w.watermark_s == 91.0  # p1 is active again and the slowest; never moves back
+    assert w.late == 1
+
+
+def test_a_held_source_keeps_windows_open_until_it_delivers_or_goes_idle() -> None:
+    w = _windows()
+    w.hold("p1")
+    _route_from(w, "api", 5.0, "p0")
+    _route_from(w, "api", 300.0, "p0")
+    assert w.pop_closed() == []
+    assert _route_from(w, "db", 1.0, "p1")  # the backlog it was holding for is on time
+    w.drop("p1")  # handed to another consumer: no longer waited for
+    assert [c.key for c in w.pop_closed() if c.index == 0] == ["api", "db"]
+
+
+def _route_from(w: EventTimeWindows[list[float]], key: str, ts: float, source: str) -> bool:
+    acc = w.route(key, ts, source)
+    if acc is None:
+        return False
+    acc.append(ts)
+    return True
