@@ -340,17 +340,19 @@ class ServiceAnomalyModel:
         all_names = names if candidate is None else candidate.feature_names
         X = _matrix(rows[start:end], all_names)
         expected_all, z_all = self._deviations(X, ts_s[start:end], all_names, learn=learn)
-        columns = [all_names.index(n) for n in names]
-        z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
+        if all_names == names:
+            z, expected, values = z_all, expected_all, X
+        else:
+            columns = [all_names.index(n) for n in names]
+            z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
         scores = core.scorer.score(z, learn=learn)
-        learned_before = core.learned + np.arange(end - start)
-        warming = learned_before < self._warmup
-        thresholds = np.full(end - start, core.threshold.value)
+        warming = np.arange(end - start) < self._warmup - core.learned
+        thresholds = np.empty(end - start)
+        thresholds.fill(core.threshold.value)
         if learn:
             # Scores from HST's first window are all 0: they would drag the threshold to 0.
-            counted = learned_before >= self.config.window_size
-            if counted.any():
-                first = int(np.argmax(counted))
+            first = max(0, self.config.window_size - core.learned)
+            if first < end - start:
                 thresholds[first:] = core.threshold.thresholds_learn(scores[first:])
             core.learned += end - start
             self.events_seen += end - start
@@ -406,10 +408,9 @@ class ServiceAnomalyModel:
         self, candidate: _ScoringCore, z: FloatArray, names: tuple[str, ...]
     ) -> None:
         scores = candidate.scorer.score(z, learn=True)
-        learned_before = candidate.learned + np.arange(len(scores))
-        counted = learned_before >= self.config.window_size
-        if counted.any():
-            candidate.threshold.thresholds_learn(scores[int(np.argmax(counted)) :])
+        first = max(0, self.config.window_size - candidate.learned)
+        if first < len(scores):
+            candidate.threshold.thresholds_learn(scores[first:])
         candidate.learned += len(scores)
         if candidate.learned >= self._warmup:
             self._core, self._candidate = candidate, None

@@ -70,6 +70,10 @@ class TreeStructure:
         height: Height of each tree: ``height + 1`` levels, ``2**(height + 1) - 1`` nodes.
         n_features: Number of feature columns the trees split on.
         fingerprint: CRC-32 of the features and thresholds, to check a rebuilt structure.
+        flat_feature: ``feature`` flattened tree-major (node ``t * n_nodes + k``), as indices.
+        flat_threshold: ``threshold`` flattened the same way.
+        flat_left: Flat index of each node's left child (its right child is the next one);
+            meaningless for leaves.
     """
 
     feature: Int32Array
@@ -78,6 +82,9 @@ class TreeStructure:
     height: int
     n_features: int
     fingerprint: int = field(init=False, repr=False)
+    flat_feature: IntpArray = field(init=False, repr=False)
+    flat_threshold: Float64Array = field(init=False, repr=False)
+    flat_left: IntpArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         shape = (self.n_trees, _n_nodes(self.height))
@@ -101,6 +108,19 @@ class TreeStructure:
         crc = zlib.crc32(feature.tobytes())
         crc = zlib.crc32(threshold.tobytes(), crc)
         object.__setattr__(self, "fingerprint", crc)
+        # Flat (tree-major) views for the engine's walk, derived once and shared like the rest:
+        # the split column as an index, and each node's left child (right is one more).
+        n_nodes = shape[1]
+        nodes = np.arange(self.n_trees * n_nodes, dtype=np.intp)
+        base = nodes - nodes % n_nodes
+        left = base + 2 * (nodes - base) + 1
+        for name, array in (
+            ("flat_feature", feature.reshape(-1).astype(np.intp)),
+            ("flat_threshold", threshold.reshape(-1)),
+            ("flat_left", left),
+        ):
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild through __init__ so that the arrays are validated and read-only again.
@@ -274,7 +294,6 @@ class BatchHST:
         self._weights: Int64Array = np.left_shift(1, np.arange(levels, dtype=np.int64))
         offsets = np.arange(self.n_trees, dtype=np.intp) * _n_nodes(self.height)
         self._tree_offsets: IntpArray = offsets
-        self._child_step: IntpArray = (1 - offsets)[:, None]
         self._size_limit = _SIZE_LIMIT_FRACTION * self.window_size
         self._max_score = float(self.n_trees * self.window_size * _n_nodes(self.height))
         self._chunk_rows = max(1, _MAX_PATH_ELEMENTS // (levels * self.n_trees))
@@ -482,32 +501,27 @@ class BatchHST:
         structure = self.structure
         assert structure is not None
         n, d = rows.shape
-        feature = structure.feature.reshape(-1)
-        threshold = structure.threshold.reshape(-1)
+        feature = structure.flat_feature
+        threshold = structure.flat_threshold
+        left = structure.flat_left
         values = rows.reshape(-1)
         paths = np.empty((self.height + 1, self.n_trees, n), dtype=np.intp)
         node = paths[0]
         node[...] = self._tree_offsets[:, None]  # the roots
-        row_base = np.arange(0, n * d, d, dtype=np.intp)
+        row_base = np.arange(0, n * d, d, dtype=np.intp) if n > 1 else None
         for level in range(1, self.height + 1):
             column = feature.take(node)
-            right = values.take(column + row_base) >= threshold.take(node)
-            # child of node k in tree t: t * n_nodes + 2k + 1 + right
-            child = paths[level]
-            np.multiply(node, 2, out=child)
-            child += self._child_step
-            child += right
-            node = child
+            if row_base is not None:
+                column += row_base
+            right = values.take(column) >= threshold.take(node)
+            node = np.add(left.take(node), right, out=paths[level])
         return paths
 
     def _score_paths(self, paths: IntpArray) -> Float64Array:
         mass = self.r_mass.reshape(-1).take(paths)  # (levels, trees, rows)
         if self.height > 0:
             # A level counts if every level above it had r_mass >= size_limit.
-            going = mass[:-1] >= self._size_limit
-            for level in range(1, self.height):
-                np.logical_and(going[level - 1], going[level], out=going[level])
-            mass[1:] *= going
+            mass[1:] *= np.logical_and.accumulate(mass[:-1] >= self._size_limit, axis=0)
         total = self._weights @ mass.sum(axis=1)
         scores: Float64Array = 1.0 - total.astype(np.float64) / self._max_score
         return scores

@@ -27,6 +27,9 @@ def steps_to_refresh(since: int, count: int, every: int) -> int:
         >>> steps_to_refresh(0, 10_000, 250), steps_to_refresh(0, 0, 250)
         (250, 1)
     """
+    if count >= 16 * every:
+        # Grown up: the bound is ``every`` from now on, so the answer needs no search.
+        return max(1, every - since)
     # Due-ness is monotone in the steps taken (the bound grows at most one per step), and is
     # certain after ``every - since`` steps: bisect for the first due step in between.
     low, high = 1, max(1, every - since)

@@ -171,6 +171,8 @@ class RobustScaler:
         self._features: dict[str, _FeatureWindow] = {}
         self._events = 0
         self._since_refresh = 0
+        # Baselines change only at refreshes: their arrays are built once per refresh.
+        self._current_by_names: dict[tuple[str, ...], tuple[FloatArray, FloatArray]] = {}
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -210,14 +212,16 @@ class RobustScaler:
             ``(z, medians)``, both shaped like ``X``.
         """
         n = X.shape[0]
-        z = np.zeros_like(X)
+        z = np.empty_like(X)
         medians = np.empty_like(X)
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_refresh())
             median, scale = self._current(names)
-            block = (X[start:end] - median) / scale
-            z[start:end] = np.where(np.isnan(block), 0.0, block)
+            block = z[start:end]
+            np.subtract(X[start:end], median, out=block)
+            np.divide(block, scale, out=block)
+            np.copyto(block, 0.0, where=np.isnan(block))
             medians[start:end] = median
             if not learn:
                 break
@@ -257,17 +261,23 @@ class RobustScaler:
         return steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
 
     def _current(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
-        median = np.empty(len(names))
-        scale = np.empty(len(names))
-        for j, name in enumerate(names):
-            feature = self._features.get(name)
-            median[j], scale[j] = (feature.median, feature.scale) if feature else (0.0, 1.0)
-        return median, scale
+        """The medians and scales of ``names``, as arrays kept until the next refresh."""
+        key = tuple(names)
+        current = self._current_by_names.get(key)
+        if current is None:
+            median = np.empty(len(names))
+            scale = np.empty(len(names))
+            for j, name in enumerate(names):
+                feature = self._features.get(name)
+                median[j], scale[j] = (feature.median, feature.scale) if feature else (0.0, 1.0)
+            current = self._current_by_names[key] = (median, scale)
+        return current
 
     def _learn_rows(self, X: FloatArray, names: Sequence[str]) -> None:
+        present = ~np.isnan(X)
+        complete = bool(present.all())
         for j, name in enumerate(names):
-            column = X[:, j]
-            column = column[~np.isnan(column)]
+            column = X[:, j] if complete else X[present[:, j], j]
             if column.size == 0:
                 continue
             feature = self._features.get(name)
@@ -291,4 +301,5 @@ class RobustScaler:
             stacked = np.stack([f.values() for f in group])
             for feature, quantiles in zip(group, percentiles(stacked), strict=True):
                 feature.median, feature.scale = _baseline(quantiles, feature.values())
+        self._current_by_names.clear()
         self._since_refresh = 0

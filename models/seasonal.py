@@ -88,7 +88,8 @@ class SeasonalBaseline:
     def bucket_of(self, ts_s: FloatArray) -> IntArray:
         """The season bucket of each event time."""
         phase = np.mod(ts_s, self.period_s) * (self.buckets / self.period_s)
-        return np.clip(phase.astype(np.int64), 0, self.buckets - 1)
+        # np.clip, without its Python wrapper
+        return np.minimum(np.maximum(phase.astype(np.int64), 0), self.buckets - 1)
 
     def baselines_learn(
         self, X: FloatArray, ts_s: FloatArray, names: Sequence[str], *, learn: bool = True
@@ -112,23 +113,32 @@ class SeasonalBaseline:
             for name in names:
                 if name not in self._columns:
                     self._add_column(name)
-        columns = np.array([self._columns.get(n, -1) for n in names], dtype=np.int64)
+        positions = [self._columns.get(n, -1) for n in names]
+        # Every column, in order (a model's usual call): whole rows, no masks.
+        whole = positions == list(range(len(self._columns)))
+        columns = np.array(positions, dtype=np.int64)
         known = columns >= 0
+        cols = columns[known]
         buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
-        out = np.full(X.shape, np.nan)
+        out = np.empty(X.shape) if whole else np.full(X.shape, np.nan)
         n = X.shape[0]
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_fold())
-            cols = columns[known]
-            profile = self._profile[buckets[start:end, None], cols[None, :]]
+            if whole:
+                profile = self._profile.take(buckets[start:end], axis=0)
+            else:
+                profile = self._profile[buckets[start:end, None], cols[None, :]]
             unseen = np.isnan(profile)
             if unseen.any():
                 profile = np.where(unseen, self._levels()[cols], profile)
-            out[start:end, known] = profile
+            if whole:
+                out[start:end] = profile
+            else:
+                out[start:end, known] = profile
             if not learn:
                 break
-            self._buffer_rows(X[start:end], buckets[start:end], columns)
+            self._buffer_rows(X[start:end], buckets[start:end], None if whole else columns)
             start = end
         return out
 
@@ -162,11 +172,15 @@ class SeasonalBaseline:
     def _rows_to_fold(self) -> int:
         return steps_to_refresh(self._since_fold, self._events, self.fold_every)
 
-    def _buffer_rows(self, X: FloatArray, buckets: IntArray, columns: IntArray) -> None:
+    def _buffer_rows(self, X: FloatArray, buckets: IntArray, columns: IntArray | None) -> None:
+        """Buffer rows whose columns are ``columns`` (None: every column, in order)."""
         m = X.shape[0]
         rows = slice(self._buffered, self._buffered + m)
-        self._buffer[rows] = np.nan
-        self._buffer[rows, columns] = X
+        if columns is None:
+            self._buffer[rows] = X
+        else:
+            self._buffer[rows] = np.nan
+            self._buffer[rows, columns] = X
         self._buffer_buckets[rows] = buckets
         self._buffered += m
         self._events += m

@@ -109,8 +109,12 @@ class AdaptiveThreshold:
     def _add(self, scores: FloatArray) -> None:
         self._count += max(0, scores.size - self.window)
         scores = scores[-self.window :]
-        positions = (self._count + np.arange(scores.size)) % self.window
-        self._scores[positions] = scores
+        first = self._count % self.window
+        if first + scores.size <= self.window:
+            self._scores[first : first + scores.size] = scores
+        else:
+            positions = (first + np.arange(scores.size)) % self.window
+            self._scores[positions] = scores
         self._count += scores.size
         self._since_refresh += scores.size
         if refresh_due(self._since_refresh, self._count, self.refresh_every):

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from models.refresh import refresh_due, steps_to_refresh
 from models.scaling import _PERCENTILES, percentiles
 from models.seasonal import _sorted_by_key_then_value
 
@@ -45,3 +46,18 @@ def test_key_then_value_order_equals_lexsort(pair: tuple[np.ndarray, np.ndarray]
     sorted_values, sorted_keys = _sorted_by_key_then_value(values, keys)
     assert np.array_equal(sorted_values, values[order])
     assert np.array_equal(sorted_keys, keys[order])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(1, 300).flatmap(
+        lambda every: st.tuples(
+            st.just(every), st.integers(0, every), st.integers(0, 20 * every + 50)
+        )
+    )
+)
+def test_steps_to_refresh_is_the_first_due_step(case: tuple[int, int, int]) -> None:
+    every, since, count = case
+    steps = steps_to_refresh(since, count, every)
+    assert refresh_due(since + steps, count + steps, every)
+    assert not any(refresh_due(since + s, count + s, every) for s in range(1, steps))
