@@ -105,6 +105,12 @@ def _build_parser() -> _Parser:
     demo.add_argument("--port", type=int, default=9092, help="Local broker port.")
     demo.add_argument("--duration", type=float, help="Stop after this many seconds.")
     _add_simulation_flags(demo, default_rate=200.0, default_count=None)
+    demo.add_argument(
+        "--log-lines-per-s",
+        type=float,
+        default=0.5,
+        help="Log lines per service per second of event time (0: no logs).",
+    )
     _add_settings_flags(demo)
 
     bench = commands.add_parser("bench", help="Measure throughput, latency and memory.")

@@ -1,7 +1,13 @@
 """``vigil demo``: a local Kafka broker, the simulated log-processor and the detector, live.
 
+The simulated log-processor publishes metric samples and log lines of the same services, in
+event time that runs faster than the wall clock (``--rate`` metric events/s at one sample per
+service every 10 s of event time; log lines keep pace). Metric anomalies are injected at
+random; log incidents (error bursts, new stack traces, a service going quiet) one every 30
+minutes of event time after the log models' warm-up.
+
 Alerts are read back from the alerts topic, as an alerting system would see them, and matched
-against the anomalies the simulator injected, so the summary says what was caught and missed.
+against what the simulator injected, so the summary says what was caught and missed.
 """
 
 from __future__ import annotations
@@ -22,10 +28,18 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import BrokerError, LocalBroker
+from stream.codec import encode
 from stream.consumer import Detector, topic_specs
-from stream.schemas import Alert
+from stream.logs.simulate import LogIncident, LogSimulator, rotating_incidents
+from stream.schemas import Alert, LogEvent
 from stream.settings import Settings
-from stream.simulate import InjectedAnomaly, MetricSimulator, SimulatedEvent, publish
+from stream.simulate import (
+    InjectedAnomaly,
+    MetricSimulator,
+    Publishable,
+    SimulatedEvent,
+    publish,
+)
 from stream.telemetry import configure_logging
 from stream.topics import ensure_topics
 
@@ -34,6 +48,8 @@ __all__ = ["DemoSummary", "run_demo"]
 log = structlog.get_logger(__name__)
 
 _PROGRESS_EVERY_S = 5.0
+_LOG_FIRST_INCIDENT_S = 3600.0  # after the log window models' warm-up (100 windows of 30 s)
+_LOG_INCIDENT_EVERY_S = 1800.0
 
 
 @dataclass
@@ -45,14 +61,22 @@ class DemoSummary:
     alerts: int = 0
     injected: dict[tuple[str, datetime], InjectedAnomaly] = field(default_factory=dict)
     caught: set[tuple[str, datetime]] = field(default_factory=set)
+    log_lines_sent: int = 0
+    log_alerts: int = 0
+    log_incidents: list[LogIncident] = field(default_factory=list)
+    """Log incidents under way or over in the lines sent so far."""
+    log_caught: set[LogIncident] = field(default_factory=set)
 
     def render(self) -> str:
+        metric_alerts = self.alerts - self.log_alerts
         missed = len(self.injected) - len(self.caught)
-        precision = len(self.caught) / self.alerts if self.alerts else 0.0
+        precision = len(self.caught) / metric_alerts if metric_alerts else 0.0
         return (
             f"summary: events_sent={self.events_sent} events_scored={self.events_scored} "
             f"alerts={self.alerts} injected_anomalies={len(self.injected)} "
-            f"caught={len(self.caught)} missed={missed} precision={precision:.2f}"
+            f"caught={len(self.caught)} missed={missed} precision={precision:.2f} "
+            f"log_lines_sent={self.log_lines_sent} log_alerts={self.log_alerts} "
+            f"log_incidents={len(self.log_incidents)} log_caught={len(self.log_caught)}"
         )
 
 
@@ -124,6 +148,9 @@ async def _run_parts(
             yield event
 
     count = args.count if args.count is not None else 2**62
+    log_sim = _log_simulator(args, sim.start, [f"svc-{i:02d}" for i in range(args.services)])
+    # Log event time keeps pace with the metric samples' (one per service every 10 s).
+    log_rate = args.rate * sim.interval_s * args.log_lines_per_s if args.rate else None
     tasks = [
         asyncio.create_task(detector.run(), name="detector"),
         asyncio.create_task(
@@ -136,7 +163,19 @@ async def _run_parts(
             ),
             name="simulator",
         ),
-        asyncio.create_task(_print_alerts(alerts, summary), name="alerts"),
+        asyncio.create_task(
+            publish(
+                producer,
+                settings.topic_logs,
+                _tracked_logs(log_sim, summary),
+                rate=log_rate,
+                stop=stop,
+            ),
+            name="log-simulator",
+        ),
+        asyncio.create_task(
+            _print_alerts(alerts, summary, log_sim, settings.log_window_s), name="alerts"
+        ),
         asyncio.create_task(_progress(detector, summary), name="progress"),
     ]
     try:
@@ -160,10 +199,87 @@ async def _run_parts(
         await producer.stop()
 
 
-async def _print_alerts(alerts: AIOKafkaConsumer, summary: DemoSummary) -> None:
+def _log_simulator(args: argparse.Namespace, start: datetime, services: list[str]) -> LogSimulator:
+    per_s = args.log_lines_per_s
+    # Enough incidents for the whole run (one every 30 min of event time; a few hundred bytes
+    # each), or for a day of event time when it runs until stopped.
+    horizon_s = (
+        args.duration * args.rate * 10.0 / max(1, args.services)
+        if args.duration and args.rate
+        else 86_400.0 * 30
+    )
+    count = max(1, int((horizon_s - _LOG_FIRST_INCIDENT_S) // _LOG_INCIDENT_EVERY_S) + 1)
+    incidents = rotating_incidents(
+        services, first_s=_LOG_FIRST_INCIDENT_S, every_s=_LOG_INCIDENT_EVERY_S, count=count
+    )
+    return LogSimulator(
+        services,
+        lines_per_s=per_s,
+        incidents=incidents,
+        seed=args.sim_seed,
+        start=start,
+        disorder_s=2.0,
+    )
+
+
+def _tracked_logs(sim: LogSimulator, summary: DemoSummary) -> Iterator[Publishable]:
+    if sim.lines_per_s <= 0:
+        return
+    upcoming = sorted(sim.incidents, key=lambda i: i.start_s, reverse=True)
+    for event in sim.events(10**9):
+        offset_s = (event.ts - sim.start).total_seconds()
+        while upcoming and upcoming[-1].start_s <= offset_s:
+            summary.log_incidents.append(upcoming.pop())
+        summary.log_lines_sent += 1
+        yield _LogRecord(event)
+
+
+@dataclass(frozen=True, slots=True)
+class _LogRecord:
+    """A simulated log line as :func:`stream.simulate.publish` sends it."""
+
+    event: LogEvent
+
+    @property
+    def service(self) -> str:
+        return self.event.service
+
+    def to_bytes(self) -> bytes:
+        return encode(self.event)
+
+
+def _log_incident_caught(
+    alert: Alert, summary: DemoSummary, sim: LogSimulator, window_s: float
+) -> bool:
+    """Whether ``alert`` is on a log incident's service within two windows of its start."""
+    window_start_s = alert.event_ts.timestamp()
+    for incident in summary.log_incidents:
+        # Windows are aligned on the epoch, not on the simulation's start.
+        started_s = sim.start.timestamp() + incident.start_s
+        first_window = started_s // window_s * window_s
+        if incident.service == alert.service and 0 <= window_start_s - first_window <= window_s:
+            summary.log_caught.add(incident)
+            return True
+    return False
+
+
+async def _print_alerts(
+    alerts: AIOKafkaConsumer, summary: DemoSummary, log_sim: LogSimulator, window_s: float
+) -> None:
     async for record in alerts:
         alert = Alert.model_validate(orjson.loads(record.value))
         summary.alerts += 1
+        if alert.source == "logs":
+            summary.log_alerts += 1
+            incident = _log_incident_caught(alert, summary, log_sim, window_s)
+            _say(
+                f"LOG ALERT {alert.severity:<8} {alert.service} {alert.model.name} "
+                f"window={alert.event_ts:%H:%M:%S} [{'incident' if incident else 'no incident'}] "
+                + "; ".join(
+                    f"{t.count}x {t.template[:80]}" for t in alert.explanation.top_templates
+                )
+            )
+            continue
         key = (alert.service, alert.event_ts)
         verdict = "injected" if key in summary.injected else "not injected"
         if key in summary.injected:
@@ -185,9 +301,11 @@ async def _progress(detector: Detector, summary: DemoSummary) -> None:
         scored = detector.counts["scored"]
         elapsed = time.monotonic() - started
         _say(
-            f"progress: {elapsed:.0f}s sent={summary.events_sent} scored={scored} "
+            f"progress: {elapsed:.0f}s sent={summary.events_sent} "
+            f"log_lines={summary.log_lines_sent} scored={scored} "
             f"({scored / elapsed:.0f}/s) alerts={summary.alerts} "
-            f"caught={len(summary.caught)}/{len(summary.injected)}"
+            f"caught={len(summary.caught)}/{len(summary.injected)} "
+            f"log_caught={len(summary.log_caught)}/{len(summary.log_incidents)}"
         )
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -25,6 +25,7 @@ __all__ = [
     "InjectedAnomaly",
     "MetricProfile",
     "MetricSimulator",
+    "Publishable",
     "SimulatedEvent",
     "publish",
     "run_simulate",
@@ -142,10 +143,19 @@ class MetricSimulator:
             yield SimulatedEvent(payload, anomaly)
 
 
+class Publishable(Protocol):
+    """A message :func:`publish` can send: keyed by its service."""
+
+    @property
+    def service(self) -> str: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
 async def publish(
     producer: AIOKafkaProducer,
     topic: str,
-    events: Iterator[SimulatedEvent],
+    events: Iterator[Publishable],
     *,
     rate: float | None = None,
     stop: asyncio.Event | None = None,

@@ -20,7 +20,7 @@ from typing import Literal
 
 from stream.schemas import LogEvent
 
-__all__ = ["LogIncident", "LogSimulator"]
+__all__ = ["LogIncident", "LogSimulator", "rotating_incidents"]
 
 IncidentKind = Literal["error_burst", "new_stack_traces", "quiet"]
 
@@ -90,11 +90,14 @@ class LogSimulator:
         rng = self._rng
         pending: list[tuple[float, int, LogEvent]] = []
         seq = 0
+        upcoming = sorted(self.incidents, key=lambda i: i.start_s, reverse=True)
+        under_way: list[LogIncident] = []
         for second in range(int(duration_s)):
+            while upcoming and upcoming[-1].start_s <= second:
+                under_way.append(upcoming.pop())
+            under_way = [i for i in under_way if i.active(second)]
             for service in self.services:
-                active = {
-                    i.kind for i in self.incidents if i.service == service and i.active(second)
-                }
+                active = {i.kind for i in under_way if i.service == service}
                 if "quiet" in active:
                     continue
                 for level, message in self._second(service, active):
@@ -171,6 +174,30 @@ class LogSimulator:
             "java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available,"
             f" request timed out after {rng.randint(1000, 30000)}ms."
         )
+
+
+def rotating_incidents(
+    services: Sequence[str], *, first_s: float, every_s: float, count: int
+) -> list[LogIncident]:
+    """``count`` incidents, one every ``every_s`` from ``first_s``, cycling through the kinds
+    and the services (error bursts and new stack traces last 2 minutes, a silence 5).
+
+    Examples:
+        >>> [(i.service, i.kind, i.start_s) for i in rotating_incidents(
+        ...     ["api", "db"], first_s=100.0, every_s=50.0, count=3)]
+        [('api', 'error_burst', 100.0), ('db', 'new_stack_traces', 150.0), ('api', 'quiet', 200.0)]
+    """
+    kinds: tuple[IncidentKind, ...] = ("error_burst", "new_stack_traces", "quiet")
+    durations = {"error_burst": 120.0, "new_stack_traces": 120.0, "quiet": 300.0}
+    return [
+        LogIncident(
+            services[n % len(services)],
+            kinds[n % 3],
+            first_s + n * every_s,
+            durations[kinds[n % 3]],
+        )
+        for n in range(count)
+    ]
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
