@@ -10,6 +10,7 @@ batch boundaries.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -152,6 +153,21 @@ def _matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> Floa
     except KeyError:
         picked = [[row.get(n, math.nan) for n in names] for row in rows]
     return np.array(picked, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def _first_with_unknown(rows: Sequence[Mapping[str, float]], start: int, known: set[str]) -> int:
+    """The index of the first row from ``start`` with a name outside ``known`` (or the end).
+
+    The scan runs in C (lazy iterators), stopping at the first such row.
+
+    Examples:
+        >>> _first_with_unknown([{"a": 1}, {"a": 1, "b": 2}, {"c": 3}], 0, {"a", "b"})
+        2
+        >>> _first_with_unknown([{"a": 1}], 0, {"a"})
+        1
+    """
+    within = map(known.issuperset, itertools.islice(rows, start, None))
+    return next(itertools.compress(itertools.count(start), map(operator.not_, within)), len(rows))
 
 
 def _empty_batch(n: int, margin: float) -> BatchVerdict:
@@ -303,17 +319,11 @@ class ServiceAnomalyModel:
         known = set(core.feature_names)
         if self._candidate is not None:
             known |= set(self._candidate.feature_names)
-        end = start
+        end = _first_with_unknown(rows, start, known)
         new: tuple[str, ...] = ()
-        while end < len(rows):
-            row = rows[end]
-            if len(row) > len(known) or not known.issuperset(row):
-                if end > start:
-                    break  # process the rows before it first
-                new = tuple(sorted(set(row) - known))
+        if end == start:  # this row brings new names (the rows before it were processed first)
+            new = tuple(sorted(set(rows[start]) - known))
             end += 1
-            if new:
-                break
         if not new and learn and self._candidate is not None:
             # Rows up to a candidate's promotion use the current core.
             end = min(end, start + self._warmup - self._candidate.learned)

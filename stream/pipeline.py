@@ -187,7 +187,7 @@ class MetricPipeline:
             out.warming_up[idx] = result.warming_up
             out.flagged[idx] = result.exceeded
             out.suppressed[idx] = result.suppressed
-            out.missing_features += sum(len(m) for m in result.missing)
+            out.missing_features += sum(map(len, result.missing))
             for row in np.flatnonzero(result.candidate_started).tolist():
                 out.grown.append((service, result.new_features[row]))
             for row in np.flatnonzero(result.alerts).tolist():
