@@ -25,8 +25,9 @@ from models.scaling import RobustScaler
 from models.scoring import Detector, RowScorer
 from models.seasonal import SeasonalBaseline
 from models.threshold import AdaptiveThreshold
+from models.trees import Steps, run_steps, run_together
 
-__all__ = ["AnomalyConfig", "BatchVerdict", "ServiceAnomalyModel", "Verdict"]
+__all__ = ["AnomalyConfig", "BatchVerdict", "ServiceAnomalyModel", "Verdict", "observe_together"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -288,6 +289,16 @@ class ServiceAnomalyModel:
 
         With ``learn=False`` nothing changes: not the models, the threshold nor the cooldown.
         """
+        return run_steps(self.observe_steps(rows, ts_s, learn=learn))
+
+    def observe_steps(
+        self, rows: Sequence[Mapping[str, float]], ts_s: Sequence[float], *, learn: bool = True
+    ) -> Steps[BatchVerdict]:
+        """:meth:`observe_batch` as steps: the trees ask for their rows' paths (``models.trees``).
+
+        :func:`observe_together` runs the steps of many services at once; alone, they are
+        :meth:`observe_batch`.
+        """
         n = len(rows)
         out = _empty_batch(n, self.config.critical_margin)
         if n == 0:
@@ -295,12 +306,12 @@ class ServiceAnomalyModel:
         if self._core is None:
             core = _ScoringCore(tuple(sorted(rows[0])), 1, self.config)
             if not learn:
-                self._run(core, rows, ts_s, 0, n, out, learn=False)
+                yield from self._run(core, rows, ts_s, 0, n, out, learn=False)
                 return out
             self._core = core
         start = 0
         while start < n:
-            start = self._run_segment(rows, ts_s, start, out, learn)
+            start = yield from self._run_segment(rows, ts_s, start, out, learn)
         return out
 
     # -- segments -------------------------------------------------------------------------------
@@ -312,7 +323,7 @@ class ServiceAnomalyModel:
         start: int,
         out: BatchVerdict,
         learn: bool,
-    ) -> int:
+    ) -> Steps[int]:
         """Process rows from ``start`` up to the next feature-set change; return where it ended."""
         core = self._core
         assert core is not None
@@ -331,7 +342,7 @@ class ServiceAnomalyModel:
             out.candidate_started[start] = self._grow_candidate(new)
         if new:
             out.new_features[start] = tuple(sorted(set(rows[start]) - set(core.feature_names)))
-        self._run(core, rows, ts_s, start, end, out, learn=learn)
+        yield from self._run(core, rows, ts_s, start, end, out, learn=learn)
         return end
 
     def _run(
@@ -344,7 +355,7 @@ class ServiceAnomalyModel:
         out: BatchVerdict,
         *,
         learn: bool,
-    ) -> None:
+    ) -> Steps[None]:
         names = core.feature_names
         candidate = self._candidate if learn else None
         all_names = names if candidate is None else candidate.feature_names
@@ -355,7 +366,7 @@ class ServiceAnomalyModel:
         else:
             columns = [all_names.index(n) for n in names]
             z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
-        scores = core.scorer.score(z, learn=learn)
+        scores = yield from core.scorer.score_steps(z, learn=learn)
         warming = np.arange(end - start) < self._warmup - core.learned
         thresholds = np.empty(end - start)
         thresholds.fill(core.threshold.value)
@@ -367,7 +378,7 @@ class ServiceAnomalyModel:
             core.learned += end - start
             self.events_seen += end - start
             if candidate is not None:
-                self._learn_candidate(candidate, z_all, all_names)
+                yield from self._learn_candidate(candidate, z_all)
         exceeded = ~warming & (scores >= thresholds)
         sl = slice(start, end)
         out.scores[sl], out.thresholds[sl], out.warming_up[sl] = scores, thresholds, warming
@@ -414,10 +425,8 @@ class ServiceAnomalyModel:
         z, medians = self._scaler.scale_batch(X - seasonal, names, learn=learn)
         return seasonal + medians, z
 
-    def _learn_candidate(
-        self, candidate: _ScoringCore, z: FloatArray, names: tuple[str, ...]
-    ) -> None:
-        scores = candidate.scorer.score(z, learn=True)
+    def _learn_candidate(self, candidate: _ScoringCore, z: FloatArray) -> Steps[None]:
+        scores = yield from candidate.scorer.score_steps(z, learn=True)
         first = max(0, self.config.window_size - candidate.learned)
         if first < len(scores):
             candidate.threshold.thresholds_learn(scores[first:])
@@ -434,3 +443,28 @@ class ServiceAnomalyModel:
         names = tuple(sorted({*base.feature_names, *new}))
         self._candidate = _ScoringCore(names, self._core.generation + 1, self.config)
         return True
+
+
+def observe_together(
+    batches: Sequence[tuple[ServiceAnomalyModel, Sequence[Mapping[str, float]], Sequence[float]]],
+    *,
+    learn: bool = True,
+) -> list[BatchVerdict]:
+    """``model.observe_batch(rows, ts_s)`` for each ``(model, rows, ts_s)``, models distinct.
+
+    The verdicts are those of calling each in turn; the numpy trees' walks are shared: the
+    rows of all services on the same trees go through them in one walk per round (see
+    ``models.trees``). A walk costs about as much for one row as for a hundred, and was a
+    fifth to a quarter of a small batch's cost per service.
+
+    Examples:
+        >>> config = AnomalyConfig(warmup_events=50, window_size=50)
+        >>> apart = [ServiceAnomalyModel(s, config) for s in ("a", "b")]
+        >>> together = [ServiceAnomalyModel(s, config) for s in ("a", "b")]
+        >>> for t in range(120):
+        ...     rows = [{"cpu": float(t % 7)}]
+        ...     expected = [m.observe_batch(rows, [t]).scores for m in apart]
+        ...     got = observe_together([(m, rows, [t]) for m in together])
+        ...     assert [v.scores.tolist() for v in got] == [e.tolist() for e in expected]
+    """
+    return run_together([model.observe_steps(rows, ts, learn=learn) for model, rows, ts in batches])

@@ -24,186 +24,33 @@ be a complete vector, and a NaN raises ``ValueError``.
 
 from __future__ import annotations
 
-import functools
 import math
-import random
-import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from river.tree.padded import PaddedBranch, make_padded_tree
 
+from models.trees import (
+    MAX_PATH_ELEMENTS,
+    PathRequest,
+    Steps,
+    TreeStructure,
+    node_count,
+    shared_structure,
+    walk,
+)
+
+# TreeStructure and shared_structure moved to models.trees; still importable from here (and
+# snapshots that name them here still load).
 __all__ = ["BatchHST", "TreeStructure", "shared_structure"]
 
-Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
 IntpArray = npt.NDArray[np.intp]
 Float64Array = npt.NDArray[np.float64]
 
-_PADDING = 0.15  # river's HalfSpaceTrees: split points avoid the outer 15% of each range
 _SIZE_LIMIT_FRACTION = 0.1  # river's HalfSpaceTrees.size_limit: 0.1 * window_size
 _EXACT_SUM_LIMIT = 2**53  # integers up to here are exact in float64
-_MAX_PATH_ELEMENTS = 1 << 22  # rows x levels x trees per chunk: bounds the paths' memory
-
-# river is untyped: its tree builder is the one boundary to it.
-_make_padded_tree: Callable[..., Any] = make_padded_tree
-
-
-def _n_nodes(height: int) -> int:
-    return (1 << (height + 1)) - 1
-
-
-@dataclass(frozen=True, eq=False)
-class TreeStructure:
-    """The split features and thresholds of ``n_trees`` full binary trees, in heap layout.
-
-    Node ``k`` of a tree has children ``2k + 1`` (``value < threshold``) and ``2k + 2``
-    (otherwise). Leaves have feature ``-1`` and threshold NaN. The arrays are read-only: one
-    structure is meant to be shared by many models (see ``shared_structure``).
-
-    Attributes:
-        feature: Split feature (column index) per tree and node, shape ``(n_trees, n_nodes)``.
-        threshold: Split threshold per tree and node, shape ``(n_trees, n_nodes)``.
-        n_trees: Number of trees.
-        height: Height of each tree: ``height + 1`` levels, ``2**(height + 1) - 1`` nodes.
-        n_features: Number of feature columns the trees split on.
-        fingerprint: CRC-32 of the features and thresholds, to check a rebuilt structure.
-        flat_feature: ``feature`` flattened tree-major (node ``t * n_nodes + k``), as indices.
-        flat_threshold: ``threshold`` flattened the same way.
-        flat_left: Flat index of each node's left child (its right child is the next one);
-            meaningless for leaves.
-    """
-
-    feature: Int32Array
-    threshold: Float64Array
-    n_trees: int
-    height: int
-    n_features: int
-    fingerprint: int = field(init=False, repr=False)
-    flat_feature: IntpArray = field(init=False, repr=False)
-    flat_threshold: Float64Array = field(init=False, repr=False)
-    flat_left: IntpArray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        shape = (self.n_trees, _n_nodes(self.height))
-        feature = np.array(self.feature, dtype=np.int32, order="C")
-        threshold = np.array(self.threshold, dtype=np.float64, order="C")
-        if feature.shape != shape or threshold.shape != shape:
-            raise ValueError(
-                f"feature and threshold must have shape {shape}, "
-                f"got {feature.shape} and {threshold.shape}"
-            )
-        n_internal = _n_nodes(self.height - 1) if self.height > 0 else 0
-        internal = feature[:, :n_internal]
-        if (internal < 0).any() or (internal >= self.n_features).any():
-            raise ValueError(f"split features must be in [0, {self.n_features})")
-        if (feature[:, n_internal:] != -1).any():
-            raise ValueError("leaves must have feature -1")
-        feature.setflags(write=False)
-        threshold.setflags(write=False)
-        object.__setattr__(self, "feature", feature)
-        object.__setattr__(self, "threshold", threshold)
-        crc = zlib.crc32(feature.tobytes())
-        crc = zlib.crc32(threshold.tobytes(), crc)
-        object.__setattr__(self, "fingerprint", crc)
-        # Flat (tree-major) views for the engine's walk, derived once and shared like the rest:
-        # the split column as an index, and each node's left child (right is one more).
-        n_nodes = shape[1]
-        nodes = np.arange(self.n_trees * n_nodes, dtype=np.intp)
-        base = nodes - nodes % n_nodes
-        left = base + 2 * (nodes - base) + 1
-        for name, array in (
-            ("flat_feature", feature.reshape(-1).astype(np.intp)),
-            ("flat_threshold", threshold.reshape(-1)),
-            ("flat_left", left),
-        ):
-            array.setflags(write=False)
-            object.__setattr__(self, name, array)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Rebuild through __init__ so that the arrays are validated and read-only again.
-        return (
-            type(self),
-            (self.feature, self.threshold, self.n_trees, self.height, self.n_features),
-        )
-
-    @property
-    def n_nodes(self) -> int:
-        """Nodes per tree: ``2**(height + 1) - 1``."""
-        return _n_nodes(self.height)
-
-    @classmethod
-    def from_river(cls, n_features: int, n_trees: int, height: int, seed: int) -> TreeStructure:
-        """The trees river's ``HalfSpaceTrees(n_trees, height, seed=seed)`` builds.
-
-        river builds its trees at the first ``learn_one`` from the sorted feature names, with
-        limits ``(0, 1)`` per feature, one tree after the other from ``random.Random(seed)``.
-        Features are named by their column index here, so river's sorted order is column order:
-        column ``j`` of the arrays is the ``j``-th of the sorted feature names.
-
-        Args:
-            n_features: Number of features (columns).
-            n_trees: Number of trees.
-            height: Height of each tree.
-            seed: river's ``seed``.
-
-        Returns:
-            The structure, with the splits river would draw.
-
-        Raises:
-            ValueError: If a count is out of range.
-        """
-        if n_features < 1 or n_trees < 1 or height < 0:
-            raise ValueError("need n_features >= 1, n_trees >= 1 and height >= 0")
-        n_nodes = _n_nodes(height)
-        n_internal = _n_nodes(height - 1) if height > 0 else 0
-        feature = np.full((n_trees, n_nodes), -1, dtype=np.int32)
-        threshold = np.full((n_trees, n_nodes), np.nan, dtype=np.float64)
-        rng = random.Random(seed)
-        for t in range(n_trees):
-            root = _make_padded_tree(
-                limits={j: (0.0, 1.0) for j in range(n_features)},
-                height=height,
-                padding=_PADDING,
-                rng=rng,
-                r_mass=0,
-                l_mass=0,
-            )
-            stack: list[tuple[Any, int]] = [(root, 0)]
-            while stack:
-                node, k = stack.pop()
-                if k >= n_internal:
-                    continue
-                if not isinstance(node, PaddedBranch):  # pragma: no cover - river invariant
-                    raise AssertionError("river's padded tree is not a full binary tree")
-                feature[t, k] = node.feature
-                threshold[t, k] = node.threshold
-                left, right = node.children
-                stack.append((left, 2 * k + 1))
-                stack.append((right, 2 * k + 2))
-        return cls(feature, threshold, n_trees, height, n_features)
-
-
-@functools.lru_cache(maxsize=64)
-def shared_structure(n_features: int, n_trees: int, height: int, seed: int) -> TreeStructure:
-    """``TreeStructure.from_river``, built once per distinct arguments and then shared.
-
-    Models built with the same arguments hold the same (read-only) structure object and only
-    their own mass arrays.
-
-    Args:
-        n_features: Number of features (columns).
-        n_trees: Number of trees.
-        height: Height of each tree.
-        seed: river's ``seed``.
-
-    Returns:
-        The shared structure.
-    """
-    return TreeStructure.from_river(n_features, n_trees, height, seed)
 
 
 class BatchHST:
@@ -269,7 +116,7 @@ class BatchHST:
     ) -> None:
         if n_trees < 1 or height < 0 or window_size < 1:
             raise ValueError("need n_trees >= 1, height >= 0 and window_size >= 1")
-        if n_trees * window_size * _n_nodes(height) >= _EXACT_SUM_LIMIT:
+        if n_trees * window_size * node_count(height) >= _EXACT_SUM_LIMIT:
             raise ValueError("n_trees * window_size * (2**(height + 1) - 1) must be < 2**53")
         if structure is not None and (structure.n_trees, structure.height) != (n_trees, height):
             raise ValueError(
@@ -282,8 +129,8 @@ class BatchHST:
         self.seed = seed
         self.structure = structure
         self._shared = structure is None  # the structure comes from shared_structure
-        self.l_mass: Int64Array = np.zeros((n_trees, _n_nodes(height)), dtype=np.int64)
-        self.r_mass: Int64Array = np.zeros((n_trees, _n_nodes(height)), dtype=np.int64)
+        self.l_mass: Int64Array = np.zeros((n_trees, node_count(height)), dtype=np.int64)
+        self.r_mass: Int64Array = np.zeros((n_trees, node_count(height)), dtype=np.int64)
         self.counter = 0
         self.first_window = True
         self.feature_names: tuple[str, ...] | None = None
@@ -293,13 +140,11 @@ class BatchHST:
         """Constants derived from the parameters (not part of the state)."""
         levels = self.height + 1
         self._weights: Int64Array = np.left_shift(1, np.arange(levels, dtype=np.int64))
-        offsets = np.arange(self.n_trees, dtype=np.intp) * _n_nodes(self.height)
-        self._tree_offsets: IntpArray = offsets
         # Masses are integers: m >= limit exactly when m >= ceil(limit), an integer comparison
         # (comparing int64 masses with a float converts every one of them).
         self._size_limit = math.ceil(_SIZE_LIMIT_FRACTION * self.window_size)
-        self._max_score = float(self.n_trees * self.window_size * _n_nodes(self.height))
-        self._chunk_rows = max(1, _MAX_PATH_ELEMENTS // (levels * self.n_trees))
+        self._max_score = float(self.n_trees * self.window_size * node_count(self.height))
+        self._chunk_rows = max(1, MAX_PATH_ELEMENTS // (levels * self.n_trees))
 
     # ----------------------------------------------------------------------- array API
 
@@ -318,18 +163,23 @@ class BatchHST:
         rows = self._rows(X, build=True)
         scores = np.zeros(len(rows), dtype=np.float64)
         for chunk in range(0, len(rows), self._chunk_rows):
-            paths = self._paths(rows[chunk : chunk + self._chunk_rows])
-            start = 0
-            n = paths.shape[2]
-            while start < n:
-                stop = min(n, start + self.window_size - self.counter)
-                segment = paths[:, :, start:stop]
-                if not self.first_window:
-                    scores[chunk + start : chunk + stop] = self._score_paths(segment)
-                self._learn_paths(segment)
-                self._advance(stop - start)
-                start = stop
+            part = rows[chunk : chunk + self._chunk_rows]
+            scores[chunk : chunk + len(part)] = self._score_learn_paths(self._paths(part))
         return scores
+
+    def score_learn_steps(self, X: npt.ArrayLike) -> Steps[Float64Array]:
+        """:meth:`score_learn_batch` as steps: the rows' paths are asked for, not walked here.
+
+        Run it with ``models.trees.run_steps`` (alone) or ``run_together`` (with other models'
+        steps, walking the rows of all of them at once); the scores and the learning are those
+        of :meth:`score_learn_batch`.
+        """
+        rows = self._rows(X, build=True)
+        if len(rows) == 0 or len(rows) > self._chunk_rows:
+            return self.score_learn_batch(rows)  # nothing to walk, or too much for one walk
+        assert self.structure is not None
+        paths = yield PathRequest(self.structure, rows)
+        return self._score_learn_paths(paths)
 
     def score_batch(self, X: npt.ArrayLike) -> Float64Array:
         """Score each row against the current reference profile, without learning.
@@ -351,6 +201,15 @@ class BatchHST:
             paths = self._paths(rows[chunk : chunk + self._chunk_rows])
             scores[chunk : chunk + paths.shape[2]] = self._score_paths(paths)
         return scores
+
+    def score_steps(self, X: npt.ArrayLike) -> Steps[Float64Array]:
+        """:meth:`score_batch` as steps (see :meth:`score_learn_steps`)."""
+        rows = self._rows(X, build=False)
+        if self.first_window or len(rows) == 0 or len(rows) > self._chunk_rows:
+            return self.score_batch(rows)
+        assert self.structure is not None
+        paths = yield PathRequest(self.structure, rows)
+        return self._score_paths(paths)
 
     def learn_batch(self, X: npt.ArrayLike) -> None:
         """Learn each row in order, as river's ``learn_one``.
@@ -448,7 +307,7 @@ class BatchHST:
         self.height = int(state["height"])
         self.window_size = int(state["window_size"])
         self.seed = int(state["seed"])
-        shape = (self.n_trees, _n_nodes(self.height))
+        shape = (self.n_trees, node_count(self.height))
         self.l_mass = np.array(state["l_mass"], dtype=np.int64, order="C")
         self.r_mass = np.array(state["r_mass"], dtype=np.int64, order="C")
         if self.l_mass.shape != shape or self.r_mass.shape != shape:
@@ -496,29 +355,24 @@ class BatchHST:
         return rows
 
     def _paths(self, rows: Float64Array) -> IntpArray:
-        """Flat node index (``tree * n_nodes + node``) per level, tree and row.
+        """Flat node index per level, tree and row: shape ``(height + 1, n_trees, n_rows)``."""
+        assert self.structure is not None
+        return walk(self.structure, rows)
 
-        Returns:
-            Shape ``(height + 1, n_trees, n_rows)``.
-        """
-        structure = self.structure
-        assert structure is not None
-        n, d = rows.shape
-        feature = structure.flat_feature
-        threshold = structure.flat_threshold
-        left = structure.flat_left
-        values = rows.reshape(-1)
-        paths = np.empty((self.height + 1, self.n_trees, n), dtype=np.intp)
-        node = paths[0]
-        node[...] = self._tree_offsets[:, None]  # the roots
-        row_base = np.arange(0, n * d, d, dtype=np.intp) if n > 1 else None
-        for level in range(1, self.height + 1):
-            column = feature.take(node)
-            if row_base is not None:
-                column += row_base
-            right = values.take(column) >= threshold.take(node)
-            node = np.add(left.take(node), right, out=paths[level])
-        return paths
+    def _score_learn_paths(self, paths: IntpArray) -> Float64Array:
+        """Score then learn the rows of ``paths`` in order, window swaps included."""
+        n = paths.shape[2]
+        scores = np.zeros(n, dtype=np.float64)
+        start = 0
+        while start < n:
+            stop = min(n, start + self.window_size - self.counter)
+            segment = paths[:, :, start:stop]
+            if not self.first_window:
+                scores[start:stop] = self._score_paths(segment)
+            self._learn_paths(segment)
+            self._advance(stop - start)
+            start = stop
+        return scores
 
     def _score_paths(self, paths: IntpArray) -> Float64Array:
         mass = self.r_mass.reshape(-1).take(paths)  # (levels, trees, rows)

@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from models.hst import Engine, HSTEngine, make_hst
+from models.hst_numpy import BatchHST
+from models.trees import Steps, run_steps
 
 __all__ = ["Detector", "RowScorer", "deviation_score"]
 
@@ -84,10 +86,18 @@ class RowScorer:
 
     def score(self, z: FloatArray, *, learn: bool) -> FloatArray:
         """Score each row (then learn it, for the trees, if ``learn``)."""
+        return run_steps(self.score_steps(z, learn=learn))
+
+    def score_steps(self, z: FloatArray, *, learn: bool) -> Steps[FloatArray]:
+        """:meth:`score` as steps: the numpy trees ask for their paths (see ``models.trees``)."""
         if self.hst is None:
             return deviation_score(z)
         scaled = 0.5 + 0.5 * np.tanh(z / self.squash)
-        trees = self.hst.score_learn_batch(scaled) if learn else self.hst.score_batch(scaled)
+        if isinstance(self.hst, BatchHST):
+            steps = self.hst.score_learn_steps(scaled) if learn else self.hst.score_steps(scaled)
+            trees = yield from steps
+        else:
+            trees = self.hst.score_learn_batch(scaled) if learn else self.hst.score_batch(scaled)
         if self.detector == "hst":
             return trees
         out: FloatArray = 0.5 * (trees + deviation_score(z))

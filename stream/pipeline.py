@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.anomaly import AnomalyConfig, ServiceAnomalyModel, Verdict
+from models.anomaly import AnomalyConfig, ServiceAnomalyModel, Verdict, observe_together
 from stream.features.metrics import metric_features
 from stream.schemas import (
     Alert,
@@ -170,17 +170,18 @@ class MetricPipeline:
         by_service: dict[str, list[int]] = {}
         for i, event in enumerate(events):
             by_service.setdefault(event.service, []).append(i)
+        calls = []
         for service, indices in by_service.items():
             model = self._models.get(service)
             if model is None:
                 model = ServiceAnomalyModel(service, self.config)
                 if learn:
                     self._models[service] = model
-            result = model.observe_batch(
-                [events[i].metrics for i in indices],
-                [events[i].ts.timestamp() for i in indices],
-                learn=learn,
-            )
+            rows = [events[i].metrics for i in indices]
+            calls.append((model, rows, [events[i].ts.timestamp() for i in indices]))
+        # All services at once: their trees' walks are shared (same verdicts as one by one).
+        results = observe_together(calls, learn=learn)
+        for (service, indices), result in zip(by_service.items(), results, strict=True):
             idx = np.asarray(indices)
             out.scores[idx] = result.scores
             out.thresholds[idx] = result.thresholds
