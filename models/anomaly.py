@@ -172,17 +172,20 @@ def _first_with_unknown(rows: Sequence[Mapping[str, float]], start: int, known: 
 
 
 def _empty_batch(n: int, margin: float) -> BatchVerdict:
+    thresholds = np.empty(n)
+    thresholds.fill(math.inf)
+    exceeded, alerts, suppressed, candidate_started = np.zeros((4, n), dtype=bool)  # one alloc
     return BatchVerdict(
         scores=np.zeros(n),
-        thresholds=np.full(n, math.inf),
+        thresholds=thresholds,
         warming_up=np.ones(n, dtype=bool),
-        exceeded=np.zeros(n, dtype=bool),
-        alerts=np.zeros(n, dtype=bool),
-        suppressed=np.zeros(n, dtype=bool),
+        exceeded=exceeded,
+        alerts=alerts,
+        suppressed=suppressed,
         generation=np.zeros(n, dtype=np.int64),
         missing=[()] * n,
         new_features=[()] * n,
-        candidate_started=np.zeros(n, dtype=bool),
+        candidate_started=candidate_started,
         explanations={},
         critical_margin=margin,
     )
@@ -390,7 +393,7 @@ class ServiceAnomalyModel:
                 out.missing[start + int(i)] = tuple(
                     n for n, m in zip(names, missing[i], strict=True) if m
                 )
-        for i in np.flatnonzero(exceeded):
+        for i in np.flatnonzero(exceeded) if exceeded.any() else ():
             row = start + int(i)
             ts = float(ts_s[row])
             in_cooldown = (

@@ -51,6 +51,7 @@ Float64Array = npt.NDArray[np.float64]
 
 _SIZE_LIMIT_FRACTION = 0.1  # river's HalfSpaceTrees.size_limit: 0.1 * window_size
 _EXACT_SUM_LIMIT = 2**53  # integers up to here are exact in float64
+_ACCUMULATE_ROWS = 16  # up to here, one logical_and.accumulate beats a call per level
 
 
 class BatchHST:
@@ -379,9 +380,11 @@ class BatchHST:
         if self.height > 0:
             # A level counts if every level above it had r_mass >= size_limit.
             going = mass[:-1] >= self._size_limit
-            for level in range(1, self.height):
-                # (logical_and.accumulate over axis 0 is several times slower than this loop)
-                np.logical_and(going[level - 1], going[level], out=going[level])
+            if paths.shape[2] <= _ACCUMULATE_ROWS:
+                np.logical_and.accumulate(going, axis=0, out=going)
+            else:  # accumulate over the outer axis is slow on many rows: level by level
+                for level in range(1, self.height):
+                    np.logical_and(going[level - 1], going[level], out=going[level])
             mass[1:] *= going
         total = self._weights @ mass.sum(axis=1)
         scores: Float64Array = 1.0 - total.astype(np.float64) / self._max_score

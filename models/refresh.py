@@ -27,16 +27,9 @@ def steps_to_refresh(since: int, count: int, every: int) -> int:
         >>> steps_to_refresh(0, 10_000, 250), steps_to_refresh(0, 0, 250)
         (250, 1)
     """
-    if count >= 16 * every:
-        # Grown up: the bound is ``every`` from now on, so the answer needs no search.
-        return max(1, every - since)
-    # Due-ness is monotone in the steps taken (the bound grows at most one per step), and is
-    # certain after ``every - since`` steps: bisect for the first due step in between.
-    low, high = 1, max(1, every - since)
-    while low < high:
-        middle = (low + high) // 2
-        if refresh_due(since + middle, count + middle, every):
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    # Due after s steps when ``since + s >= every`` or ``since + s >= (count + s) // 16`` (the
+    # ``max(1, ...)`` always holds for s >= 1). Both hold from some s on; the second one,
+    # ``floor((count + s) / 16) <= since + s``, is ``15 s > count - 16 since - 16``.
+    by_every = every - since
+    by_growth = (count - 16 * since - 16) // 15 + 1
+    return max(1, min(by_every, by_growth))

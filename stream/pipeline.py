@@ -189,9 +189,10 @@ class MetricPipeline:
             out.flagged[idx] = result.exceeded
             out.suppressed[idx] = result.suppressed
             out.missing_features += sum(map(len, result.missing))
-            for row in np.flatnonzero(result.candidate_started).tolist():
-                out.grown.append((service, result.new_features[row]))
-            for row in np.flatnonzero(result.alerts).tolist():
+            if result.candidate_started.any():
+                for row in np.flatnonzero(result.candidate_started).tolist():
+                    out.grown.append((service, result.new_features[row]))
+            for row in np.flatnonzero(result.alerts).tolist() if result.alerts.any() else ():
                 i = indices[row]
                 out.alerts.append((i, self._alert(events[i], result.verdict(row), evidence(i))))
             if verdicts:
