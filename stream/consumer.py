@@ -1,7 +1,8 @@
 """The detector: consume metric and log events, score and learn, publish alerts, commit after acks.
 
 Each fetched batch is processed in full, its alerts and dead letters are sent, and only when
-the broker has acknowledged every one of them are the batch's offsets committed. A crash at
+the broker has acknowledged every one of them are the batch's offsets committed (by a
+background task, while the next batch is fetched: see :mod:`stream.committer`). A crash at
 any point therefore re-delivers events whose output was not acknowledged (at-least-once), and
 the deterministic ``alert_id`` lets consumers drop the duplicates that re-delivery can cause.
 A log line's output is its window's alert, due when the window closes: log partitions are
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
 from stream.codec import DecodeError, dead_letter, decode_metric
+from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
 from stream.log_stage import LogStage
 from stream.logs import LogPipeline
@@ -101,6 +104,7 @@ class Detector:
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
         self._stop_requested = asyncio.Event()
         self._positions: dict[TopicPartition, int] = {}
+        self._committer: BackgroundCommitter[TopicPartition] = BackgroundCommitter(self._commit)
         self._lag_refreshed_at = 0.0
         self._polled = False
         self._started = False
@@ -154,6 +158,8 @@ class Detector:
         """Leave the group and disconnect whatever was started; safe to call twice."""
         was_started, self._started = self._started, False
         self._stop_requested.set()
+        with contextlib.suppress(Exception):
+            await self._committer.close()  # what was acknowledged is committed
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
@@ -163,6 +169,10 @@ class Detector:
             await self._http.stop()
         if was_started:
             log.info("detector_stopped")
+
+    async def flush_commits(self) -> None:
+        """Wait until the offsets of every batch processed so far are committed."""
+        await self._committer.flush()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return after the batch in hand (signal-handler safe)."""
@@ -211,7 +221,7 @@ class Detector:
         offsets.update(self.logs.committable())
         offsets = {tp: o for tp, o in offsets.items() if self._positions.get(tp) != o}
         if offsets:
-            await self._commit(offsets)
+            self._committer.submit(offsets)
         self._refresh_lag()
         return count
 
@@ -408,6 +418,10 @@ async def run_detector(settings: Settings) -> int:
         loop.add_signal_handler(sig, detector.request_stop)
     try:
         await detector.start()
+        # Everything built so far (modules, clients, the app) lives as long as the process:
+        # out of the collector's sight, a full collection scans only what came after. Without
+        # it, full collections paused the loop ~100 ms, the p99 of event->alert latency.
+        gc.freeze()
         await detector.run()
     except KafkaError as exc:
         log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))

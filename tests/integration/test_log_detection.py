@@ -78,6 +78,7 @@ async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Sett
         )
         closed_below = pipeline.closed_below
         windows_scored = pipeline.windows_total
+        await detector.flush_commits()
         committed = await committed_offsets(settings.bootstrap_servers, settings.group_id)
     finally:
         await detector.stop()
@@ -168,6 +169,7 @@ async def test_a_quiet_topic_still_closes_its_windows_and_commits(test_settings:
 
         async def all_closed_and_committed() -> bool:
             await detector.step()
+            await detector.flush_commits()
             committed = await committed_offsets(settings.bootstrap_servers, settings.group_id)
             return detector.logs.pipeline.open_windows() == 0 and all(
                 committed.get(tp) == end for tp, end in used.items()
