@@ -32,6 +32,7 @@ def test_bench_kafka_figures(kafka_bootstrap: str, capsys: pytest.CaptureFixture
     assert report["sections"] == ["kafka"]
     figures = {key: f["value"] for key, f in report["figures"].items()}
     assert figures["kafka_throughput"] > 0
+    assert figures["kafka_log_throughput"] > 0
     for rate in ("300", "800"):
         assert 0 < figures[f"latency_{rate}_p50"] <= figures[f"latency_{rate}_p99"]
         assert figures[f"latency_{rate}_p99"] <= figures[f"latency_{rate}_max"]
