@@ -441,6 +441,10 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         self._detector = detector
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Commit what is acknowledged while the partitions are still ours, so the next owner
+        # re-reads as little as possible (a failure here only means it re-reads more).
+        with contextlib.suppress(Exception):
+            await self._detector.flush_commits()
         self._detector.forget_partitions(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
