@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +34,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import free_port
-from stream.codec import encode
 from stream.consumer import Detector, topic_specs
 from stream.logs.simulate import LogSimulator, rotating_incidents
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
+from stream.simulate import LogLine, MetricSimulator, Publishable, publish
 from stream.topics import ensure_topics
 
 __all__ = ["LatencyRun", "http_get", "kafka_latency", "kafka_log_throughput", "kafka_throughput"]
@@ -58,60 +57,41 @@ def _bench_topics(settings: Settings, prefix: str) -> Settings:
     )
 
 
-async def _preload(settings: Settings, events: int, anomaly_rate: float) -> None:
+async def _preload(settings: Settings, topic: str, events: Iterator[Publishable]) -> None:
+    """Create the run's topics and send ``events`` to ``topic``, all acknowledged."""
     await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=1_048_576
     )
     await producer.start()
     try:
-        sim = MetricSimulator(services=20, anomaly_rate=anomaly_rate, seed=3, clean_start=100)
-        pending = []
-        for event in sim.events(events):
-            pending.append(
-                await producer.send(
-                    settings.topic_metrics, event.to_bytes(), key=event.service.encode()
-                )
-            )
-        await asyncio.gather(*pending)
+        await publish(producer, topic, events)
     finally:
         await producer.stop()
 
 
-async def _preload_logs(settings: Settings, lines: int) -> None:
-    """``lines`` simulated log lines of 20 services, with a few incidents, on the logs topic."""
-    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=1_048_576
-    )
+def _log_lines(lines: int) -> Iterator[Publishable]:
+    """``lines`` simulated log lines of 20 services, with a few incidents."""
     services = [f"svc-{i:02d}" for i in range(20)]
     per_s = 2.0
     duration_s = lines / (per_s * len(services)) * 1.1 + 1
     incidents = rotating_incidents(services, first_s=3600.0, every_s=1800.0, count=20)
     sim = LogSimulator(services, lines_per_s=per_s, incidents=incidents, seed=3, disorder_s=2.0)
-    await producer.start()
-    try:
-        pending = []
-        for event in itertools.islice(sim.events(duration_s), lines):
-            pending.append(
-                await producer.send(settings.topic_logs, encode(event), key=event.service.encode())
-            )
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    return (LogLine(event) for event in itertools.islice(sim.events(duration_s), lines))
 
 
 async def kafka_log_throughput(settings: Settings, lines: int) -> float:
     """Log lines/s of one in-process detector over a pre-loaded logs topic, from its first batch."""
     settings = _bench_topics(settings, "bench-logs").model_copy(update={"http_port": 0})
-    await _preload_logs(settings, lines)
+    await _preload(settings, settings.topic_logs, _log_lines(lines))
     return await _drain(settings, lines)
 
 
 async def kafka_throughput(settings: Settings, events: int) -> float:
     """Events/s of one in-process detector over a pre-loaded topic, from its first batch."""
     settings = _bench_topics(settings, "bench").model_copy(update={"http_port": 0})
-    await _preload(settings, events, anomaly_rate=0.005)
+    sim = MetricSimulator(services=20, anomaly_rate=0.005, seed=3, clean_start=100)
+    await _preload(settings, settings.topic_metrics, sim.events(events))
     return await _drain(settings, events)
 
 

@@ -10,7 +10,7 @@ import base64
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import orjson
@@ -26,6 +26,8 @@ __all__ = [
     "decode",
     "decode_metric",
     "encode",
+    "parse_object",
+    "validate",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -74,6 +76,14 @@ def decode(
         >>> decode(b"{oops", MetricEvent).reason
         'invalid_json'
     """
+    data = parse_object(raw, max_bytes)
+    return data if isinstance(data, DecodeError) else validate(data, model)
+
+
+def parse_object(
+    raw: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> dict[str, Any] | DecodeError:
+    """The JSON object in ``raw``, not yet validated against a schema; never raises."""
     if not raw:
         return DecodeError("empty", "message has no value")
     if len(raw) > max_bytes:
@@ -85,6 +95,11 @@ def decode(
         return DecodeError(reason, str(exc))
     if not isinstance(data, dict):
         return DecodeError("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def validate(data: dict[str, Any], model: type[M]) -> M | DecodeError:
+    """``data`` (a parsed JSON object) as ``model``, or why it is not one; never raises."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

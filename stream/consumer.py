@@ -86,10 +86,13 @@ class Detector:
             dlq_topic=settings.topic_dlq,
             client_id=f"{settings.client_id}-producer",
         )
+        self.counts: collections.Counter[str] = collections.Counter()
+        """Running totals of this process: consumed, scored, dead_lettered, alerts."""
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
             self._publisher,
             self.metrics,
+            self.counts,
             self._dead_letter,
             settings.max_message_bytes,
             idle_s=settings.log_idle_s,
@@ -100,8 +103,6 @@ class Detector:
             if serve_http
             else None
         )
-        self.counts: collections.Counter[str] = collections.Counter()
-        """Running totals of this process: consumed, scored, dead_lettered, alerts."""
         self._stop_requested = asyncio.Event()
         self._positions: dict[TopicPartition, int] = {}
         self._committer: BackgroundCommitter[TopicPartition] = BackgroundCommitter(self._commit)
@@ -210,10 +211,8 @@ class Detector:
                 self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
         if metric_records:
             pending.extend(await self._handle(metric_records))
-        lines_before = self.logs.lines
         log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
         pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
-        self.counts["scored"] += self.logs.lines - lines_before
         await self._await_acks(pending)
         offsets = {
             tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic

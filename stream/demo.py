@@ -28,13 +28,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import BrokerError, LocalBroker
-from stream.codec import encode
 from stream.consumer import Detector, topic_specs
 from stream.logs.simulate import LogIncident, LogSimulator, rotating_incidents
-from stream.schemas import Alert, LogEvent
+from stream.schemas import Alert
 from stream.settings import Settings
 from stream.simulate import (
     InjectedAnomaly,
+    LogLine,
     MetricSimulator,
     Publishable,
     SimulatedEvent,
@@ -231,21 +231,7 @@ def _tracked_logs(sim: LogSimulator, summary: DemoSummary) -> Iterator[Publishab
         while upcoming and upcoming[-1].start_s <= offset_s:
             summary.log_incidents.append(upcoming.pop())
         summary.log_lines_sent += 1
-        yield _LogRecord(event)
-
-
-@dataclass(frozen=True, slots=True)
-class _LogRecord:
-    """A simulated log line as :func:`stream.simulate.publish` sends it."""
-
-    event: LogEvent
-
-    @property
-    def service(self) -> str:
-        return self.event.service
-
-    def to_bytes(self) -> bytes:
-        return encode(self.event)
+        yield LogLine(event)
 
 
 def _log_incident_caught(

@@ -18,6 +18,7 @@ kept coming.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class LogStage:
         pipeline: The log pipeline (its models are this detector's).
         publisher: Where alerts go.
         metrics: The detector's Prometheus metrics.
+        counts: The detector's running totals (this stage adds to ``scored`` and ``alerts``).
         dead_letter: The detector's dead-letter path, for records that do not decode.
         max_message_bytes: Larger records are dead-lettered as ``too_large``.
         idle_s: A caught-up partition without records this long (wall clock) is idle: the
@@ -60,6 +62,7 @@ class LogStage:
         pipeline: LogPipeline,
         publisher: Publisher,
         metrics: DetectorMetrics,
+        counts: collections.Counter[str],
         dead_letter: DeadLetterer,
         max_message_bytes: int,
         idle_s: float = 2.0,
@@ -67,6 +70,7 @@ class LogStage:
         self.pipeline = pipeline
         self._publisher = publisher
         self._metrics = metrics
+        self._counts = counts
         self._dead_letter = dead_letter
         self._max_bytes = max_message_bytes
         self._idle_s = idle_s
@@ -75,8 +79,6 @@ class LogStage:
         self._carried: list[LogBatchOutcome] = []
         self._idle_from: tuple[float, float] | None = None
         """(monotonic time, latest event time) when the last log records arrived."""
-        self.lines = 0
-        self.alerts = 0
 
     async def handle(
         self,
@@ -149,7 +151,7 @@ class LogStage:
                 pending.extend(await self._publish(outcome))
         for record, window in zip(records, windows, strict=True):
             self._offsets.add(tp, record.offset, window)
-        self.lines += len(events)
+        self._counts["scored"] += len(events)
         return pending
 
     async def _follow_wall_clock(self) -> Pending:
@@ -207,7 +209,7 @@ class LogStage:
         pending: Pending = []
         for alert in outcome.alerts:
             pending.append((await self._publisher.send_alert(alert), None))
-            self.alerts += 1
+            self._counts["alerts"] += 1
             metrics.alerts.labels(kind="anomaly", source="logs", severity=alert.severity).inc()
             log.info(
                 "alert_published",

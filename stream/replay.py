@@ -13,10 +13,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from stream.codec import DecodeError, decode, decode_metric, encode
+from stream.codec import DecodeError, decode_metric, encode, parse_object, validate
 from stream.logs import LogPipeline
 from stream.pipeline import MetricPipeline
 from stream.schemas import Alert, Evidence, LogEvent, MetricSample
@@ -32,12 +33,11 @@ def line_kind(raw: bytes) -> str | None:
         >>> line_kind(b'{"service": "api", "metrics": {}}'), line_kind(b'{"verdict": "x"}')
         ('metrics', 'feedback')
     """
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
+    data = parse_object(raw, max_bytes=len(raw) + 1)
+    return None if isinstance(data, DecodeError) else _kind_of(data)
+
+
+def _kind_of(data: dict[str, Any]) -> str:
     for key, kind in (
         ("metrics", "metrics"),
         ("message", "logs"),
@@ -112,9 +112,11 @@ def replay(
         stats.lines += 1
         event = decode_metric(raw)
         if isinstance(event, DecodeError):
-            kind = line_kind(raw)  # only failed lines pay for telling kinds apart
-            if kind == "logs" and logs is not None:
-                log_event = decode(raw, LogEvent)
+            # Only failed lines pay for telling kinds apart, parsing the line once more.
+            data = parse_object(raw)
+            kind = None if isinstance(data, DecodeError) else _kind_of(data)
+            if kind == "logs" and logs is not None and not isinstance(data, DecodeError):
+                log_event = validate(data, LogEvent)
                 if isinstance(log_event, DecodeError):
                     event = log_event
                 else:

@@ -19,10 +19,13 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from stream.codec import encode
+from stream.schemas import LogEvent
 from stream.settings import Settings
 
 __all__ = [
     "InjectedAnomaly",
+    "LogLine",
     "MetricProfile",
     "MetricSimulator",
     "Publishable",
@@ -150,6 +153,20 @@ class Publishable(Protocol):
     def service(self) -> str: ...
 
     def to_bytes(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A LogEvent as :func:`publish` sends it."""
+
+    event: LogEvent
+
+    @property
+    def service(self) -> str:
+        return self.event.service
+
+    def to_bytes(self) -> bytes:
+        return encode(self.event)
 
 
 async def publish(

@@ -213,17 +213,13 @@ class LogPipeline:
 
     def set_idle(self, source: Hashable) -> LogBatchOutcome:
         """``source`` has nothing to deliver for now: windows stop waiting for it (may close)."""
-        out = LogBatchOutcome()
         self._windows.set_idle(source)
-        self._score(self._windows.pop_closed(), out)
-        return out
+        return self._score_closed()
 
     def drop_source(self, source: Hashable) -> LogBatchOutcome:
         """Forget ``source`` (its partition went to another consumer); windows may close."""
-        out = LogBatchOutcome()
         self._windows.drop(source)
-        self._score(self._windows.pop_closed(), out)
-        return out
+        return self._score_closed()
 
     def advance(self, to: datetime) -> LogBatchOutcome:
         """Move the watermark to ``to`` as an event at that time would, closing windows.
@@ -231,8 +227,12 @@ class LogPipeline:
         The live consumer calls it with the wall clock when no events arrive, so a service that
         stopped logging (or a whole topic gone quiet) still closes its windows.
         """
-        out = LogBatchOutcome()
         self._windows.advance(to.timestamp())
+        return self._score_closed()
+
+    def _score_closed(self) -> LogBatchOutcome:
+        """Score the windows that closed since the last batch."""
+        out = LogBatchOutcome()
         self._score(self._windows.pop_closed(), out)
         return out
 

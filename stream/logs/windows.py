@@ -176,9 +176,8 @@ class EventTimeWindows(Generic[A]):
     def hold(self, source: Hashable) -> None:
         """``source`` has events still to deliver: the watermark waits for it."""
         if source not in self._active:
-            self._active[source] = self._idle.pop(source, -math.inf)
             # An idle source's time may be behind the watermark: it counts from there.
-            self._active[source] = min(self._active[source], self._front)
+            self._active[source] = min(self._idle.pop(source, -math.inf), self._front)
 
     def set_idle(self, source: Hashable) -> None:
         """``source`` has nothing more to deliver for now: the watermark stops waiting for it."""
