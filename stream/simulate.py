@@ -30,6 +30,10 @@ __all__ = [
     "MetricSimulator",
     "Publishable",
     "SimulatedEvent",
+    "day_phase",
+    "format_ts",
+    "metric_payload",
+    "normal_metrics",
     "publish",
     "run_simulate",
 ]
@@ -53,6 +57,49 @@ _BASE_PROFILES = (
     MetricProfile("err_5xx", 2.0, 0.30, 1.0),
     MetricProfile("latency_p95", 410.0, 0.15, 20.0),
 )
+
+
+def day_phase(epoch_s: float) -> float:
+    """Where ``epoch_s`` falls in its UTC day, as an angle in radians (0 at midnight)."""
+    return 2 * math.pi * (epoch_s % 86_400) / 86_400
+
+
+def normal_metrics(rng: random.Random, scale: float, phase: float) -> dict[str, float]:
+    """One normal sample of every base metric: the daily cycle at ``phase`` plus noise.
+
+    Args:
+        rng: Draws one Gaussian per metric, in :data:`_BASE_PROFILES` order.
+        scale: The service's size: levels and noise are multiplied by it.
+        phase: :func:`day_phase` of the sample's time.
+
+    Examples:
+        >>> sample = normal_metrics(random.Random(1), 1.0, 0.0)
+        >>> list(sample)
+        ['cpu_p95', 'mem_p95', 'req_rate', 'err_5xx', 'latency_p95']
+        >>> 300 < sample["latency_p95"] < 500
+        True
+    """
+    cycle = math.sin(phase)
+    return {
+        p.name: p.level * scale * (1 + p.daily_swing * cycle) + rng.gauss(0.0, p.noise * scale)
+        for p in _BASE_PROFILES
+    }
+
+
+def format_ts(ts: datetime) -> str:
+    """``ts`` (UTC) as RFC 3339 text with a ``Z``, as the simulators send it."""
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def metric_payload(service: str, ts: str, metrics: dict[str, float]) -> dict[str, Any]:
+    """A MetricEvent as a JSON-ready dict: values floored at 0 and rounded to 3 decimals."""
+    return {
+        "ts": ts,
+        "service": service,
+        "region": "local",
+        "host": f"{service}-1",
+        "metrics": {k: round(max(0.0, v), 3) for k, v in metrics.items()},
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +164,7 @@ class MetricSimulator:
         for i in range(count):
             s, step = i % self.services, i // self.services
             ts = self.start + timedelta(seconds=step * self.interval_s)
-            day_phase = 2 * math.pi * (ts.timestamp() % 86_400) / 86_400
-            metrics: dict[str, float] = {}
-            for p in _BASE_PROFILES:
-                level = p.level * self._scales[s] * (1 + p.daily_swing * math.sin(day_phase))
-                metrics[p.name] = level + rng.gauss(0.0, p.noise * self._scales[s])
+            metrics = normal_metrics(rng, self._scales[s], day_phase(ts.timestamp()))
             anomaly = None
             if (
                 step >= self.clean_start
@@ -136,14 +179,7 @@ class MetricSimulator:
                         metrics[p.name] += rng.uniform(8.0, 20.0) * p.noise * self._scales[s]
                 anomaly = InjectedAnomaly(self._names[s], ts, chosen)
                 last_anomaly[s] = step
-            payload = {
-                "ts": ts.isoformat().replace("+00:00", "Z"),
-                "service": self._names[s],
-                "region": "local",
-                "host": f"{self._names[s]}-1",
-                "metrics": {k: round(max(0.0, v), 3) for k, v in metrics.items()},
-            }
-            yield SimulatedEvent(payload, anomaly)
+            yield SimulatedEvent(metric_payload(self._names[s], format_ts(ts), metrics), anomaly)
 
 
 class Publishable(Protocol):
