@@ -1,0 +1,12 @@
+"""Incident risk: will a service have an incident within the horizon? (pure computation).
+
+:class:`RiskConfig` configures everything; :class:`HorizonLabeler` turns late incident events
+into labels; :class:`IncidentRiskModel` predicts calibrated probabilities and learns online;
+:class:`RiskThreshold` tunes the alert threshold; :mod:`~models.incident.prequential` scores
+it all honestly (every prediction made before its label was learned).
+"""
+
+from models.incident.config import RiskConfig, Strategy
+from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
+
+__all__ = ["OUTCOMES", "HorizonLabeler", "LabelledVector", "RiskConfig", "Strategy"]

@@ -1,0 +1,111 @@
+"""The incident-risk configuration, shared by the labeler, model, threshold and tracker."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["RiskConfig", "Strategy"]
+
+Strategy = Literal["max_f1", "recall_at_least", "alert_budget"]
+"""How the alert threshold is tuned: best F1, the highest threshold keeping a target recall,
+or a fixed share of vectors alerting."""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    """How incident risk is labelled, learned and turned into alerts.
+
+    Args:
+        horizon_s: H: a vector is positive when an incident of its service opens within H
+            seconds after it.
+        label_grace_s: How long past its horizon a vector waits for a late incident label
+            before it becomes a negative.
+        incident_max_s: An opened incident with no ``resolved`` is treated as over after this.
+        max_vectors_per_service: Buffer bound per service; when full, the oldest vector is
+            labelled negative early ("evicted").
+        learning_rate: SGD step of the logistic regression.
+        l2: L2 penalty of the logistic regression.
+        strategy: How the threshold is tuned (see :data:`Strategy`).
+        target_recall: ``recall_at_least``'s target.
+        alert_budget: ``alert_budget``'s share of vectors that may alert.
+        threshold_override: A fixed threshold in [0, 1] that replaces any strategy.
+        tuning_window: How many recent labelled predictions thresholds are tuned on.
+        min_positives: Below this many labelled positives in the tuning window, the
+            label-based strategies fall back to ``alert_budget``.
+        seed: Seed for anything random.
+
+    Examples:
+        >>> RiskConfig().horizon_s
+        900.0
+        >>> RiskConfig(target_recall=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: target_recall must be in (0, 1], got 1.5
+    """
+
+    horizon_s: float = 900.0
+    label_grace_s: float = 900.0
+    incident_max_s: float = 14_400.0
+    max_vectors_per_service: int = 64
+    learning_rate: float = 0.05
+    l2: float = 1e-4
+    strategy: Strategy = "recall_at_least"
+    target_recall: float = 0.80
+    alert_budget: float = 0.01
+    threshold_override: float | None = None
+    tuning_window: int = 5_000
+    min_positives: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(
+            math.isfinite(self.horizon_s) and self.horizon_s > 0, "horizon_s", "> 0", self.horizon_s
+        )
+        _check(
+            math.isfinite(self.label_grace_s) and self.label_grace_s >= 0,
+            "label_grace_s",
+            ">= 0",
+            self.label_grace_s,
+        )
+        _check(
+            math.isfinite(self.incident_max_s) and self.incident_max_s > 0,
+            "incident_max_s",
+            "> 0",
+            self.incident_max_s,
+        )
+        _check(
+            self.max_vectors_per_service >= 1,
+            "max_vectors_per_service",
+            ">= 1",
+            self.max_vectors_per_service,
+        )
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "learning_rate",
+            "> 0",
+            self.learning_rate,
+        )
+        _check(math.isfinite(self.l2) and self.l2 >= 0, "l2", ">= 0", self.l2)
+        if self.strategy not in ("max_f1", "recall_at_least", "alert_budget"):
+            raise ValueError(
+                "strategy must be one of max_f1, recall_at_least, alert_budget, "
+                f"got {self.strategy!r}"
+            )
+        _check(0.0 < self.target_recall <= 1.0, "target_recall", "in (0, 1]", self.target_recall)
+        _check(0.0 < self.alert_budget < 1.0, "alert_budget", "in (0, 1)", self.alert_budget)
+        if self.threshold_override is not None:
+            _check(
+                0.0 <= self.threshold_override <= 1.0,
+                "threshold_override",
+                "in [0, 1]",
+                self.threshold_override,
+            )
+        _check(self.tuning_window >= 1, "tuning_window", ">= 1", self.tuning_window)
+        _check(self.min_positives >= 1, "min_positives", ">= 1", self.min_positives)
+
+
+def _check(ok: bool, name: str, requirement: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
