@@ -8,5 +8,14 @@ it all honestly (every prediction made before its label was learned).
 
 from models.incident.config import RiskConfig, Strategy
 from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
+from models.incident.risk import IncidentRiskModel, RiskContribution
 
-__all__ = ["OUTCOMES", "HorizonLabeler", "LabelledVector", "RiskConfig", "Strategy"]
+__all__ = [
+    "OUTCOMES",
+    "HorizonLabeler",
+    "IncidentRiskModel",
+    "LabelledVector",
+    "RiskConfig",
+    "RiskContribution",
+    "Strategy",
+]
