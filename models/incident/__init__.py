@@ -9,6 +9,7 @@ it all honestly (every prediction made before its label was learned).
 from models.incident.config import RiskConfig, Strategy
 from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
 from models.incident.risk import IncidentRiskModel, RiskContribution
+from models.incident.thresholds import RiskThreshold
 
 __all__ = [
     "OUTCOMES",
@@ -17,5 +18,6 @@ __all__ = [
     "LabelledVector",
     "RiskConfig",
     "RiskContribution",
+    "RiskThreshold",
     "Strategy",
 ]

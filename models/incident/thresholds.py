@@ -1,0 +1,142 @@
+"""The incident-risk alert threshold, tuned on recent predictions and their outcomes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import precision_recall_curve
+
+from models.incident.config import RiskConfig
+from models.refresh import refresh_due
+
+__all__ = ["RiskThreshold"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_BUDGET_WINDOW = 10  # alert_budget looks at the last 10 x tuning_window predictions
+_REFRESH_EVERY = 250  # new labelled pairs (or 10x that many predictions) between recomputes
+_SMALLEST = float(np.nextafter(0.0, 1.0))
+
+
+class _Ring:
+    """The last ``size`` values of a stream."""
+
+    def __init__(self, size: int) -> None:
+        self.values = np.zeros(size)
+        self.count = 0
+
+    def extend(self, values: FloatArray) -> None:
+        size = self.values.size
+        values = values[-size:]
+        at = (self.count + np.arange(values.size)) % size
+        self.values[at] = values
+        self.count += values.size
+
+    def recent(self) -> FloatArray:
+        return self.values[: min(self.count, self.values.size)]
+
+
+class RiskThreshold:
+    """The probability at which incident risk alerts.
+
+    Strategies (``config.strategy``):
+
+    - ``max_f1``: the threshold with the best F1 over the last ``tuning_window`` labelled
+      (prediction, outcome) pairs.
+    - ``recall_at_least``: the highest threshold whose recall over that window is at least
+      ``target_recall``.
+    - ``alert_budget``: the ``1 - alert_budget`` quantile (an observed value) of the last
+      ``10 x tuning_window`` predictions, so about that share of vectors alerts.
+
+    A label-based strategy falls back to ``alert_budget`` while the window holds fewer than
+    ``min_positives`` positives; :attr:`strategy` says which one is in force, ``"override"``
+    when ``threshold_override`` is set (it always wins). The threshold is ``inf`` before
+    anything is known, and never 0: a prediction of exactly 0.0 (the model's "no evidence")
+    never alerts. Values are recomputed lazily when read, once the data grew by 1/16th or by
+    250 labelled pairs (2,500 predictions) since the last computation, so reading and feeding
+    stay cheap.
+
+    Args:
+        config: strategy, target_recall, alert_budget, threshold_override, tuning_window and
+            min_positives are used.
+
+    Examples:
+        >>> t = RiskThreshold(RiskConfig(strategy="max_f1", min_positives=2))
+        >>> t.value, t.strategy
+        (inf, 'alert_budget')
+        >>> t.observe(np.linspace(0.0, 1.0, 101))
+        >>> t.value, t.strategy
+        (0.99, 'alert_budget')
+        >>> for p, label in [(0.1, False), (0.2, False), (0.7, True), (0.3, False), (0.8, True)]:
+        ...     t.labelled(p, label)
+        >>> t.value, t.strategy
+        (0.7, 'max_f1')
+        >>> RiskThreshold(RiskConfig(threshold_override=0.4)).value
+        0.4
+    """
+
+    def __init__(self, config: RiskConfig) -> None:
+        self.config = config
+        self._predictions = _Ring(_BUDGET_WINDOW * config.tuning_window)
+        self._probabilities = _Ring(config.tuning_window)
+        self._labels = _Ring(config.tuning_window)
+        self._since_predictions = 0
+        self._since_labels = 0
+        self._strategy, self._value = self._compute()
+
+    def observe(self, probabilities: FloatArray) -> None:
+        """Every prediction made (the ``alert_budget`` strategy's population)."""
+        self._predictions.extend(np.asarray(probabilities, dtype=np.float64).ravel())
+        self._since_predictions += int(np.size(probabilities))
+
+    def labelled(self, probability: float, label: bool) -> None:
+        """A prequential pair: the prediction made before the label, and the label."""
+        self._probabilities.extend(np.array([probability]))
+        self._labels.extend(np.array([float(label)]))
+        self._since_labels += 1
+
+    @property
+    def value(self) -> float:
+        """The threshold in force: alert when ``probability >= value``."""
+        if self.config.threshold_override is not None:
+            return self.config.threshold_override
+        self._refresh_if_due()
+        return self._value
+
+    @property
+    def strategy(self) -> str:
+        """The strategy in force: ``override``, the configured one, or ``alert_budget``."""
+        if self.config.threshold_override is not None:
+            return "override"
+        self._refresh_if_due()
+        return self._strategy
+
+    def _refresh_if_due(self) -> None:
+        due = refresh_due(self._since_labels, self._labels.count, _REFRESH_EVERY) or refresh_due(
+            self._since_predictions, self._predictions.count, _BUDGET_WINDOW * _REFRESH_EVERY
+        )
+        if due:
+            self._since_labels = self._since_predictions = 0
+            self._strategy, self._value = self._compute()
+
+    def _compute(self) -> tuple[str, float]:
+        config = self.config
+        labels = self._labels.recent() > 0.5
+        if config.strategy != "alert_budget" and labels.sum() >= config.min_positives:
+            probabilities = self._probabilities.recent()
+            precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+            precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+            if config.strategy == "max_f1":
+                f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-300)
+                best = int(np.argmax(f1))
+            else:  # recall falls as the threshold rises: the last index still reaching it
+                best = int(np.flatnonzero(recall >= config.target_recall - 1e-12)[-1])
+            return config.strategy, max(float(thresholds[best]), _SMALLEST)
+        predictions = self._predictions.recent()
+        if predictions.size == 0:
+            return "alert_budget", math.inf
+        # The "higher" quantile: an observed prediction, so reaching it is a real exceedance.
+        index = math.ceil((predictions.size - 1) * (1.0 - config.alert_budget))
+        return "alert_budget", max(float(np.partition(predictions, index)[index]), _SMALLEST)
