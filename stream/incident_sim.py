@@ -10,10 +10,12 @@ are preceded by a *precursor* ramping in over 10-40 minutes:
 * ``deploy``: a deploy 15-30 minutes before the open (``deploy_recent`` for 10 minutes),
   after which errors and latency start creeping.
 
-The rest come without warning. During an incident metrics are plainly bad (errors, latency and
-cpu up, traffic down). To keep prediction honest, *false alarms* have the same shapes, usually
-milder or shorter, and fade without an incident (a GC frees the memory, a blip passes, a
-deploy settles), and routine deploys happen with no consequence at all.
+In the last 5-10 minutes before the open the trouble spreads to a second metric (memory
+pressure brings GC pauses and latency, drifting latency brings timeouts and errors, errors bring
+retries and latency). The rest come without warning. During an incident metrics are plainly
+bad (errors, latency and cpu up, traffic down). To keep prediction honest, *false alarms* have
+the same shapes, usually milder or shorter, do not spread, and fade without an incident (a
+GC frees the memory, a blip passes, a deploy settles); routine deploys have no consequence.
 """
 
 from __future__ import annotations
