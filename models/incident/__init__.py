@@ -8,16 +8,26 @@ it all honestly (every prediction made before its label was learned).
 
 from models.incident.config import RiskConfig, Strategy
 from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
+from models.incident.prequential import (
+    IncidentReport,
+    PrequentialTracker,
+    incident_report,
+    reliability_table,
+)
 from models.incident.risk import IncidentRiskModel, RiskContribution
 from models.incident.thresholds import RiskThreshold
 
 __all__ = [
     "OUTCOMES",
     "HorizonLabeler",
+    "IncidentReport",
     "IncidentRiskModel",
     "LabelledVector",
+    "PrequentialTracker",
     "RiskConfig",
     "RiskContribution",
     "RiskThreshold",
     "Strategy",
+    "incident_report",
+    "reliability_table",
 ]
