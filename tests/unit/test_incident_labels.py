@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 import tracemalloc
 from typing import Any
@@ -285,3 +286,27 @@ def test_every_vector_is_accounted_for_exactly_once(ops: list[tuple[str, str, in
     for item in labelled:
         if item.label and item.origin == "horizon":
             assert item.incident_id is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("horizon_s", 0.0),
+        ("horizon_s", math.inf),
+        ("label_grace_s", -1.0),
+        ("incident_max_s", 0.0),
+        ("max_vectors_per_service", 0),
+        ("learning_rate", 0.0),
+        ("target_recall", 0.0),
+        ("target_recall", 1.01),
+        ("alert_budget", 0.0),
+        ("alert_budget", 1.0),
+        ("threshold_override", 1.5),
+        ("tuning_window", 0),
+        ("min_positives", 0),
+        ("strategy", "best"),
+    ],
+)
+def test_config_refuses_nonsense(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=field):
+        RiskConfig(**{field: value})
