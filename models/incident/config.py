@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["RiskConfig", "Strategy"]
+__all__ = ["ClassWeight", "RiskConfig", "Strategy"]
+
+ClassWeight = Literal["sqrt_balanced", "balanced", "none"]
+"""How labelled vectors are weighted against the class imbalance (see
+:class:`~models.incident.risk.IncidentRiskModel`)."""
 
 Strategy = Literal["max_f1", "recall_at_least", "alert_budget"]
 """How the alert threshold is tuned: best F1, the highest threshold keeping a target recall,
@@ -26,7 +30,11 @@ class RiskConfig:
         max_vectors_per_service: Buffer bound per service; when full, the oldest vector is
             labelled negative early ("evicted").
         learning_rate: SGD step of the logistic regression.
+        average_decay: Predictions use an exponential moving average of the SGD weights
+            with this decay per update (0: the last weights as they are).
         l2: L2 penalty of the logistic regression.
+        class_weight: ``balanced`` weighs each class by ``n / (2 n_y)``, ``sqrt_balanced`` by
+            its square root, ``none`` not at all.
         strategy: How the threshold is tuned (see :data:`Strategy`).
         target_recall: ``recall_at_least``'s target.
         alert_budget: ``alert_budget``'s share of vectors that may alert.
@@ -49,8 +57,10 @@ class RiskConfig:
     label_grace_s: float = 900.0
     incident_max_s: float = 14_400.0
     max_vectors_per_service: int = 64
-    learning_rate: float = 0.05
+    learning_rate: float = 0.001
+    average_decay: float = 0.999
     l2: float = 1e-4
+    class_weight: ClassWeight = "sqrt_balanced"
     strategy: Strategy = "recall_at_least"
     target_recall: float = 0.80
     alert_budget: float = 0.01
@@ -88,6 +98,7 @@ class RiskConfig:
             self.learning_rate,
         )
         _check(math.isfinite(self.l2) and self.l2 >= 0, "l2", ">= 0", self.l2)
+        _check(0.0 <= self.average_decay < 1.0, "average_decay", "in [0, 1)", self.average_decay)
         if self.strategy not in ("max_f1", "recall_at_least", "alert_budget"):
             raise ValueError(
                 "strategy must be one of max_f1, recall_at_least, alert_budget, "

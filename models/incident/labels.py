@@ -36,7 +36,7 @@ OUTCOMES = (
 _CHUNK = 8  # buffers grow and shrink by this many rows
 _REMEMBERED_INCIDENTS = 20_000  # incident ids kept to recognise duplicate opens
 _EARLY_RESOLVES = 10_000  # resolves waiting for their open
-_SPANS_PER_SERVICE = 8  # incident spans kept per service
+_SPANS_PER_SERVICE = 64  # incident spans kept per service
 # CPython 3.11 (64-bit) sizes for the estimate in nbytes(), checked against tracemalloc by
 # tests/unit/test_incident_labels.py: a service's buffer object, its three array headers and
 # its dict entry; one heap entry; one remembered incident id (id string and table entry).
@@ -273,6 +273,9 @@ class HorizonLabeler:
             buffer = self._buffers[service] = _Buffer()
         buffer.seen = True
         if buffer.spans:
+            if len(buffer.spans) > 4:  # a backlog of known incidents: forget the finished
+                keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
+                buffer.spans = [s for s in buffer.spans if s.end_s >= keep_after_s]
             if buffer.span_at(ts_s) is not None:
                 self.counts["during_incident"] += 1
                 return []
@@ -303,6 +306,12 @@ class HorizonLabeler:
             buffer.scheduled_s = due
             heapq.heappush(self._due, (due, service))
         return out
+
+    def in_incident(self, service: str, ts_s: float) -> bool:
+        """Whether a known incident of ``service`` was open at ``ts_s`` (risk alerts then
+        say nothing an operator does not know)."""
+        buffer = self._buffers.get(service)
+        return buffer is not None and bool(buffer.spans) and buffer.span_at(ts_s) is not None
 
     def opened(self, service: str, incident_id: str, ts_s: float) -> list[LabelledVector]:
         """An incident opened: the service's vectors within H before it become positives."""

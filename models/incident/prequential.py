@@ -149,6 +149,9 @@ def incident_report(
     )
 
 
+_KNOWN_PER_SERVICE = 16
+
+
 class PrequentialTracker:
     """Bounded running quality of one model: labelled pairs, alerts and incidents.
 
@@ -190,6 +193,8 @@ class PrequentialTracker:
         self._alerts: dict[str, collections.deque[float]] = {}
         # incident id -> lead time in seconds (None: missed), oldest first
         self._incidents: collections.OrderedDict[str, float | None] = collections.OrderedDict()
+        # service -> its latest incidents (id, open time), for alerts that come after them
+        self._known: dict[str, collections.deque[tuple[str, float]]] = {}
         self._first_s = math.inf
         self._last_s = -math.inf
 
@@ -211,6 +216,14 @@ class PrequentialTracker:
         keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
         while times[0] < keep_after_s:
             times.popleft()
+        # An incident already known (its label read before the metrics, as after a backlog):
+        # this alert may be its first warning.
+        for incident_id, open_ts_s in self._known.get(service, ()):
+            if open_ts_s - self.config.horizon_s <= ts_s <= open_ts_s:
+                lead = open_ts_s - ts_s
+                current = self._incidents.get(incident_id, 0.0)
+                if incident_id in self._incidents and (current is None or lead > current):
+                    self._incidents[incident_id] = lead
 
     def incident(self, service: str, incident_id: str, open_ts_s: float) -> None:
         """An incident of ``service`` opened at ``open_ts_s`` (repeats of an id are ignored)."""
@@ -225,6 +238,10 @@ class PrequentialTracker:
         self._incidents[incident_id] = open_ts_s - min(warned) if warned else None
         if len(self._incidents) > self.max_incidents:
             self._incidents.popitem(last=False)
+        known = self._known.get(service)
+        if known is None:
+            known = self._known[service] = collections.deque(maxlen=_KNOWN_PER_SERVICE)
+        known.append((incident_id, open_ts_s))
 
     def summary(self, threshold: float) -> dict[str, Any]:
         """Quality over the recent window at ``threshold`` (see :class:`IncidentReport`)."""
