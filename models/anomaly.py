@@ -27,7 +27,14 @@ from models.seasonal import SeasonalBaseline
 from models.threshold import AdaptiveThreshold
 from models.trees import Steps, run_steps, run_together
 
-__all__ = ["AnomalyConfig", "BatchVerdict", "ServiceAnomalyModel", "Verdict", "observe_together"]
+__all__ = [
+    "AnomalyConfig",
+    "BatchVerdict",
+    "Deviations",
+    "ServiceAnomalyModel",
+    "Verdict",
+    "observe_together",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -101,6 +108,22 @@ class Verdict:
     """True when this event's new features started a model over the grown feature set."""
 
 
+@dataclass(frozen=True, slots=True)
+class Deviations:
+    """Robust z-scores (seasonal baseline removed) of rows ``start:end`` of a batch.
+
+    Missing values are 0 (at the baseline). Downstream models (incident risk) read these
+    rather than scaling the raw values a second time.
+    """
+
+    start: int
+    end: int
+    names: tuple[str, ...]
+    z: FloatArray
+    values: FloatArray
+    """The raw values the z-scores came from (NaN where a value was missing)."""
+
+
 @dataclass
 class BatchVerdict:
     """Verdicts for a batch of rows, as arrays; :meth:`verdict` builds one row's Verdict."""
@@ -117,6 +140,8 @@ class BatchVerdict:
     candidate_started: BoolArray
     explanations: dict[int, list[FeatureContribution]]
     critical_margin: float
+    deviations: list[Deviations] = field(default_factory=list)
+    """The rows' robust z-scores, one entry per run of rows over the same feature set."""
 
     def severity(self, i: int) -> str:
         """``critical`` when row ``i``'s score is far past its threshold, else ``warning``."""
@@ -369,6 +394,7 @@ class ServiceAnomalyModel:
         else:
             columns = [all_names.index(n) for n in names]
             z, expected, values = z_all[:, columns], expected_all[:, columns], X[:, columns]
+        out.deviations.append(Deviations(start, end, names, z, values))
         scores = yield from core.scorer.score_steps(z, learn=learn)
         warming = np.arange(end - start) < self._warmup - core.learned
         thresholds = np.empty(end - start)

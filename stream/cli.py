@@ -88,10 +88,21 @@ def _build_parser() -> _Parser:
     _add_settings_flags(replay)
 
     evaluate = commands.add_parser(
-        "evaluate", help='Detection quality on a labelled JSONL replay (lines with "label").'
+        "evaluate",
+        help='Detection quality on a labelled JSONL replay: anomalies (lines with "label"), or '
+        "incident risk when the file has IncidentEvent lines.",
     )
-    evaluate.add_argument("file", type=Path, help="JSONL of MetricEvents, labelled lines counted.")
-    evaluate.add_argument("--out-dir", type=Path, help="Write timeline.png and report.json here.")
+    evaluate.add_argument(
+        "file",
+        type=Path,
+        help="JSONL of MetricEvents (labelled lines counted), or MetricEvents and IncidentEvents.",
+    )
+    evaluate.add_argument(
+        "--out-dir",
+        type=Path,
+        help="Write the figures (timeline.png; or pr_curve.png, calibration.png) and the JSON "
+        "report here.",
+    )
     evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     _add_settings_flags(evaluate)
 
@@ -266,7 +277,15 @@ def _run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from stream.evaluate import run_evaluate
+    from stream.evaluate_risk import has_incidents, run_evaluate_risk
 
+    if not args.file.is_file():
+        print(f"vigil evaluate: no such file: {args.file}", file=sys.stderr)
+        return 2
+    with args.file.open("rb") as lines:
+        incidents = has_incidents(lines)
+    if incidents:
+        return run_evaluate_risk(args.file, args.out_dir, args.json, settings)
     return run_evaluate(args.file, args.out_dir, args.json, settings)
 
 

@@ -28,11 +28,13 @@ from prometheus_client import CollectorRegistry
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
+from stream.incident_risk import risk_pipeline
 from stream.log_stage import LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
 from stream.records import Pending, Record, evidence_of
+from stream.risk_stage import RiskStage
 from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
 from stream.telemetry import DetectorMetrics
@@ -51,6 +53,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.topic_metrics, partitions, replication),
         TopicSpec(settings.topic_logs, partitions, replication),
+        TopicSpec(settings.topic_incidents, partitions, replication),
+        TopicSpec(settings.topic_feedback, partitions, replication),
         TopicSpec(settings.topic_alerts, partitions, replication),
         TopicSpec(settings.topic_dlq, partitions, replication),
         TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
@@ -77,7 +81,7 @@ class Detector:
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = DetectorMetrics(self.registry, [settings.topic_metrics, settings.topic_logs])
+        self.metrics = DetectorMetrics(self.registry, self._input_topics(settings))
         self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
         self._clock = clock
         self._publisher = Publisher(
@@ -88,6 +92,14 @@ class Detector:
         )
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
+        self.risk = RiskStage(
+            risk_pipeline(settings, clock),
+            self._publisher,
+            self.metrics,
+            self.counts,
+            self._dead_letter,
+            settings.max_message_bytes,
+        )
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
             self._publisher,
@@ -96,6 +108,7 @@ class Detector:
             self._dead_letter,
             settings.max_message_bytes,
             idle_s=settings.log_idle_s,
+            on_outcome=self.risk.after_logs,
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
@@ -137,9 +150,7 @@ class Detector:
             # busy partitions wait behind an idle one.
             fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
         )
-        self._consumer.subscribe(
-            [settings.topic_metrics, settings.topic_logs], listener=_Revocations(self)
-        )
+        self._consumer.subscribe(self._input_topics(settings), listener=_Revocations(self))
         try:
             await self._consumer.start()
             if self._http is not None:
@@ -151,7 +162,7 @@ class Detector:
         log.info(
             "detector_started",
             group_id=settings.group_id,
-            topics=[settings.topic_metrics, settings.topic_logs],
+            topics=self._input_topics(settings),
             http_port=self.http_port,
         )
 
@@ -170,6 +181,13 @@ class Detector:
             await self._http.stop()
         if was_started:
             log.info("detector_stopped")
+
+    @staticmethod
+    def _input_topics(settings: Settings) -> list[str]:
+        topics = [settings.topic_metrics, settings.topic_logs, settings.topic_feedback]
+        if settings.incident_risk:
+            topics.append(settings.topic_incidents)
+        return topics
 
     async def flush_commits(self) -> None:
         """Wait until the offsets of every batch processed so far are committed."""
@@ -201,8 +219,10 @@ class Detector:
         )
         self._polled = True
         count = sum(len(records) for records in batches.values())
-        logs_topic = self.settings.topic_logs
-        metric_records = [r for tp, part in batches.items() if tp.topic != logs_topic for r in part]
+        logs_topic, metrics_topic = self.settings.topic_logs, self.settings.topic_metrics
+        metric_records = [
+            r for tp, part in batches.items() if tp.topic == metrics_topic for r in part
+        ]
         pending: Pending = []
         if count:
             self.metrics.batch_size.observe(count)
@@ -213,6 +233,7 @@ class Detector:
             pending.extend(await self._handle(metric_records))
         log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
         pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
+        pending.extend(await self._labels(batches, consumer))
         await self._await_acks(pending)
         offsets = {
             tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic
@@ -223,6 +244,17 @@ class Detector:
             self._committer.submit(offsets)
         self._refresh_lag()
         return count
+
+    async def _labels(
+        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
+    ) -> Pending:
+        """Incident and feedback records: labels for incident risk, feedback counted."""
+        return await self.risk.handle(
+            batches,
+            consumer,
+            incidents_topic=self.settings.topic_incidents,
+            feedback_topic=self.settings.topic_feedback,
+        )
 
     async def _handle(self, records: list[Record]) -> Pending:
         """Decode and score metric records; return the acks to await."""
@@ -247,7 +279,19 @@ class Detector:
             return pending + await self._handle_one_by_one(events, sources)
         self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
         pending.extend(await self._publish(outcome, sources))
+        pending.extend(await self._risk(events, outcome, sources))
         return pending
+
+    async def _risk(
+        self, events: Sequence[MetricSample], outcome: BatchOutcome, sources: Sequence[Record]
+    ) -> Pending:
+        """Incident risk over a scored batch; a failure there costs risk alerts, not anomalies."""
+        try:
+            return await self.risk.after_metrics(events, outcome, lambda i: evidence_of(sources[i]))
+        except Exception:
+            self.metrics.risk.failures.inc()
+            log.exception("risk_batch_failed", size=len(events))
+            return []
 
     async def _handle_one_by_one(
         self, events: list[MetricSample], sources: list[Record]
@@ -267,6 +311,7 @@ class Detector:
                 pending.append((await self._dead_letter(record, error), None))
                 continue
             pending.extend(await self._publish(outcome, [record]))
+            pending.extend(await self._risk([event], outcome, [record]))
         return pending
 
     async def _publish(self, outcome: BatchOutcome, sources: list[Record]) -> Pending:
@@ -360,6 +405,7 @@ class Detector:
             return
         self._lag_refreshed_at = now
         self.logs.refresh_gauges()
+        self.risk.refresh_gauges()
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
             position = self._positions.get(tp)
@@ -382,7 +428,10 @@ class Detector:
 
     def describe_models(self) -> dict[str, Any]:
         """Models, versions and thresholds for ``GET /models``."""
-        return {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
+        models = {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
+        if self.risk.pipeline is not None:
+            models["incident_risk"] = self.risk.pipeline.describe()
+        return models
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
         """Score events without learning (``POST /score``)."""

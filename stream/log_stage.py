@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -30,16 +30,14 @@ from stream.codec import DecodeError, decode
 from stream.logs import LogPipeline
 from stream.logs.offsets import OpenWindowOffsets
 from stream.logs.pipeline import LogBatchOutcome
-from stream.publisher import Ack, Publisher
-from stream.records import Pending, Record, evidence_of
+from stream.publisher import Publisher
+from stream.records import DeadLetterer, Pending, Record, evidence_of
 from stream.schemas import LogEvent
 from stream.telemetry import DetectorMetrics
 
-__all__ = ["LogStage"]
+__all__ = ["LogStage", "caught_up"]
 
 log = structlog.get_logger(__name__)
-
-DeadLetterer = Callable[[Record, DecodeError], Awaitable[Ack]]
 
 
 class LogStage:
@@ -55,6 +53,7 @@ class LogStage:
         idle_s: A caught-up partition without records this long (wall clock) is idle: the
             watermark stops waiting for it. Until then it holds the watermark at its last event
             time, as records may still be on their way (a backlog being produced).
+        on_outcome: Told of every outcome (closed windows, alerts) before it is published.
     """
 
     def __init__(
@@ -66,6 +65,7 @@ class LogStage:
         dead_letter: DeadLetterer,
         max_message_bytes: int,
         idle_s: float = 2.0,
+        on_outcome: Callable[[LogBatchOutcome], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self._publisher = publisher
@@ -74,6 +74,7 @@ class LogStage:
         self._dead_letter = dead_letter
         self._max_bytes = max_message_bytes
         self._idle_s = idle_s
+        self._on_outcome = on_outcome
         self._last_records: dict[TopicPartition, float] = {}
         self._offsets: OpenWindowOffsets[TopicPartition] = OpenWindowOffsets()
         self._carried: list[LogBatchOutcome] = []
@@ -102,7 +103,7 @@ class LogStage:
                 continue
             # Silent since its last records, or since it was first seen here.
             silent_s = now - self._last_records.setdefault(tp, now)
-            if await _caught_up(consumer, tp) and silent_s >= self._idle_s:
+            if await caught_up(consumer, tp) and silent_s >= self._idle_s:
                 pending.extend(await self._publish(self.pipeline.set_idle(tp)))
             else:
                 all_idle = False
@@ -187,6 +188,8 @@ class LogStage:
         self._metrics.models_held.labels(source="logs").set(len(self.pipeline))
 
     async def _publish(self, outcome: LogBatchOutcome) -> Pending:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
         metrics, logs = self._metrics, self._metrics.logs
         if outcome.lines:
             metrics.events_scored.labels(source="logs").inc(outcome.lines)
@@ -222,7 +225,7 @@ class LogStage:
         return pending
 
 
-async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+async def caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
     """Whether ``tp`` has been read up to its high watermark (as last fetched)."""
     highwater = consumer.highwater(tp)
     return highwater is not None and await consumer.position(tp) >= highwater

@@ -15,7 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.anomaly import AnomalyConfig, ServiceAnomalyModel, Verdict, observe_together
+from models.anomaly import (
+    AnomalyConfig,
+    BatchVerdict,
+    ServiceAnomalyModel,
+    Verdict,
+    observe_together,
+)
 from stream.features.metrics import metric_features
 from stream.schemas import (
     Alert,
@@ -30,6 +36,7 @@ __all__ = [
     "BatchOutcome",
     "MetricPipeline",
     "Outcome",
+    "ServiceRows",
     "alert_id_for",
     "config_id_of",
     "model_version_string",
@@ -114,6 +121,18 @@ class BatchOutcome:
     """(service, new feature names) for each model that started learning a grown set."""
     verdicts: dict[int, Verdict] = field(default_factory=dict)
     """Full verdicts, for the indices asked for (``process`` asks for its one event)."""
+    by_service: list[ServiceRows] = field(default_factory=list)
+    """Each service's rows: their batch indices and its model's verdicts (incident risk reads
+    the deviations there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRows:
+    """One service's events in a batch: their indices, in order, and the model's verdicts."""
+
+    service: str
+    indices: npt.NDArray[np.intp]
+    verdict: BatchVerdict
 
 
 class MetricPipeline:
@@ -183,6 +202,7 @@ class MetricPipeline:
         results = observe_together(calls, learn=learn)
         for (service, indices), result in zip(by_service.items(), results, strict=True):
             idx = np.asarray(indices)
+            out.by_service.append(ServiceRows(service, idx, result))
             out.scores[idx] = result.scores
             out.thresholds[idx] = result.thresholds
             out.warming_up[idx] = result.warming_up

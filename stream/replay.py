@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 
 from stream.codec import DecodeError, decode_metric, encode, parse_object, validate
+from stream.incident_risk import IncidentRiskPipeline, risk_pipeline
 from stream.logs import LogPipeline
 from stream.pipeline import MetricPipeline
-from stream.schemas import Alert, Evidence, LogEvent, MetricSample
+from stream.schemas import Alert, Evidence, Feedback, IncidentEvent, LogEvent, MetricSample
 from stream.settings import Settings
 
 __all__ = ["ReplayStats", "line_kind", "replay", "run_replay"]
@@ -58,6 +59,8 @@ class ReplayStats:
     alerts: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     unsupported: Counter[str] = field(default_factory=Counter)
+    labels: Counter[str] = field(default_factory=Counter)
+    """Incident and feedback lines applied as incident-risk labels."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -70,13 +73,16 @@ def replay(
     max_errors_kept: int = 20,
     batch_size: int = 2000,
     logs: LogPipeline | None = None,
+    risk: IncidentRiskPipeline | None = None,
 ) -> Iterator[Alert]:
     """Feed the lines through ``pipeline`` as the live detector would; yield the alerts.
 
     Events go through in batches of ``batch_size``, which gives the same alerts as one at a
     time (the models are exact over any batch boundaries). Log lines go to ``logs`` when it is
     given; log windows still open at the end of the input are not scored (live, they close as
-    time moves on).
+    time moves on). With ``risk``, scored metric batches also feed incident risk, and incident
+    and feedback lines are its labels, applied where they stand in the file (after the
+    metric lines before them).
     """
     stats = stats if stats is not None else ReplayStats()
     events: list[MetricSample] = []
@@ -101,10 +107,33 @@ def replay(
         )
         stats.scored += len(events)
         stats.alerts += len(outcome.alerts)
-        events.clear()
-        offsets.clear()
         for _, alert in outcome.alerts:
             yield alert
+        if risk is not None:
+            risk.remember_alerts(alert for _, alert in outcome.alerts)
+            risk_alerts = risk.on_metrics(
+                events, outcome, lambda i: Evidence(topic=source, partition=0, offset=offsets[i])
+            ).alerts
+            risk.advance()
+            stats.alerts += len(risk_alerts)
+            yield from risk_alerts
+        events.clear()
+        offsets.clear()
+
+    def apply_label(data: dict[str, Any], kind: str) -> DecodeError | None:
+        assert risk is not None
+        if kind == "incidents":
+            incident = validate(data, IncidentEvent)
+            if isinstance(incident, DecodeError):
+                return incident
+            risk.on_incident(incident)
+        else:
+            feedback = validate(data, Feedback)
+            if isinstance(feedback, DecodeError):
+                return feedback
+            risk.on_feedback(feedback)
+        stats.labels[kind] += 1
+        return None
 
     for offset, raw in enumerate(lines):
         if raw.isspace() or not raw:
@@ -125,6 +154,17 @@ def replay(
                     if len(log_events) >= batch_size:
                         yield from flush_logs()
                     continue
+            elif (
+                kind in ("incidents", "feedback")
+                and risk is not None
+                and not isinstance(data, DecodeError)
+            ):
+                if events:  # the metric lines before it come first
+                    yield from flush()
+                label_error = apply_label(data, kind)
+                if label_error is None:
+                    continue
+                event = label_error
             elif kind not in (None, "metrics", "unknown"):
                 stats.unsupported[kind] += 1
                 continue
@@ -149,12 +189,13 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         return 2
     pipeline = MetricPipeline(settings.anomaly_config())
     logs = LogPipeline(settings.log_config())
+    risk = risk_pipeline(settings)
     stats = ReplayStats()
     source = "stdin" if str(path) == "-" else path.name
     with contextlib.ExitStack() as stack:
         lines = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
         sink = stack.enter_context(out.open("wb")) if out is not None else sys.stdout.buffer
-        for alert in replay(lines, pipeline, source=source, stats=stats, logs=logs):
+        for alert in replay(lines, pipeline, source=source, stats=stats, logs=logs, risk=risk):
             sink.write(encode(alert) + b"\n")
     summary = {
         "lines": stats.lines,
@@ -166,7 +207,10 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         "log_services": len(logs),
         "log_windows": logs.windows_total,
         "late_log_lines": logs.late_total,
+        "labels": dict(stats.labels),
     }
+    if risk is not None:
+        summary["incident_risk"] = risk.summaries()
     print(orjson.dumps(summary).decode(), file=sys.stderr)
     for error in stats.errors:
         print(f"vigil replay: {error}", file=sys.stderr)

@@ -108,6 +108,9 @@ class MetricSample(Protocol):
     @property
     def metrics(self) -> Mapping[str, float]: ...
 
+    @property
+    def deploy_recent(self) -> bool: ...
+
 
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 
@@ -207,6 +210,11 @@ class Alert(BaseModel):
     model: AlertModelInfo
     explanation: Explanation
     evidence: Evidence
+    threshold_strategy: str | None = None
+    """Incident risk: how the threshold was chosen (``recall_at_least``, ``max_f1``,
+    ``alert_budget`` or ``override``)."""
+    horizon_s: float | None = None
+    """Incident risk: the score is the probability of an incident within this many seconds."""
 
 
 class DeadLetter(BaseModel):

@@ -8,11 +8,12 @@ TOML file (``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every fie
 from __future__ import annotations
 
 import contextvars
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +22,7 @@ from pydantic_settings import (
 )
 
 from models.anomaly import AnomalyConfig
+from models.incident import RiskConfig
 from stream.logs.config import LogConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -112,6 +114,38 @@ class Settings(BaseSettings):
     log_max_templates: int = Field(
         1000, ge=1, description="Log templates kept per service (least recently used evicted)."
     )
+    # Incident risk
+    incident_risk: bool = Field(
+        True, description="Predict incidents from metric steps and learn from vigil.incidents."
+    )
+    incident_horizon_s: float = Field(
+        900.0, gt=0, description="Incident risk: predict an incident within this many seconds."
+    )
+    incident_label_grace_s: float = Field(
+        900.0,
+        ge=0,
+        description="Incident risk: how late past the horizon an incident label may arrive.",
+    )
+    incident_step_s: float = Field(
+        60.0, gt=0, description="Incident risk: one vector per service per this much event time."
+    )
+    incident_strategy: Literal["recall_at_least", "max_f1", "alert_budget"] = Field(
+        "recall_at_least", description="Incident risk: how the alert threshold is tuned."
+    )
+    incident_target_recall: float = Field(
+        0.8, gt=0, le=1, description="Incident risk: recall_at_least's target recall."
+    )
+    incident_alert_budget: float = Field(
+        0.01, gt=0, lt=1, description="Incident risk: alert_budget's share of vectors alerting."
+    )
+    incident_threshold: float | None = Field(
+        None, ge=0, le=1, description="Fixed incident-risk threshold (overrides the strategy)."
+    )
+    incident_group_pattern: str | None = Field(
+        None,
+        description="Regex over service names; its first group names the service's model group "
+        "(default: one model for all services).",
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
@@ -121,6 +155,16 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="Log format: JSON, console, or console on a TTY (auto)."
     )
+
+    @field_validator("incident_group_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -152,6 +196,18 @@ class Settings(BaseSettings):
             detector=self.detector,
             season_s=self.season_s,
             season_buckets=self.season_buckets,
+        )
+
+    def risk_config(self) -> RiskConfig:
+        """The incident-risk model's configuration."""
+        return RiskConfig(
+            horizon_s=self.incident_horizon_s,
+            label_grace_s=self.incident_label_grace_s,
+            strategy=self.incident_strategy,
+            target_recall=self.incident_target_recall,
+            alert_budget=self.incident_alert_budget,
+            threshold_override=self.incident_threshold,
+            seed=self.seed,
         )
 
     def log_config(self) -> LogConfig:

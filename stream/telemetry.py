@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream.codec import DECODE_REASONS
 
-__all__ = ["DetectorMetrics", "LogMetrics", "configure_logging"]
+__all__ = ["DetectorMetrics", "LogMetrics", "RiskMetrics", "configure_logging"]
 
 _LATENCY_BUCKETS_S = (
     0.0005,
@@ -150,6 +150,7 @@ class DetectorMetrics:
             registry=registry,
         )
         self.logs = LogMetrics(registry)
+        self.risk = RiskMetrics(registry)
         for topic in topics:
             self.events_consumed.labels(topic=topic)
             for reason in DECODE_REASONS:
@@ -216,6 +217,108 @@ class LogMetrics:
         )
         for empty in ("true", "false"):
             self.windows.labels(empty=empty)
+
+
+LABEL_OUTCOMES = (
+    "positive",
+    "negative",
+    "feedback",
+    "late",
+    "duplicate",
+    "unknown_service",
+    "resolved_before_opened",
+    "during_incident",
+    "evicted",
+)
+FEEDBACK_KINDS = ("anomaly", "incident_risk", "unknown")
+QUALITY_FIGURES = (
+    ("pr_auc", "vigil_incident_pr_auc", "Prequential PR-AUC of incident-risk predictions."),
+    ("brier", "vigil_incident_brier", "Prequential Brier score of incident-risk probabilities."),
+    (
+        "recall_at_threshold",
+        "vigil_incident_recall",
+        "Prequential recall of incident-risk vectors at the threshold in force.",
+    ),
+    (
+        "precision_at_threshold",
+        "vigil_incident_precision",
+        "Prequential precision of incident-risk vectors at the threshold in force.",
+    ),
+    ("alerts_per_day", "vigil_incident_alerts_per_day", "Incident-risk alerts per day."),
+    (
+        "median_lead_time_s",
+        "vigil_incident_lead_time_seconds",
+        "Median time from the first risk alert to the incident opening (caught incidents).",
+    ),
+    ("base_rate", "vigil_incident_base_rate", "Share of labelled risk vectors that were positive."),
+)
+
+
+class RiskMetrics:
+    """Incident risk: vectors, labels by outcome, feedback, and prequential quality per group.
+
+    Groups come from configuration (``VIGIL_INCIDENT_GROUP_PATTERN``), so they are bounded.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.vectors = Counter(
+            "vigil_incident_vectors_total",
+            "Risk vectors predicted (one per service per step of event time).",
+            registry=registry,
+        )
+        self.labels = Counter(
+            "vigil_incident_labels_total",
+            "Incident-risk labelling outcomes: vectors learned as positive/negative/feedback, "
+            "and incident events that were late, duplicate, for unknown services, ...",
+            ["outcome"],
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "vigil_feedback_total",
+            "Operator feedback received, by verdict and the kind of alert it was about.",
+            ["verdict", "kind"],
+            registry=registry,
+        )
+        self.incidents = Counter(
+            "vigil_incident_events_total",
+            "Incident events received, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "vigil_incident_risk_failures_total",
+            "Metric batches whose incident-risk step failed (logged; anomaly alerts unaffected).",
+            registry=registry,
+        )
+        self.buffer_bytes = Gauge(
+            "vigil_incident_buffer_bytes",
+            "Memory held by risk vectors waiting for their label.",
+            registry=registry,
+        )
+        self.threshold = Gauge(
+            "vigil_incident_threshold",
+            "Incident-risk probability threshold in force, by group and strategy.",
+            ["group", "strategy"],
+            registry=registry,
+        )
+        self.quality = {
+            key: Gauge(name, doc, ["group"], registry=registry)
+            for key, name, doc in QUALITY_FIGURES
+        }
+        for outcome in LABEL_OUTCOMES:
+            self.labels.labels(outcome=outcome)
+        for verdict in ("true_positive", "false_positive"):
+            for kind in FEEDBACK_KINDS:
+                self.feedback.labels(verdict=verdict, kind=kind)
+        for status in ("opened", "resolved"):
+            self.incidents.labels(status=status)
+
+    def set_quality(self, group: str, summary: dict[str, Any]) -> None:
+        """Export one group's prequential summary (figures not known yet are left out)."""
+        for key, gauge in self.quality.items():
+            value = summary.get(key)
+            if isinstance(value, int | float):
+                gauge.labels(group=group).set(float(value))
 
 
 def _decode_bytes(renderer: structlog.typing.Processor) -> structlog.typing.Processor:

@@ -20,6 +20,8 @@ def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Setti
             "group_id": run,
             "topic_metrics": f"{run}.metrics",
             "topic_logs": f"{run}.logs",
+            "topic_incidents": f"{run}.incidents",
+            "topic_feedback": f"{run}.feedback",
             "topic_alerts": f"{run}.alerts",
             "topic_dlq": f"{run}.dlq",
             "topic_models": f"{run}.models",

@@ -50,6 +50,8 @@ def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen
         "VIGIL_GROUP_ID": settings.group_id,
         "VIGIL_TOPIC_METRICS": settings.topic_metrics,
         "VIGIL_TOPIC_LOGS": settings.topic_logs,
+        "VIGIL_TOPIC_INCIDENTS": settings.topic_incidents,
+        "VIGIL_TOPIC_FEEDBACK": settings.topic_feedback,
         "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
         "VIGIL_TOPIC_DLQ": settings.topic_dlq,
         "VIGIL_TOPIC_MODELS": settings.topic_models,

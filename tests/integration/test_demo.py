@@ -20,6 +20,8 @@ def test_demo_catches_metric_anomalies_and_log_incidents(test_settings: Settings
         "VIGIL_GROUP_ID": test_settings.group_id,
         "VIGIL_TOPIC_METRICS": test_settings.topic_metrics,
         "VIGIL_TOPIC_LOGS": test_settings.topic_logs,
+        "VIGIL_TOPIC_INCIDENTS": test_settings.topic_incidents,
+        "VIGIL_TOPIC_FEEDBACK": test_settings.topic_feedback,
         "VIGIL_TOPIC_ALERTS": test_settings.topic_alerts,
         "VIGIL_TOPIC_DLQ": test_settings.topic_dlq,
         "VIGIL_TOPIC_MODELS": test_settings.topic_models,

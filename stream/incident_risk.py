@@ -1,0 +1,386 @@
+"""Incident risk, the pure core shared by the detector and ``vigil replay``.
+
+Metric verdicts become one risk vector per service per step (:mod:`stream.features.risk`);
+each is given a probability of "an incident opens for this service within the horizon" by
+its service group's model, alerts when that reaches the group's tuned threshold (once the
+model has learned from ``min_positives`` positives: before, it has nothing to rank risk by,
+and services in an open incident are not warned of it), and waits in
+the :class:`~models.incident.labels.HorizonLabeler` for its label: positive when an incident
+opens within the horizon after it, negative when the horizon (and a grace period for late
+labels) passes without one, or whatever an operator's feedback says first. Every labelled
+vector is learned once, and its prediction (made before any learning on it) is scored, so
+all quality figures are prequential.
+
+No I/O: the caller brings decoded events and tells event time to move on (:meth:`advance`).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.incident import (
+    HorizonLabeler,
+    IncidentRiskModel,
+    LabelledVector,
+    PrequentialTracker,
+    RiskConfig,
+    RiskThreshold,
+)
+from stream.features.risk import RiskFeatureBuilder, RiskVector
+from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, utc_now
+from stream.schemas import (
+    Alert,
+    AlertModelInfo,
+    Explanation,
+    Feedback,
+    IncidentEvent,
+    MetricSample,
+    TopFeature,
+)
+
+if TYPE_CHECKING:
+    from stream.settings import Settings
+
+__all__ = ["FeedbackKind", "IncidentRiskPipeline", "RiskOutcome", "group_function", "risk_pipeline"]
+
+FeedbackKind = str
+"""What a feedback message was about: ``incident_risk``, ``anomaly`` or ``unknown``."""
+
+_REMEMBERED_ALERTS = 20_000
+
+
+def group_function(pattern: str | None) -> Callable[[str], str]:
+    """The service → group mapping: the first capture group of ``pattern`` (or its whole
+    match), ``"all"`` without a pattern, ``"other"`` when the pattern does not match.
+
+    Examples:
+        >>> group_function(r"([a-z]+)-")("payments-eu"), group_function(None)("payments-eu")
+        ('payments', 'all')
+        >>> group_function(r"([a-z]+)-")("API")
+        'other'
+    """
+    if pattern is None:
+        return lambda service: "all"
+    compiled = re.compile(pattern)
+
+    def group_of(service: str) -> str:
+        match = compiled.match(service)
+        if match is None:
+            return "other"
+        return match.group(1) if compiled.groups else match.group(0)
+
+    return group_of
+
+
+@dataclass
+class RiskOutcome:
+    """What a call did: alerts raised, vectors predicted, labels learned by outcome."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    vectors: int = 0
+    labels: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Labelled vectors learned, by ``positive`` / ``negative`` / ``feedback``."""
+    suppressed: int = 0
+
+
+class _Group:
+    """One service group: its model, threshold and prequential tracker."""
+
+    __slots__ = ("model", "threshold", "tracker")
+
+    def __init__(self, name: str, config: RiskConfig) -> None:
+        self.model = IncidentRiskModel(name, config)
+        self.threshold = RiskThreshold(config)
+        self.tracker = PrequentialTracker(config)
+
+
+class IncidentRiskPipeline:
+    """Risk vectors, predictions, alerts and labels for every service of a detector.
+
+    Args:
+        config: The incident-risk configuration (horizon, strategy, ...).
+        step_s: One risk vector per service per this much event time.
+        trend_steps: How many steps back trend features compare with.
+        cooldown_s: After a risk alert, a service's next one waits this long (event time).
+        group_pattern: Services are grouped by this regex (see :func:`group_function`); one
+            model per group.
+        clock: The time stamped on alerts as ``detected_at``.
+    """
+
+    model_name = "incident-risk"
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        *,
+        step_s: float = 60.0,
+        trend_steps: int = 15,
+        cooldown_s: float | None = None,
+        group_pattern: str | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.config = config
+        self.step_s = step_s
+        self.cooldown_s = config.horizon_s if cooldown_s is None else cooldown_s
+        self._group_of = group_function(group_pattern)
+        self._group_pattern = group_pattern
+        self._clock = clock
+        self.features = RiskFeatureBuilder(step_s=step_s, trend_steps=trend_steps)
+        self.labeler = HorizonLabeler(config)
+        self._groups: dict[str, _Group] = {}
+        self._last_alert_s: dict[str, float] = {}
+        self._alert_kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.latest_event_s = -math.inf
+        self.vectors_total = 0
+        self.hold_labels = False
+        """True while incident labels may be waiting unread (the detector's incidents topic
+        has a backlog): no vector becomes a negative meanwhile."""
+        self.on_labelled: Callable[[str, LabelledVector], None] | None = None
+        """Told of every labelled vector as it is learned, with its group (evaluation)."""
+
+    # -- metric events ----------------------------------------------------------------------
+
+    def on_metrics(
+        self, events: Sequence[MetricSample], outcome: BatchOutcome, evidence: EvidenceOf
+    ) -> RiskOutcome:
+        """Fold a scored metric batch in; predict (and maybe alert) on the steps it closed."""
+        out = RiskOutcome()
+        vectors: list[RiskVector] = []
+        for rows in outcome.by_service:
+            idx = rows.indices
+            verdict = rows.verdict
+            ts = np.fromiter((events[i].ts.timestamp() for i in idx), np.float64, len(idx))
+            deploys = np.fromiter((events[i].deploy_recent for i in idx), np.bool_, len(idx))
+            usable = ~verdict.warming_up & np.isfinite(verdict.thresholds)
+            ratios = np.zeros(len(idx))
+            np.divide(
+                verdict.scores,
+                np.maximum(verdict.thresholds, 1e-12),
+                out=ratios,
+                where=usable,
+            )
+            vectors.extend(
+                self.features.add(
+                    rows.service,
+                    ts,
+                    verdict.deviations,
+                    ratios,
+                    verdict.exceeded,
+                    deploys,
+                    lambda row, idx=idx: evidence(int(idx[row])),  # type: ignore[misc]
+                )
+            )
+            if len(ts):
+                self.latest_event_s = max(self.latest_event_s, float(ts.max()))
+        if vectors:
+            self._predict(vectors, out)
+        return out
+
+    def on_log_window(self, service: str, ratio: float, new_error_templates: int) -> None:
+        """A closed log window of ``service``: its features join the service's next vectors."""
+        self.features.set_log_window(service, ratio, new_error_templates)
+
+    def _predict(self, vectors: list[RiskVector], out: RiskOutcome) -> None:
+        by_group: dict[str, list[RiskVector]] = {}
+        for vector in vectors:
+            by_group.setdefault(self._group_of(vector.service), []).append(vector)
+        predicted: list[tuple[RiskVector, float, str]] = []
+        for name, members in by_group.items():
+            group = self._group(name)
+            probabilities = group.model.predict_many([v.features for v in members])
+            group.threshold.observe(probabilities)
+            predicted += zip(members, probabilities.tolist(), itertools.repeat(name))
+        # In event-time order, horizons that passed before each vector are settled first: a
+        # batch may span more steps than a service's buffer holds (a replay, a backlog).
+        predicted.sort(key=lambda item: item[0].ts_s)
+        for vector, p, name in predicted:
+            if not self.hold_labels:
+                self._learn(self.labeler.expire(vector.ts_s), out)
+            key = alert_id_for(
+                "incident_risk", "metrics", vector.service, _dt(vector.ts_s), vector.features
+            )
+            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key), out)
+            group = self._group(name)
+            threshold = group.threshold.value
+            if (
+                p < threshold
+                or group.model.positives < self.config.min_positives
+                or self.labeler.in_incident(vector.service, vector.ts_s)
+            ):
+                continue
+            last = self._last_alert_s.get(vector.service)
+            if last is not None and vector.ts_s - last < self.cooldown_s:
+                out.suppressed += 1
+                continue
+            self._last_alert_s[vector.service] = vector.ts_s
+            group.tracker.alert(vector.service, vector.ts_s)
+            out.alerts.append(self._alert(name, group, vector, p, threshold, key))
+        out.vectors += len(vectors)
+        self.vectors_total += len(vectors)
+
+    # -- labels -----------------------------------------------------------------------------
+
+    def on_incident(self, event: IncidentEvent) -> RiskOutcome:
+        """An incident opened or resolved: label the vectors it settles and learn them."""
+        out = RiskOutcome()
+        ts_s = event.ts.timestamp()
+        if event.status == "opened":
+            labelled = self.labeler.opened(event.service, event.incident_id, ts_s)
+            self._group(self._group_of(event.service)).tracker.incident(
+                event.service, event.incident_id, ts_s
+            )
+        else:
+            labelled = self.labeler.resolved(event.service, event.incident_id, ts_s)
+        self._learn(labelled, out)
+        return out
+
+    def on_feedback(self, feedback: Feedback) -> tuple[FeedbackKind, RiskOutcome]:
+        """An operator's verdict: a label for an incident-risk alert's vector, if still held."""
+        out = RiskOutcome()
+        kind = self._alert_kinds.get(feedback.alert_id, "unknown")
+        if kind == "incident_risk":
+            item = self.labeler.feedback(feedback.alert_id, feedback.verdict == "true_positive")
+            if item is not None:
+                self._learn([item], out)
+        return kind, out
+
+    def remember_alerts(self, alerts: Iterable[Alert]) -> None:
+        """Alerts published (any kind), so later feedback on them can be told apart."""
+        kinds = self._alert_kinds
+        for alert in alerts:
+            kinds[alert.alert_id] = alert.kind
+            if len(kinds) > _REMEMBERED_ALERTS:
+                kinds.popitem(last=False)
+
+    def advance(self, now_s: float | None = None) -> RiskOutcome:
+        """Event time reached ``now_s`` (default: the latest metric event): vectors whose
+        horizon and grace passed without an incident become negatives, and are learned."""
+        out = RiskOutcome()
+        now = self.latest_event_s if now_s is None else now_s
+        if math.isfinite(now) and not self.hold_labels:
+            self._learn(self.labeler.expire(now), out)
+        return out
+
+    def _learn(self, items: Sequence[LabelledVector], out: RiskOutcome) -> None:
+        for item in items:
+            name = self._group_of(item.service)
+            group = self._group(name)
+            group.model.learn(item.vector, item.label)
+            group.threshold.labelled(item.probability, item.label, item.incident_id)
+            group.tracker.labelled(item)
+            if self.on_labelled is not None:
+                self.on_labelled(name, item)
+            outcome = (
+                "feedback"
+                if item.origin == "feedback"
+                else ("positive" if item.label else "negative")
+            )
+            out.labels[outcome] += 1
+
+    # -- alerts and views -------------------------------------------------------------------
+
+    def _group(self, name: str) -> _Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group(name, self.config)
+        return group
+
+    def _alert(
+        self, name: str, group: _Group, vector: RiskVector, p: float, threshold: float, key: str
+    ) -> Alert:
+        critical_at = threshold + (1.0 - threshold) / 2
+        alert = Alert(
+            alert_id=key,
+            kind="incident_risk",
+            source="metrics",
+            service=vector.service,
+            event_ts=_dt(vector.ts_s),
+            detected_at=self._clock(),
+            score=round(p, 6),
+            threshold=round(threshold, 6),
+            severity="critical" if p >= critical_at else "warning",
+            model=AlertModelInfo(name=self.model_name, version=f"{name}-{group.model.version}"),
+            explanation=Explanation(
+                top_features=[
+                    TopFeature(
+                        name=c.name,
+                        value=round(c.value, 6),
+                        baseline=round(c.baseline, 6),
+                        contribution=round(c.contribution, 6),
+                    )
+                    for c in group.model.explain(vector.features, k=5)
+                ]
+            ),
+            evidence=vector.evidence,
+            threshold_strategy=group.threshold.strategy,
+            horizon_s=self.config.horizon_s,
+        )
+        self.remember_alerts([alert])
+        return alert
+
+    def thresholds(self) -> dict[str, tuple[float, str]]:
+        """Each group's threshold in force and the strategy that set it."""
+        return {
+            name: (group.threshold.value, group.threshold.strategy)
+            for name, group in sorted(self._groups.items())
+        }
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`)."""
+        return {
+            name: group.tracker.summary(group.threshold.value)
+            for name, group in sorted(self._groups.items())
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /models`` shows for incident risk."""
+        return {
+            "name": self.model_name,
+            "config": asdict(self.config),
+            "step_s": self.step_s,
+            "group_pattern": self._group_pattern,
+            "vectors": self.vectors_total,
+            "labels": dict(self.labeler.counts),
+            "buffered_vectors": len(self.labeler),
+            "buffer_bytes": self.labeler.nbytes(),
+            "groups": {
+                name: {
+                    "version": group.model.version,
+                    "threshold": _finite_or_none(group.threshold.value),
+                    "strategy": group.threshold.strategy,
+                    "positives": group.model.positives,
+                    "negatives": group.model.negatives,
+                    "prequential": group.tracker.summary(group.threshold.value),
+                }
+                for name, group in sorted(self._groups.items())
+            },
+        }
+
+
+def risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentRiskPipeline | None:
+    """The incident-risk pipeline the settings ask for (None when it is switched off)."""
+    if not settings.incident_risk:
+        return None
+    return IncidentRiskPipeline(
+        settings.risk_config(),
+        step_s=settings.incident_step_s,
+        group_pattern=settings.incident_group_pattern,
+        clock=clock,
+    )
+
+
+def _dt(ts_s: float) -> datetime:
+    return datetime.fromtimestamp(ts_s, UTC)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,201 @@
+"""The detector's incident-risk stage: risk alerts after each metric batch; labels from the
+incidents topic; operator feedback.
+
+Incident and feedback records change only in-memory learning state, so their offsets are
+committed with the batch like the metric offsets. Vectors become negatives only while every
+incidents partition of this detector is read up to its high watermark: an incident waiting
+unread in a backlog must not find its vectors already learned as negatives.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel
+
+from stream.codec import DecodeError, decode
+from stream.incident_risk import IncidentRiskPipeline, RiskOutcome
+from stream.log_stage import caught_up
+from stream.logs.pipeline import LogBatchOutcome
+from stream.pipeline import BatchOutcome, EvidenceOf
+from stream.publisher import Publisher
+from stream.records import DeadLetterer, Pending, Record
+from stream.schemas import Feedback, IncidentEvent, MetricSample
+from stream.telemetry import DetectorMetrics
+
+__all__ = ["RiskStage"]
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_QUALITY_REFRESH_S = 5.0
+
+
+class RiskStage:
+    """Incident risk in the detector: publish risk alerts, learn from incidents and feedback.
+
+    Args:
+        pipeline: The incident-risk pipeline (its models are this detector's); None when
+            incident risk is off: feedback is still counted (kind ``unknown``).
+        publisher: Where alerts go.
+        metrics: The detector's Prometheus metrics.
+        counts: The detector's running totals (this stage adds to ``alerts``).
+        dead_letter: The detector's dead-letter path, for records that do not decode.
+        max_message_bytes: Larger records are dead-lettered as ``too_large``.
+    """
+
+    def __init__(
+        self,
+        pipeline: IncidentRiskPipeline | None,
+        publisher: Publisher,
+        metrics: DetectorMetrics,
+        counts: collections.Counter[str],
+        dead_letter: DeadLetterer,
+        max_message_bytes: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self._publisher = publisher
+        self._metrics = metrics
+        self._counts = counts
+        self._dead_letter = dead_letter
+        self._max_bytes = max_message_bytes
+        self._exported: collections.Counter[str] = collections.Counter()
+        self._quality_at = 0.0
+
+    async def after_metrics(
+        self, events: Sequence[MetricSample], outcome: BatchOutcome, evidence: EvidenceOf
+    ) -> Pending:
+        """Fold a scored metric batch in; publish the risk alerts of the steps it closed."""
+        if self.pipeline is None:
+            return []
+        self.pipeline.remember_alerts(alert for _, alert in outcome.alerts)
+        return await self._publish(self.pipeline.on_metrics(events, outcome, evidence))
+
+    def after_logs(self, outcome: LogBatchOutcome) -> None:
+        """Closed log windows feed the services' next risk vectors."""
+        if self.pipeline is None:
+            return
+        self.pipeline.remember_alerts(outcome.alerts)
+        for window in outcome.windows:
+            ratio = 0.0 if window.warming_up else window.score / max(window.threshold, 1e-12)
+            self.pipeline.on_log_window(window.service, ratio, window.new_error_templates)
+
+    async def handle(
+        self,
+        batches: Mapping[TopicPartition, Sequence[Record]],
+        consumer: AIOKafkaConsumer,
+        *,
+        incidents_topic: str,
+        feedback_topic: str,
+    ) -> Pending:
+        """Apply incident and feedback records, then let label horizons pass if it is safe."""
+        pending: Pending = []
+        for tp, records in batches.items():
+            if tp.topic == incidents_topic:
+                pending.extend(await self._incidents(records))
+            elif tp.topic == feedback_topic:
+                pending.extend(await self._feedback(records))
+        if self.pipeline is None:
+            return pending
+        incident_partitions = [tp for tp in consumer.assignment() if tp.topic == incidents_topic]
+        behind = False
+        for tp in incident_partitions:
+            if not await caught_up(consumer, tp):
+                behind = True
+                break
+        self.pipeline.hold_labels = behind
+        self.pipeline.advance()
+        self._export_counts()
+        return pending
+
+    async def _decoded(self, records: Sequence[Record], model: type[M]) -> tuple[list[M], Pending]:
+        """The records that decode as ``model``; the others are dead-lettered."""
+        decoded: list[M] = []
+        pending: Pending = []
+        for record in records:
+            message = decode(record.value, model, self._max_bytes)
+            if isinstance(message, DecodeError):
+                pending.append((await self._dead_letter(record, message), None))
+            else:
+                decoded.append(message)
+        return decoded, pending
+
+    async def _incidents(self, records: Sequence[Record]) -> Pending:
+        events, pending = await self._decoded(records, IncidentEvent)
+        for event in events:
+            self._metrics.risk.incidents.labels(status=event.status).inc()
+            log.info(
+                "incident_received",
+                service=event.service,
+                incident_id=event.incident_id,
+                status=event.status,
+                ts=event.ts.isoformat(),
+            )
+            if self.pipeline is not None:
+                self.pipeline.on_incident(event)
+        return pending
+
+    async def _feedback(self, records: Sequence[Record]) -> Pending:
+        messages, pending = await self._decoded(records, Feedback)
+        for feedback in messages:
+            kind = "unknown"
+            if self.pipeline is not None:
+                kind, _ = self.pipeline.on_feedback(feedback)
+            self._metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
+        return pending
+
+    def _export_counts(self) -> None:
+        """Labelling outcomes, counted by the labeler, as counter increments."""
+        assert self.pipeline is not None
+        counts = self.pipeline.labeler.counts
+        for outcome, total in counts.items():
+            delta = total - self._exported[outcome]
+            if delta > 0:
+                self._metrics.risk.labels.labels(outcome=outcome).inc(delta)
+                self._exported[outcome] = total
+
+    async def _publish(self, outcome: RiskOutcome) -> Pending:
+        risk = self._metrics.risk
+        if outcome.vectors:
+            risk.vectors.inc(outcome.vectors)
+        if outcome.suppressed:
+            self._metrics.alerts_suppressed.labels(kind="incident_risk", source="metrics").inc(
+                outcome.suppressed
+            )
+        pending: Pending = []
+        for alert in outcome.alerts:
+            pending.append((await self._publisher.send_alert(alert), None))
+            self._counts["alerts"] += 1
+            self._counts["risk_alerts"] += 1
+            self._metrics.alerts.labels(
+                kind="incident_risk", source="metrics", severity=alert.severity
+            ).inc()
+            log.info(
+                "alert_published",
+                kind="incident_risk",
+                service=alert.service,
+                probability=alert.score,
+                threshold=alert.threshold,
+                strategy=alert.threshold_strategy,
+                alert_id=alert.alert_id,
+            )
+        return pending
+
+    def refresh_gauges(self) -> None:
+        """Quality gauges cost a pass over recent labels: refreshed every few seconds."""
+        now = time.monotonic()
+        if self.pipeline is None or now - self._quality_at < _QUALITY_REFRESH_S:
+            return
+        self._quality_at = now
+        risk = self._metrics.risk
+        risk.buffer_bytes.set(self.pipeline.labeler.nbytes())
+        for group, view in self.pipeline.describe()["groups"].items():
+            risk.set_quality(group, view["prequential"])
+            if view["threshold"] is not None:
+                risk.threshold.labels(group=group, strategy=view["strategy"]).set(view["threshold"])

@@ -1,0 +1,122 @@
+"""Risk vectors: one per service per step, the same whatever the batch boundaries."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.anomaly import Deviations
+from stream.features.risk import RiskFeatureBuilder, RiskVector
+from stream.schemas import Evidence
+
+
+def _feed(
+    builder: RiskFeatureBuilder,
+    ts: np.ndarray,
+    z: np.ndarray,
+    cuts: list[int],
+    values: np.ndarray | None = None,
+) -> list[RiskVector]:
+    """Feed rows of one service in batches cut at ``cuts`` (raw values default to ``z``)."""
+    values = z if values is None else values
+    out: list[RiskVector] = []
+    bounds = [0, *sorted(set(cuts)), len(ts)]
+    for a, b in itertools.pairwise(bounds):
+        if a >= b:
+            continue
+        n = b - a
+        out += builder.add(
+            "api",
+            ts[a:b],
+            [Deviations(0, n, ("cpu", "mem"), z[a:b], values[a:b])],
+            np.full(n, 0.5),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            lambda i, a=a: Evidence(topic="t", partition=0, offset=a + i),
+        )
+    return out
+
+
+def test_one_vector_per_step_with_the_steps_mean_and_last_event() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=3)
+    ts = np.arange(0.0, 300.0, 10.0)  # 5 steps of 6 events
+    z = np.column_stack([np.repeat(np.arange(5.0), 6), np.zeros(30)])
+    vectors = _feed(builder, ts, z, [7, 13])
+    assert [v.ts_s for v in vectors] == [50.0, 110.0, 170.0, 230.0]  # the last step stays open
+    assert [v.evidence.offset for v in vectors] == [5, 11, 17, 23]
+    assert [round(v.features["az:cpu"], 6) for v in vectors] == [
+        round(float(np.log1p(k)), 6) for k in range(4)
+    ]
+    # No trailing baseline yet (fewer than min_baseline_steps steps): neutral.
+    assert vectors[3].features["z:cpu"] == vectors[3].features["dz:cpu"] == 0.0
+    assert vectors[0].features["anomaly_ratio"] == 0.5
+
+
+def test_trailing_z_sees_a_slow_drift_and_its_trend() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=15, min_baseline_steps=30)
+    rng = np.random.default_rng(0)
+    steps = 200
+    ts = np.arange(0.0, steps * 60.0, 30.0)  # two events a step
+    level = 100.0 + rng.normal(0, 1.0, ts.size)
+    drift = np.clip((ts - 170 * 60.0) / (30 * 60.0), 0, None) * 10.0  # +10 over 30 min
+    values = np.column_stack([level + drift, level])
+    vectors = _feed(builder, ts, np.zeros_like(values), [], values)
+    before, last = vectors[160], vectors[-1]
+    assert abs(before.features["z:cpu"]) < 1.5
+    assert last.features["z:cpu"] > 1.5  # compressed: log1p of several MADs
+    assert last.features["dz:cpu"] > 0.3  # still rising over the last 15 steps
+    assert abs(last.features["z:mem"]) < 1.5  # the other metric did not move
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=119), max_size=6))
+def test_batch_boundaries_do_not_change_the_vectors(cuts: list[int]) -> None:
+    rng = np.random.default_rng(3)
+    ts = np.sort(rng.uniform(0, 1200, size=120))
+    z = rng.normal(size=(120, 2))
+    whole = _feed(RiskFeatureBuilder(step_s=60.0), ts, z, [])
+    cut = _feed(RiskFeatureBuilder(step_s=60.0), ts, z, cuts)
+    assert [(v.ts_s, v.evidence.offset) for v in cut] == [
+        (v.ts_s, v.evidence.offset) for v in whole
+    ]
+    for a, b in zip(cut, whole, strict=True):
+        assert a.features == pytest.approx(b.features)
+
+
+def test_an_event_from_an_earlier_step_joins_the_open_one() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0)
+    ts = np.array([0.0, 70.0, 65.0, 50.0, 130.0])
+    z = np.ones((5, 2))
+    vectors = _feed(builder, ts, z, [])
+    # Steps: [0], [70, 65, 50 (late: joins step 1)], then 130 closes step 1.
+    assert [v.ts_s for v in vectors] == [0.0, 50.0]
+
+
+def test_log_windows_join_the_next_vectors() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0)
+    builder.set_log_window("api", ratio=2.5, new_error_templates=3)
+    vectors = _feed(builder, np.array([0.0, 61.0]), np.zeros((2, 2)), [])
+    assert vectors[0].features["log_ratio"] == 2.5
+    assert vectors[0].features["log_new_error_templates"] == 3.0
+
+
+def test_deploys_and_flags_are_shares_of_the_step() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0)
+    n = 4
+    vectors = builder.add(
+        "api",
+        np.array([0.0, 10.0, 20.0, 70.0]),
+        [Deviations(0, n, ("cpu",), np.zeros((n, 1)), np.zeros((n, 1)))],
+        np.array([0.1, 3.0, 0.2, 0.0]),
+        np.array([False, True, False, False]),
+        np.array([True, False, False, False]),
+        lambda i: Evidence(topic="t", partition=0, offset=i),
+    )
+    (vector,) = vectors
+    assert vector.features["anomaly_flagged"] == pytest.approx(1 / 3)
+    assert vector.features["deploy_recent"] == pytest.approx(1 / 3)
+    assert vector.features["anomaly_ratio"] == 3.0
