@@ -123,7 +123,11 @@ class _Buffer:
     ) -> None:
         rows, width = self.meta.shape[0], self.values.shape[1]
         if self.n == rows or row.size > width or len(key) > self.keys.itemsize:
-            self._resize(rows + _CHUNK if self.n == rows else rows, max(row.size, width), len(key))
+            self._resize(
+                rows + _CHUNK if self.n == rows else rows,
+                max(row.size, width),
+                max(len(key), self.keys.itemsize),  # never narrower: keys held would be cut
+            )
         n = self.n
         at = int(np.searchsorted(self.meta[:n, 0], ts_s, side="right"))
         if at < n:  # out of order: shift the newer rows up (numpy copes with the overlap)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ from models.refresh import refresh_due
 __all__ = ["IncidentRiskModel", "RiskContribution"]
 
 FloatArray = npt.NDArray[np.float64]
+
+_AVERAGE_EVERY = 4
+"""The weights' moving average takes in every 4th update (after the first few)."""
 
 _CLIP = 5.0
 """Standardized values are clipped to ±this. A rare feature (a share of flagged events that
@@ -108,12 +112,12 @@ class IncidentRiskModel:
         self._classifier = linear_model.LogisticRegression(
             optimizer=optim.SGD(config.learning_rate), l2=config.l2
         )
-        # name -> (weight, mean, 1 / std): logit = intercept + sum(weight * clipped z).
-        self._linear: dict[str, tuple[float, float, float]] | None = None
+        self._linear: _Linear | None = None  # rebuilt after learning
         self._intercept = 0.0
         self._platt = _PlattScaler(config.tuning_window, config.min_positives)
         self._averaged: dict[str, float] = {}
         self._averaged_intercept = 0.0
+        self._unaveraged = 0  # updates since the average was last folded
 
     @property
     def version(self) -> str:
@@ -156,36 +160,44 @@ class IncidentRiskModel:
     def _raw_logits(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
         """The class-weighted model's logits (what Platt scaling maps to probabilities)."""
         linear = self._linear if self._linear is not None else self._rebuild()
-        logits = np.empty(len(vectors))
-        clip = _CLIP
-        for i, vector in enumerate(vectors):
-            total = self._intercept
-            for name, value in vector.items():
-                term = linear.get(name)
-                if term is not None and math.isfinite(value):
-                    weight, mean, inv_std = term
-                    total += weight * min(max((value - mean) * inv_std, -clip), clip)
-            logits[i] = total
+        if not linear.names or not vectors:
+            return np.full(len(vectors), self._intercept)
+        try:  # the usual case: every vector has every feature the model knows
+            rows = [linear.pick(vector) for vector in vectors]
+        except KeyError:
+            rows = [[vector.get(name, math.nan) for name in linear.names] for vector in vectors]
+        X = np.array(rows, dtype=np.float64).reshape(len(vectors), len(linear.names))
+        z = (X - linear.means) * linear.inv_stds
+        np.clip(z, -_CLIP, _CLIP, out=z)
+        z[~np.isfinite(z)] = 0.0  # missing or not finite: neutral
+        logits: FloatArray = self._intercept + z @ linear.weights
         return logits
 
     def learn(self, vector: Mapping[str, float], label: bool) -> None:
         """Learn one labelled vector, weighted for class balance."""
-        x = {name: float(value) for name, value in vector.items() if math.isfinite(value)}
-        if self.updates:
-            self._platt.add(float(self._raw_logits([x])[0]), label)
-        weight = self._weight(label)
-        # river's methods are untyped: this is the one place the model calls into it.
-        self._scaler.learn_one(x)  # type: ignore[no-untyped-call]
-        scaled = self._scaler.transform_one(x)  # type: ignore[no-untyped-call]
+        self.learn_many([vector], [label])
+
+    def learn_many(self, vectors: Sequence[Mapping[str, float]], labels: Sequence[bool]) -> None:
+        """Learn labelled vectors in order; their Platt pairs use the model before any of them
+        (the labels came together, so that is the model that predicted them)."""
+        logits = self._raw_logits(vectors) if self.updates else None
         clip = _CLIP
-        scaled = {name: min(max(v, -clip), clip) for name, v in scaled.items()}
-        self._classifier.learn_one(scaled, bool(label), w=weight)
-        self._average()
-        if label:
-            self.positives += 1
-        else:
-            self.negatives += 1
-        self.updates += 1
+        for i, (vector, label) in enumerate(zip(vectors, labels, strict=True)):
+            x = {name: float(value) for name, value in vector.items() if math.isfinite(value)}
+            if logits is not None:
+                self._platt.add(float(logits[i]), label)
+            weight = self._weight(label)
+            # river's methods are untyped: this is the one place the model calls into it.
+            self._scaler.learn_one(x)  # type: ignore[no-untyped-call]
+            scaled = self._scaler.transform_one(x)  # type: ignore[no-untyped-call]
+            scaled = {name: min(max(v, -clip), clip) for name, v in scaled.items()}
+            self._classifier.learn_one(scaled, bool(label), w=weight)
+            self._average()
+            if label:
+                self.positives += 1
+            else:
+                self.negatives += 1
+            self.updates += 1
         self._linear = None
 
     def explain(self, vector: Mapping[str, float], k: int = 5) -> list[RiskContribution]:
@@ -214,10 +226,17 @@ class IncidentRiskModel:
         return out[:k]
 
     def _average(self) -> None:
-        """Fold the SGD weights just learned into their moving average."""
+        """Fold the SGD weights into their moving average, every ``_AVERAGE_EVERY`` updates
+        (with the decay of that many: the average of a sample of the weights, which move
+        little between updates, at a fraction of the cost)."""
         decay = self.config.average_decay
         if decay == 0.0:
             return
+        self._unaveraged += 1
+        if self._unaveraged < _AVERAGE_EVERY and self.updates >= _AVERAGE_EVERY:
+            return
+        decay **= self._unaveraged
+        self._unaveraged = 0
         averaged = self._averaged
         keep = 1.0 - decay
         # read directly: .weights copies the whole dict
@@ -242,16 +261,46 @@ class IncidentRiskModel:
             return float(self._classifier.intercept)
         return self._averaged_intercept / (1.0 - decay ** max(self.updates, 1))
 
-    def _rebuild(self) -> dict[str, tuple[float, float, float]]:
+    def _rebuild(self) -> _Linear:
         means, variances = self._scaler.means, self._scaler.vars
-        linear = {}
+        names, weights, centers, inv_stds = [], [], [], []
         for name, weight in self._weights().items():
             variance = variances.get(name, 0.0)
             if variance > 0 and name in means:
-                linear[name] = (float(weight), float(means[name]), 1.0 / math.sqrt(variance))
+                names.append(name)
+                weights.append(float(weight))
+                centers.append(float(means[name]))
+                inv_stds.append(1.0 / math.sqrt(variance))
         self._intercept = self._intercept_used()
-        self._linear = linear
-        return linear
+        self._linear = _Linear(
+            tuple(names),
+            _picker(tuple(names)),
+            np.array(weights),
+            np.array(centers),
+            np.array(inv_stds),
+        )
+        return self._linear
+
+
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """The model as arrays over the features it weighs: logit = b + w · clip(z)."""
+
+    names: tuple[str, ...]
+    pick: Callable[[Mapping[str, float]], Sequence[float]]
+    weights: FloatArray
+    means: FloatArray
+    inv_stds: FloatArray
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, float]], Sequence[float]]:
+    """Values of ``names`` from a mapping, as a sequence (in C); KeyError if one is missing."""
+    if not names:
+        return lambda vector: ()
+    if len(names) == 1:
+        single = operator.itemgetter(names[0])
+        return lambda vector: (single(vector),)
+    return operator.itemgetter(*names)
 
 
 def _sigmoid(logits: FloatArray) -> FloatArray:

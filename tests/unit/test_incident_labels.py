@@ -310,3 +310,15 @@ def test_every_vector_is_accounted_for_exactly_once(ops: list[tuple[str, str, in
 def test_config_refuses_nonsense(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=field):
         RiskConfig(**{field: value})
+
+
+def test_keys_of_every_length_survive_the_buffer_growing() -> None:
+    labeler = HorizonLabeler(RiskConfig())
+    keys = {}
+    labelled = []
+    for i in range(60):  # past several growths of the buffer, long and empty keys mixed
+        key = "" if i % 3 else f"{i:02x}" * 16
+        keys[float(i * 10)] = key
+        labelled += labeler.add("api", float(i * 10), {"x": 1.0}, 0.1, key)
+    labelled += labeler.expire(10_000.0)
+    assert {item.ts_s: item.key for item in labelled} == keys
