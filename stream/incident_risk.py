@@ -158,7 +158,7 @@ class IncidentRiskPipeline:
         for rows in outcome.by_service:
             idx = rows.indices
             verdict = rows.verdict
-            ts = np.fromiter((events[i].ts.timestamp() for i in idx), np.float64, len(idx))
+            ts = np.array(rows.ts_s)
             deploys = np.fromiter((events[i].deploy_recent for i in idx), np.bool_, len(idx))
             usable = ~verdict.warming_up & np.isfinite(verdict.thresholds)
             ratios = np.zeros(len(idx))
@@ -205,17 +205,23 @@ class IncidentRiskPipeline:
         for vector, p, name in predicted:
             if not self.hold_labels:
                 self._learn(self.labeler.expire(vector.ts_s), out)
-            key = alert_id_for(
-                "incident_risk", "metrics", vector.service, _dt(vector.ts_s), vector.features
-            )
-            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key), out)
             group = self._group(name)
             threshold = group.threshold.value
-            if (
-                p < threshold
-                or group.model.positives < self.config.min_positives
-                or self.labeler.in_incident(vector.service, vector.ts_s)
-            ):
+            alerting = (
+                p >= threshold
+                and group.model.positives >= self.config.min_positives
+                and not self.labeler.in_incident(vector.service, vector.ts_s)
+            )
+            # Only an alert can get feedback, so only an alerting vector needs its key.
+            key = (
+                alert_id_for(
+                    "incident_risk", "metrics", vector.service, _dt(vector.ts_s), vector.features
+                )
+                if alerting
+                else ""
+            )
+            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key), out)
+            if not alerting:
                 continue
             last = self._last_alert_s.get(vector.service)
             if last is not None and vector.ts_s - last < self.cooldown_s:
@@ -271,10 +277,16 @@ class IncidentRiskPipeline:
         return out
 
     def _learn(self, items: Sequence[LabelledVector], out: RiskOutcome) -> None:
+        by_group: dict[str, list[LabelledVector]] = {}
+        for item in items:
+            by_group.setdefault(self._group_of(item.service), []).append(item)
+        for name, members in by_group.items():
+            self._group(name).model.learn_many(
+                [item.vector for item in members], [item.label for item in members]
+            )
         for item in items:
             name = self._group_of(item.service)
             group = self._group(name)
-            group.model.learn(item.vector, item.label)
             group.threshold.labelled(item.probability, item.label, item.incident_id)
             group.tracker.labelled(item)
             if self.on_labelled is not None:

@@ -132,6 +132,8 @@ class ServiceRows:
 
     service: str
     indices: npt.NDArray[np.intp]
+    ts_s: list[float]
+    """The events' event times, in seconds."""
     verdict: BatchVerdict
 
 
@@ -190,6 +192,7 @@ class MetricPipeline:
         for i, event in enumerate(events):
             by_service.setdefault(event.service, []).append(i)
         calls = []
+        ts_of: dict[str, list[float]] = {}
         for service, indices in by_service.items():
             model = self._models.get(service)
             if model is None:
@@ -197,12 +200,13 @@ class MetricPipeline:
                 if learn:
                     self._models[service] = model
             rows = [events[i].metrics for i in indices]
-            calls.append((model, rows, [events[i].ts.timestamp() for i in indices]))
+            ts_of[service] = [events[i].ts.timestamp() for i in indices]
+            calls.append((model, rows, ts_of[service]))
         # All services at once: their trees' walks are shared (same verdicts as one by one).
         results = observe_together(calls, learn=learn)
         for (service, indices), result in zip(by_service.items(), results, strict=True):
             idx = np.asarray(indices)
-            out.by_service.append(ServiceRows(service, idx, result))
+            out.by_service.append(ServiceRows(service, idx, ts_of[service], result))
             out.scores[idx] = result.scores
             out.thresholds[idx] = result.thresholds
             out.warming_up[idx] = result.warming_up

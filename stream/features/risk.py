@@ -26,6 +26,8 @@ vectors follow event time alone: replay and live detection build the same ones.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -64,8 +66,14 @@ def compress(z: FloatArray) -> FloatArray:
     return np.sign(z) * np.log1p(np.abs(z))
 
 
-_REFRESH_STEPS = 5
+_REFRESH_STEPS = 10
 """The trailing baseline's median and MAD are recomputed every this many steps."""
+
+
+@functools.cache
+def _feature_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``z:``, ``dz:`` and ``az:`` names of a feature set, built once per set."""
+    return tuple(f"{prefix}:{n}" for prefix in ("z", "dz", "az") for n in names)
 
 
 class _Step:
@@ -197,30 +205,36 @@ class RiskFeatureBuilder:
         np.maximum.accumulate(steps, out=steps)
         out: list[RiskVector] = []
         for dev in deviations:
-            a = dev.start
-            while a < dev.end:
-                index = int(steps[a])
-                # Steps only go forward, so a step's rows are contiguous.
-                b = a + int(np.searchsorted(steps[a : dev.end], index, side="right"))
+            # Steps only go forward, so each step's rows are one run: sum every run at once.
+            seg = steps[dev.start : dev.end]
+            starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+            ends = np.r_[starts[1:], len(seg)]
+            present = ~np.isnan(dev.values)
+            z_sums = np.add.reduceat(dev.z, starts, axis=0)
+            v_sums = np.add.reduceat(np.where(present, dev.values, 0.0), starts, axis=0)
+            v_counts = np.add.reduceat(present, starts, axis=0)
+            at = dev.start + starts
+            ratio_max = np.maximum.reduceat(ratios[dev.start : dev.end], starts).tolist()
+            flags = np.add.reduceat(flagged[dev.start : dev.end], starts).tolist()
+            deploy_counts = np.add.reduceat(deploys[dev.start : dev.end], starts).tolist()
+            for r, (index, a, b) in enumerate(
+                zip(seg[starts].tolist(), at.tolist(), (dev.start + ends).tolist(), strict=True)
+            ):
                 step = state.step
                 if step is not None and (step.index != index or step.names != dev.names):
                     out.append(self._close(service, state, step))
                     step = None
                 if step is None:
                     step = state.step = _Step(index, dev.names, len(dev.names))
-                rows = slice(a - dev.start, b - dev.start)
-                step.z_sum += dev.z[rows].sum(axis=0)
-                values = dev.values[rows]
-                present = ~np.isnan(values)
-                step.v_sum += np.where(present, values, 0.0).sum(axis=0)
-                step.v_count += present.sum(axis=0)
+                step.z_sum += z_sums[r]
+                step.v_sum += v_sums[r]
+                step.v_count += v_counts[r]
                 step.count += b - a
-                step.ratio = max(step.ratio, float(ratios[a:b].max()))
-                step.flagged += int(flagged[a:b].sum())
-                step.deploys += int(deploys[a:b].sum())
+                step.ratio = max(step.ratio, ratio_max[r])
+                step.flagged += int(flags[r])
+                step.deploys += int(deploy_counts[r])
                 step.last_ts = float(ts_s[b - 1])
                 step.evidence = evidence(b - 1)
-                a = b
         return out
 
     def set_log_window(self, service: str, ratio: float, new_error_templates: int) -> None:
@@ -250,11 +264,14 @@ class RiskFeatureBuilder:
         state.history.append(z)
         if len(state.history) > self.trend_steps:
             del state.history[0]
-        names = step.names
         anomaly_z = compress(step.z_sum / max(step.count, 1))
-        features = {f"z:{n}": v for n, v in zip(names, z.tolist(), strict=True)}
-        features.update({f"dz:{n}": v for n, v in zip(names, (z - past).tolist(), strict=True)})
-        features.update({f"az:{n}": v for n, v in zip(names, anomaly_z.tolist(), strict=True)})
+        features = dict(
+            zip(
+                _feature_names(step.names),
+                itertools.chain(z.tolist(), (z - past).tolist(), anomaly_z.tolist()),
+                strict=True,
+            )
+        )
         features["anomaly_ratio"] = min(step.ratio, 10.0)
         features["anomaly_flagged"] = step.flagged / step.count
         features["deploy_recent"] = step.deploys / step.count
