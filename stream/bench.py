@@ -41,6 +41,7 @@ from models.anomaly import AnomalyConfig
 from stream.bench_engine import CROSSOVER_BATCH_SIZES, EngineRun, measure_engines
 from stream.bench_kafka import LatencyRun, kafka_latency, kafka_log_throughput, kafka_throughput
 from stream.broker import BrokerError, LocalBroker, free_port
+from stream.incident_risk import risk_pipeline
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.settings import Settings
@@ -86,10 +87,11 @@ class Figure:
 # -- offline ---------------------------------------------------------------------------------
 
 
-def _replay_rate(payloads: Sequence[bytes], settings: Settings) -> float:
+def _replay_rate(payloads: Sequence[bytes], settings: Settings, *, risk: bool = False) -> float:
     pipeline = MetricPipeline(settings.anomaly_config())
+    risk_path = risk_pipeline(settings) if risk else None
     started = time.perf_counter()
-    for alert in replay(payloads, pipeline, batch_size=settings.max_batch):
+    for alert in replay(payloads, pipeline, batch_size=settings.max_batch, risk=risk_path):
         del alert
     return len(payloads) / (time.perf_counter() - started)
 
@@ -106,19 +108,41 @@ def offline_rates(settings: Settings, events: int, repeats: int = 3) -> dict[str
 
     Returns:
         Rates by run: ``river`` and ``numpy`` (the engines, under a detector that uses them:
-        see :func:`hst_settings`) and, when the configured detector does not use HST,
-        ``configured`` (the settings as given).
+        see :func:`hst_settings`), the :data:`_RISK_RUNS` (numpy, with and without incident
+        risk, on sparse and dense series) and, when the configured detector does not use HST,
+        ``configured`` (the settings as given). Only the ``*_risk`` runs run incident risk.
     """
     payloads = [e.to_bytes() for e in MetricSimulator(services=5, seed=11).events(events)]
+    # The same services sampled every second: 60 events per service per risk step, as when a
+    # service's hosts each report every 10 s, or when it runs in real time at a busy rate.
+    dense = [
+        e.to_bytes()
+        for e in MetricSimulator(services=5, seed=11, interval_s=1.0, clean_start=6000).events(
+            events
+        )
+    ]
     with_hst = hst_settings(settings)
     runs = {engine: with_hst.model_copy(update={"engine": engine}) for engine in ("river", "numpy")}
     if with_hst is not settings:
         runs["configured"] = settings
-    rates: dict[str, list[float]] = {name: [] for name in runs}
+    rates: dict[str, list[float]] = {name: [] for name in [*runs, *_RISK_RUNS]}
     for _ in range(repeats):
         for name, run_settings in runs.items():
             rates[name].append(_replay_rate(payloads, run_settings))
+        for name, (data, risk) in _RISK_RUNS.items():
+            rates[name].append(
+                _replay_rate(payloads if data == "sparse" else dense, runs["numpy"], risk=risk)
+            )
     return rates
+
+
+_RISK_RUNS = {
+    "numpy_risk": ("sparse", True),
+    "numpy_dense": ("dense", False),
+    "numpy_dense_risk": ("dense", True),
+}
+"""Incident-risk runs (numpy engine): data (an event per service every 10 s or every 1 s)
+and whether incident risk is on."""
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -314,6 +338,36 @@ def offline_figures(args: argparse.Namespace, settings: Settings, say: Progress)
             "x",
             "same events",
         ),
+        Figure(
+            "offline_numpy_risk",
+            "offline + incident risk, sparse",
+            rates["numpy_risk"],
+            "events/s",
+            f"{note}; an event per service every 10 s: a risk vector per 6 events",
+        ),
+        Figure(
+            "offline_risk_cost",
+            "incident risk's cost, sparse",
+            100.0 * (1.0 - rates["numpy_risk"] / rates["numpy"]),
+            "% slower",
+            "target < 30%",
+        ),
+        Figure(
+            "offline_dense_risk_cost",
+            "incident risk's cost, dense",
+            100.0 * (1.0 - rates["numpy_dense_risk"] / rates["numpy_dense"]),
+            "% slower",
+            f"an event per service every second: a risk vector per 60 events "
+            f"({rates['numpy_dense']:,.0f} → {rates['numpy_dense_risk']:,.0f} events/s); "
+            "target < 30%",
+        ),
+        Figure(
+            "offline_risk_us_per_vector",
+            "incident risk, per vector",
+            1e6 * (1.0 / rates["numpy_risk"] - 1.0 / rates["numpy"]) * 6,
+            "µs",
+            "sparse run: extra time per event × 6 events per vector",
+        ),
     ]
     if "configured" in rates:
         figures.append(
@@ -417,6 +471,7 @@ def _latency_figures(run: LatencyRun, seconds: float) -> list[Figure]:
     rate = f"{run.rate:g}"
     note = f"{len(run.latencies_ms)} alerts over {seconds:g} s"
     target = "; target < 50 ms at 10,000 events/s" if run.rate == 10_000 else ""
+    broker_note = "broker clock: event appended → alert appended"
     return [
         Figure(
             f"latency_{rate}_achieved_rate",
@@ -443,6 +498,26 @@ def _latency_figures(run: LatencyRun, seconds: float) -> list[Figure]:
             note + target,
         ),
         Figure(f"latency_{rate}_max", f"event→alert max @ {rate}/s", max(run.latencies_ms), "ms"),
+        Figure(
+            f"latency_{rate}_broker_p50",
+            f"event→alert p50 @ {rate}/s, broker",
+            run.percentile(50, broker=True),
+            "ms",
+            broker_note,
+        ),
+        Figure(
+            f"latency_{rate}_broker_p99",
+            f"event→alert p99 @ {rate}/s, broker",
+            run.percentile(99, broker=True),
+            "ms",
+            broker_note + target,
+        ),
+        Figure(
+            f"latency_{rate}_broker_max",
+            f"event→alert max @ {rate}/s, broker",
+            max(run.broker_latencies_ms, default=float("nan")),
+            "ms",
+        ),
     ]
 
 

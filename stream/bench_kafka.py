@@ -2,9 +2,14 @@
 
 * Throughput: a pre-loaded topic consumed by one in-process :class:`~stream.consumer.Detector`,
   timed from its first to its last batch (alerts acknowledged and offsets committed).
-* Latency: a ``vigil detect`` subprocess is fed at a steady rate; latency runs from an event's
-  produce call to its alert arriving at a consumer of the alerts topic, as an alerting system
-  sees it. The run ends once the detector's ``/metrics`` shows every event scored.
+* Latency: a ``vigil detect`` subprocess is fed at a steady rate. Two views of each alert's
+  latency: by the broker's clock, from the event's append to the metrics topic to the alert's
+  append to the alerts topic (both topics of the run use ``LogAppendTime``): the detector's
+  own part, what a subscriber can see at the earliest; and as the bench's client sees it, from
+  the produce call to the alert arriving at its consumer, which also counts the bench's
+  producer and reader waiting for CPU (they share one event loop and this machine's two cores
+  with the broker and the detector). The run ends once the detector's ``/metrics`` shows every
+  event scored.
 
 Why latency stays low at low rates: the detector never waits for a batch to fill. Its
 ``getmany`` returns whatever the fetcher has buffered (up to ``max_batch`` records) at once,
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -43,12 +50,18 @@ from stream.topics import ensure_topics
 __all__ = ["LatencyRun", "http_get", "kafka_latency", "kafka_log_throughput", "kafka_throughput"]
 
 
+_LOG_APPEND_TIME = 1
+"""Kafka's timestamp type of a record stamped by the broker when it was appended."""
+
+
 def _bench_topics(settings: Settings, prefix: str) -> Settings:
     run = uuid.uuid4().hex[:8]
     return settings.model_copy(
         update={
             "topic_metrics": f"{prefix}.metrics.{run}",
             "topic_logs": f"{prefix}.logs.{run}",
+            "topic_incidents": f"{prefix}.incidents.{run}",
+            "topic_feedback": f"{prefix}.feedback.{run}",
             "topic_alerts": f"{prefix}.alerts.{run}",
             "topic_dlq": f"{prefix}.dlq.{run}",
             "topic_models": f"{prefix}.models.{run}",
@@ -122,7 +135,10 @@ class LatencyRun:
         rate: Events/s asked for.
         produced: Events produced (and acknowledged).
         achieved_rate: Events/s actually produced.
-        latencies_ms: Event→alert latency of each alert received, milliseconds.
+        latencies_ms: Event→alert latency of each alert received, as the bench's client saw it
+            (produce call to alert received), milliseconds.
+        broker_latencies_ms: The same alerts by the broker's clock (event appended to alert
+            appended), milliseconds.
         detector: What the detector's ``/metrics`` said at the end: ``scored``, ``batches``.
     """
 
@@ -130,11 +146,13 @@ class LatencyRun:
     produced: int
     achieved_rate: float
     latencies_ms: tuple[float, ...]
+    broker_latencies_ms: tuple[float, ...]
     detector: dict[str, float]
 
-    def percentile(self, q: float) -> float:
-        """The ``q``-th percentile of the latencies, milliseconds."""
-        return float(np.percentile(np.array(self.latencies_ms), q))
+    def percentile(self, q: float, *, broker: bool = False) -> float:
+        """The ``q``-th percentile of the latencies (client or broker view), milliseconds."""
+        values = self.broker_latencies_ms if broker else self.latencies_ms
+        return float(np.percentile(np.array(values), q)) if values else float("nan")
 
     @property
     def mean_batch(self) -> float:
@@ -169,7 +187,16 @@ def _detect_env(settings: Settings) -> dict[str, str]:
 async def kafka_latency(settings: Settings, rate: float, seconds: float) -> LatencyRun:
     """Event→alert latency with a ``vigil detect`` subprocess fed at ``rate`` events/s."""
     settings = _bench_topics(settings, "bench.lat")
-    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    append_time = {"message.timestamp.type": "LogAppendTime"}
+    await ensure_topics(
+        settings.bootstrap_servers,
+        [
+            dataclasses.replace(spec, configs={**spec.configs, **append_time})
+            if spec.name in (settings.topic_metrics, settings.topic_alerts)
+            else spec
+            for spec in topic_specs(settings)
+        ],
+    )
     env = _detect_env(settings)
     port = int(env["VIGIL_HTTP_PORT"])
     proc = await asyncio.create_subprocess_exec(
@@ -181,8 +208,9 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> Late
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    produced_at: dict[tuple[int, int], float] = {}
+    produced_at: dict[tuple[int, int], tuple[float, float]] = {}
     latencies_ms: list[float] = []
+    broker_ms: list[float] = []
     alerts = AIOKafkaConsumer(
         settings.topic_alerts,
         bootstrap_servers=settings.bootstrap_servers,
@@ -192,7 +220,7 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> Late
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
     await alerts.start()
     await producer.start()
-    reader = asyncio.create_task(_read_alerts(alerts, produced_at, latencies_ms))
+    reader = asyncio.create_task(_read_alerts(alerts, produced_at, latencies_ms, broker_ms))
     try:
         await _wait_ready(port, proc)
         produced, achieved = await _produce_at(producer, settings, rate, seconds, produced_at)
@@ -207,20 +235,30 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> Late
         await producer.stop()
     if not latencies_ms:
         raise RuntimeError("no alerts arrived during the latency run")
-    return LatencyRun(rate, produced, achieved, tuple(latencies_ms), detector)
+    return LatencyRun(rate, produced, achieved, tuple(latencies_ms), tuple(broker_ms), detector)
 
 
 async def _read_alerts(
-    alerts: AIOKafkaConsumer, produced_at: dict[tuple[int, int], float], latencies_ms: list[float]
+    alerts: AIOKafkaConsumer,
+    produced_at: dict[tuple[int, int], tuple[float, float]],
+    latencies_ms: list[float],
+    broker_ms: list[float],
 ) -> None:
     trace = bool(os.environ.get("VIGIL_BENCH_TRACE"))
     async for record in alerts:
+        received = time.time()
         evidence = orjson.loads(record.value)["evidence"]
-        sent = produced_at.get((evidence["partition"], evidence["offset"]))
-        if sent is not None:
-            latencies_ms.append((time.time() - sent) * 1000.0)
-            if trace:
-                print(f"trace {sent:.3f} {latencies_ms[-1]:.1f}", file=sys.stderr)
+        produced = produced_at.get((evidence["partition"], evidence["offset"]))
+        if produced is None:
+            continue
+        sent, appended_ms = produced
+        latencies_ms.append((received - sent) * 1000.0)
+        by_broker = math.nan
+        if record.timestamp_type == _LOG_APPEND_TIME and appended_ms >= 0:
+            by_broker = float(record.timestamp - appended_ms)
+            broker_ms.append(by_broker)
+        if trace:
+            print(f"trace {sent:.3f} {latencies_ms[-1]:.1f} {by_broker:.1f}", file=sys.stderr)
 
 
 async def _produce_at(
@@ -228,7 +266,7 @@ async def _produce_at(
     settings: Settings,
     rate: float,
     seconds: float,
-    produced_at: dict[tuple[int, int], float],
+    produced_at: dict[tuple[int, int], tuple[float, float]],
 ) -> tuple[int, float]:
     """Send ``rate * seconds`` events at a steady ``rate``; (acknowledged, events/s achieved)."""
     sim = MetricSimulator(services=10, anomaly_rate=0.02, seed=5, clean_start=30, min_gap=3)
@@ -251,12 +289,13 @@ async def _produce_at(
 
 
 def _recorder(
-    produced_at: dict[tuple[int, int], float], sent_at: float
+    produced_at: dict[tuple[int, int], tuple[float, float]], sent_at: float
 ) -> Callable[[asyncio.Future[Any]], None]:
     def record(fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() and fut.exception() is None:
             meta = fut.result()
-            produced_at[(meta.partition, meta.offset)] = sent_at
+            appended_ms = meta.timestamp if meta.timestamp_type == _LOG_APPEND_TIME else -1
+            produced_at[(meta.partition, meta.offset)] = (sent_at, float(appended_ms))
 
     return record
 
