@@ -35,6 +35,9 @@ class RiskConfig:
         l2: L2 penalty of the logistic regression.
         class_weight: ``balanced`` weighs each class by ``n / (2 n_y)``, ``sqrt_balanced`` by
             its square root, ``none`` not at all.
+        negative_sampling: The share of negatives the model learns from (each with weight
+            ``1 / negative_sampling``, so the class balance is unchanged); 1 learns every one.
+            Negatives are ~97 % of labels and alike, and learning is most of a vector's cost.
         strategy: How the threshold is tuned (see :data:`Strategy`).
         target_recall: ``recall_at_least``'s target.
         alert_budget: ``alert_budget``'s share of vectors that may alert.
@@ -61,6 +64,7 @@ class RiskConfig:
     average_decay: float = 0.999
     l2: float = 1e-4
     class_weight: ClassWeight = "sqrt_balanced"
+    negative_sampling: float = 0.25
     strategy: Strategy = "recall_at_least"
     target_recall: float = 0.80
     alert_budget: float = 0.01
@@ -99,6 +103,12 @@ class RiskConfig:
         )
         _check(math.isfinite(self.l2) and self.l2 >= 0, "l2", ">= 0", self.l2)
         _check(0.0 <= self.average_decay < 1.0, "average_decay", "in [0, 1)", self.average_decay)
+        _check(
+            0.0 < self.negative_sampling <= 1.0,
+            "negative_sampling",
+            "in (0, 1]",
+            self.negative_sampling,
+        )
         if self.strategy not in ("max_f1", "recall_at_least", "alert_budget"):
             raise ValueError(
                 "strategy must be one of max_f1, recall_at_least, alert_budget, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -89,7 +90,8 @@ class IncidentRiskModel:
         config: ``learning_rate`` and ``l2`` are used.
 
     Examples:
-        >>> model = IncidentRiskModel("payments", RiskConfig(learning_rate=0.05))
+        >>> config = RiskConfig(learning_rate=0.05, negative_sampling=1.0)
+        >>> model = IncidentRiskModel("payments", config)
         >>> model.predict({"cpu_z": 4.0})
         0.0
         >>> for i in range(400):
@@ -118,6 +120,7 @@ class IncidentRiskModel:
         self._averaged: dict[str, float] = {}
         self._averaged_intercept = 0.0
         self._unaveraged = 0  # updates since the average was last folded
+        self._sampler = random.Random(config.seed)
 
     @property
     def version(self) -> str:
@@ -182,11 +185,18 @@ class IncidentRiskModel:
         (the labels came together, so that is the model that predicted them)."""
         logits = self._raw_logits(vectors) if self.updates else None
         clip = _CLIP
+        sampling = self.config.negative_sampling
         for i, (vector, label) in enumerate(zip(vectors, labels, strict=True)):
-            x = {name: float(value) for name, value in vector.items() if math.isfinite(value)}
             if logits is not None:
                 self._platt.add(float(logits[i]), label)
             weight = self._weight(label)
+            if not label and sampling < 1.0:
+                self.negatives += 1  # counted (class weights), learned only if sampled
+                if self._sampler.random() >= sampling:
+                    continue
+                self.negatives -= 1
+                weight /= sampling
+            x = {name: float(value) for name, value in vector.items() if math.isfinite(value)}
             # river's methods are untyped: this is the one place the model calls into it.
             self._scaler.learn_one(x)  # type: ignore[no-untyped-call]
             scaled = self._scaler.transform_one(x)  # type: ignore[no-untyped-call]

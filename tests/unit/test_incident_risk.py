@@ -124,8 +124,16 @@ def test_explain_gives_the_largest_contributions_of_the_model() -> None:
     assert {max(weights, key=lambda n: abs(weights[n]))} <= {"f0", "f1"}
 
 
+def test_negatives_are_sampled_but_all_counted() -> None:
+    model = IncidentRiskModel("g", RiskConfig(negative_sampling=0.25))
+    model.learn_many([{"a": float(i % 7)} for i in range(4000)], [False] * 4000)
+    model.learn({"a": 9.0}, True)
+    assert (model.negatives, model.positives) == (4000, 1)
+    assert 900 <= model.updates - 1 <= 1100  # about a quarter of the negatives learned
+
+
 def test_counts_and_version_follow_learning() -> None:
-    model = IncidentRiskModel("g", RiskConfig())
+    model = IncidentRiskModel("g", RiskConfig(negative_sampling=1.0))
     model.learn({"a": 1.0}, True)
     model.learn({"a": 0.0}, False)
     model.learn({"a": 0.0}, False)
