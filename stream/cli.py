@@ -109,6 +109,20 @@ def _build_parser() -> _Parser:
     simulate = commands.add_parser("simulate", help="Publish simulated metric events.")
     _add_simulation_flags(simulate)
     simulate.add_argument("--labels", type=Path, help="Write injected anomalies as JSONL here.")
+    simulate.add_argument(
+        "--incidents",
+        action="store_true",
+        help="Services whose incidents follow precursors (memory creep, latency drift, error "
+        "growth, deploys); their IncidentEvents go to the incidents topic, minutes late.",
+    )
+    simulate.add_argument(
+        "--interval-s", type=float, default=10.0, help="Seconds between a service's samples."
+    )
+    simulate.add_argument(
+        "--jsonl",
+        type=Path,
+        help="Write the events to this JSONL file (for vigil replay / evaluate), not to Kafka.",
+    )
     _add_settings_flags(simulate)
 
     demo = commands.add_parser("demo", help="Broker, simulator and detector, in one command.")

@@ -11,7 +11,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -207,16 +207,18 @@ class LogLine:
 
 async def publish(
     producer: AIOKafkaProducer,
-    topic: str,
+    topic: str | Callable[[Publishable], str],
     events: Iterator[Publishable],
     *,
     rate: float | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Send events keyed by service, at ``rate`` events/s (as fast as possible if None).
+    """Send events keyed by service, at ``rate`` events/s (as fast as possible if None), to
+    ``topic`` (or the topic it names for each event).
 
     Returns how many were sent; all are acknowledged when it returns.
     """
+    topic_of = topic if callable(topic) else (lambda _: topic)
     sent = 0
     started = time.perf_counter()
     pending: list[asyncio.Future[Any]] = []
@@ -224,7 +226,7 @@ async def publish(
         if stop is not None and stop.is_set():
             break
         pending.append(
-            await producer.send(topic, value=event.to_bytes(), key=event.service.encode())
+            await producer.send(topic_of(event), value=event.to_bytes(), key=event.service.encode())
         )
         sent += 1
         if rate is not None:
@@ -239,12 +241,19 @@ async def publish(
 
 
 async def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil simulate``: publish ``--count`` events at ``--rate`` (Ctrl-C stops early)."""
+    """``vigil simulate``: publish ``--count`` events at ``--rate`` (Ctrl-C stops early).
+
+    With ``--incidents``, services whose incidents follow precursors (see
+    :mod:`stream.incident_sim`), their IncidentEvents on the incidents topic. With ``--jsonl``,
+    the stream goes to a file for ``vigil replay`` / ``vigil evaluate`` instead of Kafka.
+    """
     import signal
 
     from stream.consumer import topic_specs
     from stream.topics import ensure_topics
 
+    if getattr(args, "incidents", False) or getattr(args, "jsonl", None) is not None:
+        return await _simulate_incidents(args, settings)
     if settings.create_topics:
         await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
     sim = MetricSimulator(
@@ -289,6 +298,70 @@ async def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     print(
         orjson.dumps(
             {"sent": sent, "anomalies": len(labels), "topic": settings.topic_metrics}
+        ).decode()
+    )
+    return 0
+
+
+async def _simulate_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil simulate --incidents`` (to Kafka) or ``--jsonl FILE`` (to a replay file)."""
+    from stream.consumer import topic_specs
+    from stream.incident_sim import IncidentRecord, IncidentSimulator
+    from stream.topics import ensure_topics
+
+    count = args.count if args.count is not None else 2**40
+    items: Iterator[Publishable]
+    if args.incidents:
+        sim = IncidentSimulator(
+            services=args.services, interval_s=args.interval_s, seed=args.sim_seed
+        )
+        items = sim.stream(math.ceil(count / args.services) * args.interval_s)
+    else:
+        metric_sim = MetricSimulator(
+            services=args.services,
+            anomaly_rate=args.anomaly_rate,
+            interval_s=args.interval_s,
+            seed=args.sim_seed,
+        )
+        items = iter(metric_sim.events(count))
+    if args.jsonl is not None:
+        lines = incidents = 0
+        with args.jsonl.open("wb") as out:
+            for item in items:
+                out.write(item.to_bytes() + b"\n")
+                lines += 1
+                incidents += isinstance(item, IncidentRecord)
+        summary = {"lines": lines, "incident_events": incidents, "file": str(args.jsonl)}
+        print(orjson.dumps(summary).decode())
+        return 0
+    if settings.create_topics:
+        await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-simulator",
+        linger_ms=5,
+    )
+    sent_incidents = 0
+
+    def topic_of(item: Publishable) -> str:
+        nonlocal sent_incidents
+        if isinstance(item, IncidentRecord):
+            sent_incidents += 1
+            return settings.topic_incidents
+        return settings.topic_metrics
+
+    await producer.start()
+    try:
+        sent = await publish(producer, topic_of, items, rate=args.rate or None)
+    finally:
+        await producer.stop()
+    print(
+        orjson.dumps(
+            {
+                "sent": sent,
+                "incident_events": sent_incidents,
+                "topics": [settings.topic_metrics, settings.topic_incidents],
+            }
         ).decode()
     )
     return 0
