@@ -33,11 +33,17 @@ def test_bench_kafka_figures(kafka_bootstrap: str, capsys: pytest.CaptureFixture
     figures = {key: f["value"] for key, f in report["figures"].items()}
     assert figures["kafka_throughput"] > 0
     assert figures["kafka_log_throughput"] > 0
+    assert figures["kafka_throughput_anomaly_only"] > 0
+    cost = 100.0 * (1.0 - figures["kafka_throughput"] / figures["kafka_throughput_anomaly_only"])
+    assert figures["kafka_risk_cost"] == pytest.approx(cost)
     for rate in ("300", "800"):
         assert 0 < figures[f"latency_{rate}_p50"] <= figures[f"latency_{rate}_p99"]
         assert figures[f"latency_{rate}_p99"] <= figures[f"latency_{rate}_max"]
         assert figures[f"latency_{rate}_achieved_rate"] > 0
         assert figures[f"latency_{rate}_mean_batch"] >= 1
+        # By the broker's clock, from the event's append to its alert's.
+        assert 0 <= figures[f"latency_{rate}_broker_p50"] <= figures[f"latency_{rate}_broker_p99"]
+        assert figures[f"latency_{rate}_broker_p99"] <= figures[f"latency_{rate}_broker_max"]
         # The run waits until the detector has scored every event it produced.
         assert (
             f"{int(rate) * 4} events produced, {int(rate) * 4} scored"
