@@ -31,7 +31,13 @@ from stream.pipeline import MetricPipeline
 from stream.replay import ReplayStats, replay
 from stream.settings import Settings
 
-__all__ = ["RiskEvaluation", "evaluate_risk", "has_incidents", "run_evaluate_risk"]
+__all__ = [
+    "RiskEvaluation",
+    "evaluate_risk",
+    "has_incidents",
+    "operating_points",
+    "run_evaluate_risk",
+]
 
 
 def has_incidents(lines: Iterable[bytes]) -> bool:
@@ -75,6 +81,7 @@ class RiskEvaluation:
             figures["strategy"] = strategy
             for key in ("alerts_per_day", "incidents", "incidents_caught", "median_lead_time_s"):
                 figures[key] = prequential.get(group, {}).get(key)
+            figures["operating_points"] = operating_points(self.labelled[group])
             groups[group] = figures
         return {
             "vectors": self.pipeline.vectors_total,
@@ -83,6 +90,45 @@ class RiskEvaluation:
             "rejected": dict(self.stats.rejected),
             "groups": groups,
         }
+
+
+def operating_points(
+    items: list[LabelledVector], recalls: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+) -> list[dict[str, float]]:
+    """What each incident recall would cost: the threshold that catches that share of the
+    incidents (their best-scored vector in the horizon reaching it), and how many vectors per
+    service-day score over it (an upper bound on alerts: the cooldown merges neighbours).
+
+    Examples:
+        >>> from models.incident import LabelledVector
+        >>> def item(t, p, incident):
+        ...     return LabelledVector("a", t, {}, p, incident is not None, "", incident, "horizon")
+        >>> items = [item(0, 0.9, "i1"), item(60, 0.2, "i2"), item(120, 0.1, None)]
+        >>> [(r["incident_recall"], r["threshold"]) for r in operating_points(items, (0.5, 1.0))]
+        [(0.5, 0.9), (1.0, 0.2)]
+    """
+    best: dict[str, float] = {}
+    for item in items:
+        if item.label and item.incident_id is not None:
+            best[item.incident_id] = max(best.get(item.incident_id, 0.0), item.probability)
+    if not best or not items:
+        return []
+    caught_at = np.sort(np.fromiter(best.values(), np.float64))[::-1]
+    probabilities = np.array([item.probability for item in items])
+    services = len({item.service for item in items})
+    days = max((max(i.ts_s for i in items) - min(i.ts_s for i in items)) / 86_400.0, 1 / 1440)
+    points = []
+    for recall in recalls:
+        threshold = float(caught_at[max(math.ceil(recall * caught_at.size - 1e-9), 1) - 1])
+        over = int((probabilities >= threshold).sum())
+        points.append(
+            {
+                "incident_recall": recall,
+                "threshold": threshold,
+                "vectors_over_per_service_day": over / services / days,
+            }
+        )
+    return points
 
 
 def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
@@ -172,7 +218,7 @@ def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings:
     for group, figures in summary["groups"].items():
         print(f"group {group}")
         for key, value in figures.items():
-            if key == "reliability":
+            if key in ("reliability", "operating_points"):
                 continue
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             print(f"  {key:<24} {shown}")
@@ -180,7 +226,13 @@ def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings:
         for row in figures.get("reliability", []):
             if row["count"]:
                 print(
-                    f"    [{row['low']:.1f}, {row['high']:.1f}): {row['count']:>6}"
+                    f"    [{row['lower']:.1f}, {row['upper']:.1f}): {row['count']:>6.0f}"
                     f"  {row['mean_predicted']:.4f}  {row['observed_rate']:.4f}"
                 )
+        print("  operating points (incident recall → threshold, vectors over it per day)")
+        for row in figures.get("operating_points", []):
+            print(
+                f"    {row['incident_recall']:.1f} → {row['threshold']:.4f}, "
+                f"{row['vectors_over_per_service_day']:.1f} per service-day"
+            )
     return 0
