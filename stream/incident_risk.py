@@ -197,7 +197,10 @@ class IncidentRiskPipeline:
         for name, members in by_group.items():
             group = self._group(name)
             probabilities = group.model.predict_many([v.features for v in members])
-            group.threshold.observe(probabilities)
+            # The alert budget is shared among vectors that could alert: not those of a
+            # service whose incident is known to be open (they score high, and never alert).
+            alertable = [not self.labeler.in_incident(v.service, v.ts_s) for v in members]
+            group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
             predicted += zip(members, probabilities.tolist(), itertools.repeat(name))
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).

@@ -19,6 +19,7 @@ FloatArray = npt.NDArray[np.float64]
 _BUDGET_WINDOW = 10  # alert_budget looks at the last 10 x tuning_window predictions
 _REFRESH_EVERY = 250  # new labelled pairs (or 10x that many predictions) between recomputes
 _SMALLEST = float(np.nextafter(0.0, 1.0))
+_BUDGET_MIN_LABELLED = 1000  # alert_budget's quantile is over labelled vectors from here
 _MIN_INCIDENTS = 5  # recall over incidents needs this many; before, recall over vectors
 _INCIDENTS_KEPT = 200  # recall_at_least looks at the last 200 incidents
 
@@ -55,8 +56,11 @@ class RiskThreshold:
       far lower threshold: on the incident simulator, 0.8 of vectors meant an alert in
       most quarter-hours of every service. Until ``min_incidents`` incidents are known it
       falls back to recall over the labelled vectors.
-    - ``alert_budget``: the ``1 - alert_budget`` quantile (an observed value) of the last
-      ``10 x tuning_window`` predictions, so about that share of vectors alerts.
+    - ``alert_budget``: the ``1 - alert_budget`` quantile (an observed value) of the
+      predictions of the last ``tuning_window`` labelled vectors (of the last
+      ``10 x tuning_window`` predictions until 1,000 are labelled), so about that share of
+      vectors alerts. Vectors inside an open incident are never labelled, so they do not
+      take the budget.
 
     A label-based strategy falls back to ``alert_budget`` while the window holds fewer than
     ``min_positives`` positives; :attr:`strategy` says which one is in force, ``"override"``
@@ -156,7 +160,13 @@ class RiskThreshold:
             else:  # recall falls as the threshold rises: the last index still reaching it
                 best = int(np.flatnonzero(recall >= config.target_recall - 1e-12)[-1])
             return config.strategy, max(float(thresholds[best]), _SMALLEST)
-        predictions = self._predictions.recent()
+        # Labelled vectors are the population the budget is about: vectors inside an open
+        # incident are never labelled (and score high: their first minutes, before the label
+        # arrives, would otherwise take much of the budget). Until enough are labelled, all
+        # predictions stand in.
+        labelled = self._probabilities.recent()
+        enough = labelled.size >= min(_BUDGET_MIN_LABELLED, config.tuning_window)
+        predictions = labelled if enough else self._predictions.recent()
         if predictions.size == 0:
             return "alert_budget", math.inf
         # The "higher" quantile: an observed prediction, so reaching it is a real exceedance.
