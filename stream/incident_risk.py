@@ -56,6 +56,7 @@ FeedbackKind = str
 """What a feedback message was about: ``incident_risk``, ``anomaly`` or ``unknown``."""
 
 _REMEMBERED_ALERTS = 20_000
+_MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
 
 
 def group_function(pattern: str | None) -> Callable[[str], str]:
@@ -109,7 +110,8 @@ class IncidentRiskPipeline:
     Args:
         config: The incident-risk configuration (horizon, strategy, ...).
         step_s: One risk vector per service per this much event time.
-        trend_steps: How many steps back trend features compare with.
+        trend_s: How far back trend features compare with (event seconds).
+        baseline_s: How much history the trailing baseline holds (event seconds).
         cooldown_s: After a risk alert, a service's next one waits this long (event time).
         group_pattern: Services are grouped by this regex (see :func:`group_function`); one
             model per group.
@@ -123,7 +125,8 @@ class IncidentRiskPipeline:
         config: RiskConfig,
         *,
         step_s: float = 60.0,
-        trend_steps: int = 15,
+        trend_s: float = 900.0,
+        baseline_s: float = 21_600.0,
         cooldown_s: float | None = None,
         group_pattern: str | None = None,
         clock: Clock = utc_now,
@@ -134,7 +137,13 @@ class IncidentRiskPipeline:
         self._group_of = group_function(group_pattern)
         self._group_pattern = group_pattern
         self._clock = clock
-        self.features = RiskFeatureBuilder(step_s=step_s, trend_steps=trend_steps)
+        baseline_steps = max(2, round(baseline_s / step_s))
+        self.features = RiskFeatureBuilder(
+            step_s=step_s,
+            trend_steps=max(1, round(trend_s / step_s)),
+            baseline_steps=baseline_steps,
+            min_baseline_steps=min(baseline_steps, max(1, round(_MIN_BASELINE_S / step_s))),
+        )
         self.labeler = HorizonLabeler(config)
         self._groups: dict[str, _Group] = {}
         self._last_alert_s: dict[str, float] = {}
