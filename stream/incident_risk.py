@@ -57,6 +57,9 @@ FeedbackKind = str
 
 _REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
+_EXPIRY_EVERY_S = 300.0
+"""Within a batch, horizons are let pass every 5 minutes of event time (not at every vector:
+each pass takes a service's due vectors out of its buffer at once)."""
 
 
 def group_function(pattern: str | None) -> Callable[[str], str]:
@@ -150,6 +153,7 @@ class IncidentRiskPipeline:
         self._alert_kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.latest_event_s = -math.inf
         self.vectors_total = 0
+        self._next_expiry_s = -math.inf
         self.hold_labels = False
         """True while incident labels may be waiting unread (the detector's incidents topic
         has a backlog): no vector becomes a negative meanwhile."""
@@ -215,7 +219,8 @@ class IncidentRiskPipeline:
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=lambda item: item[0].ts_s)
         for vector, p, name in predicted:
-            if not self.hold_labels:
+            if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
+                self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
                 self._learn(self.labeler.expire(vector.ts_s), out)
             group = self._group(name)
             threshold = group.threshold.value
@@ -296,11 +301,16 @@ class IncidentRiskPipeline:
             self._group(name).model.learn_many(
                 [item.vector for item in members], [item.label for item in members]
             )
+        for name, members in by_group.items():
+            group = self._group(name)
+            group.threshold.labelled_many(
+                [item.probability for item in members],
+                [item.label for item in members],
+                [item.incident_id for item in members],
+            )
         for item in items:
             name = self._group_of(item.service)
-            group = self._group(name)
-            group.threshold.labelled(item.probability, item.label, item.incident_id)
-            group.tracker.labelled(item)
+            self._group(name).tracker.labelled(item)
             if self.on_labelled is not None:
                 self.on_labelled(name, item)
             outcome = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -108,16 +109,32 @@ class RiskThreshold:
     def labelled(self, probability: float, label: bool, incident_id: str | None = None) -> None:
         """A prequential pair: the prediction made before the label, and the label (with the
         incident that made it positive, if one did)."""
-        self._probabilities.extend(np.array([probability]))
-        self._labels.extend(np.array([float(label)]))
-        self._since_labels += 1
-        if label and incident_id is not None:
-            if incident_id not in self._incidents:
-                self._since_labels += _REFRESH_EVERY  # a new incident: recompute on next read
-            best = self._incidents.pop(incident_id, 0.0)
-            self._incidents[incident_id] = max(best, probability)
-            if len(self._incidents) > _INCIDENTS_KEPT:
-                self._incidents.popitem(last=False)
+        self.labelled_many([probability], [label], [incident_id])
+
+    def labelled_many(
+        self,
+        probabilities: Sequence[float],
+        labels: Sequence[bool],
+        incident_ids: Sequence[str | None],
+    ) -> None:
+        """:meth:`labelled` for many pairs at once."""
+        self._probabilities.extend(np.asarray(probabilities, dtype=np.float64))
+        self._labels.extend(np.asarray(labels, dtype=np.float64))
+        self._since_labels += len(probabilities)
+        for probability, label, incident_id in zip(
+            probabilities, labels, incident_ids, strict=True
+        ):
+            if label and incident_id is not None:
+                self._incident_positive(probability, incident_id)
+
+    def _incident_positive(self, probability: float, incident_id: str) -> None:
+        """A positive of ``incident_id``: the incident's best prediction so far."""
+        if incident_id not in self._incidents:
+            self._since_labels += _REFRESH_EVERY  # a new incident: recompute on next read
+        best = self._incidents.pop(incident_id, 0.0)
+        self._incidents[incident_id] = max(best, probability)
+        if len(self._incidents) > _INCIDENTS_KEPT:
+            self._incidents.popitem(last=False)
 
     @property
     def value(self) -> float:

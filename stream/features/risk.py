@@ -27,7 +27,6 @@ vectors follow event time alone: replay and live detection build the same ones.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -56,6 +55,11 @@ class RiskVector:
     """Where the step's last event is stored."""
 
 
+def _compress(z: float) -> float:
+    """:func:`compress` of one value (NaN stays NaN)."""
+    return math.copysign(math.log1p(abs(z)), z)
+
+
 def compress(z: FloatArray) -> FloatArray:
     """``sign(z)·log1p(|z|)``: keeps order and sign, tames the tails.
 
@@ -66,7 +70,7 @@ def compress(z: FloatArray) -> FloatArray:
     return np.sign(z) * np.log1p(np.abs(z))
 
 
-_REFRESH_STEPS = 10
+_REFRESH_STEPS = 30
 """The trailing baseline's median and MAD are recomputed every this many steps."""
 
 
@@ -118,9 +122,9 @@ class _Service:
         self.baseline: npt.NDArray[np.float32] = np.empty((0, 0), dtype=np.float32)
         """Ring of the last step means (float32: a baseline needs no more)."""
         self.filled = 0
-        self.center: FloatArray | None = None
-        self.scale: FloatArray = np.ones(0)
-        self.history: list[FloatArray] = []
+        self.center: list[float] | None = None
+        self.scale: list[float] = []
+        self.history: list[list[float]] = []
         self.log: dict[str, float] = {}
 
     def reset(self, names: tuple[str, ...], steps: int) -> None:
@@ -252,11 +256,14 @@ class RiskFeatureBuilder:
         self._services.pop(service, None)
 
     def _close(self, service: str, state: _Service, step: _Step) -> RiskVector:
+        # A handful of values per vector: plain floats are cheaper here than numpy calls.
         state.step = None
         if state.names != step.names:
             state.reset(step.names, self.baseline_steps)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = step.v_sum / step.v_count  # NaN where the step had no value
+        mean = [
+            total / n if n else math.nan
+            for total, n in zip(step.v_sum.tolist(), step.v_count.tolist(), strict=True)
+        ]
         z = self._trailing_z(state, mean)
         state.baseline[state.filled % self.baseline_steps] = mean
         state.filled += 1
@@ -264,14 +271,10 @@ class RiskFeatureBuilder:
         state.history.append(z)
         if len(state.history) > self.trend_steps:
             del state.history[0]
-        anomaly_z = compress(step.z_sum / max(step.count, 1))
-        features = dict(
-            zip(
-                _feature_names(step.names),
-                itertools.chain(z.tolist(), (z - past).tolist(), anomaly_z.tolist()),
-                strict=True,
-            )
-        )
+        count = max(step.count, 1)
+        anomaly_z = [_compress(total / count) for total in step.z_sum.tolist()]
+        trend = [now - then for now, then in zip(z, past, strict=True)]
+        features = dict(zip(_feature_names(step.names), z + trend + anomaly_z, strict=True))
         features["anomaly_ratio"] = min(step.ratio, 10.0)
         features["anomaly_flagged"] = step.flagged / step.count
         features["deploy_recent"] = step.deploys / step.count
@@ -279,7 +282,7 @@ class RiskFeatureBuilder:
         assert step.evidence is not None
         return RiskVector(service, step.last_ts, features, step.evidence)
 
-    def _trailing_z(self, state: _Service, mean: FloatArray) -> FloatArray:
+    def _trailing_z(self, state: _Service, mean: list[float]) -> list[float]:
         """Robust z-scores of ``mean`` against the trailing step means, log-compressed.
 
         The baseline (median, scale) moves slowly: it is recomputed every ``_REFRESH_STEPS``
@@ -287,7 +290,7 @@ class RiskFeatureBuilder:
         """
         known = min(state.filled, self.baseline_steps)
         if known < self.min_baseline_steps:
-            return np.zeros(len(mean))
+            return [0.0] * len(mean)
         if state.center is None or state.filled % _REFRESH_STEPS == 0:
             window = state.baseline[:known].astype(np.float64)
             if np.isnan(window).any():
@@ -298,7 +301,10 @@ class RiskFeatureBuilder:
             else:  # the usual case, ten times faster
                 median = np.median(window, axis=0)
                 mad = np.median(np.abs(window - median), axis=0)
-            state.center = median
-            state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9)
-        z = compress((mean - state.center) / state.scale)
-        return np.where(np.isfinite(z), z, 0.0)
+            state.center = median.tolist()
+            state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9).tolist()
+        out = []
+        for value, center, scale in zip(mean, state.center, state.scale, strict=True):
+            z = _compress((value - center) / scale)
+            out.append(z if math.isfinite(z) else 0.0)
+        return out
