@@ -111,8 +111,12 @@ def replay(
             yield alert
         if risk is not None:
             risk.remember_alerts(alert for _, alert in outcome.alerts)
+            # A step may close in a later batch, and ask then where its last event was.
+            batch_offsets = list(offsets)
             risk_alerts = risk.on_metrics(
-                events, outcome, lambda i: Evidence(topic=source, partition=0, offset=offsets[i])
+                events,
+                outcome,
+                lambda i: Evidence(topic=source, partition=0, offset=batch_offsets[i]),
             ).alerts
             risk.advance()
             stats.alerts += len(risk_alerts)

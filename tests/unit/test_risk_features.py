@@ -48,9 +48,15 @@ def test_one_vector_per_step_with_the_steps_mean_and_last_event() -> None:
     vectors = _feed(builder, ts, z, [7, 13])
     assert [v.ts_s for v in vectors] == [50.0, 110.0, 170.0, 230.0]  # the last step stays open
     assert [v.evidence.offset for v in vectors] == [5, 11, 17, 23]
-    assert [round(v.features["az:cpu"], 6) for v in vectors] == [
-        round(float(np.log1p(k)), 6) for k in range(4)
-    ]
+    assert set(vectors[0].features) == {
+        "z:cpu",
+        "z:mem",
+        "dz:cpu",
+        "dz:mem",
+        "anomaly_ratio",
+        "anomaly_flagged",
+        "deploy_recent",
+    }
     # No trailing baseline yet (fewer than min_baseline_steps steps): neutral.
     assert vectors[3].features["z:cpu"] == vectors[3].features["dz:cpu"] == 0.0
     assert vectors[0].features["anomaly_ratio"] == 0.5
