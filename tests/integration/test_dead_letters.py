@@ -154,3 +154,51 @@ async def test_malformed_log_events_are_dead_lettered_and_huge_lines_cut(
         f'vigil_events_dead_lettered_total{{reason="missing_field",'
         f'topic="{test_settings.topic_logs}"}} 2.0'
     ) in metrics_text
+
+
+async def test_incident_and_feedback_records_are_labels_or_dead_letters(
+    test_settings: Settings,
+) -> None:
+    incidents: list[tuple[bytes | None, bytes]] = [
+        (b"api", b'{"ts": 0, "incident_id": "INC-1", "service": "api", "status": "opened"}'),
+        (b"api", b'{"ts": 0, "incident_id": "INC-1", "service": "api", "status": "opened"}'),
+        (b"api", b'{"ts": 0, "incident_id": "INC-2", "service": "api", "status": "exploded"}'),
+        (b"api", b"{not json"),
+    ]
+    feedback: list[tuple[bytes | None, bytes]] = [
+        (b"a1", b'{"ts": 0, "alert_id": "a1", "verdict": "true_positive"}'),
+        (b"a2", b'{"ts": 0, "alert_id": "a2", "verdict": "false_positive"}'),
+        (b"a3", b'{"ts": 0, "alert_id": "a3", "verdict": "maybe"}'),
+    ]
+    detector = Detector(test_settings)
+    await detector.start()
+    try:
+        await produce(test_settings.bootstrap_servers, test_settings.topic_incidents, incidents)
+        await produce(test_settings.bootstrap_servers, test_settings.topic_feedback, feedback)
+        await run_until(
+            detector, lambda: detector.counts["consumed"] >= len(incidents) + len(feedback)
+        )
+        await detector.flush_commits()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{detector.http_port}") as http:
+            metrics_text = (await http.get("/metrics")).text
+            models = (await http.get("/models")).json()
+    finally:
+        await detector.stop()
+    letters = [
+        orjson.loads(r.value)
+        for r in await read_all(test_settings.bootstrap_servers, test_settings.topic_dlq)
+    ]
+    reasons = sorted((letter["topic"].rsplit(".", 1)[-1], letter["reason"]) for letter in letters)
+    assert reasons == [
+        ("feedback", "invalid_value"),
+        ("incidents", "invalid_json"),
+        ("incidents", "invalid_value"),
+    ]
+    # The duplicate open is counted, not learned twice; feedback on alerts this detector
+    # never raised is counted as such.
+    assert 'vigil_incident_labels_total{outcome="duplicate"} 1.0' in metrics_text
+    assert 'vigil_incident_labels_total{outcome="unknown_service"} 1.0' in metrics_text
+    assert 'vigil_incident_events_total{status="opened"} 2.0' in metrics_text
+    assert 'vigil_feedback_total{kind="unknown",verdict="true_positive"} 1.0' in metrics_text
+    assert 'vigil_feedback_total{kind="unknown",verdict="false_positive"} 1.0' in metrics_text
+    assert models["incident_risk"]["labels"]["duplicate"] == 1
