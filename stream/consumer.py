@@ -37,6 +37,7 @@ from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
 from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
+from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
 
@@ -92,21 +93,17 @@ class Detector:
         )
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
-        self.risk = RiskStage(
-            risk_pipeline(settings, clock),
+        context = StageContext(
             self._publisher,
             self.metrics,
             self.counts,
             self._dead_letter,
             settings.max_message_bytes,
         )
+        self.risk = RiskStage(risk_pipeline(settings, clock), context)
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
-            self._publisher,
-            self.metrics,
-            self.counts,
-            self._dead_letter,
-            settings.max_message_bytes,
+            context,
             idle_s=settings.log_idle_s,
             on_outcome=self.risk.after_logs,
         )

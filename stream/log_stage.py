@@ -18,7 +18,6 @@ kept coming.
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,10 +29,9 @@ from stream.codec import DecodeError, decode
 from stream.logs import LogPipeline
 from stream.logs.offsets import OpenWindowOffsets
 from stream.logs.pipeline import LogBatchOutcome
-from stream.publisher import Publisher
-from stream.records import DeadLetterer, Pending, Record, evidence_of
+from stream.records import Pending, Record, evidence_of
 from stream.schemas import LogEvent
-from stream.telemetry import DetectorMetrics
+from stream.stage import StageContext
 
 __all__ = ["LogStage", "caught_up"]
 
@@ -45,11 +43,7 @@ class LogStage:
 
     Args:
         pipeline: The log pipeline (its models are this detector's).
-        publisher: Where alerts go.
-        metrics: The detector's Prometheus metrics.
-        counts: The detector's running totals (this stage adds to ``scored`` and ``alerts``).
-        dead_letter: The detector's dead-letter path, for records that do not decode.
-        max_message_bytes: Larger records are dead-lettered as ``too_large``.
+        context: Where output goes, what is counted, and the dead-letter path.
         idle_s: A caught-up partition without records this long (wall clock) is idle: the
             watermark stops waiting for it. Until then it holds the watermark at its last event
             time, as records may still be on their way (a backlog being produced).
@@ -59,20 +53,12 @@ class LogStage:
     def __init__(
         self,
         pipeline: LogPipeline,
-        publisher: Publisher,
-        metrics: DetectorMetrics,
-        counts: collections.Counter[str],
-        dead_letter: DeadLetterer,
-        max_message_bytes: int,
+        context: StageContext,
         idle_s: float = 2.0,
         on_outcome: Callable[[LogBatchOutcome], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self._publisher = publisher
-        self._metrics = metrics
-        self._counts = counts
-        self._dead_letter = dead_letter
-        self._max_bytes = max_message_bytes
+        self._ctx = context
         self._idle_s = idle_s
         self._on_outcome = on_outcome
         self._last_records: dict[TopicPartition, float] = {}
@@ -126,9 +112,9 @@ class LogStage:
         sources: list[Record] = []
         windows: list[int | None] = []
         for record in records:
-            event = decode(record.value, LogEvent, self._max_bytes)
+            event = decode(record.value, LogEvent, self._ctx.max_message_bytes)
             if isinstance(event, DecodeError):
-                pending.append((await self._dead_letter(record, event), None))
+                pending.append((await self._ctx.dead_letter(record, event), None))
                 windows.append(None)
             else:
                 events.append(event)
@@ -146,13 +132,13 @@ class LogStage:
                 log.exception("log_batch_failed", size=len(events))
                 error = DecodeError("unexpected", f"{type(exc).__name__}: {exc}")
                 for record in sources:
-                    pending.append((await self._dead_letter(record, error), None))
+                    pending.append((await self._ctx.dead_letter(record, error), None))
                 windows = [None] * len(windows)
             else:
                 pending.extend(await self._publish(outcome))
         for record, window in zip(records, windows, strict=True):
             self._offsets.add(tp, record.offset, window)
-        self._counts["scored"] += len(events)
+        self._ctx.counts["scored"] += len(events)
         return pending
 
     async def _follow_wall_clock(self) -> Pending:
@@ -182,15 +168,15 @@ class LogStage:
 
     def refresh_gauges(self) -> None:
         """Gauges that cost a pass over the services: refreshed now and then, not per batch."""
-        logs = self._metrics.logs
+        logs = self._ctx.metrics.logs
         logs.open_windows.set(self.pipeline.open_windows())
         logs.commit_holds.set(self._offsets.held())
-        self._metrics.models_held.labels(source="logs").set(len(self.pipeline))
+        self._ctx.metrics.models_held.labels(source="logs").set(len(self.pipeline))
 
     async def _publish(self, outcome: LogBatchOutcome) -> Pending:
         if self._on_outcome is not None:
             self._on_outcome(outcome)
-        metrics, logs = self._metrics, self._metrics.logs
+        metrics, logs = self._ctx.metrics, self._ctx.metrics.logs
         if outcome.lines:
             metrics.events_scored.labels(source="logs").inc(outcome.lines)
         if outcome.late:
@@ -211,8 +197,8 @@ class LogStage:
             logs.watermark.set(watermark.timestamp())
         pending: Pending = []
         for alert in outcome.alerts:
-            pending.append((await self._publisher.send_alert(alert), None))
-            self._counts["alerts"] += 1
+            pending.append((await self._ctx.publisher.send_alert(alert), None))
+            self._ctx.counts["alerts"] += 1
             metrics.alerts.labels(kind="anomaly", source="logs", severity=alert.severity).inc()
             log.info(
                 "alert_published",

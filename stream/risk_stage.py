@@ -23,10 +23,9 @@ from stream.incident_risk import IncidentRiskPipeline, RiskOutcome
 from stream.log_stage import caught_up
 from stream.logs.pipeline import LogBatchOutcome
 from stream.pipeline import BatchOutcome, EvidenceOf
-from stream.publisher import Publisher
-from stream.records import DeadLetterer, Pending, Record
+from stream.records import Pending, Record
 from stream.schemas import Feedback, IncidentEvent, MetricSample
-from stream.telemetry import DetectorMetrics
+from stream.stage import StageContext
 
 __all__ = ["RiskStage"]
 
@@ -45,28 +44,16 @@ class RiskStage:
     Args:
         pipeline: The incident-risk pipeline (its models are this detector's); None when
             incident risk is off: feedback is still counted (kind ``unknown``).
-        publisher: Where alerts go.
-        metrics: The detector's Prometheus metrics.
-        counts: The detector's running totals (this stage adds to ``alerts``).
-        dead_letter: The detector's dead-letter path, for records that do not decode.
-        max_message_bytes: Larger records are dead-lettered as ``too_large``.
+        context: Where output goes, what is counted, and the dead-letter path.
     """
 
     def __init__(
         self,
         pipeline: IncidentRiskPipeline | None,
-        publisher: Publisher,
-        metrics: DetectorMetrics,
-        counts: collections.Counter[str],
-        dead_letter: DeadLetterer,
-        max_message_bytes: int,
+        context: StageContext,
     ) -> None:
         self.pipeline = pipeline
-        self._publisher = publisher
-        self._metrics = metrics
-        self._counts = counts
-        self._dead_letter = dead_letter
-        self._max_bytes = max_message_bytes
+        self._ctx = context
         self._exported: collections.Counter[str] = collections.Counter()
         self._quality_at = 0.0
 
@@ -121,9 +108,9 @@ class RiskStage:
         decoded: list[M] = []
         pending: Pending = []
         for record in records:
-            message = decode(record.value, model, self._max_bytes)
+            message = decode(record.value, model, self._ctx.max_message_bytes)
             if isinstance(message, DecodeError):
-                pending.append((await self._dead_letter(record, message), None))
+                pending.append((await self._ctx.dead_letter(record, message), None))
             else:
                 decoded.append(message)
         return decoded, pending
@@ -131,7 +118,7 @@ class RiskStage:
     async def _incidents(self, records: Sequence[Record]) -> Pending:
         events, pending = await self._decoded(records, IncidentEvent)
         for event in events:
-            self._metrics.risk.incidents.labels(status=event.status).inc()
+            self._ctx.metrics.risk.incidents.labels(status=event.status).inc()
             log.info(
                 "incident_received",
                 service=event.service,
@@ -149,7 +136,7 @@ class RiskStage:
             kind = "unknown"
             if self.pipeline is not None:
                 kind, _ = self.pipeline.on_feedback(feedback)
-            self._metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
+            self._ctx.metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
         return pending
 
     def _export_counts(self) -> None:
@@ -159,23 +146,23 @@ class RiskStage:
         for outcome, total in counts.items():
             delta = total - self._exported[outcome]
             if delta > 0:
-                self._metrics.risk.labels.labels(outcome=outcome).inc(delta)
+                self._ctx.metrics.risk.labels.labels(outcome=outcome).inc(delta)
                 self._exported[outcome] = total
 
     async def _publish(self, outcome: RiskOutcome) -> Pending:
-        risk = self._metrics.risk
+        risk = self._ctx.metrics.risk
         if outcome.vectors:
             risk.vectors.inc(outcome.vectors)
         if outcome.suppressed:
-            self._metrics.alerts_suppressed.labels(kind="incident_risk", source="metrics").inc(
+            self._ctx.metrics.alerts_suppressed.labels(kind="incident_risk", source="metrics").inc(
                 outcome.suppressed
             )
         pending: Pending = []
         for alert in outcome.alerts:
-            pending.append((await self._publisher.send_alert(alert), None))
-            self._counts["alerts"] += 1
-            self._counts["risk_alerts"] += 1
-            self._metrics.alerts.labels(
+            pending.append((await self._ctx.publisher.send_alert(alert), None))
+            self._ctx.counts["alerts"] += 1
+            self._ctx.counts["risk_alerts"] += 1
+            self._ctx.metrics.alerts.labels(
                 kind="incident_risk", source="metrics", severity=alert.severity
             ).inc()
             log.info(
@@ -195,7 +182,7 @@ class RiskStage:
         if self.pipeline is None or now - self._quality_at < _QUALITY_REFRESH_S:
             return
         self._quality_at = now
-        risk = self._metrics.risk
+        risk = self._ctx.metrics.risk
         risk.buffer_bytes.set(self.pipeline.labeler.nbytes())
         for group, view in self.pipeline.describe()["groups"].items():
             risk.set_quality(group, view["prequential"])
