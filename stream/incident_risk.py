@@ -168,27 +168,22 @@ class IncidentRiskPipeline:
         """Fold a scored metric batch in; predict (and maybe alert) on the steps it closed."""
         out = RiskOutcome()
         vectors: list[RiskVector] = []
+        # Whole-batch arrays once; each service takes its rows (a few calls per service).
+        usable = ~outcome.warming_up & np.isfinite(outcome.thresholds)
+        ratios = np.zeros(len(events))
+        np.divide(outcome.scores, np.maximum(outcome.thresholds, 1e-12), out=ratios, where=usable)
+        deploys = np.fromiter((e.deploy_recent for e in events), np.bool_, len(events))
         for rows in outcome.by_service:
             idx = rows.indices
-            verdict = rows.verdict
             ts = np.array(rows.ts_s)
-            deploys = np.fromiter((events[i].deploy_recent for i in idx), np.bool_, len(idx))
-            usable = ~verdict.warming_up & np.isfinite(verdict.thresholds)
-            ratios = np.zeros(len(idx))
-            np.divide(
-                verdict.scores,
-                np.maximum(verdict.thresholds, 1e-12),
-                out=ratios,
-                where=usable,
-            )
             vectors.extend(
                 self.features.add(
                     rows.service,
                     ts,
-                    verdict.deviations,
-                    ratios,
-                    verdict.exceeded,
-                    deploys,
+                    rows.verdict.deviations,
+                    ratios[idx],
+                    outcome.flagged[idx],
+                    deploys[idx],
                     lambda row, idx=idx: evidence(int(idx[row])),  # type: ignore[misc]
                 )
             )

@@ -219,9 +219,17 @@ class RiskFeatureBuilder:
             seg = steps[dev.start : dev.end]
             starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
             ends = np.r_[starts[1:], len(seg)]
-            present = ~np.isnan(dev.values)
-            v_sums = np.add.reduceat(np.where(present, dev.values, 0.0), starts, axis=0).tolist()
-            v_counts = np.add.reduceat(present, starts, axis=0).tolist()
+            v_sums = np.add.reduceat(dev.values, starts, axis=0).tolist()
+            if math.isnan(sum(map(math.fsum, v_sums))):  # a value was missing: count the rest
+                present = ~np.isnan(dev.values)
+                v_sums = np.add.reduceat(
+                    np.where(present, dev.values, 0.0), starts, axis=0
+                ).tolist()
+                v_counts = np.add.reduceat(present, starts, axis=0).tolist()
+            else:
+                lengths = (ends - starts).tolist()
+                width = len(dev.names)
+                v_counts = [[float(n)] * width for n in lengths]
             at = dev.start + starts
             ratio_max = np.maximum.reduceat(ratios[dev.start : dev.end], starts).tolist()
             flags = np.add.reduceat(flagged[dev.start : dev.end], starts).tolist()

@@ -126,3 +126,17 @@ def test_deploys_and_flags_are_shares_of_the_step() -> None:
     assert vector.features["anomaly_flagged"] == pytest.approx(1 / 3)
     assert vector.features["deploy_recent"] == pytest.approx(1 / 3)
     assert vector.features["anomaly_ratio"] == 3.0
+
+
+def test_a_missing_value_is_left_out_of_its_steps_mean() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0)
+    values = np.array([[1.0, 10.0], [np.nan, 20.0], [3.0, 30.0]])
+    _feed(builder, np.array([0.0, 10.0, 20.0]), np.zeros_like(values), [], values)
+    step = builder._services["api"].step
+    assert step is not None
+    assert step.v_sum == [4.0, 60.0]
+    assert step.v_count == [2.0, 3.0]  # the missing cpu value is not counted
+    _feed(builder, np.array([70.0]), np.zeros((1, 2)), [], np.array([[5.0, 50.0]]))
+    step = builder._services["api"].step
+    assert step is not None
+    assert (step.v_sum, step.v_count) == ([5.0, 50.0], [1.0, 1.0])
