@@ -110,10 +110,10 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Deviations:
-    """Robust z-scores (seasonal baseline removed) of rows ``start:end`` of a batch.
-
-    Missing values are 0 (at the baseline). Downstream models (incident risk) read these
-    rather than scaling the raw values a second time.
+    """Rows ``start:end`` of a batch over one feature set: their robust z-scores (seasonal
+    baseline removed; a missing value is 0, at the baseline) and the raw values they came from
+    (NaN where missing). Incident risk reads the raw values, against its own trailing
+    baseline (see ``stream.features.risk``), without decoding the events again.
     """
 
     start: int
