@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from models.incident import IncidentReport, LabelledVector, incident_report
-from stream.incident_risk import IncidentRiskPipeline
+from stream.incident_risk import IncidentRiskPipeline, build_risk_pipeline
 from stream.logs import LogPipeline
 from stream.pipeline import MetricPipeline
 from stream.replay import ReplayStats, replay
@@ -68,12 +68,12 @@ class RiskEvaluation:
             out[group] = incident_report(labels, probabilities, thresholds[group][0])
         return out
 
-    def summary(self) -> dict[str, Any]:
-        """Everything printed and written to ``incident_report.json``."""
+    def summary(self, reports: dict[str, IncidentReport]) -> dict[str, Any]:
+        """Everything printed and written to ``incident_report.json``, from :meth:`reports`."""
         prequential = self.pipeline.summaries()
         thresholds = self.pipeline.thresholds()
         groups = {}
-        for group, report in self.reports().items():
+        for group, report in reports.items():
             figures = report.as_dict()
             figures.pop("pr_curve", None)
             threshold, strategy = thresholds[group]
@@ -133,11 +133,7 @@ def operating_points(
 
 def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
     """Replay ``lines`` with incident risk on; collect every labelled vector."""
-    pipeline = IncidentRiskPipeline(
-        settings.risk_config(),
-        step_s=settings.incident_step_s,
-        group_pattern=settings.incident_group_pattern,
-    )
+    pipeline = build_risk_pipeline(settings)
     stats = ReplayStats()
     evaluation = RiskEvaluation(pipeline, stats)
     pipeline.on_labelled = lambda group, item: evaluation.labelled[group].append(item)
@@ -203,10 +199,11 @@ def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings:
             file=sys.stderr,
         )
         return 2
-    summary = evaluation.summary()
+    reports = evaluation.reports()
+    summary = evaluation.summary(reports)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        plot_reports(evaluation.reports(), out_dir)
+        plot_reports(reports, out_dir)
         (out_dir / "incident_report.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2)
         )

@@ -50,7 +50,14 @@ from stream.schemas import (
 if TYPE_CHECKING:
     from stream.settings import Settings
 
-__all__ = ["FeedbackKind", "IncidentRiskPipeline", "RiskOutcome", "group_function", "risk_pipeline"]
+__all__ = [
+    "FeedbackKind",
+    "IncidentRiskPipeline",
+    "RiskOutcome",
+    "build_risk_pipeline",
+    "group_function",
+    "risk_pipeline",
+]
 
 FeedbackKind = str
 """What a feedback message was about: ``incident_risk``, ``anomaly`` or ``unknown``."""
@@ -87,12 +94,12 @@ def group_function(pattern: str | None) -> Callable[[str], str]:
 
 @dataclass
 class RiskOutcome:
-    """What a call did: alerts raised, vectors predicted, labels learned by outcome."""
+    """What a metric batch did: alerts raised, vectors predicted, alerts held by the cooldown.
+
+    Labels learned are counted by the labeler (``labeler.counts``)."""
 
     alerts: list[Alert] = field(default_factory=list)
     vectors: int = 0
-    labels: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Labelled vectors learned, by ``positive`` / ``negative`` / ``feedback``."""
     suppressed: int = 0
 
 
@@ -201,7 +208,7 @@ class IncidentRiskPipeline:
         by_group: dict[str, list[RiskVector]] = {}
         for vector in vectors:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
-        predicted: list[tuple[RiskVector, float, str]] = []
+        predicted: list[tuple[RiskVector, float, str, bool]] = []
         for name, members in by_group.items():
             group = self._group(name)
             probabilities = group.model.predict_many([v.features for v in members])
@@ -209,20 +216,20 @@ class IncidentRiskPipeline:
             # service whose incident is known to be open (they score high, and never alert).
             alertable = [not self.labeler.in_incident(v.service, v.ts_s) for v in members]
             group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
-            predicted += zip(members, probabilities.tolist(), itertools.repeat(name))
+            predicted += zip(members, probabilities.tolist(), itertools.repeat(name), alertable)
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=lambda item: item[0].ts_s)
-        for vector, p, name in predicted:
+        for vector, p, name, could_alert in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
-                self._learn(self.labeler.expire(vector.ts_s), out)
+                self._learn(self.labeler.expire(vector.ts_s))
             group = self._group(name)
             threshold = group.threshold.value
             alerting = (
-                p >= threshold
+                could_alert
+                and p >= threshold
                 and group.model.positives >= self.config.min_positives
-                and not self.labeler.in_incident(vector.service, vector.ts_s)
             )
             # Only an alert can get feedback, so only an alerting vector needs its key.
             key = (
@@ -232,7 +239,7 @@ class IncidentRiskPipeline:
                 if alerting
                 else ""
             )
-            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key), out)
+            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key))
             if not alerting:
                 continue
             last = self._last_alert_s.get(vector.service)
@@ -247,9 +254,8 @@ class IncidentRiskPipeline:
 
     # -- labels -----------------------------------------------------------------------------
 
-    def on_incident(self, event: IncidentEvent) -> RiskOutcome:
+    def on_incident(self, event: IncidentEvent) -> None:
         """An incident opened or resolved: label the vectors it settles and learn them."""
-        out = RiskOutcome()
         ts_s = event.ts.timestamp()
         if event.status == "opened":
             labelled = self.labeler.opened(event.service, event.incident_id, ts_s)
@@ -258,18 +264,17 @@ class IncidentRiskPipeline:
             )
         else:
             labelled = self.labeler.resolved(event.service, event.incident_id, ts_s)
-        self._learn(labelled, out)
-        return out
+        self._learn(labelled)
 
-    def on_feedback(self, feedback: Feedback) -> tuple[FeedbackKind, RiskOutcome]:
-        """An operator's verdict: a label for an incident-risk alert's vector, if still held."""
-        out = RiskOutcome()
+    def on_feedback(self, feedback: Feedback) -> FeedbackKind:
+        """An operator's verdict: a label for an incident-risk alert's vector, if still held.
+        Returns what kind of alert the feedback was about."""
         kind = self._alert_kinds.get(feedback.alert_id, "unknown")
         if kind == "incident_risk":
             item = self.labeler.feedback(feedback.alert_id, feedback.verdict == "true_positive")
             if item is not None:
-                self._learn([item], out)
-        return kind, out
+                self._learn([item])
+        return kind
 
     def remember_alerts(self, alerts: Iterable[Alert]) -> None:
         """Alerts published (any kind), so later feedback on them can be told apart."""
@@ -279,41 +284,31 @@ class IncidentRiskPipeline:
             if len(kinds) > _REMEMBERED_ALERTS:
                 kinds.popitem(last=False)
 
-    def advance(self, now_s: float | None = None) -> RiskOutcome:
+    def advance(self, now_s: float | None = None) -> None:
         """Event time reached ``now_s`` (default: the latest metric event): vectors whose
         horizon and grace passed without an incident become negatives, and are learned."""
-        out = RiskOutcome()
         now = self.latest_event_s if now_s is None else now_s
         if math.isfinite(now) and not self.hold_labels:
-            self._learn(self.labeler.expire(now), out)
-        return out
+            self._learn(self.labeler.expire(now))
 
-    def _learn(self, items: Sequence[LabelledVector], out: RiskOutcome) -> None:
+    def _learn(self, items: Sequence[LabelledVector]) -> None:
+        """Learn labelled vectors, group by group, and score their predictions."""
         by_group: dict[str, list[LabelledVector]] = {}
         for item in items:
             by_group.setdefault(self._group_of(item.service), []).append(item)
         for name, members in by_group.items():
-            self._group(name).model.learn_many(
-                [item.vector for item in members], [item.label for item in members]
-            )
-        for name, members in by_group.items():
             group = self._group(name)
+            labels = [item.label for item in members]
+            group.model.learn_many([item.vector for item in members], labels)
             group.threshold.labelled_many(
                 [item.probability for item in members],
-                [item.label for item in members],
+                labels,
                 [item.incident_id for item in members],
             )
-        for item in items:
-            name = self._group_of(item.service)
-            self._group(name).tracker.labelled(item)
-            if self.on_labelled is not None:
-                self.on_labelled(name, item)
-            outcome = (
-                "feedback"
-                if item.origin == "feedback"
-                else ("positive" if item.label else "negative")
-            )
-            out.labels[outcome] += 1
+            for item in members:
+                group.tracker.labelled(item)
+                if self.on_labelled is not None:
+                    self.on_labelled(name, item)
 
     # -- alerts and views -------------------------------------------------------------------
 
@@ -397,8 +392,11 @@ class IncidentRiskPipeline:
 
 def risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentRiskPipeline | None:
     """The incident-risk pipeline the settings ask for (None when it is switched off)."""
-    if not settings.incident_risk:
-        return None
+    return build_risk_pipeline(settings, clock) if settings.incident_risk else None
+
+
+def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentRiskPipeline:
+    """The incident-risk pipeline configured by ``settings``, whether or not it is on."""
     return IncidentRiskPipeline(
         settings.risk_config(),
         step_s=settings.incident_step_s,

@@ -133,9 +133,7 @@ class RiskStage:
     async def _feedback(self, records: Sequence[Record]) -> Pending:
         messages, pending = await self._decoded(records, Feedback)
         for feedback in messages:
-            kind = "unknown"
-            if self.pipeline is not None:
-                kind, _ = self.pipeline.on_feedback(feedback)
+            kind = "unknown" if self.pipeline is None else self.pipeline.on_feedback(feedback)
             self._ctx.metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
         return pending
 
@@ -183,8 +181,9 @@ class RiskStage:
             return
         self._quality_at = now
         risk = self._ctx.metrics.risk
-        risk.buffer_bytes.set(self.pipeline.labeler.nbytes())
-        for group, view in self.pipeline.describe()["groups"].items():
+        described = self.pipeline.describe()
+        risk.buffer_bytes.set(described["buffer_bytes"])
+        for group, view in described["groups"].items():
             risk.set_quality(group, view["prequential"])
             if view["threshold"] is not None:
                 risk.threshold.labels(group=group, strategy=view["strategy"]).set(view["threshold"])
