@@ -93,17 +93,17 @@ class Detector:
         )
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
-        context = StageContext(
+        self._stages = StageContext(
             self._publisher,
             self.metrics,
             self.counts,
             self._dead_letter,
             settings.max_message_bytes,
         )
-        self.risk = RiskStage(risk_pipeline(settings, clock), context)
+        self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
-            context,
+            self._stages,
             idle_s=settings.log_idle_s,
             on_outcome=self.risk.after_logs,
         )
@@ -326,19 +326,10 @@ class Detector:
         pending: Pending = []
         for index, alert in outcome.alerts:
             record = sources[index]
-            pending.append((await self._publisher.send_alert(alert), record))
-            self.counts["alerts"] += 1
-            self.metrics.alerts.labels(
-                kind="anomaly", source="metrics", severity=alert.severity
-            ).inc()
-            log.info(
-                "alert_published",
-                service=alert.service,
-                score=alert.score,
-                alert_id=alert.alert_id,
-                partition=record.partition,
-                offset=record.offset,
+            ack = await self._stages.send_alert(
+                alert, score=alert.score, partition=record.partition, offset=record.offset
             )
+            pending.append((ack, record))
         return pending
 
     async def _dead_letter(self, record: Record, error: DecodeError) -> Ack:

@@ -197,17 +197,13 @@ class LogStage:
             logs.watermark.set(watermark.timestamp())
         pending: Pending = []
         for alert in outcome.alerts:
-            pending.append((await self._ctx.publisher.send_alert(alert), None))
-            self._ctx.counts["alerts"] += 1
-            metrics.alerts.labels(kind="anomaly", source="logs", severity=alert.severity).inc()
-            log.info(
-                "alert_published",
+            ack = await self._ctx.send_alert(
+                alert,
                 source="logs",
-                service=alert.service,
                 model=alert.model.name,
                 window_start=alert.event_ts.isoformat(),
-                alert_id=alert.alert_id,
             )
+            pending.append((ack, None))
         return pending
 
 

@@ -157,21 +157,15 @@ class RiskStage:
             )
         pending: Pending = []
         for alert in outcome.alerts:
-            pending.append((await self._ctx.publisher.send_alert(alert), None))
-            self._ctx.counts["alerts"] += 1
-            self._ctx.counts["risk_alerts"] += 1
-            self._ctx.metrics.alerts.labels(
-                kind="incident_risk", source="metrics", severity=alert.severity
-            ).inc()
-            log.info(
-                "alert_published",
+            ack = await self._ctx.send_alert(
+                alert,
                 kind="incident_risk",
-                service=alert.service,
                 probability=alert.score,
                 threshold=alert.threshold,
                 strategy=alert.threshold_strategy,
-                alert_id=alert.alert_id,
             )
+            pending.append((ack, None))
+            self._ctx.counts["risk_alerts"] += 1
         return pending
 
     def refresh_gauges(self) -> None:

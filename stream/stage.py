@@ -5,11 +5,16 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-from stream.publisher import Publisher
+import structlog
+
+from stream.publisher import Ack, Publisher
 from stream.records import DeadLetterer
+from stream.schemas import Alert
 from stream.telemetry import DetectorMetrics
 
 __all__ = ["StageContext"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +34,14 @@ class StageContext:
     counts: collections.Counter[str]
     dead_letter: DeadLetterer
     max_message_bytes: int
+
+    async def send_alert(self, alert: Alert, **fields: object) -> Ack:
+        """Send ``alert``; count it (in ``counts`` and by kind, source and severity) and log
+        ``alert_published`` with its service and id and ``fields``. Returns the send's ack."""
+        ack = await self.publisher.send_alert(alert)
+        self.counts["alerts"] += 1
+        self.metrics.alerts.labels(
+            kind=alert.kind, source=alert.source, severity=alert.severity
+        ).inc()
+        log.info("alert_published", service=alert.service, alert_id=alert.alert_id, **fields)
+        return ack
