@@ -18,6 +18,7 @@ import gc
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -33,10 +34,12 @@ from stream.log_stage import LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
+from stream.rebalance import PartitionSnapshots
 from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
 from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
+from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
@@ -107,6 +110,26 @@ class Detector:
             idle_s=settings.log_idle_s,
             on_outcome=self.risk.after_logs,
         )
+        self.snapshots = (
+            PartitionSnapshots(
+                SnapshotStore(
+                    Path(settings.snapshot_dir) / settings.group_id, keep=settings.snapshot_keep
+                ),
+                self.pipeline,
+                self.metrics.snapshots,
+                topic=settings.topic_metrics,
+                interval_s=settings.snapshot_interval_s,
+                send_pointer=self._send_pointer,
+            )
+            if settings.snapshots
+            else None
+        )
+        self._batch_lock = asyncio.Lock()
+        """Held while a batch is in hand: a rebalance waits for it to be done."""
+        self._rebalances = 0
+        self._checked_rebalances = 0
+        self._metrics_next: dict[TopicPartition, int] = {}
+        """Metrics partition → the next offset to process (records before it were)."""
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
             HttpServer(create_app(self), settings.http_host, settings.http_port)
@@ -164,9 +187,16 @@ class Detector:
         )
 
     async def stop(self) -> None:
-        """Leave the group and disconnect whatever was started; safe to call twice."""
+        """Snapshot, commit, leave the group and disconnect whatever was started; safe to
+        call twice."""
         was_started, self._started = self._started, False
         self._stop_requested.set()
+        if self.snapshots is not None and was_started:
+            async with self._batch_lock:
+                try:
+                    await self.snapshots.snapshot_now(self.snapshots.owned)
+                except Exception:
+                    log.exception("snapshot_on_stop_failed")
         with contextlib.suppress(Exception):
             await self._committer.close()  # what was acknowledged is committed
         consumer, self._consumer = self._consumer, None
@@ -215,7 +245,37 @@ class Detector:
             timeout_ms=int(self.settings.batch_wait_s * 1000), max_records=self.settings.max_batch
         )
         self._polled = True
-        count = sum(len(records) for records in batches.values())
+        async with self._batch_lock:  # a rebalance waits for the batch in hand
+            batches = self._still_ours(batches, consumer)
+            count = sum(len(records) for records in batches.values())
+            await self._process(batches, consumer, count)
+        return count
+
+    def _still_ours(
+        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[Record]]:
+        """The batch without what is not this detector's to process: records of partitions
+        assigned elsewhere by a rebalance that ran while they were fetched, and metrics
+        records before where their partition stands (a fetch made before a restore's seek can
+        still deliver them; they come again from the resume point)."""
+        kept = batches
+        if self._rebalances != self._checked_rebalances:
+            self._checked_rebalances = self._rebalances
+            assignment = consumer.assignment()
+            kept = {tp: part for tp, part in batches.items() if tp in assignment}
+        metrics_topic, resume = self.settings.topic_metrics, self._metrics_next
+        for tp, part in list(kept.items()):
+            if tp.topic == metrics_topic and part[0].offset < resume.get(tp, -1):
+                part = [r for r in part if r.offset >= resume[tp]]
+                if part:
+                    kept[tp] = part
+                else:
+                    del kept[tp]
+        return kept
+
+    async def _process(
+        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer, count: int
+    ) -> None:
         logs_topic, metrics_topic = self.settings.topic_logs, self.settings.topic_metrics
         metric_records = [
             r for tp, part in batches.items() if tp.topic == metrics_topic for r in part
@@ -226,8 +286,10 @@ class Detector:
             self.counts["consumed"] += count
             for tp, part in batches.items():
                 self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
+        scored: tuple[list[str], list[Record]] = ([], [])
         if metric_records:
-            pending.extend(await self._handle(metric_records))
+            handled, scored = await self._handle(metric_records)
+            pending.extend(handled)
         log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
         pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
         pending.extend(await self._labels(batches, consumer))
@@ -239,8 +301,14 @@ class Detector:
         offsets = {tp: o for tp, o in offsets.items() if self._positions.get(tp) != o}
         if offsets:
             self._committer.submit(offsets)
+        for tp, part in batches.items():
+            if tp.topic == metrics_topic:
+                self._metrics_next[tp] = part[-1].offset + 1
+        if self.snapshots is not None:
+            if metric_records:
+                self.snapshots.processed(*scored, metric_records)
+            await self.snapshots.snapshot_due()
         self._refresh_lag()
-        return count
 
     async def _labels(
         self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
@@ -253,8 +321,11 @@ class Detector:
             feedback_topic=self.settings.topic_feedback,
         )
 
-    async def _handle(self, records: list[Record]) -> Pending:
-        """Decode and score metric records; return the acks to await."""
+    async def _handle(
+        self, records: list[Record]
+    ) -> tuple[Pending, tuple[list[str], list[Record]]]:
+        """Decode and score metric records; return the acks to await, and the services
+        scored with the records they came in."""
         pending: Pending = []
         events: list[MetricSample] = []
         sources: list[Record] = []
@@ -265,19 +336,20 @@ class Detector:
             else:
                 events.append(event)
                 sources.append(record)
+        scored = ([e.service for e in events], sources)
         if not events:
-            return pending
+            return pending, scored
         started = time.perf_counter()
         try:
             outcome = self.pipeline.process_batch(events, lambda i: evidence_of(sources[i]))
         except Exception:
             # A bug in per-batch work must not stop the loop: find the events that cause it.
             log.exception("batch_failed", size=len(events))
-            return pending + await self._handle_one_by_one(events, sources)
+            return pending + await self._handle_one_by_one(events, sources), scored
         self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
         pending.extend(await self._publish(outcome, sources))
         pending.extend(await self._risk(events, outcome, sources))
-        return pending
+        return pending, scored
 
     async def _risk(
         self, events: Sequence[MetricSample], outcome: BatchOutcome, sources: Sequence[Record]
@@ -326,11 +398,16 @@ class Detector:
         pending: Pending = []
         for index, alert in outcome.alerts:
             record = sources[index]
+            if self.snapshots is not None and self.snapshots.replaying(record):
+                continue  # sent before the restore, acknowledged then
             ack = await self._stages.send_alert(
                 alert, score=alert.score, partition=record.partition, offset=record.offset
             )
             pending.append((ack, record))
         return pending
+
+    async def _send_pointer(self, key: bytes, value: dict[str, Any]) -> None:
+        await (await self._publisher.send_json(self.settings.topic_models, key, value))
 
     async def _dead_letter(self, record: Record, error: DecodeError) -> Ack:
         self.metrics.dead_lettered.labels(topic=record.topic, reason=error.reason).inc()
@@ -381,6 +458,48 @@ class Detector:
         self.metrics.commits.inc()
         self.metrics.models_held.labels(source="metrics").set(len(self.pipeline))
 
+    async def partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        """A rebalance starts: once the batch in hand is done, commit what is acknowledged
+        and snapshot the revoked metrics partitions, so the next owner starts where this one
+        stopped (a failure only means it re-reads more)."""
+        async with self._batch_lock:
+            self._rebalances += 1
+            with contextlib.suppress(Exception):
+                await self.flush_commits()
+            if self.snapshots is not None:
+                metrics_topic = self.settings.topic_metrics
+                await self.snapshots.revoked(
+                    tp.partition for tp in revoked if tp.topic == metrics_topic
+                )
+            self.forget_partitions(revoked)
+        log.info("partitions_revoked", partitions=_names(revoked))
+
+    async def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """A rebalance ended: restore newly assigned metrics partitions from their snapshots
+        and resume each at its snapshot's offset."""
+        async with self._batch_lock:
+            self._rebalances += 1
+            consumer, snapshots = self._consumer, self.snapshots
+            if snapshots is not None and consumer is not None:
+                metrics_topic = self.settings.topic_metrics
+
+                async def committed(partition: int) -> int | None:
+                    offset: int | None = await consumer.committed(
+                        TopicPartition(metrics_topic, partition)
+                    )
+                    return offset
+
+                resume = await snapshots.assigned(
+                    [tp.partition for tp in assigned if tp.topic == metrics_topic], committed
+                )
+                for partition, offset in resume.items():
+                    tp = TopicPartition(metrics_topic, partition)
+                    consumer.seek(tp, offset)
+                    self._metrics_next[tp] = offset
+            for tp in set(self._metrics_next) - set(assigned):
+                del self._metrics_next[tp]
+        log.info("partitions_assigned", partitions=_names(assigned))
+
     def forget_partitions(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions revoked in a rebalance: their commits are the new owner's now."""
         for tp in partitions:
@@ -419,6 +538,8 @@ class Detector:
         models = {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
         if self.risk.pipeline is not None:
             models["incident_risk"] = self.risk.pipeline.describe()
+        if self.snapshots is not None:
+            models["snapshots"] = self.snapshots.describe()
         return models
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
@@ -470,18 +591,25 @@ async def run_detector(settings: Settings) -> int:
     return 0
 
 
+def _names(partitions: Sequence[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)
+
+
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tells the detector which partitions it lost in a rebalance."""
+    """Tells the detector which partitions it lost and got in a rebalance."""
 
     def __init__(self, detector: Detector) -> None:
         self._detector = detector
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Commit what is acknowledged while the partitions are still ours, so the next owner
-        # re-reads as little as possible (a failure here only means it re-reads more).
-        with contextlib.suppress(Exception):
-            await self._detector.flush_commits()
-        self._detector.forget_partitions(revoked)
+        # aiokafka logs and swallows what a listener raises: log it our way, go on.
+        try:
+            await self._detector.partitions_revoked(revoked)
+        except Exception:
+            log.exception("partitions_revoked_failed")
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        try:
+            await self._detector.partitions_assigned(assigned)
+        except Exception:
+            log.exception("partitions_assigned_failed")

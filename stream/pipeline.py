@@ -6,7 +6,7 @@ No I/O here: the caller brings decoded events, where they came from, and a clock
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -228,6 +228,22 @@ class MetricPipeline:
     def model_version(self, generation: str) -> str:
         """The version string alerts carry: engine, configuration and generation."""
         return model_version_string(self.engine, self.config_id, generation)
+
+    def models_of(self, services: Iterable[str]) -> dict[str, ServiceAnomalyModel]:
+        """The models of those services this pipeline holds (live objects: pickle them, do
+        not keep them)."""
+        models = self._models
+        return {s: models[s] for s in services if s in models}
+
+    def install(self, models: Mapping[str, ServiceAnomalyModel]) -> None:
+        """Take over models restored from a snapshot (replacing any held for the same
+        services)."""
+        self._models.update(models)
+
+    def forget(self, services: Iterable[str]) -> None:
+        """Drop services' models (their partition went to another detector)."""
+        for service in services:
+            self._models.pop(service, None)
 
     def nbytes(self) -> int:
         """Bytes of array state held by all models."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream.codec import encode
@@ -76,6 +77,11 @@ class Publisher:
         fut: Ack = await self._started_producer.send(
             self.alerts_topic, value=encode(alert), key=alert.service.encode()
         )
+        return fut
+
+    async def send_json(self, topic: str, key: bytes, value: dict[str, Any]) -> Ack:
+        """Queue a JSON record (e.g. a snapshot pointer on the compacted models topic)."""
+        fut: Ack = await self._started_producer.send(topic, value=orjson.dumps(value), key=key)
         return fut
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> Ack:

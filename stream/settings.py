@@ -146,6 +146,19 @@ class Settings(BaseSettings):
         description="Regex over service names; its first group names the service's model group "
         "(default: one model for all services).",
     )
+    # Snapshots of online state
+    snapshots: bool = Field(
+        True, description="Snapshot each partition's model state and restore it on assignment."
+    )
+    snapshot_dir: str = Field(
+        ".vigil/snapshots",
+        min_length=1,
+        description="Snapshot directory (one subdirectory per consumer group and partition).",
+    )
+    snapshot_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between snapshots of a partition's state."
+    )
+    snapshot_keep: int = Field(3, ge=1, le=1000, description="Snapshots kept per partition.")
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -11,9 +12,16 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from models.snapshot import RejectReason
 from stream.codec import DECODE_REASONS
 
-__all__ = ["DetectorMetrics", "LogMetrics", "RiskMetrics", "configure_logging"]
+__all__ = [
+    "DetectorMetrics",
+    "LogMetrics",
+    "RiskMetrics",
+    "SnapshotMetrics",
+    "configure_logging",
+]
 
 _LATENCY_BUCKETS_S = (
     0.0005,
@@ -151,6 +159,7 @@ class DetectorMetrics:
         )
         self.logs = LogMetrics(registry)
         self.risk = RiskMetrics(registry)
+        self.snapshots = SnapshotMetrics(registry)
         for topic in topics:
             self.events_consumed.labels(topic=topic)
             for reason in DECODE_REASONS:
@@ -168,6 +177,59 @@ class DetectorMetrics:
                     self.alerts.labels(kind=kind, source=source, severity=severity)
         for operation in ("fetch", "produce", "commit"):
             self.kafka_errors.labels(operation=operation)
+
+
+class SnapshotMetrics:
+    """Snapshots of partition state: written, restored, refused, and how old the newest is."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "vigil_snapshots_written_total", "Partition snapshots written.", registry=registry
+        )
+        self.write_failures = Counter(
+            "vigil_snapshot_write_failures_total",
+            "Snapshot writes that failed (the previous snapshot stays the newest).",
+            registry=registry,
+        )
+        self.restored = Counter(
+            "vigil_snapshots_restored_total",
+            "Partitions whose state was restored from a snapshot on assignment.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "vigil_snapshots_rejected_total",
+            "Snapshots refused on restore (the one before was tried next), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "vigil_snapshot_replayed_events_total",
+            "Events re-read after a restore, between the snapshot and the committed offset: "
+            "learned again, their alerts not sent twice.",
+            registry=registry,
+        )
+        self.bytes = Gauge(
+            "vigil_snapshot_bytes", "Size of the last snapshot written.", registry=registry
+        )
+        self.write_seconds = Histogram(
+            "vigil_snapshot_write_seconds",
+            "Time to encode and store one partition's snapshot.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.restore_seconds = Histogram(
+            "vigil_snapshot_restore_seconds",
+            "Time to find, check and load one partition's snapshot.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.age = Gauge(
+            "vigil_snapshot_age_seconds",
+            "Age of the oldest newest-snapshot among the partitions this detector owns.",
+            registry=registry,
+        )
+        for reason in typing.get_args(RejectReason):
+            self.rejected.labels(reason=reason)
 
 
 class LogMetrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,11 @@ from stream.settings import Settings, load_settings
 
 
 @pytest.fixture
-def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Settings:
-    """Settings with this test's own topics and group (``test_<name>_<uuid>``)."""
+def test_settings(
+    kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Settings:
+    """Settings with this test's own topics, group (``test_<name>_<uuid>``) and snapshot
+    directory."""
     name = request.node.name.replace("[", "_").replace("]", "")[:40]
     run = f"test_{name}_{uuid.uuid4().hex[:8]}"
     return load_settings(
@@ -28,5 +32,6 @@ def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Setti
             "http_port": 0,
             "http_host": "127.0.0.1",
             "log_level": "WARNING",
+            "snapshot_dir": str(tmp_path / "snapshots"),
         }
     )

@@ -59,6 +59,7 @@ def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen
         "VIGIL_HTTP_HOST": "127.0.0.1",
         "VIGIL_ANOMALY_TARGET_RATE": str(settings.anomaly_target_rate),
         "VIGIL_MAX_BATCH": str(settings.max_batch),
+        "VIGIL_SNAPSHOT_DIR": settings.snapshot_dir,
         "VIGIL_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "detect"], env=env)

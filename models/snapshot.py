@@ -1,0 +1,254 @@
+"""Snapshots of online model state: one self-checking blob per Kafka partition (pure).
+
+A snapshot is the pickled state a detector owns for one input partition (per-service anomaly
+models, incident-risk buffers, ...) with a JSON header saying what it is and where in the
+input it stands::
+
+    MAGIC | header length (4 bytes, big-endian) | header (JSON) | payload (pickle) | SHA-256
+
+The SHA-256 trailer covers everything before it, so a truncated or bit-flipped file is
+refused before anything is unpickled. Unpickling then goes through an allow-list: only
+classes of Vigil (``models``, ``stream``), river and numpy, plus a few harmless builtins,
+can be named by a snapshot. Snapshots are still meant to be read only from storage Vigil
+controls (pickle is not a format for untrusted input), the allow-list is a second wall.
+
+A snapshot is *incompatible* (refused, never loaded) when its schema version is not
+:data:`SCHEMA_VERSION`, when the model configuration it was learned under differs from the
+running one, or when it was written by another Python minor or river version (their pickles
+of river's models are not promised to agree).
+
+Examples:
+    >>> meta = SnapshotMeta.create(
+    ...     topic="vigil.metrics", partition=3, offsets={"vigil.metrics:3": 120},
+    ...     config_ids={"metrics": "c1"}, services=["api"])
+    >>> blob = encode_snapshot(meta, {"api": [1.0, 2.0]})
+    >>> header, state = decode_snapshot(blob, config_ids={"metrics": "c1"})
+    >>> header.offsets, state
+    ({'vigil.metrics:3': 120}, {'api': [1.0, 2.0]})
+    >>> decode_snapshot(blob[:-1], config_ids={"metrics": "c1"})
+    Traceback (most recent call last):
+    ...
+    models.snapshot.SnapshotError: corrupt: checksum mismatch
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import copyreg
+import datetime as dt
+import functools
+import hashlib
+import importlib.metadata
+import io
+import json
+import pickle
+import platform
+import random
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RejectReason",
+    "SnapshotError",
+    "SnapshotMeta",
+    "decode_snapshot",
+    "encode_snapshot",
+    "library_versions",
+    "read_meta",
+]
+
+SCHEMA_VERSION = 1
+"""Bumped whenever the pickled state's classes change in a way old snapshots cannot load."""
+
+MAGIC = b"VIGILSNAP\x00"
+_LENGTH = struct.Struct(">I")
+_DIGEST_BYTES = 32
+
+RejectReason = Literal["corrupt", "schema", "config_changed", "library_changed", "unreadable"]
+"""Why a snapshot was refused: damaged bytes; another schema version; learned under another
+model configuration; written by another Python or river version; or its payload failed to
+unpickle (a class it names is gone or not allowed)."""
+
+
+class SnapshotError(Exception):
+    """A snapshot that must not be loaded; :attr:`reason` is one of :data:`RejectReason`."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a snapshot's pickles depend on (Python minor, numpy, river)."""
+    major, minor, _ = platform.python_version_tuple()
+    return {
+        "python": f"{major}.{minor}",
+        "numpy": importlib.metadata.version("numpy"),
+        "river": importlib.metadata.version("river"),
+    }
+
+
+@dataclass(frozen=True)
+class SnapshotMeta:
+    """What a snapshot holds and where in the input it stands.
+
+    Attributes:
+        schema_version: The snapshot format's version (:data:`SCHEMA_VERSION`).
+        topic: The input topic whose partition owns the state.
+        partition: That partition.
+        offsets: ``"topic:partition"`` → the next offset to read: the state reflects every
+            record before it, and none from it on.
+        created_at: When it was taken (ISO 8601, UTC).
+        config_ids: Each model family's configuration id (a snapshot learned under another
+            configuration is refused).
+        libraries: :func:`library_versions` of the writer.
+        services: The services whose state it holds.
+    """
+
+    schema_version: int
+    topic: str
+    partition: int
+    offsets: dict[str, int]
+    created_at: str
+    config_ids: dict[str, str]
+    libraries: dict[str, str]
+    services: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        topic: str,
+        partition: int,
+        offsets: dict[str, int],
+        config_ids: dict[str, str],
+        services: list[str],
+        created_at: dt.datetime | None = None,
+    ) -> SnapshotMeta:
+        """A header for state taken now, with this process's versions."""
+        when = created_at if created_at is not None else dt.datetime.now(dt.UTC)
+        return cls(
+            schema_version=SCHEMA_VERSION,
+            topic=topic,
+            partition=partition,
+            offsets=dict(offsets),
+            created_at=when.isoformat(),
+            config_ids=dict(config_ids),
+            libraries=library_versions(),
+            services=list(services),
+        )
+
+
+def encode_snapshot(meta: SnapshotMeta, state: Any) -> bytes:
+    """The snapshot's bytes: header, pickled ``state`` and the SHA-256 trailer."""
+    header = json.dumps(asdict(meta), sort_keys=True).encode()
+    payload = pickle.dumps(state, protocol=5)
+    body = b"".join((MAGIC, _LENGTH.pack(len(header)), header, payload))
+    return body + hashlib.sha256(body).digest()
+
+
+def read_meta(data: bytes) -> SnapshotMeta:
+    """The header of a snapshot whose checksum holds (the payload is not unpickled).
+
+    Raises:
+        SnapshotError: ``corrupt`` (bad magic, length or checksum) or ``schema``.
+    """
+    meta, _ = _split(data)
+    return meta
+
+
+def decode_snapshot(data: bytes, *, config_ids: dict[str, str]) -> tuple[SnapshotMeta, Any]:
+    """Check a snapshot and load its state.
+
+    Args:
+        data: The snapshot's bytes.
+        config_ids: The running configuration ids; each one the snapshot names must match.
+
+    Raises:
+        SnapshotError: The snapshot must not be loaded (see :data:`RejectReason`).
+    """
+    meta, payload = _split(data)
+    for family, config_id in meta.config_ids.items():
+        running = config_ids.get(family)
+        if running is not None and running != config_id:
+            raise SnapshotError(
+                "config_changed", f"{family} configuration {config_id} is now {running}"
+            )
+    ours = library_versions()
+    for name in ("python", "river"):
+        if meta.libraries.get(name) != ours[name]:
+            raise SnapshotError(
+                "library_changed", f"{name} {meta.libraries.get(name)} is now {ours[name]}"
+            )
+    try:
+        state = _AllowListUnpickler(io.BytesIO(payload)).load()
+    except Exception as exc:  # any failure to rebuild the objects: refuse, never half-load
+        raise SnapshotError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    return meta, state
+
+
+def _split(data: bytes) -> tuple[SnapshotMeta, bytes]:
+    start = len(MAGIC) + _LENGTH.size
+    if len(data) < start + _DIGEST_BYTES or not data.startswith(MAGIC):
+        raise SnapshotError("corrupt", "not a Vigil snapshot (bad magic or too short)")
+    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if hashlib.sha256(body).digest() != digest:
+        raise SnapshotError("corrupt", "checksum mismatch")
+    (length,) = _LENGTH.unpack_from(data, len(MAGIC))
+    if start + length > len(body):
+        raise SnapshotError("corrupt", "header length past the end")
+    try:
+        fields = json.loads(body[start : start + length])
+    except ValueError as exc:
+        raise SnapshotError("corrupt", f"header is not JSON: {exc}") from exc
+    version = fields.get("schema_version") if isinstance(fields, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SnapshotError("schema", f"schema version {version}, expected {SCHEMA_VERSION}")
+    try:
+        meta = SnapshotMeta(**fields)
+    except TypeError as exc:
+        raise SnapshotError("schema", f"header fields: {exc}") from exc
+    return meta, body[start + length :]
+
+
+_SAFE_BUILTINS = frozenset(
+    {"bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list"}
+    | {"object", "range", "set", "slice", "str", "tuple"}
+)
+_ALLOWED: dict[tuple[str, str], object] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("collections", "deque"): collections.deque,
+    ("collections", "Counter"): collections.Counter,
+    ("functools", "partial"): functools.partial,
+    ("random", "Random"): random.Random,
+    ("datetime", "datetime"): dt.datetime,
+    ("datetime", "timedelta"): dt.timedelta,
+    ("datetime", "timezone"): dt.timezone,
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]  # untyped in typeshed
+}
+_NUMPY_NAMES = frozenset({"_frombuffer", "_reconstruct", "scalar", "dtype", "ndarray"})
+_CLASS_MODULES = ("models.", "stream.", "river.")
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Names only Vigil's, river's and numpy's classes and a few harmless builtins."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            return getattr(builtins, name)
+        allowed = _ALLOWED.get((module, name))
+        if allowed is not None:
+            return allowed
+        top = module.split(".")[0]
+        if top == "numpy" and (name in _NUMPY_NAMES or module == "numpy.dtypes"):
+            return super().find_class(module, name)
+        if module.startswith(_CLASS_MODULES):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a snapshot")

@@ -1,0 +1,364 @@
+"""Each owned metrics partition's model state: snapshotted, restored on assignment, handed over.
+
+A detector owns the models of the services whose events arrive on its partitions of the
+metrics topic. This keeper remembers which partition each service came on and the next
+offset of each partition whose output is acknowledged, and:
+
+- **snapshots** a partition's state (see :mod:`models.snapshot`) every ``interval_s``, one
+  partition per batch so a detector with many partitions never stalls for all at once, and
+  whenever the partition is revoked or the detector stops. The state is pickled between
+  batches (so it matches its offset exactly) and written to disk off the event loop; the
+  pointer to the newest snapshot is published on the compacted models topic;
+- **restores** a newly assigned partition from its newest snapshot that checks out (one that
+  is corrupt or incompatible is counted, logged and skipped) and tells the consumer where to
+  resume: the snapshot's own offset, so the state and the input agree exactly. Records between
+  that offset and the group's committed offset were processed before and their alerts
+  acknowledged: they are learned again but their alerts are not sent twice (:meth:`replaying`);
+- **hands over** a revoked partition: its snapshot is written (the new owner, which runs its
+  assignment only after every member ran its revocation, loads it), and its models are
+  dropped once the new assignment shows the partition went elsewhere. A partition that comes
+  straight back (eager rebalancing revokes everything) keeps its models in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from models.anomaly import ServiceAnomalyModel
+from models.snapshot import SnapshotError, SnapshotMeta, encode_snapshot
+from stream.pipeline import MetricPipeline
+from stream.records import Record
+from stream.snapshots import LoadedSnapshot, SnapshotStore
+from stream.telemetry import SnapshotMetrics
+
+__all__ = ["PartitionSnapshots", "PointerSender"]
+
+log = structlog.get_logger(__name__)
+
+PointerSender = Callable[[bytes, dict[str, Any]], Awaitable[None]]
+"""Publishes a snapshot pointer (key, value) on the models topic."""
+
+
+class PartitionSnapshots:
+    """Snapshots and restores the state of the metrics partitions a detector owns.
+
+    Args:
+        store: Where snapshots are kept.
+        pipeline: The metric pipeline whose per-service models are the state.
+        metrics: Snapshot counters and gauges.
+        topic: The metrics topic.
+        interval_s: A partition is snapshotted at least this often while it learns.
+        send_pointer: Publishes the pointer to a partition's newest snapshot.
+        monotonic: The clock for intervals (injected in tests).
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        pipeline: MetricPipeline,
+        metrics: SnapshotMetrics,
+        *,
+        topic: str,
+        interval_s: float,
+        send_pointer: PointerSender | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.topic = topic
+        self.interval_s = interval_s
+        self._metrics = metrics
+        self._send_pointer = send_pointer
+        self._monotonic = monotonic
+        self._owner: dict[str, int] = {}
+        """Service → the partition its events last came on."""
+        self._positions: dict[int, int] = {}
+        """Partition → next offset, every record before it processed and acknowledged."""
+        self._snapshotted: dict[int, int] = {}
+        """Partition → the offset of its newest snapshot."""
+        self._written_at: dict[int, float] = {}
+        self._created_at: dict[int, float] = {}
+        self._owned: set[int] = set()
+        self._parked: set[int] = set()
+        """Revoked, snapshotted, models still held until the assignment says where they go."""
+        self._replay_until: dict[int, int] = {}
+        self._writes: dict[int, asyncio.Task[None]] = {}
+
+    @property
+    def owned(self) -> list[int]:
+        """The metrics partitions this detector owns."""
+        return sorted(self._owned)
+
+    # -- processing --------------------------------------------------------------------------
+
+    def processed(
+        self, services: Sequence[str], sources: Sequence[Record], records: Sequence[Record]
+    ) -> None:
+        """A batch's output is acknowledged: ``services[i]`` came in ``sources[i]``; the
+        positions move past every record of the batch (dead letters included)."""
+        owner = self._owner
+        for service, source in zip(services, sources, strict=True):
+            owner[service] = source.partition
+        positions = self._positions
+        for record in records:
+            if record.offset >= positions.get(record.partition, -1):
+                positions[record.partition] = record.offset + 1
+        if self._replay_until:
+            replayed = sum(1 for r in records if r.offset < self._replay_until.get(r.partition, -1))
+            self._metrics.replayed.inc(replayed)
+            for partition, until in list(self._replay_until.items()):
+                if positions.get(partition, 0) >= until:
+                    del self._replay_until[partition]
+                    log.info("snapshot_replay_done", topic=self.topic, partition=partition)
+
+    def replaying(self, record: Record) -> bool:
+        """Whether a record was processed before the restore (its alerts were sent then)."""
+        until = self._replay_until.get(record.partition)
+        return until is not None and record.offset < until
+
+    async def snapshot_due(self) -> None:
+        """Snapshot the partition whose newest snapshot is oldest, if it is due and moved."""
+        now = self._monotonic()
+        due = [
+            p
+            for p in self._owned
+            if self._positions.get(p, -1) > self._snapshotted.get(p, -1)
+            and now - self._written_at.get(p, -float("inf")) >= self.interval_s
+            and p not in self._writes
+        ]
+        if due:
+            oldest = min(due, key=lambda p: self._written_at.get(p, -float("inf")))
+            self._start_write(oldest)
+        self._refresh_age()
+
+    async def snapshot_now(self, partitions: Iterable[int]) -> None:
+        """Snapshot these partitions (if they moved) and wait until all are on disk."""
+        for partition in partitions:
+            if self._positions.get(partition, -1) > self._snapshotted.get(partition, -1):
+                await self._wait(partition)
+                self._start_write(partition)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait for every snapshot being written."""
+        while self._writes:
+            await asyncio.gather(*self._writes.values(), return_exceptions=True)
+
+    def _start_write(self, partition: int) -> None:
+        services = sorted(s for s, p in self._owner.items() if p == partition)
+        offset = self._positions[partition]
+        key = f"{self.topic}:{partition}"
+        meta = SnapshotMeta.create(
+            topic=self.topic,
+            partition=partition,
+            offsets={key: offset},
+            config_ids={"metrics": self.pipeline.config_id},
+            services=services,
+        )
+        started = time.perf_counter()
+        # Encoded here, between batches: the state is exactly that of ``offset``.
+        blob = encode_snapshot(meta, {"metrics": self.pipeline.models_of(services)})
+        encode_s = time.perf_counter() - started
+        self._snapshotted[partition] = offset
+        self._written_at[partition] = self._monotonic()
+        task = asyncio.create_task(self._write(meta, blob, encode_s))
+        self._writes[partition] = task
+        task.add_done_callback(lambda _: self._writes.pop(partition, None))
+
+    async def _write(self, meta: SnapshotMeta, blob: bytes, encode_s: float) -> None:
+        started = time.perf_counter()
+        try:
+            path, size = await asyncio.to_thread(self.store.write_bytes, meta, blob)
+        except OSError as exc:
+            self._metrics.write_failures.inc()
+            self._snapshotted.pop(meta.partition, None)  # try again at the next turn
+            log.error("snapshot_failed", topic=meta.topic, partition=meta.partition, error=str(exc))
+            return
+        elapsed_s = encode_s + time.perf_counter() - started
+        self._metrics.written.inc()
+        self._metrics.bytes.set(size)
+        self._metrics.write_seconds.observe(elapsed_s)
+        self._created_at[meta.partition] = time.time()
+        log.info(
+            "snapshot_saved",
+            topic=meta.topic,
+            partition=meta.partition,
+            offset=meta.offsets,
+            services=len(meta.services),
+            bytes=size,
+            seconds=round(elapsed_s, 4),
+        )
+        if self._send_pointer is not None:
+            pointer = {**_pointer_fields(meta), "path": str(path), "bytes": size}
+            try:
+                await self._send_pointer(
+                    f"snapshot/{meta.topic}/{meta.partition}".encode(), pointer
+                )
+            except Exception as exc:  # the snapshot is on disk; the pointer is a convenience
+                log.warning("snapshot_pointer_failed", partition=meta.partition, error=str(exc))
+
+    async def _wait(self, partition: int) -> None:
+        task = self._writes.get(partition)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _refresh_age(self) -> None:
+        if not self._owned:
+            return
+        now = time.time()
+        ages = [now - self._created_at[p] for p in self._owned if p in self._created_at]
+        if ages:
+            self._metrics.age.set(max(ages))
+
+    # -- rebalancing -------------------------------------------------------------------------
+
+    async def revoked(self, partitions: Iterable[int]) -> None:
+        """Partitions taken away: snapshot them now; their models wait for the assignment."""
+        mine = [p for p in partitions if p in self._owned]
+        await self.snapshot_now(mine)
+        self._owned.difference_update(mine)
+        self._parked.update(mine)
+
+    async def assigned(
+        self, partitions: Iterable[int], committed: Callable[[int], Awaitable[int | None]]
+    ) -> dict[int, int]:
+        """Partitions given to this detector; returns where each restored one resumes.
+
+        Args:
+            partitions: The metrics partitions now assigned (old ones included).
+            committed: The group's committed offset of a partition.
+        """
+        assigned = set(partitions)
+        gone = self._parked - assigned
+        self.forget(gone)
+        resume: dict[int, int] = {}
+        for partition in sorted(assigned):
+            if partition in self._parked or partition in self._owned:
+                if partition in self._positions:  # kept in memory: resume where it stands
+                    resume[partition] = self._positions[partition]
+                continue
+            loaded = await self._load(partition)
+            if loaded is None:
+                continue
+            offset = loaded.meta.offsets.get(f"{self.topic}:{partition}")
+            if offset is None:
+                continue
+            models = loaded.state["metrics"]
+            self.pipeline.install(models)
+            for service in models:
+                self._owner[service] = partition
+            self._positions[partition] = self._snapshotted[partition] = offset
+            self._created_at[partition] = dt.datetime.fromisoformat(
+                loaded.meta.created_at
+            ).timestamp()
+            self._written_at[partition] = self._monotonic()
+            resume[partition] = offset
+            done = await committed(partition)
+            if done is not None and done > offset:
+                self._replay_until[partition] = done
+            self._metrics.restored.inc()
+            log.info(
+                "snapshot_restored",
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                committed=done,
+                services=len(models),
+                path=str(loaded.path),
+                created_at=loaded.meta.created_at,
+            )
+        self._parked.clear()
+        self._owned = assigned
+        self._refresh_age()
+        return resume
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the state of partitions another detector owns now."""
+        gone = set(partitions)
+        if not gone:
+            return
+        services = [s for s, p in self._owner.items() if p in gone]
+        self.pipeline.forget(services)
+        for service in services:
+            del self._owner[service]
+        for partition in gone:
+            for table in (self._positions, self._snapshotted, self._written_at, self._created_at):
+                table.pop(partition, None)
+            self._replay_until.pop(partition, None)
+            self._owned.discard(partition)
+        log.info("partition_state_dropped", topic=self.topic, partitions=sorted(gone))
+
+    async def _load(self, partition: int) -> LoadedSnapshot | None:
+        started = time.perf_counter()
+
+        def rejected(path: Path, error: SnapshotError) -> None:
+            self._metrics.rejected.labels(reason=error.reason).inc()
+            log.warning(
+                "snapshot_rejected",
+                topic=self.topic,
+                partition=partition,
+                path=str(path),
+                reason=error.reason,
+                error=error.detail[:200],
+            )
+
+        loaded = await asyncio.to_thread(
+            self.store.load,
+            self.topic,
+            partition,
+            config_ids={"metrics": self.pipeline.config_id},
+            on_reject=rejected,
+            validate=_check_state,
+        )
+        self._metrics.restore_seconds.observe(time.perf_counter() - started)
+        return loaded
+
+    def describe_positions(self) -> dict[int, int]:
+        """Owned partition → the next offset to process (every record before it done)."""
+        return {p: self._positions[p] for p in sorted(self._owned) if p in self._positions}
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /models`` shows about snapshots."""
+        now = time.time()
+        return {
+            "directory": str(self.store.root),
+            "interval_s": self.interval_s,
+            "partitions": {
+                str(p): {
+                    "position": self._positions.get(p),
+                    "snapshot_offset": self._snapshotted.get(p),
+                    "snapshot_age_s": (
+                        round(now - self._created_at[p], 3) if p in self._created_at else None
+                    ),
+                    "replaying_until": self._replay_until.get(p),
+                }
+                for p in sorted(self._owned)
+            },
+        }
+
+
+def _check_state(state: Any) -> None:
+    """Refuse a snapshot whose state is not what this version writes."""
+    models = state.get("metrics") if isinstance(state, dict) else None
+    if not isinstance(models, dict) or not all(
+        isinstance(s, str) and isinstance(m, ServiceAnomalyModel) for s, m in models.items()
+    ):
+        raise SnapshotError("unreadable", "state is not {'metrics': {service: model}}")
+
+
+def _pointer_fields(meta: SnapshotMeta) -> dict[str, Any]:
+    return {
+        "topic": meta.topic,
+        "partition": meta.partition,
+        "offsets": meta.offsets,
+        "created_at": meta.created_at,
+        "schema_version": meta.schema_version,
+        "services": len(meta.services),
+    }

@@ -1,0 +1,142 @@
+"""Where snapshots live: one directory per input partition, atomic writes, newest first.
+
+Layout: ``<root>/<topic>-<partition>/<created_ns>-<offset>.snap``. A snapshot is written to a
+temporary file in the same directory, flushed to disk, then renamed over its final name and
+the directory flushed: a crash leaves either the whole file or none (a leftover temporary
+file is removed by the next prune). Loading walks a partition's snapshots newest first and
+returns the first that checks out (see :mod:`models.snapshot`); every one refused on the
+way is reported with why, so a corrupt newest snapshot falls back to the one before it.
+Retention keeps the newest ``keep`` per partition.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.snapshot import SnapshotError, SnapshotMeta, decode_snapshot, encode_snapshot
+
+__all__ = ["LoadedSnapshot", "SnapshotStore"]
+
+_SUFFIX = ".snap"
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    """A snapshot that checked out: its header, state and file."""
+
+    meta: SnapshotMeta
+    state: Any
+    path: Path
+    size: int
+
+
+class SnapshotStore:
+    """Snapshots on a local (or mounted) filesystem.
+
+    Args:
+        root: The directory for this consumer group's snapshots (created when needed).
+        keep: Snapshots kept per partition; older ones are deleted after each write.
+    """
+
+    def __init__(self, root: Path, *, keep: int = 3) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.root = root
+        self.keep = keep
+
+    def directory(self, topic: str, partition: int) -> Path:
+        """Where a partition's snapshots are."""
+        return self.root / f"{topic}-{partition}"
+
+    def write(self, meta: SnapshotMeta, state: Any) -> tuple[Path, int]:
+        """Encode and store a snapshot atomically, then prune; returns its path and size."""
+        return self.write_bytes(meta, encode_snapshot(meta, state))
+
+    def write_bytes(self, meta: SnapshotMeta, blob: bytes) -> tuple[Path, int]:
+        """Store an encoded snapshot atomically, then prune; returns its path and size."""
+        directory = self.directory(meta.topic, meta.partition)
+        directory.mkdir(parents=True, exist_ok=True)
+        offset = meta.offsets.get(f"{meta.topic}:{meta.partition}", 0)
+        final = directory / f"{time.time_ns():020d}-{offset}{_SUFFIX}"
+        tmp = directory / f"{_TMP_PREFIX}{final.name}"
+        with open(tmp, "wb") as out:
+            out.write(blob)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
+        _fsync_directory(directory)
+        self.prune(meta.topic, meta.partition)
+        return final, len(blob)
+
+    def paths(self, topic: str, partition: int) -> list[Path]:
+        """A partition's snapshot files, newest first."""
+        directory = self.directory(topic, partition)
+        if not directory.is_dir():
+            return []
+        found = [p for p in directory.iterdir() if p.name.endswith(_SUFFIX) and p.is_file()]
+        return sorted(found, key=lambda p: p.name, reverse=True)
+
+    def load(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        config_ids: dict[str, str],
+        on_reject: Callable[[Path, SnapshotError], None],
+        validate: Callable[[Any], None] | None = None,
+    ) -> LoadedSnapshot | None:
+        """The newest snapshot of a partition that checks out (None if there is none).
+
+        Each refused on the way (unreadable file, bad checksum, incompatible, or a state
+        ``validate`` raises :class:`SnapshotError` for) is passed to ``on_reject`` and left in
+        place for inspection; retention removes it in time.
+        """
+        for path in self.paths(topic, partition):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                on_reject(path, SnapshotError("unreadable", f"{type(exc).__name__}: {exc}"))
+                continue
+            try:
+                meta, state = decode_snapshot(data, config_ids=config_ids)
+                if validate is not None:
+                    validate(state)
+            except SnapshotError as exc:
+                on_reject(path, exc)
+                continue
+            if (meta.topic, meta.partition) != (topic, partition):
+                on_reject(path, SnapshotError("corrupt", f"holds {meta.topic}:{meta.partition}"))
+                continue
+            return LoadedSnapshot(meta, state, path, len(data))
+        return None
+
+    def prune(self, topic: str, partition: int) -> int:
+        """Delete all but the newest ``keep`` snapshots (and stray temporary files)."""
+        directory = self.directory(topic, partition)
+        removed = 0
+        for path in self.paths(topic, partition)[self.keep :]:
+            path.unlink(missing_ok=True)
+            removed += 1
+        if directory.is_dir():
+            for path in directory.glob(f"{_TMP_PREFIX}*"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,159 @@
+"""Snapshot format and store: round trips keep scores, damage and incompatibility are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.snapshot import (
+    SnapshotError,
+    SnapshotMeta,
+    decode_snapshot,
+    encode_snapshot,
+    read_meta,
+)
+from stream.pipeline import MetricPipeline
+from stream.schemas import Evidence, MetricEvent
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from stream.snapshots import SnapshotStore
+
+TOPIC = "vigil.metrics"
+
+
+def _trained(engine: str = "numpy") -> tuple[MetricPipeline, list[MetricEvent]]:
+    settings = Settings(engine=engine, warmup_events=100)
+    events = [
+        MetricEvent.model_validate(e.payload)
+        for e in MetricSimulator(services=3, seed=7, anomaly_rate=0.02).events(1800)
+    ]
+    pipeline = MetricPipeline(settings.anomaly_config())
+    pipeline.process_batch(events[:1200], lambda i: Evidence(topic=TOPIC, partition=0, offset=i))
+    return pipeline, events[1200:]
+
+
+def _meta(offset: int = 1200, **changes: object) -> SnapshotMeta:
+    meta = SnapshotMeta.create(
+        topic=TOPIC,
+        partition=0,
+        offsets={f"{TOPIC}:0": offset},
+        config_ids={"metrics": "cfg"},
+        services=["svc-0"],
+    )
+    return dataclasses.replace(meta, **changes)  # type: ignore[arg-type]  # test overrides
+
+
+def _scores(pipeline: MetricPipeline, events: list[MetricEvent]) -> np.ndarray:
+    outcome = pipeline.process_batch(
+        events, lambda i: Evidence(topic=TOPIC, partition=0, offset=i), learn=True
+    )
+    return outcome.scores
+
+
+@pytest.mark.parametrize("engine", ["numpy", "river"])
+def test_round_trip_scores_and_learns_identically(engine: str) -> None:
+    pipeline, rest = _trained(engine)
+    services = [m.service for m in pipeline]
+    blob = encode_snapshot(_meta(), {"metrics": pipeline.models_of(services)})
+    _, state = decode_snapshot(blob, config_ids={"metrics": "cfg"})
+    restored = MetricPipeline(pipeline.config)
+    restored.install(state["metrics"])
+    # Same scores while both keep learning the same events: the whole state came back.
+    np.testing.assert_array_equal(_scores(restored, rest), _scores(pipeline, rest))
+
+
+def test_damage_is_refused_before_unpickling() -> None:
+    blob = encode_snapshot(_meta(), {"x": 1})
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x01
+    for damaged in (bytes(flipped), blob[:-10], b"", b"not a snapshot at all" * 3):
+        with pytest.raises(SnapshotError) as caught:
+            decode_snapshot(damaged, config_ids={})
+        assert caught.value.reason == "corrupt"
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        (_meta(schema_version=99), "schema"),
+        (_meta(config_ids={"metrics": "other"}), "config_changed"),
+        (_meta(libraries={"python": "2.7", "numpy": "1", "river": "0"}), "library_changed"),
+    ],
+)
+def test_incompatible_snapshots_are_refused(meta: SnapshotMeta, reason: str) -> None:
+    with pytest.raises(SnapshotError) as caught:
+        decode_snapshot(encode_snapshot(meta, {"x": 1}), config_ids={"metrics": "cfg"})
+    assert caught.value.reason == reason
+
+
+def test_only_allowed_classes_are_unpickled() -> None:
+    # A payload naming a function outside the allow-list (here os.getcwd) is refused.
+    blob = encode_snapshot(_meta(), {"call": os.getcwd})
+    assert read_meta(blob).partition == 0  # the header itself is fine
+    with pytest.raises(SnapshotError) as caught:
+        decode_snapshot(blob, config_ids={})
+    assert caught.value.reason == "unreadable"
+    assert "not allowed" in caught.value.detail
+
+
+def test_store_keeps_the_newest_and_writes_atomically(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, keep=2)
+    for offset in (10, 20, 30):
+        path, size = store.write(_meta(offset), {"offset": offset})
+        assert path.stat().st_size == size
+    (store.directory(TOPIC, 0) / ".tmp-crashed.snap").write_bytes(b"half")  # a crash's leftover
+    store.prune(TOPIC, 0)
+    paths = store.paths(TOPIC, 0)
+    assert len(paths) == 2
+    assert [read_meta(p.read_bytes()).offsets[f"{TOPIC}:0"] for p in paths] == [30, 20]
+    assert not list(store.directory(TOPIC, 0).glob(".tmp-*"))
+
+
+def test_store_falls_back_past_a_corrupt_newest(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, keep=3)
+    store.write(_meta(10), {"offset": 10})
+    newest, _ = store.write(_meta(20), {"offset": 20})
+    newest.write_bytes(newest.read_bytes()[:-1] + b"\x00")
+    refused: list[tuple[Path, str]] = []
+    loaded = store.load(
+        TOPIC, 0, config_ids={}, on_reject=lambda p, e: refused.append((p, e.reason))
+    )
+    assert loaded is not None
+    assert loaded.state == {"offset": 10}
+    assert refused == [(newest, "corrupt")]
+    assert newest.exists()  # left for inspection
+
+
+def test_store_refuses_states_the_caller_does_not_accept(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(_meta(10), {"offset": 10})
+    store.write(_meta(20), ["not", "a", "dict"])
+
+    def validate(state: object) -> None:
+        if not isinstance(state, dict):
+            raise SnapshotError("unreadable", "not a dict")
+
+    reasons: list[str] = []
+    loaded = store.load(
+        TOPIC, 0, config_ids={}, on_reject=lambda p, e: reasons.append(e.reason), validate=validate
+    )
+    assert loaded is not None
+    assert loaded.state == {"offset": 10}
+    assert reasons == ["unreadable"]
+
+
+def test_store_without_snapshots_loads_nothing(tmp_path: Path) -> None:
+    assert SnapshotStore(tmp_path).load(TOPIC, 5, config_ids={}, on_reject=print) is None
+
+
+def test_pickle_protocol_keeps_arrays_exact() -> None:
+    # The format relies on pickle protocol 5 keeping float arrays bit for bit.
+    values = np.random.default_rng(0).normal(size=100)
+    _, state = decode_snapshot(encode_snapshot(_meta(), {"v": values}), config_ids={})
+    assert state["v"].tobytes() == values.tobytes()
+    assert pickle.HIGHEST_PROTOCOL >= 5
