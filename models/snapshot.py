@@ -56,7 +56,9 @@ __all__ = [
     "SnapshotMeta",
     "decode_snapshot",
     "encode_snapshot",
+    "frame_snapshot",
     "library_versions",
+    "pickle_state",
     "read_meta",
 ]
 
@@ -145,10 +147,23 @@ class SnapshotMeta:
 
 def encode_snapshot(meta: SnapshotMeta, state: Any) -> bytes:
     """The snapshot's bytes: header, pickled ``state`` and the SHA-256 trailer."""
+    return b"".join(frame_snapshot(meta, pickle_state(state)))
+
+
+def pickle_state(state: Any) -> bytes:
+    """The payload of a snapshot: the only part that must be taken while the state holds
+    still (framing and checksumming can happen elsewhere, e.g. in a writer thread)."""
+    return pickle.dumps(state, protocol=5)
+
+
+def frame_snapshot(meta: SnapshotMeta, payload: bytes) -> tuple[bytes, bytes, bytes]:
+    """A snapshot as three chunks to write in order (prefix and header, payload, SHA-256
+    trailer), without copying the payload."""
     header = json.dumps(asdict(meta), sort_keys=True).encode()
-    payload = pickle.dumps(state, protocol=5)
-    body = b"".join((MAGIC, _LENGTH.pack(len(header)), header, payload))
-    return body + hashlib.sha256(body).digest()
+    prefix = b"".join((MAGIC, _LENGTH.pack(len(header)), header))
+    digest = hashlib.sha256(prefix)
+    digest.update(payload)
+    return prefix, payload, digest.digest()
 
 
 def read_meta(data: bytes) -> SnapshotMeta:

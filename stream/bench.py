@@ -40,6 +40,7 @@ import orjson
 from models.anomaly import AnomalyConfig
 from stream.bench_engine import CROSSOVER_BATCH_SIZES, EngineRun, measure_engines
 from stream.bench_kafka import LatencyRun, kafka_latency, kafka_log_throughput, kafka_throughput
+from stream.bench_snapshot import measure_snapshots
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.incident_risk import risk_pipeline
 from stream.pipeline import MetricPipeline
@@ -57,7 +58,7 @@ __all__ = [
     "run_bench",
 ]
 
-SECTIONS = ("engine", "offline", "memory", "kafka")
+SECTIONS = ("engine", "offline", "memory", "snapshot", "kafka")
 Progress = Callable[[str], None]
 """Told a line of text as each measurement starts (on stderr unless ``--quiet``)."""
 _MIB = 2**20
@@ -424,6 +425,48 @@ def memory_figures(args: argparse.Namespace, settings: Settings, say: Progress) 
     ]
 
 
+def snapshot_figures(args: argparse.Namespace, settings: Settings, say: Progress) -> list[Figure]:
+    """Snapshot size, write and restore times at ``--snapshot-services``; throughput cost."""
+    run = measure_snapshots(settings, args.snapshot_services, args.snapshot_every_s, say)
+    note = f"one partition holding {run.services} services ({run.events_per_service} events each)"
+    return [
+        Figure("snapshot_bytes", "snapshot size", run.bytes / _MIB, "MiB", note),
+        Figure(
+            "snapshot_kib_per_service",
+            "snapshot size per service",
+            run.bytes / 1024 / run.services,
+            "KiB",
+            note,
+        ),
+        Figure(
+            "snapshot_encode_s",
+            "snapshot pickling (the loop's pause)",
+            run.encode_s,
+            "s",
+            "median of 3",
+        ),
+        Figure(
+            "snapshot_write_s", "snapshot pickle + write + fsync", run.write_s, "s", "median of 3"
+        ),
+        Figure(
+            "snapshot_restore_s",
+            "restore: read, check, unpickle, install",
+            run.restore_s,
+            "s",
+            "median of 3",
+        ),
+        Figure(
+            "snapshot_throughput_loss",
+            "throughput loss while snapshotting",
+            run.loss,
+            "%",
+            f"{run.plain_rate:,.0f} → {run.snapshotting_rate:,.0f} events/s, medians of 3; "
+            f"a sixth of the services snapshotted every {run.every_s:g} s "
+            f"({run.snapshots_taken} snapshots); target < 10%",
+        ),
+    ]
+
+
 async def kafka_figures(
     args: argparse.Namespace, settings: Settings, say: Progress
 ) -> list[Figure]:
@@ -647,6 +690,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         "engine": engine_figures,
         "offline": offline_figures,
         "memory": memory_figures,
+        "snapshot": snapshot_figures,
         "kafka": lambda a, s, p: asyncio.run(kafka_figures(a, s, p)),
     }
     figures: list[Figure] = []

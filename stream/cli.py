@@ -208,6 +208,18 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
         help="Events per service for the memory figures (default: past warm-up and one window).",
     )
     parser.add_argument(
+        "--snapshot-services",
+        type=int,
+        default=1000,
+        help="Services in the snapshot figures' partition (default: 1000).",
+    )
+    parser.add_argument(
+        "--snapshot-every-s",
+        type=float,
+        default=1.0,
+        help="Seconds between snapshots in the snapshot section's throughput run (default: 1).",
+    )
+    parser.add_argument(
         "--kafka-events", type=int, default=100_000, help="Events for the Kafka throughput run."
     )
     parser.add_argument(

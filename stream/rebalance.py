@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from models.anomaly import ServiceAnomalyModel
-from models.snapshot import SnapshotError, SnapshotMeta, encode_snapshot
+from models.snapshot import SnapshotError, SnapshotMeta, pickle_state
 from stream.pipeline import MetricPipeline
 from stream.records import Record
 from stream.snapshots import LoadedSnapshot, SnapshotStore
@@ -163,19 +163,20 @@ class PartitionSnapshots:
             services=services,
         )
         started = time.perf_counter()
-        # Encoded here, between batches: the state is exactly that of ``offset``.
-        blob = encode_snapshot(meta, {"metrics": self.pipeline.models_of(services)})
+        # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
+        # checksum and the write happen in a worker thread.
+        payload = pickle_state({"metrics": self.pipeline.models_of(services)})
         encode_s = time.perf_counter() - started
         self._snapshotted[partition] = offset
         self._written_at[partition] = self._monotonic()
-        task = asyncio.create_task(self._write(meta, blob, encode_s))
+        task = asyncio.create_task(self._write(meta, payload, encode_s))
         self._writes[partition] = task
         task.add_done_callback(lambda _: self._writes.pop(partition, None))
 
-    async def _write(self, meta: SnapshotMeta, blob: bytes, encode_s: float) -> None:
+    async def _write(self, meta: SnapshotMeta, payload: bytes, encode_s: float) -> None:
         started = time.perf_counter()
         try:
-            path, size = await asyncio.to_thread(self.store.write_bytes, meta, blob)
+            path, size = await asyncio.to_thread(self.store.write_payload, meta, payload)
         except OSError as exc:
             self._metrics.write_failures.inc()
             self._snapshotted.pop(meta.partition, None)  # try again at the next turn

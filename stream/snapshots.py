@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.snapshot import SnapshotError, SnapshotMeta, decode_snapshot, encode_snapshot
+from models.snapshot import (
+    SnapshotError,
+    SnapshotMeta,
+    decode_snapshot,
+    frame_snapshot,
+    pickle_state,
+)
 
 __all__ = ["LoadedSnapshot", "SnapshotStore"]
 
@@ -56,23 +62,27 @@ class SnapshotStore:
 
     def write(self, meta: SnapshotMeta, state: Any) -> tuple[Path, int]:
         """Encode and store a snapshot atomically, then prune; returns its path and size."""
-        return self.write_bytes(meta, encode_snapshot(meta, state))
+        return self.write_payload(meta, pickle_state(state))
 
-    def write_bytes(self, meta: SnapshotMeta, blob: bytes) -> tuple[Path, int]:
-        """Store an encoded snapshot atomically, then prune; returns its path and size."""
+    def write_payload(self, meta: SnapshotMeta, payload: bytes) -> tuple[Path, int]:
+        """Frame a pickled state (:func:`~models.snapshot.pickle_state`) and store it
+        atomically, then prune; returns its path and size. Safe to run in a worker thread."""
         directory = self.directory(meta.topic, meta.partition)
         directory.mkdir(parents=True, exist_ok=True)
         offset = meta.offsets.get(f"{meta.topic}:{meta.partition}", 0)
         final = directory / f"{time.time_ns():020d}-{offset}{_SUFFIX}"
         tmp = directory / f"{_TMP_PREFIX}{final.name}"
+        size = 0
         with open(tmp, "wb") as out:
-            out.write(blob)
+            for chunk in frame_snapshot(meta, payload):
+                out.write(chunk)
+                size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, final)
         _fsync_directory(directory)
         self.prune(meta.topic, meta.partition)
-        return final, len(blob)
+        return final, size
 
     def paths(self, topic: str, partition: int) -> list[Path]:
         """A partition's snapshot files, newest first."""
