@@ -12,6 +12,10 @@ vector is learned once, and its prediction (made before any learning on it) is s
 all quality figures are prequential.
 
 No I/O: the caller brings decoded events and tells event time to move on (:meth:`advance`).
+
+Cost: a batch's vectors are built for all services at once, predicted per group as one
+matrix, and held and learned as rows: no dict per vector unless it alerts (its alert id and
+explanation) or negative sampling has the model learn it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +40,7 @@ from models.incident import (
     RiskConfig,
     RiskThreshold,
 )
-from stream.features.risk import RiskFeatureBuilder, RiskVector
+from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
 from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, utc_now
 from stream.schemas import (
     Alert,
@@ -64,6 +69,8 @@ FeedbackKind = str
 
 _REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
+_REMEMBERED_GROUPS = 100_000  # service -> group memo, cleared past this many services
+_DEPLOY_RECENT = operator.attrgetter("deploy_recent")
 _EXPIRY_EVERY_S = 300.0
 """Within a batch, horizons are let pass every 5 minutes of event time (not at every vector:
 each pass takes a service's due vectors out of its buffer at once)."""
@@ -144,7 +151,8 @@ class IncidentRiskPipeline:
         self.config = config
         self.step_s = step_s
         self.cooldown_s = config.horizon_s if cooldown_s is None else cooldown_s
-        self._group_of = group_function(group_pattern)
+        self._group_function = group_function(group_pattern)
+        self._group_names: dict[str, str] = {}
         self._group_pattern = group_pattern
         self._clock = clock
         baseline_steps = max(2, round(baseline_s / step_s))
@@ -174,28 +182,19 @@ class IncidentRiskPipeline:
     ) -> RiskOutcome:
         """Fold a scored metric batch in; predict (and maybe alert) on the steps it closed."""
         out = RiskOutcome()
-        vectors: list[RiskVector] = []
-        # Whole-batch arrays once; each service takes its rows (a few calls per service).
+        # Whole-batch arrays once; the builder takes every service's rows at once.
         usable = ~outcome.warming_up & np.isfinite(outcome.thresholds)
         ratios = np.zeros(len(events))
         np.divide(outcome.scores, np.maximum(outcome.thresholds, 1e-12), out=ratios, where=usable)
-        deploys = np.fromiter((e.deploy_recent for e in events), np.bool_, len(events))
+        deploys = np.fromiter(map(_DEPLOY_RECENT, events), np.bool_, len(events))
+        batch = [
+            ServiceBatch(rows.service, rows.indices, rows.ts_s, rows.verdict.deviations)
+            for rows in outcome.by_service
+        ]
+        vectors = self.features.add_batch(batch, ratios, outcome.flagged, deploys, evidence)
         for rows in outcome.by_service:
-            idx = rows.indices
-            ts = np.array(rows.ts_s)
-            vectors.extend(
-                self.features.add(
-                    rows.service,
-                    ts,
-                    rows.verdict.deviations,
-                    ratios[idx],
-                    outcome.flagged[idx],
-                    deploys[idx],
-                    lambda row, idx=idx: evidence(int(idx[row])),  # type: ignore[misc]
-                )
-            )
-            if len(ts):
-                self.latest_event_s = max(self.latest_event_s, float(ts.max()))
+            if len(rows.ts_s):
+                self.latest_event_s = max(self.latest_event_s, float(max(rows.ts_s)))
         if vectors:
             self._predict(vectors, out)
         return out
@@ -204,42 +203,64 @@ class IncidentRiskPipeline:
         """A closed log window of ``service``: its features join the service's next vectors."""
         self.features.set_log_window(service, ratio, new_error_templates)
 
+    def _group_of(self, service: str) -> str:
+        """The service's group (the pattern is matched once per service)."""
+        name = self._group_names.get(service)
+        if name is None:
+            name = self._group_names[service] = self._group_function(service)
+            if len(self._group_names) > _REMEMBERED_GROUPS:
+                self._group_names.clear()
+        return name
+
     def _predict(self, vectors: list[RiskVector], out: RiskOutcome) -> None:
         by_group: dict[str, list[RiskVector]] = {}
         for vector in vectors:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
-        predicted: list[tuple[RiskVector, float, str, bool]] = []
+        predicted: list[tuple[RiskVector, float, _Group, str, bool]] = []
+        labeler = self.labeler
         for name, members in by_group.items():
             group = self._group(name)
             probabilities = group.model.predict_many([v.features for v in members])
             # The alert budget is shared among vectors that could alert: not those of a
             # service whose incident is known to be open (they score high, and never alert).
-            alertable = [not self.labeler.in_incident(v.service, v.ts_s) for v in members]
+            alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]
             group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
-            predicted += zip(members, probabilities.tolist(), itertools.repeat(name), alertable)
+            predicted += zip(
+                members,
+                probabilities.tolist(),
+                itertools.repeat(group),
+                itertools.repeat(name),
+                alertable,
+            )
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
-        predicted.sort(key=lambda item: item[0].ts_s)
-        for vector, p, name, could_alert in predicted:
+        predicted.sort(key=_ts_of_predicted)
+        min_positives = self.config.min_positives
+        for vector, p, group, name, could_alert in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
-                self._learn(self.labeler.expire(vector.ts_s))
-            group = self._group(name)
+                expired = labeler.expire(vector.ts_s)
+                if expired:
+                    self._learn(expired)
             threshold = group.threshold.value
-            alerting = (
-                could_alert
-                and p >= threshold
-                and group.model.positives >= self.config.min_positives
-            )
+            alerting = could_alert and p >= threshold and group.model.positives >= min_positives
             # Only an alert can get feedback, so only an alerting vector needs its key.
             key = (
                 alert_id_for(
-                    "incident_risk", "metrics", vector.service, _dt(vector.ts_s), vector.features
+                    "incident_risk",
+                    "metrics",
+                    vector.service,
+                    _dt(vector.ts_s),
+                    vector.features.to_dict(),
                 )
                 if alerting
                 else ""
             )
-            self._learn(self.labeler.add(vector.service, vector.ts_s, vector.features, p, key))
+            labelled = labeler.add(
+                vector.service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
+            )
+            if labelled:
+                self._learn(labelled)
             if not alerting:
                 continue
             last = self._last_alert_s.get(vector.service)
@@ -403,6 +424,10 @@ def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentR
         group_pattern=settings.incident_group_pattern,
         clock=clock,
     )
+
+
+def _ts_of_predicted(item: tuple[RiskVector, float, _Group, str, bool]) -> float:
+    return item[0].ts_s
 
 
 def _dt(ts_s: float) -> datetime:

@@ -1,7 +1,8 @@
 """Incident risk: will a service have an incident within the horizon? (pure computation).
 
 :class:`RiskConfig` configures everything; :class:`HorizonLabeler` turns late incident events
-into labels; :class:`IncidentRiskModel` predicts calibrated probabilities and learns online;
+into labels; :class:`IncidentRiskModel` predicts calibrated probabilities and learns online
+(from :class:`FeatureRow` vectors as matrices, or from any mappings);
 :class:`RiskThreshold` tunes the alert threshold; :mod:`~models.incident.prequential` scores
 it all honestly (every prediction made before its label was learned).
 """
@@ -14,11 +15,12 @@ from models.incident.prequential import (
     incident_report,
     reliability_table,
 )
-from models.incident.risk import IncidentRiskModel, RiskContribution
+from models.incident.risk import FeatureRow, IncidentRiskModel, RiskContribution
 from models.incident.thresholds import RiskThreshold
 
 __all__ = [
     "OUTCOMES",
+    "FeatureRow",
     "HorizonLabeler",
     "IncidentReport",
     "IncidentRiskModel",

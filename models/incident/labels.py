@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.incident.config import RiskConfig
+from models.incident.risk import FeatureRow
 
 __all__ = ["OUTCOMES", "HorizonLabeler", "LabelledVector"]
 
@@ -52,7 +53,9 @@ class LabelledVector:
     Attributes:
         service: The service the vector describes.
         ts_s: The vector's event time (epoch seconds).
-        vector: The features (a fresh dict; values went through float32 storage).
+        vector: The features: a :class:`~models.incident.risk.FeatureRow` (a read-only
+            mapping over the stored float32 row; no dict is built unless asked for) when the
+            vector was buffered, a fresh copy of the features when it was labelled at once.
         probability: The prediction made for it before its label was known.
         label: True when an incident opened within the horizon after ``ts_s``.
         key: The caller's key for the vector (e.g. its alert id).
@@ -62,7 +65,7 @@ class LabelledVector:
 
     service: str
     ts_s: float
-    vector: dict[str, float]
+    vector: Mapping[str, float]
     probability: float
     label: bool
     key: str
@@ -92,6 +95,9 @@ def _encode_key(key: str) -> bytes:
     return key.encode() + b"\x02"
 
 
+_NO_KEY = _encode_key("")  # most vectors: only an alerting one has a key
+
+
 def _decode_key(stored: bytes) -> str:
     return stored[:-1].hex() if stored[-1] == 1 else stored[:-1].decode()
 
@@ -99,14 +105,23 @@ def _decode_key(stored: bytes) -> str:
 class _Buffer:
     """One service's vectors sorted by time, in three compact arrays (rows ``[:n]`` used)."""
 
-    __slots__ = ("keys", "last_expired_s", "meta", "n", "scheduled_s", "seen", "spans", "values")
+    __slots__ = (
+        "keys",
+        "last_expired_s",
+        "meta",
+        "n",
+        "newest_s",
+        "scheduled_s",
+        "spans",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.meta: FloatArray = np.empty((0, 3))  # ts_s, probability, schema id
         self.keys: npt.NDArray[np.bytes_] = np.empty(0, dtype="S1")
         self.values: Float32Array = np.empty((0, 0), dtype=np.float32)
         self.n = 0
-        self.seen = False  # whether a vector was ever added
+        self.newest_s = -math.inf  # newest ts of a vector ever added (-inf: none yet)
         self.spans: list[_Span] | None = None
         self.last_expired_s = -math.inf  # newest ts labelled negative (expired or evicted)
         self.scheduled_s: float | None = None  # due time of this buffer's entry in the heap
@@ -129,16 +144,36 @@ class _Buffer:
                 max(len(key), self.keys.itemsize),  # never narrower: keys held would be cut
             )
         n = self.n
-        at = int(np.searchsorted(self.meta[:n, 0], ts_s, side="right"))
-        if at < n:  # out of order: shift the newer rows up (numpy copes with the overlap)
+        at = n  # the usual case: the newest vector
+        if n and ts_s < self.meta[n - 1, 0]:
+            at = int(np.searchsorted(self.meta[:n, 0], ts_s, side="right"))
+            # out of order: shift the newer rows up (numpy copes with the overlap)
             self.meta[at + 1 : n + 1] = self.meta[at:n]
             self.keys[at + 1 : n + 1] = self.keys[at:n]
             self.values[at + 1 : n + 1] = self.values[at:n]
         self.meta[at] = (ts_s, probability, schema)
         self.keys[at] = key
-        self.values[at, : row.size] = row
-        self.values[at, row.size :] = 0.0
+        if row.size == self.values.shape[1]:
+            self.values[at] = row  # float64 values are rounded to float32 here
+        else:
+            self.values[at, : row.size] = row
+            self.values[at, row.size :] = 0.0
         self.n = n + 1
+
+    def take_first(self, count: int) -> tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array]:
+        """:meth:`take` of the ``count`` oldest rows (expiry, eviction): slices, no masks."""
+        n = self.n
+        taken = (self.meta[:count].copy(), self.keys[:count].copy(), self.values[:count].copy())
+        if count:
+            kept = n - count
+            self.meta[:kept] = self.meta[count:n]
+            self.keys[:kept] = self.keys[count:n]
+            self.values[:kept] = self.values[count:n]
+            self.n = kept
+            if self.meta.shape[0] - kept >= 2 * _CHUNK:
+                rows = -(-kept // _CHUNK) * _CHUNK
+                self._resize(rows, self.values.shape[1], self.keys.itemsize)
+        return taken
 
     def between(self, after_s: float, until_s: float) -> IntArray:
         """Row indices with ``after_s < ts <= until_s``."""
@@ -223,8 +258,9 @@ class HorizonLabeler:
 
     Every outcome is counted in :attr:`counts` (keys :data:`OUTCOMES`). Vectors are stored as
     float32 rows per service (feature names interned once per distinct name tuple), keys as
-    packed bytes; a labelled vector's dict is rebuilt when it leaves. Non-finite ``ts_s`` is
-    refused (ValueError).
+    packed bytes; a labelled vector leaves as a :class:`~models.incident.risk.FeatureRow` over
+    its row (a vector given as a ``FeatureRow`` is stored without a dict either way). Expiry
+    and eviction take the oldest rows, as slices. Non-finite ``ts_s`` is refused (ValueError).
 
     Args:
         config: Horizon, grace, incident_max_s and max_vectors_per_service are used.
@@ -263,19 +299,31 @@ class HorizonLabeler:
         vector: Mapping[str, float],
         probability: float,
         key: str,
+        *,
+        expire: bool = True,
     ) -> list[LabelledVector]:
         """Hold a vector until it is labelled.
 
+        Args:
+            service: The vector's service.
+            ts_s: Its event time.
+            vector: Its features.
+            probability: The prediction made for it.
+            key: The caller's key for it (e.g. its alert id; ``""`` for none).
+            expire: Whether a full buffer may first label its vectors due by ``ts_s`` as
+                negatives (False while labels may still be unread: then only the bound evicts).
+
         Returns:
             The vector labelled at once (positive when a known incident opens within H after
-            it), or what the per-service bound evicted (negatives); usually nothing.
+            it), or what a full buffer gave up (negatives: due ones, else the oldest,
+            evicted); usually nothing.
         """
         if not math.isfinite(ts_s):
             raise ValueError(f"ts_s must be finite, got {ts_s!r}")
         buffer = self._buffers.get(service)
         if buffer is None:
             buffer = self._buffers[service] = _Buffer()
-        buffer.seen = True
+        buffer.newest_s = max(buffer.newest_s, ts_s)
         if buffer.spans:
             if len(buffer.spans) > 4:  # a backlog of known incidents: forget the finished
                 keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
@@ -286,23 +334,40 @@ class HorizonLabeler:
             span = buffer.span_ahead(ts_s, self.config.horizon_s)
             if span is not None:
                 self.counts["positive"] += 1
-                values = {name: float(value) for name, value in vector.items()}
+                values: Mapping[str, float] = (
+                    FeatureRow(vector.names, np.array(vector.row))
+                    if type(vector) is FeatureRow
+                    else {name: float(value) for name, value in vector.items()}
+                )
                 return [
                     LabelledVector(
                         service, ts_s, values, probability, True, key, span.incident_id, "horizon"
                     )
                 ]
         out: list[LabelledVector] = []
+        if buffer.n >= self.config.max_vectors_per_service and expire:
+            # Full of vectors already due by this one's time: label them now, as expire()
+            # would (the caller's expiry may not have reached this service's time yet, as
+            # when partitions are read at different event times).
+            wait_s = self.config.horizon_s + self.config.label_grace_s
+            count = int(np.searchsorted(buffer.ts, ts_s - wait_s, side="right"))
+            if count:
+                out = self._label(service, buffer.take_first(count), False, None)
+                buffer.last_expired_s = max(buffer.last_expired_s, out[-1].ts_s)
+                self.counts["negative"] += count
         if buffer.n >= self.config.max_vectors_per_service:
-            out = self._label(service, buffer, np.zeros(1, dtype=np.int64), False, None)
-            buffer.last_expired_s = max(buffer.last_expired_s, out[0].ts_s)
+            out += self._label(service, buffer.take_first(1), False, None)
+            buffer.last_expired_s = max(buffer.last_expired_s, out[-1].ts_s)
             self.counts["evicted"] += 1
-        names = tuple(vector)
+        if type(vector) is FeatureRow:
+            names, row = vector.names, vector.row
+        else:
+            names = tuple(vector)
+            row = np.fromiter(vector.values(), dtype=np.float32, count=len(names))
         schema = self._schemas.get(names)
         if schema is None:
             schema = self._schemas[names] = len(self._schema_names)
             self._schema_names.append(names)
-        row = np.fromiter(vector.values(), dtype=np.float32, count=len(names))
         buffer.insert(ts_s, probability, schema, _encode_key(key), row)
         self._held += 1
         due = ts_s + self.config.horizon_s + self.config.label_grace_s
@@ -332,19 +397,22 @@ class HorizonLabeler:
         buffer = self._buffers.get(service)
         if buffer is None:
             buffer = self._buffers[service] = _Buffer()
-        if not buffer.seen:
+        if buffer.newest_s == -math.inf:
             self.counts["unknown_service"] += 1
         horizon_s = self.config.horizon_s
         if buffer.last_expired_s > ts_s - horizon_s:
             self.counts["late"] += 1
         out = self._label(
-            service, buffer, buffer.between(ts_s - horizon_s, ts_s), True, incident_id
+            service, buffer.take(buffer.between(ts_s - horizon_s, ts_s)), True, incident_id
         )
         self.counts["positive"] += len(out)
         during = buffer.take(buffer.between(ts_s, end_s))[0]
         self._held -= len(during)
         self.counts["during_incident"] += len(during)
-        newest_s = float(buffer.ts[-1]) if buffer.n else ts_s
+        # Spans over before the service's vectors could still need them are forgotten: the
+        # service's vector time decides, not the incident's (an incidents backlog read ahead
+        # of the metrics keeps every span its vectors will meet, up to the per-service bound).
+        newest_s = buffer.newest_s
         buffer.add_span(
             _Span(incident_id, ts_s, end_s),
             keep_after_s=newest_s - horizon_s - self.config.label_grace_s,
@@ -383,9 +451,7 @@ class HorizonLabeler:
             buffer.scheduled_s = None
             count = int(np.count_nonzero(buffer.ts + wait_s <= now_s))
             if count:
-                expired = self._label(
-                    service, buffer, np.arange(count, dtype=np.int64), False, None
-                )
+                expired = self._label(service, buffer.take_first(count), False, None)
                 buffer.last_expired_s = max(buffer.last_expired_s, expired[-1].ts_s)
                 self.counts["negative"] += count
                 out += expired
@@ -402,7 +468,7 @@ class HorizonLabeler:
                 continue
             found = np.flatnonzero(buffer.keys[: buffer.n] == stored)
             if found.size:
-                (item,) = self._label(service, buffer, found[:1], label, None, "feedback")
+                (item,) = self._label(service, buffer.take(found[:1]), label, None, "feedback")
                 self.counts["feedback"] += 1
                 return item
         return None
@@ -423,23 +489,32 @@ class HorizonLabeler:
     def _label(
         self,
         service: str,
-        buffer: _Buffer,
-        index: IntArray,
+        taken: tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array],
         label: bool,
         incident_id: str | None,
         origin: Literal["horizon", "feedback"] = "horizon",
     ) -> list[LabelledVector]:
-        meta, keys, values = buffer.take(index)
+        """Labelled vectors of rows taken out of a buffer (each a FeatureRow over its row)."""
+        meta, keys, values = taken
         self._held -= len(meta)
+        schema_names = self._schema_names
+        width = values.shape[1]
         out = []
         for (ts_s, probability, schema), key, row in zip(
             meta.tolist(), keys.tolist(), values, strict=True
         ):
-            names = self._schema_names[int(schema)]
-            vector = dict(zip(names, row[: len(names)].tolist(), strict=True))
+            names = schema_names[int(schema)]
+            vector = FeatureRow(names, row if len(names) == width else row[: len(names)])
             out.append(
                 LabelledVector(
-                    service, ts_s, vector, probability, label, _decode_key(key), incident_id, origin
+                    service,
+                    ts_s,
+                    vector,
+                    probability,
+                    label,
+                    "" if key == _NO_KEY else _decode_key(key),
+                    incident_id,
+                    origin,
                 )
             )
         return out

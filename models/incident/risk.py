@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +17,7 @@ from river import linear_model, optim, preprocessing
 from models.incident.config import RiskConfig
 from models.refresh import refresh_due
 
-__all__ = ["IncidentRiskModel", "RiskContribution"]
+__all__ = ["FeatureRow", "IncidentRiskModel", "RiskContribution"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -26,6 +28,56 @@ _CLIP = 5.0
 """Standardized values are clipped to ±this. A rare feature (a share of flagged events that
 is almost always 0) has a tiny running std, so one unusual value standardizes to hundreds and
 one SGD step on it swamps every weight; clipped, it counts as a strong signal, not a flood."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    """Each name's column in rows of this feature set (built once per set)."""
+    return {name: i for i, name in enumerate(names)}
+
+
+class FeatureRow(Mapping[str, float]):
+    """A risk vector as a row of values under a tuple of names: a read-only mapping.
+
+    Vectors are built, held and learned as rows (the model reads many at once as a matrix,
+    without a dict per vector); a dict is made only when one is asked for (:meth:`to_dict`,
+    or mapping access such as ``items()``). Names are in the vector's order; the row may be
+    float64 or float32 (what a buffer stored), read as Python floats.
+
+    Examples:
+        >>> row = FeatureRow(("cpu", "mem"), np.array([1.5, 2.0]))
+        >>> row["mem"], list(row), len(row), row == {"cpu": 1.5, "mem": 2.0}
+        (2.0, ['cpu', 'mem'], 2, True)
+        >>> row.to_dict()
+        {'cpu': 1.5, 'mem': 2.0}
+    """
+
+    __slots__ = ("names", "row")
+
+    def __init__(self, names: tuple[str, ...], row: npt.NDArray[np.floating[Any]]) -> None:
+        if len(names) != len(row):
+            raise ValueError("a FeatureRow needs one value per name")
+        self.names = names
+        self.row = row
+
+    def __getitem__(self, name: str) -> float:
+        return float(self.row[_positions(self.names)[name]])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"FeatureRow({self.to_dict()!r})"
+
+    def items(self) -> ItemsView[str, float]:
+        return self.to_dict().items()
+
+    def to_dict(self) -> dict[str, float]:
+        """The features as a fresh dict, in the row's order."""
+        return dict(zip(self.names, self.row.tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +135,9 @@ class IncidentRiskModel:
     feature missing from a vector, unknown to the model, or not finite counts as 0 once
     standardized (neutral: it moves the logit neither way); new feature names may appear at
     any time. Predictions use a cached linear form of the model (rebuilt after learning), so
-    they learn nothing and cost a few microseconds per vector.
+    they learn nothing and cost a few microseconds per vector. :class:`FeatureRow` vectors
+    are read as one matrix per feature set (no dict per vector); a labelled one becomes a
+    dict only if negative sampling has it learned.
 
     Args:
         group: The service group the model serves (shown in explanations and versions).
@@ -165,11 +219,7 @@ class IncidentRiskModel:
         linear = self._linear if self._linear is not None else self._rebuild()
         if not linear.names or not vectors:
             return np.full(len(vectors), self._intercept)
-        try:  # the usual case: every vector has every feature the model knows
-            rows = [linear.pick(vector) for vector in vectors]
-        except KeyError:
-            rows = [[vector.get(name, math.nan) for name in linear.names] for vector in vectors]
-        X = np.array(rows, dtype=np.float64).reshape(len(vectors), len(linear.names))
+        X = linear.matrix(vectors)
         z = (X - linear.means) * linear.inv_stds
         np.clip(z, -_CLIP, _CLIP, out=z)
         z[~np.isfinite(z)] = 0.0  # missing or not finite: neutral
@@ -196,7 +246,12 @@ class IncidentRiskModel:
                     continue
                 self.negatives -= 1
                 weight /= sampling
-            x = {name: float(value) for name, value in vector.items() if math.isfinite(value)}
+            items = (
+                zip(vector.names, vector.row.tolist(), strict=True)
+                if type(vector) is FeatureRow
+                else vector.items()
+            )
+            x = {name: float(value) for name, value in items if math.isfinite(value)}
             # river's methods are untyped: this is the one place the model calls into it.
             self._scaler.learn_one(x)  # type: ignore[no-untyped-call]
             scaled = self._scaler.transform_one(x)  # type: ignore[no-untyped-call]
@@ -301,6 +356,54 @@ class _Linear:
     weights: FloatArray
     means: FloatArray
     inv_stds: FloatArray
+    columns: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = field(
+        default_factory=dict
+    )
+    """Per feature set of :class:`FeatureRow` vectors: the model's columns it has, and where
+    they are in its rows."""
+
+    def matrix(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
+        """The vectors' values of :attr:`names` as an (n, k) float64 matrix (NaN: missing)."""
+        n, k = len(vectors), len(self.names)
+        by_names: dict[tuple[str, ...], tuple[list[int], list[npt.NDArray[Any]]]] = {}
+        for i, vector in enumerate(vectors):
+            if type(vector) is not FeatureRow:
+                break
+            index, rows = by_names.setdefault(vector.names, ([], []))
+            index.append(i)
+            rows.append(vector.row)
+        else:  # rows: gathered by feature set, no dict per vector
+            if len(by_names) == 1:
+                ((names, (_, rows)),) = by_names.items()
+                return self._columns_of(names, np.array(rows), n)
+            X = np.empty((n, k))
+            for names, (index, rows) in by_names.items():
+                X[index] = self._columns_of(names, np.array(rows), len(index))
+            return X
+        try:  # the usual case: every vector has every feature the model knows
+            picked = [self.pick(vector) for vector in vectors]
+        except KeyError:
+            picked = [[vector.get(name, math.nan) for name in self.names] for vector in vectors]
+        return np.array(picked, dtype=np.float64).reshape(n, k)
+
+    def _columns_of(self, names: tuple[str, ...], rows: npt.NDArray[Any], n: int) -> FloatArray:
+        """The model's columns of ``rows`` (a feature set's values), as float64."""
+        cached = self.columns.get(names)
+        if cached is None:
+            at = _positions(names)
+            have = [j for j, name in enumerate(self.names) if name in at]
+            cached = self.columns[names] = (
+                np.array(have, dtype=np.intp),
+                np.array([at[self.names[j]] for j in have], dtype=np.intp),
+            )
+        have_index, source = cached
+        if have_index.size == len(self.names):
+            # C order, as the dict path builds it: the logits' matrix product must not depend
+            # on how the vectors came
+            return np.ascontiguousarray(rows.reshape(n, len(names))[:, source], dtype=np.float64)
+        X = np.full((n, len(self.names)), math.nan)
+        X[:, have_index] = rows.reshape(n, len(names))[:, source]
+        return X
 
 
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, float]], Sequence[float]]:

@@ -21,23 +21,34 @@ third more cost per vector, so they are left out (its score ratio stays).
 
 A step's vector is emitted when the service's first event of a later step arrives, so
 vectors follow event time alone: replay and live detection build the same ones.
+
+Cost: :meth:`RiskFeatureBuilder.add_batch` takes every service's rows of a batch at once, so
+its numpy calls are per batch and per feature set, not per service: one pass sums each run
+of rows that share a service, feature set and step, a Python loop per run folds it into the
+service's open step, and the steps closed are turned into vectors together (the trailing
+baseline is kept step by step, since each step's refresh must see the steps before it; the
+z-scores, trends and shares are then computed as matrices). Vectors are
+:class:`~models.incident.FeatureRow` rows, not dicts.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from models.anomaly import Deviations
+from models.incident import FeatureRow
 from stream.schemas import Evidence
 
-__all__ = ["RiskFeatureBuilder", "RiskVector", "compress"]
+__all__ = ["RiskFeatureBuilder", "RiskVector", "ServiceBatch", "compress"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,7 +60,8 @@ class RiskVector:
     service: str
     ts_s: float
     """Event time of the step's last event."""
-    features: dict[str, float]
+    features: FeatureRow
+    """The features (a read-only mapping over one row; ``features.to_dict()`` for a dict)."""
     locate: Callable[[], Evidence]
     """Where the step's last event is stored (asked only when the vector alerts)."""
 
@@ -57,6 +69,19 @@ class RiskVector:
     def evidence(self) -> Evidence:
         """Where the step's last event is stored."""
         return self.locate()
+
+
+class ServiceBatch(NamedTuple):
+    """One service's rows of a batch, as :meth:`RiskFeatureBuilder.add_batch` takes them."""
+
+    service: str
+    indices: npt.NDArray[np.intp]
+    """The rows' positions in the batch-wide arrays (ratios, flags, deploys, evidence)."""
+    ts_s: Sequence[float] | FloatArray
+    """Event time of each row, in order."""
+    deviations: Sequence[Deviations]
+    """The rows' values, one block per run of a feature set (row ranges relative to these
+    rows, covering them in order)."""
 
 
 def _compress(z: float) -> float:
@@ -74,14 +99,29 @@ def compress(z: FloatArray) -> FloatArray:
     return np.sign(z) * np.log1p(np.abs(z))
 
 
+def _compress_finite(z: FloatArray) -> FloatArray:
+    """:func:`_compress` of every value, non-finite results as 0.
+
+    ``math.log1p`` value by value: numpy's vectorised log1p may differ in the last bit, and
+    vectors must not depend on the CPU numpy runs on.
+    """
+    logs = np.fromiter(map(math.log1p, np.abs(z).ravel().tolist()), np.float64, z.size)
+    out = np.copysign(logs.reshape(z.shape), z)
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
 _REFRESH_STEPS = 30
 """The trailing baseline's median and MAD are recomputed every this many steps."""
 
+_SHARES = ("anomaly_ratio", "anomaly_flagged", "deploy_recent")
+_LOG_FEATURES = 2  # log_ratio, log_new_error_templates (when the service has a log window)
+
 
 @functools.cache
-def _feature_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    """``z:``, ``dz:`` and ``az:`` names of a feature set, built once per set."""
-    return tuple(f"{prefix}:{n}" for prefix in ("z", "dz") for n in names)
+def _feature_names(names: tuple[str, ...], log: tuple[str, ...]) -> tuple[str, ...]:
+    """A vector's names for a feature set (and log features), built once per set."""
+    return (*(f"{prefix}:{n}" for prefix in ("z", "dz") for n in names), *_SHARES, *log)
 
 
 class _Step:
@@ -101,11 +141,11 @@ class _Step:
         "v_sum",
     )
 
-    def __init__(self, index: int, names: tuple[str, ...]) -> None:
+    def __init__(self, index: int, names: tuple[str, ...], v_sum: FloatArray, v_count: FloatArray):
         self.index = index
         self.names = names
-        self.v_sum: list[float] = []
-        self.v_count: list[float] = []
+        self.v_sum = v_sum
+        self.v_count = v_count
         self.count = 0
         self.ratio = 0.0
         self.flagged = 0
@@ -126,18 +166,26 @@ class _Service:
         self.baseline: npt.NDArray[np.float32] = np.empty((0, 0), dtype=np.float32)
         """Ring of the last step means (float32: a baseline needs no more)."""
         self.filled = 0
-        self.center: list[float] | None = None
-        self.scale: list[float] = []
-        self.history: list[list[float]] = []
+        self.center: FloatArray | None = None
+        self.scale: FloatArray = np.empty(0)
+        self.history: list[FloatArray] = []
+        """The last ``trend_steps`` z-score rows, oldest first."""
         self.log: dict[str, float] = {}
 
     def reset(self, names: tuple[str, ...], steps: int) -> None:
-        """A new feature set: the baseline and trend start again."""
+        """A new feature set: the baseline starts again (and the trend: see ``_close_all``)."""
         self.names = names
         self.baseline = np.full((steps, len(names)), np.nan, dtype=np.float32)
         self.filled = 0
         self.center = None
-        self.history = []
+
+
+class _Close(NamedTuple):
+    """A step closed by a batch, with the service it belongs to."""
+
+    service: str
+    state: _Service
+    step: _Step
 
 
 class RiskFeatureBuilder:
@@ -204,57 +252,157 @@ class RiskFeatureBuilder:
             evidence: Where row ``i`` is stored (asked only for a step's last row, and only if
                 its vector alerts: it must stay valid until then).
         """
-        state = self._services.get(service)
-        if state is None:
-            state = self._services[service] = _Service()
-        ts_s = np.asarray(ts_s, dtype=np.float64)
-        steps = np.floor_divide(ts_s, self.step_s).astype(np.int64)
+        ts = np.asarray(ts_s, dtype=np.float64)
+        rows = ServiceBatch(service, np.arange(ts.size), ts, deviations)
+        return self.add_batch([rows], ratios, flagged, deploys, evidence)
+
+    def add_batch(
+        self,
+        batch: Sequence[ServiceBatch],
+        ratios: FloatArray,
+        flagged: npt.NDArray[np.bool_],
+        deploys: npt.NDArray[np.bool_],
+        evidence: Callable[[int], Evidence],
+    ) -> list[RiskVector]:
+        """Fold every service's rows of a batch in; return the vectors of the steps they closed
+        (service by service in ``batch`` order, each service's in step order): the same
+        vectors as :meth:`add` service by service.
+
+        Args:
+            batch: Each service's rows (a service at most once).
+            ratios: Each batch row's anomaly score over its threshold (0 while warming up).
+            flagged: Whether each batch row's score reached its threshold.
+            deploys: Whether each batch row was sent with ``deploy_recent``.
+            evidence: Where batch row ``i`` is stored (asked only for a step's last row, and
+                only if its vector alerts: it must stay valid until then).
+        """
+        states: list[_Service] = []
+        firsts: list[int] = []  # each service's first row (in the batch's service order)
+        block_starts: list[int] = []  # each deviations block's first row
+        block_state: list[int] = []
+        block_names: list[tuple[str, ...]] = []
+        open_rows: list[int] = []  # first rows of services with an open step, and its index
+        open_steps: list[int] = []
+        total = 0
+        for rows in batch:
+            state = self._services.get(rows.service)
+            if state is None:
+                state = self._services[rows.service] = _Service()
+            n = len(rows.ts_s)
+            if not n:
+                continue
+            if state.step is not None:
+                open_rows.append(total)
+                open_steps.append(state.step.index)
+            firsts.append(total)
+            for dev in rows.deviations:
+                block_starts.append(total + dev.start)
+                block_state.append(len(states))
+                block_names.append(dev.names)
+            states.append(state)
+            total += n
+        if not total:
+            return []
+        live = [rows for rows in batch if len(rows.ts_s)]
+        ts = np.fromiter(itertools.chain.from_iterable(r.ts_s for r in live), np.float64, total)
+        index = np.concatenate([r.indices for r in live])
+        steps = np.floor_divide(ts, self.step_s).astype(np.int64)
         # An event older than the open step (out of order) joins it: steps never go back.
-        if state.step is not None and len(steps):
-            steps[0] = max(int(steps[0]), state.step.index)
-        np.maximum.accumulate(steps, out=steps)
-        out: list[RiskVector] = []
-        for dev in deviations:
-            # Steps only go forward, so each step's rows are one run: sum every run at once.
-            seg = steps[dev.start : dev.end]
-            starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
-            ends = np.r_[starts[1:], len(seg)]
-            v_sums = np.add.reduceat(dev.values, starts, axis=0).tolist()
-            if math.isnan(sum(map(math.fsum, v_sums))):  # a value was missing: count the rest
-                present = ~np.isnan(dev.values)
-                v_sums = np.add.reduceat(
-                    np.where(present, dev.values, 0.0), starts, axis=0
-                ).tolist()
-                v_counts = np.add.reduceat(present, starts, axis=0).tolist()
+        if open_rows:
+            steps[open_rows] = np.maximum(steps[open_rows], open_steps)
+        back = steps[1:] < steps[:-1]
+        back[np.array(firsts[1:], dtype=np.intp) - 1] = False  # a new service may go back
+        if back.any():
+            for a, b in itertools.pairwise([*firsts, total]):
+                np.maximum.accumulate(steps[a:b], out=steps[a:b])
+        # Runs: rows of one service, feature-set block and step (steps only go forward, so a
+        # step's rows are one run). Each run is summed at once, all services together.
+        change = np.empty(total, dtype=bool)
+        change[0] = True
+        np.not_equal(steps[1:], steps[:-1], out=change[1:])
+        change[block_starts] = True
+        starts = np.flatnonzero(change)
+        ends = np.append(starts[1:], total)
+        lengths = ends - starts
+        run_block = (np.searchsorted(block_starts, starts, side="right") - 1).tolist()
+        run_sums, run_counts = self._value_sums(
+            batch, block_names, run_block, starts, lengths, len(block_starts)
+        )
+        ratio_max = np.maximum.reduceat(ratios[index], starts).tolist()
+        flags = np.add.reduceat(flagged[index], starts).tolist()
+        deploy_counts = np.add.reduceat(deploys[index], starts).tolist()
+        last_ts = ts[ends - 1].tolist()
+        last_row = index[ends - 1].tolist()
+        services = [rows.service for rows in live]
+        closes: list[_Close] = []
+        for r, (step_index, block, count) in enumerate(
+            zip(steps[starts].tolist(), run_block, lengths.tolist(), strict=True)
+        ):
+            state = states[block_state[block]]
+            names = block_names[block]
+            step = state.step
+            if step is not None and (step.index != step_index or step.names != names):
+                state.step = None
+                closes.append(_Close(services[block_state[block]], state, step))
+                step = None
+            if step is None:  # the usual case in a backlog: a run is a whole step
+                step = state.step = _Step(step_index, names, run_sums[r], run_counts[r])
             else:
-                lengths = (ends - starts).tolist()
-                width = len(dev.names)
-                v_counts = [[float(n)] * width for n in lengths]
-            at = dev.start + starts
-            ratio_max = np.maximum.reduceat(ratios[dev.start : dev.end], starts).tolist()
-            flags = np.add.reduceat(flagged[dev.start : dev.end], starts).tolist()
-            deploy_counts = np.add.reduceat(deploys[dev.start : dev.end], starts).tolist()
-            last_ts = ts_s[dev.start + ends - 1].tolist()
-            for r, (index, a, b) in enumerate(
-                zip(seg[starts].tolist(), at.tolist(), (dev.start + ends).tolist(), strict=True)
-            ):
-                step = state.step
-                if step is not None and (step.index != index or step.names != dev.names):
-                    out.append(self._close(service, state, step))
-                    step = None
-                if step is None:  # the usual case in a backlog: a run is a whole step
-                    step = state.step = _Step(index, dev.names)
-                    step.v_sum, step.v_count = v_sums[r], v_counts[r]
-                else:
-                    step.v_sum = [x + y for x, y in zip(step.v_sum, v_sums[r], strict=True)]
-                    step.v_count = [x + y for x, y in zip(step.v_count, v_counts[r], strict=True)]
-                step.count += b - a
-                step.ratio = max(step.ratio, ratio_max[r])
-                step.flagged += int(flags[r])
-                step.deploys += int(deploy_counts[r])
-                step.last_ts = last_ts[r]
-                step.locate, step.last_row = evidence, b - 1
-        return out
+                step.v_sum = step.v_sum + run_sums[r]
+                step.v_count = step.v_count + run_counts[r]
+            step.count += count
+            step.ratio = max(step.ratio, ratio_max[r])
+            step.flagged += int(flags[r])
+            step.deploys += int(deploy_counts[r])
+            step.last_ts = last_ts[r]
+            step.locate, step.last_row = evidence, last_row[r]
+        return self._close_all(closes) if closes else []
+
+    def _value_sums(
+        self,
+        batch: Sequence[ServiceBatch],
+        block_names: list[tuple[str, ...]],
+        run_block: list[int],
+        starts: npt.NDArray[np.intp],
+        lengths: npt.NDArray[np.intp],
+        blocks: int,
+    ) -> tuple[list[FloatArray], list[FloatArray]]:
+        """Each run's sums of values and counts of present (not NaN) values, by feature set."""
+        values = [dev.values for rows in batch if len(rows.ts_s) for dev in rows.deviations]
+        sets: dict[tuple[str, ...], list[int]] = {}
+        for block, names in enumerate(block_names):
+            sets.setdefault(names, []).append(block)
+        run_sums: list[FloatArray] = []
+        run_counts: list[FloatArray] = []
+        if len(sets) > 1:
+            run_sums = [np.empty(0)] * len(run_block)
+            run_counts = [np.empty(0)] * len(run_block)
+        for names, members in sets.items():
+            if len(sets) == 1:
+                runs = np.arange(len(run_block))
+                local = starts
+            else:  # the set's runs, and where they start among the set's rows
+                in_set = np.zeros(blocks, dtype=bool)
+                in_set[members] = True
+                runs = np.flatnonzero(in_set[run_block])
+                local = np.cumsum(lengths[runs]) - lengths[runs]
+            rows = (
+                values[members[0]]
+                if len(members) == 1
+                else np.concatenate([values[b] for b in members])
+            )
+            sums = np.add.reduceat(rows, local, axis=0)
+            if np.isnan(sums).any():  # a value was missing: count the rest
+                present = ~np.isnan(rows)
+                sums = np.add.reduceat(np.where(present, rows, 0.0), local, axis=0)
+                counts = np.add.reduceat(present, local, axis=0).astype(np.float64)
+            else:
+                counts = np.repeat(lengths[runs].astype(np.float64)[:, None], len(names), axis=1)
+            if len(sets) == 1:
+                return list(sums), list(counts)
+            for r, row_sum, row_count in zip(runs.tolist(), sums, counts, strict=True):
+                run_sums[r], run_counts[r] = row_sum, row_count
+        return run_sums, run_counts
 
     def set_log_window(self, service: str, ratio: float, new_error_templates: int) -> None:
         """The service's latest closed log window: its score over threshold and new errors."""
@@ -270,55 +418,102 @@ class RiskFeatureBuilder:
         """Drop a service's state (its partition went to another detector)."""
         self._services.pop(service, None)
 
-    def _close(self, service: str, state: _Service, step: _Step) -> RiskVector:
-        # A handful of values per vector: plain floats are cheaper here than numpy calls.
-        state.step = None
-        if state.names != step.names:
-            state.reset(step.names, self.baseline_steps)
-        mean = [
-            total / n if n else math.nan for total, n in zip(step.v_sum, step.v_count, strict=True)
-        ]
-        z = self._trailing_z(state, mean)
-        state.baseline[state.filled % self.baseline_steps] = mean
-        state.filled += 1
-        past = state.history[0] if state.history else z
-        state.history.append(z)
-        if len(state.history) > self.trend_steps:
-            del state.history[0]
-        trend = [now - then for now, then in zip(z, past, strict=True)]
-        features = dict(zip(_feature_names(step.names), z + trend, strict=True))
-        features["anomaly_ratio"] = min(step.ratio, 10.0)
-        features["anomaly_flagged"] = step.flagged / step.count
-        features["deploy_recent"] = step.deploys / step.count
-        features.update(state.log)
-        assert step.locate is not None
-        return RiskVector(
-            service, step.last_ts, features, functools.partial(step.locate, step.last_row)
-        )
+    def _close_all(self, closes: list[_Close]) -> list[RiskVector]:
+        """The vectors of closed steps, in order: each service's baseline and trend history
+        are kept step by step, the values are computed per feature set as matrices."""
+        sets: dict[tuple[str, ...], list[int]] = {}
+        for j, close in enumerate(closes):
+            sets.setdefault(close.step.names, []).append(j)
+        means: list[FloatArray] = [np.empty(0)] * len(closes)
+        for members in sets.values():
+            v_sum = np.array([closes[j].step.v_sum for j in members])
+            v_count = np.array([closes[j].step.v_count for j in members])
+            mean = np.full(v_sum.shape, math.nan)
+            np.divide(v_sum, v_count, out=mean, where=v_count != 0)
+            for j, row in zip(members, mean, strict=True):
+                means[j] = row
+        # Step by step: a refresh of the baseline must see the steps closed before it.
+        baselines: list[tuple[FloatArray, FloatArray] | None] = [None] * len(closes)
+        fresh = [False] * len(closes)
+        ring = self.baseline_steps
+        for j, (_, state, step) in enumerate(closes):
+            if state.names != step.names:
+                state.reset(step.names, ring)
+                fresh[j] = True
+            known = min(state.filled, ring)
+            if known >= self.min_baseline_steps:
+                if state.center is None or state.filled % _REFRESH_STEPS == 0:
+                    self._refresh(state, known)
+                assert state.center is not None
+                baselines[j] = (state.center, state.scale)
+            state.baseline[state.filled % ring] = means[j]
+            state.filled += 1
+        z_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        for names, members in sets.items():
+            z = np.zeros((len(members), len(names)))
+            known_rows = [i for i, j in enumerate(members) if baselines[j] is not None]
+            if known_rows:
+                center = np.array([baselines[members[i]][0] for i in known_rows])  # type: ignore[index]
+                scale = np.array([baselines[members[i]][1] for i in known_rows])  # type: ignore[index]
+                mean = np.array([means[members[i]] for i in known_rows])
+                z[known_rows] = _compress_finite((mean - center) / scale)
+            for j, row in zip(members, z, strict=True):
+                z_rows[j] = row
+        # Step by step again: ``dz`` is the z-scores now minus ``trend_steps`` steps ago.
+        past_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        for j, (_, state, _) in enumerate(closes):
+            if fresh[j]:
+                state.history = []
+            history, z_row = state.history, z_rows[j]
+            past_rows[j] = history[0] if history else z_row
+            history.append(z_row)
+            if len(history) > self.trend_steps:
+                del history[0]
+        vectors: list[RiskVector] = [None] * len(closes)  # type: ignore[list-item]
+        for names, members in sets.items():
+            width = len(names)
+            steps = [closes[j].step for j in members]
+            counts = np.array([s.count for s in steps], dtype=np.float64)
+            rows = np.empty((len(members), 2 * width + len(_SHARES) + _LOG_FEATURES))
+            rows[:, :width] = np.array([z_rows[j] for j in members])
+            np.subtract(
+                rows[:, :width],
+                np.array([past_rows[j] for j in members]),
+                out=rows[:, width : 2 * width],
+            )
+            rows[:, 2 * width] = np.minimum([s.ratio for s in steps], 10.0)
+            rows[:, 2 * width + 1] = np.array([s.flagged for s in steps], np.float64) / counts
+            rows[:, 2 * width + 2] = np.array([s.deploys for s in steps], np.float64) / counts
+            used = 2 * width + len(_SHARES)
+            for i, j in enumerate(members):
+                service, state, step = closes[j]
+                log = state.log
+                if log:
+                    rows[i, used : used + len(log)] = list(log.values())
+                row = rows[i, : used + len(log)]
+                assert step.locate is not None
+                vectors[j] = RiskVector(
+                    service,
+                    step.last_ts,
+                    FeatureRow(_feature_names(names, tuple(log)), row),
+                    functools.partial(step.locate, step.last_row),
+                )
+        return vectors
 
-    def _trailing_z(self, state: _Service, mean: list[float]) -> list[float]:
-        """Robust z-scores of ``mean`` against the trailing step means, log-compressed.
+    def _refresh(self, state: _Service, known: int) -> None:
+        """The trailing baseline's median and scale (MAD), from the ``known`` step means held.
 
-        The baseline (median, scale) moves slowly: it is recomputed every ``_REFRESH_STEPS``
-        steps, not at each.
+        The baseline moves slowly: it is recomputed every ``_REFRESH_STEPS`` steps, not at
+        each.
         """
-        known = min(state.filled, self.baseline_steps)
-        if known < self.min_baseline_steps:
-            return [0.0] * len(mean)
-        if state.center is None or state.filled % _REFRESH_STEPS == 0:
-            window = state.baseline[:known].astype(np.float64)
-            if np.isnan(window).any():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no baseline
-                    median = np.nanmedian(window, axis=0)
-                    mad = np.nanmedian(np.abs(window - median), axis=0)
-            else:  # the usual case, ten times faster
-                median = np.median(window, axis=0)
-                mad = np.median(np.abs(window - median), axis=0)
-            state.center = median.tolist()
-            state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9).tolist()
-        out = []
-        for value, center, scale in zip(mean, state.center, state.scale, strict=True):
-            z = _compress((value - center) / scale)
-            out.append(z if math.isfinite(z) else 0.0)
-        return out
+        window = state.baseline[:known].astype(np.float64)
+        if np.isnan(window).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no baseline
+                median = np.nanmedian(window, axis=0)
+                mad = np.nanmedian(np.abs(window - median), axis=0)
+        else:  # the usual case, ten times faster
+            median = np.median(window, axis=0)
+            mad = np.median(np.abs(window - median), axis=0)
+        state.center = median
+        state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9)

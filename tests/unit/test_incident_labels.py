@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.incident import OUTCOMES, HorizonLabeler, LabelledVector, RiskConfig
+from models.incident import OUTCOMES, FeatureRow, HorizonLabeler, LabelledVector, RiskConfig
 
 H = 600.0
 GRACE = 60.0
@@ -126,6 +126,22 @@ def test_open_for_unknown_service_remembers_the_span() -> None:
     assert labeler.counts["unknown_service"] == 1
 
 
+def test_incidents_read_far_ahead_of_the_vectors_still_label_them() -> None:
+    # A detector catching up a backlog may read a day of incidents before the metrics they
+    # follow: every span must wait for the vectors, not be forgotten at the next open.
+    labeler = labeler_with()
+    opens = [10_000.0 * (i + 1) for i in range(8)]
+    for i, open_s in enumerate(opens):
+        labeler.opened("api", f"inc-{i}", open_s)
+        labeler.resolved("api", f"inc-{i}", open_s + 600)
+    positives = []
+    for ts in range(0, 90_000, 60):
+        positives += [v.ts_s for v in labeler.add("api", float(ts), {"x": 1.0}, 0.1, "") if v.label]
+    # The vectors within the horizon before each open are positive, for all eight incidents.
+    assert sorted({int((t + H) // 10_000) for t in positives}) == list(range(1, 9))
+    assert len(positives) == 8 * H / 60
+
+
 def test_late_label_is_counted_once_and_buffered_vectors_still_become_positive() -> None:
     labeler = labeler_with(times=(0, 300, 600))
     assert stamps(labeler.expire(H + GRACE)) == [0]
@@ -147,6 +163,20 @@ def test_eviction_keeps_the_bound_labels_the_oldest_negative_and_makes_labels_la
     assert labeler.counts["negative"] == 0
     assert stamps(labeler.opened("api", "inc", 200)) == [60, 120, 180]
     assert labeler.counts["late"] == 1
+
+
+def test_a_full_buffer_first_labels_what_is_due_by_the_new_vector() -> None:
+    # Vectors due (H + grace passed) by the new vector's time are negatives, not evictions:
+    # the caller's expiry may lag this service's event time.
+    labeler = labeler_with(times=(0, 60, 120), max_vectors_per_service=3)
+    due = labeler.add("api", 60 + H + GRACE, {"x": 1.0}, 0.1, "k")
+    assert stamps(due) == [0, 60]
+    assert (labeler.counts["negative"], labeler.counts["evicted"], len(labeler)) == (2, 0, 2)
+    # While labels may be unread, nothing is expired early: only the bound evicts.
+    held = labeler_with(times=(0, 60, 120), max_vectors_per_service=3)
+    (evicted,) = held.add("api", 60 + H + GRACE, {"x": 1.0}, 0.1, "k", expire=False)
+    assert evicted.ts_s == 0
+    assert (held.counts["negative"], held.counts["evicted"]) == (0, 1)
 
 
 def test_feedback_labels_a_buffered_vector_by_key() -> None:
@@ -322,3 +352,28 @@ def test_keys_of_every_length_survive_the_buffer_growing() -> None:
         labelled += labeler.add("api", float(i * 10), {"x": 1.0}, 0.1, key)
     labelled += labeler.expire(10_000.0)
     assert {item.ts_s: item.key for item in labelled} == keys
+
+
+def test_feature_rows_are_held_like_dicts_and_leave_as_rows() -> None:
+    names = ("a", "b")
+    from_rows, from_dicts = HorizonLabeler(CONFIG), HorizonLabeler(CONFIG)
+    for ts in (300, 100, 200):  # out of order
+        values = np.array([ts / 7, -ts / 3])
+        from_rows.add("api", ts, FeatureRow(names, values), 0.5, "")
+        from_dicts.add("api", ts, dict(zip(names, values.tolist(), strict=True)), 0.5, "")
+    rows, dicts = from_rows.expire(10_000), from_dicts.expire(10_000)
+    assert [type(v.vector) for v in rows] == [FeatureRow] * 3
+    assert [(v.ts_s, dict(v.vector.items()), v.key) for v in rows] == [
+        (v.ts_s, dict(v.vector.items()), v.key) for v in dicts
+    ]
+    assert rows[0].vector["a"] == float(np.float32(100 / 7))  # stored as float32
+
+
+def test_a_feature_row_labelled_at_once_keeps_its_values() -> None:
+    labeler = HorizonLabeler(CONFIG)
+    labeler.add("api", 0, {"a": 0.0}, 0.1, "")
+    labeler.opened("api", "inc-1", 1_000)
+    value = 1 / 3
+    (item,) = labeler.add("api", 900, FeatureRow(("a",), np.array([value])), 0.2, "")
+    assert item.label
+    assert item.vector["a"] == value  # not rounded to float32

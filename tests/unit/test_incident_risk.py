@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss
 
-from models.incident import IncidentRiskModel, RiskConfig
+from models.incident import FeatureRow, IncidentRiskModel, RiskConfig
 
 NAMES = [f"f{j}" for j in range(10)]
 SCALE = np.array([1, 1, 10, 0.1, 100, 1, 1, 5, 1, 1.0])
@@ -150,3 +150,34 @@ def test_prediction_is_fast() -> None:
     for _ in range(100):
         model.predict_many(vectors)
     assert (time.perf_counter() - began) / 100 < 1e-3
+
+
+def test_feature_rows_predict_and_learn_exactly_as_dicts() -> None:
+    vectors, y = synthetic(1_500, seed=5)
+    names = tuple(NAMES)
+    as_dicts = IncidentRiskModel("g", RiskConfig())
+    as_rows = IncidentRiskModel("g", RiskConfig())
+    for start in range(0, len(vectors), 50):
+        chunk, labels = vectors[start : start + 50], [bool(v) for v in y[start : start + 50]]
+        # float32 rows (as a labeler stores them), some vectors with fewer features
+        rows = [FeatureRow(names, np.array([v[n] for n in names], dtype=np.float32)) for v in chunk]
+        rows[::7] = [FeatureRow(names[1:], row.row[1:]) for row in rows[::7]]
+        dicts = [row.to_dict() for row in rows]
+        assert as_rows.predict_many(rows).tolist() == as_dicts.predict_many(dicts).tolist()
+        as_rows.learn_many(rows, labels)
+        as_dicts.learn_many(dicts, labels)
+    assert as_rows.updates == as_dicts.updates > 0
+    assert as_rows._weights() == as_dicts._weights()
+
+
+def test_a_feature_row_is_a_read_only_mapping() -> None:
+    row = FeatureRow(("a", "b"), np.array([1.0, math.nan], dtype=np.float32))
+    assert row["a"] == 1.0
+    assert math.isnan(row["b"])
+    assert "b" in row
+    assert "c" not in row
+    assert next(iter(row.items())) == ("a", 1.0)
+    with pytest.raises(KeyError):
+        row["c"]
+    with pytest.raises(ValueError, match="one value per name"):
+        FeatureRow(("a",), np.zeros(2))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.anomaly import Deviations
-from stream.features.risk import RiskFeatureBuilder, RiskVector
+from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
 from stream.schemas import Evidence
 
 
@@ -134,9 +134,112 @@ def test_a_missing_value_is_left_out_of_its_steps_mean() -> None:
     _feed(builder, np.array([0.0, 10.0, 20.0]), np.zeros_like(values), [], values)
     step = builder._services["api"].step
     assert step is not None
-    assert step.v_sum == [4.0, 60.0]
-    assert step.v_count == [2.0, 3.0]  # the missing cpu value is not counted
+    assert step.v_sum.tolist() == [4.0, 60.0]
+    assert step.v_count.tolist() == [2.0, 3.0]  # the missing cpu value is not counted
     _feed(builder, np.array([70.0]), np.zeros((1, 2)), [], np.array([[5.0, 50.0]]))
     step = builder._services["api"].step
     assert step is not None
-    assert (step.v_sum, step.v_count) == ([5.0, 50.0], [1.0, 1.0])
+    assert (step.v_sum.tolist(), step.v_count.tolist()) == ([5.0, 50.0], [1.0, 1.0])
+
+
+_SETS = [("cpu", "mem"), ("cpu", "mem", "err"), ("lat",)]
+
+
+def _random_batches(
+    seed: int,
+) -> list[tuple[list[ServiceBatch], np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches of several services: several steps each, late rows, missing values, feature
+    sets that change (and change back) within a service's rows."""
+    rng = np.random.default_rng(seed)
+    services = [f"s{i}" for i in range(4)]
+    clock = dict.fromkeys(services, 0.0)
+    current = dict.fromkeys(services, _SETS[0])
+    batches = []
+    for _ in range(25):
+        rows, total = [], 0
+        for service in rng.permutation(services)[: int(rng.integers(1, 5))].tolist():
+            n = int(rng.integers(1, 20))
+            ts = clock[service] + np.cumsum(rng.uniform(0, 45, n))
+            if rng.random() < 0.3:
+                ts[int(rng.integers(0, n))] -= rng.uniform(0, 200)  # out of order
+            clock[service] = float(ts.max())
+            blocks, start = [], 0
+            while start < n:
+                end = n if rng.random() < 0.6 else int(rng.integers(start + 1, n + 1))
+                if rng.random() < 0.2:
+                    current[service] = _SETS[int(rng.integers(0, len(_SETS)))]
+                values = rng.normal(50, 10, size=(end - start, len(current[service])))
+                values[rng.random(values.shape) < 0.1] = np.nan
+                blocks.append(Deviations(start, end, current[service], values * 0, values))
+                start = end
+            rows.append(ServiceBatch(service, np.arange(total, total + n), ts.tolist(), blocks))
+            total += n
+        ratios = rng.random(total) * 12
+        batches.append((rows, ratios, rng.random(total) < 0.2, rng.random(total) < 0.1))
+    return batches
+
+
+def _builder() -> RiskFeatureBuilder:
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=3, baseline_steps=7, min_baseline_steps=2)
+    builder.set_log_window("s1", ratio=2.0, new_error_templates=1)
+    return builder
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000))
+def test_add_batch_gives_the_vectors_of_adding_services_one_by_one(seed: int) -> None:
+    def evidence(i: int) -> Evidence:
+        return Evidence(topic="t", partition=0, offset=i)
+
+    together, one_by_one = _builder(), _builder()
+    got, expected = [], []
+    for rows, ratios, flagged, deploys in _random_batches(seed):
+        got += together.add_batch(rows, ratios, flagged, deploys, evidence)
+        for r in rows:
+            expected += one_by_one.add(
+                r.service,
+                np.array(r.ts_s),
+                r.deviations,
+                ratios[r.indices],
+                flagged[r.indices],
+                deploys[r.indices],
+                lambda i, idx=r.indices: evidence(int(idx[i])),
+            )
+    assert len(got) > 50
+    assert [(v.service, v.ts_s, v.evidence) for v in got] == [
+        (v.service, v.ts_s, v.evidence) for v in expected
+    ]
+    for a, b in zip(got, expected, strict=True):
+        assert list(a.features) == list(b.features)
+        assert np.array_equal(a.features.row, b.features.row, equal_nan=True)
+
+
+def test_several_steps_and_services_in_one_batch() -> None:
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=1, baseline_steps=2, min_baseline_steps=1)
+    ts = [0.0, 30.0, 60.0, 90.0, 120.0]
+    values = np.array([[1.0], [3.0], [10.0], [np.nan], [5.0]])
+    rows = [
+        ServiceBatch(
+            s, np.arange(5 * i, 5 * i + 5), ts, [Deviations(0, 5, ("cpu",), values, values)]
+        )
+        for i, s in enumerate(["a", "b"])
+    ]
+    vectors = builder.add_batch(
+        rows,
+        np.zeros(10),
+        np.zeros(10, dtype=bool),
+        np.arange(10) % 2 == 0,
+        lambda i: Evidence(topic="t", partition=0, offset=i),
+    )
+    assert [(v.service, v.ts_s, v.evidence.offset) for v in vectors] == [
+        ("a", 30.0, 1),
+        ("a", 90.0, 3),
+        ("b", 30.0, 6),
+        ("b", 90.0, 8),
+    ]
+    # Step means 2 then 10 (the missing value left out): z against the one step before.
+    second = vectors[1].features
+    assert second["z:cpu"] == pytest.approx(np.log1p((10.0 - 2.0) / (1e-3 * 2.0 + 1e-9)))
+    assert second["dz:cpu"] == second["z:cpu"]  # the first step's z was 0 (no baseline yet)
+    assert vectors[0].features["deploy_recent"] == 0.5
+    assert vectors[2].features.to_dict() == vectors[0].features.to_dict()
