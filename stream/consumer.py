@@ -314,12 +314,33 @@ class Detector:
         self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
     ) -> Pending:
         """Incident and feedback records: labels for incident risk, feedback counted."""
-        return await self.risk.handle(
+        pending = await self.risk.handle(
             batches,
             consumer,
             incidents_topic=self.settings.topic_incidents,
             feedback_topic=self.settings.topic_feedback,
         )
+        self._labels_first(consumer)
+        return pending
+
+    def _labels_first(self, consumer: AIOKafkaConsumer) -> None:
+        """While incident labels wait unread, metrics partitions are paused.
+
+        Vectors wait for their labels in a bounded buffer; reading a metrics backlog far
+        ahead of the incidents topic (which the fetcher serves round-robin) would fill it and
+        evict vectors as negatives before the incident that makes them positive is read. The
+        incidents topic is small: reading it first costs little, and labels read before their
+        vectors are kept for them.
+        """
+        pipeline = self.risk.pipeline
+        metrics_topic = self.settings.topic_metrics
+        if pipeline is not None and pipeline.hold_labels:
+            paused = [tp for tp in consumer.assignment() if tp.topic == metrics_topic]
+            if paused and not consumer.paused():
+                consumer.pause(*paused)
+                self.metrics.risk.metrics_paused.inc()
+        elif consumer.paused():
+            consumer.resume(*consumer.paused())
 
     async def _handle(
         self, records: list[Record]

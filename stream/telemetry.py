@@ -323,6 +323,12 @@ class RiskMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.metrics_paused = Counter(
+            "vigil_risk_metrics_paused_total",
+            "Times metrics partitions were paused for the incidents topic to catch up (labels "
+            "first: vectors would otherwise wait for them past their buffer).",
+            registry=registry,
+        )
         self.vectors = Counter(
             "vigil_incident_vectors_total",
             "Risk vectors predicted (one per service per step of event time).",
