@@ -11,9 +11,7 @@ from stream.settings import Settings, load_settings
 
 
 @pytest.fixture
-def test_settings(
-    kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Settings:
+def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings with this test's own topics, group (``test_<name>_<uuid>``) and snapshot
     directory."""
     name = request.node.name.replace("[", "_").replace("]", "")[:40]
