@@ -25,15 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +44,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import free_port
-from stream.consumer import Detector, topic_specs
+from stream.consumer import Detector, topic_specs, tune_garbage_collection
 from stream.logs.simulate import LogSimulator, rotating_incidents
 from stream.settings import Settings
 from stream.simulate import LogLine, MetricSimulator, Publishable, publish
@@ -66,6 +69,8 @@ def _bench_topics(settings: Settings, prefix: str) -> Settings:
             "topic_dlq": f"{prefix}.dlq.{run}",
             "topic_models": f"{prefix}.models.{run}",
             "group_id": f"{prefix}-{run}",
+            # Snapshots as in production, kept out of the working directory.
+            "snapshot_dir": str(Path(tempfile.gettempdir()) / "vigil-bench-snapshots"),
         }
     )
 
@@ -112,6 +117,7 @@ async def _drain(settings: Settings, events: int) -> float:
     """Run a detector until it has scored ``events``; events/s from its first batch."""
     detector = Detector(settings, serve_http=False)
     await detector.start()
+    previous = tune_garbage_collection()  # as in a `vigil detect` process
     try:
         first: float | None = None
         deadline = time.monotonic() + 600
@@ -125,6 +131,8 @@ async def _drain(settings: Settings, events: int) -> float:
         return detector.counts["scored"] / (time.perf_counter() - first)
     finally:
         await detector.stop()
+        gc.unfreeze()
+        gc.set_threshold(*previous)
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,6 +223,12 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
         "--kafka-events", type=int, default=100_000, help="Events for the Kafka throughput run."
     )
     parser.add_argument(
+        "--kafka-pairs",
+        type=int,
+        default=5,
+        help="Kafka throughput runs with and without incident risk, interleaved (median).",
+    )
+    parser.add_argument(
         "--latency-rates",
         type=rates,
         default=[2000.0, 10_000.0],

@@ -44,7 +44,7 @@ from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
 
-__all__ = ["Detector", "topic_specs"]
+__all__ = ["GC_THRESHOLDS", "Detector", "topic_specs", "tune_garbage_collection"]
 
 log = structlog.get_logger(__name__)
 
@@ -584,6 +584,30 @@ class Detector:
         ]
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The collector's thresholds in a detector process (CPython's defaults: 700, 10, 10)."""
+
+
+def tune_garbage_collection() -> tuple[int, int, int]:
+    """Set the detector process's garbage collection up; returns the thresholds it replaced.
+
+    - Everything built so far (modules, clients, the app) lives as long as the process: frozen,
+      out of the collector's sight, a full collection scans only what came after. Without it,
+      full collections paused the loop ~100 ms, the p99 of event→alert latency.
+    - A batch's objects (records, events, verdicts, risk vectors: some 40,000 for 2,000
+      records) live for the batch. With CPython's young threshold of 700 they outlive the
+      young collections, are promoted, and then trigger full collections, each scanning every
+      model object: measured through Kafka, that cost incident risk about 15 points of
+      throughput. A young generation of 50,000 lets a batch's objects die young; full
+      collections wait for 100 middle ones. A young collection over 50,000 objects takes a
+      few milliseconds.
+    """
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return previous
+
+
 async def run_detector(settings: Settings) -> int:
     """``vigil detect``: run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
     import signal
@@ -596,10 +620,7 @@ async def run_detector(settings: Settings) -> int:
         loop.add_signal_handler(sig, detector.request_stop)
     try:
         await detector.start()
-        # Everything built so far (modules, clients, the app) lives as long as the process:
-        # out of the collector's sight, a full collection scans only what came after. Without
-        # it, full collections paused the loop ~100 ms, the p99 of event->alert latency.
-        gc.freeze()
+        tune_garbage_collection()
         await detector.run()
     except KafkaError as exc:
         log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))

@@ -20,6 +20,8 @@ def test_bench_kafka_figures(kafka_bootstrap: str, capsys: pytest.CaptureFixture
         kafka_bootstrap,
         "--kafka-events",
         "5000",
+        "--kafka-pairs",
+        "2",
         "--latency-rates",
         "300,800",
         "--latency-seconds",
