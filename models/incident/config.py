@@ -64,7 +64,7 @@ class RiskConfig:
     average_decay: float = 0.999
     l2: float = 1e-4
     class_weight: ClassWeight = "sqrt_balanced"
-    negative_sampling: float = 0.25
+    negative_sampling: float = 0.1
     strategy: Strategy = "recall_at_least"
     target_recall: float = 0.80
     alert_budget: float = 0.01

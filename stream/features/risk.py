@@ -111,6 +111,24 @@ def _compress_finite(z: FloatArray) -> FloatArray:
     return out
 
 
+def _column_medians(values: FloatArray) -> FloatArray:
+    """``np.median(values, axis=0)`` for values without NaN, bit for bit, at half its cost
+    (the same partition and mean of the middle two, without its generic checks).
+
+    Examples:
+        >>> _column_medians(np.array([[1.0, 4.0], [3.0, 2.0], [2.0, 9.0], [7.0, 0.0]])).tolist()
+        [2.5, 3.0]
+    """
+    n = values.shape[0]
+    k = n // 2
+    if n % 2:
+        middle: FloatArray = np.partition(values, k, axis=0)[k]
+        return middle
+    parted = np.partition(values, (k - 1, k), axis=0)
+    out: FloatArray = (parted[k - 1] + parted[k]) / 2
+    return out
+
+
 _REFRESH_STEPS = 30
 """The trailing baseline's median and MAD are recomputed every this many steps."""
 
@@ -513,7 +531,7 @@ class RiskFeatureBuilder:
                 median = np.nanmedian(window, axis=0)
                 mad = np.nanmedian(np.abs(window - median), axis=0)
         else:  # the usual case, ten times faster
-            median = np.median(window, axis=0)
-            mad = np.median(np.abs(window - median), axis=0)
+            median = _column_medians(window)
+            mad = _column_medians(np.abs(window - median))
         state.center = median
         state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.anomaly import Deviations
-from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
+from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch, _column_medians
 from stream.schemas import Evidence
 
 
@@ -243,3 +243,11 @@ def test_several_steps_and_services_in_one_batch() -> None:
     assert second["dz:cpu"] == second["z:cpu"]  # the first step's z was 0 (no baseline yet)
     assert vectors[0].features["deploy_recent"] == 0.5
     assert vectors[2].features.to_dict() == vectors[0].features.to_dict()
+
+
+@pytest.mark.parametrize("rows", [1, 2, 30, 31, 359, 360])
+def test_column_medians_are_numpy_medians_bit_for_bit(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    values = rng.normal(size=(rows, 6)).astype(np.float32).astype(np.float64)
+    values[: rows // 3, 0] = 1.5  # ties
+    np.testing.assert_array_equal(_column_medians(values), np.median(values, axis=0))
