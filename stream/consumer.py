@@ -119,11 +119,15 @@ class Detector:
                 self.metrics.snapshots,
                 topic=settings.topic_metrics,
                 interval_s=settings.snapshot_interval_s,
+                risk=self.risk.pipeline,
                 send_pointer=self._send_pointer,
             )
             if settings.snapshots
             else None
         )
+        if self.snapshots is not None:
+            snapshots = self.snapshots
+            self.risk.already_sent = lambda alert: snapshots.replaying(alert.evidence)
         self._batch_lock = asyncio.Lock()
         """Held while a batch is in hand: a rebalance waits for it to be done."""
         self._rebalances = 0

@@ -25,7 +25,7 @@ import itertools
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ from models.incident import (
     RiskThreshold,
 )
 from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
-from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, utc_now
+from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, config_id_of, utc_now
 from stream.schemas import (
     Alert,
     AlertModelInfo,
@@ -330,6 +330,51 @@ class IncidentRiskPipeline:
                 group.tracker.labelled(item)
                 if self.on_labelled is not None:
                     self.on_labelled(name, item)
+
+    # -- state of a partition's services (snapshots, rebalances) ---------------------------
+
+    @property
+    def config_id(self) -> str:
+        """A short id of everything that shapes the learned state (a snapshot taken under
+        another is not loaded)."""
+        return config_id_of(self.config) + f"-{self.step_s:g}-{self._group_pattern or ''}"
+
+    def export(self, services: Iterable[str]) -> dict[str, Any]:
+        """These services' state, for a snapshot: feature history and open step, label
+        buffer, cooldown; plus the group models (shared by every service of a group, so
+        each partition's snapshot carries them). Live objects: pickle them, do not keep."""
+        services = list(services)
+        return {
+            "features": self.features.export(services),
+            "buffers": self.labeler.export(services),
+            "last_alert_s": {s: self._last_alert_s[s] for s in services if s in self._last_alert_s},
+            "groups": dict(self._groups),
+            "latest_event_s": self.latest_event_s,
+            "next_expiry_s": self._next_expiry_s,
+        }
+
+    def install(self, state: Mapping[str, Any]) -> None:
+        """Take over services' state from :meth:`export`. A group model is taken only if this
+        detector has none for the group or one that learned less (after a restart, the
+        snapshot's; after a rebalance, whichever learned more)."""
+        self.features.install(state["features"])
+        self.labeler.install(state["buffers"])
+        self._last_alert_s.update(state["last_alert_s"])
+        # Event time only moves on: a restore must not make horizons pass early or late.
+        self.latest_event_s = max(self.latest_event_s, state["latest_event_s"])
+        self._next_expiry_s = max(self._next_expiry_s, state["next_expiry_s"])
+        for name, group in state["groups"].items():
+            mine = self._groups.get(name)
+            if mine is None or mine.model.updates < group.model.updates:
+                self._groups[name] = group
+
+    def forget(self, services: Iterable[str]) -> None:
+        """Drop services' state (their partition went to another detector)."""
+        services = list(services)
+        for service in services:
+            self.features.forget(service)
+            self._last_alert_s.pop(service, None)
+        self.labeler.forget(services)
 
     # -- alerts and views -------------------------------------------------------------------
 

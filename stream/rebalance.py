@@ -33,8 +33,10 @@ import structlog
 
 from models.anomaly import ServiceAnomalyModel
 from models.snapshot import SnapshotError, SnapshotMeta, pickle_state
+from stream.incident_risk import IncidentRiskPipeline
 from stream.pipeline import MetricPipeline
 from stream.records import Record
+from stream.schemas import Evidence
 from stream.snapshots import LoadedSnapshot, SnapshotStore
 from stream.telemetry import SnapshotMetrics
 
@@ -55,6 +57,8 @@ class PartitionSnapshots:
         metrics: Snapshot counters and gauges.
         topic: The metrics topic.
         interval_s: A partition is snapshotted at least this often while it learns.
+        risk: The incident-risk pipeline, whose per-service state (and group models) the
+            snapshots carry too; None when incident risk is off.
         send_pointer: Publishes the pointer to a partition's newest snapshot.
         monotonic: The clock for intervals (injected in tests).
     """
@@ -67,11 +71,13 @@ class PartitionSnapshots:
         *,
         topic: str,
         interval_s: float,
+        risk: IncidentRiskPipeline | None = None,
         send_pointer: PointerSender | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
+        self.risk = risk
         self.topic = topic
         self.interval_s = interval_s
         self._metrics = metrics
@@ -118,8 +124,11 @@ class PartitionSnapshots:
                     del self._replay_until[partition]
                     log.info("snapshot_replay_done", topic=self.topic, partition=partition)
 
-    def replaying(self, record: Record) -> bool:
-        """Whether a record was processed before the restore (its alerts were sent then)."""
+    def replaying(self, record: Record | Evidence) -> bool:
+        """Whether a metrics record (or the event an alert points at) was processed before
+        the restore: its alerts were sent then."""
+        if record.topic != self.topic:
+            return False
         until = self._replay_until.get(record.partition)
         return until is not None and record.offset < until
 
@@ -159,13 +168,16 @@ class PartitionSnapshots:
             topic=self.topic,
             partition=partition,
             offsets={key: offset},
-            config_ids={"metrics": self.pipeline.config_id},
+            config_ids=self._config_ids(),
             services=services,
         )
         started = time.perf_counter()
         # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
         # checksum and the write happen in a worker thread.
-        payload = pickle_state({"metrics": self.pipeline.models_of(services)})
+        state: dict[str, Any] = {"metrics": self.pipeline.models_of(services)}
+        if self.risk is not None:
+            state["risk"] = self.risk.export(services)
+        payload = pickle_state(state)
         encode_s = time.perf_counter() - started
         self._snapshotted[partition] = offset
         self._written_at[partition] = self._monotonic()
@@ -253,6 +265,8 @@ class PartitionSnapshots:
                 continue
             models = loaded.state["metrics"]
             self.pipeline.install(models)
+            if self.risk is not None and "risk" in loaded.state:
+                self.risk.install(loaded.state["risk"])
             for service in models:
                 self._owner[service] = partition
             self._positions[partition] = self._snapshotted[partition] = offset
@@ -287,6 +301,8 @@ class PartitionSnapshots:
             return
         services = [s for s, p in self._owner.items() if p in gone]
         self.pipeline.forget(services)
+        if self.risk is not None:
+            self.risk.forget(services)
         for service in services:
             del self._owner[service]
         for partition in gone:
@@ -314,12 +330,18 @@ class PartitionSnapshots:
             self.store.load,
             self.topic,
             partition,
-            config_ids={"metrics": self.pipeline.config_id},
+            config_ids=self._config_ids(),
             on_reject=rejected,
             validate=_check_state,
         )
         self._metrics.restore_seconds.observe(time.perf_counter() - started)
         return loaded
+
+    def _config_ids(self) -> dict[str, str]:
+        ids = {"metrics": self.pipeline.config_id}
+        if self.risk is not None:
+            ids["risk"] = self.risk.config_id
+        return ids
 
     def describe_positions(self) -> dict[int, int]:
         """Owned partition → the next offset to process (every record before it done)."""
@@ -351,7 +373,13 @@ def _check_state(state: Any) -> None:
     if not isinstance(models, dict) or not all(
         isinstance(s, str) and isinstance(m, ServiceAnomalyModel) for s, m in models.items()
     ):
-        raise SnapshotError("unreadable", "state is not {'metrics': {service: model}}")
+        raise SnapshotError("unreadable", "state is not {'metrics': {service: model}, ...}")
+    risk = state.get("risk")
+    parts = ("features", "buffers", "groups")
+    if risk is not None and (
+        not isinstance(risk, dict) or not all(isinstance(risk.get(p), dict) for p in parts)
+    ):
+        raise SnapshotError("unreadable", "incident-risk state is not what this version writes")
 
 
 def _pointer_fields(meta: SnapshotMeta) -> dict[str, Any]:

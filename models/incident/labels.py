@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -364,10 +364,7 @@ class HorizonLabeler:
         else:
             names = tuple(vector)
             row = np.fromiter(vector.values(), dtype=np.float32, count=len(names))
-        schema = self._schemas.get(names)
-        if schema is None:
-            schema = self._schemas[names] = len(self._schema_names)
-            self._schema_names.append(names)
+        schema = self._schema_id(names)
         buffer.insert(ts_s, probability, schema, _encode_key(key), row)
         self._held += 1
         due = ts_s + self.config.horizon_s + self.config.label_grace_s
@@ -445,8 +442,8 @@ class HorizonLabeler:
         due = self._due
         while due and due[0][0] <= now_s:
             due_s, service = heapq.heappop(due)
-            buffer = self._buffers[service]
-            if buffer.scheduled_s != due_s:
+            buffer = self._buffers.get(service)
+            if buffer is None or buffer.scheduled_s != due_s:
                 continue  # superseded by an earlier entry for the same service
             buffer.scheduled_s = None
             count = int(np.count_nonzero(buffer.ts + wait_s <= now_s))
@@ -472,6 +469,48 @@ class HorizonLabeler:
                 self.counts["feedback"] += 1
                 return item
         return None
+
+    def export(self, services: Iterable[str]) -> dict[str, tuple[_Buffer, list[tuple[str, ...]]]]:
+        """The buffers of these services, for a snapshot: each with the feature-name sets its
+        rows' schema ids refer to (ids are this labeler's own). Live objects: pickle them."""
+        return {
+            service: (buffer, list(self._schema_names))
+            for service in services
+            if (buffer := self._buffers.get(service)) is not None
+        }
+
+    def install(self, buffers: Mapping[str, tuple[_Buffer, list[tuple[str, ...]]]]) -> None:
+        """Take over buffers from :meth:`export` (replacing these services' own): schema ids
+        are mapped onto this labeler's, and each buffer's horizon is scheduled."""
+        self.forget(buffers)
+        for service, (buffer, names) in buffers.items():
+            if buffer.n:
+                ids = np.array([self._schema_id(n) for n in names], dtype=np.float64)
+                schemas = buffer.meta[: buffer.n, 2].astype(np.intp)
+                buffer.meta[: buffer.n, 2] = ids[schemas]
+                buffer.scheduled_s = float(buffer.ts[0]) + (
+                    self.config.horizon_s + self.config.label_grace_s
+                )
+                heapq.heappush(self._due, (buffer.scheduled_s, service))
+            else:
+                buffer.scheduled_s = None
+            self._buffers[service] = buffer
+            self._held += buffer.n
+
+    def forget(self, services: Iterable[str]) -> None:
+        """Drop services' buffers (their partition went to another detector); their heap
+        entries are skipped when they come due."""
+        for service in services:
+            buffer = self._buffers.pop(service, None)
+            if buffer is not None:
+                self._held -= buffer.n
+
+    def _schema_id(self, names: tuple[str, ...]) -> int:
+        schema = self._schemas.get(names)
+        if schema is None:
+            schema = self._schemas[names] = len(self._schema_names)
+            self._schema_names.append(names)
+        return schema
 
     def nbytes(self) -> int:
         """An estimate of the memory held: array bytes plus fixed per-object sizes."""

@@ -176,6 +176,12 @@ class IncidentRiskModel:
         self._unaveraged = 0  # updates since the average was last folded
         self._sampler = random.Random(config.seed)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The arrays predictions use are a cache (with a closure): rebuilt after loading.
+        state = self.__dict__.copy()
+        state["_linear"] = None
+        return state
+
     @property
     def version(self) -> str:
         """Changes whenever the model learns."""

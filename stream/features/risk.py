@@ -37,7 +37,7 @@ import functools
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -171,6 +171,18 @@ class _Step:
         self.last_ts = 0.0
         self.locate: Callable[[int], Evidence] | None = None
         self.last_row = 0
+
+
+class _Located:
+    """Evidence already looked up: where a snapshot's open step ended."""
+
+    __slots__ = ("evidence",)
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence = evidence
+
+    def __call__(self, row: int) -> Evidence:
+        return self.evidence
 
 
 class _Service:
@@ -435,6 +447,24 @@ class RiskFeatureBuilder:
     def forget(self, service: str) -> None:
         """Drop a service's state (its partition went to another detector)."""
         self._services.pop(service, None)
+
+    def export(self, services: Iterable[str]) -> dict[str, _Service]:
+        """These services' state, for a snapshot (live objects: pickle them). An open step's
+        evidence is looked up now: the batch it points into is gone once the snapshot is."""
+        out: dict[str, _Service] = {}
+        for service in services:
+            state = self._services.get(service)
+            if state is None:
+                continue
+            step = state.step
+            if step is not None and step.locate is not None and type(step.locate) is not _Located:
+                step.locate = _Located(step.locate(step.last_row))
+            out[service] = state
+        return out
+
+    def install(self, states: Mapping[str, _Service]) -> None:
+        """Take over services' state from :meth:`export` (replacing their own)."""
+        self._services.update(states)
 
     def _close_all(self, closes: list[_Close]) -> list[RiskVector]:
         """The vectors of closed steps, in order: each service's baseline and trend history

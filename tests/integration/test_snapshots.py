@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from stream.consumer import Detector, topic_specs
+from stream.incident_sim import IncidentRecord, IncidentSimulator
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
+from stream.simulate import MetricSimulator, SimulatedEvent
 from stream.topics import ensure_topics
 from tests.integration.kafka_io import produce, read_all, run_until
 
@@ -155,3 +156,34 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before(
     expected_second = _carry_on(reference, second)
     assert expected_second <= set(ids)
     _same_state(reference, b.pipeline, second[-300:])
+
+
+async def test_incident_risk_state_comes_back_after_a_restart(test_settings: Settings) -> None:
+    settings = _settings(test_settings, incident_risk=True)
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    sim = IncidentSimulator(services=6, interval_s=30.0, seed=8)
+    items = list(sim.stream(86_400))
+    metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
+    incidents = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, IncidentRecord)]
+    await produce(settings.bootstrap_servers, settings.topic_incidents, incidents)
+    await produce(settings.bootstrap_servers, settings.topic_metrics, metrics)
+    a = await _run(settings, len(metrics))
+    risk_a = a.risk.pipeline
+    assert risk_a is not None
+    assert len(risk_a.labeler) > 0
+    assert risk_a.labeler.counts["positive"] > 0
+
+    b = Detector(settings, serve_http=False)
+    await b.start()
+    try:
+        await run_until(b, lambda: _sample(b, "vigil_snapshots_restored_total") == 2, 60)
+    finally:
+        await b.stop()
+    risk_b = b.risk.pipeline
+    assert risk_b is not None
+    # Every service's label buffer, feature history and the group model came back.
+    assert len(risk_b.labeler) == len(risk_a.labeler)
+    assert len(risk_b.features) == len(risk_a.features)
+    view_a, view_b = risk_a.describe()["groups"], risk_b.describe()["groups"]
+    assert view_b == view_a
+    assert b.counts["scored"] == 0  # nothing re-read: the state matched the committed offsets

@@ -227,6 +227,10 @@ def test_expire_with_nothing_due_touches_no_service() -> None:
             CountingDict.reads += 1
             return super().__getitem__(key)
 
+        def get(self, key: str, default: Any = None) -> Any:
+            CountingDict.reads += 1
+            return super().get(key, default)
+
     labeler._buffers = CountingDict(labeler._buffers)
     began = time.perf_counter()
     for _ in range(1_000):
@@ -377,3 +381,21 @@ def test_a_feature_row_labelled_at_once_keeps_its_values() -> None:
     (item,) = labeler.add("api", 900, FeatureRow(("a",), np.array([value])), 0.2, "")
     assert item.label
     assert item.vector["a"] == value  # not rounded to float32
+
+
+def test_buffers_move_between_labelers_with_their_feature_names() -> None:
+    source = labeler_with(times=(0, 60))
+    source.add("api", 120, {"y": 2.0, "z": 3.0}, 0.2, "k120")
+    other = labeler_with("db", times=(0,))
+    other.add("db", 30, {"q": 1.0}, 0.1, "")  # its schema ids differ from the source's
+    other.install(source.export(["api"]))
+    source.forget(["api"])
+    assert len(source) == 0
+    assert source.expire(10**6) == []  # a forgotten service's horizon entry is skipped
+    assert len(other) == 5
+    moved = [v for v in other.expire(10**6) if v.service == "api"]
+    assert [(v.ts_s, dict(v.vector)) for v in moved] == [
+        (0.0, {"x": 0.0}),
+        (60.0, {"x": pytest.approx(0.06)}),
+        (120.0, {"y": 2.0, "z": 3.0}),
+    ]
