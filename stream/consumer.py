@@ -34,7 +34,7 @@ from stream.log_stage import LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
-from stream.rebalance import PartitionSnapshots
+from stream.rebalance import MetricModels, PartitionSnapshots
 from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
 from stream.schemas import Evidence, MetricEvent, MetricSample
@@ -115,11 +115,10 @@ class Detector:
                 SnapshotStore(
                     Path(settings.snapshot_dir) / settings.group_id, keep=settings.snapshot_keep
                 ),
-                self.pipeline,
+                MetricModels(self.pipeline, self.risk.pipeline),
                 self.metrics.snapshots,
                 topic=settings.topic_metrics,
                 interval_s=settings.snapshot_interval_s,
-                risk=self.risk.pipeline,
                 send_pointer=self._send_pointer,
             )
             if settings.snapshots

@@ -1,7 +1,9 @@
-"""Each owned metrics partition's model state: snapshotted, restored on assignment, handed over.
+"""Each owned partition's model state: snapshotted, restored on assignment, handed over.
 
-A detector owns the models of the services whose events arrive on its partitions of the
-metrics topic. This keeper remembers which partition each service came on and the next
+A detector owns the models of the services whose events arrive on its partitions of an input
+topic (metrics, logs): one keeper per topic, with a :class:`PartitionModels` adapter saying
+what a partition's state is (:class:`MetricModels` here; the log side's is in
+:mod:`stream.log_stage`). The keeper remembers which partition each service came on and the next
 offset of each partition whose output is acknowledged, and:
 
 - **snapshots** a partition's state (see :mod:`models.snapshot`) every ``interval_s``, one
@@ -27,7 +29,7 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -40,7 +42,7 @@ from stream.schemas import Evidence
 from stream.snapshots import LoadedSnapshot, SnapshotStore
 from stream.telemetry import SnapshotMetrics
 
-__all__ = ["PartitionSnapshots", "PointerSender"]
+__all__ = ["MetricModels", "PartitionModels", "PartitionSnapshots", "PointerSender"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,17 +50,91 @@ PointerSender = Callable[[bytes, dict[str, Any]], Awaitable[None]]
 """Publishes a snapshot pointer (key, value) on the models topic."""
 
 
+class PartitionModels(Protocol):
+    """What a partition's state is, for one input topic's keeper."""
+
+    def config_ids(self) -> dict[str, str]:
+        """The configuration ids a snapshot must match to be loaded."""
+        ...
+
+    def export(self, partition: int, services: list[str]) -> dict[str, Any]:
+        """The state of these services of ``partition`` (live objects, pickled at once)."""
+        ...
+
+    def check(self, state: Any) -> None:
+        """Raise :class:`SnapshotError` (``unreadable``) if ``state`` is not what
+        :meth:`export` writes."""
+        ...
+
+    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+        """Take over a restored state; returns its services."""
+        ...
+
+    def forget(self, partitions: list[int], services: list[str]) -> None:
+        """Drop the state of partitions (and their services) another detector owns now."""
+        ...
+
+
+class MetricModels:
+    """A metrics partition's state: its services' anomaly models and, with incident risk on,
+    their risk state (plus the group models).
+
+    Args:
+        pipeline: The metric pipeline.
+        risk: The incident-risk pipeline; None when incident risk is off.
+    """
+
+    def __init__(self, pipeline: MetricPipeline, risk: IncidentRiskPipeline | None) -> None:
+        self.pipeline = pipeline
+        self.risk = risk
+
+    def config_ids(self) -> dict[str, str]:
+        ids = {"metrics": self.pipeline.config_id}
+        if self.risk is not None:
+            ids["risk"] = self.risk.config_id
+        return ids
+
+    def export(self, partition: int, services: list[str]) -> dict[str, Any]:
+        state: dict[str, Any] = {"metrics": self.pipeline.models_of(services)}
+        if self.risk is not None:
+            state["risk"] = self.risk.export(services)
+        return state
+
+    def check(self, state: Any) -> None:
+        models = state.get("metrics") if isinstance(state, dict) else None
+        if not isinstance(models, dict) or not all(
+            isinstance(s, str) and isinstance(m, ServiceAnomalyModel) for s, m in models.items()
+        ):
+            raise SnapshotError("unreadable", "state is not {'metrics': {service: model}, ...}")
+        risk = state.get("risk")
+        parts = ("features", "buffers", "groups")
+        if risk is not None and (
+            not isinstance(risk, dict) or not all(isinstance(risk.get(p), dict) for p in parts)
+        ):
+            raise SnapshotError("unreadable", "incident-risk state is not what this version writes")
+
+    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+        models = state["metrics"]
+        self.pipeline.install(models)
+        if self.risk is not None and "risk" in state:
+            self.risk.install(state["risk"])
+        return list(models)
+
+    def forget(self, partitions: list[int], services: list[str]) -> None:
+        self.pipeline.forget(services)
+        if self.risk is not None:
+            self.risk.forget(services)
+
+
 class PartitionSnapshots:
-    """Snapshots and restores the state of the metrics partitions a detector owns.
+    """Snapshots and restores the state of one input topic's partitions a detector owns.
 
     Args:
         store: Where snapshots are kept.
-        pipeline: The metric pipeline whose per-service models are the state.
+        models: What a partition's state is.
         metrics: Snapshot counters and gauges.
-        topic: The metrics topic.
+        topic: The input topic.
         interval_s: A partition is snapshotted at least this often while it learns.
-        risk: The incident-risk pipeline, whose per-service state (and group models) the
-            snapshots carry too; None when incident risk is off.
         send_pointer: Publishes the pointer to a partition's newest snapshot.
         monotonic: The clock for intervals (injected in tests).
     """
@@ -66,18 +142,16 @@ class PartitionSnapshots:
     def __init__(
         self,
         store: SnapshotStore,
-        pipeline: MetricPipeline,
+        models: PartitionModels,
         metrics: SnapshotMetrics,
         *,
         topic: str,
         interval_s: float,
-        risk: IncidentRiskPipeline | None = None,
         send_pointer: PointerSender | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.pipeline = pipeline
-        self.risk = risk
+        self.models = models
         self.topic = topic
         self.interval_s = interval_s
         self._metrics = metrics
@@ -99,7 +173,7 @@ class PartitionSnapshots:
 
     @property
     def owned(self) -> list[int]:
-        """The metrics partitions this detector owns."""
+        """The partitions of the topic this detector owns."""
         return sorted(self._owned)
 
     # -- processing --------------------------------------------------------------------------
@@ -168,16 +242,13 @@ class PartitionSnapshots:
             topic=self.topic,
             partition=partition,
             offsets={key: offset},
-            config_ids=self._config_ids(),
+            config_ids=self.models.config_ids(),
             services=services,
         )
         started = time.perf_counter()
         # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
         # checksum and the write happen in a worker thread.
-        state: dict[str, Any] = {"metrics": self.pipeline.models_of(services)}
-        if self.risk is not None:
-            state["risk"] = self.risk.export(services)
-        payload = pickle_state(state)
+        payload = pickle_state(self.models.export(partition, services))
         encode_s = time.perf_counter() - started
         self._snapshotted[partition] = offset
         self._written_at[partition] = self._monotonic()
@@ -263,10 +334,7 @@ class PartitionSnapshots:
             offset = loaded.meta.offsets.get(f"{self.topic}:{partition}")
             if offset is None:
                 continue
-            models = loaded.state["metrics"]
-            self.pipeline.install(models)
-            if self.risk is not None and "risk" in loaded.state:
-                self.risk.install(loaded.state["risk"])
+            models = self.models.install(partition, loaded.state)
             for service in models:
                 self._owner[service] = partition
             self._positions[partition] = self._snapshotted[partition] = offset
@@ -300,9 +368,7 @@ class PartitionSnapshots:
         if not gone:
             return
         services = [s for s, p in self._owner.items() if p in gone]
-        self.pipeline.forget(services)
-        if self.risk is not None:
-            self.risk.forget(services)
+        self.models.forget(sorted(gone), services)
         for service in services:
             del self._owner[service]
         for partition in gone:
@@ -330,18 +396,12 @@ class PartitionSnapshots:
             self.store.load,
             self.topic,
             partition,
-            config_ids=self._config_ids(),
+            config_ids=self.models.config_ids(),
             on_reject=rejected,
-            validate=_check_state,
+            validate=self.models.check,
         )
         self._metrics.restore_seconds.observe(time.perf_counter() - started)
         return loaded
-
-    def _config_ids(self) -> dict[str, str]:
-        ids = {"metrics": self.pipeline.config_id}
-        if self.risk is not None:
-            ids["risk"] = self.risk.config_id
-        return ids
 
     def describe_positions(self) -> dict[int, int]:
         """Owned partition → the next offset to process (every record before it done)."""
@@ -365,21 +425,6 @@ class PartitionSnapshots:
                 for p in sorted(self._owned)
             },
         }
-
-
-def _check_state(state: Any) -> None:
-    """Refuse a snapshot whose state is not what this version writes."""
-    models = state.get("metrics") if isinstance(state, dict) else None
-    if not isinstance(models, dict) or not all(
-        isinstance(s, str) and isinstance(m, ServiceAnomalyModel) for s, m in models.items()
-    ):
-        raise SnapshotError("unreadable", "state is not {'metrics': {service: model}, ...}")
-    risk = state.get("risk")
-    parts = ("features", "buffers", "groups")
-    if risk is not None and (
-        not isinstance(risk, dict) or not all(isinstance(risk.get(p), dict) for p in parts)
-    ):
-        raise SnapshotError("unreadable", "incident-risk state is not what this version writes")
 
 
 def _pointer_fields(meta: SnapshotMeta) -> dict[str, Any]:
