@@ -8,8 +8,8 @@ input it stands::
 
 The SHA-256 trailer covers everything before it, so a truncated or bit-flipped file is
 refused before anything is unpickled. Unpickling then goes through an allow-list: only
-classes of Vigil (``models``, ``stream``), river and numpy, plus a few harmless builtins,
-can be named by a snapshot. Snapshots are still meant to be read only from storage Vigil
+classes of Vigil (``models``, ``stream``), river, Drain3 and numpy, plus a few harmless
+builtins, can be named by a snapshot. Snapshots are still meant to be read only from storage Vigil
 controls (pickle is not a format for untrusted input), the allow-list is a second wall.
 
 A snapshot is *incompatible* (refused, never loaded) when its schema version is not
@@ -247,11 +247,11 @@ _ALLOWED: dict[tuple[str, str], object] = {
     ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]  # untyped in typeshed
 }
 _NUMPY_NAMES = frozenset({"_frombuffer", "_reconstruct", "scalar", "dtype", "ndarray"})
-_CLASS_MODULES = ("models.", "stream.", "river.")
+_CLASS_MODULES = ("models.", "stream.", "river.", "drain3.")
 
 
 class _AllowListUnpickler(pickle.Unpickler):
-    """Names only Vigil's, river's and numpy's classes and a few harmless builtins."""
+    """Names only Vigil's, river's, Drain3's and numpy's classes and a few harmless builtins."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "builtins" and name in _SAFE_BUILTINS:

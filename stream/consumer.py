@@ -17,7 +17,7 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
-from stream.log_stage import LogStage
+from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
@@ -110,29 +110,40 @@ class Detector:
             idle_s=settings.log_idle_s,
             on_outcome=self.risk.after_logs,
         )
-        self.snapshots = (
-            PartitionSnapshots(
-                SnapshotStore(
-                    Path(settings.snapshot_dir) / settings.group_id, keep=settings.snapshot_keep
-                ),
+        self.snapshots: PartitionSnapshots | None = None
+        """Snapshots of the metrics partitions' state (None when snapshots are off)."""
+        self.log_snapshots: PartitionSnapshots | None = None
+        """Snapshots of the logs partitions' state."""
+        if settings.snapshots:
+            store = SnapshotStore(
+                Path(settings.snapshot_dir) / settings.group_id, keep=settings.snapshot_keep
+            )
+            metric_keeper = self.snapshots = PartitionSnapshots(
+                store,
                 MetricModels(self.pipeline, self.risk.pipeline),
                 self.metrics.snapshots,
                 topic=settings.topic_metrics,
                 interval_s=settings.snapshot_interval_s,
                 send_pointer=self._send_pointer,
             )
-            if settings.snapshots
-            else None
-        )
-        if self.snapshots is not None:
-            snapshots = self.snapshots
-            self.risk.already_sent = lambda alert: snapshots.replaying(alert.evidence)
+            log_keeper = self.log_snapshots = PartitionSnapshots(
+                store,
+                LogModels(self.logs, settings.topic_logs),
+                self.metrics.snapshots,
+                topic=settings.topic_logs,
+                interval_s=settings.snapshot_interval_s,
+                send_pointer=self._send_pointer,
+            )
+            self.risk.already_sent = lambda alert: metric_keeper.replaying(alert.evidence)
+            self.logs.already_sent = lambda alert: log_keeper.replaying(alert.evidence)
+        self._keepers = [k for k in (self.snapshots, self.log_snapshots) if k is not None]
         self._batch_lock = asyncio.Lock()
         """Held while a batch is in hand: a rebalance waits for it to be done."""
         self._rebalances = 0
         self._checked_rebalances = 0
-        self._metrics_next: dict[TopicPartition, int] = {}
-        """Metrics partition → the next offset to process (records before it were)."""
+        self._next_offsets: dict[TopicPartition, int] = {}
+        """Metrics or logs partition → the next offset to process (records before it were:
+        the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
             HttpServer(create_app(self), settings.http_host, settings.http_port)
@@ -194,12 +205,13 @@ class Detector:
         call twice."""
         was_started, self._started = self._started, False
         self._stop_requested.set()
-        if self.snapshots is not None and was_started:
+        if was_started:
             async with self._batch_lock:
-                try:
-                    await self.snapshots.snapshot_now(self.snapshots.owned)
-                except Exception:
-                    log.exception("snapshot_on_stop_failed")
+                for keeper in self._keepers:
+                    try:
+                        await keeper.snapshot_now(keeper.owned)
+                    except Exception:
+                        log.exception("snapshot_on_stop_failed", topic=keeper.topic)
         with contextlib.suppress(Exception):
             await self._committer.close()  # what was acknowledged is committed
         consumer, self._consumer = self._consumer, None
@@ -258,17 +270,18 @@ class Detector:
         self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
     ) -> dict[TopicPartition, list[Record]]:
         """The batch without what is not this detector's to process: records of partitions
-        assigned elsewhere by a rebalance that ran while they were fetched, and metrics
-        records before where their partition stands (a fetch made before a restore's seek can
-        still deliver them; they come again from the resume point)."""
+        assigned elsewhere by a rebalance that ran while they were fetched, and metrics or
+        log records before where their partition stands (a fetch made before a restore's
+        seek, or from a committed offset behind what the state holds, can still deliver
+        them)."""
         kept = batches
         if self._rebalances != self._checked_rebalances:
             self._checked_rebalances = self._rebalances
             assignment = consumer.assignment()
             kept = {tp: part for tp, part in batches.items() if tp in assignment}
-        metrics_topic, resume = self.settings.topic_metrics, self._metrics_next
+        resume = self._next_offsets
         for tp, part in list(kept.items()):
-            if tp.topic == metrics_topic and part[0].offset < resume.get(tp, -1):
+            if part[0].offset < resume.get(tp, -1):
                 part = [r for r in part if r.offset >= resume[tp]]
                 if part:
                     kept[tp] = part
@@ -305,12 +318,15 @@ class Detector:
         if offsets:
             self._committer.submit(offsets)
         for tp, part in batches.items():
-            if tp.topic == metrics_topic:
-                self._metrics_next[tp] = part[-1].offset + 1
-        if self.snapshots is not None:
-            if metric_records:
-                self.snapshots.processed(*scored, metric_records)
-            await self.snapshots.snapshot_due()
+            if tp.topic in (metrics_topic, logs_topic):
+                self._next_offsets[tp] = part[-1].offset + 1
+        log_processed = self.logs.take_processed()
+        if self.snapshots is not None and metric_records:
+            self.snapshots.processed(*scored, metric_records)
+        if self.log_snapshots is not None and log_processed[2]:
+            self.log_snapshots.processed(*log_processed)
+        for keeper in self._keepers:
+            await keeper.snapshot_due()
         self._refresh_lag()
 
     async def _labels(
@@ -490,45 +506,41 @@ class Detector:
             self._rebalances += 1
             with contextlib.suppress(Exception):
                 await self.flush_commits()
-            if self.snapshots is not None:
-                metrics_topic = self.settings.topic_metrics
-                await self.snapshots.revoked(
-                    tp.partition for tp in revoked if tp.topic == metrics_topic
-                )
+            for keeper in self._keepers:
+                await keeper.revoked(tp.partition for tp in revoked if tp.topic == keeper.topic)
             self.forget_partitions(revoked)
         log.info("partitions_revoked", partitions=_names(revoked))
 
     async def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        """A rebalance ended: restore newly assigned metrics partitions from their snapshots
-        and resume each at its snapshot's offset."""
+        """A rebalance ended: restore newly assigned metrics and logs partitions from their
+        snapshots and resume each at its snapshot's offset."""
         async with self._batch_lock:
             self._rebalances += 1
-            consumer, snapshots = self._consumer, self.snapshots
-            if snapshots is not None and consumer is not None:
-                metrics_topic = self.settings.topic_metrics
-
-                async def committed(partition: int) -> int | None:
-                    offset: int | None = await consumer.committed(
-                        TopicPartition(metrics_topic, partition)
-                    )
-                    return offset
-
-                resume = await snapshots.assigned(
-                    [tp.partition for tp in assigned if tp.topic == metrics_topic], committed
+            consumer = self._consumer
+            for keeper in self._keepers if consumer is not None else ():
+                assert consumer is not None
+                resume = await keeper.assigned(
+                    [tp.partition for tp in assigned if tp.topic == keeper.topic],
+                    _committed_of(consumer, keeper.topic),
                 )
                 for partition, offset in resume.items():
-                    tp = TopicPartition(metrics_topic, partition)
+                    tp = TopicPartition(keeper.topic, partition)
                     consumer.seek(tp, offset)
-                    self._metrics_next[tp] = offset
-            for tp in set(self._metrics_next) - set(assigned):
-                del self._metrics_next[tp]
+                    self._next_offsets[tp] = offset
+            for tp in set(self._next_offsets) - set(assigned):
+                del self._next_offsets[tp]
         log.info("partitions_assigned", partitions=_names(assigned))
 
     def forget_partitions(self, partitions: Sequence[TopicPartition]) -> None:
-        """Partitions revoked in a rebalance: their commits are the new owner's now."""
+        """Partitions revoked in a rebalance: their commits are the new owner's now. With
+        snapshots, a logs partition's open windows and their commit holds stay until the
+        assignment shows where it went (its keeper drops them then)."""
         for tp in partitions:
             self._positions.pop(tp, None)
-        self.logs.forget(partitions)
+        if self.log_snapshots is not None:
+            self.logs.drop_sources(partitions)
+        else:
+            self.logs.forget(partitions)
 
     def _refresh_lag(self) -> None:
         now = time.monotonic()
@@ -564,6 +576,8 @@ class Detector:
             models["incident_risk"] = self.risk.pipeline.describe()
         if self.snapshots is not None:
             models["snapshots"] = self.snapshots.describe()
+        if self.log_snapshots is not None:
+            models["log_snapshots"] = self.log_snapshots.describe()
         return models
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
@@ -634,6 +648,16 @@ async def run_detector(settings: Settings) -> int:
     finally:
         await detector.stop()
     return 0
+
+
+def _committed_of(consumer: AIOKafkaConsumer, topic: str) -> Callable[[int], Awaitable[int | None]]:
+    """The group's committed offset of a partition of ``topic``."""
+
+    async def committed(partition: int) -> int | None:
+        offset: int | None = await consumer.committed(TopicPartition(topic, partition))
+        return offset
+
+    return committed
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:

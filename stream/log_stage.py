@@ -21,19 +21,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from models.snapshot import SnapshotError
 from stream.codec import DecodeError, decode
 from stream.logs import LogPipeline
 from stream.logs.offsets import OpenWindowOffsets
 from stream.logs.pipeline import LogBatchOutcome
 from stream.records import Pending, Record, evidence_of
-from stream.schemas import LogEvent
+from stream.schemas import Alert, LogEvent
 from stream.stage import StageContext
 
-__all__ = ["LogStage", "caught_up"]
+__all__ = ["LogModels", "LogStage", "caught_up"]
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +66,10 @@ class LogStage:
         self._last_records: dict[TopicPartition, float] = {}
         self._offsets: OpenWindowOffsets[TopicPartition] = OpenWindowOffsets()
         self._carried: list[LogBatchOutcome] = []
+        self._processed: tuple[list[str], list[Record], list[Record]] = ([], [], [])
+        self.already_sent: Callable[[Alert], bool] | None = None
+        """Whether an alert was sent before a restore (its lines are being re-read): then it
+        is not sent again."""
         self._idle_from: tuple[float, float] | None = None
         """(monotonic time, latest event time) when the last log records arrived."""
 
@@ -138,6 +144,10 @@ class LogStage:
                 pending.extend(await self._publish(outcome))
         for record, window in zip(records, windows, strict=True):
             self._offsets.add(tp, record.offset, window)
+        services, scored, read = self._processed
+        services.extend(event.service for event in events)
+        scored.extend(sources)
+        read.extend(records)
         self._ctx.counts["scored"] += len(events)
         return pending
 
@@ -155,6 +165,12 @@ class LogStage:
         """Offsets of the log partitions that may be committed: nothing in an open window."""
         return self._offsets.committable(self.pipeline.closed_below)
 
+    def take_processed(self) -> tuple[list[str], list[Record], list[Record]]:
+        """What was handled since the last call: each decoded line's service and record, and
+        every record read (dead letters included)."""
+        processed, self._processed = self._processed, ([], [], [])
+        return processed
+
     def forget(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions this detector no longer owns (revoked in a rebalance).
 
@@ -162,6 +178,11 @@ class LogStage:
         batch's.
         """
         self._offsets.forget(partitions)
+        self.drop_sources(partitions)
+
+    def drop_sources(self, partitions: Sequence[TopicPartition]) -> None:
+        """Windows stop waiting for these partitions (revoked: they may come back, with their
+        open windows' commit holds, which are kept until :meth:`forget`)."""
         for tp in partitions:
             self._last_records.pop(tp, None)
             self._carried.append(self.pipeline.drop_source(tp))
@@ -197,6 +218,8 @@ class LogStage:
             logs.watermark.set(watermark.timestamp())
         pending: Pending = []
         for alert in outcome.alerts:
+            if self.already_sent is not None and self.already_sent(alert):
+                continue
             ack = await self._ctx.send_alert(
                 alert,
                 source="logs",
@@ -205,6 +228,49 @@ class LogStage:
             )
             pending.append((ack, None))
         return pending
+
+
+class LogModels:
+    """A logs partition's state, for its snapshots: its services' templates, window models,
+    template baselines and open windows, and the commit holds of those windows.
+
+    Args:
+        stage: The detector's log stage.
+        topic: The logs topic.
+    """
+
+    def __init__(self, stage: LogStage, topic: str) -> None:
+        self.stage = stage
+        self.topic = topic
+
+    def config_ids(self) -> dict[str, str]:
+        return {"logs": self.stage.pipeline.config_id}
+
+    def export(self, partition: int, services: list[str]) -> dict[str, Any]:
+        return {
+            "logs": self.stage.pipeline.export(services),
+            "offsets": self.stage._offsets.export(TopicPartition(self.topic, partition)),
+        }
+
+    def check(self, state: Any) -> None:
+        logs = state.get("logs") if isinstance(state, dict) else None
+        if (
+            not isinstance(logs, dict)
+            or not isinstance(logs.get("services"), dict)
+            or not isinstance(logs.get("windows"), dict)
+            or not isinstance(logs.get("closed_below"), int)
+            or not isinstance(state.get("offsets"), tuple)
+        ):
+            raise SnapshotError("unreadable", "log state is not what this version writes")
+
+    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+        self.stage.pipeline.install(state["logs"])
+        self.stage._offsets.install(TopicPartition(self.topic, partition), state["offsets"])
+        return list(state["logs"]["services"])
+
+    def forget(self, partitions: list[int], services: list[str]) -> None:
+        self.stage.pipeline.forget(services)
+        self.stage._offsets.forget([TopicPartition(self.topic, p) for p in partitions])
 
 
 async def caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:

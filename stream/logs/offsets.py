@@ -66,6 +66,17 @@ class OpenWindowOffsets(Generic[P]):
         """How many open windows hold a partition's commit back (one per window and partition)."""
         return sum(len(firsts) for firsts in self._first.values())
 
+    def export(self, partition: P) -> tuple[dict[int, int], int | None]:
+        """A partition's open windows' first offsets and its next offset (for a snapshot)."""
+        return dict(self._first.get(partition, {})), self._next.get(partition)
+
+    def install(self, partition: P, state: tuple[dict[int, int], int | None]) -> None:
+        """Take a partition's bookkeeping back from :meth:`export` (a restored snapshot)."""
+        firsts, following = state
+        self._first[partition] = dict(firsts)
+        if following is not None:
+            self._next[partition] = following
+
     def forget(self, partitions: Iterable[P]) -> None:
         """Drop partitions this consumer no longer owns (after a rebalance)."""
         for partition in partitions:

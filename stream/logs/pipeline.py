@@ -19,7 +19,7 @@ Evidence of a window alert is the storage position of the window's last line; an
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -384,6 +384,30 @@ class LogPipeline:
         evidence = window.value.evidence
         assert isinstance(evidence, Evidence), "every service's first window holds a line"
         return evidence
+
+    # -- state of a partition's services (snapshots, rebalances) ---------------------------
+
+    def export(self, services: Iterable[str]) -> dict[str, Any]:
+        """These services' state, for a snapshot: templates, window model, template baseline,
+        rule cooldown, and their open windows. Live objects: pickle them, do not keep."""
+        services = [s for s in services if s in self._services]
+        return {
+            "services": {s: self._services[s] for s in services},
+            "windows": self._windows.export_keys(services),
+            "closed_below": self._windows.closed_below,
+        }
+
+    def install(self, state: Mapping[str, Any]) -> None:
+        """Take over services' state from :meth:`export` (replacing their own)."""
+        self._services.update(state["services"])
+        self._windows.install_keys(state["windows"], state["closed_below"])
+
+    def forget(self, services: Iterable[str]) -> None:
+        """Drop services' state (their partition went to another detector)."""
+        services = list(services)
+        for service in services:
+            self._services.pop(service, None)
+        self._windows.forget_keys(services)
 
     # -- inspection -------------------------------------------------------------------------------
 

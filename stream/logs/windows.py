@@ -26,7 +26,7 @@ calls give the same windows, whatever the batch boundaries.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -191,6 +191,26 @@ class EventTimeWindows(Generic[A]):
         self._idle.pop(source, None)
         if self._active.pop(source, None) is not None:
             self._settle()
+
+    def export_keys(self, keys: Iterable[str]) -> dict[str, _KeyState[A]]:
+        """These keys' open windows, for a snapshot (live objects: pickle them)."""
+        return {key: state for key in keys if (state := self._keys.get(key)) is not None}
+
+    def install_keys(self, states: Mapping[str, _KeyState[A]], closed_below: int) -> None:
+        """Take over keys' open windows from :meth:`export_keys`, taken when windows below
+        ``closed_below`` were closed: those are not emitted again here either."""
+        if closed_below > self._closed_below:
+            self._closed_below = closed_below
+            self._front = max(self._front, closed_below * self.window_s + self.lateness_s)
+            self._next_close = closed_below * self.window_s + self.window_s + self.lateness_s
+        for key, state in states.items():
+            state.first = max(state.first, self._closed_below)
+            self._keys[key] = state
+
+    def forget_keys(self, keys: Iterable[str]) -> None:
+        """Drop keys (their source went to another consumer)."""
+        for key in keys:
+            self._keys.pop(key, None)
 
     def pop_closed(self) -> list[ClosedWindow[A]]:
         """The windows closed since the last call, by start time, then key in first-seen order."""

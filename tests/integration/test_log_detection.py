@@ -57,6 +57,11 @@ def _expected_holds(
     return holds
 
 
+def _sample(detector: Detector, name: str) -> float:
+    value = detector.registry.get_sample_value(name, {})
+    return 0.0 if value is None else value
+
+
 async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Settings) -> None:
     sim = LogSimulator(SERVICES, lines_per_s=1.2, incidents=INCIDENTS, seed=11, disorder_s=2.0)
     events = list(sim.events(10_800.0))
@@ -135,8 +140,9 @@ async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Sett
     held_back = sum(ends[tp] - committed[tp] for tp in expected)
     assert held_back > 0
 
-    # A detector that takes over re-reads exactly the lines of those windows.
-    successor = Detector(settings)
+    # A detector that takes over without the snapshots (a lost volume) re-reads exactly the
+    # lines of those windows.
+    successor = Detector(settings.model_copy(update={"snapshots": False}))
     await successor.start()
     try:
         await run_until(successor, lambda: successor.counts["consumed"] >= held_back)
@@ -145,6 +151,27 @@ async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Sett
     finally:
         await successor.stop()
     assert successor.counts["consumed"] == held_back
+
+    # With them, it restores the templates, window models and open windows at the offsets
+    # read, re-reads nothing, and keeps holding the commits at the open windows' first lines.
+    assert detector.log_snapshots is not None
+    with_lines = [tp for tp in ends if detector.log_snapshots.store.paths(tp.topic, tp.partition)]
+    assert with_lines
+    restored = Detector(settings)
+    await restored.start()
+    try:
+        await run_until(
+            restored,
+            lambda: _sample(restored, "vigil_snapshots_restored_total") >= len(with_lines),
+        )
+        await restored.step()
+        assert restored.counts["consumed"] == 0
+        assert restored.logs.pipeline.open_windows() == detector.logs.pipeline.open_windows()
+        assert len(restored.logs.pipeline) == len(detector.logs.pipeline)
+        for tp, hold in restored.logs.committable().items():
+            assert hold == committed[tp], (tp, hold, committed[tp])
+    finally:
+        await restored.stop()
 
 
 async def test_a_quiet_topic_still_closes_its_windows_and_commits(test_settings: Settings) -> None:

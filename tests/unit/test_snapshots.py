@@ -20,6 +20,8 @@ from models.snapshot import (
 )
 from stream.incident_risk import IncidentRiskPipeline, build_risk_pipeline
 from stream.incident_sim import IncidentSimulator
+from stream.logs import LogPipeline
+from stream.logs.simulate import LogSimulator, rotating_incidents
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.schemas import Evidence, MetricEvent
@@ -193,3 +195,35 @@ def test_incident_risk_state_survives_a_snapshot() -> None:
     assert +risk_b.labeler.counts == risk.labeler.counts - counted_before
     assert risk_b.summaries() == risk.summaries()
     assert risk.labeler.counts["positive"] > 0
+
+
+def test_log_state_survives_a_snapshot_with_its_open_windows() -> None:
+    # Templates, window models, baselines and the windows still open come back: the restored
+    # pipeline closes those windows and alerts exactly as the original does.
+    sim = LogSimulator(
+        ["api", "db"],
+        lines_per_s=2.0,
+        incidents=rotating_incidents(["api", "db"], first_s=5400.0, every_s=1800.0, count=4),
+        seed=3,
+    )
+    events = list(sim.events(4 * 3600.0))
+    half = len(events) // 2
+
+    def where(i: int) -> Evidence:
+        return Evidence(topic="logs", partition=0, offset=i)
+
+    original = LogPipeline()
+    original.process_batch(events[:half], where)
+    assert original.open_windows() > 0
+    state = original.export(["api", "db"])
+    _, loaded = decode_snapshot(encode_snapshot(_meta(), state), config_ids={})
+    restored = LogPipeline()
+    restored.install(loaded)
+
+    def rest(pipeline: LogPipeline) -> list[tuple[str, float]]:
+        out = pipeline.process_batch(events[half:], where)
+        return [(a.alert_id, a.score) for a in out.alerts]
+
+    alerts = rest(original)
+    assert alerts
+    assert rest(restored) == alerts
