@@ -143,3 +143,22 @@ async def test_sigkill_mid_stream_loses_nothing(test_settings: Settings) -> None
     # Every event is scored at least once: the first process scored everything it committed,
     # the second everything from there on.
     assert consumed >= total - sum(committed.values())
+
+    # The second process restored the first one's models from their snapshots (re-reading
+    # what came after them, its alerts not sent twice) and went on with exactly their state:
+    # the alerts on the topic are exactly those of one process that never died.
+    for position in sorted(produced, key=lambda p: (p.partition, p.offset)):
+        tp = TopicPartition(settings.topic_metrics, position.partition)
+        if position.offset < committed.get(tp, 0):
+            continue
+        event = decode(position.value, MetricEvent)
+        assert isinstance(event, MetricEvent)
+        outcome = pipeline.process(
+            event, Evidence(topic=tp.topic, partition=tp.partition, offset=position.offset)
+        )
+        if outcome.alert is not None:
+            expected.add(outcome.alert.alert_id)
+    alerts = [
+        orjson.loads(r.value)["alert_id"] for r in await read_all(bootstrap, settings.topic_alerts)
+    ]
+    assert set(alerts) == expected
