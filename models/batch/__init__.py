@@ -1,0 +1,30 @@
+"""Batch models for the sidecar: training window, fits, champion/challenger (pure).
+
+:class:`TrainingWindow` keeps the recent feature vectors the detectors scored (and their
+labels); :func:`fit_anomaly_model` and :func:`fit_risk_model` fit versioned, picklable
+artifacts from them (the risk model evaluated and tuned on a time-ordered holdout);
+:func:`compare` decides whether a challenger replaces the champion.
+"""
+
+from models.batch._shared import InsufficientDataError
+from models.batch.anomaly import AnomalyArtifact, fit_anomaly_model
+from models.batch.compare import Artifact, Comparison, Reason, compare
+from models.batch.risk import RiskArtifact, fit_risk_model
+from models.batch.tuning import incident_best, tune_thresholds
+from models.batch.window import TrainingWindow, WindowFrame
+
+__all__ = [
+    "AnomalyArtifact",
+    "Artifact",
+    "Comparison",
+    "InsufficientDataError",
+    "Reason",
+    "RiskArtifact",
+    "TrainingWindow",
+    "WindowFrame",
+    "compare",
+    "fit_anomaly_model",
+    "fit_risk_model",
+    "incident_best",
+    "tune_thresholds",
+]
