@@ -138,6 +138,16 @@ def _build_parser() -> _Parser:
     )
     _add_settings_flags(demo)
 
+    sidecar = commands.add_parser(
+        "sidecar", help="Batch retraining, champion/challenger and drift, next to the detectors."
+    )
+    sidecar.add_argument(
+        "--once",
+        action="store_true",
+        help="Read the features topic, retrain once, print the decisions and exit.",
+    )
+    _add_settings_flags(sidecar)
+
     bench = commands.add_parser("bench", help="Measure throughput, latency and memory.")
     _add_bench_flags(bench)
     _add_settings_flags(bench)
@@ -286,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _run_simulate,
         "demo": _run_demo,
         "bench": _run_bench,
+        "sidecar": _run_sidecar,
     }
     try:
         return runners[args.command](args, settings)
@@ -299,6 +310,14 @@ def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(run_detector(settings))
+
+
+def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.sidecar import run_sidecar
+    from stream.telemetry import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(run_sidecar(settings, once=args.once))
 
 
 def _run_replay(args: argparse.Namespace, settings: Settings) -> int:

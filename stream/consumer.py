@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
-from stream.incident_risk import risk_pipeline
+from stream.incident_risk import group_function, risk_pipeline
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
@@ -43,6 +43,7 @@ from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
+from stream.training_feed import TrainingFeed
 
 __all__ = ["GC_THRESHOLDS", "Detector", "topic_specs", "tune_garbage_collection"]
 
@@ -62,6 +63,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_alerts, partitions, replication),
         TopicSpec(settings.topic_dlq, partitions, replication),
         TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_features, partitions, replication, {"retention.ms": "86400000"}),
     ]
 
 
@@ -104,6 +106,15 @@ class Detector:
             settings.max_message_bytes,
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
+        self.training = TrainingFeed(
+            self._publisher,
+            settings.topic_features,
+            settings.feature_sample_rate,
+            group_function(settings.incident_group_pattern),
+            on_failure=self.metrics.training_send_failures.inc,
+        )
+        if self.risk.pipeline is not None:
+            self.risk.pipeline.on_labelled = self.training.labelled
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
             self._stages,
@@ -320,6 +331,7 @@ class Detector:
         for tp, part in batches.items():
             if tp.topic in (metrics_topic, logs_topic):
                 self._next_offsets[tp] = part[-1].offset + 1
+        self.metrics.training_rows.inc(await self.training.flush())
         log_processed = self.logs.take_processed()
         if self.snapshots is not None and metric_records:
             self.snapshots.processed(*scored, metric_records)
@@ -387,6 +399,7 @@ class Detector:
             log.exception("batch_failed", size=len(events))
             return pending + await self._handle_one_by_one(events, sources), scored
         self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
+        self.training.metric_batch(events, outcome)
         pending.extend(await self._publish(outcome, sources))
         pending.extend(await self._risk(events, outcome, sources))
         return pending, scored

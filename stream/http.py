@@ -1,4 +1,4 @@
-"""The detector's HTTP API: health, readiness, Prometheus metrics, models, and scoring."""
+"""The HTTP APIs: health, readiness, Prometheus metrics, models; the detector's scoring."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from pydantic import BaseModel, Field
 
 from stream.schemas import Alert, MetricEvent
 
-__all__ = ["DetectorView", "HttpServer", "ScoreRequest", "ScoreResult", "create_app"]
+__all__ = [
+    "DetectorView",
+    "HttpServer",
+    "ScoreRequest",
+    "ScoreResult",
+    "ServiceView",
+    "create_app",
+    "create_service_app",
+]
 
 
 class ScoreRequest(BaseModel):
@@ -34,8 +42,8 @@ class ScoreResult(BaseModel):
     alert: Alert | None
 
 
-class DetectorView(Protocol):
-    """What the HTTP API needs from a detector."""
+class ServiceView(Protocol):
+    """What every Vigil process's HTTP API needs: metrics, readiness and its models."""
 
     registry: CollectorRegistry
 
@@ -43,12 +51,30 @@ class DetectorView(Protocol):
 
     def describe_models(self) -> dict[str, Any]: ...
 
+
+class DetectorView(ServiceView, Protocol):
+    """What the detector's HTTP API needs on top: scoring without learning."""
+
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]: ...
 
 
 def create_app(view: DetectorView) -> FastAPI:
     """The FastAPI app over a detector (OpenAPI docs at ``/docs``)."""
-    app = FastAPI(title="Vigil detector", version="0.1.0")
+    app = create_service_app(view, "Vigil detector")
+
+    # Handlers are async so they run on the detector's event loop, never in a worker thread
+    # next to the consumer that mutates the same models.
+    @app.post("/score")
+    async def score(request: ScoreRequest) -> list[ScoreResult]:
+        """Score a batch of events without learning from them."""
+        return view.score(request.events)
+
+    return app
+
+
+def create_service_app(view: ServiceView, title: str) -> FastAPI:
+    """``/healthz``, ``/readyz``, ``/metrics`` and ``/models`` over a Vigil process."""
+    app = FastAPI(title=title, version="0.1.0")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -57,7 +83,7 @@ def create_app(view: DetectorView) -> FastAPI:
 
     @app.get("/readyz")
     def readyz(response: Response) -> dict[str, str]:
-        """The detector is consuming with its models loaded."""
+        """The process is consuming with its models loaded."""
         if view.is_ready():
             return {"status": "ready"}
         response.status_code = 503
@@ -72,13 +98,6 @@ def create_app(view: DetectorView) -> FastAPI:
     async def models() -> dict[str, Any]:
         """Model names, versions, configuration and per-service thresholds."""
         return view.describe_models()
-
-    # Handlers are async so they run on the detector's event loop, never in a worker thread
-    # next to the consumer that mutates the same models.
-    @app.post("/score")
-    async def score(request: ScoreRequest) -> list[ScoreResult]:
-        """Score a batch of events without learning from them."""
-        return view.score(request.events)
 
     return app
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     topic_alerts: str = Field("vigil.alerts", min_length=1, description="Alerts topic.")
     topic_dlq: str = Field("vigil.dlq", min_length=1, description="Dead-letter topic.")
     topic_models: str = Field("vigil.models", min_length=1, description="Model versions topic.")
+    topic_features: str = Field(
+        "vigil.features",
+        min_length=1,
+        description="Internal topic: feature vectors detectors scored, for the sidecar.",
+    )
     create_topics: bool = Field(True, description="Create missing topics at start-up.")
     topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of new topics.")
     topic_replication_factor: int = Field(
@@ -159,6 +164,37 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds between snapshots of a partition's state."
     )
     snapshot_keep: int = Field(3, ge=1, le=1000, description="Snapshots kept per partition.")
+    # Training data and the sidecar
+    feature_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of scored metric events published to the features topic (0: none).",
+    )
+    artifact_dir: str = Field(
+        ".vigil/artifacts", min_length=1, description="Where the sidecar keeps model artifacts."
+    )
+    sidecar_group_id: str = Field(
+        "vigil-sidecar", min_length=1, description="The sidecar's consumer group."
+    )
+    sidecar_retrain_s: float = Field(
+        3600.0, gt=0, description="Sidecar: seconds between scheduled retrains."
+    )
+    sidecar_window_s: float = Field(
+        86_400.0, gt=0, description="Sidecar: training window, event-time seconds."
+    )
+    sidecar_window_rows: int = Field(
+        1_000_000, ge=1000, description="Sidecar: most rows kept per model group."
+    )
+    sidecar_margin: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Sidecar: PR-AUC a challenger must gain over the champion to be promoted.",
+    )
+    sidecar_drift_check_s: float = Field(
+        300.0, gt=0, description="Sidecar: seconds between feature-drift checks."
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")

@@ -157,6 +157,16 @@ class DetectorMetrics:
             ["operation"],
             registry=registry,
         )
+        self.training_rows = Counter(
+            "vigil_training_rows_total",
+            "Feature rows published to the features topic for the sidecar.",
+            registry=registry,
+        )
+        self.training_send_failures = Counter(
+            "vigil_training_send_failures_total",
+            "Messages of feature rows that could not be sent (training data is best effort).",
+            registry=registry,
+        )
         self.logs = LogMetrics(registry)
         self.risk = RiskMetrics(registry)
         self.snapshots = SnapshotMetrics(registry)

@@ -27,6 +27,8 @@ def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path
             "topic_alerts": f"{run}.alerts",
             "topic_dlq": f"{run}.dlq",
             "topic_models": f"{run}.models",
+            "topic_features": f"{run}.features",
+            "artifact_dir": str(tmp_path / "artifacts"),
             "http_port": 0,
             "http_host": "127.0.0.1",
             "log_level": "WARNING",

@@ -55,6 +55,7 @@ def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen
         "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
         "VIGIL_TOPIC_DLQ": settings.topic_dlq,
         "VIGIL_TOPIC_MODELS": settings.topic_models,
+        "VIGIL_TOPIC_FEATURES": settings.topic_features,
         "VIGIL_HTTP_PORT": str(port),
         "VIGIL_HTTP_HOST": "127.0.0.1",
         "VIGIL_ANOMALY_TARGET_RATE": str(settings.anomaly_target_rate),

@@ -157,3 +157,20 @@ async def test_score_response_matches_its_declared_schema(detector: Detector) ->
     assert response.status_code == 200
     for result in response.json():
         ScoreResult.model_validate(result)
+
+
+# ------------------------------------------------------------------------------ the sidecar
+
+
+async def test_the_sidecar_serves_health_models_and_retrain_on_demand(tmp_path: Any) -> None:
+    from stream.sidecar import Sidecar, create_sidecar_app
+
+    sidecar = Sidecar(load_settings({"artifact_dir": str(tmp_path)}), serve_http=False)
+    transport = httpx.ASGITransport(app=create_sidecar_app(sidecar))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503  # not consuming yet
+        assert (await client.get("/models")).json()["groups"] == {}
+        assert "vigil_sidecar_retrains_total" in (await client.get("/metrics")).text
+        assert (await client.post("/retrain")).status_code == 202
+    assert sidecar._retrain_reason == "manual"

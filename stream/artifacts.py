@@ -1,0 +1,147 @@
+"""The sidecar's model artifacts on disk: versioned, checksummed, with a champion per group.
+
+Layout: ``<root>/<kind>/<group>/<version>/`` holds
+
+- ``model.pkl``: the pickled artifact (:mod:`models.batch`), and ``model.sha256``;
+- ``metadata.json``: data range, metrics, thresholds, importance, the comparison that decided
+  its fate, and its status (``champion``, ``rejected``, ``retired``);
+- ``importance.csv``: coefficient and permutation importance per feature (risk models);
+- ``pr_curve.png``: the holdout precision-recall curve with the operating point (risk models).
+
+``<root>/<kind>/<group>/champion.json`` names the champion's version (written atomically), and
+``history.jsonl`` records every decision. Loading checks the checksum and the scikit-learn
+version the artifact was fitted with (another version may unpickle it wrongly) and refuses
+otherwise. Artifacts are written and read only by Vigil's own processes: pickle is not a
+format for untrusted input.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models.batch import AnomalyArtifact, Artifact, RiskArtifact
+from models.batch._shared import library_versions
+
+__all__ = ["Artifact", "ArtifactError", "ArtifactStore", "StoredArtifact"]
+
+
+class ArtifactError(Exception):
+    """An artifact that must not be used (damaged, or fitted by another library version)."""
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """Where an artifact was written."""
+
+    kind: str
+    group: str
+    version: str
+    path: Path
+
+
+class ArtifactStore:
+    """Model artifacts under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(self, artifact: Artifact, group: str, decision: dict[str, Any]) -> StoredArtifact:
+        """Write an artifact with its metadata, figures and the decision about it."""
+        directory = self.root / artifact.kind / group / artifact.version
+        directory.mkdir(parents=True, exist_ok=True)
+        blob = pickle.dumps(artifact, protocol=5)
+        _atomic_write(directory / "model.pkl", blob)
+        _atomic_write(directory / "model.sha256", hashlib.sha256(blob).hexdigest().encode())
+        metadata = {**artifact.metadata(), "group": group, "decision": decision}
+        _atomic_write(
+            directory / "metadata.json",
+            orjson.dumps(metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY),
+        )
+        if isinstance(artifact, RiskArtifact):
+            _atomic_write(directory / "pr_curve.png", artifact.pr_curve_png())
+            _atomic_write(directory / "importance.csv", _importance_csv(artifact.importance))
+        self._append_history(artifact.kind, group, {"version": artifact.version, **decision})
+        return StoredArtifact(artifact.kind, group, artifact.version, directory)
+
+    def set_champion(self, kind: str, group: str, version: str) -> None:
+        """Make ``version`` the group's champion (promotion, or a roll-back)."""
+        if not (self.root / kind / group / version / "model.pkl").is_file():
+            raise ArtifactError(f"no artifact {kind}/{group}/{version}")
+        _atomic_write(
+            self.root / kind / group / "champion.json", orjson.dumps({"version": version})
+        )
+        self._append_history(kind, group, {"version": version, "status": "champion"})
+
+    def champion_version(self, kind: str, group: str) -> str | None:
+        """The group's champion version, if any."""
+        pointer = self.root / kind / group / "champion.json"
+        if not pointer.is_file():
+            return None
+        version = orjson.loads(pointer.read_bytes()).get("version")
+        return str(version) if version else None
+
+    def load(self, kind: str, group: str, version: str) -> Artifact:
+        """Read an artifact back, checked.
+
+        Raises:
+            ArtifactError: Missing, damaged, or fitted by another scikit-learn version.
+        """
+        directory = self.root / kind / group / version
+        try:
+            blob = (directory / "model.pkl").read_bytes()
+            digest = (directory / "model.sha256").read_text().strip()
+            metadata = orjson.loads((directory / "metadata.json").read_bytes())
+        except OSError as exc:
+            raise ArtifactError(f"{kind}/{group}/{version}: {exc}") from exc
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise ArtifactError(f"{kind}/{group}/{version}: checksum mismatch")
+        fitted_with = metadata.get("libraries", {}).get("scikit-learn")
+        running = library_versions().get("scikit-learn")
+        if fitted_with != running:
+            raise ArtifactError(
+                f"{kind}/{group}/{version}: fitted with scikit-learn {fitted_with}, "
+                f"running {running}"
+            )
+        artifact = pickle.loads(blob)  # our own files, checksum verified
+        if not isinstance(artifact, AnomalyArtifact | RiskArtifact) or artifact.kind != kind:
+            raise ArtifactError(f"{kind}/{group}/{version}: not a {kind} artifact")
+        return artifact
+
+    def champion(self, kind: str, group: str) -> Artifact | None:
+        """The group's champion, or None (none yet, or unusable: then it is reported by
+        :meth:`load`'s error)."""
+        version = self.champion_version(kind, group)
+        return None if version is None else self.load(kind, group, version)
+
+    def _append_history(self, kind: str, group: str, entry: dict[str, Any]) -> None:
+        path = self.root / kind / group / "history.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as out:
+            out.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+def _importance_csv(rows: list[dict[str, Any]]) -> bytes:
+    text = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

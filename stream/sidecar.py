@@ -1,0 +1,497 @@
+"""``vigil sidecar``: batch retraining, champion/challenger, drift, next to the detectors.
+
+The sidecar reads the feature rows detectors publish (see :mod:`stream.training_feed`) into a
+bounded rolling :class:`~models.batch.TrainingWindow` per kind and model group
+(``anomaly:<group>``, ``risk:<group>``), and:
+
+- **retrains** every ``VIGIL_SIDECAR_RETRAIN_S`` (1 h), on demand (``POST /retrain``,
+  ``vigil sidecar --once``) and early on drift: an IsolationForest per group on the anomaly
+  rows, a balanced logistic regression per group on the labelled risk rows, tuned and
+  evaluated on a time-ordered holdout (:mod:`models.batch`);
+- **decides** champion or challenger: a risk challenger is promoted only if it beats the
+  champion's PR-AUC by ``VIGIL_SIDECAR_MARGIN`` on the same recent labelled rows (its holdout,
+  which neither saw). Anomaly rows carry no labels, so an anomaly challenger replaces the
+  champion only when there is none or the champion's features drifted; otherwise it is kept
+  as rejected. Every artifact is written with its metadata, figures and decision
+  (:mod:`stream.artifacts`), and the decision is published on the compacted models topic
+  (key ``model/<kind>/<group>``);
+- **watches drift**: the features of recent rows against the champion's training rows (KS
+  and Wasserstein, every ``VIGIL_SIDECAR_DRIFT_CHECK_S``), and the anomaly-score stream (ADWIN).
+
+What detectors do with a promoted model is not wired yet: they keep their online models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from models.batch import (
+    Artifact,
+    InsufficientDataError,
+    TrainingWindow,
+    compare,
+    fit_anomaly_model,
+    fit_risk_model,
+)
+from models.drift import FeatureDrift, ScoreDrift
+from stream.artifacts import ArtifactError, ArtifactStore
+from stream.http import HttpServer, create_service_app
+from stream.publisher import Publisher
+from stream.settings import Settings
+from stream.topics import TopicSpec, ensure_topics
+
+__all__ = ["Sidecar", "SidecarMetrics", "run_sidecar"]
+
+log = structlog.get_logger(__name__)
+
+KINDS = ("anomaly", "risk")
+_RECENT_ROWS = 2000  # rows compared with the champion's training rows for feature drift
+_MIN_ROWS = 200  # a group needs this many rows to be fitted
+
+
+class SidecarMetrics:
+    """The sidecar's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter(
+            "vigil_sidecar_rows_total", "Feature rows read.", ["kind"], registry=registry
+        )
+        self.bad_messages = Counter(
+            "vigil_sidecar_bad_messages_total",
+            "Messages on the features topic that did not decode (skipped).",
+            registry=registry,
+        )
+        self.window_rows = Gauge(
+            "vigil_sidecar_window_rows", "Rows in the training window.", ["kind"], registry=registry
+        )
+        self.retrains = Counter(
+            "vigil_sidecar_retrains_total",
+            "Models fitted, by why (schedule, manual, feature_drift, score_drift).",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "vigil_sidecar_decisions_total",
+            "Challengers promoted or rejected.",
+            ["kind", "status"],
+            registry=registry,
+        )
+        self.retrain_seconds = Histogram(
+            "vigil_sidecar_retrain_seconds",
+            "Time to fit one group's model.",
+            ["kind"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.drift = Counter(
+            "vigil_sidecar_drift_total",
+            "Drift detected: feature distributions against the champion's training rows, or "
+            "the anomaly-score stream (ADWIN).",
+            ["kind", "signal"],
+            registry=registry,
+        )
+        self.drifted = Gauge(
+            "vigil_sidecar_drifted_features",
+            "Features drifted at the last check, over all groups.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in KINDS:
+            self.rows.labels(kind=kind)
+            self.window_rows.labels(kind=kind)
+            self.drifted.labels(kind=kind)
+            for status in ("champion", "rejected"):
+                self.decisions.labels(kind=kind, status=status)
+            for signal in ("features", "scores"):
+                self.drift.labels(kind=kind, signal=signal)
+
+
+@dataclass
+class _Group:
+    """What the sidecar knows of one kind and group beyond its window."""
+
+    drift: FeatureDrift | None = None
+    scores: ScoreDrift = field(default_factory=ScoreDrift)
+    last_report: dict[str, Any] | None = None
+    last_decision: dict[str, Any] | None = None
+
+
+class Sidecar:
+    """The sidecar process: window, retraining, decisions, drift, HTTP.
+
+    Args:
+        settings: The configuration.
+        registry: The Prometheus registry (a fresh one if omitted).
+        serve_http: Whether to serve the HTTP API.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = SidecarMetrics(self.registry)
+        self.window = TrainingWindow(
+            span_s=settings.sidecar_window_s, max_rows=settings.sidecar_window_rows
+        )
+        self.store = ArtifactStore(Path(settings.artifact_dir) / settings.group_id)
+        self._groups: dict[str, _Group] = {}
+        self._publisher = Publisher(
+            settings.bootstrap_servers,
+            alerts_topic=settings.topic_alerts,
+            dlq_topic=settings.topic_dlq,
+            client_id=f"{settings.client_id}-sidecar",
+        )
+        self._consumer: AIOKafkaConsumer | None = None
+        self._http = (
+            HttpServer(create_sidecar_app(self), settings.http_host, settings.http_port)
+            if serve_http
+            else None
+        )
+        self._retrain_reason: str | None = None
+        self._retrained_at = time.monotonic()
+        self._drift_checked_at = time.monotonic()
+        self._stop = asyncio.Event()
+        self._polled = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the topics it needs, connect, and serve HTTP."""
+        settings = self.settings
+        if settings.create_topics:
+            await ensure_topics(
+                settings.bootstrap_servers,
+                [
+                    TopicSpec(
+                        settings.topic_features,
+                        settings.topic_partitions,
+                        settings.topic_replication_factor,
+                    ),
+                    TopicSpec(
+                        settings.topic_models,
+                        1,
+                        settings.topic_replication_factor,
+                        {"cleanup.policy": "compact"},
+                    ),
+                ],
+            )
+        await self._publisher.start()
+        self._consumer = AIOKafkaConsumer(
+            settings.topic_features,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.sidecar_group_id,
+            client_id=f"{settings.client_id}-sidecar",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        if self._http is not None:
+            await self._http.start()
+        log.info("sidecar_started", topic=settings.topic_features)
+
+    async def stop(self) -> None:
+        """Disconnect; safe to call twice."""
+        self._stop.set()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        await self._publisher.stop()
+        if self._http is not None:
+            await self._http.stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (signal-handler safe)."""
+        self._stop.set()
+
+    def request_retrain(self, reason: str = "manual") -> None:
+        """Retrain at the next step."""
+        self._retrain_reason = reason
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port, if serving."""
+        return self._http.port if self._http is not None else None
+
+    async def run(self) -> None:
+        """Read, watch and retrain until :meth:`request_stop`."""
+        while not self._stop.is_set():
+            await self.step()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def step(self, timeout_s: float = 1.0) -> int:
+        """Read one batch of rows; check drift and retrain when due. Returns rows read."""
+        if self._consumer is None:
+            raise RuntimeError("Sidecar.start() must be awaited first")
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000))
+        self._polled = True
+        rows = 0
+        for records in batches.values():
+            for record in records:
+                rows += self._ingest(record.value)
+        if batches:
+            await self._consumer.commit()
+        now = time.monotonic()
+        if now - self._drift_checked_at >= self.settings.sidecar_drift_check_s:
+            self.check_drift()
+        if self._retrain_reason is None and (
+            now - self._retrained_at >= self.settings.sidecar_retrain_s
+        ):
+            self._retrain_reason = "schedule"
+        if self._retrain_reason is not None:
+            await self.retrain(self._retrain_reason)
+        return rows
+
+    def _ingest(self, value: bytes | None) -> int:
+        try:
+            message = orjson.loads(value or b"")
+            rows = message["rows"]
+            count = 0
+            for row in rows:
+                kind = row["k"]
+                if kind not in KINDS:
+                    continue
+                key = f"{kind}:{row['g']}"
+                features = {n: (np.nan if v is None else float(v)) for n, v in row["f"].items()}
+                label = row.get("y")
+                self.window.add(
+                    key,
+                    float(row["t"]),
+                    features,
+                    None if label is None else bool(label),
+                    row.get("i"),
+                )
+                score = row.get("score")
+                if score is not None and self._group(key).scores.update(float(score)):
+                    self.metrics.drift.labels(kind=kind, signal="scores").inc()
+                    log.info("score_drift_detected", group=key)
+                    self.request_retrain("score_drift")
+                self.metrics.rows.labels(kind=kind).inc()
+                count += 1
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.metrics.bad_messages.inc()
+            log.warning("features_message_skipped", error=str(exc)[:200])
+            return 0
+        return count
+
+    def _group(self, key: str) -> _Group:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        return group
+
+    # -- drift -------------------------------------------------------------------------------
+
+    def check_drift(self) -> dict[str, dict[str, Any]]:
+        """Recent rows of each group against its champion's training rows; drift asks for a
+        retrain. Returns the reports by group."""
+        self._drift_checked_at = time.monotonic()
+        reports: dict[str, dict[str, Any]] = {}
+        drifted = dict.fromkeys(KINDS, 0)
+        for key in self.window.groups():
+            group = self._group(key)
+            if group.drift is None:
+                continue
+            frame = self.window.frame(key, group.drift.names)
+            recent = frame.X[-_RECENT_ROWS:]
+            report = group.drift.check(recent)
+            group.last_report = reports[key] = report.as_dict()
+            if report.drifted:
+                kind = key.split(":", 1)[0]
+                drifted[kind] += len(report.drifted_features)
+                self.metrics.drift.labels(kind=kind, signal="features").inc()
+                log.info("feature_drift_detected", group=key, features=report.drifted_features)
+                self.request_retrain("feature_drift")
+        for kind, count in drifted.items():
+            self.metrics.drifted.labels(kind=kind).set(count)
+        return reports
+
+    # -- retraining --------------------------------------------------------------------------
+
+    async def retrain(self, reason: str) -> list[dict[str, Any]]:
+        """Fit every group with enough rows, decide, store and announce. Returns decisions."""
+        self._retrain_reason = None
+        self._retrained_at = time.monotonic()
+        decisions = []
+        for key in self.window.groups():
+            kind, group = key.split(":", 1)
+            started = time.perf_counter()
+            try:
+                fitted = await asyncio.to_thread(self._fit, key, kind)
+            except InsufficientDataError as exc:
+                log.info("retrain_skipped", group=key, reason=str(exc))
+                continue
+            if fitted is None:
+                continue
+            challenger, frame = fitted
+            self.metrics.retrain_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+            self.metrics.retrains.labels(kind=kind, reason=reason).inc()
+            decision = self._decide(kind, group, challenger, frame, reason)
+            decisions.append(decision)
+            await self._announce(kind, group, decision)
+        return decisions
+
+    def _fit(self, key: str, kind: str) -> tuple[Artifact, Any] | None:
+        frame = self.window.frame(key)
+        if kind == "risk":
+            frame = frame.labelled()
+        if len(frame.ts_s) < _MIN_ROWS:
+            return None
+        if kind == "anomaly":
+            return fit_anomaly_model(frame.names, frame.X, seed=0, ts_s=frame.ts_s), frame
+        settings = self.settings
+        artifact = fit_risk_model(
+            frame.names,
+            frame.X,
+            frame.labels,
+            frame.ts_s,
+            frame.incident_ids,
+            strategy=settings.incident_strategy,
+            target_recall=settings.incident_target_recall,
+            alert_budget=settings.incident_alert_budget,
+            horizon_s=settings.incident_horizon_s,
+        )
+        return artifact, frame
+
+    def _decide(
+        self, kind: str, group: str, challenger: Artifact, frame: Any, reason: str
+    ) -> dict[str, Any]:
+        try:
+            champion = self.store.champion(kind, group)
+        except ArtifactError as exc:
+            log.warning("champion_unusable", kind=kind, group=group, error=str(exc))
+            champion = None
+        if kind == "risk":
+            result = compare(
+                champion,
+                challenger,
+                frame.names,
+                frame.X,
+                frame.labels,
+                margin=self.settings.sidecar_margin,
+                ts_s=frame.ts_s,
+            )
+            promote, why, detail = result.promote, str(result.reason), result.as_dict()
+        else:
+            promote = champion is None or reason == "feature_drift"
+            why = "no_champion" if champion is None else reason
+            if not promote:
+                why = "no_labels"
+            detail = {"reason": why}
+        status = "champion" if promote else "rejected"
+        decision = {
+            "kind": kind,
+            "group": group,
+            "version": challenger.version,
+            "status": status,
+            "reason": why,
+            "trigger": reason,
+            "champion_before": None if champion is None else champion.version,
+            "comparison": detail,
+            "decided_at": time.time(),
+        }
+        stored = self.store.save(challenger, group, decision)
+        if promote:
+            self.store.set_champion(kind, group, challenger.version)
+            names = list(challenger.names)
+            self._group(f"{kind}:{group}").drift = FeatureDrift(
+                names, self.window.frame(f"{kind}:{group}", names).X
+            )
+        decision["path"] = str(stored.path)
+        self._group(f"{kind}:{group}").last_decision = decision
+        self.metrics.decisions.labels(kind=kind, status=status).inc()
+        log.info(
+            "model_decided",
+            kind=kind,
+            group=group,
+            version=challenger.version,
+            status=status,
+            reason=why,
+            trigger=reason,
+        )
+        return decision
+
+    async def _announce(self, kind: str, group: str, decision: dict[str, Any]) -> None:
+        key = f"model/{kind}/{group}".encode()
+        if decision["status"] != "champion":
+            key += b"/rejected"
+        await (await self._publisher.send_json(self.settings.topic_models, key, decision))
+
+    # -- views -------------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Consuming the features topic."""
+        return self._consumer is not None and self._polled
+
+    def describe_models(self) -> dict[str, Any]:
+        """Champions, last decisions and drift reports, for ``GET /models``."""
+        out: dict[str, Any] = {}
+        for key in sorted(set(self.window.groups()) | set(self._groups)):
+            kind, group = key.split(":", 1)
+            state = self._groups.get(key, _Group())
+            out[key] = {
+                "window_rows": self.window.rows(key),
+                "champion": self.store.champion_version(kind, group),
+                "last_decision": state.last_decision,
+                "feature_drift": state.last_report,
+                "score_drift_detections": state.scores.detections,
+            }
+        for kind in KINDS:
+            self.metrics.window_rows.labels(kind=kind).set(
+                sum(self.window.rows(k) for k in self.window.groups() if k.startswith(kind))
+            )
+        return {"groups": out, "artifact_dir": str(self.store.root)}
+
+
+def create_sidecar_app(sidecar: Sidecar) -> FastAPI:
+    """The sidecar's HTTP API: health, readiness, metrics, models, and retrain on demand."""
+    app = create_service_app(sidecar, "Vigil sidecar")
+
+    @app.post("/retrain", status_code=202)
+    async def retrain() -> dict[str, str]:
+        """Retrain every group at the next step."""
+        sidecar.request_retrain("manual")
+        return {"status": "scheduled"}
+
+    return app
+
+
+async def run_sidecar(settings: Settings, *, once: bool = False) -> int:
+    """``vigil sidecar``: run until SIGTERM/SIGINT (or, with ``once``, read what is there,
+    retrain once and exit)."""
+    import signal
+
+    sidecar = Sidecar(settings, serve_http=not once)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sidecar.request_stop)
+    try:
+        await sidecar.start()
+        if once:
+            while await sidecar.step(timeout_s=2.0):
+                pass
+            decisions = await sidecar.retrain("manual")
+            print(orjson.dumps(decisions, option=orjson.OPT_INDENT_2).decode())
+        else:
+            await sidecar.run()
+    finally:
+        await sidecar.stop()
+    return 0

@@ -1,0 +1,166 @@
+"""The sidecar against the real broker: retrain, champion/challenger, drift, announcements.
+
+Feature rows are published as detectors publish them. Phase A: a risk signal on ``x1`` and
+plain anomaly features: the first models become champions. Phase B: labels with no relation
+to the features: the challenger is no better, and is rejected. Phase C, two days later: the
+signal moved to ``x2`` and the anomaly features shifted: feature drift asks for a retrain, and
+the new models are promoted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from stream.consumer import topic_specs
+from stream.settings import Settings
+from stream.sidecar import Sidecar
+from stream.topics import ensure_topics
+from tests.integration.kafka_io import produce, read_all
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400.0
+SERVICES = ("api", "db", "web", "queue")
+
+
+def _risk_rows(start_s: float, days: float, signal: str, seed: int, *, noise: bool = False):  # type: ignore[no-untyped-def]
+    """A row per service per minute; 15 positives before each incident (~every 2 h)."""
+    rng = np.random.default_rng(seed)
+    minutes = int(days * 1440)
+    rows = []
+    for service in SERVICES:
+        opens = np.sort(rng.uniform(0, minutes, size=max(1, minutes // 120)))
+        for m in range(minutes):
+            ahead = opens[(opens >= m) & (opens < m + 15)]
+            label = bool(ahead.size)
+            features = {name: float(rng.normal()) for name in ("x1", "x2", "x3")}
+            if label and not noise:
+                features[signal] += 2.5
+            if noise:
+                label = bool(rng.random() < 0.12)
+            rows.append(
+                {
+                    "k": "risk",
+                    "g": "all",
+                    "s": service,
+                    "t": start_s + 60.0 * m,
+                    "f": features,
+                    "y": label,
+                    "i": f"{service}-{int(ahead[0])}" if label and ahead.size else None,
+                }
+            )
+    return rows
+
+
+def _anomaly_rows(start_s: float, days: float, shift: float, seed: int):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    n = int(days * 1440)
+    return [
+        {
+            "k": "anomaly",
+            "g": "all",
+            "s": SERVICES[i % len(SERVICES)],
+            "t": start_s + 60.0 * i,
+            "f": {"cpu": float(rng.normal(50 + shift * 10, 10)), "mem": float(rng.normal(0, 1))},
+            "score": float(rng.random()),
+        }
+        for i in range(n)
+    ]
+
+
+async def _publish(settings: Settings, rows: list[dict[str, object]]) -> int:
+    messages = [
+        (b"features", orjson.dumps({"rows": rows[i : i + 2000]})) for i in range(0, len(rows), 2000)
+    ]
+    await produce(settings.bootstrap_servers, settings.topic_features, messages)
+    return len(rows)
+
+
+async def _read(sidecar: Sidecar, expected: int) -> None:
+    read = 0
+    for _ in range(200):
+        read += await sidecar.step(timeout_s=0.5)
+        if read >= expected:
+            return
+    pytest.fail(f"the sidecar read {read} of {expected} rows")
+
+
+def _by_kind(decisions: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {d["kind"]: d for d in decisions}
+
+
+async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
+    test_settings: Settings,
+) -> None:
+    settings = test_settings.model_copy(
+        update={
+            "sidecar_window_s": 2 * DAY,
+            "sidecar_retrain_s": 10**6,
+            "sidecar_drift_check_s": 10**6,
+            "sidecar_margin": 0.05,
+        }
+    )
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    t0 = 1_795_000_000.0
+    sidecar = Sidecar(settings, serve_http=False)
+    await sidecar.start()
+    try:
+        # A: the first models are champions (there is none to beat).
+        sent = await _publish(settings, _risk_rows(t0, 2, "x1", seed=1))
+        sent += await _publish(settings, _anomaly_rows(t0, 2, 0.0, seed=2))
+        await _read(sidecar, sent)
+        first = _by_kind(await sidecar.retrain("manual"))
+        assert first["risk"]["status"] == first["anomaly"]["status"] == "champion"
+        assert first["risk"]["reason"] == "no_champion"
+        champion = first["risk"]["version"]
+        stored = sidecar.store.root / "risk" / "all" / str(champion)
+        for name in ("model.pkl", "metadata.json", "pr_curve.png", "importance.csv"):
+            assert (stored / name).is_file(), name
+        metadata = orjson.loads((stored / "metadata.json").read_bytes())
+        assert metadata["metrics"]["pr_auc"] > 3 * metadata["metrics"]["base_rate"]
+        assert sidecar.check_drift()["anomaly:all"]["drifted"] is False
+
+        # B: labels unrelated to the features: the challenger does not beat the champion.
+        sent = await _publish(settings, _risk_rows(t0 + 2 * DAY, 0.5, "x1", seed=3, noise=True))
+        await _read(sidecar, sent)
+        second = _by_kind(await sidecar.retrain("manual"))
+        assert second["risk"]["status"] == "rejected"
+        assert second["anomaly"]["status"] == "rejected"  # no labels, no drift: kept as is
+        assert sidecar.store.champion_version("risk", "all") == champion
+
+        # C: two days on, the signal moved to x2 and the anomaly features shifted.
+        sent = await _publish(settings, _risk_rows(t0 + 3 * DAY, 2, "x2", seed=4))
+        sent += await _publish(settings, _anomaly_rows(t0 + 3 * DAY, 2, 3.0, seed=5))
+        await _read(sidecar, sent)
+        reports = sidecar.check_drift()
+        assert reports["anomaly:all"]["drifted"] is True
+        drifted = [f["name"] for f in reports["anomaly:all"]["features"] if f["drifted"]]
+        assert drifted == ["cpu"]
+        await sidecar.step(timeout_s=0.1)  # the drift asked for a retrain: done at this step
+        assert (
+            sidecar.registry.get_sample_value(
+                "vigil_sidecar_retrains_total", {"kind": "anomaly", "reason": "feature_drift"}
+            )
+            == 1.0
+        )
+        risk_now = sidecar.store.champion_version("risk", "all")
+        assert risk_now != champion
+        decision = orjson.loads(
+            (sidecar.store.root / "risk" / "all" / str(risk_now) / "metadata.json").read_bytes()
+        )["decision"]
+        assert decision["reason"] == "better"
+        comparison = decision["comparison"]
+        assert comparison["challenger_pr_auc"] >= comparison["champion_pr_auc"] + 0.05
+    finally:
+        await sidecar.stop()
+
+    # Every decision was announced on the compacted models topic.
+    announced = [
+        (r.key, orjson.loads(r.value)["status"])
+        for r in await read_all(settings.bootstrap_servers, settings.topic_models)
+    ]
+    assert (b"model/risk/all", "champion") in announced
+    assert (b"model/risk/all/rejected", "rejected") in announced
+    assert sum(1 for key, status in announced if key == b"model/risk/all") == 2

@@ -1,0 +1,53 @@
+"""The sidecar's artifact store: versions, champion pointer, checks before loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from models.batch import fit_anomaly_model
+from models.batch.risk import _example
+from stream.artifacts import ArtifactError, ArtifactStore
+
+
+def test_save_promote_load_and_roll_back(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    risk = _example()
+    stored = store.save(risk, "all", {"status": "champion"})
+    for name in ("model.pkl", "model.sha256", "metadata.json", "pr_curve.png", "importance.csv"):
+        assert (stored.path / name).is_file(), name
+    assert store.champion("risk", "all") is None
+    store.set_champion("risk", "all", risk.version)
+    loaded = store.champion("risk", "all")
+    assert loaded is not None
+    X = np.array([[6.0, 0.0], [-1.0, 0.0], [0.5, 2.0]])
+    np.testing.assert_array_equal(loaded.score(X), risk.score(X))
+
+    rng = np.random.default_rng(0)
+    anomaly = fit_anomaly_model(["a", "b"], rng.normal(size=(300, 2)), seed=0)
+    store.save(anomaly, "all", {"status": "champion"})
+    store.set_champion("anomaly", "all", anomaly.version)
+    assert store.champion_version("anomaly", "all") == anomaly.version
+    with pytest.raises(ArtifactError):
+        store.set_champion("risk", "all", "no-such-version")  # roll back only to what exists
+    history = (tmp_path / "risk" / "all" / "history.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line)["status"] for line in history] == ["champion", "champion"]
+
+
+def test_a_damaged_or_foreign_artifact_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    risk = _example()
+    path = store.save(risk, "all", {"status": "champion"}).path
+    blob = (path / "model.pkl").read_bytes()
+    (path / "model.pkl").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    with pytest.raises(ArtifactError, match="checksum"):
+        store.load("risk", "all", risk.version)
+    (path / "model.pkl").write_bytes(blob)
+    metadata = orjson.loads((path / "metadata.json").read_bytes())
+    metadata["libraries"]["scikit-learn"] = "0.1"
+    (path / "metadata.json").write_bytes(orjson.dumps(metadata))
+    with pytest.raises(ArtifactError, match=r"scikit-learn 0\.1"):
+        store.load("risk", "all", risk.version)
