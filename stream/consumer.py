@@ -512,9 +512,9 @@ class Detector:
         self.metrics.models_held.labels(source="metrics").set(len(self.pipeline))
 
     async def partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        """A rebalance starts: once the batch in hand is done, commit what is acknowledged
-        and snapshot the revoked metrics partitions, so the next owner starts where this one
-        stopped (a failure only means it re-reads more)."""
+        """A rebalance starts: once the batch in hand is done, commit what is acknowledged and
+        snapshot the revoked metrics and logs partitions, so the next owner starts where this
+        one stopped (a failure only means it re-reads more)."""
         async with self._batch_lock:
             self._rebalances += 1
             with contextlib.suppress(Exception):

@@ -199,8 +199,8 @@ class PartitionSnapshots:
                     log.info("snapshot_replay_done", topic=self.topic, partition=partition)
 
     def replaying(self, record: Record | Evidence) -> bool:
-        """Whether a metrics record (or the event an alert points at) was processed before
-        the restore: its alerts were sent then."""
+        """Whether a record of this topic (or the event an alert points at) was processed
+        before the restore: its alerts were sent then."""
         if record.topic != self.topic:
             return False
         until = self._replay_until.get(record.partition)
@@ -316,7 +316,7 @@ class PartitionSnapshots:
         """Partitions given to this detector; returns where each restored one resumes.
 
         Args:
-            partitions: The metrics partitions now assigned (old ones included).
+            partitions: The partitions of this topic now assigned (old ones included).
             committed: The group's committed offset of a partition.
         """
         assigned = set(partitions)
