@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
+from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
@@ -50,6 +51,7 @@ __all__ = ["GC_THRESHOLDS", "Detector", "topic_specs", "tune_garbage_collection"
 log = structlog.get_logger(__name__)
 
 _LAG_REFRESH_S = 1.0
+_CHAMPIONS_POLL_S = 1.0
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -115,6 +117,16 @@ class Detector:
         )
         if self.risk.pipeline is not None:
             self.risk.pipeline.on_labelled = self.training.labelled
+        self.champions = ChampionWatcher(
+            settings.bootstrap_servers,
+            settings.topic_models,
+            artifact_store(settings.artifact_dir, settings.group_id),
+            self.registry,
+            settings.client_id,
+        )
+        if self.risk.pipeline is not None and settings.incident_scorer == "champion":
+            self.risk.pipeline.champion_of = self.champions.risk
+        self._champions_polled_at = 0.0
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
             self._stages,
@@ -197,6 +209,7 @@ class Detector:
         )
         self._consumer.subscribe(self._input_topics(settings), listener=_Revocations(self))
         try:
+            await self.champions.start()
             await self._consumer.start()
             if self._http is not None:
                 await self._http.start()
@@ -230,6 +243,7 @@ class Detector:
             with contextlib.suppress(Exception):
                 await consumer.stop()
         await self._publisher.stop()
+        await self.champions.stop()
         if self._http is not None:
             await self._http.stop()
         if was_started:
@@ -339,6 +353,10 @@ class Detector:
             self.log_snapshots.processed(*log_processed)
         for keeper in self._keepers:
             await keeper.snapshot_due()
+        now = time.monotonic()
+        if now - self._champions_polled_at >= _CHAMPIONS_POLL_S:
+            self._champions_polled_at = now
+            await self.champions.poll()
         self._refresh_lag()
 
     async def _labels(
@@ -591,6 +609,10 @@ class Detector:
             models["snapshots"] = self.snapshots.describe()
         if self.log_snapshots is not None:
             models["log_snapshots"] = self.log_snapshots.describe()
+        models["champions"] = {
+            "scorer": self.settings.incident_scorer,
+            "loaded": self.champions.describe(),
+        }
         return models
 
     def score(self, events: list[MetricEvent]) -> list[ScoreResult]:

@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
+from models.batch import RiskArtifact
 from models.incident import (
     HorizonLabeler,
     IncidentRiskModel,
@@ -136,6 +138,7 @@ class IncidentRiskPipeline:
     """
 
     model_name = "incident-risk"
+    batch_model_name = "incident-risk-batch"
 
     def __init__(
         self,
@@ -172,6 +175,11 @@ class IncidentRiskPipeline:
         self.hold_labels = False
         """True while incident labels may be waiting unread (the detector's incidents topic
         has a backlog): no vector becomes a negative meanwhile."""
+        self.champion_of: Callable[[str], RiskArtifact | None] | None = None
+        """The sidecar's champion for a group, when alerts should follow it
+        (``VIGIL_INCIDENT_SCORER=champion``): it then decides which vectors alert, with its
+        own holdout-tuned threshold and explanation; the online model keeps learning (and
+        its quality figures are the online model's)."""
         self.on_labelled: Callable[[str, LabelledVector], None] | None = None
         """Told of every labelled vector as it is learned, with its group (evaluation)."""
 
@@ -216,7 +224,7 @@ class IncidentRiskPipeline:
         by_group: dict[str, list[RiskVector]] = {}
         for vector in vectors:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
-        predicted: list[tuple[RiskVector, float, _Group, str, bool]] = []
+        predicted: list[tuple[RiskVector, float, _Group, str, bool, float]] = []
         labeler = self.labeler
         for name, members in by_group.items():
             group = self._group(name)
@@ -225,25 +233,33 @@ class IncidentRiskPipeline:
             # service whose incident is known to be open (they score high, and never alert).
             alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]
             group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
+            champion = self.champion_of(name) if self.champion_of is not None else None
+            alert_ps = probabilities if champion is None else _champion_p(champion, members)
             predicted += zip(
                 members,
                 probabilities.tolist(),
                 itertools.repeat(group),
                 itertools.repeat(name),
                 alertable,
+                alert_ps.tolist(),
             )
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=_ts_of_predicted)
         min_positives = self.config.min_positives
-        for vector, p, group, name, could_alert in predicted:
+        for vector, p, group, name, could_alert, alert_p in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
                 expired = labeler.expire(vector.ts_s)
                 if expired:
                     self._learn(expired)
-            threshold = group.threshold.value
-            alerting = could_alert and p >= threshold and group.model.positives >= min_positives
+            champion = self.champion_of(name) if self.champion_of is not None else None
+            if champion is None:
+                threshold = group.threshold.value
+                alerting = could_alert and p >= threshold and group.model.positives >= min_positives
+            else:  # the sidecar's champion decides; the online model still learns
+                threshold = champion.threshold
+                alerting = could_alert and alert_p >= threshold
             # Only an alert can get feedback, so only an alerting vector needs its key.
             key = (
                 alert_id_for(
@@ -269,7 +285,10 @@ class IncidentRiskPipeline:
                 continue
             self._last_alert_s[vector.service] = vector.ts_s
             group.tracker.alert(vector.service, vector.ts_s)
-            out.alerts.append(self._alert(name, group, vector, p, threshold, key))
+            if champion is None:
+                out.alerts.append(self._alert(name, group, vector, p, threshold, key))
+            else:
+                out.alerts.append(self._champion_alert(name, champion, vector, alert_p, key))
         out.vectors += len(vectors)
         self.vectors_total += len(vectors)
 
@@ -417,6 +436,42 @@ class IncidentRiskPipeline:
         self.remember_alerts([alert])
         return alert
 
+    def _champion_alert(
+        self, name: str, champion: RiskArtifact, vector: RiskVector, p: float, key: str
+    ) -> Alert:
+        threshold = champion.threshold
+        critical_at = threshold + (1.0 - threshold) / 2
+        alert = Alert(
+            alert_id=key,
+            kind="incident_risk",
+            source="metrics",
+            service=vector.service,
+            event_ts=_dt(vector.ts_s),
+            detected_at=self._clock(),
+            score=round(p, 6),
+            threshold=round(threshold, 6),
+            severity="critical" if p >= critical_at else "warning",
+            model=AlertModelInfo(name=self.batch_model_name, version=f"{name}-{champion.version}"),
+            explanation=Explanation(
+                top_features=[
+                    TopFeature(
+                        name=feature,
+                        value=round(value, 6),
+                        baseline=round(mean, 6),
+                        contribution=round(contribution, 6),
+                    )
+                    for feature, value, _, contribution, mean in champion.contributions(
+                        vector.features, k=5
+                    )
+                ]
+            ),
+            evidence=vector.evidence,
+            threshold_strategy=champion.strategy,
+            horizon_s=self.config.horizon_s,
+        )
+        self.remember_alerts([alert])
+        return alert
+
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """Each group's threshold in force and the strategy that set it."""
         return {
@@ -471,8 +526,19 @@ def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentR
     )
 
 
-def _ts_of_predicted(item: tuple[RiskVector, float, _Group, str, bool]) -> float:
+def _ts_of_predicted(item: tuple[RiskVector, float, _Group, str, bool, float]) -> float:
     return item[0].ts_s
+
+
+def _champion_p(champion: RiskArtifact, members: Sequence[RiskVector]) -> npt.NDArray[np.float64]:
+    """The champion's probabilities for a group's vectors (one matrix when they share names)."""
+    first = members[0].features
+    names = getattr(first, "names", None)
+    if names is not None and all(getattr(v.features, "names", None) == names for v in members):
+        rows = np.array([v.features.row for v in members], dtype=np.float64)
+        return champion.predict_proba(rows, names)
+    matrix = [[v.features.get(n, math.nan) for n in champion.names] for v in members]
+    return champion.predict_proba(np.array(matrix, dtype=np.float64))
 
 
 def _dt(ts_s: float) -> datetime:

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         description="Regex over service names; its first group names the service's model group "
         "(default: one model for all services).",
     )
+    incident_scorer: Literal["online", "champion"] = Field(
+        "online",
+        description="Incident risk: alerts follow the online model, or the sidecar's promoted "
+        "champion of the group once one is announced (the online model keeps learning).",
+    )
     # Snapshots of online state
     snapshots: bool = Field(
         True, description="Snapshot each partition's model state and restore it on assignment."

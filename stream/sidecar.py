@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,8 @@ from models.batch import (
     fit_risk_model,
 )
 from models.drift import FeatureDrift, ScoreDrift
-from stream.artifacts import ArtifactError, ArtifactStore
+from stream.artifacts import ArtifactError
+from stream.champions import artifact_store
 from stream.http import HttpServer, create_service_app
 from stream.publisher import Publisher
 from stream.settings import Settings
@@ -150,7 +150,7 @@ class Sidecar:
         self.window = TrainingWindow(
             span_s=settings.sidecar_window_s, max_rows=settings.sidecar_window_rows
         )
-        self.store = ArtifactStore(Path(settings.artifact_dir) / settings.group_id)
+        self.store = artifact_store(settings.artifact_dir, settings.group_id)
         self._groups: dict[str, _Group] = {}
         self._publisher = Publisher(
             settings.bootstrap_servers,
@@ -427,6 +427,23 @@ class Sidecar:
             reason=why,
             trigger=reason,
         )
+        return decision
+
+    async def roll_back(self, kind: str, group: str, version: str) -> dict[str, Any]:
+        """Make a stored ``version`` the group's champion again, and announce it: detectors
+        that follow champions switch back without a restart."""
+        self.store.set_champion(kind, group, version)
+        decision = {
+            "kind": kind,
+            "group": group,
+            "version": version,
+            "status": "champion",
+            "reason": "roll_back",
+            "decided_at": time.time(),
+        }
+        self._group(f"{kind}:{group}").last_decision = decision
+        await self._announce(kind, group, decision)
+        log.info("model_rolled_back", kind=kind, group=group, version=version)
         return decision
 
     async def _announce(self, kind: str, group: str, decision: dict[str, Any]) -> None:

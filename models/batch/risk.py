@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -123,6 +123,29 @@ class RiskArtifact:
             "settings": dict(self.settings),
             "libraries": dict(self.libraries),
         }
+
+    def contributions(
+        self, values: Mapping[str, float], k: int = 5
+    ) -> list[tuple[str, float, float, float, float]]:
+        """The ``k`` features with the largest ``|coefficient x standardized value|`` for one
+        vector: (name, value, standardized, contribution, training mean), largest first. A
+        missing or NaN value counts at the training median.
+
+        Examples:
+            >>> [c[0] for c in _example().contributions({"latency": 6.0, "noise": 0.0}, k=1)]
+            ['latency']
+        """
+        scaler, model = self._pipeline[0], self._pipeline[-1]
+        out = []
+        for j, name in enumerate(self.names):
+            value = float(values.get(name, math.nan))
+            if not math.isfinite(value):
+                value = float(self.medians[j])
+            standardized = (value - float(scaler.mean_[j])) / float(scaler.scale_[j])
+            contribution = float(model.coef_[0][j]) * standardized
+            out.append((name, value, standardized, contribution, float(scaler.mean_[j])))
+        out.sort(key=lambda c: (-abs(c[3]), c[0]))
+        return out[:k]
 
     def pr_curve_png(self) -> bytes:
         """The holdout's precision-recall curve with the operating point, as PNG bytes.

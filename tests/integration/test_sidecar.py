@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.consumer import topic_specs
+from stream.consumer import Detector, topic_specs
 from stream.settings import Settings
 from stream.sidecar import Sidecar
 from stream.topics import ensure_topics
@@ -106,6 +106,21 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
     t0 = 1_795_000_000.0
     sidecar = Sidecar(settings, serve_http=False)
     await sidecar.start()
+    detector = Detector(
+        settings.model_copy(update={"incident_scorer": "champion"}), serve_http=False
+    )
+    await detector.start()
+    risk = detector.risk.pipeline
+    assert risk is not None
+
+    async def follows(version: object) -> None:
+        for _ in range(100):
+            await detector.step()
+            champion = risk.champion_of("all") if risk.champion_of else None
+            if champion is not None and champion.version == version:
+                return
+        pytest.fail(f"the detector did not switch to {version}")
+
     try:
         # A: the first models are champions (there is none to beat).
         sent = await _publish(settings, _risk_rows(t0, 2, "x1", seed=1))
@@ -121,6 +136,7 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
         metadata = orjson.loads((stored / "metadata.json").read_bytes())
         assert metadata["metrics"]["pr_auc"] > 3 * metadata["metrics"]["base_rate"]
         assert sidecar.check_drift()["anomaly:all"]["drifted"] is False
+        await follows(champion)  # the running detector picked the champion up
 
         # B: labels unrelated to the features: the challenger does not beat the champion.
         sent = await _publish(settings, _risk_rows(t0 + 2 * DAY, 0.5, "x1", seed=3, noise=True))
@@ -153,7 +169,14 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
         assert decision["reason"] == "better"
         comparison = decision["comparison"]
         assert comparison["challenger_pr_auc"] >= comparison["champion_pr_auc"] + 0.05
+        await follows(risk_now)  # switched live, no restart
+
+        # Roll back: the detector follows the older champion again.
+        await sidecar.roll_back("risk", "all", str(champion))
+        await follows(champion)
+        assert detector.describe_models()["champions"]["loaded"]["risk:all"] == champion
     finally:
+        await detector.stop()
         await sidecar.stop()
 
     # Every decision was announced on the compacted models topic.
@@ -163,4 +186,4 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
     ]
     assert (b"model/risk/all", "champion") in announced
     assert (b"model/risk/all/rejected", "rejected") in announced
-    assert sum(1 for key, status in announced if key == b"model/risk/all") == 2
+    assert sum(1 for key, status in announced if key == b"model/risk/all") == 3
