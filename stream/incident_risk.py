@@ -406,40 +406,40 @@ class IncidentRiskPipeline:
     def _alert(
         self, name: str, group: _Group, vector: RiskVector, p: float, threshold: float, key: str
     ) -> Alert:
-        critical_at = threshold + (1.0 - threshold) / 2
-        alert = Alert(
-            alert_id=key,
-            kind="incident_risk",
-            source="metrics",
-            service=vector.service,
-            event_ts=_dt(vector.ts_s),
-            detected_at=self._clock(),
-            score=round(p, 6),
-            threshold=round(threshold, 6),
-            severity="critical" if p >= critical_at else "warning",
-            model=AlertModelInfo(name=self.model_name, version=f"{name}-{group.model.version}"),
-            explanation=Explanation(
-                top_features=[
-                    TopFeature(
-                        name=c.name,
-                        value=round(c.value, 6),
-                        baseline=round(c.baseline, 6),
-                        contribution=round(c.contribution, 6),
-                    )
-                    for c in group.model.explain(vector.features, k=5)
-                ]
-            ),
-            evidence=vector.evidence,
-            threshold_strategy=group.threshold.strategy,
-            horizon_s=self.config.horizon_s,
+        contributions = [
+            (c.name, c.value, c.baseline, c.contribution)
+            for c in group.model.explain(vector.features, k=5)
+        ]
+        model = AlertModelInfo(name=self.model_name, version=f"{name}-{group.model.version}")
+        return self._risk_alert(
+            vector, p, threshold, group.threshold.strategy, model, contributions, key
         )
-        self.remember_alerts([alert])
-        return alert
 
     def _champion_alert(
         self, name: str, champion: RiskArtifact, vector: RiskVector, p: float, key: str
     ) -> Alert:
-        threshold = champion.threshold
+        contributions = [
+            (feature, value, mean, contribution)
+            for feature, value, _, contribution, mean in champion.contributions(
+                vector.features, k=5
+            )
+        ]
+        model = AlertModelInfo(name=self.batch_model_name, version=f"{name}-{champion.version}")
+        return self._risk_alert(
+            vector, p, champion.threshold, champion.strategy, model, contributions, key
+        )
+
+    def _risk_alert(
+        self,
+        vector: RiskVector,
+        p: float,
+        threshold: float,
+        strategy: str,
+        model: AlertModelInfo,
+        contributions: list[tuple[str, float, float, float]],
+        key: str,
+    ) -> Alert:
+        """An incident-risk alert; ``contributions``: (feature, value, baseline, contribution)."""
         critical_at = threshold + (1.0 - threshold) / 2
         alert = Alert(
             alert_id=key,
@@ -451,22 +451,20 @@ class IncidentRiskPipeline:
             score=round(p, 6),
             threshold=round(threshold, 6),
             severity="critical" if p >= critical_at else "warning",
-            model=AlertModelInfo(name=self.batch_model_name, version=f"{name}-{champion.version}"),
+            model=model,
             explanation=Explanation(
                 top_features=[
                     TopFeature(
                         name=feature,
                         value=round(value, 6),
-                        baseline=round(mean, 6),
+                        baseline=round(baseline, 6),
                         contribution=round(contribution, 6),
                     )
-                    for feature, value, _, contribution, mean in champion.contributions(
-                        vector.features, k=5
-                    )
+                    for feature, value, baseline, contribution in contributions
                 ]
             ),
             evidence=vector.evidence,
-            threshold_strategy=champion.strategy,
+            threshold_strategy=strategy,
             horizon_s=self.config.horizon_s,
         )
         self.remember_alerts([alert])
