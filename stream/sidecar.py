@@ -18,7 +18,9 @@ bounded rolling :class:`~models.batch.TrainingWindow` per kind and model group
 - **watches drift**: the features of recent rows against the champion's training rows (KS
   and Wasserstein, every ``VIGIL_SIDECAR_DRIFT_CHECK_S``), and the anomaly-score stream (ADWIN).
 
-What detectors do with a promoted model is not wired yet: they keep their online models.
+Detectors pick announced champions up live (:mod:`stream.champions`); with
+``VIGIL_INCIDENT_SCORER=champion`` a group's risk champion decides its alerts.
+:meth:`Sidecar.roll_back` re-announces an older version.
 """
 
 from __future__ import annotations
