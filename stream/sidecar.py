@@ -249,8 +249,8 @@ class Sidecar:
         for records in batches.values():
             for record in records:
                 rows += self._ingest(record.value)
-        if batches:
-            await self._consumer.commit()
+        # No commits: the window lives in memory, so a restarted sidecar reads the topic's
+        # retained day again (its group has no offsets: it starts from the earliest).
         now = time.monotonic()
         if now - self._drift_checked_at >= self.settings.sidecar_drift_check_s:
             self.check_drift()
