@@ -46,12 +46,29 @@ from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
 from stream.training_feed import TrainingFeed
 
-__all__ = ["GC_THRESHOLDS", "Detector", "topic_specs", "tune_garbage_collection"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "Detector",
+    "features_topic_spec",
+    "topic_specs",
+    "tune_garbage_collection",
+]
 
 log = structlog.get_logger(__name__)
 
 _LAG_REFRESH_S = 1.0
 _CHAMPIONS_POLL_S = 1.0
+
+
+def features_topic_spec(settings: Settings) -> TopicSpec:
+    """The features topic: kept as long as the sidecar's training window spans."""
+    retention = {"retention.ms": str(int(settings.sidecar_window_s * 1000))}
+    return TopicSpec(
+        settings.topic_features,
+        settings.topic_partitions,
+        settings.topic_replication_factor,
+        retention,
+    )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -65,7 +82,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_alerts, partitions, replication),
         TopicSpec(settings.topic_dlq, partitions, replication),
         TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
-        TopicSpec(settings.topic_features, partitions, replication, {"retention.ms": "86400000"}),
+        features_topic_spec(settings),
     ]
 
 

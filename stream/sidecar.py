@@ -49,6 +49,7 @@ from models.batch import (
 from models.drift import FeatureDrift, ScoreDrift
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
+from stream.consumer import features_topic_spec
 from stream.http import HttpServer, create_service_app
 from stream.publisher import Publisher
 from stream.settings import Settings
@@ -181,11 +182,7 @@ class Sidecar:
             await ensure_topics(
                 settings.bootstrap_servers,
                 [
-                    TopicSpec(
-                        settings.topic_features,
-                        settings.topic_partitions,
-                        settings.topic_replication_factor,
-                    ),
+                    features_topic_spec(settings),
                     TopicSpec(
                         settings.topic_models,
                         1,
