@@ -39,15 +39,15 @@ import copyreg
 import datetime as dt
 import functools
 import hashlib
-import importlib.metadata
 import io
 import json
 import pickle
-import platform
 import random
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from models import versions
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -86,12 +86,7 @@ class SnapshotError(Exception):
 
 def library_versions() -> dict[str, str]:
     """The versions a snapshot's pickles depend on (Python minor, numpy, river)."""
-    major, minor, _ = platform.python_version_tuple()
-    return {
-        "python": f"{major}.{minor}",
-        "numpy": importlib.metadata.version("numpy"),
-        "river": importlib.metadata.version("river"),
-    }
+    return versions.library_versions("numpy", "river")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -46,7 +46,7 @@ from stream.incident_risk import risk_pipeline
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
+from stream.simulate import MetricSimulator, payloads_by_block
 from stream.telemetry import configure_logging
 
 __all__ = [
@@ -173,19 +173,6 @@ class MemoryFootprint:
         return self.rss_after - self.rss_before
 
 
-def _payloads_by_block(services: int, events_per_service: int, block: int) -> Iterator[bytes]:
-    """Each service's events, ``block`` services at a time (round-robin within a block).
-
-    Blocks keep several events per service in each replay batch whatever ``services`` is, as
-    under load, and keep only a block's payloads alive at a time.
-    """
-    for first in range(0, services, block):
-        n = min(block, services - first)
-        sim = MetricSimulator(services=n, seed=9 + first, clean_start=10**9)
-        for i, event in enumerate(sim.events(n * events_per_service)):
-            yield orjson.dumps({**event.payload, "service": f"svc-{first + i % n:05d}"})
-
-
 def memory_footprint(
     config: AnomalyConfig, services: int, events_per_service: int, batch_size: int
 ) -> MemoryFootprint:
@@ -200,7 +187,7 @@ def memory_footprint(
     gc.collect()
     before = process.memory_info().rss
     pipeline = MetricPipeline(config)
-    lines = _payloads_by_block(services, events_per_service, block=20)
+    lines = payloads_by_block(services, events_per_service)
     for alert in replay(lines, pipeline, batch_size=batch_size):
         del alert
     gc.collect()

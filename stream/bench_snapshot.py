@@ -25,14 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from models.snapshot import SnapshotError, SnapshotMeta, pickle_state
 from stream.codec import DecodeError, decode_metric
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricSample
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
+from stream.simulate import payloads_by_block
 from stream.snapshots import SnapshotStore
 
 __all__ = ["SnapshotRun", "measure_snapshots"]
@@ -45,15 +43,10 @@ _PARTITIONS = 6
 def _events(services: int, per_service: int, seed: int) -> Iterator[MetricSample]:
     """``per_service`` events of each service, decoded, a few services at a time (as under
     load: several events per service in each batch)."""
-    block = 20
-    for first in range(0, services, block):
-        n = min(block, services - first)
-        sim = MetricSimulator(services=n, seed=seed + first, clean_start=10**9)
-        for i, event in enumerate(sim.events(n * per_service)):
-            payload = orjson.dumps({**event.payload, "service": f"svc-{first + i % n:05d}"})
-            decoded = decode_metric(payload, 1 << 20)
-            assert not isinstance(decoded, DecodeError)
-            yield decoded
+    for payload in payloads_by_block(services, per_service, seed=seed):
+        decoded = decode_metric(payload, 1 << 20)
+        assert not isinstance(decoded, DecodeError)
+        yield decoded
 
 
 def _batches(events: Iterator[MetricSample], size: int) -> Iterator[list[MetricSample]]:

@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from models.batch import Artifact, RiskArtifact
 from stream.artifacts import ArtifactError, ArtifactStore
+from stream.telemetry import ChampionMetrics
 
 __all__ = ["ChampionWatcher"]
 
@@ -36,7 +36,7 @@ class ChampionWatcher:
         bootstrap_servers: Kafka bootstrap servers.
         topic: The models topic.
         store: Where the sidecar writes artifacts.
-        registry: Where to register its metrics.
+        metrics: Champions loaded, failed, in use.
         client_id: Kafka client id.
     """
 
@@ -45,7 +45,7 @@ class ChampionWatcher:
         bootstrap_servers: str,
         topic: str,
         store: ArtifactStore,
-        registry: CollectorRegistry,
+        metrics: ChampionMetrics,
         client_id: str,
     ) -> None:
         self._bootstrap = bootstrap_servers
@@ -54,20 +54,7 @@ class ChampionWatcher:
         self._client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
         self.champions: dict[tuple[str, str], Artifact] = {}
-        self.loads = Counter(
-            "vigil_champion_loads_total",
-            "Champions announced on the models topic, by outcome (loaded, failed).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.info = Gauge(
-            "vigil_champion_info",
-            "The champion in use per kind and model group (value 1; its version as a label).",
-            ["kind", "group", "version"],
-            registry=registry,
-        )
-        for outcome in ("loaded", "failed"):
-            self.loads.labels(outcome=outcome)
+        self._metrics = metrics
 
     async def start(self) -> None:
         """Read the models topic from its beginning."""
@@ -123,16 +110,16 @@ class ChampionWatcher:
         try:
             artifact = await asyncio.to_thread(self.store.load, kind, group, version)
         except ArtifactError as exc:
-            self.loads.labels(outcome="failed").inc()
+            self._metrics.loads.labels(outcome="failed").inc()
             log.warning(
                 "champion_not_loaded", kind=kind, group=group, version=version, error=str(exc)
             )
             return 0
         if current is not None:
-            self.info.remove(kind, group, current.version)
+            self._metrics.info.remove(kind, group, current.version)
         self.champions[(kind, group)] = artifact
-        self.info.labels(kind=kind, group=group, version=version).set(1)
-        self.loads.labels(outcome="loaded").inc()
+        self._metrics.info.labels(kind=kind, group=group, version=version).set(1)
+        self._metrics.loads.labels(outcome="loaded").inc()
         log.info("champion_loaded", kind=kind, group=group, version=version)
         return 1
 

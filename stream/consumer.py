@@ -38,7 +38,7 @@ from stream.publisher import Ack, Publisher
 from stream.rebalance import MetricModels, PartitionSnapshots
 from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
-from stream.schemas import Evidence, MetricEvent, MetricSample
+from stream.schemas import Alert, Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
 from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
@@ -123,6 +123,7 @@ class Detector:
             self.counts,
             self._dead_letter,
             settings.max_message_bytes,
+            already_sent=self._already_sent,
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
         self.training = TrainingFeed(
@@ -138,7 +139,7 @@ class Detector:
             settings.bootstrap_servers,
             settings.topic_models,
             artifact_store(settings.artifact_dir, settings.group_id),
-            self.registry,
+            self.metrics.champions,
             settings.client_id,
         )
         if self.risk.pipeline is not None and settings.incident_scorer == "champion":
@@ -158,7 +159,7 @@ class Detector:
             store = SnapshotStore(
                 Path(settings.snapshot_dir) / settings.group_id, keep=settings.snapshot_keep
             )
-            metric_keeper = self.snapshots = PartitionSnapshots(
+            self.snapshots = PartitionSnapshots(
                 store,
                 MetricModels(self.pipeline, self.risk.pipeline),
                 self.metrics.snapshots,
@@ -166,7 +167,7 @@ class Detector:
                 interval_s=settings.snapshot_interval_s,
                 send_pointer=self._send_pointer,
             )
-            log_keeper = self.log_snapshots = PartitionSnapshots(
+            self.log_snapshots = PartitionSnapshots(
                 store,
                 LogModels(self.logs, settings.topic_logs),
                 self.metrics.snapshots,
@@ -174,8 +175,6 @@ class Detector:
                 interval_s=settings.snapshot_interval_s,
                 send_pointer=self._send_pointer,
             )
-            self.risk.already_sent = lambda alert: metric_keeper.replaying(alert.evidence)
-            self.logs.already_sent = lambda alert: log_keeper.replaying(alert.evidence)
         self._keepers = [k for k in (self.snapshots, self.log_snapshots) if k is not None]
         self._batch_lock = asyncio.Lock()
         """Held while a batch is in hand: a rebalance waits for it to be done."""
@@ -486,13 +485,17 @@ class Detector:
         pending: Pending = []
         for index, alert in outcome.alerts:
             record = sources[index]
-            if self.snapshots is not None and self.snapshots.replaying(record):
-                continue  # sent before the restore, acknowledged then
             ack = await self._stages.send_alert(
                 alert, score=alert.score, partition=record.partition, offset=record.offset
             )
-            pending.append((ack, record))
+            if ack is not None:
+                pending.append((ack, record))
         return pending
+
+    def _already_sent(self, alert: Alert) -> bool:
+        """Whether the event an alert points at was processed before a restore from a
+        snapshot (its alerts were sent and acknowledged then)."""
+        return any(keeper.replaying(alert.evidence) for keeper in self._keepers)
 
     async def _send_pointer(self, key: bytes, value: dict[str, Any]) -> None:
         await (await self._publisher.send_json(self.settings.topic_models, key, value))

@@ -224,7 +224,7 @@ class IncidentRiskPipeline:
         by_group: dict[str, list[RiskVector]] = {}
         for vector in vectors:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
-        predicted: list[tuple[RiskVector, float, _Group, str, bool, float]] = []
+        predicted: list[_Predicted] = []
         labeler = self.labeler
         for name, members in by_group.items():
             group = self._group(name)
@@ -241,19 +241,19 @@ class IncidentRiskPipeline:
                 itertools.repeat(group),
                 itertools.repeat(name),
                 alertable,
+                itertools.repeat(champion),
                 alert_ps.tolist(),
             )
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=_ts_of_predicted)
         min_positives = self.config.min_positives
-        for vector, p, group, name, could_alert, alert_p in predicted:
+        for vector, p, group, name, could_alert, champion, alert_p in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
                 expired = labeler.expire(vector.ts_s)
                 if expired:
                     self._learn(expired)
-            champion = self.champion_of(name) if self.champion_of is not None else None
             if champion is None:
                 threshold = group.threshold.value
                 alerting = could_alert and p >= threshold and group.model.positives >= min_positives
@@ -524,7 +524,12 @@ def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentR
     )
 
 
-def _ts_of_predicted(item: tuple[RiskVector, float, _Group, str, bool, float]) -> float:
+_Predicted = tuple[RiskVector, float, _Group, str, bool, RiskArtifact | None, float]
+"""A vector, its online probability, group and group name, whether it may alert, the
+group's champion (when alerts follow one) and the probability that decides its alert."""
+
+
+def _ts_of_predicted(item: _Predicted) -> float:
     return item[0].ts_s
 
 

@@ -32,7 +32,7 @@ from stream.logs import LogPipeline
 from stream.logs.offsets import OpenWindowOffsets
 from stream.logs.pipeline import LogBatchOutcome
 from stream.records import Pending, Record, evidence_of
-from stream.schemas import Alert, LogEvent
+from stream.schemas import LogEvent
 from stream.stage import StageContext
 
 __all__ = ["LogModels", "LogStage", "caught_up"]
@@ -67,9 +67,6 @@ class LogStage:
         self._offsets: OpenWindowOffsets[TopicPartition] = OpenWindowOffsets()
         self._carried: list[LogBatchOutcome] = []
         self._processed: tuple[list[str], list[Record], list[Record]] = ([], [], [])
-        self.already_sent: Callable[[Alert], bool] | None = None
-        """Whether an alert was sent before a restore (its lines are being re-read): then it
-        is not sent again."""
         self._idle_from: tuple[float, float] | None = None
         """(monotonic time, latest event time) when the last log records arrived."""
 
@@ -218,15 +215,14 @@ class LogStage:
             logs.watermark.set(watermark.timestamp())
         pending: Pending = []
         for alert in outcome.alerts:
-            if self.already_sent is not None and self.already_sent(alert):
-                continue
             ack = await self._ctx.send_alert(
                 alert,
                 source="logs",
                 model=alert.model.name,
                 window_start=alert.event_ts.isoformat(),
             )
-            pending.append((ack, None))
+            if ack is not None:
+                pending.append((ack, None))
         return pending
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import structlog
@@ -24,7 +24,7 @@ from stream.log_stage import caught_up
 from stream.logs.pipeline import LogBatchOutcome
 from stream.pipeline import BatchOutcome, EvidenceOf
 from stream.records import Pending, Record
-from stream.schemas import Alert, Feedback, IncidentEvent, MetricSample
+from stream.schemas import Feedback, IncidentEvent, MetricSample
 from stream.stage import StageContext
 
 __all__ = ["RiskStage"]
@@ -54,9 +54,6 @@ class RiskStage:
     ) -> None:
         self.pipeline = pipeline
         self._ctx = context
-        self.already_sent: Callable[[Alert], bool] | None = None
-        """Whether an alert was sent before a restore (its event is being re-read): then it
-        is not sent again."""
         self._exported: collections.Counter[str] = collections.Counter()
         self._quality_at = 0.0
 
@@ -160,8 +157,6 @@ class RiskStage:
             )
         pending: Pending = []
         for alert in outcome.alerts:
-            if self.already_sent is not None and self.already_sent(alert):
-                continue
             ack = await self._ctx.send_alert(
                 alert,
                 kind="incident_risk",
@@ -169,8 +164,9 @@ class RiskStage:
                 threshold=alert.threshold,
                 strategy=alert.threshold_strategy,
             )
-            pending.append((ack, None))
-            self._ctx.counts["risk_alerts"] += 1
+            if ack is not None:
+                pending.append((ack, None))
+                self._ctx.counts["risk_alerts"] += 1
         return pending
 
     def refresh_gauges(self) -> None:

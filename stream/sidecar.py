@@ -42,6 +42,7 @@ from models.batch import (
     Artifact,
     InsufficientDataError,
     TrainingWindow,
+    WindowFrame,
     compare,
     fit_anomaly_model,
     fit_risk_model,
@@ -246,6 +247,15 @@ class Sidecar:
         for records in batches.values():
             for record in records:
                 rows += self._ingest(record.value)
+        if rows:
+            for kind in KINDS:
+                self.metrics.window_rows.labels(kind=kind).set(
+                    sum(
+                        self.window.rows(k)
+                        for k in self.window.groups()
+                        if k.startswith(f"{kind}:")
+                    )
+                )
         # No commits: the window lives in memory, so a restarted sidecar reads the topic's
         # retained day again (its group has no offsets: it starts from the earliest).
         now = time.monotonic()
@@ -348,7 +358,7 @@ class Sidecar:
             await self._announce(kind, group, decision)
         return decisions
 
-    def _fit(self, key: str, kind: str) -> tuple[Artifact, Any] | None:
+    def _fit(self, key: str, kind: str) -> tuple[Artifact, WindowFrame] | None:
         frame = self.window.frame(key)
         if kind == "risk":
             frame = frame.labelled()
@@ -371,7 +381,7 @@ class Sidecar:
         return artifact, frame
 
     def _decide(
-        self, kind: str, group: str, challenger: Artifact, frame: Any, reason: str
+        self, kind: str, group: str, challenger: Artifact, frame: WindowFrame, reason: str
     ) -> dict[str, Any]:
         try:
             champion = self.store.champion(kind, group)
@@ -410,10 +420,8 @@ class Sidecar:
         stored = self.store.save(challenger, group, decision)
         if promote:
             self.store.set_champion(kind, group, challenger.version)
-            names = list(challenger.names)
-            self._group(f"{kind}:{group}").drift = FeatureDrift(
-                names, self.window.frame(f"{kind}:{group}", names).X
-            )
+            # Drift is measured against the rows the champion was fitted from.
+            self._group(f"{kind}:{group}").drift = FeatureDrift(list(frame.names), frame.X)
         decision["path"] = str(stored.path)
         self._group(f"{kind}:{group}").last_decision = decision
         self.metrics.decisions.labels(kind=kind, status=status).inc()
@@ -470,10 +478,6 @@ class Sidecar:
                 "feature_drift": state.last_report,
                 "score_drift_detections": state.scores.detections,
             }
-        for kind in KINDS:
-            self.metrics.window_rows.labels(kind=kind).set(
-                sum(self.window.rows(k) for k in self.window.groups() if k.startswith(kind))
-            )
         return {"groups": out, "artifact_dir": str(self.store.root)}
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "format_ts",
     "metric_payload",
     "normal_metrics",
+    "payloads_by_block",
     "publish",
     "run_simulate",
 ]
@@ -365,3 +366,19 @@ async def _simulate_incidents(args: argparse.Namespace, settings: Settings) -> i
         ).decode()
     )
     return 0
+
+
+def payloads_by_block(
+    services: int, events_per_service: int, *, block: int = 20, seed: int = 9
+) -> Iterator[bytes]:
+    """Each of ``services`` services' events (named ``svc-00000``...), ``block`` services at a
+    time (round-robin within a block).
+
+    Blocks keep several events per service in each batch whatever ``services`` is, as under
+    load, and keep only a block's payloads alive at a time.
+    """
+    for first in range(0, services, block):
+        n = min(block, services - first)
+        sim = MetricSimulator(services=n, seed=seed + first, clean_start=10**9)
+        for i, event in enumerate(sim.events(n * events_per_service)):
+            yield orjson.dumps({**event.payload, "service": f"svc-{first + i % n:05d}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -27,6 +28,8 @@ class StageContext:
         counts: The detector's running totals (stages add to ``scored`` and ``alerts``).
         dead_letter: The detector's dead-letter path, for records that do not decode.
         max_message_bytes: Larger records are dead-lettered as ``too_large``.
+        already_sent: Whether an alert was sent before a restore from a snapshot (the event
+            it points at is being re-read): then it is not sent again.
     """
 
     publisher: Publisher
@@ -34,10 +37,14 @@ class StageContext:
     counts: collections.Counter[str]
     dead_letter: DeadLetterer
     max_message_bytes: int
+    already_sent: Callable[[Alert], bool] = lambda alert: False
 
-    async def send_alert(self, alert: Alert, **fields: object) -> Ack:
+    async def send_alert(self, alert: Alert, **fields: object) -> Ack | None:
         """Send ``alert``; count it (in ``counts`` and by kind, source and severity) and log
-        ``alert_published`` with its service and id and ``fields``. Returns the send's ack."""
+        ``alert_published`` with its service and id and ``fields``. Returns the send's ack,
+        or None for an alert :attr:`already_sent` (nothing is sent)."""
+        if self.already_sent(alert):
+            return None
         ack = await self.publisher.send_alert(alert)
         self.counts["alerts"] += 1
         self.metrics.alerts.labels(

@@ -16,6 +16,7 @@ from models.snapshot import RejectReason
 from stream.codec import DECODE_REASONS
 
 __all__ = [
+    "ChampionMetrics",
     "DetectorMetrics",
     "LogMetrics",
     "RiskMetrics",
@@ -170,6 +171,7 @@ class DetectorMetrics:
         self.logs = LogMetrics(registry)
         self.risk = RiskMetrics(registry)
         self.snapshots = SnapshotMetrics(registry)
+        self.champions = ChampionMetrics(registry)
         for topic in topics:
             self.events_consumed.labels(topic=topic)
             for reason in DECODE_REASONS:
@@ -187,6 +189,26 @@ class DetectorMetrics:
                     self.alerts.labels(kind=kind, source=source, severity=severity)
         for operation in ("fetch", "produce", "commit"):
             self.kafka_errors.labels(operation=operation)
+
+
+class ChampionMetrics:
+    """The sidecar's champions as a detector follows them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.loads = Counter(
+            "vigil_champion_loads_total",
+            "Champions announced on the models topic, by outcome (loaded, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.info = Gauge(
+            "vigil_champion_info",
+            "The champion in use per kind and model group (value 1; its version as a label).",
+            ["kind", "group", "version"],
+            registry=registry,
+        )
+        for outcome in ("loaded", "failed"):
+            self.loads.labels(outcome=outcome)
 
 
 class SnapshotMetrics:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.metadata
 import math
-import platform
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from models import versions
 
 __all__ = ["InsufficientDataError"]
 
@@ -105,12 +105,7 @@ def version_of(kind: str, parts: Iterable[Any], last_ts_s: float | None) -> str:
 
 def library_versions() -> dict[str, str]:
     """The versions an artifact's pickle depends on (scikit-learn refuses other versions)."""
-    major, minor, _ = platform.python_version_tuple()
-    return {
-        "python": f"{major}.{minor}",
-        "numpy": importlib.metadata.version("numpy"),
-        "scikit-learn": importlib.metadata.version("scikit-learn"),
-    }
+    return versions.library_versions("numpy", "scikit-learn")
 
 
 def finite_or_none(value: float | None) -> float | None:
