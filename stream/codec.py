@@ -124,8 +124,12 @@ class MetricRecord(msgspec.Struct, frozen=True, gc=False):
     deploy_recent: bool = False
 
 
-class _MetricWire(msgspec.Struct, frozen=True, gc=False):
-    """A metric message as msgspec checks it, before its timestamp is settled."""
+class _MetricWire(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """A metric message as msgspec checks it, before its timestamp is settled.
+
+    Unknown fields go to pydantic: msgspec skips them unchecked (invalid UTF-8, a number
+    that overflows, nesting past orjson's depth limit), which orjson rejects.
+    """
 
     ts: str | float
     service: _Name
@@ -145,9 +149,10 @@ def decode_metric(
 
     msgspec decodes and type-checks the message in one pass (about five times faster than pydantic).
     Anything it cannot vouch for (a type pydantic coerces, whitespace around the service, a
-    timestamp without an offset or with sub-microsecond digits, a non-finite value, any
-    error) goes through the pydantic :class:`~stream.schemas.MetricEvent`, which stays the one
-    authority on what is valid and on the reason a message is rejected.
+    timestamp without an offset or with sub-microsecond digits, a non-finite value, a field
+    the contract does not name, any error) goes through the pydantic
+    :class:`~stream.schemas.MetricEvent`, which stays the one authority on what is valid and
+    on the reason a message is rejected.
 
     Examples:
         >>> decode_metric(b'{"ts": 0, "service": "api", "metrics": {"cpu": 1}}').metrics

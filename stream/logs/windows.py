@@ -26,7 +26,7 @@ calls give the same windows, whatever the batch boundaries.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -242,11 +242,14 @@ class EventTimeWindows(Generic[A]):
     def _close(self, below: int) -> None:
         step: list[ClosedWindow[A]] = []
         w = self.window_s
+        reach = math.ceil(self.idle_expiry_s / w) + 1
+        band = math.ceil(self.lateness_s / w) + 1
         for key, state in self._keys.items():
             # Empty windows only while the key is not idle: up to idle_expiry_s after its last
             # event. Its windows with events all start before that.
             expiry = math.ceil((state.last_ts + self.idle_expiry_s) / w)
-            for index in range(max(self._closed_below, state.first), min(below, expiry)):
+            start, stop = max(self._closed_below, state.first), min(below, expiry)
+            for index in _active(start, stop, state.open, reach, band):
                 value = state.open.pop(index, None)
                 empty = value is None
                 if value is None:
@@ -258,3 +261,25 @@ class EventTimeWindows(Generic[A]):
         step.sort(key=lambda c: c.index)  # stable: keys keep their first-seen order
         self.closed += len(step)
         self._closed.extend(step)
+
+
+def _active(
+    start: int, stop: int, open_: Mapping[int, object], reach: int, band: int
+) -> Iterator[int]:
+    """The windows in ``[start, stop)`` a key emits: those with events, and empty ones up to
+    ``reach`` windows after one with events (or after ``start``) or ``band`` windows before
+    one.
+
+    Read in event-time order, a key's events close its earlier windows as they come, so its
+    windows with events are never far apart and this is every window in the range. Read from
+    sources far apart in event time (a partition hours ahead, a line with a clock years off),
+    one key can hold windows with events years apart: the silence between them is not emitted
+    window by window (that took all memory).
+    """
+    cursor, until = start, start + reach
+    for index in sorted(i for i in open_ if i < stop):
+        yield from range(cursor, min(index, until))
+        yield from range(max(cursor, until, index - band), index)
+        yield index
+        cursor, until = index + 1, index + 1 + reach
+    yield from range(cursor, min(stop, until))
