@@ -43,6 +43,7 @@ from stream.bench_kafka import LatencyRun, kafka_latency, kafka_log_throughput, 
 from stream.bench_snapshot import measure_snapshots
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.incident_risk import risk_pipeline
+from stream.kafka_options import PLAINTEXT_SETTINGS
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.settings import Settings
@@ -464,7 +465,10 @@ async def kafka_figures(
         say("kafka: starting a local broker")
         broker = LocalBroker(port=free_port())
         bootstrap = await asyncio.to_thread(broker.start, owned=True)
-    settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+    update: dict[str, object] = {"bootstrap_servers": bootstrap}
+    if broker is not None:
+        update.update(PLAINTEXT_SETTINGS)  # the local broker speaks PLAINTEXT
+    settings = settings.model_copy(update=update)
     try:
         # Interleaved pairs, medians quoted: on this shared machine one pair's ratio can be
         # off by ±15 points.

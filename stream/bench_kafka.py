@@ -42,9 +42,11 @@ from typing import Any
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from stream.broker import free_port
 from stream.consumer import Detector, topic_specs, tune_garbage_collection
+from stream.kafka_options import kafka_options
 from stream.logs.simulate import LogSimulator, rotating_incidents
 from stream.settings import Settings
 from stream.simulate import LogLine, MetricSimulator, Publishable, publish
@@ -77,9 +79,14 @@ def _bench_topics(settings: Settings, prefix: str) -> Settings:
 
 async def _preload(settings: Settings, topic: str, events: Iterator[Publishable]) -> None:
     """Create the run's topics and send ``events`` to ``topic``, all acknowledged."""
-    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    await ensure_topics(
+        settings.bootstrap_servers, topic_specs(settings), kafka_options=kafka_options(settings)
+    )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=1_048_576
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=1_048_576,
+        **kafka_options(settings),
     )
     await producer.start()
     try:
@@ -173,10 +180,14 @@ def _detect_env(settings: Settings) -> dict[str, str]:
     """The environment of the ``vigil detect`` subprocess: these settings, a short warm-up."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):  # the child's environment, never printed
+            value = value.get_secret_value()
         if value is not None:
             env[f"VIGIL_{name.upper()}"] = (
                 str(value).lower() if isinstance(value, bool) else str(value)
             )
+        else:  # unset here (the local broker's PLAINTEXT), so unset for the child too
+            env.pop(f"VIGIL_{name.upper()}", None)
     env.update(
         {
             "VIGIL_HTTP_PORT": str(free_port()),
@@ -204,6 +215,7 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> Late
             else spec
             for spec in topic_specs(settings)
         ],
+        kafka_options=kafka_options(settings),
     )
     env = _detect_env(settings)
     port = int(env["VIGIL_HTTP_PORT"])
@@ -224,8 +236,11 @@ async def kafka_latency(settings: Settings, rate: float, seconds: float) -> Late
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=5,
+        **kafka_options(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=0, **kafka_options(settings)
+    )
     await alerts.start()
     await producer.start()
     reader = asyncio.create_task(_read_alerts(alerts, produced_at, latencies_ms, broker_ms))

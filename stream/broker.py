@@ -47,13 +47,16 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEV_SASL_PASSWORD",
+    "DEV_SASL_USERNAME",
+    "SASL_MECHANISMS",
     "BrokerError",
     "BrokerStatus",
     "LocalBroker",
@@ -72,6 +75,12 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 9092
+DEV_SASL_USERNAME = "vigil"
+"""The user of the optional SASL_PLAINTEXT listener, unless others are given."""
+DEV_SASL_PASSWORD = "vigil-dev-password"
+"""Its password: a well-known development value, for a broker that listens on 127.0.0.1 only."""
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+"""The mechanisms the SASL_PLAINTEXT listener enables."""
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
 MIN_JAVA_VERSION = 17
@@ -89,6 +98,9 @@ _MAIN_CLASS = "kafka.Kafka"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _EXIT_CONFIG = 2  # missing tools or configuration
 _EXIT_FAILED = 1  # the broker did not start (or is not running, for status)
+_SASL_LISTENER = "SASL_PLAINTEXT"
+# Characters that need no quoting in JAAS, properties and --add-scram values.
+_SASL_CREDENTIAL = re.compile(r"[A-Za-z0-9._@+~-]{1,128}")
 
 _JAVA_HINT = (
     f"Java {MIN_JAVA_VERSION}+ is required to run the local Kafka broker: install a JDK "
@@ -122,12 +134,14 @@ class BrokerStatus:
         pid: The JVM's pid, or None when no broker was started from this data dir.
         port: The PLAINTEXT port the broker listens (or would listen) on.
         data_dir: The broker's data dir.
+        sasl_port: The SASL_PLAINTEXT port, when the broker has that listener.
     """
 
     running: bool
     pid: int | None
     port: int
     data_dir: Path
+    sasl_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -137,7 +151,8 @@ class BrokerStatus:
     def describe(self) -> str:
         """One line for humans: the state, address, pid and data dir."""
         if self.running:
-            return f"running on {self.bootstrap} (pid {self.pid}, data {self.data_dir})"
+            sasl = f", SASL_PLAINTEXT on {_HOST}:{self.sasl_port}" if self.sasl_port else ""
+            return f"running on {self.bootstrap}{sasl} (pid {self.pid}, data {self.data_dir})"
         return f"not running (port {self.port}, data {self.data_dir})"
 
 
@@ -309,26 +324,63 @@ def parse_java_major(version_output: str) -> int | None:
 # --------------------------------------------------------------------------- configuration
 
 
-def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
+def render_server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
     """Return a KRaft combined-mode ``server.properties`` for one node on 127.0.0.1.
 
     The quorum is static (``controller.quorum.voters``), so a restart may pick another
     controller port on the same data dir. Internal topics get one partition and replication
     factor 1, which keeps a fresh broker's first consumer group fast.
 
+    With ``sasl_port``, a second listener ``SASL_PLAINTEXT`` authenticates clients with PLAIN
+    (``sasl_users``, name → password, defined inline in the listener's JAAS config) or SCRAM
+    (credentials created when the storage is formatted: see `LocalBroker`). The broker and
+    controller keep talking PLAINTEXT among themselves.
+
     >>> text = render_server_properties(port=9092, controller_port=9093, data_dir=Path("/d"))
     >>> "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in text
     True
+    >>> text = render_server_properties(
+    ...     port=9092, controller_port=9093, data_dir=Path("/d"), sasl_port=9094,
+    ...     sasl_users={"ann": "pw"})
+    >>> 'PlainLoginModule required user_ann="pw";' in text
+    True
     """
+    listeners = f"PLAINTEXT://{_HOST}:{port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    sasl: dict[str, str] = {}
+    if sasl_port is not None:
+        users = _check_sasl_users(sasl_users)
+        listeners += f",{_SASL_LISTENER}://{_HOST}:{sasl_port}"
+        protocols += f",{_SASL_LISTENER}:SASL_PLAINTEXT"
+        prefix = f"listener.name.{_SASL_LISTENER.lower()}"
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+        sasl = {
+            f"{prefix}.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            f"{prefix}.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+        }
+        for mechanism in SASL_MECHANISMS[1:]:
+            sasl[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
+        "listeners": f"{listeners},CONTROLLER://{_HOST}:{controller_port}",
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
+        **sasl,
         "log.dirs": str(data_dir / "logs"),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -346,6 +398,29 @@ def render_server_properties(*, port: int, controller_port: int, data_dir: Path)
     lines = ["# Written by vigil (stream/broker.py) at each start: edits are overwritten."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _check_sasl_users(users: Mapping[str, str] | None) -> dict[str, str]:
+    """The listener's users (the development user if none), checked to need no quoting."""
+    checked = dict(users) if users else {DEV_SASL_USERNAME: DEV_SASL_PASSWORD}
+    for name, password in checked.items():
+        if not (_SASL_CREDENTIAL.fullmatch(name) and _SASL_CREDENTIAL.fullmatch(password)):
+            raise BrokerError(
+                f"SASL user {name!r}: names and passwords may only hold letters, digits and . _ "
+                "@ + ~ - (at most 128)",
+                exit_code=_EXIT_CONFIG,
+            )
+    return checked
+
+
+def _scram_credentials(users: Mapping[str, str]) -> list[str]:
+    """``kafka-storage format --add-scram`` arguments: each user, for each SCRAM mechanism."""
+    return [
+        arg
+        for name, password in users.items()
+        for mechanism in SASL_MECHANISMS[1:]
+        for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+    ]
 
 
 def render_log4j2_config(data_dir: Path) -> str:
@@ -579,11 +654,19 @@ class LocalBroker:
     (JSON with pid and port) while it runs. State lives on disk, so another process (the CLI's
     ``stop``) can find and stop a broker this one started.
 
+    With ``sasl_port`` the broker also listens for SASL_PLAINTEXT clients there (mechanisms
+    `SASL_MECHANISMS`). PLAIN users are read from ``server.properties`` at each start; SCRAM
+    credentials are written when the storage is formatted, so they exist only in a data dir
+    first started with SASL on (a data dir formatted earlier offers PLAIN only).
+
     Args:
         port: The PLAINTEXT port on 127.0.0.1.
         data_dir: The data dir (default ``~/.cache/vigil/broker-<port>``).
         pom: The pom listing the broker's jars (default: `find_pom`).
         cache_root: Where resolved jars are cached (default: `default_cache_root`).
+        sasl_port: A SASL_PLAINTEXT port on 127.0.0.1 (default: none).
+        sasl_users: That listener's users, name → password (default: `DEV_SASL_USERNAME`
+            with `DEV_SASL_PASSWORD`). Letters, digits and ``. _ @ + ~ -`` only.
     """
 
     def __init__(
@@ -593,11 +676,15 @@ class LocalBroker:
         *,
         pom: Path | None = None,
         cache_root: Path | None = None,
+        sasl_port: int | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self._port = port
         self._data_dir = self._pick_data_dir(port, data_dir)
         self._pom = pom
         self._cache_root = cache_root
+        self._sasl_port = sasl_port
+        self._sasl_users = _check_sasl_users(sasl_users) if sasl_port is not None else {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -620,6 +707,11 @@ class LocalBroker:
     def bootstrap(self) -> str:
         """The Kafka bootstrap address, ``127.0.0.1:<port>``."""
         return f"{_HOST}:{self._port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """The SASL_PLAINTEXT bootstrap address, ``127.0.0.1:<sasl_port>``, if configured."""
+        return None if self._sasl_port is None else f"{_HOST}:{self._sasl_port}"
 
     @property
     def pid_file(self) -> Path:
@@ -668,10 +760,16 @@ class LocalBroker:
                     f"a broker from {self._data_dir} already runs on port {running.port}, "
                     f"not {self._port}: stop it first"
                 )
+            if self._sasl_port is not None and running.sasl_port != self._sasl_port:
+                raise BrokerError(
+                    f"a broker from {self._data_dir} already runs without SASL_PLAINTEXT on "
+                    f"port {self._sasl_port}: stop it first"
+                )
             self._wait_ready(running.pid, timeout_s)
             return self.bootstrap
-        if not port_is_free(self._port):
-            raise BrokerError(f"port {self._port} on {_HOST} is already in use by another process")
+        for wanted in (self._port, self._sasl_port):
+            if wanted is not None and not port_is_free(wanted):
+                raise BrokerError(f"port {wanted} on {_HOST} is already in use by another process")
 
         java = find_java()
         lib = resolve_jars(self._pom, self._cache_root)
@@ -682,8 +780,13 @@ class LocalBroker:
         _write_atomic(
             props,
             render_server_properties(
-                port=self._port, controller_port=controller_port, data_dir=self._data_dir
+                port=self._port,
+                controller_port=controller_port,
+                data_dir=self._data_dir,
+                sasl_port=self._sasl_port,
+                sasl_users=self._sasl_users,
             ),
+            private=self._sasl_port is not None,  # it holds the PLAIN users' passwords
         )
         _write_atomic(log4j2, render_log4j2_config(self._data_dir))
         classpath = str(lib / "*")
@@ -702,6 +805,7 @@ class LocalBroker:
                 {
                     "pid": proc.pid,
                     "port": self._port,
+                    "sasl_port": self._sasl_port,
                     "controller_port": controller_port,
                     "owned": owned,
                     "data_dir": str(self._data_dir),
@@ -737,19 +841,24 @@ class LocalBroker:
 
     def status(self) -> BrokerStatus:
         """Report whether a broker started from this data dir is running, its pid and port."""
-        pid, port = self._read_pid_record()
+        pid, port, sasl_port = self._read_pid_record()
         if pid is not None and self._is_ours(pid):
-            return BrokerStatus(True, pid, port or self._port, self._data_dir)
-        return BrokerStatus(False, None, self._port, self._data_dir)
+            return BrokerStatus(True, pid, port or self._port, self._data_dir, sasl_port)
+        return BrokerStatus(False, None, self._port, self._data_dir, self._sasl_port)
 
     # ------------------------------------------------------------------ helpers
 
-    def _read_pid_record(self) -> tuple[int | None, int | None]:
+    def _read_pid_record(self) -> tuple[int | None, int | None, int | None]:
         try:
             record = json.loads(self.pid_file.read_text())
-            return int(record["pid"]), int(record["port"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, None
+            sasl_port = record.get("sasl_port")
+            return (
+                int(record["pid"]),
+                int(record["port"]),
+                None if sasl_port is None else int(sasl_port),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, None, None
 
     def _is_ours(self, pid: int) -> bool:
         if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
@@ -769,17 +878,19 @@ class LocalBroker:
             time.sleep(0.1)
 
     def _pick_controller_port(self) -> int:
+        taken = (self._port, self._sasl_port)
         candidate = self._port + 1
-        if candidate <= 65535 and port_is_free(candidate):
+        if candidate <= 65535 and candidate not in taken and port_is_free(candidate):
             return candidate
         while True:
             port = free_port()
-            if port != self._port:
+            if port not in taken:
                 return port
 
     def _format_storage(self, java: str, classpath: str, log_opt: str, props: Path) -> None:
         cmd = [java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format"]
         cmd += ["--cluster-id", random_cluster_id(), "--config", str(props), "--ignore-formatted"]
+        cmd += _scram_credentials(self._sasl_users)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
             raise BrokerError(
@@ -819,9 +930,10 @@ class LocalBroker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerError(self._failure(f"did not answer within {timeout_s:g} s"))
-            if _accepts_connections(self._port) and _answers_metadata(
-                self.bootstrap, min(5.0, max(1.0, remaining))
-            ):
+            listening = all(
+                _accepts_connections(p) for p in (self._port, self._sasl_port) if p is not None
+            )
+            if listening and _answers_metadata(self.bootstrap, min(5.0, max(1.0, remaining))):
                 return
             time.sleep(0.25)
 
@@ -844,8 +956,11 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if private:  # readable by its owner only, before the text goes in
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)  # a left-over tmp file may have had wider permissions
     tmp.write_text(text)
     tmp.replace(path)
 
@@ -875,6 +990,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to wait for the broker to answer",
     )
+    start.add_argument(
+        "--sasl-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help=f"also listen for SASL_PLAINTEXT clients here ({', '.join(SASL_MECHANISMS)}; "
+        f"user {DEV_SASL_USERNAME!r}, password in docs/security.md)",
+    )
     add("stop", "stop the broker (a no-op if it is not running)")
     add("status", "exit 0 if the broker runs, 1 if not")
     return parser
@@ -887,10 +1010,14 @@ def broker_main(argv: list[str]) -> int:
     on stderr and exit 2 (missing tools or configuration) or 1 (the broker failed to start).
     """
     args = _build_parser().parse_args(argv)
-    broker = LocalBroker(port=args.port, data_dir=args.data)
     try:
+        broker = LocalBroker(
+            port=args.port, data_dir=args.data, sasl_port=getattr(args, "sasl_port", None)
+        )
         if args.command == "start":
             print(broker.start(timeout_s=args.timeout))
+            if broker.sasl_bootstrap is not None:
+                print(f"SASL_PLAINTEXT on {broker.sasl_bootstrap}", file=sys.stderr)
             return 0
         if args.command == "stop":
             broker.stop()

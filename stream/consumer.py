@@ -31,6 +31,7 @@ from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
 from stream.incident_risk import group_function, risk_pipeline
+from stream.kafka_options import kafka_options
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
@@ -114,6 +115,7 @@ class Detector:
             alerts_topic=settings.topic_alerts,
             dlq_topic=settings.topic_dlq,
             client_id=f"{settings.client_id}-producer",
+            kafka_options=kafka_options(settings),
         )
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
@@ -209,7 +211,11 @@ class Detector:
             return
         settings = self.settings
         if settings.create_topics:
-            await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+            await ensure_topics(
+                settings.bootstrap_servers,
+                topic_specs(settings),
+                kafka_options=kafka_options(settings),
+            )
         await self._publisher.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -222,6 +228,7 @@ class Detector:
             # it meanwhile: keep it near the batch wait, not aiokafka's 500 ms, or records on
             # busy partitions wait behind an idle one.
             fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
+            **kafka_options(settings),
         )
         self._consumer.subscribe(self._input_topics(settings), listener=_Revocations(self))
         try:

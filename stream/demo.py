@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import BrokerError, LocalBroker
 from stream.consumer import Detector, topic_specs
+from stream.kafka_options import PLAINTEXT_SETTINGS, kafka_options
 from stream.logs.simulate import LogIncident, LogSimulator, rotating_incidents
 from stream.schemas import Alert
 from stream.settings import Settings
@@ -103,13 +104,15 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
         bootstrap = await asyncio.to_thread(broker.start, owned=True)
     _say(f"Kafka at {bootstrap}")
     update: dict[str, object] = {"bootstrap_servers": bootstrap}
+    if broker is not None:
+        update.update(PLAINTEXT_SETTINGS)
     if args.anomaly_target_rate is None and "VIGIL_ANOMALY_TARGET_RATE" not in os.environ:
         # The demo knows how often it injects anomalies: budget alerts for that many.
         update["anomaly_target_rate"] = args.anomaly_rate
     settings = settings.model_copy(update=update)
     summary = DemoSummary()
     try:
-        await ensure_topics(bootstrap, topic_specs(settings))
+        await ensure_topics(bootstrap, topic_specs(settings), kafka_options=kafka_options(settings))
         await _run_parts(args, settings, summary, stop)
     finally:
         if broker is not None:
@@ -129,8 +132,11 @@ async def _run_parts(
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="latest",
         enable_auto_commit=False,
+        **kafka_options(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **kafka_options(settings)
+    )
     await alerts.start()
     await producer.start()
     sim = MetricSimulator(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -25,15 +26,24 @@ class Publisher:
         alerts_topic: Where alerts go.
         dlq_topic: Where dead letters go.
         client_id: Kafka client id.
+        kafka_options: Security keyword arguments for the producer
+            (:func:`stream.kafka_options.kafka_options`).
     """
 
     def __init__(
-        self, bootstrap_servers: str, *, alerts_topic: str, dlq_topic: str, client_id: str
+        self,
+        bootstrap_servers: str,
+        *,
+        alerts_topic: str,
+        dlq_topic: str,
+        client_id: str,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
+        self._kafka_options = dict(kafka_options or {})
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -48,6 +58,7 @@ class Publisher:
             linger_ms=2,
             max_batch_size=262_144,
             request_timeout_ms=30_000,
+            **self._kafka_options,
         )
         try:
             await producer.start()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextvars
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,6 +48,34 @@ class Settings(BaseSettings):
     client_id: str = Field("vigil", min_length=1, description="Kafka client id prefix.")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
+    )
+    # Kafka security (see docs/security.md)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How Kafka clients connect: TLS (SSL), SASL, both or neither."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (required with SASL_PLAINTEXT and SASL_SSL)."
+    )
+    sasl_username: str | None = Field(None, min_length=1, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (prefer the environment or the TOML file to a flag)."
+    )
+    ssl_cafile: str | None = Field(
+        None,
+        description="PEM file of the CAs that sign the brokers' certificates (default: "
+        "the system's).",
+    )
+    ssl_certfile: str | None = Field(
+        None, description="PEM file of the client certificate, for brokers that require one."
+    )
+    ssl_keyfile: str | None = Field(
+        None, description="PEM file of the client certificate's private key."
+    )
+    ssl_keyfile_password: SecretStr | None = Field(
+        None, description="Password of the client private key, if it is encrypted."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
     )
     # Topics
     topic_metrics: str = Field("vigil.metrics", min_length=1, description="Metric events topic.")
@@ -220,6 +249,44 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _security_combines(self) -> Settings:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        if sasl:
+            missing = [
+                f"VIGIL_{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"security_protocol {protocol} needs {', '.join(missing)}")
+        else:
+            _refuse_unused(self, protocol, ("sasl_mechanism", "sasl_username", "sasl_password"))
+        if tls:
+            if self.ssl_keyfile is not None and self.ssl_certfile is None:
+                raise ValueError("VIGIL_SSL_KEYFILE needs VIGIL_SSL_CERTFILE")
+            if self.ssl_keyfile_password is not None and self.ssl_certfile is None:
+                raise ValueError("VIGIL_SSL_KEYFILE_PASSWORD needs VIGIL_SSL_CERTFILE")
+            from stream.kafka_options import ssl_context  # imports aiokafka: only when needed
+
+            ssl_context(self)  # unreadable PEM files or a wrong key password fail here
+        else:
+            _refuse_unused(
+                self,
+                protocol,
+                ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_keyfile_password"),
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -296,12 +363,33 @@ def load_settings(
         _toml_path.reset(token)
 
 
+def _refuse_unused(settings: Settings, protocol: str, names: tuple[str, ...]) -> None:
+    """Settings the protocol would silently ignore are a mistake: say so."""
+    unused = [f"VIGIL_{name.upper()}" for name in names if getattr(settings, name) is not None]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} unused with security_protocol {protocol}")
+
+
+_SECRETS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if SecretStr in (info.annotation, *typing.get_args(info.annotation))
+)
+_SHOWABLE = frozenset(Settings.model_fields) - _SECRETS
+"""Settings whose bad values an error may quote (not secrets, nor misspelt names)."""
+
+
 def _one_line(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
-        name = ".".join(str(p) for p in error["loc"]) or "settings"
-        env = f"VIGIL_{name.upper()}"
+        name = ".".join(str(p) for p in error["loc"])
         got = error.get("input")
-        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-        parts.append(f"{name} / {env}: {error['msg']}{shown}")
+        shown = (
+            f" (got {got!r})"
+            if got is not None and not isinstance(got, dict) and name in _SHOWABLE
+            else ""
+        )
+        # A check of several settings together (no loc) names them in its message.
+        where = f"{name} / VIGIL_{name.upper()}: " if name else ""
+        parts.append(f"{where}{error['msg']}{shown}")
     return "invalid configuration: " + "; ".join(parts)

@@ -251,12 +251,17 @@ async def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
     from stream.consumer import topic_specs
+    from stream.kafka_options import kafka_options
     from stream.topics import ensure_topics
 
     if getattr(args, "incidents", False) or getattr(args, "jsonl", None) is not None:
         return await _simulate_incidents(args, settings)
     if settings.create_topics:
-        await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+        await ensure_topics(
+            settings.bootstrap_servers,
+            topic_specs(settings),
+            kafka_options=kafka_options(settings),
+        )
     sim = MetricSimulator(
         services=args.services, anomaly_rate=args.anomaly_rate, seed=args.sim_seed
     )
@@ -277,6 +282,7 @@ async def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-simulator",
         linger_ms=5,
+        **kafka_options(settings),
     )
     await producer.start()
     try:
@@ -308,6 +314,7 @@ async def _simulate_incidents(args: argparse.Namespace, settings: Settings) -> i
     """``vigil simulate --incidents`` (to Kafka) or ``--jsonl FILE`` (to a replay file)."""
     from stream.consumer import topic_specs
     from stream.incident_sim import IncidentRecord, IncidentSimulator
+    from stream.kafka_options import kafka_options
     from stream.topics import ensure_topics
 
     count = args.count if args.count is not None else 2**40
@@ -336,11 +343,16 @@ async def _simulate_incidents(args: argparse.Namespace, settings: Settings) -> i
         print(orjson.dumps(summary).decode())
         return 0
     if settings.create_topics:
-        await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+        await ensure_topics(
+            settings.bootstrap_servers,
+            topic_specs(settings),
+            kafka_options=kafka_options(settings),
+        )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-simulator",
         linger_ms=5,
+        **kafka_options(settings),
     )
     sent_incidents = 0
 

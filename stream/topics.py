@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,14 +27,23 @@ class TopicSpec:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, specs: list[TopicSpec], client_id: str = "vigil-admin"
+    bootstrap_servers: str,
+    specs: list[TopicSpec],
+    client_id: str = "vigil-admin",
+    *,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics in ``specs`` that do not exist yet; return the names created.
+
+    ``kafka_options`` are the admin client's security keyword arguments
+    (:func:`stream.kafka_options.kafka_options`).
 
     Raises:
         RuntimeError: a topic could not be created for a reason other than already existing.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id=client_id, **(kafka_options or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
