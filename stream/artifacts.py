@@ -8,8 +8,11 @@ Layout: ``<root>/<kind>/<group>/<version>/`` holds
 - ``importance.csv``: coefficient and permutation importance per feature (risk models);
 - ``pr_curve.png``: the holdout precision-recall curve with the operating point (risk models).
 
-``<root>/<kind>/<group>/champion.json`` names the champion's version (written atomically), and
-``history.jsonl`` records every decision. Loading checks the checksum and the scikit-learn
+``<root>/<kind>/<group>/champion.json`` names the champion's version (written atomically),
+``challenger.json`` the challenger being scored in shadow (if any), and ``history.jsonl``
+records every decision. A promoted model's directory also holds ``reference.npz``: the sample
+of its training rows that feature drift is measured against (so a restarted sidecar measures
+drift against the same rows). Loading checks the checksum and the scikit-learn
 version the artifact was fitted with (another version may unpickle it wrongly) and refuses
 otherwise. Artifacts are written and read only by Vigil's own processes: pickle is not a
 format for untrusted input.
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from models.batch import AnomalyArtifact, Artifact, RiskArtifact
@@ -83,7 +88,68 @@ class ArtifactStore:
 
     def champion_version(self, kind: str, group: str) -> str | None:
         """The group's champion version, if any."""
-        pointer = self.root / kind / group / "champion.json"
+        return self._pointer(kind, group, "champion.json")
+
+    def set_challenger(self, kind: str, group: str, version: str | None) -> None:
+        """Name the challenger scored in shadow (None: there is none any more)."""
+        pointer = self.root / kind / group / "challenger.json"
+        if version is None:
+            pointer.unlink(missing_ok=True)
+            return
+        if not (self.root / kind / group / version / "model.pkl").is_file():
+            raise ArtifactError(f"no artifact {kind}/{group}/{version}")
+        _atomic_write(pointer, orjson.dumps({"version": version}))
+
+    def challenger_version(self, kind: str, group: str) -> str | None:
+        """The group's challenger in shadow, if any."""
+        return self._pointer(kind, group, "challenger.json")
+
+    def record_decision(
+        self, kind: str, group: str, version: str, decision: dict[str, Any]
+    ) -> None:
+        """A later decision about a stored artifact (a challenger's fate after its shadow
+        run): its metadata carries it from now on, and the history records it."""
+        path = self.root / kind / group / version / "metadata.json"
+        metadata = orjson.loads(path.read_bytes())
+        metadata["decision"] = decision
+        _atomic_write(
+            path, orjson.dumps(metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+        )
+        self._append_history(kind, group, {"version": version, **decision})
+
+    def groups(self) -> list[tuple[str, str]]:
+        """Every (kind, group) with a stored artifact."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            (kind.name, group.name)
+            for kind in self.root.iterdir()
+            if kind.is_dir()
+            for group in kind.iterdir()
+            if group.is_dir()
+        )
+
+    def save_reference(
+        self, kind: str, group: str, version: str, names: list[str], rows: npt.NDArray[np.float64]
+    ) -> None:
+        """Keep the rows drift is measured against with the model fitted from them."""
+        buffer = io.BytesIO()
+        np.savez(buffer, names=np.array(names, dtype=str), rows=rows)
+        _atomic_write(self.root / kind / group / version / "reference.npz", buffer.getvalue())
+
+    def load_reference(
+        self, kind: str, group: str, version: str
+    ) -> tuple[list[str], npt.NDArray[np.float64]] | None:
+        """The drift reference kept with a model, if any (None also when unreadable)."""
+        path = self.root / kind / group / version / "reference.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return [str(n) for n in data["names"]], np.asarray(data["rows"], np.float64)
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def _pointer(self, kind: str, group: str, name: str) -> str | None:
+        pointer = self.root / kind / group / name
         if not pointer.is_file():
             return None
         version = orjson.loads(pointer.read_bytes()).get("version")

@@ -7,12 +7,19 @@ group: every detector sees every champion), loads each announced champion, check
 :mod:`stream.artifacts`), and swaps it in without a restart. A roll-back is an announcement
 like any other: the older version becomes the champion again. An artifact that cannot be
 loaded is logged and counted, and the previous champion stays.
+
+A challenger is announced on ``model/<kind>/<group>/challenger`` (status ``challenger``); the
+detector loads it too, and :meth:`ChampionWatcher.shadow` hands it with the champion to the
+training feed, which scores labelled vectors with both (see :mod:`stream.training_feed`):
+the challenger never alerts. When the sidecar has decided, it announces the same key with
+status ``decided`` and the detector drops the challenger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,8 @@ class ChampionWatcher:
         store: Where the sidecar writes artifacts.
         metrics: Champions loaded, failed, in use.
         client_id: Kafka client id.
+        kafka_options: Security keyword arguments for the consumer
+            (:func:`stream.kafka_options.kafka_options`).
     """
 
     def __init__(
@@ -47,13 +56,17 @@ class ChampionWatcher:
         store: ArtifactStore,
         metrics: ChampionMetrics,
         client_id: str,
+        *,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._kafka_options = dict(kafka_options or {})
         self.topic = topic
         self.store = store
         self._client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
         self.champions: dict[tuple[str, str], Artifact] = {}
+        self.challengers: dict[tuple[str, str], Artifact] = {}
         self._metrics = metrics
 
     async def start(self) -> None:
@@ -63,8 +76,14 @@ class ChampionWatcher:
             client_id=f"{self._client_id}-champions",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._kafka_options,
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             await consumer._client.force_metadata_update()
@@ -84,6 +103,14 @@ class ChampionWatcher:
         artifact = self.champions.get(("risk", group))
         return artifact if isinstance(artifact, RiskArtifact) else None
 
+    def shadow(self, group: str) -> tuple[RiskArtifact, RiskArtifact] | None:
+        """The risk champion and challenger of ``group`` while a challenger is in shadow."""
+        champion = self.risk(group)
+        challenger = self.challengers.get(("risk", group))
+        if champion is None or not isinstance(challenger, RiskArtifact):
+            return None
+        return champion, challenger
+
     async def poll(self) -> int:
         """Apply what was announced since the last call; returns champions loaded."""
         if self._consumer is None:
@@ -101,10 +128,22 @@ class ChampionWatcher:
             message: dict[str, Any] = orjson.loads(value or b"")
         except ValueError:
             return 0
-        if len(parts) != 3 or parts[0] != "model" or message.get("status") != "champion":
-            return 0  # snapshot pointers, rejections
+        if len(parts) < 3 or parts[0] != "model":
+            return 0  # snapshot pointers
         kind, group, version = parts[1], parts[2], str(message.get("version"))
-        current = self.champions.get((kind, group))
+        if len(parts) == 4 and parts[3] == "challenger":
+            if message.get("status") != "challenger":
+                self.challengers.pop((kind, group), None)  # decided: out of the shadow
+                return 0
+            return await self._load(self.challengers, "challenger", kind, group, version)
+        if len(parts) != 3 or message.get("status") != "champion":
+            return 0  # rejections
+        return await self._load(self.champions, "champion", kind, group, version)
+
+    async def _load(
+        self, into: dict[tuple[str, str], Artifact], role: str, kind: str, group: str, version: str
+    ) -> int:
+        current = into.get((kind, group))
         if current is not None and current.version == version:
             return 0
         try:
@@ -112,20 +151,33 @@ class ChampionWatcher:
         except ArtifactError as exc:
             self._metrics.loads.labels(outcome="failed").inc()
             log.warning(
-                "champion_not_loaded", kind=kind, group=group, version=version, error=str(exc)
+                "model_not_loaded",
+                role=role,
+                kind=kind,
+                group=group,
+                version=version,
+                error=str(exc),
             )
             return 0
-        if current is not None:
-            self._metrics.info.remove(kind, group, current.version)
-        self.champions[(kind, group)] = artifact
-        self._metrics.info.labels(kind=kind, group=group, version=version).set(1)
+        if role == "champion":
+            if current is not None:
+                self._metrics.info.remove(kind, group, current.version)
+            self._metrics.info.labels(kind=kind, group=group, version=version).set(1)
+            challenger = self.challengers.get((kind, group))
+            if challenger is not None and challenger.version == version:
+                del self.challengers[(kind, group)]  # promoted
+        into[(kind, group)] = artifact
         self._metrics.loads.labels(outcome="loaded").inc()
-        log.info("champion_loaded", kind=kind, group=group, version=version)
+        log.info("model_loaded", role=role, kind=kind, group=group, version=version)
         return 1
 
     def describe(self) -> dict[str, Any]:
-        """What ``GET /models`` shows."""
+        """What ``GET /models`` shows: versions loaded by kind and group."""
         return {f"{kind}:{group}": a.version for (kind, group), a in sorted(self.champions.items())}
+
+    def describe_challengers(self) -> dict[str, str]:
+        """Challengers scored in shadow, by kind and group."""
+        return {f"{k}:{g}": a.version for (k, g), a in sorted(self.challengers.items())}
 
 
 def artifact_store(artifact_dir: str, group_id: str) -> ArtifactStore:

@@ -128,22 +128,25 @@ class Detector:
             already_sent=self._already_sent,
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
-        self.training = TrainingFeed(
-            self._publisher,
-            settings.topic_features,
-            settings.feature_sample_rate,
-            group_function(settings.incident_group_pattern),
-            on_failure=self.metrics.training_send_failures.inc,
-        )
-        if self.risk.pipeline is not None:
-            self.risk.pipeline.on_labelled = self.training.labelled
         self.champions = ChampionWatcher(
             settings.bootstrap_servers,
             settings.topic_models,
             artifact_store(settings.artifact_dir, settings.group_id),
             self.metrics.champions,
             settings.client_id,
+            kafka_options=kafka_options(settings),
         )
+        self.training = TrainingFeed(
+            self._publisher,
+            settings.topic_features,
+            settings.feature_sample_rate,
+            group_function(settings.incident_group_pattern),
+            on_failure=self.metrics.training_send_failures.inc,
+            shadow_of=self.champions.shadow,
+            on_shadow=self._shadow_scored,
+        )
+        if self.risk.pipeline is not None:
+            self.risk.pipeline.on_labelled = self.training.labelled
         if self.risk.pipeline is not None and settings.incident_scorer == "champion":
             self.risk.pipeline.champion_of = self.champions.risk
         self._champions_polled_at = 0.0
@@ -627,6 +630,9 @@ class Detector:
             and bool(self._consumer.assignment())
         )
 
+    def _shadow_scored(self, group: str, role: str, outcome: str, count: int) -> None:
+        self.metrics.champions.shadow.labels(group=group, role=role, outcome=outcome).inc(count)
+
     def describe_models(self) -> dict[str, Any]:
         """Models, versions and thresholds for ``GET /models``."""
         models = {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
@@ -639,6 +645,7 @@ class Detector:
         models["champions"] = {
             "scorer": self.settings.incident_scorer,
             "loaded": self.champions.describe(),
+            "in_shadow": self.champions.describe_challengers(),
         }
         return models
 

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from models.batch import RiskArtifact
 from models.incident import (
@@ -234,7 +233,11 @@ class IncidentRiskPipeline:
             alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]
             group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
             champion = self.champion_of(name) if self.champion_of is not None else None
-            alert_ps = probabilities if champion is None else _champion_p(champion, members)
+            alert_ps = (
+                probabilities
+                if champion is None
+                else champion.predict_mappings([v.features for v in members])
+            )
             predicted += zip(
                 members,
                 probabilities.tolist(),
@@ -531,17 +534,6 @@ group's champion (when alerts follow one) and the probability that decides its a
 
 def _ts_of_predicted(item: _Predicted) -> float:
     return item[0].ts_s
-
-
-def _champion_p(champion: RiskArtifact, members: Sequence[RiskVector]) -> npt.NDArray[np.float64]:
-    """The champion's probabilities for a group's vectors (one matrix when they share names)."""
-    first = members[0].features
-    names = getattr(first, "names", None)
-    if names is not None and all(getattr(v.features, "names", None) == names for v in members):
-        rows = np.array([v.features.row for v in members], dtype=np.float64)
-        return champion.predict_proba(rows, names)
-    matrix = [[v.features.get(n, math.nan) for n in champion.names] for v in members]
-    return champion.predict_proba(np.array(matrix, dtype=np.float64))
 
 
 def _dt(ts_s: float) -> datetime:

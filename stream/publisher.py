@@ -95,6 +95,11 @@ class Publisher:
         fut: Ack = await self._started_producer.send(topic, value=orjson.dumps(value), key=key)
         return fut
 
+    async def send_bytes(self, topic: str, key: bytes, value: bytes) -> Ack:
+        """Queue a record already serialized."""
+        fut: Ack = await self._started_producer.send(topic, value=value, key=key)
+        return fut
+
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> Ack:
         """Queue a dead letter (keyed like its source message)."""
         fut: Ack = await self._started_producer.send(self.dlq_topic, value=encode(letter), key=key)

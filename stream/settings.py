@@ -229,6 +229,19 @@ class Settings(BaseSettings):
     sidecar_drift_check_s: float = Field(
         300.0, gt=0, description="Sidecar: seconds between feature-drift checks."
     )
+    sidecar_decision: Literal["shadow", "holdout"] = Field(
+        "shadow",
+        description="Sidecar: a risk challenger is decided on the detectors' shadow scores of "
+        "live labelled vectors, or at once on the sidecar's own holdout.",
+    )
+    sidecar_shadow_min_rows: int = Field(
+        1000, ge=1, description="Sidecar: labelled shadow vectors needed to decide."
+    )
+    sidecar_shadow_min_incidents: int = Field(
+        10,
+        ge=1,
+        description="Sidecar: distinct incidents the positive ones among them must precede.",
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")

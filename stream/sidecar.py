@@ -8,15 +8,24 @@ bounded rolling :class:`~models.batch.TrainingWindow` per kind and model group
   ``vigil sidecar --once``) and early on drift: an IsolationForest per group on the anomaly
   rows, a balanced logistic regression per group on the labelled risk rows, tuned and
   evaluated on a time-ordered holdout (:mod:`models.batch`);
-- **decides** champion or challenger: a risk challenger is promoted only if it beats the
-  champion's PR-AUC by ``VIGIL_SIDECAR_MARGIN`` on the same recent labelled rows (its holdout,
-  which neither saw). Anomaly rows carry no labels, so an anomaly challenger replaces the
-  champion only when there is none or the champion's features drifted; otherwise it is kept
-  as rejected. Every artifact is written with its metadata, figures and decision
-  (:mod:`stream.artifacts`), and the decision is published on the compacted models topic
-  (key ``model/<kind>/<group>``);
-- **watches drift**: the features of recent rows against the champion's training rows (KS
-  and Wasserstein, every ``VIGIL_SIDECAR_DRIFT_CHECK_S``), and the anomaly-score stream (ADWIN).
+- **decides** champion or challenger. The first model of a group is promoted (there is no
+  champion to beat). A later risk model is a *challenger*: announced to the detectors (key
+  ``model/risk/<group>/challenger``), which score every labelled vector with both it and the
+  champion in shadow, without alerting on it (:mod:`stream.training_feed`). Once
+  ``VIGIL_SIDECAR_SHADOW_MIN_ROWS`` such vectors, their positives before
+  ``VIGIL_SIDECAR_SHADOW_MIN_INCIDENTS`` distinct incidents, are in
+  (:class:`~models.batch.ShadowTally`), it is promoted only if its PR-AUC beats the
+  champion's by ``VIGIL_SIDECAR_MARGIN`` on them; otherwise it is recorded as rejected. A
+  newer challenger supersedes one still in shadow. With ``VIGIL_SIDECAR_DECISION=holdout`` it
+  is decided at once on its holdout instead (the most recent labelled rows, which neither
+  model saw). Anomaly rows carry no labels, so an anomaly
+  challenger replaces the champion only when there is none or the champion's features
+  drifted; otherwise it is kept as rejected. Every artifact is written with its metadata,
+  figures and decision (:mod:`stream.artifacts`), and every decision is published on the
+  compacted models topic (key ``model/<kind>/<group>``, ``.../rejected``, ``.../challenger``);
+- **watches drift**: the features of recent rows against a sample of the champion's training
+  rows, kept with the champion so a restarted sidecar goes on (KS and Wasserstein, every
+  ``VIGIL_SIDECAR_DRIFT_CHECK_S``), and the anomaly-score stream (ADWIN).
 
 Detectors pick announced champions up live (:mod:`stream.champions`); with
 ``VIGIL_INCIDENT_SCORER=champion`` a group's risk champion decides its alerts.
@@ -41,6 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from models.batch import (
     Artifact,
     InsufficientDataError,
+    ShadowTally,
     TrainingWindow,
     WindowFrame,
     compare,
@@ -52,6 +62,7 @@ from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
 from stream.consumer import features_topic_spec
 from stream.http import HttpServer, create_service_app
+from stream.kafka_options import kafka_options
 from stream.publisher import Publisher
 from stream.settings import Settings
 from stream.topics import TopicSpec, ensure_topics
@@ -63,6 +74,7 @@ log = structlog.get_logger(__name__)
 KINDS = ("anomaly", "risk")
 _RECENT_ROWS = 2000  # rows compared with the champion's training rows for feature drift
 _MIN_ROWS = 200  # a group needs this many rows to be fitted
+_REFERENCE_ROWS = 5000  # training rows kept with a champion as its drift reference
 
 
 class SidecarMetrics:
@@ -88,7 +100,8 @@ class SidecarMetrics:
         )
         self.decisions = Counter(
             "vigil_sidecar_decisions_total",
-            "Challengers promoted or rejected.",
+            "Models decided, by status: champion (promoted), rejected, or challenger (sent to "
+            "the detectors to be scored in shadow).",
             ["kind", "status"],
             registry=registry,
         )
@@ -112,11 +125,18 @@ class SidecarMetrics:
             ["kind"],
             registry=registry,
         )
+        self.shadow_rows = Counter(
+            "vigil_sidecar_shadow_rows_total",
+            "Labelled vectors the detectors scored with both the champion and the challenger "
+            "in shadow, counted towards the challenger's decision.",
+            ["group"],
+            registry=registry,
+        )
         for kind in KINDS:
             self.rows.labels(kind=kind)
             self.window_rows.labels(kind=kind)
             self.drifted.labels(kind=kind)
-            for status in ("champion", "rejected"):
+            for status in ("champion", "rejected", "challenger"):
                 self.decisions.labels(kind=kind, status=status)
             for signal in ("features", "scores"):
                 self.drift.labels(kind=kind, signal=signal)
@@ -130,6 +150,8 @@ class _Group:
     scores: ScoreDrift = field(default_factory=ScoreDrift)
     last_report: dict[str, Any] | None = None
     last_decision: dict[str, Any] | None = None
+    shadow: ShadowTally | None = None
+    """The challenger in shadow and its evidence so far (risk groups)."""
 
 
 class Sidecar:
@@ -161,6 +183,7 @@ class Sidecar:
             alerts_topic=settings.topic_alerts,
             dlq_topic=settings.topic_dlq,
             client_id=f"{settings.client_id}-sidecar",
+            kafka_options=kafka_options(settings),
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
@@ -191,7 +214,9 @@ class Sidecar:
                         {"cleanup.policy": "compact"},
                     ),
                 ],
+                kafka_options=kafka_options(settings),
             )
+        self._restore()
         await self._publisher.start()
         self._consumer = AIOKafkaConsumer(
             settings.topic_features,
@@ -200,11 +225,36 @@ class Sidecar:
             client_id=f"{settings.client_id}-sidecar",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **kafka_options(settings),
         )
         await self._consumer.start()
         if self._http is not None:
             await self._http.start()
         log.info("sidecar_started", topic=settings.topic_features)
+
+    def _restore(self) -> None:
+        """Pick up where a previous sidecar left: each champion's drift reference, and each
+        challenger still in shadow (its evidence comes back as the features topic's
+        retained rows are read again)."""
+        for kind, group in self.store.groups():
+            champion = self.store.champion_version(kind, group)
+            if champion is None:
+                continue
+            state = self._group(f"{kind}:{group}")
+            reference = self.store.load_reference(kind, group, champion)
+            if reference is not None:
+                state.drift = FeatureDrift(*reference)
+            challenger = self.store.challenger_version(kind, group)
+            if kind == "risk" and challenger is not None:
+                state.shadow = ShadowTally(kind, champion, challenger, time.time())
+            log.info(
+                "sidecar_restored",
+                kind=kind,
+                group=group,
+                champion=champion,
+                challenger=challenger,
+                drift_reference=reference is not None,
+            )
 
     async def stop(self) -> None:
         """Disconnect; safe to call twice."""
@@ -258,6 +308,7 @@ class Sidecar:
                 )
         # No commits: the window lives in memory, so a restarted sidecar reads the topic's
         # retained day again (its group has no offsets: it starts from the earliest).
+        await self.settle_shadows()
         now = time.monotonic()
         if now - self._drift_checked_at >= self.settings.sidecar_drift_check_s:
             self.check_drift()
@@ -288,6 +339,8 @@ class Sidecar:
                     None if label is None else bool(label),
                     row.get("i"),
                 )
+                if "sh" in row:
+                    self._shadow_row(key, row)
                 score = row.get("score")
                 if score is not None and self._group(key).scores.update(float(score)):
                     self.metrics.drift.labels(kind=kind, signal="scores").inc()
@@ -300,6 +353,11 @@ class Sidecar:
             log.warning("features_message_skipped", error=str(exc)[:200])
             return 0
         return count
+
+    def _shadow_row(self, key: str, row: dict[str, Any]) -> None:
+        tally = self._groups[key].shadow if key in self._groups else None
+        if tally is not None and tally.add_row(row):
+            self.metrics.shadow_rows.labels(group=row["g"]).inc()
 
     def _group(self, key: str) -> _Group:
         group = self._groups.get(key)
@@ -353,10 +411,18 @@ class Sidecar:
             challenger, frame = fitted
             self.metrics.retrain_seconds.labels(kind=kind).observe(time.perf_counter() - started)
             self.metrics.retrains.labels(kind=kind, reason=reason).inc()
-            decision = self._decide(kind, group, challenger, frame, reason)
-            decisions.append(decision)
-            await self._announce(kind, group, decision)
+            decisions.append(await self.consider(group, challenger, frame, reason))
         return decisions
+
+    async def consider(
+        self, group: str, model: Artifact, frame: WindowFrame, trigger: str = "manual"
+    ) -> dict[str, Any]:
+        """Decide what becomes of a freshly fitted model of ``group`` (see the module's
+        docstring), store it with that decision and announce it. ``frame`` holds the rows it
+        was fitted from. Returns the decision."""
+        decision = self._decide(model.kind, group, model, frame, trigger)
+        await self._announce(model.kind, group, decision)
+        return decision
 
     def _fit(self, key: str, kind: str) -> tuple[Artifact, WindowFrame] | None:
         frame = self.window.frame(key)
@@ -388,6 +454,8 @@ class Sidecar:
         except ArtifactError as exc:
             log.warning("champion_unusable", kind=kind, group=group, error=str(exc))
             champion = None
+        state = self._group(f"{kind}:{group}")
+        status: str
         if kind == "risk":
             result = compare(
                 champion,
@@ -398,14 +466,19 @@ class Sidecar:
                 margin=self.settings.sidecar_margin,
                 ts_s=frame.ts_s,
             )
-            promote, why, detail = result.promote, str(result.reason), result.as_dict()
+            detail = result.as_dict()
+            if champion is None or self.settings.sidecar_decision == "holdout":
+                status = "champion" if result.promote else "rejected"
+                why = str(result.reason)
+            else:  # to the detectors, to be scored in shadow; decided by settle_shadows
+                status, why = "challenger", "in_shadow"
         else:
             promote = champion is None or reason == "feature_drift"
             why = "no_champion" if champion is None else reason
             if not promote:
                 why = "no_labels"
+            status = "champion" if promote else "rejected"
             detail = {"reason": why}
-        status = "champion" if promote else "rejected"
         decision = {
             "kind": kind,
             "group": group,
@@ -418,12 +491,15 @@ class Sidecar:
             "decided_at": time.time(),
         }
         stored = self.store.save(challenger, group, decision)
-        if promote:
-            self.store.set_champion(kind, group, challenger.version)
-            # Drift is measured against the rows the champion was fitted from.
-            self._group(f"{kind}:{group}").drift = FeatureDrift(list(frame.names), frame.X)
         decision["path"] = str(stored.path)
-        self._group(f"{kind}:{group}").last_decision = decision
+        if status == "champion":
+            self._promote(kind, group, challenger.version, frame)
+        elif status == "challenger":
+            assert champion is not None
+            self._supersede(kind, group, challenger.version)
+            self.store.set_challenger(kind, group, challenger.version)
+            state.shadow = ShadowTally(kind, champion.version, challenger.version, time.time())
+        state.last_decision = decision
         self.metrics.decisions.labels(kind=kind, status=status).inc()
         log.info(
             "model_decided",
@@ -436,10 +512,97 @@ class Sidecar:
         )
         return decision
 
+    def _promote(self, kind: str, group: str, version: str, frame: WindowFrame) -> None:
+        """Make ``version`` the champion; its training rows (a sample, kept with it) become
+        the reference feature drift is measured against."""
+        self.store.set_champion(kind, group, version)
+        rows = frame.X
+        if len(rows) > _REFERENCE_ROWS:
+            picked = np.random.default_rng(0).choice(len(rows), _REFERENCE_ROWS, replace=False)
+            rows = rows[np.sort(picked)]
+        self.store.save_reference(kind, group, version, list(frame.names), rows)
+        self._group(f"{kind}:{group}").drift = FeatureDrift(list(frame.names), rows)
+
+    def _supersede(self, kind: str, group: str, version: str) -> None:
+        """A newer challenger replaces one still in shadow: the older is rejected."""
+        tally = self._group(f"{kind}:{group}").shadow
+        if tally is None or tally.challenger_version == version:
+            return
+        decision = {
+            "kind": kind,
+            "group": group,
+            "version": tally.challenger_version,
+            "status": "rejected",
+            "reason": "superseded",
+            "shadow": tally.as_dict(),
+            "decided_at": time.time(),
+        }
+        self.store.record_decision(kind, group, tally.challenger_version, decision)
+        self.metrics.decisions.labels(kind=kind, status="rejected").inc()
+        log.info("challenger_superseded", kind=kind, group=group, **tally.as_dict())
+
+    async def settle_shadows(self) -> list[dict[str, Any]]:
+        """Decide every challenger whose shadow evidence is complete; returns the decisions."""
+        settings = self.settings
+        decisions = []
+        for key, state in self._groups.items():
+            tally = state.shadow
+            if tally is None or not tally.ready(
+                settings.sidecar_shadow_min_rows, settings.sidecar_shadow_min_incidents
+            ):
+                continue
+            kind, group = key.split(":", 1)
+            result = tally.decide(settings.sidecar_margin)
+            status = "champion" if result.promote else "rejected"
+            decision = {
+                "kind": kind,
+                "group": group,
+                "version": tally.challenger_version,
+                "status": status,
+                "reason": str(result.reason),
+                "trigger": "shadow",
+                "champion_before": tally.champion_version,
+                "comparison": result.as_dict(),
+                "shadow": tally.as_dict(),
+                "decided_at": time.time(),
+            }
+            self.store.record_decision(kind, group, tally.challenger_version, decision)
+            if result.promote:
+                frame = self.window.frame(key).labelled()
+                self._promote(kind, group, tally.challenger_version, frame)
+            state.shadow = None
+            self.store.set_challenger(kind, group, None)
+            state.last_decision = decision
+            self.metrics.decisions.labels(kind=kind, status=status).inc()
+            log.info(
+                "challenger_decided",
+                kind=kind,
+                group=group,
+                version=tally.challenger_version,
+                status=status,
+                detail=result.detail,
+            )
+            await self._announce(kind, group, decision)
+            await self._announce(
+                kind,
+                group,
+                {"status": "decided", "version": tally.challenger_version, "outcome": status},
+                challenger=True,
+            )
+            decisions.append(decision)
+        return decisions
+
     async def roll_back(self, kind: str, group: str, version: str) -> dict[str, Any]:
         """Make a stored ``version`` the group's champion again, and announce it: detectors
-        that follow champions switch back without a restart."""
+        that follow champions switch back without a restart. A challenger in shadow is then
+        measured against this champion, from scratch."""
         self.store.set_champion(kind, group, version)
+        state = self._group(f"{kind}:{group}")
+        reference = self.store.load_reference(kind, group, version)
+        if reference is not None:
+            state.drift = FeatureDrift(*reference)
+        if state.shadow is not None:
+            state.shadow = ShadowTally(kind, version, state.shadow.challenger_version, time.time())
         decision = {
             "kind": kind,
             "group": group,
@@ -448,14 +611,19 @@ class Sidecar:
             "reason": "roll_back",
             "decided_at": time.time(),
         }
-        self._group(f"{kind}:{group}").last_decision = decision
+        state.last_decision = decision
         await self._announce(kind, group, decision)
         log.info("model_rolled_back", kind=kind, group=group, version=version)
         return decision
 
-    async def _announce(self, kind: str, group: str, decision: dict[str, Any]) -> None:
+    async def _announce(
+        self, kind: str, group: str, decision: dict[str, Any], *, challenger: bool = False
+    ) -> None:
+        """Publish a decision on the models topic and wait for its acknowledgement."""
         key = f"model/{kind}/{group}".encode()
-        if decision["status"] != "champion":
+        if challenger or decision["status"] == "challenger":
+            key += b"/challenger"
+        elif decision["status"] != "champion":
             key += b"/rejected"
         await (await self._publisher.send_json(self.settings.topic_models, key, decision))
 
@@ -474,6 +642,7 @@ class Sidecar:
             out[key] = {
                 "window_rows": self.window.rows(key),
                 "champion": self.store.champion_version(kind, group),
+                "in_shadow": None if state.shadow is None else state.shadow.as_dict(),
                 "last_decision": state.last_decision,
                 "feature_drift": state.last_report,
                 "score_drift_detections": state.scores.detections,

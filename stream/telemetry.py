@@ -197,7 +197,7 @@ class ChampionMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.loads = Counter(
             "vigil_champion_loads_total",
-            "Champions announced on the models topic, by outcome (loaded, failed).",
+            "Champions and challengers announced on the models topic, by outcome (loaded, failed).",
             ["outcome"],
             registry=registry,
         )
@@ -205,6 +205,14 @@ class ChampionMetrics:
             "vigil_champion_info",
             "The champion in use per kind and model group (value 1; its version as a label).",
             ["kind", "group", "version"],
+            registry=registry,
+        )
+        self.shadow = Counter(
+            "vigil_shadow_vectors_total",
+            "Labelled incident-risk vectors scored in shadow while a challenger is announced, "
+            "by model group, role (champion, challenger) and outcome at the model's own "
+            "threshold (tp, fp, fn, tn): neither alerts on them.",
+            ["group", "role", "outcome"],
             registry=registry,
         )
         for outcome in ("loaded", "failed"):

@@ -3,13 +3,15 @@
 :class:`TrainingWindow` keeps the recent feature vectors the detectors scored (and their
 labels); :func:`fit_anomaly_model` and :func:`fit_risk_model` fit versioned, picklable
 artifacts from them (the risk model evaluated and tuned on a time-ordered holdout);
-:func:`compare` decides whether a challenger replaces the champion.
+:func:`compare` decides whether a challenger replaces the champion, on the sidecar's holdout
+or (:class:`ShadowTally`) on the detectors' shadow scores of live labelled vectors.
 """
 
 from models.batch._shared import InsufficientDataError
 from models.batch.anomaly import AnomalyArtifact, fit_anomaly_model
-from models.batch.compare import Artifact, Comparison, Reason, compare
+from models.batch.compare import Artifact, Comparison, Evidence, Reason, compare, compare_scores
 from models.batch.risk import RiskArtifact, fit_risk_model
+from models.batch.shadow import ShadowTally
 from models.batch.tuning import incident_best, tune_thresholds
 from models.batch.window import TrainingWindow, WindowFrame
 
@@ -17,12 +19,15 @@ __all__ = [
     "AnomalyArtifact",
     "Artifact",
     "Comparison",
+    "Evidence",
     "InsufficientDataError",
     "Reason",
     "RiskArtifact",
+    "ShadowTally",
     "TrainingWindow",
     "WindowFrame",
     "compare",
+    "compare_scores",
     "fit_anomaly_model",
     "fit_risk_model",
     "incident_best",

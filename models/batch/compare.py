@@ -14,7 +14,7 @@ from models.batch._shared import align
 from models.batch.anomaly import AnomalyArtifact
 from models.batch.risk import RiskArtifact
 
-__all__ = ["Artifact", "Comparison", "Reason", "compare"]
+__all__ = ["Artifact", "Comparison", "Evidence", "Reason", "compare", "compare_scores"]
 
 Artifact = AnomalyArtifact | RiskArtifact
 """Anything :func:`compare` compares: both score rows by ``score(X, names)``."""
@@ -23,6 +23,11 @@ Reason = Literal["no_champion", "better", "not_better", "no_labels", "no_positiv
 """Why a challenger was (not) promoted: there was no champion; it beat the champion by the
 margin; it did not; the rows had no labels (or none after the challenger's training data);
 they had no positive (PR-AUC is undefined): in the last two cases it cannot be compared."""
+
+Evidence = Literal["holdout", "shadow"]
+"""Where the labelled rows came from: the sidecar's holdout (both models scored by the
+sidecar), or the detectors' shadow scores of live vectors labelled since the challenger was
+announced (see :mod:`models.batch.shadow`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,7 @@ class Comparison:
         rows: Labelled rows scored.
         positives: Positive rows among them.
         margin: The absolute PR-AUC gain required.
+        evidence: See :data:`Evidence`.
 
     Examples:
         >>> from models.batch.risk import _example
@@ -60,6 +66,7 @@ class Comparison:
     rows: int
     positives: int
     margin: float
+    evidence: Evidence = "holdout"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, JSON-ready."""
@@ -119,6 +126,64 @@ def compare(
     y = given[keep] > 0.5
     positives = int(y.sum())
 
+    if champion is None:
+        score = (
+            float(average_precision_score(y, challenger.score(matrix, names)))
+            if positives
+            else None
+        )
+        return Comparison(
+            promote=True,
+            reason="no_champion",
+            detail="no champion: the challenger is promoted",
+            kind=challenger.kind,
+            champion_version=None,
+            challenger_version=challenger.version,
+            champion_pr_auc=None,
+            challenger_pr_auc=score,
+            rows=int(y.size),
+            positives=positives,
+            margin=margin,
+        )
+    scored = y.size > 0 and positives > 0
+    return compare_scores(
+        challenger.kind,
+        champion.version,
+        challenger.version,
+        y,
+        champion.score(matrix, names) if scored else np.zeros(y.size),
+        challenger.score(matrix, names) if scored else np.zeros(y.size),
+        margin=margin,
+    )
+
+
+def compare_scores(
+    kind: str,
+    champion_version: str,
+    challenger_version: str,
+    labels: npt.ArrayLike,
+    champion_scores: npt.ArrayLike,
+    challenger_scores: npt.ArrayLike,
+    *,
+    margin: float = 0.01,
+    evidence: Evidence = "holdout",
+) -> Comparison:
+    """Decide on scores both models already gave the same labelled rows (see :func:`compare`).
+
+    Examples:
+        >>> y = [0, 0, 1, 1, 0]
+        >>> c = compare_scores("risk", "old", "new", y, [.9, .1, .2, .8, .3], [.1, .2, .9, .8, .3],
+        ...                    margin=0.05, evidence="shadow")
+        >>> c.promote, c.reason, c.champion_pr_auc < c.challenger_pr_auc, c.evidence
+        (True, 'better', True, 'shadow')
+        >>> compare_scores("risk", "old", "new", [0, 0], [.1, .2], [.2, .1]).reason
+        'no_positives'
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    y = np.asarray(labels, np.float64).ravel() > 0.5
+    positives = int(y.sum())
+
     def verdict(
         promote: bool,
         reason: Reason,
@@ -130,31 +195,27 @@ def compare(
             promote=promote,
             reason=reason,
             detail=detail,
-            kind=challenger.kind,
-            champion_version=champion.version if champion is not None else None,
-            challenger_version=challenger.version,
+            kind=kind,
+            champion_version=champion_version,
+            challenger_version=challenger_version,
             champion_pr_auc=champion_pr_auc,
             challenger_pr_auc=challenger_pr_auc,
             rows=int(y.size),
             positives=positives,
             margin=margin,
+            evidence=evidence,
         )
 
-    def pr_auc(artifact: Artifact) -> float:
-        return float(average_precision_score(y, artifact.score(matrix, names)))
-
-    if champion is None:
-        score = pr_auc(challenger) if positives else None
-        return verdict(True, "no_champion", "no champion: the challenger is promoted", None, score)
     if y.size == 0:
         return verdict(False, "no_labels", "no labelled rows: the models cannot be compared")
     if positives == 0:
         detail = f"no positive among {y.size} labelled rows: the models cannot be compared"
         return verdict(False, "no_positives", detail)
-    old, new = pr_auc(champion), pr_auc(challenger)
+    old = float(average_precision_score(y, np.asarray(champion_scores, np.float64).ravel()))
+    new = float(average_precision_score(y, np.asarray(challenger_scores, np.float64).ravel()))
     better = new - old >= margin - 1e-12
     detail = (
-        f"challenger PR-AUC {new:.4f} vs champion {old:.4f} on {y.size} rows "
+        f"challenger PR-AUC {new:.4f} vs champion {old:.4f} on {y.size} {evidence} rows "
         f"({positives} positive): {'at least' if better else 'less than'} the margin {margin}"
     )
     return verdict(better, "better" if better else "not_better", detail, old, new)

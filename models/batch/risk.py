@@ -31,6 +31,7 @@ from models.batch._shared import (
 from models.batch.tuning import incident_best, tune_thresholds
 from models.incident.config import Strategy
 from models.incident.prequential import incident_report
+from models.incident.risk import FeatureRow
 
 __all__ = ["RiskArtifact", "fit_risk_model"]
 
@@ -94,6 +95,20 @@ class RiskArtifact:
         if matrix.shape[0] == 0:
             return np.empty(0)
         return _positive_proba(self._pipeline, impute(matrix, self.medians))
+
+    def predict_mappings(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
+        """:meth:`predict_proba` of feature mappings: one matrix when they all hold their
+        values as a row under the same names (the detector's vectors), else by name."""
+        if not vectors:
+            return np.empty(0)
+        first = vectors[0]
+        if isinstance(first, FeatureRow) and all(
+            isinstance(v, FeatureRow) and v.names == first.names for v in vectors
+        ):
+            rows = np.array([v.row for v in vectors if isinstance(v, FeatureRow)], np.float64)
+            return self.predict_proba(rows, first.names)
+        matrix = [[v.get(n, math.nan) for n in self.names] for v in vectors]
+        return self.predict_proba(np.array(matrix, dtype=np.float64))
 
     def score(self, X: npt.ArrayLike, names: Sequence[str] | None = None) -> FloatArray:
         """:meth:`predict_proba` (the name every artifact scores by)."""

@@ -1,10 +1,11 @@
 """The sidecar against the real broker: retrain, champion/challenger, drift, announcements.
 
-Feature rows are published as detectors publish them. Phase A: a risk signal on ``x1`` and
-plain anomaly features: the first models become champions. Phase B: labels with no relation
-to the features: the challenger is no better, and is rejected. Phase C, two days later: the
-signal moved to ``x2`` and the anomaly features shifted: feature drift asks for a retrain, and
-the new models are promoted.
+Feature rows are published as detectors publish them, and challengers are decided at once on
+the sidecar's holdout (``tests/integration/test_shadow.py`` decides them in shadow). Phase A:
+a risk signal on ``x1`` and plain anomaly features: the first models become champions. Phase
+B: labels with no relation to the features: the challenger is no better, and is rejected.
+Phase C, two days later: the signal moved to ``x2`` and the anomaly features shifted: feature
+drift asks for a retrain, and the new models are promoted.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
             "sidecar_retrain_s": 10**6,
             "sidecar_drift_check_s": 10**6,
             "sidecar_margin": 0.05,
+            "sidecar_decision": "holdout",
         }
     )
     await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
