@@ -338,6 +338,13 @@ class Detector:
                     kept[tp] = part
                 else:
                     del kept[tp]
+        # A replay ends at a batch's end: cut there, the rest is fetched again.
+        for keeper in self._keepers:
+            for tp, part in list(kept.items()):
+                until = keeper.replay_limit(tp.partition) if tp.topic == keeper.topic else None
+                if until is not None and part[0].offset < until <= part[-1].offset:
+                    kept[tp] = [r for r in part if r.offset < until]
+                    consumer.seek(tp, until)
         return kept
 
     async def _process(

@@ -199,12 +199,24 @@ class PartitionSnapshots:
                     log.info("snapshot_replay_done", topic=self.topic, partition=partition)
 
     def replaying(self, record: Record | Evidence) -> bool:
-        """Whether a record of this topic (or the event an alert points at) was processed
-        before the restore: its alerts were sent then."""
+        """Whether the partition of a record of this topic (or of the event an alert points
+        at) is being replayed: its records up to the committed offset were processed before
+        the restore, and every output they produce was acknowledged (or, exactly once,
+        committed) then.
+
+        The detector hands a replayed partition over in batches that end at the committed
+        offset (:meth:`replay_limit`), so what a replay batch produces is suppressed as a
+        whole, and what the first batch past it produces is sent, even an alert that points
+        back at an earlier event (a risk step closed by the next record): its first sending
+        was never acknowledged, or was aborted."""
         if record.topic != self.topic:
             return False
         until = self._replay_until.get(record.partition)
-        return until is not None and record.offset < until
+        return until is not None and self._positions.get(record.partition, 0) < until
+
+    def replay_limit(self, partition: int) -> int | None:
+        """The committed offset a restored partition is being replayed up to, if it is."""
+        return self._replay_until.get(partition)
 
     async def snapshot_due(self) -> None:
         """Snapshot the partition whose newest snapshot is oldest, if it is due and moved."""
