@@ -46,6 +46,7 @@ from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
 from stream.topics import TopicSpec, ensure_topics
 from stream.training_feed import TrainingFeed
+from stream.transactions import TransactionalPublisher
 
 __all__ = [
     "GC_THRESHOLDS",
@@ -110,7 +111,18 @@ class Detector:
         self.metrics = DetectorMetrics(self.registry, self._input_topics(settings))
         self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
         self._clock = clock
-        self._publisher = Publisher(
+        self._transactions: TransactionalPublisher | None = None
+        """The exactly-once output path (None: at least once)."""
+        if settings.processing_guarantee == "exactly_once":
+            self._transactions = TransactionalPublisher(
+                settings.bootstrap_servers,
+                alerts_topic=settings.topic_alerts,
+                dlq_topic=settings.topic_dlq,
+                client_id=f"{settings.client_id}-producer",
+                group_id=settings.group_id,
+                kafka_options=kafka_options(settings),
+            )
+        self._publisher = self._transactions or Publisher(
             settings.bootstrap_servers,
             alerts_topic=settings.topic_alerts,
             dlq_topic=settings.topic_dlq,
@@ -231,6 +243,13 @@ class Detector:
             # it meanwhile: keep it near the batch wait, not aiokafka's 500 ms, or records on
             # busy partitions wait behind an idle one.
             fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
+            # Exactly once reads committed input only (another Vigil's alerts, a transactional
+            # log-processor); at least once reads what is there, as before.
+            isolation_level=(
+                "read_committed"
+                if settings.processing_guarantee == "exactly_once"
+                else "read_uncommitted"
+            ),
             **kafka_options(settings),
         )
         self._consumer.subscribe(self._input_topics(settings), listener=_Revocations(self))
@@ -373,7 +392,18 @@ class Detector:
         }
         offsets.update(self.logs.committable())
         offsets = {tp: o for tp, o in offsets.items() if self._positions.get(tp) != o}
-        if offsets:
+        if self._transactions is not None:
+            # Output and offsets of each input partition in one transaction, done before the
+            # next fetch: nothing is acknowledged, and so nothing committed, on its own.
+            try:
+                await self._transactions.commit(offsets)
+            except Exception:
+                self.metrics.kafka_errors.labels(operation="commit").inc()
+                raise
+            self._positions.update(offsets)
+            if offsets:
+                self.metrics.commits.inc()
+        elif offsets:
             self._committer.submit(offsets)
         for tp, part in batches.items():
             if tp.topic in (metrics_topic, logs_topic):
@@ -576,6 +606,8 @@ class Detector:
                 await self.flush_commits()
             for keeper in self._keepers:
                 await keeper.revoked(tp.partition for tp in revoked if tp.topic == keeper.topic)
+            if self._transactions is not None:
+                await self._transactions.release(revoked)
             self.forget_partitions(revoked)
         log.info("partitions_revoked", partitions=_names(revoked))
 

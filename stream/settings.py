@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         1, ge=1, le=10, description="Replication factor of new topics (3 in production)."
     )
     # Batching
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once: offsets are committed after the alerts are acknowledged "
+        "(a crash may repeat alerts; their alert_id is deterministic); exactly_once: alerts, "
+        "dead letters and offsets go in one Kafka transaction per input partition and batch "
+        "(read alerts with isolation_level=read_committed).",
+    )
     max_batch: int = Field(2000, ge=1, le=100_000, description="Most records per fetch batch.")
     batch_wait_s: float = Field(
         0.02, gt=0, le=10, description="Longest wait for a fetch batch to fill, seconds."
