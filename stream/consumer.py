@@ -741,21 +741,41 @@ async def run_detector(settings: Settings) -> int:
 
     detector = Detector(settings)
     loop = asyncio.get_running_loop()
+    stopping_since: list[float] = []
+
+    def stop_requested() -> None:
+        if not stopping_since:
+            stopping_since.append(time.monotonic())
+            log.info("detector_stopping", timeout_s=settings.shutdown_timeout_s)
+        detector.request_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, detector.request_stop)
+        loop.add_signal_handler(sig, stop_requested)
+    code = 0
     try:
         await detector.start()
         tune_garbage_collection()
         await detector.run()
     except KafkaError as exc:
         log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))
-        return 1
+        code = 1
     except OSError as exc:
         log.error("detector_failed", error=str(exc))
-        return 1
+        code = 1
     finally:
-        await detector.stop()
-    return 0
+        # Stop fetching (run returned), finish the batch in hand, snapshot, commit, leave the
+        # group: all within the timeout, counted from the signal.
+        started = stopping_since[0] if stopping_since else time.monotonic()
+        left = max(0.1, settings.shutdown_timeout_s - (time.monotonic() - started))
+        try:
+            await asyncio.wait_for(detector.stop(), left)
+        except TimeoutError:
+            log.error("detector_stop_timed_out", timeout_s=settings.shutdown_timeout_s)
+            code = 1
+        else:
+            if stopping_since:
+                log.info("detector_stopped_in", seconds=round(time.monotonic() - started, 3))
+    return code
 
 
 def _committed_of(consumer: AIOKafkaConsumer, topic: str) -> Callable[[int], Awaitable[int | None]]:

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         1, ge=1, le=10, description="Replication factor of new topics (3 in production)."
     )
     # Batching
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM/SIGINT: at most this long to finish the batch in hand, "
+        "snapshot, commit and leave the group before exiting anyway (exit status 1).",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="at_least_once: offsets are committed after the alerts are acknowledged "
