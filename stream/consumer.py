@@ -238,7 +238,7 @@ class Detector:
             client_id=f"{settings.client_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset=settings.auto_offset_reset,
-            max_partition_fetch_bytes=4 * 1_048_576,
+            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
             # The broker holds a fetch with no new data this long, and no other fetch goes to
             # it meanwhile: keep it near the batch wait, not aiokafka's 500 ms, or records on
             # busy partitions wait behind an idle one.

@@ -82,8 +82,9 @@ class Publisher:
     async def send_alert(self, alert: Alert) -> Ack:
         """Queue an alert (keyed by service); the returned future resolves on acknowledgement.
 
-        Awaiting this call itself only waits when the producer's buffer is full: that is the
-        backpressure that slows consumption when the alerts topic is slow.
+        The detector awaits every acknowledgement of a batch before it commits and fetches the
+        next one: that is the backpressure that slows consumption when the alerts topic is
+        slow (``docs/backpressure.md``).
         """
         fut: Ack = await self._started_producer.send(
             self.alerts_topic, value=encode(alert), key=alert.service.encode()

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         1, ge=1, le=10, description="Replication factor of new topics (3 in production)."
     )
     # Batching
+    max_partition_fetch_bytes: int = Field(
+        4 * 1_048_576,
+        ge=65_536,
+        description="Most bytes fetched ahead per input partition: with the batch in hand, "
+        "what bounds a detector's input memory (see docs/backpressure.md).",
+    )
     shutdown_timeout_s: float = Field(
         30.0,
         gt=0,
