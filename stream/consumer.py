@@ -198,6 +198,10 @@ class Detector:
         self._rebalances = 0
         self._checked_rebalances = 0
         self._next_offsets: dict[TopicPartition, int] = {}
+        self._sought: set[TopicPartition] = set()
+        """Partitions a restore moved (seek) since the last fetch returned: what that fetch
+        holds of them is from before the seek (aiokafka fetches from the committed offset
+        before the assignment callback restores), and is dropped."""
         """Metrics or logs partition → the next offset to process (records before it were:
         the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
@@ -330,7 +334,10 @@ class Detector:
             timeout_ms=int(self.settings.batch_wait_s * 1000), max_records=self.settings.max_batch
         )
         self._polled = True
+        self._sought.clear()
         async with self._batch_lock:  # a rebalance waits for the batch in hand
+            if self._sought:  # a restore ran while this batch waited: it re-fetches those
+                batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
             await self._process(batches, consumer, count)
@@ -391,7 +398,11 @@ class Detector:
             tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic
         }
         offsets.update(self.logs.committable())
-        offsets = {tp: o for tp, o in offsets.items() if self._positions.get(tp) != o}
+        offsets = {
+            tp: o
+            for tp, o in offsets.items()
+            if self._positions.get(tp) != o and not self._replaying_below(tp, o)
+        }
         if self._transactions is not None:
             # Output and offsets of each input partition in one transaction, done before the
             # next fetch: nothing is acknowledged, and so nothing committed, on its own.
@@ -539,6 +550,16 @@ class Detector:
                 pending.append((ack, record))
         return pending
 
+    def _replaying_below(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether ``offset`` is below the committed offset a restored partition is being
+        replayed up to: committing it would move the group's offset back (and a crash during
+        the replay would then re-send what was already sent or committed)."""
+        for keeper in self._keepers:
+            if keeper.topic == tp.topic:
+                until = keeper.replay_limit(tp.partition)
+                return until is not None and offset < until
+        return False
+
     def _already_sent(self, alert: Alert) -> bool:
         """Whether the event an alert points at was processed before a restore from a
         snapshot (its alerts were sent and acknowledged then)."""
@@ -626,6 +647,7 @@ class Detector:
                 for partition, offset in resume.items():
                     tp = TopicPartition(keeper.topic, partition)
                     consumer.seek(tp, offset)
+                    self._sought.add(tp)
                     self._next_offsets[tp] = offset
             for tp in set(self._next_offsets) - set(assigned):
                 del self._next_offsets[tp]

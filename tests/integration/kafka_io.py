@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,3 +114,42 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 60
         if time.monotonic() > deadline:
             pytest.fail("condition not met in time")
         await asyncio.sleep(0.2)
+
+
+async def produce_paced(
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes]],
+    *,
+    rate_per_s: float,
+    acknowledged: list[Produced],
+    chunk: int = 250,
+) -> None:
+    """Send ``(key, value)`` pairs in order at about ``rate_per_s``, ``chunk`` at a time,
+    appending where each landed to ``acknowledged`` as the broker acknowledges them.
+
+    The producer is idempotent: when the broker goes away and comes back, the sends waiting
+    for it are retried without duplicates or reordering (if it is back within a minute).
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=60_000,
+    )
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for start in range(0, len(messages), chunk):
+            part = messages[start : start + chunk]
+            futures = [await producer.send(topic, value=v, key=k) for k, v in part]
+            metas = await asyncio.gather(*futures)
+            acknowledged.extend(
+                Produced(m.partition, m.offset, v) for m, (_, v) in zip(metas, part, strict=True)
+            )
+            ahead_s = started + (start + len(part)) / rate_per_s - time.monotonic()
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+    finally:
+        await producer.stop()

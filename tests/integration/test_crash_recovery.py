@@ -9,23 +9,14 @@ never pass events whose alerts were not acknowledged. The second process then sc
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
 import orjson
 import pytest
 from aiokafka import TopicPartition
 
 from stream.broker import free_port
-from stream.codec import decode
 from stream.consumer import topic_specs
-from stream.pipeline import MetricPipeline
-from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
 from stream.topics import ensure_topics
@@ -36,49 +27,11 @@ from tests.integration.kafka_io import (
     produce,
     read_all,
 )
+from tests.integration.processes import detector_process, reference_alerts, scraped_counter
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 30_000
-
-
-@contextmanager
-def detector_process(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "VIGIL_GROUP_ID": settings.group_id,
-        "VIGIL_TOPIC_METRICS": settings.topic_metrics,
-        "VIGIL_TOPIC_LOGS": settings.topic_logs,
-        "VIGIL_TOPIC_INCIDENTS": settings.topic_incidents,
-        "VIGIL_TOPIC_FEEDBACK": settings.topic_feedback,
-        "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
-        "VIGIL_TOPIC_DLQ": settings.topic_dlq,
-        "VIGIL_TOPIC_MODELS": settings.topic_models,
-        "VIGIL_TOPIC_FEATURES": settings.topic_features,
-        "VIGIL_HTTP_PORT": str(port),
-        "VIGIL_HTTP_HOST": "127.0.0.1",
-        "VIGIL_ANOMALY_TARGET_RATE": str(settings.anomaly_target_rate),
-        "VIGIL_MAX_BATCH": str(settings.max_batch),
-        "VIGIL_SNAPSHOT_DIR": settings.snapshot_dir,
-        "VIGIL_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "detect"], env=env)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-
-
-async def scraped_counter(port: int, line_prefix: str) -> float:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(line_prefix):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{line_prefix} not exported")
 
 
 async def test_sigkill_mid_stream_loses_nothing(test_settings: Settings) -> None:
@@ -108,19 +61,14 @@ async def test_sigkill_mid_stream_loses_nothing(test_settings: Settings) -> None
     # What one process that never died alerts on: the same pipeline, each service in its
     # partition's order. The first process must have acknowledged the alerts of every event
     # below the committed offsets before committing them.
-    pipeline = MetricPipeline(settings.anomaly_config())
-    expected: set[str] = set()
-    expected_after: set[str] = set()
-    for position in sorted(produced, key=lambda p: (p.partition, p.offset)):
-        tp = TopicPartition(settings.topic_metrics, position.partition)
-        event = decode(position.value, MetricEvent)
-        assert isinstance(event, MetricEvent)
-        outcome = pipeline.process(
-            event, Evidence(topic=tp.topic, partition=tp.partition, offset=position.offset)
-        )
-        if outcome.alert is not None:
-            before = position.offset < committed.get(tp, 0)
-            (expected if before else expected_after).add(outcome.alert.alert_id)
+    reference = reference_alerts(settings, produced)
+    expected = {
+        alert_id
+        for alert_id, position in reference.items()
+        if position.offset
+        < committed.get(TopicPartition(settings.topic_metrics, position.partition), 0)
+    }
+    expected_after = set(reference) - expected
     assert expected, "the first process should have alerted before the kill"
     alerts_after_kill = {
         orjson.loads(r.value)["alert_id"] for r in await read_all(bootstrap, settings.topic_alerts)

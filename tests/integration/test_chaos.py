@@ -1,0 +1,583 @@
+"""Scale out and survive faults: ``vigil detect`` processes killed and joining mid-stream, and
+the broker itself restarted under them.
+
+Incident risk is off, so every model belongs to one service and each service's events live
+on one partition: whichever process scores a partition, and however often it moves, the
+alerts must be exactly those of one detector that never died (the pipeline run offline over
+each partition in order). At least once allows an alert on the topic more than once (its
+``alert_id`` is deterministic); the tests count those duplicates and print them, with the
+timings (drain, recovery, rebalances) that the README quotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from stream.broker import LocalBroker, free_port, port_is_free
+from stream.consumer import topic_specs
+from stream.settings import Settings
+from stream.simulate import MetricSimulator
+from stream.topics import ensure_topics
+from tests.integration.kafka_io import (
+    Produced,
+    committed_offsets,
+    end_offsets,
+    produce_paced,
+    read_all,
+)
+from tests.integration.processes import (
+    detector_process,
+    log_events,
+    log_tail,
+    reference_alerts,
+    scraped_total,
+)
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+POLL_S = 0.25
+WARMUP_EVENTS = 300
+"""Events per service before it may alert (500 by default): the killed detector has alerted."""
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+@dataclass
+class Member:
+    """One ``vigil detect`` subprocess of the group."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    expected_dead: bool = False
+
+    async def owned(self) -> set[int] | None:
+        """The metrics partitions it holds (None while it does not answer)."""
+        try:
+            async with httpx.AsyncClient() as http:
+                models = (await http.get(f"http://127.0.0.1:{self.port}/models", timeout=5)).json()
+        except httpx.HTTPError:
+            return None
+        return {int(p) for p in models["snapshots"]["partitions"]}
+
+    def events(self) -> list[dict[str, Any]]:
+        return log_events(self.log_path)
+
+    def problems(self, *, own_only: bool = False) -> list[str]:
+        """Error log lines, and anything printed that is not a log line (a traceback);
+        ``own_only``: not those the Kafka client logs (they name their ``logger``)."""
+        return [
+            str(e.get("event"))[:300]
+            for e in self.events()
+            if e.get("level") in ("error", "critical", "exception", "raw")
+            and not (own_only and "logger" in e)
+        ]
+
+
+class Fleet:
+    """Detector subprocesses of one consumer group, each with its own HTTP port and log file;
+    whatever still runs is killed when the fleet is closed."""
+
+    def __init__(self, settings: Settings, log_dir: Path, env: dict[str, str]) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.env = env
+        self.members: list[Member] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def start(self, name: str) -> Member:
+        port = free_port()
+        log_path = self.log_dir / f"{name}.log"
+        env = {**self.env, "VIGIL_CLIENT_ID": f"vigil-{name}"}
+        proc = self._stack.enter_context(
+            detector_process(self.settings, port, extra_env=env, log_path=log_path)
+        )
+        member = Member(name, proc, port, log_path)
+        self.members.append(member)
+        return member
+
+    @property
+    def alive(self) -> list[Member]:
+        return [m for m in self.members if not m.expected_dead]
+
+    def check_alive(self) -> None:
+        """Fail at once, with its output, if a member that should run has exited."""
+        for member in self.alive:
+            code = member.proc.poll()
+            if code is not None:
+                pytest.fail(
+                    f"detector {member.name} exited with {code}:\n{log_tail(member.log_path)}",
+                    pytrace=False,
+                )
+
+    def describe(self) -> str:
+        return "\n".join(
+            f"--- {m.name} (exit {m.proc.poll()}):\n{log_tail(m.log_path, 8)}" for m in self.members
+        )
+
+    async def wait_until(
+        self, check: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str
+    ) -> float:
+        """Poll ``check`` until true, failing if a member dies or ``timeout_s`` passes;
+        returns the seconds it took."""
+        started = time.monotonic()
+        while True:
+            self.check_alive()
+            if await check():
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                pytest.fail(f"{what}: not within {timeout_s:g} s\n{self.describe()}", pytrace=False)
+            await asyncio.sleep(POLL_S)
+
+    async def stable(self, timeout_s: float = 60.0) -> None:
+        """Wait until every live member is ready and their metrics partitions split the
+        topic's between them."""
+
+        async def split() -> bool:
+            owned = [await m.owned() for m in self.alive]
+            if any(o is None or not o for o in owned):
+                return False
+            held = [p for o in owned if o is not None for p in o]
+            return sorted(held) == list(range(PARTITIONS))
+
+        await self.wait_until(split, timeout_s=timeout_s, what="the group did not settle")
+
+    async def total(self, metric: str) -> float:
+        """A metric summed over the live members."""
+        return sum([await scraped_total(m.port, metric) for m in self.alive])
+
+    async def stop_all(self) -> None:
+        """SIGTERM every live member: each must snapshot, commit and exit 0."""
+        for member in self.alive:
+            member.proc.send_signal(signal.SIGTERM)
+        for member in self.alive:
+            code = await asyncio.to_thread(member.proc.wait, 60)
+            assert code == 0, f"{member.name} exited {code}:\n{log_tail(member.log_path)}"
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+@dataclass
+class Progress:
+    """The group's committed offsets as last polled, and every time one went backwards."""
+
+    bootstrap: str
+    group: str
+    topic: str
+    latest: dict[int, int] = field(default_factory=dict)
+    backwards: list[tuple[int, int, int]] = field(default_factory=list)
+    """(partition, from, to) for each committed offset seen moving back."""
+
+    async def poll(self) -> dict[int, int]:
+        committed = await committed_offsets(self.bootstrap, self.group)
+        now = {tp.partition: o for tp, o in committed.items() if tp.topic == self.topic}
+        for partition, offset in now.items():
+            before = self.latest.get(partition, 0)
+            if offset < before:
+                self.backwards.append((partition, before, offset))
+        self.latest = now
+        return now
+
+    async def total(self) -> int:
+        return sum((await self.poll()).values())
+
+
+async def end_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
+    return {tp.partition: o for tp, o in (await end_offsets(bootstrap, topic)).items()}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def detector_settings_env(settings: Settings) -> dict[str, str]:
+    """What these tests set beyond :func:`~tests.integration.processes.detector_env`: no
+    incident risk (every model is one service's), their warm-up, and JSON logs at INFO (the
+    rebalances and restores are read from them)."""
+    assert not settings.incident_risk
+    return {
+        "VIGIL_INCIDENT_RISK": "false",
+        "VIGIL_WARMUP_EVENTS": str(settings.warmup_events),
+        "VIGIL_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "VIGIL_LOG_LEVEL": "INFO",
+        "VIGIL_LOG_FORMAT": "json",
+    }
+
+
+def guarantee_env(guarantee: str) -> dict[str, str]:
+    """The processing-guarantee setting for the detectors."""
+    return {"VIGIL_PROCESSING_GUARANTEE": guarantee}
+
+
+def simulated(services: int, count: int, seed: int) -> list[tuple[bytes | None, bytes]]:
+    """Simulated metric events keyed by service (a service lives on one partition)."""
+    events = MetricSimulator(services=services, anomaly_rate=0.01, seed=seed).events(count)
+    return [(e.service.encode(), e.to_bytes()) for e in events]
+
+
+@dataclass(frozen=True)
+class AlertCheck:
+    """The alerts topic against the reference."""
+
+    on_topic: int
+    distinct: int
+    expected: int
+    missing: int
+    spurious: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.on_topic - self.distinct
+
+
+async def check_alerts(
+    settings: Settings, produced: list[Produced], isolation_level: str
+) -> AlertCheck:
+    """Read the alerts topic and compare its alert ids with one never-died detector's."""
+    records = await read_all(
+        settings.bootstrap_servers, settings.topic_alerts, isolation_level=isolation_level
+    )
+    ids = [orjson.loads(r.value)["alert_id"] for r in records]
+    expected = set(reference_alerts(settings, produced))
+    assert expected, "the reference should alert: the test checks nothing otherwise"
+    got = set(ids)
+    return AlertCheck(len(ids), len(got), len(expected), len(expected - got), len(got - expected))
+
+
+def parse_ts(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(str(event["timestamp"])).timestamp()
+
+
+def assigned_events(member: Member) -> list[dict[str, Any]]:
+    return [e for e in member.events() if e.get("event") == "partitions_assigned"]
+
+
+# --------------------------------------------------------------------------- kill and join
+
+KJ_EVENTS = 100_000
+KJ_SERVICES = 60
+KJ_RATE_PER_S = 2_500.0
+"""Paced so that the stream lasts ~40 s: the kill, the recovery and the join all land in it."""
+KILL_AT, JOIN_AT = 0.3, 0.6
+"""Shares of the events committed when one detector is SIGKILLed, and when another joins."""
+
+
+@pytest.mark.parametrize(
+    "guarantee",
+    # exactly_once reads the alerts read_committed and asserts that none is on it twice.
+    ["at_least_once", "exactly_once"],
+)
+async def test_kill_one_of_three_and_join_a_fourth(
+    test_settings: Settings, tmp_path: Path, guarantee: str
+) -> None:
+    await kill_and_join(test_settings, tmp_path, guarantee)
+
+
+async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> None:
+    """Three detectors share six partitions; one is SIGKILLed at 30 % of the stream and a
+    fourth joins at 60 %. Every event is scored, the alert set is exactly the reference's."""
+    exactly_once = guarantee == "exactly_once"
+    settings = settings.model_copy(
+        update={
+            "anomaly_target_rate": 0.01,
+            "warmup_events": WARMUP_EVENTS,
+            "topic_partitions": PARTITIONS,
+            "incident_risk": False,
+        }
+    )
+    bootstrap, metrics_topic = settings.bootstrap_servers, settings.topic_metrics
+    await ensure_topics(bootstrap, topic_specs(settings))
+    messages = simulated(KJ_SERVICES, KJ_EVENTS, seed=81)
+    env = {**detector_settings_env(settings), **guarantee_env(guarantee)}
+    progress = Progress(bootstrap, settings.group_id, metrics_topic)
+    produced: list[Produced] = []
+    with Fleet(settings, tmp_path, env) as fleet:
+        for name in ("d1", "d2", "d3"):
+            fleet.start(name)
+        await fleet.stable()
+
+        started = time.monotonic()
+        producer = asyncio.create_task(
+            produce_paced(
+                bootstrap,
+                metrics_topic,
+                messages,
+                rate_per_s=KJ_RATE_PER_S,
+                acknowledged=produced,
+            )
+        )
+        try:
+            # Kill one detector mid-stream.
+            await fleet.wait_until(
+                lambda: _reached(progress, KILL_AT * KJ_EVENTS),
+                timeout_s=90,
+                what=f"{KILL_AT:.0%} of the events committed",
+            )
+            victim = fleet.members[0]
+            killed = await victim.owned()
+            assert killed, "the victim holds no partition"
+            victim_problems = victim.problems()
+            victim.expected_dead = True
+            victim.proc.send_signal(signal.SIGKILL)
+            killed_wall, killed_at = time.time(), time.monotonic()
+            await asyncio.to_thread(victim.proc.wait, 10)
+            at_kill = await progress.poll()
+            committed_at_kill = sum(at_kill.values())
+
+            # Recovery: the dead one's partitions move on past where it stopped.
+            async def recovered() -> bool:
+                now = await progress.poll()
+                if producer.done():
+                    ends = await end_offsets_of(bootstrap, metrics_topic)
+                    return all(now.get(p, 0) == ends[p] for p in killed)
+                return all(now.get(p, 0) > at_kill.get(p, 0) for p in killed)
+
+            await fleet.wait_until(
+                recovered, timeout_s=90, what=f"partitions {sorted(killed)} of the killed detector"
+            )
+            recovery_s = time.monotonic() - killed_at
+
+            # A fourth detector joins.
+            await fleet.wait_until(
+                lambda: _reached(progress, JOIN_AT * KJ_EVENTS),
+                timeout_s=90,
+                what=f"{JOIN_AT:.0%} of the events committed",
+            )
+            joined_during_stream = not producer.done()
+            fleet.start("d4")
+            await fleet.wait_until(
+                producer_done(producer), timeout_s=120, what="the producer finishing"
+            )
+            await producer
+            produced_s = time.monotonic() - started
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+
+        ends = await end_offsets_of(bootstrap, metrics_topic)
+
+        async def drained() -> bool:
+            return await progress.poll() == ends
+
+        tail_s = await fleet.wait_until(
+            drained, timeout_s=120, what="committed offsets reaching the end offsets"
+        )
+        drain_s = time.monotonic() - started
+        replayed = await fleet.total("vigil_snapshot_replayed_events_total")
+        restored = await fleet.total("vigil_snapshots_restored_total")
+        kafka_errors = await fleet.total("vigil_kafka_errors_total")
+        await fleet.stop_all()
+
+    # Every event scored: every partition got events and its commit reached its end.
+    assert len(produced) == KJ_EVENTS
+    assert sorted(p for p, end in ends.items() if end > 0) == list(range(PARTITIONS))
+    assert progress.latest == ends
+    assert 0 < committed_at_kill < KJ_EVENTS, "the kill landed before or after the stream"
+    problems = {m.name: m.problems() for m in fleet.alive}
+    problems[victim.name] = victim_problems
+    assert not any(problems.values()), f"detectors reported errors: {problems}"
+    dead_letters = await read_all(bootstrap, settings.topic_dlq, idle_s=1.0)
+    assert not dead_letters, f"{len(dead_letters)} events dead-lettered"
+
+    alerts = await check_alerts(
+        settings, produced, "read_committed" if exactly_once else "read_uncommitted"
+    )
+
+    # Figures to quote.
+    reassigned = [
+        parse_ts(e) - killed_wall
+        for m in fleet.alive
+        for e in assigned_events(m)
+        if parse_ts(e) > killed_wall
+        and any(f"{metrics_topic}:{p}" in e.get("partitions", []) for p in killed)
+    ]
+    rebalances = {m.name: len(assigned_events(m)) for m in fleet.members}
+    print(
+        f"\nkill and join ({guarantee}): {KJ_EVENTS} events of {KJ_SERVICES} services on "
+        f"{PARTITIONS} partitions at {KJ_RATE_PER_S:.0f}/s; produced in {produced_s:.1f} s, "
+        f"all committed {drain_s:.1f} s after the first event ({tail_s:.1f} s after the last)\n"
+        f"  kill -9 of d1 at {committed_at_kill} committed, holding partitions {sorted(killed)}: "
+        f"reassigned after {min(reassigned, default=float('nan')):.1f} s, "
+        f"consumed past its commits after {recovery_s:.1f} s\n"
+        f"  d4 joined {'during' if joined_during_stream else 'after'} the stream; "
+        f"partitions_assigned per detector {rebalances}; snapshots restored {restored:.0f}, "
+        f"events replayed {replayed:.0f}; kafka errors {kafka_errors:.0f}; "
+        f"committed offsets moved back {len(progress.backwards)} times {progress.backwards[:6]}\n"
+        f"  alerts: expected {alerts.expected}, distinct on topic {alerts.distinct}, "
+        f"missing {alerts.missing}, spurious {alerts.spurious}, duplicates {alerts.duplicates}"
+    )
+    assert (alerts.missing, alerts.spurious) == (0, 0), alerts
+    assert not progress.backwards, "a replay committed offsets below the group's"
+    if exactly_once:
+        assert alerts.duplicates == 0, alerts
+
+
+async def _reached(progress: Progress, committed: float) -> bool:
+    return await progress.total() >= committed
+
+
+def producer_done(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
+    async def done() -> bool:
+        if task.done():
+            task.result()  # a producer that failed fails the test here
+        return task.done()
+
+    return done
+
+
+# --------------------------------------------------------------------------- broker restart
+
+BR_EVENTS = 36_000
+BR_SERVICES = 30
+BR_RATE_PER_S = 3_000.0
+"""Paced like a log-processor that keeps publishing while the broker is away."""
+BR_STOP_AT = 0.3
+"""Share of the events committed when the broker goes down."""
+BR_DOWN_S = 3.0
+
+
+@contextlib.contextmanager
+def own_broker(data_dir: Path) -> Iterator[LocalBroker]:
+    """A broker of this test alone: a free port and its own data dir (the session's broker
+    serves the other tests)."""
+    broker = LocalBroker(port=free_port(), data_dir=data_dir)
+    broker.start(owned=True)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def take_down(broker: LocalBroker, how: str) -> None:
+    """Stop the broker gracefully (SIGTERM) or kill -9 it, and wait until it is gone."""
+    if how == "sigterm":
+        await asyncio.to_thread(broker.stop)
+        return
+    pid = broker.status().pid
+    assert pid is not None, "the broker is not running"
+    os.killpg(pid, signal.SIGKILL)  # the JVM leads its own process group
+    deadline = time.monotonic() + 15
+    while broker.status().running or not port_is_free(broker.port):
+        assert time.monotonic() < deadline, "the killed broker did not go away"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+async def test_broker_restart_mid_stream(test_settings: Settings, tmp_path: Path, how: str) -> None:
+    """Two detectors are consuming a stream when their broker stops (gracefully, or kill -9)
+    and comes back on the same port and data: the producer's sends wait for it, the detectors
+    reconnect, score everything and stay up, and the alerts are the reference's."""
+    with own_broker(tmp_path / "broker") as broker:
+        settings = test_settings.model_copy(
+            update={
+                "bootstrap_servers": broker.bootstrap,
+                "anomaly_target_rate": 0.01,
+                "warmup_events": WARMUP_EVENTS,
+                "max_batch": 500,
+                "topic_partitions": PARTITIONS,
+                "incident_risk": False,
+            }
+        )
+        bootstrap, metrics_topic = broker.bootstrap, settings.topic_metrics
+        await ensure_topics(bootstrap, topic_specs(settings))
+        messages = simulated(BR_SERVICES, BR_EVENTS, seed=82)
+        progress = Progress(bootstrap, settings.group_id, metrics_topic)
+        produced: list[Produced] = []
+        with Fleet(settings, tmp_path, detector_settings_env(settings)) as fleet:
+            for name in ("d1", "d2"):
+                fleet.start(name)
+            await fleet.stable()
+            started = time.monotonic()
+            producer = asyncio.create_task(
+                produce_paced(
+                    bootstrap,
+                    metrics_topic,
+                    messages,
+                    rate_per_s=BR_RATE_PER_S,
+                    acknowledged=produced,
+                )
+            )
+            try:
+                await fleet.wait_until(
+                    lambda: _reached(progress, BR_STOP_AT * BR_EVENTS),
+                    timeout_s=60,
+                    what=f"{BR_STOP_AT:.0%} of the events committed",
+                )
+                committed_at_stop = sum((await progress.poll()).values())
+                mid_stream = not producer.done()
+                down_at = time.monotonic()
+                await take_down(broker, how)
+                await asyncio.sleep(BR_DOWN_S)
+                fleet.check_alive()
+                await asyncio.to_thread(broker.start, owned=True)
+                up_at = time.monotonic()
+                await fleet.wait_until(
+                    producer_done(producer), timeout_s=120, what="the producer finishing"
+                )
+            finally:
+                if not producer.done():
+                    producer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await producer
+            ends = await end_offsets_of(bootstrap, metrics_topic)
+
+            async def drained() -> bool:
+                return await progress.poll() == ends
+
+            await fleet.wait_until(
+                drained, timeout_s=120, what="committed offsets reaching the end offsets"
+            )
+            caught_up_s = time.monotonic() - up_at
+            drain_s = time.monotonic() - started
+            await fleet.stable(timeout_s=30)  # both are members again, each holding partitions
+            kafka_errors = await fleet.total("vigil_kafka_errors_total")
+            await fleet.stop_all()
+        dead_letters = await read_all(bootstrap, settings.topic_dlq, idle_s=1.0)
+        alerts = await check_alerts(settings, produced, "read_uncommitted")
+
+    # The broker went down mid-stream; the detectors survived it and scored everything.
+    assert len(produced) == BR_EVENTS
+    assert mid_stream, "the broker stopped after the stream"
+    assert sorted(p for p, end in ends.items() if end > 0) == list(range(PARTITIONS))
+    assert progress.latest == ends
+    assert not dead_letters, f"{len(dead_letters)} events dead-lettered"
+    # Connection errors from the Kafka client are expected while the broker is away; errors
+    # of Vigil's own (or a traceback) are not.
+    own = {m.name: m.problems(own_only=True) for m in fleet.members}
+    assert not any(own.values()), f"detectors reported errors: {own}"
+    client_errors = sum(len(m.problems()) for m in fleet.members)
+    print(
+        f"\nbroker {how} mid-stream: {BR_EVENTS} events of {BR_SERVICES} services at "
+        f"{BR_RATE_PER_S:.0f}/s, 2 detectors; broker down at {committed_at_stop} committed for "
+        f"{up_at - down_at:.1f} s (restart included); all committed {caught_up_s:.1f} s after "
+        f"it was back ({drain_s:.1f} s in all); vigil_kafka_errors_total {kafka_errors:.0f}, "
+        f"Kafka client error lines {client_errors}\n"
+        f"  alerts: expected {alerts.expected}, distinct on topic {alerts.distinct}, "
+        f"missing {alerts.missing}, spurious {alerts.spurious}, duplicates {alerts.duplicates}"
+    )
+    assert (alerts.missing, alerts.spurious) == (0, 0), alerts
