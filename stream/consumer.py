@@ -775,6 +775,7 @@ async def run_detector(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop_requested)
     code = 0
     try:
+        await _wait_for_kafka(settings, lambda: bool(stopping_since))
         await detector.start()
         tune_garbage_collection()
         await detector.run()
@@ -798,6 +799,36 @@ async def run_detector(settings: Settings) -> int:
             if stopping_since:
                 log.info("detector_stopped_in", seconds=round(time.monotonic() - started, 3))
     return code
+
+
+async def _wait_for_kafka(settings: Settings, stop_requested: Callable[[], bool]) -> None:
+    """Return once the cluster answers, retrying retriable errors (a broker not up yet, a
+    leader election) with exponential backoff (0.5 s doubling to 8 s) for up to
+    ``connect_timeout_s``; a stop request or a non-retriable error ends the retries."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    deadline = time.monotonic() + settings.connect_timeout_s
+    delay = 0.5
+    while True:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.client_id}-probe",
+            **kafka_options(settings),
+        )
+        try:
+            await admin.start()
+            return
+        except KafkaError as exc:
+            left = deadline - time.monotonic()
+            if not getattr(exc, "retriable", False) or left <= 0 or stop_requested():
+                raise
+            log.warning("kafka_unreachable_retrying", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 8.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
 
 def _committed_of(consumer: AIOKafkaConsumer, topic: str) -> Callable[[int], Awaitable[int | None]]:

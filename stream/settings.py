@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Most bytes fetched ahead per input partition: with the batch in hand, "
         "what bounds a detector's input memory (see docs/backpressure.md).",
     )
+    connect_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="At start, how long to retry a Kafka cluster that cannot be reached "
+        "(retriable errors, backoff 0.5 s doubling to 8 s) before exiting 1.",
+    )
     shutdown_timeout_s: float = Field(
         30.0,
         gt=0,

@@ -189,7 +189,11 @@ def test_detect_with_a_wrong_password_exits_1_and_says_why(
 ) -> None:
     wrong = f"wrong-{uuid.uuid4().hex}"
     env = detect_env(test_settings, kafka_sasl, wrong, tmp_path)
-    env.update({"VIGIL_HTTP_HOST": "127.0.0.1", "VIGIL_HTTP_PORT": "0"})
+    # aiokafka reports a refused login as a retriable "Unable to bootstrap": retried with
+    # backoff like an unreachable cluster, for VIGIL_CONNECT_TIMEOUT_S.
+    env.update(
+        {"VIGIL_HTTP_HOST": "127.0.0.1", "VIGIL_HTTP_PORT": "0", "VIGIL_CONNECT_TIMEOUT_S": "2"}
+    )
     out = tmp_path / "detect.out"
     proc = run_detect(env, out)
     try:

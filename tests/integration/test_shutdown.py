@@ -86,3 +86,21 @@ async def test_sigterm_snapshots_commits_leaves_and_exits_in_bounded_time(
     for tp, offset in committed.items():
         if tp.topic == settings.topic_metrics:
             assert last_snapshot[f"{tp.topic}:{tp.partition}"] == offset
+
+
+def test_an_unreachable_cluster_is_retried_with_backoff_then_exit_1(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    settings = test_settings.model_copy(update={"bootstrap_servers": nobody})
+    log_path = tmp_path / "detect.log"
+    env = {"VIGIL_LOG_LEVEL": "INFO", "VIGIL_LOG_FORMAT": "json", "VIGIL_CONNECT_TIMEOUT_S": "3"}
+    started = time.monotonic()
+    with detector_process(settings, free_port(), extra_env=env, log_path=log_path) as proc:
+        code = proc.wait(timeout=60)
+    took = time.monotonic() - started
+    assert code == 1, log_tail(log_path)
+    assert took >= 3.0
+    names = [e.get("event") for e in log_events(log_path)]
+    assert names.count("kafka_unreachable_retrying") >= 2  # 0.5 s, 1 s, 2 s, ...
+    assert "detector_failed" in names
