@@ -513,8 +513,9 @@ class Sidecar:
         return decision
 
     def _promote(self, kind: str, group: str, version: str, frame: WindowFrame) -> None:
-        """Make ``version`` the champion; its training rows (a sample, kept with it) become
-        the reference feature drift is measured against."""
+        """Make ``version`` the champion; ``frame`` (a sample of it, kept with the model)
+        becomes the reference feature drift is measured against: the rows it was fitted from,
+        or, for a challenger promoted after its shadow run, the window at promotion."""
         self.store.set_champion(kind, group, version)
         rows = frame.X
         if len(rows) > _REFERENCE_ROWS:
