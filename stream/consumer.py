@@ -659,6 +659,9 @@ class Detector:
         assignment shows where it went (its keeper drops them then)."""
         for tp in partitions:
             self._positions.pop(tp, None)
+            # Its lag is the new owner's to report: a frozen value here would hold alerts.
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         if self.log_snapshots is not None:
             self.logs.drop_sources(partitions)
         else:
