@@ -17,41 +17,23 @@ from aiokafka.errors import KafkaError
 
 from stream.codec import decode
 from stream.consumer import Detector, topic_specs
-from stream.pipeline import MetricPipeline
-from stream.schemas import Evidence, MetricEvent
+from stream.schemas import MetricEvent
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
 from stream.topics import ensure_topics
 from stream.transactions import TransactionalPublisher
 from tests.integration.kafka_io import (
-    Produced,
     committed_offsets,
     end_offsets,
     produce,
     read_all,
     run_until,
 )
+from tests.integration.processes import reference_alerts
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 12_000
-
-
-def _expected_alerts(settings: Settings, produced: list[Produced]) -> set[str]:
-    """What one detector alerts on: the same pipeline, each partition in order."""
-    pipeline = MetricPipeline(settings.anomaly_config())
-    expected = set()
-    for position in sorted(produced, key=lambda p: (p.partition, p.offset)):
-        event = decode(position.value, MetricEvent)
-        if not isinstance(event, MetricEvent):
-            continue
-        where = Evidence(
-            topic=settings.topic_metrics, partition=position.partition, offset=position.offset
-        )
-        outcome = pipeline.process(event, where)
-        if outcome.alert is not None:
-            expected.add(outcome.alert.alert_id)
-    return expected
 
 
 async def test_each_alert_is_committed_exactly_once_with_its_offsets(
@@ -71,7 +53,8 @@ async def test_each_alert_is_committed_exactly_once_with_its_offsets(
     messages = [(e.service.encode(), e.to_bytes()) for e in events]
     messages[100:100] = [(b"api", b"not json"), (b"db", b'{"service": "db"}')]
     produced = await produce(bootstrap, settings.topic_metrics, messages)
-    expected = _expected_alerts(settings, produced)
+    valid = [p for p in produced if isinstance(decode(p.value, MetricEvent), MetricEvent)]
+    expected = set(reference_alerts(settings, valid, chunk=500))
     assert expected
 
     detector = Detector(settings, serve_http=False)
