@@ -479,17 +479,16 @@ class Sidecar:
                 why = "no_labels"
             status = "champion" if promote else "rejected"
             detail = {"reason": why}
-        decision = {
-            "kind": kind,
-            "group": group,
-            "version": challenger.version,
-            "status": status,
-            "reason": why,
-            "trigger": reason,
-            "champion_before": None if champion is None else champion.version,
-            "comparison": detail,
-            "decided_at": time.time(),
-        }
+        decision = _decision(
+            kind,
+            group,
+            challenger.version,
+            status,
+            why,
+            trigger=reason,
+            champion_before=None if champion is None else champion.version,
+            comparison=detail,
+        )
         stored = self.store.save(challenger, group, decision)
         decision["path"] = str(stored.path)
         if status == "champion":
@@ -529,15 +528,9 @@ class Sidecar:
         tally = self._group(f"{kind}:{group}").shadow
         if tally is None or tally.challenger_version == version:
             return
-        decision = {
-            "kind": kind,
-            "group": group,
-            "version": tally.challenger_version,
-            "status": "rejected",
-            "reason": "superseded",
-            "shadow": tally.as_dict(),
-            "decided_at": time.time(),
-        }
+        decision = _decision(
+            kind, group, tally.challenger_version, "rejected", "superseded", shadow=tally.as_dict()
+        )
         self.store.record_decision(kind, group, tally.challenger_version, decision)
         self.metrics.decisions.labels(kind=kind, status="rejected").inc()
         log.info("challenger_superseded", kind=kind, group=group, **tally.as_dict())
@@ -555,18 +548,17 @@ class Sidecar:
             kind, group = key.split(":", 1)
             result = tally.decide(settings.sidecar_margin)
             status = "champion" if result.promote else "rejected"
-            decision = {
-                "kind": kind,
-                "group": group,
-                "version": tally.challenger_version,
-                "status": status,
-                "reason": str(result.reason),
-                "trigger": "shadow",
-                "champion_before": tally.champion_version,
-                "comparison": result.as_dict(),
-                "shadow": tally.as_dict(),
-                "decided_at": time.time(),
-            }
+            decision = _decision(
+                kind,
+                group,
+                tally.challenger_version,
+                status,
+                str(result.reason),
+                trigger="shadow",
+                champion_before=tally.champion_version,
+                comparison=result.as_dict(),
+                shadow=tally.as_dict(),
+            )
             self.store.record_decision(kind, group, tally.challenger_version, decision)
             if result.promote:
                 frame = self.window.frame(key).labelled()
@@ -604,14 +596,7 @@ class Sidecar:
             state.drift = FeatureDrift(*reference)
         if state.shadow is not None:
             state.shadow = ShadowTally(kind, version, state.shadow.challenger_version, time.time())
-        decision = {
-            "kind": kind,
-            "group": group,
-            "version": version,
-            "status": "champion",
-            "reason": "roll_back",
-            "decided_at": time.time(),
-        }
+        decision = _decision(kind, group, version, "champion", "roll_back")
         state.last_decision = decision
         await self._announce(kind, group, decision)
         log.info("model_rolled_back", kind=kind, group=group, version=version)
@@ -649,6 +634,21 @@ class Sidecar:
                 "score_drift_detections": state.scores.detections,
             }
         return {"groups": out, "artifact_dir": str(self.store.root)}
+
+
+def _decision(
+    kind: str, group: str, version: str, status: str, reason: str, **detail: Any
+) -> dict[str, Any]:
+    """A decision about a model, as stored with it and announced on the models topic."""
+    return {
+        "kind": kind,
+        "group": group,
+        "version": version,
+        "status": status,
+        "reason": reason,
+        **detail,
+        "decided_at": time.time(),
+    }
 
 
 def create_sidecar_app(sidecar: Sidecar) -> FastAPI:

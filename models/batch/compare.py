@@ -126,32 +126,13 @@ def compare(
     y = given[keep] > 0.5
     positives = int(y.sum())
 
-    if champion is None:
-        score = (
-            float(average_precision_score(y, challenger.score(matrix, names)))
-            if positives
-            else None
-        )
-        return Comparison(
-            promote=True,
-            reason="no_champion",
-            detail="no champion: the challenger is promoted",
-            kind=challenger.kind,
-            champion_version=None,
-            challenger_version=challenger.version,
-            champion_pr_auc=None,
-            challenger_pr_auc=score,
-            rows=int(y.size),
-            positives=positives,
-            margin=margin,
-        )
     scored = y.size > 0 and positives > 0
     return compare_scores(
         challenger.kind,
-        champion.version,
+        None if champion is None else champion.version,
         challenger.version,
         y,
-        champion.score(matrix, names) if scored else np.zeros(y.size),
+        None if champion is None else champion.score(matrix, names) if scored else np.zeros(y.size),
         challenger.score(matrix, names) if scored else np.zeros(y.size),
         margin=margin,
     )
@@ -159,16 +140,17 @@ def compare(
 
 def compare_scores(
     kind: str,
-    champion_version: str,
+    champion_version: str | None,
     challenger_version: str,
     labels: npt.ArrayLike,
-    champion_scores: npt.ArrayLike,
+    champion_scores: npt.ArrayLike | None,
     challenger_scores: npt.ArrayLike,
     *,
     margin: float = 0.01,
     evidence: Evidence = "holdout",
 ) -> Comparison:
-    """Decide on scores both models already gave the same labelled rows (see :func:`compare`).
+    """Decide on scores both models already gave the same labelled rows (see :func:`compare`);
+    with no champion (``champion_version`` None) the challenger is promoted.
 
     Examples:
         >>> y = [0, 0, 1, 1, 0]
@@ -206,6 +188,13 @@ def compare_scores(
             evidence=evidence,
         )
 
+    if champion_version is None or champion_scores is None:  # nothing to beat
+        score = (
+            float(average_precision_score(y, np.asarray(challenger_scores, np.float64).ravel()))
+            if positives
+            else None
+        )
+        return verdict(True, "no_champion", "no champion: the challenger is promoted", None, score)
     if y.size == 0:
         return verdict(False, "no_labels", "no labelled rows: the models cannot be compared")
     if positives == 0:
