@@ -153,3 +153,16 @@ async def produce_paced(
                 await asyncio.sleep(ahead_s)
     finally:
         await producer.stop()
+
+
+async def group_members(bootstrap: str, group: str) -> list[dict[str, Any]]:
+    """The consumer group's members as the broker describes them (``member_id``,
+    ``client_id``, ...)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    (described,) = response.to_object()["groups"]
+    return list(described["members"])

@@ -9,31 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.broker import free_port
 from stream.consumer import topic_specs
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
 from stream.topics import ensure_topics
-from tests.integration.kafka_io import committed_offsets, eventually, produce
+from tests.integration.kafka_io import committed_offsets, eventually, group_members, produce
 from tests.integration.processes import detector_process, log_events, log_tail
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 40_000
 TIMEOUT_S = 20.0
-
-
-async def _members(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    (described,) = response.to_object()["groups"]
-    return len(described["members"])
 
 
 async def test_sigterm_snapshots_commits_leaves_and_exits_in_bounded_time(
@@ -58,7 +46,7 @@ async def test_sigterm_snapshots_commits_leaves_and_exits_in_bounded_time(
             return sum((await committed_offsets(bootstrap, group)).values()) >= EVENTS // 4
 
         await eventually(midway, timeout_s=120)
-        assert await _members(bootstrap, group) == 1
+        assert len(await group_members(bootstrap, group)) == 1
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, TIMEOUT_S + 10)
@@ -71,7 +59,7 @@ async def test_sigterm_snapshots_commits_leaves_and_exits_in_bounded_time(
     assert 0 < sum(committed.values()) < EVENTS, "the stop should land mid-stream"
     # The group is empty at once: the detector left it, its partitions are free now (no
     # wait for a session timeout).
-    assert await _members(bootstrap, group) == 0
+    assert len(await group_members(bootstrap, group)) == 0
 
     logged = log_events(log_path)
     names = [e.get("event") for e in logged]
