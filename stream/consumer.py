@@ -239,6 +239,9 @@ class Detector:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=min(3_000, settings.session_timeout_ms // 3),
             client_id=f"{settings.client_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset=settings.auto_offset_reset,

@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     # Kafka connection
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     group_id: str = Field("vigil-detector", min_length=1, description="Consumer group id.")
+    group_instance_id: str | None = Field(
+        None,
+        min_length=1,
+        description="Static group membership (KIP-345): a name unique and stable per "
+        "detector, e.g. a StatefulSet pod's. Restarted under the same name within "
+        "session_timeout_ms, a detector gets its partitions back with no rebalance; stopped "
+        "for good, it holds them until the session times out. Unset: dynamic membership.",
+    )
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=6_000,
+        le=1_800_000,
+        description="How long the group waits for a silent detector before giving its "
+        "partitions to others (the broker's group.min/max.session.timeout.ms bound it). With "
+        "static membership, make it longer than a restart.",
+    )
     client_id: str = Field("vigil", min_length=1, description="Kafka client id prefix.")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
