@@ -125,16 +125,40 @@ def _build_parser() -> _Parser:
     )
     _add_settings_flags(simulate)
 
-    demo = commands.add_parser("demo", help="Broker, simulator and detector, in one command.")
+    demo = commands.add_parser(
+        "demo",
+        help="A local broker, the simulated log-processor, the detector and the sidecar, live.",
+    )
     demo.add_argument("--bootstrap", help="Use this Kafka instead of starting a local broker.")
     demo.add_argument("--port", type=int, default=9092, help="Local broker port.")
     demo.add_argument("--duration", type=float, help="Stop after this many seconds.")
-    _add_simulation_flags(demo, default_rate=200.0, default_count=None)
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=600.0,
+        help="Metric samples per second (0: as fast as possible); with --services and "
+        "--interval-s it sets how fast event time runs (default: 1,500 times real time).",
+    )
+    demo.add_argument("--services", type=int, default=12, help="How many services.")
+    demo.add_argument(
+        "--interval-s", type=float, default=30.0, help="Event-time seconds between samples."
+    )
     demo.add_argument(
         "--log-lines-per-s",
         type=float,
         default=0.5,
         help="Log lines per service per second of event time (0: no logs).",
+    )
+    demo.add_argument("--sim-seed", type=int, default=7, help="Simulator seed.")
+    demo.add_argument(
+        "--plain",
+        action="store_true",
+        help="Plain lines instead of the live view (the default when not on a terminal).",
+    )
+    demo.add_argument(
+        "--run-dir",
+        default=".vigil/demo",
+        help="Where each run keeps its processes' logs, snapshots and artifacts.",
     )
     _add_settings_flags(demo)
 

@@ -26,7 +26,7 @@ from models.anomaly import AnomalyConfig
 from models.incident import RiskConfig
 from stream.logs.config import LogConfig
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml", default=None)
 
@@ -415,6 +415,28 @@ def load_settings(
         raise ConfigError(where + str(exc).splitlines()[0]) from None
     finally:
         _toml_path.reset(token)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``VIGIL_*`` environment of a child ``vigil`` process that should
+    run with exactly them (unset ones left out; secrets in clear, for the child only).
+
+    Examples:
+        >>> env = settings_env(Settings(group_id="g", create_topics=False))
+        >>> env["VIGIL_GROUP_ID"], env["VIGIL_CREATE_TOPICS"], "VIGIL_SASL_PASSWORD" in env
+        ('g', 'false', False)
+    """
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"VIGIL_{name.upper()}"] = str(value)
+    return env
 
 
 def _refuse_unused(settings: Settings, protocol: str, names: tuple[str, ...]) -> None:

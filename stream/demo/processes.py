@@ -1,0 +1,143 @@
+"""The demo's ``vigil detect`` and ``vigil sidecar``: child processes run as an operator
+would run them, each with its own HTTP port and log file, watched over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["VigilProcess", "metric_totals", "start_vigil"]
+
+
+@dataclass
+class VigilProcess:
+    """One ``vigil <command>`` child, serving HTTP on 127.0.0.1:``port``."""
+
+    command: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    _log: IO[bytes]
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+        return self.proc.poll()
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The last lines it wrote."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def get(self, path: str, timeout_s: float = 2.0) -> bytes | None:
+        """The body of GET ``path``, or None if it does not answer 200."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+
+        def fetch() -> bytes | None:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                    return bytes(response.read())
+            except (urllib.error.URLError, OSError, TimeoutError):
+                return None
+
+        return await asyncio.to_thread(fetch)
+
+    async def get_json(self, path: str) -> dict[str, Any] | None:
+        body = await self.get(path)
+        if body is None:
+            return None
+        parsed = orjson.loads(body)
+        return parsed if isinstance(parsed, dict) else None
+
+    async def wait_ready(self, path: str, timeout_s: float) -> None:
+        """Until GET ``path`` answers 200.
+
+        Raises:
+            RuntimeError: it exited, or did not answer within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while await self.get(path, timeout_s=1.0) is None:
+            if self.exit_code is not None:
+                raise RuntimeError(
+                    f"vigil {self.command} exited with {self.exit_code}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"vigil {self.command} not ready within {timeout_s:g} s")
+            await asyncio.sleep(0.2)
+
+    async def stop(self, timeout_s: float) -> int:
+        """SIGTERM, and SIGKILL if it has not exited within ``timeout_s``; its exit code."""
+        if self.exit_code is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.proc.wait, timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait, 10)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+def start_vigil(command: str, env: Mapping[str, str], port: int, log_path: Path) -> VigilProcess:
+    """Start ``vigil <command>`` with ``env`` (``VIGIL_*`` settings) on top of ours, HTTP on
+    127.0.0.1:``port``, JSON logs to ``log_path``. It runs in its own session, so a Ctrl-C
+    on the terminal reaches the demo only, which stops it in order."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = log_path.open("ab")
+    child_env = {
+        **os.environ,
+        **env,
+        "VIGIL_HTTP_HOST": "127.0.0.1",
+        "VIGIL_HTTP_PORT": str(port),
+        "VIGIL_LOG_FORMAT": "json",
+    }
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", command],
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except BaseException:
+        out.close()
+        raise
+    return VigilProcess(command, proc, port, log_path, out)
+
+
+def metric_totals(text: str, names: Mapping[str, str | None]) -> dict[str, float]:
+    """From a ``/metrics`` page: for each metric name, the sum of its samples, or with a label
+    named, ``{name}:{label value}`` sums.
+
+    Examples:
+        >>> page = (
+        ...     '# TYPE a_total counter\\na_total{source="metrics"} 3\\na_total{source="logs"} 2\\n'
+        ...     '# TYPE b gauge\\nb 7\\n'
+        ... )
+        >>> metric_totals(page, {"a": "source", "b": None})
+        {'a:metrics': 3.0, 'a:logs': 2.0, 'b': 7.0}
+    """
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in names:
+            continue
+        label = names[family.name]
+        for sample in family.samples:
+            if sample.name not in (family.name, f"{family.name}_total"):
+                continue
+            key = family.name if label is None else f"{family.name}:{sample.labels.get(label)}"
+            out[key] = out.get(key, 0.0) + float(sample.value)
+    return out

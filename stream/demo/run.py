@@ -1,0 +1,485 @@
+"""``vigil demo``: a local Kafka broker, the simulated log-processor, the detector and the
+sidecar, with a live view of what they do.
+
+The broker runs on a fresh data dir (deleted at the end) unless ``--bootstrap`` names a Kafka,
+where the run gets topics and groups of its own. The detector and the sidecar are ``vigil
+detect`` and ``vigil sidecar`` child processes, started as an operator would start them
+(their logs, snapshots and artifacts under ``.vigil/demo/<run>/``). The log-processor runs
+here, so the demo knows each incident it injects; the verdicts come from the alerts read back
+from the alerts topic, as an alerting system sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from stream.broker import BrokerError, LocalBroker, free_port
+from stream.consumer import topic_specs
+from stream.demo.processes import VigilProcess, metric_totals, start_vigil
+from stream.demo.scenario import Scenario
+from stream.demo.scoreboard import Scoreboard
+from stream.demo.view import (
+    LiveStats,
+    alert_text,
+    dashboard,
+    progress_line,
+    summary_line,
+    summary_table,
+    verdict_text,
+)
+from stream.incident_sim import IncidentRecord
+from stream.kafka_options import PLAINTEXT_SETTINGS, kafka_options
+from stream.schemas import Alert
+from stream.settings import Settings, settings_env
+from stream.simulate import Publishable, publish
+from stream.telemetry import configure_logging
+from stream.topics import ensure_topics
+
+__all__ = ["run_demo"]
+
+T = TypeVar("T")
+
+_PLAIN_PROGRESS_EVERY_S = 5.0
+_POLL_S = 1.0
+_SIDECAR_RETRAIN_S = 20.0
+"""The demo's sidecar retrains this often (wall clock), unless configured otherwise."""
+_UNTIL_STOPPED_S = 30 * 86_400.0
+"""Event time planned when the demo runs until Ctrl-C."""
+
+
+class _Stopped(Exception):
+    """Ctrl-C (or SIGTERM) during start-up."""
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the demo until ``--duration`` passes or Ctrl-C; print a summary. Returns the exit
+    code: 0, or 1 if the detector or the sidecar died."""
+    configure_logging("WARNING", settings.log_format)
+    try:
+        return asyncio.run(_Demo(args, settings).run())
+    except BrokerError as exc:
+        print(f"vigil demo: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+class _Demo:
+    """One run: start everything, stream, watch, stop everything, summarise."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.args = args
+        self.settings = settings
+        self.console = Console()
+        self.live = self.console.is_terminal and not args.plain
+        self.stop = asyncio.Event()
+        self.stop_publishing = asyncio.Event()
+        self.run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        self.run_dir = Path(args.run_dir) / self.run_id
+        self.board = Scoreboard(
+            horizon_s=settings.incident_horizon_s,
+            log_window_s=settings.log_window_s,
+            settle_s=settings.incident_horizon_s + settings.incident_label_grace_s,
+        )
+        self.stats = LiveStats()
+        self.recent: deque[str] = deque(maxlen=8)
+        self.champions: set[tuple[str, str]] = set()
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.warmup_task: TaskID | None = None
+        self.scenario: Scenario | None = None
+        self.detector: VigilProcess | None = None
+        self.sidecar: VigilProcess | None = None
+        self.failure: str | None = None
+        self.header = "Vigil demo"
+        self.started = time.monotonic()
+        self._painter: asyncio.Task[None] | None = None
+        self._last_scrape: tuple[float, float] | None = None
+        self._printed: set[str] = set()
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        live = (
+            # Refreshed from the event loop (below), not rich's thread: the view reads
+            # state the loop changes.
+            Live(self._render(), console=self.console, auto_refresh=False)
+            if self.live
+            else contextlib.nullcontext()
+        )
+        broker_dir = Path(tempfile.mkdtemp(prefix="vigil-demo-broker-"))
+        broker: LocalBroker | None = None
+        try:
+            with live as shown:
+                if isinstance(shown, Live):
+                    self._painter = asyncio.create_task(self._paint(shown))
+                bootstrap = self.args.bootstrap
+                if bootstrap is None:
+                    broker = LocalBroker(port=self.args.port, data_dir=broker_dir)
+                    bootstrap = await self._stage(
+                        f"Kafka broker on 127.0.0.1:{self.args.port} (a first run resolves "
+                        "it with Maven)",
+                        asyncio.to_thread(broker.start, owned=True),
+                        interruptible=False,  # a thread: let it finish, then stop the broker
+                    )
+                self.settings = self._settings_for(bootstrap, external=broker is None)
+                await self._stage(
+                    "topics",
+                    ensure_topics(
+                        bootstrap,
+                        topic_specs(self.settings),
+                        kafka_options=kafka_options(self.settings),
+                    ),
+                )
+                await self._start_processes()
+                await self._stream()
+        except _Stopped:
+            pass
+        finally:
+            if self._painter is not None:
+                self._painter.cancel()
+            for process in (self.detector, self.sidecar):
+                if process is not None:
+                    await process.stop(self.settings.shutdown_timeout_s + 5.0)
+            if broker is not None:
+                await asyncio.to_thread(broker.stop)
+            shutil.rmtree(broker_dir, ignore_errors=True)
+        figures = self._figures()
+        if self.live:
+            self.console.print(summary_table(figures))
+            self.console.print(f"logs, snapshots and artifacts: {self.run_dir}")
+        if self.failure is not None:
+            print(f"vigil demo: {self.failure}", file=sys.stderr)
+        print(summary_line(figures), flush=True)
+        return 1 if self.failure is not None else 0
+
+    def _settings_for(self, bootstrap: str, *, external: bool) -> Settings:
+        """The run's settings: its own state directories; on a Kafka of the user's, its own
+        topics and groups (a run's event time starts now, earlier data would be older)."""
+        s = self.settings
+        update: dict[str, object] = {
+            "bootstrap_servers": bootstrap,
+            "snapshot_dir": str(self.run_dir / "snapshots"),
+            "artifact_dir": str(self.run_dir / "artifacts"),
+        }
+        # Demo defaults, where the user chose nothing: new model versions within a minute,
+        # and incident-risk alerts on a budget (1 % of risk vectors) rather than at 80 %
+        # recall, which costs ~50 alerts per service-day (README, incident risk).
+        if "sidecar_retrain_s" not in s.model_fields_set:
+            update["sidecar_retrain_s"] = _SIDECAR_RETRAIN_S
+        if "incident_strategy" not in s.model_fields_set:
+            update["incident_strategy"] = "alert_budget"
+        if external:
+            prefix = f"demo-{self.run_id}."
+            for name in type(s).model_fields:
+                if name.startswith("topic_") and isinstance(getattr(s, name), str):
+                    update[name] = prefix + getattr(s, name)
+            update["group_id"] = f"{s.group_id}-demo-{self.run_id}"
+            update["sidecar_group_id"] = f"{s.sidecar_group_id}-demo-{self.run_id}"
+        else:
+            update.update(PLAINTEXT_SETTINGS)
+        return s.model_copy(update=update)
+
+    async def _stage(
+        self, description: str, work: Awaitable[T], *, interruptible: bool = True
+    ) -> T:
+        """Run one start-up step under a spinner (a line in plain output); Ctrl-C stops
+        start-up between steps, or during an ``interruptible`` one."""
+        if self.stop.is_set():
+            raise _Stopped
+        task = self.progress.add_task(description, total=None)
+        if not self.live:
+            print(f"starting: {description}", flush=True)
+        job = asyncio.ensure_future(work)
+        if interruptible:
+            stopper = asyncio.create_task(self.stop.wait())
+            await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not job.done():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+                raise _Stopped
+        result = await job
+        self.progress.update(task, total=1, completed=1)
+        return result
+
+    async def _start_processes(self) -> None:
+        env = settings_env(self.settings)
+        port = free_port()
+        self.detector = start_vigil("detect", env, port, self.run_dir / "detector.log")
+        await self._stage(
+            f"detector (vigil detect, http://127.0.0.1:{port}/metrics)",
+            self.detector.wait_ready("/readyz", timeout_s=120.0),
+        )
+        port = free_port()
+        self.sidecar = start_vigil("sidecar", env, port, self.run_dir / "sidecar.log")
+        await self._stage(
+            f"sidecar (vigil sidecar, http://127.0.0.1:{port}/models)",
+            self.sidecar.wait_ready("/healthz", timeout_s=60.0),
+        )
+
+    async def _stream(self) -> None:
+        """Publish, watch and show until the duration, Ctrl-C, or a child's death."""
+        args, settings = self.args, self.settings
+        speed = args.rate * args.interval_s / args.services if args.rate else None
+        planned_s = (
+            speed * args.duration * 1.5 + 3600.0
+            if speed is not None and args.duration
+            else _UNTIL_STOPPED_S
+        )
+        scenario = Scenario(
+            services=args.services,
+            interval_s=args.interval_s,
+            rate=args.rate,
+            log_lines_per_s=args.log_lines_per_s,
+            duration_s=planned_s,
+            seed=args.sim_seed,
+            start=datetime.now(UTC).replace(second=0, microsecond=0),
+            board=self.board,
+        )
+        pace = f"x{speed:,.0f} event time" if speed else "as fast as it can"
+        self.header = (
+            f"Vigil demo · Kafka {settings.bootstrap_servers} · {args.services} services, "
+            f"{pace} · Ctrl-C stops"
+        )
+        self.warmup_task = self.progress.add_task(
+            "anomaly models warming up", total=args.services * settings.warmup_events
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.client_id}-demo",
+            linger_ms=5,
+            **kafka_options(settings),
+        )
+        alerts = AIOKafkaConsumer(
+            settings.topic_alerts,
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **kafka_options(settings),
+        )
+        await producer.start()
+        await alerts.start()
+        self.scenario = scenario
+        watchers = [
+            asyncio.create_task(self._read_alerts(alerts)),
+            asyncio.create_task(self._watch()),
+        ]
+        try:
+            publishers = asyncio.gather(
+                publish(
+                    producer,
+                    self._topic_of,
+                    scenario.metric_items(),
+                    rate=args.rate or None,
+                    stop=self.stop_publishing,
+                ),
+                publish(
+                    producer,
+                    settings.topic_logs,
+                    scenario.log_items(),
+                    rate=scenario.log_rate,
+                    stop=self.stop_publishing,
+                ),
+            )
+            stopper = asyncio.create_task(self.stop.wait())
+            either: set[asyncio.Future[Any]] = {publishers, stopper}
+            await asyncio.wait(either, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            self.stop_publishing.set()
+            try:
+                await publishers
+            except Exception as exc:  # a Kafka error while publishing
+                self.failure = f"publishing failed: {exc!r}"
+            await self._drain()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            for watcher in watchers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await alerts.stop()
+            await producer.stop()
+
+    def _topic_of(self, item: Publishable) -> str:
+        if isinstance(item, IncidentRecord):
+            return self.settings.topic_incidents
+        return self.settings.topic_metrics
+
+    async def _read_alerts(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            try:
+                alert = Alert.model_validate(orjson.loads(record.value or b""))
+            except ValueError:
+                continue
+            self.board.add_alert(alert)
+            line = alert_text(alert)
+            self.recent.append(line)
+            if not self.live:
+                print(line, flush=True)
+
+    async def _watch(self) -> None:
+        """Read the children's figures every second; a progress line every few in plain
+        output."""
+        printed = time.monotonic()
+        while True:
+            await self._refresh()
+            if not self.live:
+                self._print_settled()
+            if not self.live and time.monotonic() - printed >= _PLAIN_PROGRESS_EVERY_S:
+                printed = time.monotonic()
+                figures = self.board.tally(self._now())
+                print(progress_line(self.stats, self._sent(), figures), flush=True)
+            await asyncio.sleep(_POLL_S)
+
+    def _print_settled(self) -> None:
+        """Plain output: a line for each incident once its verdict is in."""
+        for verdict in self.board.verdicts(self._now()):
+            key = verdict.incident.incident_id
+            if verdict.status != "open" and key not in self._printed:
+                self._printed.add(key)
+                print(verdict_text(verdict), flush=True)
+
+    async def _refresh(self) -> None:
+        """The detector's throughput and lag, the sidecar's models; a dead child stops all."""
+        stats = self.stats
+        stats.elapsed_s = time.monotonic() - self.started
+        for process in (self.detector, self.sidecar):
+            if process is not None and process.exit_code is not None and self.failure is None:
+                self.failure = (
+                    f"vigil {process.command} exited with {process.exit_code} "
+                    f"(its log: {process.log_path}):\n{process.log_tail()}"
+                )
+                self.stop.set()
+        if self.detector is not None:
+            page = await self.detector.get("/metrics")
+            if page is not None:
+                self._note_metrics(page.decode())
+        if self.sidecar is not None:
+            described = await self.sidecar.get_json("/models")
+            if described is not None:
+                self._note_models(described)
+
+    def _note_metrics(self, page: str) -> None:
+        totals = metric_totals(
+            page, {"vigil_events_scored": "source", "vigil_consumer_lag_messages": None}
+        )
+        stats = self.stats
+        scored = sum(v for k, v in totals.items() if k.startswith("vigil_events_scored:"))
+        now = time.monotonic()
+        if self._last_scrape is not None and now > self._last_scrape[0]:
+            stats.scored_per_s = (scored - self._last_scrape[1]) / (now - self._last_scrape[0])
+        self._last_scrape = (now, scored)
+        stats.scored = scored
+        stats.lag = totals.get("vigil_consumer_lag_messages", 0.0)
+        metrics_scored = totals.get("vigil_events_scored:metrics", 0.0)
+        if self.warmup_task is not None:
+            total = self.args.services * self.settings.warmup_events
+            self.progress.update(self.warmup_task, completed=min(metrics_scored, total))
+            stats.warm = min(1.0, metrics_scored / total) if total else 1.0
+
+    def _note_models(self, described: dict[str, object]) -> None:
+        groups = described.get("groups")
+        if not isinstance(groups, dict):
+            return
+        rows = []
+        for key, state in sorted(groups.items()):
+            if not isinstance(state, dict):
+                continue
+            champion = state.get("champion") or "-"
+            decision = state.get("last_decision") or {}
+            status = decision.get("status", "-") if isinstance(decision, dict) else "-"
+            rows.append((str(key), str(champion), str(status)))
+            if champion != "-":
+                self.champions.add((str(key), str(champion)))
+        self.stats.models = rows
+
+    async def _drain(self) -> None:
+        """Until the detector's count of scored events stops moving (at most 10 s), then a
+        moment for the last alerts to come back."""
+        deadline = time.monotonic() + 10.0
+        before = -1.0
+        while time.monotonic() < deadline and self.failure is None:
+            await self._refresh()
+            if self.stats.scored == before:
+                break
+            before = self.stats.scored
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(1.5)
+        await self._refresh()
+        if not self.live:
+            self._print_settled()
+
+    async def _paint(self, live: Live) -> None:
+        while True:
+            live.update(self._render(), refresh=True)
+            await asyncio.sleep(0.25)
+
+    # -- what is shown ------------------------------------------------------------------------
+
+    def _sent(self) -> dict[str, int]:
+        return dict(self.scenario.sent) if self.scenario is not None else {}
+
+    def _now(self) -> datetime:
+        return self.scenario.now if self.scenario is not None else datetime.now(UTC)
+
+    def _render(self) -> RenderableType:
+        if self.scenario is None:
+            return self.progress
+        now = self._now()
+        return dashboard(
+            header=self.header,
+            stats=self.stats,
+            sent=self._sent(),
+            now=now,
+            figures=self.board.tally(now),
+            verdicts=self.board.verdicts(now),
+            alerts=list(self.recent),
+            warmup=self.progress,
+        )
+
+    def _figures(self) -> dict[str, float]:
+        sent = self._sent()
+        return {
+            "events_sent": sent.get("metrics", 0),
+            "log_lines_sent": sent.get("logs", 0),
+            "labels_sent": sent.get("labels", 0),
+            "events_scored": self.stats.scored,
+            "alerts": sum(self.board.alerts.values()),
+            **self.board.tally(self._now()),
+            "models_promoted": len(self.champions),
+        }
