@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install prerequisites lint test unit bench demo clean
+.PHONY: install prerequisites lint test unit bench figures demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ unit: $(STAMP)
 
 bench: install
 	$(BIN)/vigil bench
+
+# The README's figures (docs/images/), drawn by `vigil evaluate` on simulated data.
+figures: $(STAMP)
+	$(BIN)/python benchmarks/figures.py
 
 demo: install
 	$(BIN)/vigil demo

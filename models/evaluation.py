@@ -4,7 +4,8 @@ Point-wise scores count every labelled point. Point-adjusted scores (the convent
 published ASD/InterFusion results) count a whole anomalous segment as detected when any point
 in it is flagged; they flatter detectors and are reported next to, never instead of,
 point-wise scores. Event-wise recall counts segments caught; detection delay is the number of
-points from a segment's start to its first flag.
+points from a segment's start to its first flag. :func:`pr_curve` gives the precision-recall
+curve of any scores, thinned for plotting.
 """
 
 from __future__ import annotations
@@ -13,12 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-__all__ = ["DetectionReport", "anomaly_segments", "evaluate_detection", "point_adjust"]
+__all__ = [
+    "DetectionReport",
+    "PRCurve",
+    "anomaly_segments",
+    "evaluate_detection",
+    "point_adjust",
+    "pr_curve",
+    "precision_recall_f1",
+]
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
+
+_CURVE_POINTS = 1_001  # PR curves are thinned to about this many points
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,13 @@ def point_adjust(flags: BoolArray, labels: BoolArray) -> BoolArray:
     return adjusted
 
 
-def _prf(flags: BoolArray, labels: BoolArray) -> tuple[float, float, float]:
+def precision_recall_f1(flags: BoolArray, labels: BoolArray) -> tuple[float, float, float]:
+    """Point-wise precision, recall and F1 of ``flags`` against ``labels`` (0.0 when undefined).
+
+    Examples:
+        >>> precision_recall_f1(np.array([1, 1, 0], bool), np.array([1, 0, 0], bool))
+        (0.5, 1.0, 0.6666666666666666)
+    """
     tp = float(np.sum(flags & labels))
     precision = tp / float(flags.sum()) if flags.any() else 0.0
     recall = tp / float(labels.sum()) if labels.any() else 0.0
@@ -96,8 +113,8 @@ def evaluate_detection(
     s = np.asarray(scores, dtype=np.float64)
     if not y.shape == f.shape == s.shape:
         raise ValueError("labels, flags and scores must have the same length")
-    precision, recall, f1 = _prf(f, y)
-    pa_precision, pa_recall, pa_f1 = _prf(point_adjust(f, y), y)
+    precision, recall, f1 = precision_recall_f1(f, y)
+    pa_precision, pa_recall, pa_f1 = precision_recall_f1(point_adjust(f, y), y)
     segments = anomaly_segments(y)
     delays = [int(np.flatnonzero(f[start:end])[0]) for start, end in segments if f[start:end].any()]
     both_classes = bool(y.any()) and not bool(y.all())
@@ -116,4 +133,44 @@ def evaluate_detection(
         median_delay_points=float(np.median(delays)) if delays else None,
         roc_auc=float(roc_auc_score(y, s)) if both_classes else None,
         alerts_per_1000=1000.0 * float(f.sum()) / y.size if y.size else 0.0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PRCurve:
+    """A precision-recall curve, thinned for plotting, with what it is read against.
+
+    ``precision`` and ``recall`` follow scikit-learn's ``precision_recall_curve`` (recall
+    falling to 0.0, thinned to about 1,000 points, the last kept); ``average_precision`` is
+    the PR-AUC; ``base_rate`` the share of positives, the precision of a random ranking.
+    """
+
+    precision: FloatArray
+    recall: FloatArray
+    average_precision: float
+    base_rate: float
+
+
+def pr_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> PRCurve | None:
+    """The precision-recall curve of ``scores`` against ``labels`` (None without a positive).
+
+    Examples:
+        >>> curve = pr_curve([0, 1, 1, 0], [0.1, 0.9, 0.4, 0.5])
+        >>> curve.recall.tolist(), curve.precision.round(2).tolist(), curve.base_rate
+        ([1.0, 1.0, 0.5, 0.5, 0.0], [0.5, 0.67, 0.5, 1.0, 1.0], 0.5)
+        >>> round(curve.average_precision, 3), pr_curve([0, 0], [0.1, 0.2])
+        (0.833, None)
+    """
+    y = np.asarray(labels, dtype=bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if not y.any():
+        return None
+    precision, recall, _ = precision_recall_curve(y, s)
+    step = -(-precision.size // (_CURVE_POINTS - 1))
+    keep = np.unique(np.r_[np.arange(0, precision.size, step), precision.size - 1])
+    return PRCurve(
+        precision=np.asarray(precision[keep], dtype=np.float64),
+        recall=np.asarray(recall[keep], dtype=np.float64),
+        average_precision=float(average_precision_score(y, s)),
+        base_rate=float(y.mean()),
     )

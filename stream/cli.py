@@ -100,8 +100,8 @@ def _build_parser() -> _Parser:
     evaluate.add_argument(
         "--out-dir",
         type=Path,
-        help="Write the figures (timeline.png; or pr_curve.png, calibration.png) and the JSON "
-        "report here.",
+        help="Write the figures (timeline.png, pr_curve.png; with incidents also "
+        "calibration.png) and the JSON report here.",
     )
     evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     _add_settings_flags(evaluate)

@@ -7,7 +7,9 @@ is measured on data the model was trained on.
 
 A point is *flagged* when its score reaches the threshold in force after warm-up; *alerts*
 are the flags that survive the cooldown. Point-wise and point-adjusted precision, recall and
-F1 are computed on flags; alerts per 1,000 events on alerts.
+F1 are computed on flags; alerts per 1,000 events on alerts. Writes ``timeline.png``,
+``pr_curve.png`` (the scores' point-wise precision-recall, flags and alerts marked) and
+``report.json`` to the output directory.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-from models.evaluation import DetectionReport, evaluate_detection
+from models.evaluation import DetectionReport, evaluate_detection, pr_curve, precision_recall_f1
 from stream.codec import DecodeError, decode_metric
+from stream.figures import OperatingPoint, PRLine, new_figure, plot_pr_curves, save_figure
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricSample
 from stream.settings import Settings
 
-__all__ = ["EvaluationRun", "evaluate_lines", "run_evaluate"]
+__all__ = [
+    "EvaluationRun",
+    "evaluate_lines",
+    "plot_pr_curve",
+    "plot_timeline",
+    "pr_line",
+    "run_evaluate",
+]
 
 
 @dataclass
@@ -112,13 +122,9 @@ def evaluate_lines(
 
 def plot_timeline(run: EvaluationRun, path: Path, max_services: int = 4) -> None:
     """Score timeline PNG: scores, threshold, labelled anomalies shaded, alerts marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     services = sorted(run.series)[:max_services]
-    fig, axes = plt.subplots(len(services), 1, figsize=(12, 2.6 * len(services)), squeeze=False)
+    fig = new_figure(12, 2.6 * len(services))
+    axes = fig.subplots(len(services), 1, squeeze=False)
     for ax, service in zip(axes[:, 0], services, strict=True):
         s = run.series[service]
         t = (np.array(s.ts) - s.ts[0]) / 3600.0
@@ -152,13 +158,37 @@ def plot_timeline(run: EvaluationRun, path: Path, max_services: int = 4) -> None
         ax.set_ylabel("score")
     axes[-1, 0].set_xlabel("hours since first labelled point")
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def pr_line(run: EvaluationRun, report: DetectionReport) -> PRLine | None:
+    """The scores' point-wise precision-recall curve over every labelled point, with the
+    flags' and the alerts' operating points (None when no point is labelled anomalous)."""
+    labels = run.arrays("labels")
+    curve = pr_curve(labels, run.arrays("scores"))
+    if curve is None:
+        return None
+    alert_precision, alert_recall, _ = precision_recall_f1(run.arrays("alerts"), labels)
+    points = (
+        OperatingPoint("flags (score ≥ threshold in force)", report.precision, report.recall),
+        OperatingPoint("alerts (flags after the cooldown)", alert_precision, alert_recall),
+    )
+    return PRLine("scores", curve, points)
+
+
+def plot_pr_curve(run: EvaluationRun, report: DetectionReport, path: Path) -> bool:
+    """``pr_curve.png`` (see :func:`pr_line`); False, and nothing written, without a
+    labelled anomaly."""
+    line = pr_line(run, report)
+    if line is None:
+        return False
+    plot_pr_curves([line], path, "Anomaly scores: precision-recall, point-wise (prequential)")
+    return True
 
 
 def run_evaluate(path: Path, out_dir: Path | None, as_json: bool, settings: Settings) -> int:
-    """``vigil evaluate``: print the report; write ``timeline.png`` (and ``report.json``)."""
+    """``vigil evaluate``: print the report; write ``timeline.png``, ``pr_curve.png`` (and
+    ``report.json``)."""
     if not path.is_file():
         print(f"vigil evaluate: no such file: {path}", file=sys.stderr)
         return 2
@@ -177,6 +207,7 @@ def run_evaluate(path: Path, out_dir: Path | None, as_json: bool, settings: Sett
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         plot_timeline(run, out_dir / "timeline.png")
+        plot_pr_curve(run, report, out_dir / "pr_curve.png")
         (out_dir / "report.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if as_json:
         print(orjson.dumps(summary).decode())

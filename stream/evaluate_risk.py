@@ -8,8 +8,9 @@ measured on data the model had not been trained on when it predicted.
 Per service group: PR-AUC (average precision) against the base rate, ROC AUC, Brier score,
 precision / recall / F1 and the confusion matrix at the threshold the group's strategy chose
 by the end, a calibration (reliability) table, alerts per day and the lead time from the
-first risk alert to each incident. Writes ``pr_curve.png``, ``calibration.png`` and
-``incident_report.json`` to the output directory.
+first risk alert to each incident. Writes ``pr_curve.png``, ``calibration.png``,
+``timeline.png`` (risk over event time for the services with the most incidents, see
+:mod:`stream.risk_timeline`) and ``incident_report.json`` to the output directory.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from models.evaluation import PRCurve
 from models.incident import IncidentReport, LabelledVector, incident_report
+from stream.figures import OperatingPoint, PRLine, new_figure, plot_pr_curves, save_figure
 from stream.incident_risk import IncidentRiskPipeline, build_risk_pipeline
 from stream.logs import LogPipeline
 from stream.pipeline import MetricPipeline
 from stream.replay import ReplayStats, replay
+from stream.risk_timeline import RiskTrace, plot_risk_timeline
 from stream.settings import Settings
 
 __all__ = [
@@ -51,12 +55,14 @@ def has_incidents(lines: Iterable[bytes]) -> bool:
 
 
 class RiskEvaluation:
-    """The labelled vectors of a replay, by group, and the reports built from them."""
+    """The labelled vectors of a replay, by group, what happened over its event time
+    (:attr:`trace`), and the reports built from them."""
 
     def __init__(self, pipeline: IncidentRiskPipeline, stats: ReplayStats) -> None:
         self.pipeline = pipeline
         self.stats = stats
         self.labelled: dict[str, list[LabelledVector]] = defaultdict(list)
+        self.trace = RiskTrace()
 
     def reports(self) -> dict[str, IncidentReport]:
         """One report per group, at the threshold the group ended with."""
@@ -132,12 +138,14 @@ def operating_points(
 
 
 def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
-    """Replay ``lines`` with incident risk on; collect every labelled vector."""
+    """Replay ``lines`` with incident risk on; collect every labelled vector, and trace
+    predictions, risk alerts and incidents."""
     pipeline = build_risk_pipeline(settings)
     stats = ReplayStats()
     evaluation = RiskEvaluation(pipeline, stats)
     pipeline.on_labelled = lambda group, item: evaluation.labelled[group].append(item)
-    for _ in replay(
+    evaluation.trace.attach(pipeline)
+    for alert in replay(
         lines,
         MetricPipeline(settings.anomaly_config()),
         source="evaluate",
@@ -145,31 +153,27 @@ def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
         logs=LogPipeline(settings.log_config()),
         risk=pipeline,
     ):
-        pass
+        evaluation.trace.alerted(alert)
     return evaluation
 
 
 def plot_reports(reports: dict[str, IncidentReport], out_dir: Path) -> None:
     """``pr_curve.png`` (with base rate and operating point) and ``calibration.png``."""
-    import matplotlib
+    lines = [
+        PRLine(
+            group,
+            PRCurve(report.precision_curve, report.recall_curve, report.pr_auc, report.base_rate),
+            [OperatingPoint(_final(report.threshold), report.precision, report.recall)],
+        )
+        for group, report in reports.items()
+        if report.pr_auc is not None
+    ]
+    plot_pr_curves(
+        lines, out_dir / "pr_curve.png", "Incident risk: precision-recall per vector (prequential)"
+    )
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for group, report in reports.items():
-        ax.plot(report.recall_curve, report.precision_curve, lw=1.2, label=f"{group}")
-        ax.scatter([report.recall], [report.precision], s=30, zorder=3)
-        ax.axhline(report.base_rate, lw=0.8, ls=":", color="grey")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Incident risk: precision-recall (prequential); dots: threshold in force")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "pr_curve.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(5, 5)
+    ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
     for group, report in reports.items():
         rows = [r for r in report.reliability if r["count"] > 0]
@@ -184,9 +188,12 @@ def plot_reports(reports: dict[str, IncidentReport], out_dir: Path) -> None:
     ax.set_ylabel("observed incident rate")
     ax.set_title("Incident risk: calibration")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "calibration.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_dir / "calibration.png")
+
+
+def _final(threshold: float) -> str:
+    shown = f"{threshold:.3g}" if math.isfinite(threshold) else "none"
+    return f"the threshold in force at the end ({shown})"
 
 
 def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings: Settings) -> int:
@@ -204,6 +211,9 @@ def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         plot_reports(reports, out_dir)
+        plot_risk_timeline(
+            evaluation.trace, evaluation.pipeline.config.horizon_s, out_dir / "timeline.png"
+        )
         (out_dir / "incident_report.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2)
         )

@@ -181,6 +181,11 @@ class IncidentRiskPipeline:
         its quality figures are the online model's)."""
         self.on_labelled: Callable[[str, LabelledVector], None] | None = None
         """Told of every labelled vector as it is learned, with its group (evaluation)."""
+        self.on_predicted: Callable[[str, float, float, float], None] | None = None
+        """Told of every vector as it is predicted: service, event time, the probability that
+        decides its alert and the threshold in force (evaluation's timeline)."""
+        self.on_incident_event: Callable[[IncidentEvent], None] | None = None
+        """Told of every IncidentEvent applied (evaluation's timeline)."""
 
     # -- metric events ----------------------------------------------------------------------
 
@@ -251,6 +256,7 @@ class IncidentRiskPipeline:
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=_ts_of_predicted)
         min_positives = self.config.min_positives
+        on_predicted = self.on_predicted
         for vector, p, group, name, could_alert, champion, alert_p in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
@@ -263,6 +269,8 @@ class IncidentRiskPipeline:
             else:  # the sidecar's champion decides; the online model still learns
                 threshold = champion.threshold
                 alerting = could_alert and alert_p >= threshold
+            if on_predicted is not None:
+                on_predicted(vector.service, vector.ts_s, alert_p, threshold)
             # Only an alert can get feedback, so only an alerting vector needs its key.
             key = (
                 alert_id_for(
@@ -299,6 +307,8 @@ class IncidentRiskPipeline:
 
     def on_incident(self, event: IncidentEvent) -> None:
         """An incident opened or resolved: label the vectors it settles and learn them."""
+        if self.on_incident_event is not None:
+            self.on_incident_event(event)
         ts_s = event.ts.timestamp()
         if event.status == "opened":
             labelled = self.labeler.opened(event.service, event.incident_id, ts_s)

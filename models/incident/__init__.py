@@ -4,7 +4,8 @@
 into labels; :class:`IncidentRiskModel` predicts calibrated probabilities and learns online
 (from :class:`FeatureRow` vectors as matrices, or from any mappings);
 :class:`RiskThreshold` tunes the alert threshold; :mod:`~models.incident.prequential` scores
-it all honestly (every prediction made before its label was learned).
+it all honestly (every prediction made before its label was learned);
+:mod:`~models.incident.timeline` lays incidents and their warnings out in time.
 """
 
 from models.incident.config import RiskConfig, Strategy
@@ -17,6 +18,7 @@ from models.incident.prequential import (
 )
 from models.incident.risk import FeatureRow, IncidentRiskModel, RiskContribution
 from models.incident.thresholds import RiskThreshold
+from models.incident.timeline import IncidentSpan, busiest_services, incident_spans
 
 __all__ = [
     "OUTCOMES",
@@ -24,12 +26,15 @@ __all__ = [
     "HorizonLabeler",
     "IncidentReport",
     "IncidentRiskModel",
+    "IncidentSpan",
     "LabelledVector",
     "PrequentialTracker",
     "RiskConfig",
     "RiskContribution",
     "RiskThreshold",
     "Strategy",
+    "busiest_services",
     "incident_report",
+    "incident_spans",
     "reliability_table",
 ]

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
+from models.evaluation import pr_curve
 from models.incident.config import RiskConfig
 from models.incident.labels import LabelledVector
 
@@ -23,8 +24,6 @@ __all__ = ["IncidentReport", "PrequentialTracker", "incident_report", "reliabili
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-_CURVE_POINTS = 1_001  # PR curves are thinned to about this many points
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +120,12 @@ def incident_report(
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     positives = int(y.sum())
-    if positives:
-        precision_curve, recall_curve, _ = precision_recall_curve(y, p)
-        step = -(-precision_curve.size // (_CURVE_POINTS - 1))
-        keep = np.unique(np.r_[np.arange(0, precision_curve.size, step), precision_curve.size - 1])
-        precision_curve, recall_curve = precision_curve[keep], recall_curve[keep]
-    else:
-        precision_curve = recall_curve = np.empty(0)
+    curve = pr_curve(y, p)
     return IncidentReport(
         n=int(y.size),
         positives=positives,
         base_rate=positives / y.size if y.size else 0.0,
-        pr_auc=float(average_precision_score(y, p)) if positives else None,
+        pr_auc=curve.average_precision if curve is not None else None,
         roc_auc=float(roc_auc_score(y, p)) if 0 < positives < y.size else None,
         brier=float(np.mean((p - y) ** 2)) if y.size else None,
         threshold=float(threshold),
@@ -144,8 +137,8 @@ def incident_report(
         tn=tn,
         fn=fn,
         reliability=reliability_table(y, p),
-        precision_curve=np.asarray(precision_curve, dtype=np.float64),
-        recall_curve=np.asarray(recall_curve, dtype=np.float64),
+        precision_curve=curve.precision if curve is not None else np.empty(0),
+        recall_curve=curve.recall if curve is not None else np.empty(0),
     )
 
 

@@ -1,4 +1,5 @@
-"""``vigil evaluate`` on a labelled replay: a report, a timeline PNG, nothing trained on."""
+"""``vigil evaluate`` on a labelled replay: a report, timeline and PR-curve PNGs, nothing
+trained on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import orjson
 import pytest
 
 from stream.cli import main
+from stream.evaluate import evaluate_lines, pr_line
+from stream.pipeline import MetricPipeline
+from stream.settings import load_settings
 from stream.simulate import MetricSimulator
+from tests.unit.png import png_size
 
 
 @pytest.fixture
@@ -50,7 +55,40 @@ def test_report_and_timeline(
     assert report["precision"] > 0.3
     assert 0.9 < report["roc_auc"] <= 1.0
     assert report == orjson.loads((out / "report.json").read_bytes())
-    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png_size(out / "timeline.png") == (1200, 520)  # 2 services
+    assert png_size(out / "pr_curve.png") == (640, 560)
+    assert 10_000 < (out / "pr_curve.png").stat().st_size < 200_000
+
+
+def test_pr_curve_marks_the_flags_and_the_alerts(labelled: Path) -> None:
+    settings = load_settings({"anomaly_target_rate": 0.01})
+    pipeline = MetricPipeline(settings.anomaly_config())
+    run = evaluate_lines(labelled.read_bytes().splitlines(), pipeline)
+    report = run.report()
+    line = pr_line(run, report)
+    assert line is not None
+    assert line.curve.base_rate == report.anomalous_points / report.points
+    assert line.curve.recall[0] == 1.0
+    assert line.curve.recall[-1] == 0.0
+    assert 0.9 < line.curve.average_precision <= 1.0
+    flags, alerts = line.points
+    assert (flags.precision, flags.recall) == (report.precision, report.recall)
+    raised = run.arrays("alerts")
+    hits = int((raised & run.arrays("labels")).sum())
+    assert 0 < raised.sum() < report.flags  # the cooldown held some flags back
+    assert alerts.precision == hits / raised.sum()
+    assert alerts.recall == hits / report.anomalous_points
+
+
+def test_no_pr_curve_without_an_anomaly(tmp_path: Path) -> None:
+    path = tmp_path / "quiet.jsonl"
+    events = MetricSimulator(services=1, anomaly_rate=0.0, seed=3).events(800)
+    path.write_bytes(b"".join(orjson.dumps({**e.payload, "label": 0}) + b"\n" for e in events))
+    out = tmp_path / "report"
+    assert main(["evaluate", str(path), "--out-dir", str(out), "--json"]) == 0
+    assert (out / "report.json").is_file()
+    assert png_size(out / "timeline.png")[0] == 1200
+    assert not (out / "pr_curve.png").exists()
 
 
 def test_no_labels_is_an_error(tmp_path: Path) -> None:

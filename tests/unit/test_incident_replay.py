@@ -16,6 +16,7 @@ from stream.pipeline import MetricPipeline
 from stream.replay import ReplayStats, replay
 from stream.settings import load_settings
 from stream.simulate import MetricSimulator
+from tests.unit.png import png_size
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -127,5 +128,7 @@ def test_evaluate_writes_the_incident_report(tmp_path: Path) -> None:
     assert group["tp"] + group["fp"] + group["tn"] + group["fn"] == group["n"]
     assert len(group["reliability"]) == 10
     assert [p["incident_recall"] for p in group["operating_points"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
-    for name in ("pr_curve.png", "calibration.png", "incident_report.json"):
-        assert (out_dir / name).stat().st_size > 0
+    assert (out_dir / "incident_report.json").stat().st_size > 0
+    assert png_size(out_dir / "pr_curve.png") == (640, 560)
+    assert png_size(out_dir / "calibration.png") == (500, 500)
+    assert png_size(out_dir / "timeline.png") == (1200, 980)  # the 4 busiest of 6 services
