@@ -19,7 +19,13 @@ from typing import IO, Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["VigilProcess", "metric_totals", "start_vigil"]
+__all__ = [
+    "VigilProcess",
+    "detector_figures",
+    "metric_totals",
+    "sidecar_models",
+    "start_vigil",
+]
 
 
 @dataclass
@@ -141,3 +147,39 @@ def metric_totals(text: str, names: Mapping[str, str | None]) -> dict[str, float
             key = family.name if label is None else f"{family.name}:{sample.labels.get(label)}"
             out[key] = out.get(key, 0.0) + float(sample.value)
     return out
+
+
+def detector_figures(page: str) -> tuple[float, float, float]:
+    """From a detector's ``/metrics`` page: events scored (all sources), metric events
+    scored, and the consumer lag summed over its partitions."""
+    totals = metric_totals(
+        page, {"vigil_events_scored": "source", "vigil_consumer_lag_messages": None}
+    )
+    scored = sum(v for k, v in totals.items() if k.startswith("vigil_events_scored:"))
+    return (
+        scored,
+        totals.get("vigil_events_scored:metrics", 0.0),
+        totals.get("vigil_consumer_lag_messages", 0.0),
+    )
+
+
+def sidecar_models(described: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """From a sidecar's ``/models``: each group's (``kind:group``, champion version or "",
+    status of its last decision or "-").
+
+    Examples:
+        >>> sidecar_models({"groups": {"risk:all": {"champion": "risk-all-3",
+        ...     "last_decision": {"status": "promoted"}}, "anomaly:all": {"champion": None}}})
+        [('anomaly:all', '', '-'), ('risk:all', 'risk-all-3', 'promoted')]
+    """
+    groups = described.get("groups")
+    if not isinstance(groups, dict):
+        return []
+    rows = []
+    for key, state in sorted(groups.items()):
+        if not isinstance(state, dict):
+            continue
+        decision = state.get("last_decision")
+        status = decision.get("status", "-") if isinstance(decision, dict) else "-"
+        rows.append((str(key), str(state.get("champion") or ""), str(status)))
+    return rows

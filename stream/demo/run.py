@@ -41,7 +41,8 @@ from rich.progress import (
 
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.consumer import topic_specs
-from stream.demo.processes import VigilProcess, metric_totals, start_vigil
+from stream.demo.processes import VigilProcess, detector_figures, sidecar_models, start_vigil
+from stream.demo.run_settings import demo_settings
 from stream.demo.scenario import Scenario
 from stream.demo.scoreboard import Scoreboard
 from stream.demo.view import (
@@ -54,7 +55,7 @@ from stream.demo.view import (
     verdict_text,
 )
 from stream.incident_sim import IncidentRecord
-from stream.kafka_options import PLAINTEXT_SETTINGS, kafka_options
+from stream.kafka_options import kafka_options
 from stream.schemas import Alert
 from stream.settings import Settings, settings_env
 from stream.simulate import Publishable, publish
@@ -67,8 +68,6 @@ T = TypeVar("T")
 
 _PLAIN_PROGRESS_EVERY_S = 5.0
 _POLL_S = 1.0
-_SIDECAR_RETRAIN_S = 20.0
-"""The demo's sidecar retrains this often (wall clock), unless configured otherwise."""
 _UNTIL_STOPPED_S = 30 * 86_400.0
 """Event time planned when the demo runs until Ctrl-C."""
 
@@ -155,7 +154,13 @@ class _Demo:
                         asyncio.to_thread(broker.start, owned=True),
                         interruptible=False,  # a thread: let it finish, then stop the broker
                     )
-                self.settings = self._settings_for(bootstrap, external=broker is None)
+                self.settings = demo_settings(
+                    self.settings,
+                    bootstrap=bootstrap,
+                    run_id=self.run_id,
+                    run_dir=self.run_dir,
+                    external=broker is None,
+                )
                 await self._stage(
                     "topics",
                     ensure_topics(
@@ -185,33 +190,6 @@ class _Demo:
             print(f"vigil demo: {self.failure}", file=sys.stderr)
         print(summary_line(figures), flush=True)
         return 1 if self.failure is not None else 0
-
-    def _settings_for(self, bootstrap: str, *, external: bool) -> Settings:
-        """The run's settings: its own state directories; on a Kafka of the user's, its own
-        topics and groups (a run's event time starts now, earlier data would be older)."""
-        s = self.settings
-        update: dict[str, object] = {
-            "bootstrap_servers": bootstrap,
-            "snapshot_dir": str(self.run_dir / "snapshots"),
-            "artifact_dir": str(self.run_dir / "artifacts"),
-        }
-        # Demo defaults, where the user chose nothing: new model versions within a minute,
-        # and incident-risk alerts on a budget (1 % of risk vectors) rather than at 80 %
-        # recall, which costs ~50 alerts per service-day (README, incident risk).
-        if "sidecar_retrain_s" not in s.model_fields_set:
-            update["sidecar_retrain_s"] = _SIDECAR_RETRAIN_S
-        if "incident_strategy" not in s.model_fields_set:
-            update["incident_strategy"] = "alert_budget"
-        if external:
-            prefix = f"demo-{self.run_id}."
-            for name in type(s).model_fields:
-                if name.startswith("topic_") and isinstance(getattr(s, name), str):
-                    update[name] = prefix + getattr(s, name)
-            update["group_id"] = f"{s.group_id}-demo-{self.run_id}"
-            update["sidecar_group_id"] = f"{s.sidecar_group_id}-demo-{self.run_id}"
-        else:
-            update.update(PLAINTEXT_SETTINGS)
-        return s.model_copy(update=update)
 
     async def _stage(
         self, description: str, work: Awaitable[T], *, interruptible: bool = True
@@ -395,38 +373,21 @@ class _Demo:
                 self._note_models(described)
 
     def _note_metrics(self, page: str) -> None:
-        totals = metric_totals(
-            page, {"vigil_events_scored": "source", "vigil_consumer_lag_messages": None}
-        )
         stats = self.stats
-        scored = sum(v for k, v in totals.items() if k.startswith("vigil_events_scored:"))
+        scored, metrics_scored, stats.lag = detector_figures(page)
         now = time.monotonic()
         if self._last_scrape is not None and now > self._last_scrape[0]:
             stats.scored_per_s = (scored - self._last_scrape[1]) / (now - self._last_scrape[0])
         self._last_scrape = (now, scored)
         stats.scored = scored
-        stats.lag = totals.get("vigil_consumer_lag_messages", 0.0)
-        metrics_scored = totals.get("vigil_events_scored:metrics", 0.0)
         if self.warmup_task is not None:
             total = self.args.services * self.settings.warmup_events
             self.progress.update(self.warmup_task, completed=min(metrics_scored, total))
             stats.warm = min(1.0, metrics_scored / total) if total else 1.0
 
     def _note_models(self, described: dict[str, object]) -> None:
-        groups = described.get("groups")
-        if not isinstance(groups, dict):
-            return
-        rows = []
-        for key, state in sorted(groups.items()):
-            if not isinstance(state, dict):
-                continue
-            champion = state.get("champion") or "-"
-            decision = state.get("last_decision") or {}
-            status = decision.get("status", "-") if isinstance(decision, dict) else "-"
-            rows.append((str(key), str(champion), str(status)))
-            if champion != "-":
-                self.champions.add((str(key), str(champion)))
-        self.stats.models = rows
+        self.stats.models = sidecar_models(described)
+        self.champions.update((g, champion) for g, champion, _ in self.stats.models if champion)
 
     async def _drain(self) -> None:
         """Until the detector's count of scored events stops moving (at most 10 s), then a

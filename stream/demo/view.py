@@ -46,7 +46,7 @@ class LiveStats:
     warm: float = 0.0
     """Share of the anomaly models' warm-up done (events scored per service)."""
     models: list[tuple[str, str, str]] = field(default_factory=list)
-    """The sidecar's groups: (kind:group, champion version, last decision)."""
+    """The sidecar's groups: (kind:group, champion version or "", last decision)."""
 
 
 def alert_text(alert: Alert) -> str:
@@ -145,7 +145,7 @@ def dashboard(
     for name in ("model group", "champion", "last decision"):
         models.add_column(name, no_wrap=True)
     for group, champion, decision in stats.models:
-        models.add_row(group, champion, decision)
+        models.add_row(group, champion or "-", decision)
     if not stats.models:
         models.add_row("(the sidecar has not trained yet)", "", "")
     return Group(
