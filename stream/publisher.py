@@ -12,7 +12,16 @@ from aiokafka import AIOKafkaProducer
 from stream.codec import encode
 from stream.schemas import Alert, DeadLetter
 
-__all__ = ["Publisher"]
+__all__ = ["ALERT_PRODUCER_OPTIONS", "Publisher"]
+
+ALERT_PRODUCER_OPTIONS: Mapping[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 2,
+    "max_batch_size": 262_144,
+}
+"""How alerts and dead letters are produced, plain or transactional: acknowledged by every
+in-sync replica, without duplicates from retries, in batches of up to 256 KiB."""
 
 Ack = asyncio.Future[Any]
 """Resolves to the record's metadata once the broker has acknowledged it."""
@@ -53,11 +62,8 @@ class Publisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            max_batch_size=262_144,
             request_timeout_ms=30_000,
+            **ALERT_PRODUCER_OPTIONS,
             **self._kafka_options,
         )
         try:

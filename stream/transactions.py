@@ -28,7 +28,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stream.codec import encode
-from stream.publisher import Ack, Publisher
+from stream.publisher import ALERT_PRODUCER_OPTIONS, Ack, Publisher
 from stream.schemas import Alert, DeadLetter
 
 __all__ = ["TransactionalPublisher", "transactional_id"]
@@ -148,10 +148,7 @@ class TransactionalPublisher(Publisher):
                 client_id=f"{self._client_id}-{tp.topic}-{tp.partition}",
                 transactional_id=transactional_id(self.group_id, tp),
                 transaction_timeout_ms=self._transaction_timeout_ms,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=2,
-                max_batch_size=262_144,
+                **ALERT_PRODUCER_OPTIONS,
                 **self._kafka_options,
             )
             try:
