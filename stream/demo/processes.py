@@ -20,12 +20,17 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
+    "ChildFailed",
     "VigilProcess",
     "detector_figures",
     "metric_totals",
     "sidecar_models",
     "start_vigil",
 ]
+
+
+class ChildFailed(Exception):
+    """A child exited, or did not get ready in time; the message says which and why."""
 
 
 @dataclass
@@ -72,16 +77,19 @@ class VigilProcess:
         """Until GET ``path`` answers 200.
 
         Raises:
-            RuntimeError: it exited, or did not answer within ``timeout_s``.
+            ChildFailed: it exited, or did not answer within ``timeout_s``.
         """
         deadline = time.monotonic() + timeout_s
         while await self.get(path, timeout_s=1.0) is None:
             if self.exit_code is not None:
-                raise RuntimeError(
+                raise ChildFailed(
                     f"vigil {self.command} exited with {self.exit_code}:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"vigil {self.command} not ready within {timeout_s:g} s")
+                raise ChildFailed(
+                    f"vigil {self.command} not ready within {timeout_s:g} s (its log: "
+                    f"{self.log_path})"
+                )
             await asyncio.sleep(0.2)
 
     async def stop(self, timeout_s: float) -> int:

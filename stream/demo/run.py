@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.progress import (
@@ -41,7 +42,13 @@ from rich.progress import (
 
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.consumer import topic_specs
-from stream.demo.processes import VigilProcess, detector_figures, sidecar_models, start_vigil
+from stream.demo.processes import (
+    ChildFailed,
+    VigilProcess,
+    detector_figures,
+    sidecar_models,
+    start_vigil,
+)
 from stream.demo.run_settings import demo_settings
 from stream.demo.scenario import Scenario
 from stream.demo.scoreboard import Scoreboard
@@ -173,6 +180,10 @@ class _Demo:
                 await self._stream()
         except _Stopped:
             pass
+        except ChildFailed as exc:
+            self.failure = str(exc)
+        except KafkaError as exc:
+            self.failure = f"Kafka at {self.settings.bootstrap_servers}: {exc}"
         finally:
             if self._painter is not None:
                 self._painter.cancel()

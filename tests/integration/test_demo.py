@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stream.broker import free_port
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,15 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(
     assert figures["events_sent"] > 0
     assert figures["events_scored"] > 0
     assert not _children_left(tmp_path)
+
+
+def test_an_unreachable_kafka_is_one_readable_line_and_exit_1(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    nobody = test_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
+    proc = _demo(nobody, tmp_path, "--duration", "5")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr
+    assert f"vigil demo: Kafka at {nobody.bootstrap_servers}: " in stderr
+    assert _summary(stdout)["events_sent"] == 0
