@@ -8,7 +8,7 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,13 @@ import pytest
 from stream.broker import free_port
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
-from tests.integration.kafka_io import Produced, committed_offsets, end_offsets, read_all
+from tests.integration.kafka_io import (
+    Produced,
+    committed_offsets,
+    end_offsets,
+    produce_paced,
+    read_all,
+)
 from tests.integration.processes import (
     detector_process,
     log_events,
@@ -183,6 +189,10 @@ class Progress:
     async def total(self) -> int:
         return sum((await self.poll()).values())
 
+    async def reached(self, committed: float) -> bool:
+        """Whether the group has committed ``committed`` records in all."""
+        return await self.total() >= committed
+
 
 async def end_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
     return {tp.partition: o for tp, o in (await end_offsets(bootstrap, topic)).items()}
@@ -246,3 +256,38 @@ async def check_alerts(
     assert expected, "the reference should alert: the test checks nothing otherwise"
     got = set(ids)
     return AlertCheck(len(ids), len(got), len(expected), len(expected - got), len(got - expected))
+
+
+@contextlib.asynccontextmanager
+async def paced_stream(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes | None, bytes]],
+    *,
+    rate_per_s: float,
+    acknowledged: list[Produced],
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Produce ``messages`` to ``topic`` at ``rate_per_s`` in the background (each one
+    acknowledged goes to ``acknowledged``); yields the task, cancelled on exit if running."""
+    task = asyncio.create_task(
+        produce_paced(bootstrap, topic, messages, rate_per_s=rate_per_s, acknowledged=acknowledged)
+    )
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def producer_done(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
+    """A check for :meth:`Fleet.wait_until`: the producer task is over (its error, if any,
+    fails the test)."""
+
+    async def done() -> bool:
+        if task.done():
+            task.result()
+        return task.done()
+
+    return done

@@ -16,7 +16,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,10 +32,12 @@ from tests.integration.fleet import (
     check_alerts,
     detector_settings_env,
     end_offsets_of,
+    paced_stream,
     parse_ts,
+    producer_done,
     simulated,
 )
-from tests.integration.kafka_io import Produced, produce_paced, read_all
+from tests.integration.kafka_io import Produced, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -94,19 +96,12 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
         await fleet.stable()
 
         started = time.monotonic()
-        producer = asyncio.create_task(
-            produce_paced(
-                bootstrap,
-                metrics_topic,
-                messages,
-                rate_per_s=KJ_RATE_PER_S,
-                acknowledged=produced,
-            )
-        )
-        try:
+        async with paced_stream(
+            bootstrap, metrics_topic, messages, rate_per_s=KJ_RATE_PER_S, acknowledged=produced
+        ) as producer:
             # Kill one detector mid-stream.
             await fleet.wait_until(
-                lambda: _reached(progress, KILL_AT * KJ_EVENTS),
+                lambda: progress.reached(KILL_AT * KJ_EVENTS),
                 timeout_s=90,
                 what=f"{KILL_AT:.0%} of the events committed",
             )
@@ -136,7 +131,7 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
 
             # A fourth detector joins.
             await fleet.wait_until(
-                lambda: _reached(progress, JOIN_AT * KJ_EVENTS),
+                lambda: progress.reached(JOIN_AT * KJ_EVENTS),
                 timeout_s=90,
                 what=f"{JOIN_AT:.0%} of the events committed",
             )
@@ -147,11 +142,6 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
             )
             await producer
             produced_s = time.monotonic() - started
-        finally:
-            if not producer.done():
-                producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
 
         ends = await end_offsets_of(bootstrap, metrics_topic)
 
@@ -209,19 +199,6 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
     assert not progress.backwards, "a replay committed offsets below the group's"
     if exactly_once:
         assert alerts.duplicates == 0, alerts
-
-
-async def _reached(progress: Progress, committed: float) -> bool:
-    return await progress.total() >= committed
-
-
-def producer_done(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
-    async def done() -> bool:
-        if task.done():
-            task.result()  # a producer that failed fails the test here
-        return task.done()
-
-    return done
 
 
 # --------------------------------------------------------------------------- broker restart
@@ -287,18 +264,15 @@ async def test_broker_restart_mid_stream(test_settings: Settings, tmp_path: Path
                 fleet.start(name)
             await fleet.stable()
             started = time.monotonic()
-            producer = asyncio.create_task(
-                produce_paced(
-                    bootstrap,
-                    metrics_topic,
-                    messages,
-                    rate_per_s=BR_RATE_PER_S,
-                    acknowledged=produced,
-                )
-            )
-            try:
+            async with paced_stream(
+                bootstrap,
+                metrics_topic,
+                messages,
+                rate_per_s=BR_RATE_PER_S,
+                acknowledged=produced,
+            ) as producer:
                 await fleet.wait_until(
-                    lambda: _reached(progress, BR_STOP_AT * BR_EVENTS),
+                    lambda: progress.reached(BR_STOP_AT * BR_EVENTS),
                     timeout_s=60,
                     what=f"{BR_STOP_AT:.0%} of the events committed",
                 )
@@ -313,11 +287,6 @@ async def test_broker_restart_mid_stream(test_settings: Settings, tmp_path: Path
                 await fleet.wait_until(
                     producer_done(producer), timeout_s=120, what="the producer finishing"
                 )
-            finally:
-                if not producer.done():
-                    producer.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await producer
             ends = await end_offsets_of(bootstrap, metrics_topic)
 
             async def drained() -> bool:

@@ -10,7 +10,6 @@ the alerts are exactly those of one detector that never stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 from pathlib import Path
@@ -27,9 +26,10 @@ from tests.integration.fleet import (
     check_alerts,
     detector_settings_env,
     end_offsets_of,
+    paced_stream,
     simulated,
 )
-from tests.integration.kafka_io import Produced, group_members, produce_paced, read_all
+from tests.integration.kafka_io import Produced, group_members, read_all
 from tests.integration.processes import log_tail
 
 pytestmark = pytest.mark.integration
@@ -85,12 +85,9 @@ async def test_a_static_member_restarted_within_the_session_timeout_keeps_its_pa
         assert sorted(str(m["member_id"])[:9] for m in members) == ["static-a-", "static-b-"]
         b_before = _rebalance_events(b)
 
-        producer = asyncio.create_task(
-            produce_paced(
-                bootstrap, metrics_topic, messages, rate_per_s=RATE_PER_S, acknowledged=produced
-            )
-        )
-        try:
+        async with paced_stream(
+            bootstrap, metrics_topic, messages, rate_per_s=RATE_PER_S, acknowledged=produced
+        ) as producer:
 
             async def stop_point() -> bool:
                 return await progress.total() >= STOP_AT * EVENTS
@@ -127,11 +124,6 @@ async def test_a_static_member_restarted_within_the_session_timeout_keeps_its_pa
 
             await fleet.wait_until(drained, timeout_s=120, what="the stream drained")
             await producer
-        finally:
-            if not producer.done():
-                producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
         # Polled again at the end: b was never rebalanced, a2 was assigned once.
         assert await b.owned() == owned_b
         assert _rebalance_events(b) == b_before, log_tail(b.log_path)
