@@ -15,6 +15,7 @@ Run: ``.venv/bin/python benchmarks/sidecar_retrain.py [--repeats 3]``
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import time
 
@@ -70,6 +71,7 @@ def main() -> None:
         times["risk"].append(time.perf_counter() - started)
         started = time.perf_counter()
         model.pr_curve_png()
+        model.holdout_timeline_png()
         times["png"].append(time.perf_counter() - started)
     print(
         f"window: {window.rows('anomaly:all'):,} anomaly + {window.rows('risk:all'):,} risk rows,"
@@ -79,9 +81,10 @@ def main() -> None:
         print(f"{name:>8}: median {statistics.median(values):.2f} s of {values}")
     total = sum(statistics.median(v) for v in times.values())
     print(
-        f"retrain (frame + both fits + figure): {total:.1f} s; holdout PR-AUC "
+        f"retrain (frame + both fits + figures): {total:.1f} s; holdout PR-AUC "
         f"{model.metrics['pr_auc']:.3f} at base rate {model.metrics['base_rate']:.3f}"
     )
+    print(f"risk artifact: {len(pickle.dumps(model, protocol=5)):,} bytes pickled")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Layout: ``<root>/<kind>/<group>/<version>/`` holds
 - ``metadata.json``: data range, metrics, thresholds, importance, the comparison that decided
   its fate, and its status (``champion``, ``rejected``, ``retired``);
 - ``importance.csv``: coefficient and permutation importance per feature (risk models);
-- ``pr_curve.png``: the holdout precision-recall curve with the operating point (risk models).
+- ``pr_curve.png``: the holdout precision-recall curve with the operating point (risk models);
+- ``holdout_timeline.png``: the holdout's probabilities over event time, with the alerts at
+  the threshold, each incident's positive rows and the threshold marked (risk models; not
+  written for an artifact pickled before it kept a holdout sample).
 
 ``<root>/<kind>/<group>/champion.json`` names the champion's version (written atomically),
 ``challenger.json`` the challenger being scored in shadow (if any), and ``history.jsonl``
@@ -73,6 +76,9 @@ class ArtifactStore:
         )
         if isinstance(artifact, RiskArtifact):
             _atomic_write(directory / "pr_curve.png", artifact.pr_curve_png())
+            timeline = artifact.holdout_timeline_png()
+            if timeline is not None:
+                _atomic_write(directory / "holdout_timeline.png", timeline)
             _atomic_write(directory / "importance.csv", _importance_csv(artifact.importance))
         self._append_history(artifact.kind, group, {"version": artifact.version, **decision})
         return StoredArtifact(artifact.kind, group, artifact.version, directory)

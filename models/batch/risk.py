@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from models.batch._shared import (
     span_of,
     version_of,
 )
+from models.batch.holdout import HoldoutSample, holdout_timeline_png, png_bytes, thin_holdout
 from models.batch.tuning import incident_best, tune_thresholds
 from models.incident.config import Strategy
 from models.incident.prequential import incident_report
@@ -60,6 +60,9 @@ class RiskArtifact:
         settings: The arguments it was fitted with.
         version: Deterministic: the fitted parameters, thresholds and data ranges.
         libraries: Python, numpy and scikit-learn versions it was fitted with.
+        holdout_sample: The holdout's probabilities, thinned (every positive, some
+            negatives), for :meth:`holdout_timeline_png`; None in an artifact pickled before
+            it was kept.
 
     Examples:
         >>> model = _example()
@@ -87,6 +90,8 @@ class RiskArtifact:
     libraries: dict[str, str]
     _pipeline: Any = field(repr=False)  # sklearn's scaler + logistic regression
     _curve: tuple[FloatArray, FloatArray] = field(repr=False)  # holdout precision, recall
+    # With a default, a class attribute: older pickles, which lack it, unpickle with None.
+    holdout_sample: HoldoutSample | None = field(default=None, repr=False)
 
     def predict_proba(self, X: npt.ArrayLike, names: Sequence[str] | None = None) -> FloatArray:
         """P(incident within the horizon) for each row of ``X`` (columns :attr:`names`, or
@@ -193,9 +198,29 @@ class RiskArtifact:
         ax.set_title(f"{self.version}: holdout", fontsize=8)
         ax.legend(fontsize=7)
         figure.tight_layout()
-        out = io.BytesIO()
-        figure.savefig(out, format="png", metadata={"Software": None})
-        return out.getvalue()
+        return png_bytes(figure)
+
+    def holdout_timeline_png(self) -> bytes | None:
+        """The holdout's probabilities over event time, alerts, incidents and the threshold,
+        as PNG bytes (see :func:`~models.batch.holdout.holdout_timeline_png`); None for an
+        artifact without :attr:`holdout_sample` (pickled before it was kept).
+
+        Examples:
+            >>> _example().holdout_timeline_png()[:4]
+            b'\\x89PNG'
+        """
+        if self.holdout_sample is None:
+            return None
+        m = self.metrics
+        title = (
+            f"{self.version}: holdout, {self.strategy} ≥ {self.threshold:.3g}, "
+            f"PR-AUC {m['pr_auc']:.3f}, base rate {m['base_rate']:.3f}\n"
+            f"{m['n']:,} rows, {m['positives']:,} positive; alerts {m['tp'] + m['fp']:,} "
+            f"({m['tp']:,} on positives), recall {m['recall']:.2f}, precision {m['precision']:.2f}"
+        )
+        if m["incidents"] is not None:
+            title += f"; {m['incidents']} incidents, {m['incident_recall']:.0%} warned of"
+        return holdout_timeline_png(self.holdout_sample, self.threshold, title)
 
 
 def _positive_proba(pipeline: Any, X: FloatArray) -> FloatArray:
@@ -415,6 +440,9 @@ def fit_risk_model(
         libraries=library_versions(),
         _pipeline=pipeline,
         _curve=(report.precision_curve, report.recall_curve),
+        holdout_sample=thin_holdout(
+            times[holdout], p, y_holdout, holdout_ids, thresholds[strategy]
+        ),
     )
 
 

@@ -133,7 +133,13 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
         assert first["risk"]["reason"] == "no_champion"
         champion = first["risk"]["version"]
         stored = sidecar.store.root / "risk" / "all" / str(champion)
-        for name in ("model.pkl", "metadata.json", "pr_curve.png", "importance.csv"):
+        for name in (
+            "model.pkl",
+            "metadata.json",
+            "pr_curve.png",
+            "holdout_timeline.png",
+            "importance.csv",
+        ):
             assert (stored / name).is_file(), name
         metadata = orjson.loads((stored / "metadata.json").read_bytes())
         assert metadata["metrics"]["pr_auc"] > 3 * metadata["metrics"]["base_rate"]

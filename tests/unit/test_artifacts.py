@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
-from models.batch import fit_anomaly_model
+from models.batch import RiskArtifact, fit_anomaly_model
 from models.batch.risk import _example
 from stream.artifacts import ArtifactError, ArtifactStore
+from tests.unit.png import png_size
 
 
 def test_save_promote_load_and_roll_back(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     risk = _example()
     stored = store.save(risk, "all", {"status": "champion"})
-    for name in ("model.pkl", "model.sha256", "metadata.json", "pr_curve.png", "importance.csv"):
+    for name in (
+        "model.pkl",
+        "model.sha256",
+        "metadata.json",
+        "pr_curve.png",
+        "holdout_timeline.png",
+        "importance.csv",
+    ):
         assert (stored.path / name).is_file(), name
     assert store.champion("risk", "all") is None
     store.set_champion("risk", "all", risk.version)
@@ -51,3 +60,33 @@ def test_a_damaged_or_foreign_artifact_is_refused(tmp_path: Path) -> None:
     (path / "metadata.json").write_bytes(orjson.dumps(metadata))
     with pytest.raises(ArtifactError, match=r"scikit-learn 0\.1"):
         store.load("risk", "all", risk.version)
+
+
+def test_a_risk_version_gets_its_holdout_timeline_png(tmp_path: Path) -> None:
+    risk = _example()
+    path = ArtifactStore(tmp_path).save(risk, "all", {"status": "champion"}).path
+    assert png_size(path / "holdout_timeline.png") == (1100, 460)
+    assert (path / "holdout_timeline.png").read_bytes() == risk.holdout_timeline_png()  # same bytes
+    assert not (path / ".tmp-holdout_timeline.png").exists()
+
+
+def test_an_artifact_pickled_before_the_holdout_sample_still_saves_and_loads(
+    tmp_path: Path,
+) -> None:
+    risk = _example()
+    state = dict(vars(risk))
+    del state["holdout_sample"]  # what an older version pickled
+    older = object.__new__(RiskArtifact)
+    older.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(older, protocol=5))
+    assert "holdout_sample" not in vars(restored)
+    assert restored.holdout_sample is None
+    assert restored.holdout_timeline_png() is None
+
+    store = ArtifactStore(tmp_path)
+    path = store.save(restored, "all", {"status": "champion"}).path
+    assert (path / "pr_curve.png").is_file()
+    assert not (path / "holdout_timeline.png").exists()
+    loaded = store.load("risk", "all", risk.version)
+    X = np.array([[6.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_array_equal(loaded.score(X), risk.score(X))
