@@ -861,8 +861,12 @@ class LocalBroker:
             return None, None, None
 
     def _is_ours(self, pid: int) -> bool:
-        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
-            return False  # our child exited (reaped just now)
+        if self._proc is not None and self._proc.pid == pid:
+            # Our own child: whether it runs is poll()'s to say, not /proc's. Popen returns
+            # once the exec has begun; the new image's arguments are in /proc a moment later,
+            # and a loaded machine read them empty ("exited before it was ready", the broker
+            # left running).
+            return self._proc.poll() is None
         return _is_our_broker(pid, self._data_dir / _PROPS_FILE)
 
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
