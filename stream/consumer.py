@@ -535,6 +535,9 @@ class Detector:
         scored = len(sources)
         self.metrics.events_scored.labels(source="metrics").inc(scored)
         self.counts["scored"] += scored
+        self.metrics.anomaly_scores.labels(source="metrics").observe_many(
+            outcome.scores[~outcome.warming_up]
+        )
         if outcome.missing_features:
             self.metrics.missing_features.labels(source="metrics").inc(outcome.missing_features)
         for service, new in outcome.grown:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from models.batch import RiskArtifact
 from models.incident import (
@@ -109,6 +110,8 @@ class RiskOutcome:
     alerts: list[Alert] = field(default_factory=list)
     vectors: int = 0
     suppressed: int = 0
+    probabilities: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    """The online models' probabilities of the vectors, an array per group."""
 
 
 class _Group:
@@ -233,6 +236,7 @@ class IncidentRiskPipeline:
         for name, members in by_group.items():
             group = self._group(name)
             probabilities = group.model.predict_many([v.features for v in members])
+            out.probabilities.append(probabilities)
             # The alert budget is shared among vectors that could alert: not those of a
             # service whose incident is known to be open (they score high, and never alert).
             alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]

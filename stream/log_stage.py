@@ -208,6 +208,9 @@ class LogStage:
         if outcome.windows:
             logs.windows.labels(empty="true").inc(outcome.empty_windows)
             logs.windows.labels(empty="false").inc(len(outcome.windows) - outcome.empty_windows)
+            metrics.anomaly_scores.labels(source="logs").observe_many(
+                [w.score for w in outcome.windows if not w.warming_up]
+            )
         if outcome.suppressed:
             metrics.alerts_suppressed.labels(kind="anomaly", source="logs").inc(outcome.suppressed)
         watermark = self.pipeline.watermark

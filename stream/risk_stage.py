@@ -151,6 +151,8 @@ class RiskStage:
         risk = self._ctx.metrics.risk
         if outcome.vectors:
             risk.vectors.inc(outcome.vectors)
+            for probabilities in outcome.probabilities:
+                risk.probabilities.observe_many(probabilities)
         if outcome.suppressed:
             self._ctx.metrics.alerts_suppressed.labels(kind="incident_risk", source="metrics").inc(
                 outcome.suppressed

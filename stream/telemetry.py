@@ -13,6 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.snapshot import RejectReason
+from stream.bulk_histogram import BulkHistogram
 from stream.codec import DECODE_REASONS
 
 __all__ = [
@@ -53,6 +54,29 @@ _SCORING_BUCKETS_S = (
     0.01,
     0.05,
 )
+_SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+"""Anomaly scores lie in [0, 1): usual ones near 0.3-0.5, thresholds (a high quantile) above
+0.55 (measured on the simulator's services)."""
+_PROBABILITY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+)
+"""Incident-risk probabilities are calibrated: most near the base rate (a few %), thresholds
+from a few % to a few tenths."""
 SOURCES = ("metrics", "logs")
 KINDS = ("anomaly", "incident_risk")
 
@@ -123,6 +147,14 @@ class DetectorMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.anomaly_scores = BulkHistogram(
+            "vigil_anomaly_score",
+            "Anomaly scores of metric events and log windows past their model's warm-up "
+            "(those held to the alert threshold), by source.",
+            _SCORE_BUCKETS,
+            labelnames=("source",),
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "vigil_batch_size_events",
             "Records per fetched batch.",
@@ -182,6 +214,7 @@ class DetectorMetrics:
             self.missing_features.labels(source=source)
             self.scoring_latency.labels(source=source)
             self.event_to_alert_latency.labels(source=source)
+            self.anomaly_scores.labels(source=source)
             self.models_held.labels(source=source)
             for kind in KINDS:
                 self.alerts_suppressed.labels(kind=kind, source=source)
@@ -401,6 +434,12 @@ class RiskMetrics:
         self.buffer_bytes = Gauge(
             "vigil_incident_buffer_bytes",
             "Memory held by risk vectors waiting for their label.",
+            registry=registry,
+        )
+        self.probabilities = BulkHistogram(
+            "vigil_incident_probability",
+            "Incident-risk probability of every risk vector, from the group's online model.",
+            _PROBABILITY_BUCKETS,
             registry=registry,
         )
         self.threshold = Gauge(

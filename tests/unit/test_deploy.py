@@ -40,6 +40,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from prometheus_client import CollectorRegistry
 
+from stream.bulk_histogram import BulkHistogram
 from stream.cli import _build_parser
 from stream.http import create_app
 from stream.settings import Settings, load_settings
@@ -232,8 +233,12 @@ def _exported() -> dict[str, frozenset[str]]:
     for registry in _registries():
         # prometheus_client keeps a collector's label names in `_labelnames` (no public
         # accessor; families without samples yet carry none): a rename there fails loudly.
+        # Vigil's own BulkHistogram has them public.
         for collector in registry._collector_to_names:
-            labels = frozenset(collector._labelnames)
+            if isinstance(collector, BulkHistogram):
+                labels = frozenset(collector.labelnames)
+            else:
+                labels = frozenset(collector._labelnames)
             for family in collector.describe():
                 for suffix in suffixes[family.type]:
                     extra = {"le"} if suffix == "_bucket" else set()
@@ -355,6 +360,10 @@ def test_the_exported_metrics_are_found() -> None:
         assert name in exported
     assert "vigil_events_consumed" not in exported  # counters are exposed with _total only
     assert exported["vigil_consumer_lag_messages"] == {"topic", "partition"}
+    # Score distributions come from a custom collector (stream/bulk_histogram.py).
+    assert exported["vigil_anomaly_score_bucket"] == {"source", "le"}
+    assert exported["vigil_anomaly_score_count"] == {"source"}
+    assert exported["vigil_incident_probability_bucket"] == {"le"}
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -700,6 +709,8 @@ def test_dashboard_shows_what_operators_need() -> None:
         "vigil_events_consumed_total",  # events/s
         "vigil_consumer_lag_messages",  # lag
         "vigil_alerts_total",  # alerts by kind
+        "vigil_anomaly_score_bucket",  # score distributions
+        "vigil_incident_probability_bucket",
         "vigil_incident_threshold",  # scores: the thresholds they are held to
         "vigil_event_to_alert_latency_seconds_bucket",  # latency
         "vigil_snapshot_age_seconds",  # snapshot age
