@@ -106,17 +106,29 @@ def _build_parser() -> _Parser:
     evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     _add_settings_flags(evaluate)
 
-    simulate = commands.add_parser("simulate", help="Publish simulated metric events.")
+    simulate = commands.add_parser(
+        "simulate",
+        help="The stand-in log-processor: simulated metric events (with --incidents, also "
+        "incident labels and log lines), until stopped or --count.",
+    )
     _add_simulation_flags(simulate)
     simulate.add_argument("--labels", type=Path, help="Write injected anomalies as JSONL here.")
     simulate.add_argument(
         "--incidents",
         action="store_true",
         help="Services whose incidents follow precursors (memory creep, latency drift, error "
-        "growth, deploys); their IncidentEvents go to the incidents topic, minutes late.",
+        "growth, deploys); their IncidentEvents go to the incidents topic, minutes late, and "
+        "their log lines to the logs topic.",
     )
     simulate.add_argument(
         "--interval-s", type=float, default=10.0, help="Seconds between a service's samples."
+    )
+    simulate.add_argument(
+        "--log-lines-per-s",
+        type=float,
+        default=0.5,
+        help="With --incidents: log lines per service per second of event time, which keeps "
+        "pace with the samples' (0: no logs).",
     )
     simulate.add_argument(
         "--jsonl",
@@ -279,7 +291,7 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
 def _add_simulation_flags(
     parser: argparse.ArgumentParser,
     default_rate: float | None = 1000.0,
-    default_count: int | None = 20_000,
+    default_count: int | None = None,
 ) -> None:
     parser.add_argument(
         "--rate",
@@ -288,7 +300,10 @@ def _add_simulation_flags(
         help="Events per second (0: as fast as possible).",
     )
     parser.add_argument(
-        "--count", type=int, default=default_count, help="How many events (default: until stopped)."
+        "--count",
+        type=int,
+        default=default_count,
+        help="How many metric events (0 or omitted: until stopped; --jsonl: 20,000).",
     )
     parser.add_argument("--services", type=int, default=5, help="How many services.")
     parser.add_argument(

@@ -20,6 +20,8 @@ GC frees the memory, a blip passes, a deploy settles); routine deploys have no c
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import random
 from collections.abc import Iterable, Iterator
@@ -55,6 +57,7 @@ PRECURSORS: tuple[Precursor, ...] = ("memory_creep", "latency_drift", "error_gro
 _DEPLOY_RECENT_S = 600.0
 _COOLDOWN_S = 3600.0  # after a resolve, before the next incident's precursor may begin
 _DAY_S = 86_400.0
+_ENDLESS_CHUNK_S = 30 * _DAY_S
 _KNOCK_ON = {  # what a precursor that leads to an incident moves next: (metric, amp range)
     "memory_creep": ("latency_p95", 0.1, 0.3),  # GC pauses
     "latency_drift": ("err_5xx", 0.5, 1.5),  # timeouts
@@ -167,6 +170,8 @@ class IncidentSimulator:
     start: datetime = datetime(2026, 11, 23, tzinfo=UTC)
     _planned: list[SimulatedIncident] = field(default_factory=list, init=False, repr=False)
     _now_s: float = field(default=-math.inf, init=False, repr=False)
+    _chunk: int | None = field(default=None, init=False, repr=False)
+    """Which chunk of :meth:`endless` this is (None: not one)."""
 
     @property
     def names(self) -> list[str]:
@@ -188,6 +193,8 @@ class IncidentSimulator:
         """
         rng = random.Random(self.seed)
         scales = [0.5 + rng.random() * 2.0 for _ in range(self.services)]
+        if self._chunk:  # the same services, with noise of their own in each chunk
+            rng.seed(f"noise:{self.seed}:{self._chunk}")
         names = self.names
         plans = [self._plan(s, names[s], duration_s) for s in range(self.services)]
         self._planned = sorted(
@@ -230,11 +237,42 @@ class IncidentSimulator:
             r += 1
         self._now_s = duration_s
 
+    def endless(
+        self, chunk_s: float = _ENDLESS_CHUNK_S
+    ) -> Iterator[SimulatedEvent | IncidentRecord]:
+        """Everything, until the caller stops: :meth:`stream` about ``chunk_s`` at a time.
+
+        Chunk ``n`` begins ``n`` chunks after ``start`` (a whole number of sample intervals)
+        and plans incidents of its own (ids ``INC-<service>-c<n>-<k>`` after the first chunk,
+        whose ids are :meth:`stream`'s). A chunk plans only incidents that are over, their
+        resolve published, before it ends, so none is left open across chunks; the next
+        chunk's first may open an hour after its start (the usual pause after a resolve).
+        The services (their sizes and daily cycle) carry on unchanged.
+
+        Examples:
+            >>> sim = IncidentSimulator(services=2, clean_start_s=0.0, incidents_per_day=50.0)
+            >>> items = itertools.islice(sim.endless(chunk_s=86_400.0), 40_000)  # 2.3 days
+            >>> ids = [i.payload["incident_id"] for i in items if isinstance(i, IncidentRecord)]
+            >>> ids[0], next(i for i in ids if "-c1-" in i)
+            ('INC-svc-00-1', 'INC-svc-00-c1-1')
+        """
+        span_s = math.ceil(chunk_s / self.interval_s) * self.interval_s
+        for n in itertools.count():
+            chunk = dataclasses.replace(
+                self,
+                start=self.start + timedelta(seconds=n * span_s),
+                clean_start_s=self.clean_start_s if n == 0 else _COOLDOWN_S,
+            )
+            chunk._chunk = n
+            yield from chunk.stream(span_s)
+
     def _plan(self, s: int, name: str, duration_s: float) -> _Plan:
         """One service's events up to ``duration_s``, each kind from its own random stream
         so that a longer plan begins with a shorter one."""
         plan = _Plan()
-        rng = random.Random(f"incidents:{self.seed}:{s}")
+        # Each chunk of `endless` after the first has random streams of its own.
+        key = f"{self.seed}:{s}" if not self._chunk else f"{self.seed}:{s}:{self._chunk}"
+        rng = random.Random(f"incidents:{key}")
         busy: list[tuple[float, float]] = []  # incident windows false alarms keep out of
         t = self.clean_start_s
         # Plan past the end so false alarms near it know about the incidents that follow.
@@ -245,6 +283,8 @@ class IncidentSimulator:
             severity = rng.choices(("sev1", "sev2", "sev3"), weights=(1, 3, 6))[0]
             published = opened + round(rng.uniform(*self.label_delay_s))
             resolve_published = resolved + round(rng.uniform(0.0, 60.0))
+            if self._chunk is not None and resolve_published >= duration_s:
+                break  # a chunk of `endless` leaves no incident open
             kind = rng.choice(PRECURSORS) if rng.random() < self.warning_share else None
             precursor_start = None
             if kind is not None:
@@ -262,7 +302,10 @@ class IncidentSimulator:
                     amp = rng.uniform(low, high)
                     plan.effects.append(_Effect(metric, amp, spread, opened, resolved, fall))
             self._incident_effects(plan, rng, opened, resolved)
-            incident_id = f"INC-{name}-{len(plan.incidents) + 1}"
+            number = len(plan.incidents) + 1
+            incident_id = (
+                f"INC-{name}-c{self._chunk}-{number}" if self._chunk else f"INC-{name}-{number}"
+            )
             incident = SimulatedIncident(
                 service=name,
                 incident_id=incident_id,
@@ -288,8 +331,8 @@ class IncidentSimulator:
                 plan.records.append((at, record))
             busy.append((min(opened, precursor_start or opened) - 1800.0, resolved + 1800.0))
             t = resolved + _COOLDOWN_S
-        self._false_alarms(plan, random.Random(f"false-alarms:{self.seed}:{s}"), busy, duration_s)
-        self._routine_deploys(plan, random.Random(f"deploys:{self.seed}:{s}"), duration_s)
+        self._false_alarms(plan, random.Random(f"false-alarms:{key}"), busy, duration_s)
+        self._routine_deploys(plan, random.Random(f"deploys:{key}"), duration_s)
         return plan
 
     def _precursor(

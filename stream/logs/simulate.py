@@ -11,6 +11,7 @@ known kinds. Incidents change it for a while:
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -20,9 +21,25 @@ from typing import Literal
 
 from stream.schemas import LogEvent
 
-__all__ = ["LogIncident", "LogSimulator", "rotating_incidents"]
+__all__ = [
+    "FIRST_INCIDENT_S",
+    "INCIDENT_EVERY_S",
+    "LogIncident",
+    "LogSimulator",
+    "endless_log_events",
+    "log_simulator",
+    "paced_log_rate",
+    "rotating_incidents",
+]
 
 IncidentKind = Literal["error_burst", "new_stack_traces", "quiet"]
+
+FIRST_INCIDENT_S = 3600.0
+"""When :func:`log_simulator`'s first incident begins: after the window models' warm-up
+(100 windows of 30 s)."""
+INCIDENT_EVERY_S = 1800.0
+"""Event time between two of :func:`log_simulator`'s incidents."""
+_ENDLESS_CHUNK_S = 30 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,3 +227,84 @@ def _poisson(rng: random.Random, mean: float) -> int:
         if p <= limit:
             return k
         k += 1
+
+
+def log_simulator(
+    services: Sequence[str],
+    *,
+    lines_per_s: float,
+    seed: int,
+    start: datetime,
+    horizon_s: float,
+) -> LogSimulator:
+    """The simulated log-processor's lines: an incident every :data:`INCIDENT_EVERY_S` of
+    event time from :data:`FIRST_INCIDENT_S` until ``horizon_s``, through the kinds and the
+    services in turn (:func:`rotating_incidents`); lines up to 2 s out of order.
+
+    Examples:
+        >>> start = datetime(2026, 11, 23, tzinfo=UTC)
+        >>> sim = log_simulator(["api"], lines_per_s=1.0, seed=1, start=start, horizon_s=7200.0)
+        >>> [(i.kind, i.start_s) for i in sim.incidents]
+        [('error_burst', 3600.0), ('new_stack_traces', 5400.0), ('quiet', 7200.0)]
+    """
+    count = max(1, int((horizon_s - FIRST_INCIDENT_S) // INCIDENT_EVERY_S) + 1)
+    incidents = rotating_incidents(
+        services, first_s=FIRST_INCIDENT_S, every_s=INCIDENT_EVERY_S, count=count
+    )
+    return LogSimulator(
+        services,
+        lines_per_s=lines_per_s,
+        incidents=incidents,
+        seed=seed,
+        start=start,
+        disorder_s=2.0,
+    )
+
+
+def endless_log_events(
+    services: Sequence[str],
+    *,
+    lines_per_s: float,
+    seed: int,
+    start: datetime,
+    chunk_s: float = _ENDLESS_CHUNK_S,
+) -> Iterator[LogEvent]:
+    """:func:`log_simulator`'s lines until the caller stops, ``chunk_s`` of event time at a
+    time: each chunk with a seed of its own and incidents that end within it (none at all
+    if ``lines_per_s`` is not positive).
+
+    Examples:
+        >>> start = datetime(2026, 11, 23, tzinfo=UTC)
+        >>> lines = endless_log_events(["api"], lines_per_s=1.0, seed=1, start=start, chunk_s=60)
+        >>> sorted({e.ts.minute for e in itertools.islice(lines, 300)})  # five chunks
+        [0, 1, 2, 3, 4]
+    """
+    if lines_per_s <= 0:
+        return  # else it would run through event time for ever and never yield
+    for n in itertools.count():
+        # The longest incident (a silence) lasts 5 minutes: none is cut by the chunk's end.
+        yield from log_simulator(
+            services,
+            lines_per_s=lines_per_s,
+            seed=seed + n,
+            start=start + timedelta(seconds=n * chunk_s),
+            horizon_s=chunk_s - 600.0,
+        ).events(chunk_s)
+
+
+def paced_log_rate(
+    metric_rate: float | None, *, interval_s: float, lines_per_s: float
+) -> float | None:
+    """Log lines per second that keep the log lines' event time at the pace of metric
+    samples published at ``metric_rate`` events/s, one per service every ``interval_s``
+    (event time then runs ``metric_rate * interval_s / services`` seconds a second, and each
+    service logs ``lines_per_s`` lines a second of it). None (as fast as possible) with the
+    samples.
+
+    Examples:
+        >>> paced_log_rate(200.0, interval_s=10.0, lines_per_s=0.5)
+        1000.0
+        >>> paced_log_rate(None, interval_s=10.0, lines_per_s=0.5) is None
+        True
+    """
+    return metric_rate * interval_s * lines_per_s if metric_rate else None

@@ -201,3 +201,54 @@ def test_jsonl_lines_round_trip_through_replay_kinds(run: Run) -> None:
         assert kind == ("incidents" if isinstance(item, IncidentRecord) else "metrics")
         kinds.add(kind)
     assert kinds == {"metrics", "incidents"}
+
+
+def test_endless_carries_the_services_on_through_chunks_of_whole_incidents() -> None:
+    sim = IncidentSimulator(services=3, seed=9, clean_start_s=3600.0, incidents_per_day=12.0)
+    chunk_s, chunks = 86_400.0, 4
+    per_chunk = int(chunk_s / sim.interval_s) * sim.services
+    items: list[SimulatedEvent | IncidentRecord] = []
+    samples = 0
+    for item in sim.endless(chunk_s=chunk_s):
+        if isinstance(item, SimulatedEvent):
+            if samples == chunks * per_chunk:
+                break
+            samples += 1
+        items.append(item)
+    # Event time runs on at one sample per service per interval, across the chunks' seams.
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for item in items:
+        if isinstance(item, SimulatedEvent):
+            times[item.service].append(datetime.fromisoformat(item.payload["ts"]))
+    for series in times.values():
+        assert len(series) == chunks * per_chunk // sim.services
+        assert {b - a for a, b in pairwise(series)} == {timedelta(seconds=sim.interval_s)}
+    # Each chunk's incidents open and resolve within it, under ids of their own.
+    records = [
+        IncidentEvent.model_validate(i.payload) for i in items if isinstance(i, IncidentRecord)
+    ]
+    statuses: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        chunk = int((record.ts - sim.start).total_seconds() // chunk_s)
+        suffix = record.incident_id.removeprefix(f"INC-{record.service}-")
+        assert suffix.startswith(f"c{chunk}-") if chunk else suffix.isdigit()
+        statuses[record.incident_id].append(record.status)
+    assert all(s == ["opened", "resolved"] for s in statuses.values())
+    in_chunk = {
+        n: sum(f"-c{n}-" in i if n else "-c" not in i for i in statuses) for n in range(chunks)
+    }
+    assert all(count >= 10 for count in in_chunk.values()), in_chunk
+    # The first chunk is `stream`'s (up to what it may leave open at the end).
+    first_half = [i.to_bytes() for i in items[: per_chunk // 2]]
+    assert first_half == [i.to_bytes() for i in sim.stream(chunk_s)][: per_chunk // 2]
+    # The same services: sizes carry on; the noise is new.
+    day = per_chunk // sim.services
+    for name in sim.names:
+        memory = [
+            float(i.payload["metrics"]["mem_p95"])
+            for i in items
+            if isinstance(i, SimulatedEvent) and i.service == name
+        ]
+        before = statistics.median(memory[day - 60 : day])
+        assert statistics.median(memory[day : day + 60]) == pytest.approx(before, rel=0.1)
+        assert memory[:60] != memory[day : day + 60]

@@ -1,16 +1,30 @@
-"""stream.simulate.MetricSimulator: deterministic, labelled, and spaced-out anomalies."""
+"""stream.simulate: MetricSimulator (deterministic, labelled, spaced-out anomalies) and
+``vigil simulate`` (until stopped, log lines with incidents, files with an end)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import timedelta
+import argparse
+import asyncio
+import contextlib
+import io
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import orjson
 import pytest
 
+from stream.cli import _build_parser, main
+from stream.logs.simulate import endless_log_events, paced_log_rate
 from stream.schemas import MetricEvent
-from stream.simulate import MetricSimulator, SimulatedEvent
+from stream.settings import load_settings
+from stream.simulate import (
+    MetricSimulator,
+    SimulatedEvent,
+    _publish_anomalies,
+    _publish_incidents,
+)
 
 
 def _steps(sim: MetricSimulator, count: int) -> dict[str, list[tuple[int, SimulatedEvent]]]:
@@ -87,3 +101,71 @@ def test_labels_describe_the_injected_spike() -> None:
             history = baseline[event.service][name]
             assert event.payload["metrics"][name] > max(history), (event.service, name)
         assert orjson.loads(event.to_bytes()) == event.payload
+
+
+class _Producer:
+    """Stands in for AIOKafkaProducer: every send acknowledged at once, counted by topic;
+    ``stop`` is set once ``stop_after`` messages were sent."""
+
+    def __init__(self, stop: asyncio.Event, stop_after: int | None = None) -> None:
+        self.sent: Counter[str] = Counter()
+        self._stop, self._stop_after = stop, stop_after
+
+    async def send(self, topic: str, *, value: bytes, key: bytes) -> asyncio.Future[None]:
+        self.sent[topic] += 1
+        if self._stop_after is not None and self.sent.total() >= self._stop_after:
+            self._stop.set()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return _build_parser().parse_args(["simulate", *argv])
+
+
+SETTINGS = load_settings({})
+
+
+async def test_incidents_come_with_log_lines_whose_event_time_keeps_pace() -> None:
+    stop = asyncio.Event()
+    producer = _Producer(stop)
+    args = _args("--incidents", "--services", "3", "--count", "6480", "--rate", "0")  # 6 h
+    summary = await _publish_incidents(args, SETTINGS, producer, stop)  # type: ignore[arg-type]  # a stand-in
+    sent = producer.sent
+    assert sent[SETTINGS.topic_metrics] == 6480
+    assert summary["sent"] == 6480 + sent[SETTINGS.topic_incidents]
+    assert summary["log_lines"] == sent[SETTINGS.topic_logs] > 0
+    # Published at their rates, samples and log lines take the same wall time: the log
+    # lines' event time keeps pace with the samples'.
+    log_rate = paced_log_rate(1000.0, interval_s=args.interval_s, lines_per_s=0.5)
+    assert log_rate is not None
+    assert sent[SETTINGS.topic_logs] / log_rate == pytest.approx(6480 / 1000.0, rel=0.05)
+
+
+@pytest.mark.parametrize("argv", [("--incidents",), ("--incidents", "--count", "0"), ()])
+async def test_without_a_count_it_runs_until_stopped(argv: tuple[str, ...]) -> None:
+    stop = asyncio.Event()
+    producer = _Producer(stop, stop_after=50_000)
+    args = _args("--rate", "0", *argv)
+    publishing = _publish_incidents if args.incidents else _publish_anomalies
+    summary = await publishing(args, SETTINGS, producer, stop)  # type: ignore[arg-type]  # a stand-in
+    total = producer.sent.total()
+    assert total == 50_000  # past the 20,000 events once the default, stopped by `stop`
+    assert summary["sent"] + summary.get("log_lines", 0) == total
+
+
+def test_no_log_lines_at_a_rate_of_zero() -> None:
+    lines = endless_log_events(["api"], lines_per_s=0.0, seed=1, start=datetime.now(UTC))
+    assert list(lines) == []
+
+
+def test_a_file_gets_an_end(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["simulate", "--jsonl", str(out)]) == 0  # 20,000 by default
+    assert len(out.read_bytes().splitlines()) == 20_000
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["simulate", "--jsonl", str(out), "--count", "0"]) == 2
+        assert main(["simulate", "--count", "-1"]) == 2
+    assert "--jsonl needs a --count" in err.getvalue()
