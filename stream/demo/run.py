@@ -75,8 +75,8 @@ T = TypeVar("T")
 
 _PLAIN_PROGRESS_EVERY_S = 5.0
 _POLL_S = 1.0
-_UNTIL_STOPPED_S = 30 * 86_400.0
-"""Event time planned when the demo runs until Ctrl-C."""
+_UNTIL_STOPPED_S = 365 * 86_400.0
+"""Event time planned when the demo runs until Ctrl-C: a year, ~6 h at the default pace."""
 
 
 class _Stopped(Exception):

@@ -17,14 +17,13 @@ from datetime import datetime, timedelta
 
 from stream.demo.scoreboard import Incident, Scoreboard
 from stream.incident_sim import IncidentRecord, IncidentSimulator
-from stream.logs.simulate import LogIncident, LogSimulator, rotating_incidents
+from stream.logs.simulate import LogIncident, log_simulator, paced_log_rate
 from stream.simulate import LogLine, Publishable
 
 __all__ = ["Scenario"]
 
-_LOG_FIRST_INCIDENT_S = 3600.0
-"""After the log window models' warm-up (100 windows of 30 s)."""
-_LOG_INCIDENT_EVERY_S = 1800.0
+_NOTE_EVERY_STEPS = 10
+"""How often (in sample steps) the incidents the stream has reached are looked up."""
 
 
 class Scenario:
@@ -75,19 +74,12 @@ class Scenario:
         self.metrics = IncidentSimulator(
             services=services, interval_s=interval_s, seed=seed, start=start
         )
-        count = max(1, int((duration_s - _LOG_FIRST_INCIDENT_S) // _LOG_INCIDENT_EVERY_S) + 1)
-        self.logs = LogSimulator(
+        self.logs = log_simulator(
             self.metrics.names,
             lines_per_s=log_lines_per_s,
-            incidents=rotating_incidents(
-                self.metrics.names,
-                first_s=_LOG_FIRST_INCIDENT_S,
-                every_s=_LOG_INCIDENT_EVERY_S,
-                count=count,
-            ),
             seed=seed,
             start=start,
-            disorder_s=2.0,
+            horizon_s=duration_s,
         )
         self.sent: Counter[str] = Counter()
         """Published so far: ``metrics``, ``labels`` and ``logs``."""
@@ -103,8 +95,9 @@ class Scenario:
     @property
     def log_rate(self) -> float | None:
         """Log lines per wall-clock second that keep log time with metric time."""
-        speed = self.speed
-        return speed * self.logs.lines_per_s * self.services if speed is not None else None
+        return paced_log_rate(
+            self.rate or None, interval_s=self.interval_s, lines_per_s=self.logs.lines_per_s
+        )
 
     @property
     def now(self) -> datetime:
@@ -122,9 +115,12 @@ class Scenario:
             else:
                 self.sent["metrics"] += 1
                 if self.sent["metrics"] % self.services == 0:
-                    self.now_metrics = self.start + step * (self.sent["metrics"] // self.services)
-                    self._note_metric_incidents()
+                    steps = self.sent["metrics"] // self.services
+                    self.now_metrics = self.start + step * steps
+                    if steps % _NOTE_EVERY_STEPS == 0:
+                        self._note_metric_incidents()
             yield item
+        self._note_metric_incidents()
 
     def _note_metric_incidents(self) -> None:
         opened = self.metrics.incidents
