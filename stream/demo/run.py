@@ -187,6 +187,12 @@ class _Demo:
         finally:
             if self._painter is not None:
                 self._painter.cancel()
+            if self.detector is not None or broker is not None:
+                self.console.print(
+                    "stopping: the detector and the sidecar (each snapshots and commits)"
+                    + (", then the broker" if broker is not None else ""),
+                    highlight=False,
+                )
             for process in (self.detector, self.sidecar):
                 if process is not None:
                     await process.stop(self.settings.shutdown_timeout_s + 5.0)
