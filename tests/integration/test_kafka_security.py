@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -174,14 +176,22 @@ def detect_env(
     return env
 
 
-def run_detect(env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
+@contextmanager
+def running_detect(env: dict[str, str], out: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``vigil detect`` with ``env``, its output to ``out``; killed on exit if still running."""
     with out.open("wb") as sink:  # a file, not a pipe: DEBUG logs would fill a pipe's buffer
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "detect"],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_detect_with_a_wrong_password_exits_1_and_says_why(
@@ -195,13 +205,8 @@ def test_detect_with_a_wrong_password_exits_1_and_says_why(
         {"VIGIL_HTTP_HOST": "127.0.0.1", "VIGIL_HTTP_PORT": "0", "VIGIL_CONNECT_TIMEOUT_S": "2"}
     )
     out = tmp_path / "detect.out"
-    proc = run_detect(env, out)
-    try:
+    with running_detect(env, out) as proc:
         code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = out.read_text()
     assert code == 1, text[-2000:]
     assert "SaslAuthenticationFailed" in text
@@ -217,9 +222,8 @@ async def test_detect_over_sasl_serves_on_its_interface_and_never_shows_the_pass
     port = free_port()
     env.update({"VIGIL_HTTP_HOST": "127.0.0.2", "VIGIL_HTTP_PORT": str(port)})
     out = tmp_path / "detect.out"
-    proc = run_detect(env, out)
     bodies: list[str] = []
-    try:
+    with running_detect(env, out) as proc:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.2:{port}", timeout=5) as http:
 
             async def ready() -> bool:
@@ -239,10 +243,6 @@ async def test_detect_over_sasl_serves_on_its_interface_and_never_shows_the_pass
                 await http.get(f"http://127.0.0.1:{port}/healthz")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = out.read_text()
     assert code == 0, text[-2000:]
     assert "detector_started" in text
