@@ -133,7 +133,8 @@ def _build_parser() -> _Parser:
     simulate.add_argument(
         "--jsonl",
         type=Path,
-        help="Write the events to this JSONL file (for vigil replay / evaluate), not to Kafka.",
+        help="Write the events to this JSONL file (for vigil replay / evaluate), not to Kafka: "
+        "metric samples and, with --incidents, incident labels; no log lines.",
     )
     _add_settings_flags(simulate)
 
@@ -288,21 +289,17 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="No progress lines on stderr.")
 
 
-def _add_simulation_flags(
-    parser: argparse.ArgumentParser,
-    default_rate: float | None = 1000.0,
-    default_count: int | None = None,
-) -> None:
+def _add_simulation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate",
         type=float,
-        default=default_rate,
+        default=1000.0,
         help="Events per second (0: as fast as possible).",
     )
     parser.add_argument(
         "--count",
         type=int,
-        default=default_count,
+        default=None,
         help="How many metric events (0 or omitted: until stopped; --jsonl: 20,000).",
     )
     parser.add_argument("--services", type=int, default=5, help="How many services.")

@@ -158,7 +158,8 @@ def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
 
 
 def plot_reports(reports: dict[str, IncidentReport], out_dir: Path) -> None:
-    """``pr_curve.png`` (with base rate and operating point) and ``calibration.png``."""
+    """``pr_curve.png`` (with base rate and operating point; not written when no group has
+    a positive) and ``calibration.png``."""
     lines = [
         PRLine(
             group,
@@ -168,9 +169,12 @@ def plot_reports(reports: dict[str, IncidentReport], out_dir: Path) -> None:
         for group, report in reports.items()
         if report.pr_auc is not None
     ]
-    plot_pr_curves(
-        lines, out_dir / "pr_curve.png", "Incident risk: precision-recall per vector (prequential)"
-    )
+    if lines:  # none without a positive label: no curve to draw
+        plot_pr_curves(
+            lines,
+            out_dir / "pr_curve.png",
+            "Incident risk: precision-recall per vector (prequential)",
+        )
 
     fig = new_figure(5, 5)
     ax = fig.add_subplot()

@@ -304,29 +304,35 @@ async def _publish_anomalies(
         interval_s=args.interval_s,
         seed=args.sim_seed,
     )
-    labels: list[InjectedAnomaly] = []
+    anomalies = 0
+    # Written as they are injected: a run until stopped keeps none of them in memory.
+    sink = args.labels.open("wb") if args.labels is not None else None
 
     def tracked(events: Iterator[SimulatedEvent]) -> Iterator[SimulatedEvent]:
+        nonlocal anomalies
         for event in events:
-            if event.anomaly is not None:
-                labels.append(event.anomaly)
+            a = event.anomaly
+            if a is not None:
+                anomalies += 1
+                if sink is not None:
+                    sink.write(
+                        orjson.dumps({"service": a.service, "ts": a.ts, "metrics": a.metrics})
+                        + b"\n"
+                    )
             yield event
 
-    sent = await publish(
-        producer,
-        settings.topic_metrics,
-        tracked(sim.events(args.count or _UNTIL_STOPPED)),
-        rate=args.rate or None,
-        stop=stop,
-    )
-    if args.labels is not None:
-        args.labels.write_bytes(
-            b"".join(
-                orjson.dumps({"service": a.service, "ts": a.ts, "metrics": a.metrics}) + b"\n"
-                for a in labels
-            )
+    try:
+        sent = await publish(
+            producer,
+            settings.topic_metrics,
+            tracked(sim.events(args.count or _UNTIL_STOPPED)),
+            rate=args.rate or None,
+            stop=stop,
         )
-    return {"sent": sent, "anomalies": len(labels), "topic": settings.topic_metrics}
+    finally:
+        if sink is not None:
+            sink.close()
+    return {"sent": sent, "anomalies": anomalies, "topic": settings.topic_metrics}
 
 
 async def _publish_incidents(

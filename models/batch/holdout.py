@@ -48,8 +48,8 @@ class HoldoutSample:
 
     Attributes:
         origin_s: Event time of the holdout's first row; ``offset_s`` counts from it.
-        offset_s: Per kept row, seconds after ``origin_s`` (float32: exact to the
-            millisecond over a day).
+        offset_s: Per kept row, seconds after ``origin_s`` (float32: to ~8 ms over a day,
+            0.25 s over a month; ample for a figure).
         probability: Per kept row, the model's probability (float32, rounded away from the
             model's threshold, so ``probability >= threshold`` is what it was in float64).
         positive: Per kept row, its label.

@@ -247,7 +247,7 @@ def log_simulator(
         >>> [(i.kind, i.start_s) for i in sim.incidents]
         [('error_burst', 3600.0), ('new_stack_traces', 5400.0), ('quiet', 7200.0)]
     """
-    count = max(1, int((horizon_s - FIRST_INCIDENT_S) // INCIDENT_EVERY_S) + 1)
+    count = max(0, int((horizon_s - FIRST_INCIDENT_S) // INCIDENT_EVERY_S) + 1)
     incidents = rotating_incidents(
         services, first_s=FIRST_INCIDENT_S, every_s=INCIDENT_EVERY_S, count=count
     )
@@ -286,7 +286,8 @@ def endless_log_events(
         yield from log_simulator(
             services,
             lines_per_s=lines_per_s,
-            seed=seed + n,
+            # Not seed + n: then seed 8 would replay seed 7's second chunk.
+            seed=seed if n == 0 else random.Random(f"logs:{seed}:{n}").getrandbits(63),
             start=start + timedelta(seconds=n * chunk_s),
             horizon_s=chunk_s - 600.0,
         ).events(chunk_s)

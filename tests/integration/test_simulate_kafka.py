@@ -8,6 +8,7 @@ import math
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,24 +52,27 @@ async def _finish(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dic
 @pytest.mark.parametrize(
     ("args", "sig"),
     [
-        (["--incidents", "--services", "4", "--rate", "2000"], signal.SIGTERM),
-        (["--services", "4", "--rate", "2000"], signal.SIGINT),
+        (["--incidents", "--services", "4", "--rate", "0"], signal.SIGTERM),
+        (["--services", "4", "--rate", "0"], signal.SIGINT),
     ],
     ids=["incidents-sigterm", "anomalies-sigint"],
 )
 async def test_runs_until_stopped_then_flushes_and_exits_0(
-    test_settings: Settings, args: list[str], sig: signal.Signals
+    test_settings: Settings, args: list[str], sig: signal.Signals, tmp_path: Path
 ) -> None:
     settings = test_settings
+    labels = tmp_path / "labels.jsonl"
+    if "--incidents" not in args:
+        args = [*args, "--labels", str(labels)]
     proc = _simulate(settings, *args)  # no --count: until stopped
     try:
 
-        async def publishing() -> bool:
-            return proc.poll() is None and await _records(settings, settings.topic_metrics) > 0
+        async def past_the_old_default() -> bool:
+            # Until this change, no --count meant 20,000 events: run well past it.
+            assert proc.poll() is None, "it stopped by itself"
+            return await _records(settings, settings.topic_metrics) > 25_000
 
-        await eventually(publishing, timeout_s=60)
-        await asyncio.sleep(1.0)  # well past any count a default could have meant
-        assert proc.poll() is None
+        await eventually(past_the_old_default, timeout_s=120)
         proc.send_signal(sig)
         summary = await _finish(proc)
     finally:
@@ -82,7 +86,9 @@ async def test_runs_until_stopped_then_flushes_and_exits_0(
         assert summary["incident_events"] == incidents
         assert summary["log_lines"] == await _records(settings, settings.topic_logs) > 0
     else:
-        assert summary["sent"] == metrics > 0
+        assert summary["sent"] == metrics > 25_000
+        # Every injected anomaly's label was written, none kept back.
+        assert len(labels.read_bytes().splitlines()) == summary["anomalies"] > 0
 
 
 async def test_a_count_of_incidents_comes_with_the_log_lines_of_its_span(
