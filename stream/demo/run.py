@@ -42,13 +42,7 @@ from rich.progress import (
 
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.consumer import topic_specs
-from stream.demo.processes import (
-    ChildFailed,
-    VigilProcess,
-    detector_figures,
-    sidecar_models,
-    start_vigil,
-)
+from stream.demo.processes import ChildFailed, start_vigil
 from stream.demo.run_settings import demo_settings
 from stream.demo.scenario import Scenario
 from stream.demo.scoreboard import Scoreboard
@@ -61,6 +55,7 @@ from stream.demo.view import (
     summary_table,
     verdict_text,
 )
+from stream.demo.watch import ChildWatch
 from stream.incident_sim import IncidentRecord
 from stream.kafka_options import kafka_options
 from stream.schemas import Alert
@@ -113,7 +108,6 @@ class _Demo:
         )
         self.stats = LiveStats()
         self.recent: deque[str] = deque(maxlen=8)
-        self.champions: set[tuple[str, str]] = set()
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -124,13 +118,11 @@ class _Demo:
         )
         self.warmup_task: TaskID | None = None
         self.scenario: Scenario | None = None
-        self.detector: VigilProcess | None = None
-        self.sidecar: VigilProcess | None = None
+        self.watch = ChildWatch(self.stats, args.services * settings.warmup_events)
         self.failure: str | None = None
         self.header = "Vigil demo"
         self.started = time.monotonic()
         self._painter: asyncio.Task[None] | None = None
-        self._last_scrape: tuple[float, float] | None = None
         self._printed: set[str] = set()
 
     # -- the run ------------------------------------------------------------------------------
@@ -187,15 +179,13 @@ class _Demo:
         finally:
             if self._painter is not None:
                 self._painter.cancel()
-            if self.detector is not None or broker is not None:
+            if self.watch.detector is not None or broker is not None:
                 self.console.print(
                     "stopping: the detector and the sidecar (each snapshots and commits)"
                     + (", then the broker" if broker is not None else ""),
                     highlight=False,
                 )
-            for process in (self.detector, self.sidecar):
-                if process is not None:
-                    await process.stop(self.settings.shutdown_timeout_s + 5.0)
+            await self.watch.stop(self.settings.shutdown_timeout_s + 5.0)
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
             shutil.rmtree(broker_dir, ignore_errors=True)
@@ -233,18 +223,18 @@ class _Demo:
         return result
 
     async def _start_processes(self) -> None:
-        env = settings_env(self.settings)
+        env, logs = settings_env(self.settings), self.run_dir
         port = free_port()
-        self.detector = start_vigil("detect", env, port, self.run_dir / "detector.log")
+        self.watch.detector = detector = start_vigil("detect", env, port, logs / "detector.log")
         await self._stage(
             f"detector (vigil detect, http://127.0.0.1:{port}/metrics)",
-            self.detector.wait_ready("/readyz", timeout_s=120.0),
+            detector.wait_ready("/readyz", timeout_s=120.0),
         )
         port = free_port()
-        self.sidecar = start_vigil("sidecar", env, port, self.run_dir / "sidecar.log")
+        self.watch.sidecar = sidecar = start_vigil("sidecar", env, port, logs / "sidecar.log")
         await self._stage(
             f"sidecar (vigil sidecar, http://127.0.0.1:{port}/models)",
-            self.sidecar.wait_ready("/healthz", timeout_s=60.0),
+            sidecar.wait_ready("/healthz", timeout_s=60.0),
         )
 
     async def _stream(self) -> None:
@@ -370,41 +360,17 @@ class _Demo:
                 print(verdict_text(verdict), flush=True)
 
     async def _refresh(self) -> None:
-        """The detector's throughput and lag, the sidecar's models; a dead child stops all."""
-        stats = self.stats
-        stats.elapsed_s = time.monotonic() - self.started
-        for process in (self.detector, self.sidecar):
-            if process is not None and process.exit_code is not None and self.failure is None:
-                self.failure = (
-                    f"vigil {process.command} exited with {process.exit_code} "
-                    f"(its log: {process.log_path}):\n{process.log_tail()}"
-                )
-                self.stop.set()
-        if self.detector is not None:
-            page = await self.detector.get("/metrics")
-            if page is not None:
-                self._note_metrics(page.decode())
-        if self.sidecar is not None:
-            described = await self.sidecar.get_json("/models")
-            if described is not None:
-                self._note_models(described)
-
-    def _note_metrics(self, page: str) -> None:
-        stats = self.stats
-        scored, metrics_scored, stats.lag = detector_figures(page)
-        now = time.monotonic()
-        if self._last_scrape is not None and now > self._last_scrape[0]:
-            stats.scored_per_s = (scored - self._last_scrape[1]) / (now - self._last_scrape[0])
-        self._last_scrape = (now, scored)
-        stats.scored = scored
+        """The children's figures; a dead child stops everything."""
+        self.stats.elapsed_s = time.monotonic() - self.started
+        dead = self.watch.dead()
+        if dead is not None and self.failure is None:
+            self.failure = dead
+            self.stop.set()
+        await self.watch.refresh()
         if self.warmup_task is not None:
-            total = self.args.services * self.settings.warmup_events
-            self.progress.update(self.warmup_task, completed=min(metrics_scored, total))
-            stats.warm = min(1.0, metrics_scored / total) if total else 1.0
-
-    def _note_models(self, described: dict[str, object]) -> None:
-        self.stats.models = sidecar_models(described)
-        self.champions.update((g, champion) for g, champion, _ in self.stats.models if champion)
+            self.progress.update(
+                self.warmup_task, completed=min(self.watch.metrics_scored, self.watch.warmup_total)
+            )
 
     async def _drain(self) -> None:
         """Until the detector's count of scored events stops moving (at most 10 s), then a
@@ -459,5 +425,5 @@ class _Demo:
             "events_scored": self.stats.scored,
             "alerts": sum(self.board.alerts.values()),
             **self.board.tally(self._now()),
-            "models_promoted": len(self.champions),
+            "models_promoted": len(self.watch.champions),
         }
