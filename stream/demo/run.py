@@ -278,7 +278,11 @@ class _Demo:
             **kafka_options(settings),
         )
         await producer.start()
-        await alerts.start()
+        try:
+            await alerts.start()
+        except BaseException:
+            await producer.stop()
+            raise
         self.scenario = scenario
         watchers = [
             asyncio.create_task(self._read_alerts(alerts)),
