@@ -29,12 +29,11 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from stream.bench_kafka import _bench_topics, _preload, http_get
 from stream.broker import free_port
 from stream.kafka_options import kafka_options
-from stream.settings import Settings
+from stream.settings import Settings, settings_env
 from stream.simulate import MetricSimulator
 
 __all__ = [
@@ -75,22 +74,13 @@ _LAUNCH = (
 
 def detector_env(settings: Settings, port: int) -> dict[str, str]:
     """A detector's environment: ``settings`` as ``VIGIL_*`` variables, INFO logs as JSON."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        key = f"VIGIL_{name.upper()}"
-        if isinstance(value, SecretStr):  # the child's environment, never printed
-            value = value.get_secret_value()
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    env.update(
-        VIGIL_HTTP_PORT=str(port),
-        VIGIL_HTTP_HOST="127.0.0.1",
-        VIGIL_LOG_LEVEL="INFO",
-        VIGIL_LOG_FORMAT="json",
-    )
-    return env
+    return {
+        **settings_env(settings, os.environ),
+        "VIGIL_HTTP_PORT": str(port),
+        "VIGIL_HTTP_HOST": "127.0.0.1",
+        "VIGIL_LOG_LEVEL": "INFO",
+        "VIGIL_LOG_FORMAT": "json",
+    }
 
 
 def _open_log(path: Path) -> TextIO:

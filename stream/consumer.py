@@ -122,12 +122,8 @@ class Detector:
                 group_id=settings.group_id,
                 kafka_options=kafka_options(settings),
             )
-        self._publisher = self._transactions or Publisher(
-            settings.bootstrap_servers,
-            alerts_topic=settings.topic_alerts,
-            dlq_topic=settings.topic_dlq,
-            client_id=f"{settings.client_id}-producer",
-            kafka_options=kafka_options(settings),
+        self._publisher = self._transactions or Publisher.from_settings(
+            settings, f"{settings.client_id}-producer"
         )
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts."""
@@ -368,12 +364,11 @@ class Detector:
                 else:
                     del kept[tp]
         # A replay ends at a batch's end: cut there, the rest is fetched again.
-        for keeper in self._keepers:
-            for tp, part in list(kept.items()):
-                until = keeper.replay_limit(tp.partition) if tp.topic == keeper.topic else None
-                if until is not None and part[0].offset < until <= part[-1].offset:
-                    kept[tp] = [r for r in part if r.offset < until]
-                    consumer.seek(tp, until)
+        for tp, part in list(kept.items()):
+            until = self._replay_limit(tp)
+            if until is not None and part[0].offset < until <= part[-1].offset:
+                kept[tp] = [r for r in part if r.offset < until]
+                consumer.seek(tp, until)
         return kept
 
     async def _process(
@@ -560,11 +555,15 @@ class Detector:
         """Whether ``offset`` is below the committed offset a restored partition is being
         replayed up to: committing it would move the group's offset back (and a crash during
         the replay would then re-send what was already sent or committed)."""
+        until = self._replay_limit(tp)
+        return until is not None and offset < until
+
+    def _replay_limit(self, tp: TopicPartition) -> int | None:
+        """The committed offset a restored partition is being replayed up to, if it is."""
         for keeper in self._keepers:
             if keeper.topic == tp.topic:
-                until = keeper.replay_limit(tp.partition)
-                return until is not None and offset < until
-        return False
+                return keeper.replay_limit(tp.partition)
+        return None
 
     def _already_sent(self, alert: Alert) -> bool:
         """Whether the event an alert points at was processed before a restore from a

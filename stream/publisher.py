@@ -10,7 +10,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream.codec import encode
+from stream.kafka_options import kafka_options
 from stream.schemas import Alert, DeadLetter
+from stream.settings import Settings
 
 __all__ = ["ALERT_PRODUCER_OPTIONS", "Publisher"]
 
@@ -54,6 +56,17 @@ class Publisher:
         self._client_id = client_id
         self._kafka_options = dict(kafka_options or {})
         self._producer: AIOKafkaProducer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client_id: str) -> Publisher:
+        """A publisher to ``settings``' Kafka, alerts and dead-letter topics, as ``client_id``."""
+        return cls(
+            settings.bootstrap_servers,
+            alerts_topic=settings.topic_alerts,
+            dlq_topic=settings.topic_dlq,
+            client_id=client_id,
+            kafka_options=kafka_options(settings),
+        )
 
     async def start(self) -> None:
         """Connect to the cluster (the client is created here, on the running loop)."""

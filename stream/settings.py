@@ -11,6 +11,7 @@ import contextvars
 import re
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -417,16 +418,19 @@ def load_settings(
         _toml_path.reset(token)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``settings`` as the ``VIGIL_*`` environment of a child ``vigil`` process that should
-    run with exactly them (unset ones left out; secrets in clear, for the child only).
+    run with exactly them (unset ones left out; secrets in clear, for the child only), on top
+    of ``base`` (say ``os.environ``) without its own ``VIGIL_*`` variables.
 
     Examples:
-        >>> env = settings_env(Settings(group_id="g", create_topics=False))
+        >>> env = settings_env(Settings(group_id="g", create_topics=False), {"VIGIL_X": "1"})
         >>> env["VIGIL_GROUP_ID"], env["VIGIL_CREATE_TOPICS"], "VIGIL_SASL_PASSWORD" in env
         ('g', 'false', False)
+        >>> "VIGIL_X" in env
+        False
     """
-    env = {}
+    env = {k: v for k, v in (base or {}).items() if not k.startswith("VIGIL_")}
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if value is None:

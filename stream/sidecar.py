@@ -178,13 +178,7 @@ class Sidecar:
         )
         self.store = artifact_store(settings.artifact_dir, settings.group_id)
         self._groups: dict[str, _Group] = {}
-        self._publisher = Publisher(
-            settings.bootstrap_servers,
-            alerts_topic=settings.topic_alerts,
-            dlq_topic=settings.topic_dlq,
-            client_id=f"{settings.client_id}-sidecar",
-            kafka_options=kafka_options(settings),
-        )
+        self._publisher = Publisher.from_settings(settings, f"{settings.client_id}-sidecar")
         self._consumer: AIOKafkaConsumer | None = None
         self._http = (
             HttpServer(create_sidecar_app(self), settings.http_host, settings.http_port)

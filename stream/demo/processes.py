@@ -4,7 +4,6 @@ would run them, each with its own HTTP port and log file, watched over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -106,13 +105,13 @@ class VigilProcess:
 
 
 def start_vigil(command: str, env: Mapping[str, str], port: int, log_path: Path) -> VigilProcess:
-    """Start ``vigil <command>`` with ``env`` (``VIGIL_*`` settings) on top of ours, HTTP on
-    127.0.0.1:``port``, JSON logs to ``log_path``. It runs in its own session, so a Ctrl-C
-    on the terminal reaches the demo only, which stops it in order."""
+    """Start ``vigil <command>`` in environment ``env`` (see
+    :func:`~stream.settings.settings_env`), HTTP on 127.0.0.1:``port``, JSON logs to
+    ``log_path``. It runs in its own session, so a Ctrl-C on the terminal reaches the demo
+    only, which stops it in order."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
     child_env = {
-        **os.environ,
         **env,
         "VIGIL_HTTP_HOST": "127.0.0.1",
         "VIGIL_HTTP_PORT": str(port),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -223,7 +224,7 @@ class _Demo:
         return result
 
     async def _start_processes(self) -> None:
-        env, logs = settings_env(self.settings), self.run_dir
+        env, logs = settings_env(self.settings, os.environ), self.run_dir
         port = free_port()
         self.watch.detector = detector = start_vigil("detect", env, port, logs / "detector.log")
         await self._stage(
@@ -409,13 +410,14 @@ class _Demo:
         if self.scenario is None:
             return self.progress
         now = self._now()
+        verdicts = self.board.verdicts(now)
         return dashboard(
             header=self.header,
             stats=self.stats,
             sent=self._sent(),
             now=now,
-            figures=self.board.tally(now),
-            verdicts=self.board.verdicts(now),
+            figures=self.board.tally(now, verdicts),
+            verdicts=verdicts,
             alerts=list(self.recent),
             warmup=self.progress,
         )

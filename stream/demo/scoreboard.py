@@ -151,12 +151,15 @@ class Scoreboard:
         for incident in self.incidents.values():
             if incident.source == "metrics":
                 spans[incident.service].append((incident.start, incident.end))
-        return sum(
-            any(start <= ts < end for start, end in spans.get(service, []))
-            for (kind, service), times in self._times.items()
-            if kind == "anomaly"
-            for ts in times
-        )
+        inside = 0
+        for (kind, service), times in self._times.items():
+            if kind != "anomaly" or service not in spans:
+                continue
+            starts, ends = _disjoint(spans[service])
+            for ts in times:  # in the span that starts last at or before ts, if any
+                i = bisect.bisect_right(starts, ts) - 1
+                inside += i >= 0 and ts < ends[i]
+        return inside
 
     def verdicts(self, now: datetime) -> list[Verdict]:
         """Every incident started by ``now``, oldest first."""
@@ -166,9 +169,11 @@ class Scoreboard:
             if i.start <= now
         ]
 
-    def tally(self, now: datetime) -> dict[str, float]:
-        """The figures of the summary, as of event time ``now``."""
-        verdicts = self.verdicts(now)
+    def tally(self, now: datetime, verdicts: list[Verdict] | None = None) -> dict[str, float]:
+        """The figures of the summary, as of event time ``now`` (``verdicts``: those of
+        :meth:`verdicts` at ``now``, if already in hand)."""
+        if verdicts is None:
+            verdicts = self.verdicts(now)
         metrics = [v for v in verdicts if v.incident.source == "metrics"]
         logs = [v for v in verdicts if v.incident.source == "logs"]
         by_status = Counter(v.status for v in metrics)
@@ -189,3 +194,16 @@ class Scoreboard:
             "log_caught": sum(v.status == "caught" for v in logs),
             "log_missed": sum(v.status == "missed" for v in logs),
         }
+
+
+def _disjoint(spans: list[tuple[datetime, datetime]]) -> tuple[list[datetime], list[datetime]]:
+    """The union of [start, end) ``spans`` as sorted disjoint spans: their starts and ends."""
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    for start, end in sorted(spans):
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends

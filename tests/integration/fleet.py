@@ -202,17 +202,11 @@ async def end_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def detector_settings_env(settings: Settings) -> dict[str, str]:
-    """What these tests set beyond :func:`~tests.integration.processes.detector_env`: no
-    incident risk (every model is one service's), their warm-up, and JSON logs at INFO (the
-    rebalances and restores are read from them)."""
+    """What these tests set beyond :func:`~tests.integration.processes.detector_env` (which
+    passes the settings, with no incident risk: every model is one service's): JSON logs at
+    INFO, the rebalances and restores are read from them."""
     assert not settings.incident_risk
-    return {
-        "VIGIL_INCIDENT_RISK": "false",
-        "VIGIL_WARMUP_EVENTS": str(settings.warmup_events),
-        "VIGIL_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "VIGIL_LOG_LEVEL": "INFO",
-        "VIGIL_LOG_FORMAT": "json",
-    }
+    return {"VIGIL_LOG_LEVEL": "INFO", "VIGIL_LOG_FORMAT": "json"}
 
 
 def parse_ts(event: dict[str, Any]) -> float:

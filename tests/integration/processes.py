@@ -16,32 +16,20 @@ import orjson
 from stream.codec import decode
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricEvent
-from stream.settings import Settings
+from stream.settings import Settings, settings_env
 from tests.integration.kafka_io import Produced
 
 
 def detector_env(
     settings: Settings, port: int, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment of a ``vigil detect`` with this test's topics, group and snapshot
-    directory, serving HTTP on 127.0.0.1:``port``; ``extra`` adds or overrides settings."""
+    """The environment of a ``vigil detect`` with this test's settings (topics, group,
+    snapshot directory, ...), serving HTTP on 127.0.0.1:``port``, logging warnings;
+    ``extra`` adds or overrides settings."""
     return {
-        **os.environ,
-        "VIGIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "VIGIL_GROUP_ID": settings.group_id,
-        "VIGIL_TOPIC_METRICS": settings.topic_metrics,
-        "VIGIL_TOPIC_LOGS": settings.topic_logs,
-        "VIGIL_TOPIC_INCIDENTS": settings.topic_incidents,
-        "VIGIL_TOPIC_FEEDBACK": settings.topic_feedback,
-        "VIGIL_TOPIC_ALERTS": settings.topic_alerts,
-        "VIGIL_TOPIC_DLQ": settings.topic_dlq,
-        "VIGIL_TOPIC_MODELS": settings.topic_models,
-        "VIGIL_TOPIC_FEATURES": settings.topic_features,
+        **settings_env(settings, os.environ),
         "VIGIL_HTTP_PORT": str(port),
         "VIGIL_HTTP_HOST": "127.0.0.1",
-        "VIGIL_ANOMALY_TARGET_RATE": str(settings.anomaly_target_rate),
-        "VIGIL_MAX_BATCH": str(settings.max_batch),
-        "VIGIL_SNAPSHOT_DIR": settings.snapshot_dir,
         "VIGIL_LOG_LEVEL": "WARNING",
         **(extra or {}),
     }

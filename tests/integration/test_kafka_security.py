@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaConnectionError
 from stream.broker import free_port
 from stream.kafka_options import kafka_options
 from stream.publisher import Publisher
-from stream.settings import Settings, load_settings
+from stream.settings import Settings, load_settings, settings_env
 from stream.topics import TopicSpec, ensure_topics
 from tests.conftest import SaslKafka
 from tests.integration.kafka_io import eventually
@@ -86,13 +86,7 @@ async def test_publisher_and_consumer_round_trip_over_sasl(
         kafka_options=kafka_options(settings),
     )
     assert created == [settings.topic_alerts]
-    publisher = Publisher(
-        settings.bootstrap_servers,
-        alerts_topic=settings.topic_alerts,
-        dlq_topic=settings.topic_dlq,
-        client_id=settings.client_id,
-        kafka_options=kafka_options(settings),
-    )
+    publisher = Publisher.from_settings(settings, settings.client_id)
     await publisher.start()
     try:
         await (await publisher.send_json(settings.topic_alerts, b"k", {"via": mechanism}))
@@ -115,13 +109,7 @@ async def test_a_wrong_password_fails_fast_and_says_why(
     caplog.set_level(logging.DEBUG)
     wrong = f"wrong-{uuid.uuid4().hex}"
     settings = secured(test_settings, kafka_sasl, mechanism, wrong)
-    publisher = Publisher(
-        settings.bootstrap_servers,
-        alerts_topic=settings.topic_alerts,
-        dlq_topic=settings.topic_dlq,
-        client_id=settings.client_id,
-        kafka_options=kafka_options(settings),
-    )
+    publisher = Publisher.from_settings(settings, settings.client_id)
     started = time.monotonic()
     with pytest.raises(KafkaConnectionError):
         async with asyncio.timeout(FAIL_WITHIN_S):
@@ -145,35 +133,18 @@ async def test_a_wrong_password_fails_fast_and_says_why(
 def detect_env(
     settings: Settings, sasl: SaslKafka, password: str, tmp_path: Path
 ) -> dict[str, str]:
-    """``vigil detect``'s environment: every setting from ``VIGIL_*``, logs at DEBUG in JSON."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    for topic in (
-        "metrics",
-        "logs",
-        "incidents",
-        "feedback",
-        "alerts",
-        "dlq",
-        "models",
-        "features",
-    ):
-        env[f"VIGIL_TOPIC_{topic.upper()}"] = getattr(settings, f"topic_{topic}")
-    env.update(
-        {
-            "VIGIL_BOOTSTRAP_SERVERS": sasl.bootstrap,
-            "VIGIL_GROUP_ID": settings.group_id,
-            "VIGIL_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-            "VIGIL_SASL_MECHANISM": "SCRAM-SHA-256",
-            "VIGIL_SASL_USERNAME": sasl.username,
-            "VIGIL_SASL_PASSWORD": password,
-            "VIGIL_TOPIC_PARTITIONS": "1",
-            "VIGIL_SNAPSHOT_DIR": str(tmp_path / "snapshots"),
-            "VIGIL_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "VIGIL_LOG_LEVEL": "DEBUG",
-            "VIGIL_LOG_FORMAT": "json",
+    """``vigil detect``'s environment: every setting from ``VIGIL_*`` (SCRAM over the SASL
+    listener), logs at DEBUG in JSON."""
+    over_sasl = secured(settings, sasl, "SCRAM-SHA-256", password).model_copy(
+        update={
+            "topic_partitions": 1,
+            "snapshot_dir": str(tmp_path / "snapshots"),
+            "artifact_dir": str(tmp_path / "artifacts"),
+            "log_level": "DEBUG",
+            "log_format": "json",
         }
     )
-    return env
+    return settings_env(over_sasl, os.environ)
 
 
 @contextmanager
