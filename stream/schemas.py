@@ -215,6 +215,14 @@ class Alert(BaseModel):
     ``alert_budget`` or ``override``)."""
     horizon_s: float | None = None
     """Incident risk: the score is the probability of an incident within this many seconds."""
+    status: Literal["firing", "resolved"] = "firing"
+    """``firing`` opens an episode; ``resolved`` closes it (its ``event_ts`` is the sample
+    that ended it). Later samples of an open episode raise no alert of their own."""
+    episode_id: str | None = None
+    """The episode this alert opens or closes: stable, the same for its firing and resolved
+    alerts, so consumers can pair them."""
+    started_at: datetime | None = None
+    """Event time of the episode's first anomalous sample."""
 
 
 class DeadLetter(BaseModel):
