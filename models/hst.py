@@ -28,6 +28,13 @@ class HSTEngine(Protocol):
 
     def score_batch(self, X: FloatArray) -> FloatArray: ...
 
+    def learn_batch(self, X: FloatArray) -> None: ...
+
+    def rows_to_window_end(self) -> int: ...
+
+    @property
+    def first_window(self) -> bool: ...
+
     @property
     def nbytes(self) -> int: ...
 
@@ -75,6 +82,20 @@ class RiverHST:
     def score_batch(self, X: FloatArray) -> FloatArray:
         """Score each row without learning."""
         return np.array([self._model.score_one(x) for x in self._dicts(X)], dtype=np.float64)
+
+    def learn_batch(self, X: FloatArray) -> None:
+        """Learn each row, in order."""
+        for x in self._dicts(X):
+            self._model.learn_one(x)
+
+    def rows_to_window_end(self) -> int:
+        """Rows that can be learned before the reference profile next changes (at least 1)."""
+        return int(self.window_size - self._model.counter)
+
+    @property
+    def first_window(self) -> bool:
+        """True until the first window is complete (scores are 0 meanwhile)."""
+        return bool(self._model._first_window)
 
     @property
     def nbytes(self) -> int:

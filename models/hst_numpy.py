@@ -212,6 +212,41 @@ class BatchHST:
         paths = yield PathRequest(self.structure, rows)
         return self._score_paths(paths)
 
+    def rows_to_window_end(self) -> int:
+        """Rows that can be learned before the reference profile next changes (at least 1)."""
+        return self.window_size - self.counter
+
+    def score_keep_steps(self, X: npt.ArrayLike) -> Steps[tuple[Float64Array, IntpArray]]:
+        """Score rows without learning, and keep their paths for :meth:`learn_paths`.
+
+        The rows must not cross a window end once learned (at most
+        :meth:`rows_to_window_end` of them): their scores are all taken against the current
+        reference profile, as one-at-a-time processing would.
+        """
+        rows = self._rows(X, build=True)
+        assert self.structure is not None
+        if len(rows) == 0 or len(rows) > self._chunk_rows:
+            parts = [
+                self._paths(rows[a : a + self._chunk_rows])
+                for a in range(0, len(rows), self._chunk_rows)
+            ]
+            paths = np.concatenate(parts, axis=2) if parts else self._paths(rows)
+        else:
+            paths = yield PathRequest(self.structure, rows)
+        if self.first_window:
+            return np.zeros(len(rows), dtype=np.float64), paths
+        return self._score_paths(paths), paths
+
+    def learn_paths(self, paths: IntpArray) -> None:
+        """Learn rows by their paths (from :meth:`score_keep_steps`), in order."""
+        start = 0
+        n = paths.shape[2]
+        while start < n:
+            stop = min(n, start + self.window_size - self.counter)
+            self._learn_paths(paths[:, :, start:stop])
+            self._advance(stop - start)
+            start = stop
+
     def learn_batch(self, X: npt.ArrayLike) -> None:
         """Learn each row in order, as river's ``learn_one``.
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from models.refresh import refresh_due, steps_to_refresh
 
-__all__ = ["FeatureBaseline", "RobustScaler"]
+__all__ = ["FeatureBaseline", "RobustScaler", "percentiles", "quanta"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -93,6 +93,22 @@ def _interpolation(n: int) -> tuple[IntArray, IntArray, FloatArray]:
     return low, high, gamma
 
 
+def quanta(rows: FloatArray) -> FloatArray:
+    """The smallest gap between two distinct values of each row (0 for a constant row).
+
+    A metric's resolution: integer counts move in steps of 1, however rarely they move.
+
+    Examples:
+        >>> quanta(np.array([[0.0, 0.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0]])).tolist()
+        [1.0, 0.0]
+    """
+    gaps = np.diff(np.sort(rows, axis=1), axis=1)
+    gaps[gaps <= 0.0] = np.inf
+    smallest = gaps.min(axis=1) if gaps.shape[1] else np.full(rows.shape[0], np.inf)
+    out: FloatArray = np.where(np.isfinite(smallest), smallest, 0.0)
+    return out
+
+
 def percentiles(rows: FloatArray) -> list[list[float]]:
     """The 5/25/50/75/95th percentiles of each row, exactly as ``numpy.percentile`` gives them.
 
@@ -119,8 +135,15 @@ def percentiles(rows: FloatArray) -> list[list[float]]:
     return result
 
 
-def _baseline(quantiles: Sequence[float], values: FloatArray) -> tuple[float, float]:
-    """Median and robust spread from the 5/25/50/75/95th percentiles of ``values``."""
+def _baseline(
+    quantiles: Sequence[float], values: FloatArray, quantum: float
+) -> tuple[float, float]:
+    """Median and robust spread from the 5/25/50/75/95th percentiles of ``values``.
+
+    The spread is never below the values' quantum (their smallest step): a sparse counter
+    that is 0 almost always has a mean absolute deviation near 0, but moving by one count is
+    its ordinary resolution, not a 40-sigma event.
+    """
     q05, q25, median, q75, q95 = quantiles
     spread = (q75 - q25) / _IQR_TO_SIGMA
     if spread <= 0.0:
@@ -129,7 +152,7 @@ def _baseline(quantiles: Sequence[float], values: FloatArray) -> tuple[float, fl
     if spread <= 0.0:
         # ...and for counters that are almost always one value, the mean absolute deviation.
         spread = float(np.mean(np.abs(values - median))) / _MAD_TO_SIGMA
-    floor = 1e-3 * max(1.0, abs(median))
+    floor = max(quantum, 1e-3 * max(1.0, abs(median)))
     return median, max(spread, floor)
 
 
@@ -173,6 +196,7 @@ class RobustScaler:
         self._since_refresh = 0
         # Baselines change only at refreshes: their arrays are built once per refresh.
         self._current_by_names: dict[tuple[str, ...], tuple[FloatArray, FloatArray]] = {}
+        self._floors: dict[str, float] = {}
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -229,6 +253,45 @@ class RobustScaler:
             start = end
         return z, medians
 
+    def scale(self, X: FloatArray, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        """Robust z-scores and medians of rows against the current baselines (nothing learned).
+
+        NaN marks a missing value: its z-score is 0.
+        """
+        return self.scale_batch(X, names, learn=False)
+
+    def scales(self, names: Sequence[str]) -> FloatArray:
+        """The current robust spread of each feature (1 if never seen)."""
+        return self._current(names)[1]
+
+    def rows_to_refresh(self) -> int:
+        """Rows that can be learned before the baselines next change (at least 1)."""
+        return self._rows_to_refresh()
+
+    def learn(self, X: FloatArray, names: Sequence[str]) -> None:
+        """Learn rows (NaN values are skipped); refreshes the baselines when due.
+
+        Give it at most :meth:`rows_to_refresh` rows for one-at-a-time exactness.
+        """
+        if X.shape[0]:
+            self._learn_rows(X, names)
+
+    def set_floors(self, floors: Mapping[str, float]) -> None:
+        """Spreads never below these, per feature (a metric's resolution, when the scaler sees
+        residuals whose own steps do not show it)."""
+        if floors != self._floors:
+            self._floors = dict(floors)
+            self._current_by_names.clear()
+
+    def shift(self, name: str, delta: float) -> None:
+        """Move a feature's window and baseline by ``delta``: its level changed, its shape not."""
+        feature = self._features.get(name)
+        if feature is None:
+            return
+        feature.buffer += delta
+        feature.median += delta
+        self._current_by_names.clear()
+
     def squash_batch(self, z: FloatArray) -> FloatArray:
         """Map robust z-scores into (0, 1), monotonically, with 0 at 0.5."""
         return 0.5 + 0.5 * np.tanh(z / self.squash)
@@ -270,6 +333,7 @@ class RobustScaler:
             for j, name in enumerate(names):
                 feature = self._features.get(name)
                 median[j], scale[j] = (feature.median, feature.scale) if feature else (0.0, 1.0)
+                scale[j] = max(scale[j], self._floors.get(name, 0.0))
             current = self._current_by_names[key] = (median, scale)
         return current
 
@@ -299,7 +363,8 @@ class RobustScaler:
                 by_length.setdefault(length, []).append(feature)
         for group in by_length.values():
             stacked = np.stack([f.values() for f in group])
-            for feature, quantiles in zip(group, percentiles(stacked), strict=True):
-                feature.median, feature.scale = _baseline(quantiles, feature.values())
+            steps = quanta(stacked).tolist()
+            for feature, quantiles, quantum in zip(group, percentiles(stacked), steps, strict=True):
+                feature.median, feature.scale = _baseline(quantiles, feature.values(), quantum)
         self._current_by_names.clear()
         self._since_refresh = 0

@@ -1,19 +1,27 @@
-"""Row scores from robust z-scores: Half-Space Trees, a robust-z detector, or both.
+"""Row scores from robust z-scores: the channels a detector reads a row through.
 
-All detectors map a row of robust z-scores (of seasonal residuals, when seasonality is on) to a
-score in [0, 1), higher = more anomalous, scored before learned:
+Every channel maps a row of robust z-scores (of seasonal residuals, when seasonality is on) to
+a score, higher = more anomalous, scored before learned, on an unbounded scale whose tail can
+be extrapolated:
 
-* ``hst``: river's Half-Space Trees over the z-scores squashed into the unit interval;
-* ``robust_z``: ``m / (1 + m)`` with ``m`` the mean absolute z-score of the row, a monotone
-  map of the statistic that measured best on the ASD servers (see docs/design.md);
-* ``ensemble``: the mean of the two.
+* ``hst``: ``-log(1 - s)`` of river's Half-Space Trees' score ``s`` over the z-scores squashed
+  into the unit interval (what is unusual in the combination: a correlation break);
+* ``mean``: the mean absolute z-score of the row (many metrics off a little: what measured
+  best on the ASD servers, see docs/design.md);
+* ``max``: the largest absolute z-score (one metric far off: a spike in one of twenty
+  metrics moves the mean by a twentieth).
 
-``robust_z`` is stateless (its memory is the scaler's window), so it needs no trees, no mass
-windows and no HST warm-up.
+Each channel is calibrated on its own (``models.anomaly.calibration``) and the row's tail
+probability is the smallest one times the number of channels (Bonferroni), so a strong signal
+in one channel is not averaged away by another's noise. Detectors: ``hst`` (the trees alone),
+``robust_z`` (mean and max: no trees, no mass windows, no HST warm-up) and ``ensemble``
+(all three).
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -21,12 +29,15 @@ import numpy.typing as npt
 
 from models.hst import Engine, HSTEngine, make_hst
 from models.hst_numpy import BatchHST
-from models.trees import Steps, run_steps
+from models.trees import Steps
 
-__all__ = ["Detector", "RowScorer", "deviation_score"]
+__all__ = ["Detector", "PendingRows", "RowScorer", "deviation_score", "peak_score"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntpArray = npt.NDArray[np.intp]
 Detector = Literal["hst", "robust_z", "ensemble"]
+_TOP = 1.0 - 1e-12  # an HST score of 1 (an empty region) maps to about 27.6
 
 
 def deviation_score(z: FloatArray) -> FloatArray:
@@ -42,8 +53,28 @@ def deviation_score(z: FloatArray) -> FloatArray:
     return out
 
 
+def peak_score(z: FloatArray) -> FloatArray:
+    """``M / (1 + M)`` per row, ``M`` the largest absolute z-score.
+
+    Examples:
+        >>> peak_score(np.array([[0.0, 0.0], [1.0, -9.0]])).tolist()
+        [0.0, 0.9]
+    """
+    m = np.abs(z).max(axis=1) if z.shape[1] else np.zeros(z.shape[0])
+    out: FloatArray = m / (1.0 + m)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRows:
+    """Rows scored but not learned yet: their paths (numpy trees) or scaled rows (river)."""
+
+    paths: IntpArray | None = None
+    scaled: FloatArray | None = None
+
+
 class RowScorer:
-    """Scores rows of robust z-scores with the configured detector.
+    """Scores rows of robust z-scores through the configured detector's channels.
 
     Args:
         detector: ``hst``, ``robust_z`` or ``ensemble``.
@@ -53,11 +84,14 @@ class RowScorer:
         window_size: Half-Space Trees: observations per mass window.
         seed: Half-Space Trees: seed of the random splits.
         squash: The z-score that maps to about 0.88 in the trees' unit interval.
+        n_features: Columns of the rows (with one, the mean and the max are one channel).
 
     Examples:
+        >>> from models.trees import run_steps
         >>> scorer = RowScorer("robust_z", "numpy", n_trees=2, height=2, window_size=10, seed=0)
-        >>> scorer.score(np.array([[0.5, -1.5]]), learn=True).tolist(), scorer.nbytes
-        ([0.5], 0)
+        >>> channels, _ = run_steps(scorer.score_keep_steps(np.array([[0.5, -1.5]])))
+        >>> channels.tolist(), scorer.channels, scorer.display_score(channels).tolist()
+        ([[1.0, 1.5]], ('mean', 'max'), [0.5])
     """
 
     def __init__(
@@ -70,6 +104,7 @@ class RowScorer:
         window_size: int,
         seed: int,
         squash: float = 16.0,
+        n_features: int = 2,
     ) -> None:
         self.detector = detector
         self.squash = squash
@@ -78,27 +113,74 @@ class RowScorer:
             self.hst = make_hst(
                 engine, n_trees=n_trees, height=height, window_size=window_size, seed=seed
             )
+        z_channels = ("mean", "max") if n_features > 1 else ("max",)  # one feature: the same
+        self.channels: tuple[str, ...] = {
+            "hst": ("hst",),
+            "robust_z": z_channels,
+            "ensemble": ("hst", *z_channels),
+        }[detector]
 
     @property
     def nbytes(self) -> int:
         """Bytes of the trees' mass arrays (0 for ``robust_z``)."""
         return self.hst.nbytes if self.hst is not None else 0
 
-    def score(self, z: FloatArray, *, learn: bool) -> FloatArray:
-        """Score each row (then learn it, for the trees, if ``learn``)."""
-        return run_steps(self.score_steps(z, learn=learn))
+    def rows_to_window_end(self) -> int:
+        """Rows that can be learned before the trees' reference profile changes (at least 1)."""
+        return self.hst.rows_to_window_end() if self.hst is not None else sys.maxsize
 
-    def score_steps(self, z: FloatArray, *, learn: bool) -> Steps[FloatArray]:
-        """:meth:`score` as steps: the numpy trees ask for their paths (see ``models.trees``)."""
-        if self.hst is None:
-            return deviation_score(z)
-        scaled = 0.5 + 0.5 * np.tanh(z / self.squash)
-        if isinstance(self.hst, BatchHST):
-            steps = self.hst.score_learn_steps(scaled) if learn else self.hst.score_steps(scaled)
-            trees = yield from steps
-        else:
-            trees = self.hst.score_learn_batch(scaled) if learn else self.hst.score_batch(scaled)
-        if self.detector == "hst":
-            return trees
-        out: FloatArray = 0.5 * (trees + deviation_score(z))
+    @property
+    def in_first_window(self) -> bool:
+        """True while the trees score 0 (their first mass window is not complete)."""
+        return self.hst is not None and self.hst.first_window
+
+    def score_keep_steps(self, z: FloatArray) -> Steps[tuple[FloatArray, PendingRows]]:
+        """Each row's channel scores (shape ``(n, len(channels))``), nothing learned;
+        :meth:`learn` then takes the rows the caller keeps.
+
+        At most :meth:`rows_to_window_end` rows, so every score is taken against the same
+        reference profile, as one at a time would be.
+        """
+        columns: list[FloatArray] = []
+        pending = PendingRows()
+        trees = np.zeros(z.shape[0])
+        if self.hst is not None:
+            scaled = 0.5 + 0.5 * np.tanh(z / self.squash)
+            if isinstance(self.hst, BatchHST):
+                trees, paths = yield from self.hst.score_keep_steps(scaled)
+                pending = PendingRows(paths=paths)
+            else:
+                trees, pending = self.hst.score_batch(scaled), PendingRows(scaled=scaled)
+            # -log(1 - s): the trees' score on an unbounded scale, whose tail a generalized
+            # Pareto fit can extrapolate (a bounded score's fitted end point would call
+            # everything past it impossible).
+            columns.append(-np.log1p(-np.minimum(trees, _TOP)))
+        if self.detector != "hst":
+            a = np.abs(z)
+            if "mean" in self.channels:
+                columns.append(np.add.reduce(a, axis=1) / z.shape[1])
+            columns.append(a.max(axis=1) if z.shape[1] else trees * 0)
+        return np.column_stack(columns), pending
+
+    def display_score(self, channels: FloatArray) -> FloatArray:
+        """The detector's one score in [0, 1) (alerts show it as ``raw_score``): the trees',
+        ``m / (1 + m)`` of the mean |z|, or their mean for the ensemble."""
+        parts = []
+        if self.hst is not None:
+            parts.append(-np.expm1(-channels[:, 0]))
+        if self.detector != "hst":
+            m = channels[:, 1 if self.hst is not None else 0]  # the mean (or the one |z|)
+            parts.append(m / (1.0 + m))
+        out: FloatArray = parts[0] if len(parts) == 1 else 0.5 * (parts[0] + parts[1])
         return out
+
+    def learn(self, pending: PendingRows, keep: BoolArray) -> None:
+        """Learn the kept rows of a :meth:`score_keep_steps` call, in order."""
+        if self.hst is None:
+            return
+        if isinstance(self.hst, BatchHST):
+            assert pending.paths is not None
+            self.hst.learn_paths(pending.paths[:, :, keep])
+        else:
+            assert pending.scaled is not None
+            self.hst.learn_batch(pending.scaled[keep])

@@ -8,12 +8,14 @@ keyed by *event* time, and the model scores the residual ``value - baseline`` in
 raw value.
 
 Learning is folded in at known event counts (the schedule of :mod:`models.refresh`): learned
-rows wait in a small buffer, and at each fold every bucket seen in the buffer moves a share
-``alpha`` of the way to the median of its buffered values (the first fold of a bucket sets
-it). Between folds the profile is constant, so a batch can be processed in segments between
-folds with exactly the result of one row at a time. A bucket never seen yet falls back to the
-mean of the feature's learned buckets (its level); before any fold the baseline is NaN (no
-residual: the model imputes a neutral z-score and does not learn the residual).
+rows wait in a small buffer, and at each fold every bucket seen in the buffer moves towards
+the median of its buffered values: by the running mean of those medians while the bucket is
+young (its first sample does not stand for it alone), then a share ``alpha`` of the way.
+Between folds the profile is constant, so a batch can be processed in segments between folds
+with exactly the result of one row at a time. A bucket never seen yet falls back to the mean
+of the feature's learned buckets (its level: on a service's first day, every time of day is
+new); before any fold the baseline is NaN (no residual: the model imputes a neutral z-score
+and does not learn the residual).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = ["SeasonalBaseline"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+_YOUNG = 3  # samples below which a bucket is shrunk towards the feature's level
 
 
 class SeasonalBaseline:
@@ -72,8 +76,12 @@ class SeasonalBaseline:
         self.fold_every = fold_every
         self._columns: dict[str, int] = {}
         self._profile = np.full((buckets, 0), np.nan)  # NaN: bucket not learned yet
+        self._counts = np.zeros((buckets, 0), dtype=np.int64)  # samples folded per bucket
         self._level = np.full(0, np.nan)  # mean of the learned buckets, per feature
         self._level_stale = False  # the profile changed since the level was computed
+        self._served_cache: FloatArray | None = None
+        self._quantum = np.full(0, np.inf)  # smallest step between a feature's values so far
+        self.folds = 0
         self._buffer = np.empty((fold_every, 0))
         self._buffer_buckets = np.empty(fold_every, dtype=np.int64)
         self._buffered = 0
@@ -82,7 +90,9 @@ class SeasonalBaseline:
 
     def nbytes(self) -> int:
         """Bytes held by the profile, the levels and the fold buffer."""
-        arrays = (self._profile, self._level, self._buffer, self._buffer_buckets)
+        arrays = (
+            self._profile, self._counts, self._level, self._buffer, self._buffer_buckets,
+        )  # fmt: skip
         return sum(int(a.nbytes) for a in arrays)
 
     def bucket_of(self, ts_s: FloatArray) -> IntArray:
@@ -125,10 +135,11 @@ class SeasonalBaseline:
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_fold())
+            served = self._served()
             if whole:
-                profile = self._profile.take(buckets[start:end], axis=0)
+                profile = served.take(buckets[start:end], axis=0)
             else:
-                profile = self._profile[buckets[start:end, None], cols[None, :]]
+                profile = served[buckets[start:end, None], cols[None, :]]
             unseen = np.isnan(profile)
             if unseen.any():
                 profile = np.where(unseen, self._levels()[cols], profile)
@@ -142,13 +153,81 @@ class SeasonalBaseline:
             start = end
         return out
 
+    def baselines(self, ts_s: FloatArray, names: Sequence[str]) -> FloatArray:
+        """The seasonal baseline of each feature at each event time (nothing learned).
+
+        NaN marks a feature with no baseline yet.
+        """
+        return self.baselines_learn(np.empty((len(ts_s), len(names))), ts_s, names, learn=False)
+
+    def rows_to_fold(self) -> int:
+        """Rows that can be learned before the profile next changes (at least 1)."""
+        return self._rows_to_fold()
+
+    def learn(self, X: FloatArray, ts_s: FloatArray, names: Sequence[str]) -> None:
+        """Learn rows (NaN values are skipped); folds them in when due.
+
+        Give it at most :meth:`rows_to_fold` rows for one-at-a-time exactness.
+        """
+        for name in names:
+            if name not in self._columns:
+                self._add_column(name)
+        if X.shape[0] == 0:
+            return
+        positions = [self._columns[n] for n in names]
+        whole = positions == list(range(len(self._columns)))
+        buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
+        self._buffer_rows(X, buckets, None if whole else np.array(positions, dtype=np.int64))
+
+    def quanta(self) -> dict[str, float]:
+        """Each feature's resolution: the smallest step between two of its values seen so far
+        (features whose values never differed are left out).
+
+        Residuals mix the buckets' baselines, so their own steps say nothing of the metric's:
+        an integer gauge still moves by whole units.
+        """
+        return {
+            name: float(self._quantum[j])
+            for name, j in self._columns.items()
+            if np.isfinite(self._quantum[j])
+        }
+
+    def shift(self, name: str, delta: float) -> None:
+        """Move a feature's whole profile (and its rows waiting to be folded) by ``delta``:
+        its level changed, its daily shape did not."""
+        column = self._columns.get(name)
+        if column is None:
+            return
+        self._profile[:, column] += delta
+        self._buffer[: self._buffered, column] += delta
+        self._level_stale = True
+        self._served_cache = None
+
     # -- internals ------------------------------------------------------------------------------
 
     def _add_column(self, name: str) -> None:
         self._columns[name] = len(self._columns)
         self._profile = np.hstack([self._profile, np.full((self.buckets, 1), np.nan)])
+        self._counts = np.hstack([self._counts, np.zeros((self.buckets, 1), dtype=np.int64)])
         self._level = np.append(self._levels(), np.nan)
+        self._served_cache = None
         self._buffer = np.hstack([self._buffer, np.full((self.fold_every, 1), np.nan)])
+        self._quantum = np.append(self._quantum, np.inf)
+
+    def _served(self) -> FloatArray:
+        """The profile as baselines are read from it: a bucket with fewer than
+        ``_YOUNG`` samples is pulled towards the level, as if the level were one more sample
+        (a 5-minute metric folds one sample per bucket a day, and one sample of a quantized
+        gauge does not say what its time of day is)."""
+        if self._served_cache is None:
+            young = (self._counts > 0) & (self._counts < _YOUNG)
+            if young.any():
+                c = self._counts
+                shrunk = (c * self._profile + self._levels()[None, :]) / (c + 1)
+                self._served_cache = np.where(young, shrunk, self._profile)
+            else:
+                self._served_cache = self._profile
+        return self._served_cache
 
     def _levels(self) -> FloatArray:
         """The mean of each feature's learned buckets (NaN if none), computed when needed.
@@ -191,6 +270,11 @@ class SeasonalBaseline:
     def _fold(self) -> None:
         """Move every buffered (bucket, feature) towards the median of its buffered values."""
         m = self._buffered
+        self.folds += 1
+        if m > 1:
+            gaps = np.diff(np.sort(self._buffer[:m], axis=0), axis=0)  # NaN sorts last
+            gaps[~(gaps > 0.0)] = np.inf
+            np.minimum(self._quantum, gaps.min(axis=0), out=self._quantum)
         values = self._buffer[:m].T.reshape(-1)  # feature-major: feature j's rows together
         keys = np.add.outer(
             np.arange(self._buffer.shape[1]) * self.buckets, self._buffer_buckets[:m]
@@ -204,10 +288,16 @@ class SeasonalBaseline:
             medians = 0.5 * (values[starts + (counts - 1) // 2] + values[starts + counts // 2])
             feature, bucket = np.divmod(keys[starts], self.buckets)
             old = self._profile[bucket, feature]
+            seen = self._counts[bucket, feature] + counts
+            self._counts[bucket, feature] = seen
+            # A running mean of the fold medians while a bucket is young, then the EWMA: a
+            # bucket's first sample does not stand for it alone.
+            weight = np.maximum(self.alpha, counts / seen)
             self._profile[bucket, feature] = np.where(
-                np.isnan(old), medians, old + self.alpha * (medians - old)
+                np.isnan(old), medians, old + weight * (medians - old)
             )
             self._level_stale = True
+            self._served_cache = None
         self._buffered = 0
         self._since_fold = 0
 

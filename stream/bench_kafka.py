@@ -194,8 +194,10 @@ def _detect_env(settings: Settings) -> dict[str, str]:
             # A short warm-up so alerts (the latency samples) start within the first second.
             "VIGIL_WARMUP_EVENTS": "100",
             "VIGIL_HST_WINDOW": "100",
-            "VIGIL_ANOMALY_TARGET_RATE": "0.02",
-            "VIGIL_COOLDOWN_S": "0",
+            # About 1% of events open an episode (and as many resolve one): alerts to time.
+            "VIGIL_ANOMALY_THRESHOLD": "0.99",
+            "VIGIL_ANOMALY_MIN_EFFECT": "1e-9",
+            "VIGIL_ANOMALY_RESOLVE_AFTER": "1",
             "VIGIL_LOG_LEVEL": "WARNING",
             "VIGIL_LOG_FORMAT": "json",
         }

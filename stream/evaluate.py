@@ -6,7 +6,7 @@ counted. Every counted point is scored *before* the model learns it (prequential
 is measured on data the model was trained on.
 
 A point is *flagged* when its score reaches the threshold in force after warm-up; *alerts*
-are the flags that survive the cooldown. Point-wise and point-adjusted precision, recall and
+are the flags that open an episode. Point-wise and point-adjusted precision, recall and
 F1 are computed on flags; alerts per 1,000 events on alerts. Writes ``timeline.png``,
 ``pr_curve.png`` (the scores' point-wise precision-recall, flags and alerts marked) and
 ``report.json`` to the output directory.
@@ -88,7 +88,7 @@ def evaluate_lines(
         outcome = pipeline.process_batch(
             events, lambda i: Evidence(topic="evaluate", partition=0, offset=i)
         )
-        alerted = {i for i, _ in outcome.alerts}
+        alerted = {i for i, alert in outcome.alerts if alert.status == "firing"}
         for i, (event, label) in enumerate(zip(events, labels, strict=True)):
             if label is None:
                 run.warmup_points += 1
@@ -171,7 +171,7 @@ def pr_line(run: EvaluationRun, report: DetectionReport) -> PRLine | None:
     alert_precision, alert_recall, _ = precision_recall_f1(run.arrays("alerts"), labels)
     points = (
         OperatingPoint("flags (score ≥ threshold in force)", report.precision, report.recall),
-        OperatingPoint("alerts (flags after the cooldown)", alert_precision, alert_recall),
+        OperatingPoint("alerts (episodes opened)", alert_precision, alert_recall),
     )
     return PRLine("scores", curve, points)
 

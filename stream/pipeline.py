@@ -6,6 +6,7 @@ No I/O here: the caller brings decoded events, where they came from, and a clock
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ __all__ = [
     "ServiceRows",
     "alert_id_for",
     "config_id_of",
+    "episode_fields",
+    "episode_id_for",
     "model_version_string",
     "top_features",
 ]
@@ -79,6 +82,32 @@ def alert_id_for(
     return hashlib.sha256(payload).hexdigest()[:32]
 
 
+def episode_id_for(kind: str, source: str, service: str, started_at: datetime) -> str:
+    """A stable episode id: its firing and resolved alerts carry the same one.
+
+    Examples:
+        >>> ts = datetime(2026, 11, 23, tzinfo=UTC)
+        >>> episode_id_for("anomaly", "metrics", "api", ts)
+        'ep-...'
+    """
+    payload = orjson.dumps(["episode", kind, source, service, started_at.isoformat()])
+    return "ep-" + hashlib.sha256(payload).hexdigest()[:24]
+
+
+def episode_fields(
+    kind: str, source: str, service: str, started_s: float | None, resolved: bool
+) -> dict[str, Any]:
+    """The episode fields of an alert that opens (or resolves) the episode started at
+    ``started_s``."""
+    assert started_s is not None, "an alert opens or resolves an episode"
+    started_at = datetime.fromtimestamp(started_s, UTC)
+    return {
+        "status": "resolved" if resolved else "firing",
+        "episode_id": episode_id_for(kind, source, service, started_at),
+        "started_at": started_at,
+    }
+
+
 def config_id_of(config: Any) -> str:
     """A short stable id of a (dataclass) configuration, carried in model versions."""
     return hashlib.sha256(orjson.dumps(asdict(config))).hexdigest()[:8]
@@ -112,10 +141,10 @@ class BatchOutcome:
     thresholds: npt.NDArray[np.float64]
     warming_up: npt.NDArray[np.bool_]
     flagged: npt.NDArray[np.bool_]
-    """Score reached the threshold after warm-up (alerted or suppressed by the cooldown)."""
+    """Anomalous after warm-up (opened an episode, or belongs to an open one)."""
     suppressed: npt.NDArray[np.bool_]
     alerts: list[tuple[int, Alert]]
-    """Each alert with the index of its event in the batch."""
+    """Each alert (firing or resolved) with the index of its event in the batch."""
     missing_features: int = 0
     grown: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """(service, new feature names) for each model that started learning a grown set."""
@@ -216,7 +245,8 @@ class MetricPipeline:
             if result.candidate_started.any():
                 for row in np.flatnonzero(result.candidate_started).tolist():
                     out.grown.append((service, result.new_features[row]))
-            for row in np.flatnonzero(result.alerts).tolist() if result.alerts.any() else ():
+            marked = result.alerts | result.resolved
+            for row in np.flatnonzero(marked).tolist() if marked.any() else ():
                 i = indices[row]
                 out.alerts.append((i, self._alert(events[i], result.verdict(row), evidence(i))))
             if verdicts:
@@ -262,15 +292,22 @@ class MetricPipeline:
                     "features": list(m.feature_names),
                     "events_seen": m.events_seen,
                     "threshold": m.threshold,
+                    "cadence_s": m.cadence_s,
+                    "budget_per_day": m.budget_per_day,
+                    "episodes_opened": m.episodes_opened,
+                    "episodes_per_day": _finite_or_none(m.episodes_per_day()),
+                    "episode_open": m.episode_open,
                 }
                 for m in self._models.values()
             },
         }
 
     def _alert(self, event: MetricSample, verdict: Verdict, evidence: Evidence) -> Alert:
+        """The firing alert of an episode's first sample, or the resolved one of its last."""
         features = metric_features(event)
+        kind = "anomaly" if not verdict.resolved else "anomaly-resolved"
         return Alert(
-            alert_id=alert_id_for("anomaly", "metrics", event.service, event.ts, features),
+            alert_id=alert_id_for(kind, "metrics", event.service, event.ts, features),
             kind="anomaly",
             source="metrics",
             service=event.service,
@@ -287,4 +324,11 @@ class MetricPipeline:
                 missing_features=list(verdict.missing_features),
             ),
             evidence=evidence,
+            **episode_fields(
+                "anomaly", "metrics", event.service, verdict.started_s, verdict.resolved
+            ),
         )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

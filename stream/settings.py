@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from models.anomaly import AnomalyConfig
+from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
 from stream.logs.config import LogConfig
 
@@ -34,6 +43,24 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml",
 
 class ConfigError(Exception):
     """Configuration that cannot be used; the message is one readable line."""
+
+
+class DirectionSetting(BaseModel):
+    """One direction rule: metrics matching the glob alert on rises, drops or both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field(min_length=1)
+    direction: Direction
+
+
+class ServiceBudgetSetting(BaseModel):
+    """One budget rule: services matching the glob spend this many false alerts a day."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: str = Field(min_length=1)
+    budget_per_day: float = Field(gt=0, le=1000)
 
 
 class Settings(BaseSettings):
@@ -147,15 +174,44 @@ class Settings(BaseSettings):
     )
     # Anomaly model
     anomaly_threshold: float | None = Field(
-        None, ge=0, le=1, description="Fixed anomaly threshold (overrides the adaptive one)."
+        None,
+        ge=0,
+        le=1,
+        description="Fixed threshold on the calibrated anomaly score 1 - p (overrides the "
+        "budget), e.g. 0.9999.",
     )
-    anomaly_target_rate: float = Field(
-        0.001, gt=0, lt=1, description="Share of events that should alert per service."
+    anomaly_budget_per_day: float = Field(
+        0.25,
+        gt=0,
+        le=1000,
+        description="False anomaly episodes (alerts) a service may open per day: the "
+        "calibrated threshold at the service's own sample cadence.",
+    )
+    anomaly_resolve_after: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="Normal samples in a row (of the service's own cadence) that resolve an "
+        "anomaly episode; until then it raises no further alert.",
+    )
+    anomaly_min_effect: float = Field(
+        3.0,
+        gt=0,
+        description="An anomaly alert needs a metric at least this many robust standard "
+        "deviations from its expected value.",
+    )
+    anomaly_directions: tuple[DirectionSetting, ...] = Field(
+        (),
+        description="Rules metric-glob -> up|down|both, tried before the defaults (errors, "
+        "latency, saturation: up; success rates: down; others: both). TOML: "
+        '[[anomaly_directions]] metric = "cpu_*" direction = "both"; env or flag: JSON.',
+    )
+    anomaly_services: tuple[ServiceBudgetSetting, ...] = Field(
+        (),
+        description="Rules service-glob -> budget_per_day (first match wins). TOML: "
+        '[[anomaly_services]] service = "payments*" budget_per_day = 1; env or flag: JSON.',
     )
     warmup_events: int = Field(500, ge=0, description="Events per service before it may alert.")
-    cooldown_s: float = Field(
-        300.0, ge=0, description="Event-time seconds during which a service does not re-alert."
-    )
     engine: Literal["numpy", "river"] = Field(
         "numpy", description="HST engine: numpy micro-batches, or river per event (same scores)."
     )
@@ -294,6 +350,17 @@ class Settings(BaseSettings):
         "auto", description="Log format: JSON, console, or console on a TTY (auto)."
     )
 
+    @field_validator("anomaly_directions", "anomaly_services", mode="before")
+    @classmethod
+    def _json_rules(cls, value: object) -> object:
+        """Rules given as text (a flag or an environment variable) are JSON."""
+        if isinstance(value, str | bytes):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+        return value
+
     @field_validator("incident_group_pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
@@ -366,9 +433,12 @@ class Settings(BaseSettings):
             seed=self.seed,
             engine=self.engine,
             warmup_events=self.warmup_events,
-            target_alert_rate=self.anomaly_target_rate,
+            budget_per_day=self.anomaly_budget_per_day,
             threshold_override=self.anomaly_threshold,
-            cooldown_s=self.cooldown_s,
+            resolve_after=self.anomaly_resolve_after,
+            min_effect=self.anomaly_min_effect,
+            directions=tuple(DirectionRule(r.metric, r.direction) for r in self.anomaly_directions),
+            services=tuple(ServiceRule(r.service, r.budget_per_day) for r in self.anomaly_services),
             detector=self.detector,
             season_s=self.season_s,
             season_buckets=self.season_buckets,
@@ -437,6 +507,8 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        elif isinstance(value, tuple):
+            value = orjson.dumps([v.model_dump() for v in value]).decode()
         elif isinstance(value, bool):
             value = "true" if value else "false"
         env[f"VIGIL_{name.upper()}"] = str(value)

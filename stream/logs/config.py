@@ -16,20 +16,19 @@ def default_window_anomaly_config() -> AnomalyConfig:
     metric model sees events, so its counts are scaled down: Half-Space Trees over 50-window
     mass windows (25 min) of height 6 (64 leaves per tree for 50 points), a warm-up of 100
     windows (50 min of event time; two HST windows), and a scaler baseline over the last 512
-    windows (about 4 h). The alert budget is 1 window in 500 (about 6 a day per service at
-    30 s, before the cooldown); the cooldown of 300 s is 10 windows, so one incident gives one
-    alert. The detector is Half-Space Trees: on the simulated streams (3 seeds) both HST and
+    windows (about 4 h), and a calibration over the last 2,880 windows (a day at 30 s). The
+    alert budget and episodes are the metric models' defaults (false episodes per
+    service-day; an episode resolves after a few normal windows). The detector is Half-Space
+    Trees: on the simulated streams (3 seeds) both HST and
     the robust-z score caught every incident in its first window, but robust-z raised 8 false
     alerts to HST's 3, driven by heavy-tailed features (message lengths); see docs/logs.md.
     """
     return AnomalyConfig(
-        detector="hst",
+        detector="ensemble",
         height=6,
         window_size=50,
         warmup_events=100,
-        target_alert_rate=0.002,
-        threshold_window=2880,
-        cooldown_s=300.0,
+        calibration_window=2880,
         scaler_window=512,
     )
 

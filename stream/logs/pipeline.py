@@ -35,6 +35,7 @@ from stream.pipeline import (
     EvidenceOf,
     alert_id_for,
     config_id_of,
+    episode_fields,
     model_version_string,
     top_features,
     utc_now,
@@ -276,7 +277,7 @@ class LogPipeline:
             service.last_evidence = stats.evidence
         warming = bool(result.warming_up[row])
         fired: list[str] = []
-        if result.alerts[row]:
+        if result.alerts[row] or result.resolved[row]:
             out.alerts.append(self._model_alert(window, features, result, row))
             fired.append(self.model_name)
         elif result.suppressed[row]:
@@ -285,7 +286,12 @@ class LogPipeline:
         rule = not warming and new_errors >= self.config.min_new_error_templates
         if rule:
             last = service.last_rule_alert_s
-            if last is not None and window.start_s - last < self.config.anomaly.cooldown_s:
+            quiet_s = self.config.anomaly.resolve_after * self.config.window_s
+            # An open episode of the service's windows already says so; a rule alert waits as
+            # many windows as an episode takes to resolve.
+            if bool(result.in_episode[row]) or (
+                last is not None and window.start_s - last < quiet_s
+            ):
                 out.suppressed += 1
             else:
                 service.last_rule_alert_s = window.start_s
@@ -325,6 +331,9 @@ class LogPipeline:
             (round(verdict.score, 6), round(verdict.threshold, 6)),
             verdict.severity == "critical",
             contributions,
+            episode=episode_fields(
+                "anomaly", "logs", window.key, verdict.started_s, verdict.resolved
+            ),
         )
 
     def _rule_alert(self, window: ClosedWindow[WindowStats]) -> Alert:
@@ -353,9 +362,14 @@ class LogPipeline:
         critical: bool,
         contributions: list[TopFeature],
         only: list[str] | None = None,
+        episode: dict[str, Any] | None = None,
     ) -> Alert:
-        """A log alert on ``window``; its id hashes the detector's ``inputs``."""
+        """A log alert on ``window``; its id hashes the detector's ``inputs``. Without
+        ``episode`` it opens a one-window episode of its own."""
         start = datetime.fromtimestamp(window.start_s, UTC)
+        if episode is None:
+            episode = episode_fields("anomaly", "logs", window.key, window.start_s, False)
+        kind = "anomaly" if episode["status"] == "firing" else "anomaly-resolved"
         templates = top_templates(
             window.value,
             self._services[window.key].baseline,
@@ -365,7 +379,7 @@ class LogPipeline:
             only=only,
         )
         return Alert(
-            alert_id=alert_id_for("anomaly", "logs", window.key, start, inputs),
+            alert_id=alert_id_for(kind, "logs", window.key, start, inputs),
             kind="anomaly",
             source="logs",
             service=window.key,
@@ -377,6 +391,7 @@ class LogPipeline:
             model=model,
             explanation=Explanation(top_features=contributions, top_templates=templates),
             evidence=self._evidence(window),
+            **episode,
         )
 
     @staticmethod

@@ -68,9 +68,11 @@ add a little more, spread over the batch."""
 # producer sends; incident risk, snapshots and training rows, which share it, are off.
 OVERRIDES: dict[str, Any] = {
     "hst_window": 10,
-    "anomaly_threshold": 0.0,
+    # Every other event or so opens or resolves an episode: tails below 0.5, no effect floor.
+    "anomaly_threshold": 0.5,
+    "anomaly_min_effect": 1e-9,
+    "anomaly_resolve_after": 1,
     "warmup_events": 0,
-    "cooldown_s": 0.0,
     "incident_risk": False,
     "snapshots": False,
     "feature_sample_rate": 0.0,

@@ -78,7 +78,7 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
     exactly_once = guarantee == "exactly_once"
     settings = settings.model_copy(
         update={
-            "anomaly_target_rate": 0.01,
+            "anomaly_budget_per_day": 86.4,
             "warmup_events": WARMUP_EVENTS,
             "topic_partitions": PARTITIONS,
             "incident_risk": False,
@@ -247,7 +247,7 @@ async def test_broker_restart_mid_stream(test_settings: Settings, tmp_path: Path
         settings = test_settings.model_copy(
             update={
                 "bootstrap_servers": broker.bootstrap,
-                "anomaly_target_rate": 0.01,
+                "anomaly_budget_per_day": 86.4,
                 "warmup_events": WARMUP_EVENTS,
                 "max_batch": 500,
                 "topic_partitions": PARTITIONS,

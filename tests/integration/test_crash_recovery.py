@@ -35,7 +35,7 @@ EVENTS = 30_000
 
 
 async def test_sigkill_mid_stream_loses_nothing(test_settings: Settings) -> None:
-    settings = test_settings.model_copy(update={"anomaly_target_rate": 0.01, "max_batch": 500})
+    settings = test_settings.model_copy(update={"anomaly_budget_per_day": 86.4, "max_batch": 500})
     bootstrap, group = settings.bootstrap_servers, settings.group_id
     await ensure_topics(bootstrap, topic_specs(settings))
     simulated = list(MetricSimulator(services=8, anomaly_rate=0.01, seed=33).events(EVENTS))

@@ -19,7 +19,7 @@ EVENTS = 20_000
 
 
 async def test_injected_anomalies_are_caught_and_explained(test_settings: Settings) -> None:
-    settings = test_settings.model_copy(update={"anomaly_target_rate": 0.005})
+    settings = test_settings.model_copy(update={"anomaly_budget_per_day": 43.2})
     simulated = list(MetricSimulator(services=5, anomaly_rate=0.005, seed=21).events(EVENTS))
     injected = {(e.anomaly.service, e.anomaly.ts): e.anomaly for e in simulated if e.anomaly}
     detector = Detector(settings)

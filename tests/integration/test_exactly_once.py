@@ -42,7 +42,7 @@ async def test_each_alert_is_committed_exactly_once_with_its_offsets(
     settings = test_settings.model_copy(
         update={
             "processing_guarantee": "exactly_once",
-            "anomaly_target_rate": 0.01,
+            "anomaly_budget_per_day": 86.4,
             "max_batch": 500,
             "incident_risk": False,
         }
@@ -87,7 +87,7 @@ async def test_a_new_owner_fences_the_old_one_and_its_output_is_aborted(
     settings = test_settings.model_copy(
         update={
             "processing_guarantee": "exactly_once",
-            "anomaly_target_rate": 0.05,
+            "anomaly_budget_per_day": 432.0,
             "incident_risk": False,
             "topic_partitions": 1,
         }

@@ -36,7 +36,7 @@ def comparable(alert: dict[str, object]) -> tuple[object, ...]:
 
 
 async def test_replay_matches_live(test_settings: Settings, tmp_path: Path) -> None:
-    settings = test_settings.model_copy(update={"anomaly_target_rate": 0.01})
+    settings = test_settings.model_copy(update={"anomaly_budget_per_day": 86.4})
     simulated = list(MetricSimulator(services=4, anomaly_rate=0.01, seed=8).events(12_000))
     detector = Detector(settings, serve_http=False)
     await detector.start()
@@ -57,7 +57,7 @@ async def test_replay_matches_live(test_settings: Settings, tmp_path: Path) -> N
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(e.to_bytes() + b"\n" for e in simulated))
     out = tmp_path / "alerts.jsonl"
-    assert main(["replay", str(events), "--out", str(out), "--anomaly-target-rate", "0.01"]) == 0
+    assert main(["replay", str(events), "--out", str(out), "--anomaly-budget-per-day", "86.4"]) == 0
     replayed = [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
     assert len(live) >= 20

@@ -35,7 +35,7 @@ def _settings(test_settings: Settings, **changes: object) -> Settings:
             "topic_partitions": 2,
             "max_batch": 500,
             "warmup_events": 300,
-            "anomaly_target_rate": 0.01,
+            "anomaly_budget_per_day": 86.4,
             "incident_risk": False,
             **changes,
         }

@@ -59,7 +59,7 @@ async def test_a_static_member_restarted_within_the_session_timeout_keeps_its_pa
 ) -> None:
     settings = test_settings.model_copy(
         update={
-            "anomaly_target_rate": 0.01,
+            "anomaly_budget_per_day": 86.4,
             "warmup_events": 300,
             "topic_partitions": 6,
             "incident_risk": False,

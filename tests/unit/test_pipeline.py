@@ -29,7 +29,7 @@ def _event(i: int, metrics: dict[str, float], service: str = "api") -> MetricEve
 
 def _train() -> Run:
     """1500 normal events of one service with a latency spike at each of SPIKES."""
-    config = AnomalyConfig(warmup_events=200, window_size=50, cooldown_s=0, target_alert_rate=0.01)
+    config = AnomalyConfig(warmup_events=200, window_size=50)
     pipeline = MetricPipeline(config, clock=lambda: NOW)
     rng = random.Random(0)
     outcomes = []
@@ -59,6 +59,7 @@ def test_spikes_alert(run: Run) -> None:
 def test_alerts_follow_the_contract(run: Run) -> None:
     alerted = [o for o in run.outcomes if o.alert is not None]
     assert alerted
+    opened: dict[str, datetime] = {}
     for outcome in alerted:
         alert, verdict = outcome.alert, outcome.verdict
         assert alert is not None
@@ -72,10 +73,19 @@ def test_alerts_follow_the_contract(run: Run) -> None:
         assert alert.severity in {"warning", "critical"}
         assert alert.threshold == pytest.approx(verdict.threshold, abs=1e-6)
         assert alert.score == pytest.approx(verdict.score, abs=1e-6)
+        assert alert.started_at is not None
+        assert alert.episode_id is not None
+        if alert.status == "resolved":
+            assert alert.episode_id in opened  # closes an episode a firing alert opened
+            assert alert.started_at == opened.pop(alert.episode_id)
+            continue
+        opened[alert.episode_id] = alert.started_at
+        assert alert.started_at == alert.event_ts
         assert alert.score >= alert.threshold
         assert alert.explanation.top_features
         for feature in alert.explanation.top_features:
             assert 0.0 < feature.contribution <= 1.0
+    assert any(o.alert is not None and o.alert.status == "resolved" for o in alerted)
 
 
 def test_no_alert_while_warming_up(run: Run) -> None:

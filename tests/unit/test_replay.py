@@ -32,7 +32,7 @@ BAD_LINES = [
     b'{"ts": 0, "service": "svc-00", "metrics": {"cpu_p95": "hot"}}',
     b'{"ts": 0, "service": "svc-00"}',
 ]
-ARGS = ["--anomaly-target-rate", "0.01", "--warmup-events", "300"]
+ARGS = ["--anomaly-budget-per-day", "86.4", "--warmup-events", "300"]
 
 Injected = dict[tuple[str, datetime], tuple[str, ...]]
 """Injected anomalies' metric names by (service, event time)."""

@@ -15,7 +15,7 @@ from models.seasonal import SeasonalBaseline
 
 DAY_S = 86_400.0
 STEP_S = 300.0  # five-minute samples: 288 a day
-CONFIG = AnomalyConfig(target_alert_rate=0.01, cooldown_s=0.0)
+CONFIG = AnomalyConfig()
 
 
 def daily_stream(days: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +87,8 @@ def test_baseline_batches_equal_single_rows(seed: int, cuts: list[int]) -> None:
 
 @pytest.mark.parametrize("season_s", [DAY_S, 0.0])
 def test_off_season_spike_is_flagged_and_the_daily_peak_is_not(season_s: float) -> None:
-    """With a daily baseline the 03:00 spike alerts and the 15:00 peak does not; without, not so."""
+    """With a daily baseline the 03:00 spike alerts and the 15:00 peak does not; without, the
+    peak alerts."""
     model = ServiceAnomalyModel("svc", replace(CONFIG, season_s=season_s))
     ts, values = daily_stream(6)
     alerts_of(model, ts, values)
@@ -104,27 +105,29 @@ def test_off_season_spike_is_flagged_and_the_daily_peak_is_not(season_s: float) 
         assert (top.name, top.value) == ("rps", 300.0)
         assert abs(top.baseline - 100.0) < 10.0
     else:
-        # The contrast: against a plain running median, 300 is the usual peak level.
-        assert not spike.alert
+        # The contrast: against a plain running median every afternoon's peak is a new
+        # episode (its samples are not learned as normal), one alert a day.
+        assert peaks[in_peak].sum() == 1
 
 
-def test_a_level_shift_becomes_the_new_normal() -> None:
-    model = ServiceAnomalyModel("svc", CONFIG)
+def test_a_level_shift_alerts_once_and_becomes_the_new_normal() -> None:
     ts, values = daily_stream(14)
     shift_at = 7 * DAY_S
-    values = values + 150.0 * (ts >= shift_at)
-    alerts = alerts_of(model, ts, values)
-    first_day = (ts >= shift_at) & (ts < shift_at + DAY_S)
-    from_day_nine = ts >= 9 * DAY_S
-    assert alerts[first_day].sum() >= 3
-    assert alerts[from_day_nine].mean() <= CONFIG.target_alert_rate
+    shifted = alerts_of(ServiceAnomalyModel("svc", CONFIG), ts, values + 150.0 * (ts >= shift_at))
+    unshifted = alerts_of(ServiceAnomalyModel("svc", CONFIG), ts, values)
+    first = np.flatnonzero(ts >= shift_at)[0]
+    assert shifted[first : first + 3].sum() == 1  # caught at once, one alert
+    # From then on the new level is normal: the same false alarms (the budget's) as without.
+    assert shifted[first + 3 :].sum() <= unshifted[first + 3 :].sum() + 1
 
 
-def test_realised_alert_rate_tracks_the_budget_on_a_drifting_stream() -> None:
-    config = replace(CONFIG, target_alert_rate=0.02)
+def test_realised_episodes_track_the_budget_on_a_drifting_stream() -> None:
+    config = replace(CONFIG, budget_per_day=2.0)
     model = ServiceAnomalyModel("svc", config)
     ts, values = daily_stream(40, seed=3)
     drift = 2.0 * ts / DAY_S  # slow: +2 a day, 80 over the stream
     alerts = alerts_of(model, ts, values + drift)
-    realised = alerts[ts >= 20 * DAY_S].mean()
-    assert 0.5 * config.target_alert_rate <= realised <= 1.5 * config.target_alert_rate
+    per_day = alerts[ts >= 20 * DAY_S].sum() / 20.0
+    # Held from below: min_effect skips rare-but-small deviations, and the exponential tail
+    # and the channels' Bonferroni correction are conservative on Gaussian noise.
+    assert 0.0 < per_day <= 1.5 * config.budget_per_day

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 from stream.cli import main
-from stream.settings import ConfigError, load_settings
+from stream.settings import ConfigError, load_settings, settings_env
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.http_port == 8000
     assert settings.create_topics is True
     assert settings.anomaly_threshold is None
-    assert settings.anomaly_target_rate == 0.001
+    assert settings.anomaly_budget_per_day == 0.25
     topics = {
         name: getattr(settings, f"topic_{name}")
         for name in ("metrics", "logs", "incidents", "feedback", "alerts", "dlq", "models")
@@ -84,7 +85,9 @@ def test_settings_are_frozen() -> None:
     [
         ({"http_port": "abc"}, {}, "http_port"),
         ({}, {"VIGIL_HTTP_PORT": "abc"}, "VIGIL_HTTP_PORT"),
-        ({"anomaly_target_rate": 2}, {}, "anomaly_target_rate"),
+        ({"anomaly_budget_per_day": -2}, {}, "anomaly_budget_per_day"),
+        ({}, {"VIGIL_ANOMALY_DIRECTIONS": '[{"metric": "x"}]'}, "anomaly_directions"),
+        ({}, {"VIGIL_ANOMALY_DIRECTIONS": "not json"}, "anomaly_directions"),
         ({}, {"VIGIL_CREATE_TOPICS": "maybe"}, "create_topics"),
         ({"log_level": "LOUD"}, {}, "log_level"),
         ({}, {"VIGIL_LOG_WINDOW_S": "0"}, "log_window_s"),
@@ -138,9 +141,9 @@ def test_cli_bad_flag_value_exits_2_with_one_line(capsys: pytest.CaptureFixture[
 def test_cli_bad_env_value_exits_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VIGIL_ANOMALY_TARGET_RATE", "-1")
+    monkeypatch.setenv("VIGIL_ANOMALY_BUDGET_PER_DAY", "-1")
     assert main(["detect"]) == 2
-    assert "anomaly_target_rate" in capsys.readouterr().err
+    assert "anomaly_budget_per_day" in capsys.readouterr().err
 
 
 def test_cli_config_from_env_that_does_not_exist_exits_2(
@@ -166,7 +169,12 @@ def test_cli_help_documents_flags_and_env(
         main(["detect", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for text in ("--anomaly-target-rate", "VIGIL_ANOMALY_TARGET_RATE", "--http-port", "--config"):
+    for text in (
+        "--anomaly-budget-per-day",
+        "VIGIL_ANOMALY_BUDGET_PER_DAY",
+        "--http-port",
+        "--config",
+    ):
         assert text in out
 
 
@@ -183,3 +191,25 @@ def test_log_settings_shape_the_log_pipeline(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("VIGIL_LOG_LATENESS_S", "5")
     config = load_settings({"log_window_s": 60, "log_max_templates": 50}).log_config()
     assert (config.window_s, config.lateness_s, config.max_templates) == (60.0, 5.0, 50)
+
+
+def test_direction_and_budget_rules_from_toml_env_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        '[[anomaly_directions]]\nmetric = "cpu_*"\ndirection = "both"\n\n'
+        '[[anomaly_services]]\nservice = "pay*"\nbudget_per_day = 2\n'
+    )
+    anomaly = load_settings(config_file=config).anomaly_config()
+    assert anomaly.direction_of("cpu_p95") == "both"
+    assert anomaly.direction_of("err_5xx") == "up"  # the defaults still apply after
+    assert anomaly.budget_for("payments") == 2.0
+    assert anomaly.budget_for("search") == 0.25
+    monkeypatch.setenv("VIGIL_ANOMALY_DIRECTIONS", '[{"metric": "err_*", "direction": "both"}]')
+    assert load_settings().anomaly_config().direction_of("err_5xx") == "both"
+    flags = load_settings({"anomaly_services": '[{"service": "*", "budget_per_day": 5}]'})
+    assert flags.anomaly_config().budget_for("x") == 5.0
+    # A child process gets the rules back as JSON.
+    env = settings_env(flags)
+    assert orjson.loads(env["VIGIL_ANOMALY_SERVICES"]) == [{"service": "*", "budget_per_day": 5.0}]

@@ -1,0 +1,29 @@
+"""The anomaly model of one service and source: calibrated scores, episodes, level shifts.
+
+``config`` (what shapes it), ``calibration`` (raw score -> tail probability), ``episodes``
+(one alert per problem), ``shifts`` (the new normal), ``verdicts`` (what it concluded) and
+``model`` (:class:`ServiceAnomalyModel`, which conducts them).
+"""
+
+from models.anomaly.config import (
+    DEFAULT_DIRECTIONS,
+    AnomalyConfig,
+    Direction,
+    DirectionRule,
+    ServiceRule,
+)
+from models.anomaly.model import ServiceAnomalyModel, observe_together
+from models.anomaly.verdicts import BatchVerdict, Deviations, Verdict
+
+__all__ = [
+    "DEFAULT_DIRECTIONS",
+    "AnomalyConfig",
+    "BatchVerdict",
+    "Deviations",
+    "Direction",
+    "DirectionRule",
+    "ServiceAnomalyModel",
+    "ServiceRule",
+    "Verdict",
+    "observe_together",
+]
