@@ -21,9 +21,10 @@ P/R/F1; episode-wise P/R/F1 (a labelled segment is caught by a firing alert in
 ``[start, end + 3 samples]``, an alert is true if it falls in such a window); alerts per caught
 segment; false alerts per service-day; median delay in samples; firing alerts next to the
 budget (0.001 x scored samples, the old default target rate, or ``--set
-anomaly_target_rate``). Sets: ``kpi``, ``asd`` (train half streamed, test half scored; dev
-omi-1..6 and held-out omi-7..12 apart), ``bgl`` (log alerts on the log-window grid),
-``planted`` (also per episode kind), ``degenerate`` (target: no alert), ``simulator``.
+anomaly_target_rate``; river's stays 0.001). Sets: ``kpi``, ``asd`` (train half streamed,
+test half scored; dev omi-1..6 and held-out omi-7..12 apart), ``bgl`` (log alerts on the
+log-window grid), ``planted`` (also per episode kind), ``degenerate`` (target: no alert),
+``simulator``.
 
 Usage:
     python benchmarks/quality.py [--baseline REF] [--only kpi,asd,...] [--quick]
@@ -68,6 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 TOLERANCE = 3
 BUDGET_RATE = 0.001
+RIVER_RATE = 0.001  # river's quantile threshold: q = 1 - RIVER_RATE, whatever Vigil's settings
 ORDER = ("asd", "planted", "degenerate", "kpi", "simulator", "bgl")  # longest runs first
 
 RawAlert = tuple[str, str, str | None, str | None, str]
@@ -84,14 +86,13 @@ class Task:
     path: Path
     env: tuple[tuple[str, str], ...]
     python: str
-    rate: float
 
 
 def run_task(task: Task) -> tuple[list[RawAlert], float, dict[str, Any]]:
     """The task's anomaly alerts, its wall time and the replay's summary."""
     started = time.perf_counter()
     if task.tree is None:
-        alerts, info = river_alerts(task.path, task.rate), {}
+        alerts, info = river_alerts(task.path, RIVER_RATE), {}
     else:
         alerts, info = vigil_alerts(task)
     return alerts, time.perf_counter() - started, info
@@ -241,18 +242,19 @@ def planted_kinds(s: LabelledSet, spans: dict[str, list[Span]]) -> dict[str, dic
 
 
 @contextlib.contextmanager
-def baseline_tree(ref: str | None, work: Path) -> Iterator[Path | None]:
-    """A temporary git worktree of ``ref`` (None without one), removed on exit."""
+def baseline_tree(ref: str | None) -> Iterator[Path | None]:
+    """A git worktree of ``ref`` in a temp dir (None without a ref), removed on exit."""
     if ref is None:
         yield None
         return
-    path = work / "baseline"
-    git = ["git", "-C", str(ROOT), "worktree"]
-    subprocess.run([*git, "add", "--detach", "--quiet", str(path), ref], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run([*git, "remove", "--force", str(path)], check=False)
+    with tempfile.TemporaryDirectory(prefix="vigil-baseline-") as parent:
+        path = Path(parent) / "tree"
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", "--quiet", str(path), ref], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run([*git, "remove", "--force", str(path)], check=False)
 
 
 def describe_tree() -> str:
@@ -313,13 +315,16 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             sets[name] = build(name, args.data, work, quick=args.quick, window_s=window_s)
             timings[f"build {name}"] = time.perf_counter() - t0
-        baseline = stack.enter_context(baseline_tree(args.baseline, work))
+        t0 = time.perf_counter()
+        baseline = stack.enter_context(baseline_tree(args.baseline))
+        if baseline is not None:
+            timings["baseline worktree"] = time.perf_counter() - t0
         trees: list[tuple[str, Path | None]] = [("vigil", ROOT)]
         if baseline is not None:
             trees.append((f"vigil@{args.baseline}", baseline))
         trees.append(("river", None))
         tasks = [
-            Task(name, tree, s.name, s.path, env, args.python, rate)
+            Task(name, tree, s.name, s.path, env, args.python)
             for s in sets.values()
             for name, tree in trees
             if not (tree is None and s.source == "logs")  # river has no log detector
@@ -352,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         "tree": describe_tree(),
         "baseline": args.baseline,
         "detectors": detectors,
-        "vigil_settings": overrides or "defaults",
+        "vigil_settings": ", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults",
         "budget_rate": rate,
+        "river_rate": RIVER_RATE,
         "tolerance_samples": TOLERANCE,
         "quick": args.quick,
         "jobs": args.jobs,

@@ -72,8 +72,10 @@ def print_report(
     print(f"- vigil: this tree ({meta['tree']})")
     if meta["baseline"]:
         print(f"- vigil@{meta['baseline']}: the same replay in a worktree of {meta['baseline']}")
-    print(f"- river: MinMaxScaler | HalfSpaceTrees(seed=42), QuantileFilter(q={1 - rate:g})")
-    print(f"- Vigil settings: {meta['vigil_settings']}; budget: {rate:g} x scored samples")
+    river = meta["river_rate"]
+    print(f"- river: MinMaxScaler | HalfSpaceTrees(seed=42), QuantileFilter(q={1 - river:g})")
+    print(f"- Vigil settings: {meta['vigil_settings']}")
+    print(f"- budget: {rate:g} x scored samples for Vigil, {river:g} x for river")
     print(
         f"- caught: a firing alert in [start, end + {meta['tolerance_samples']} samples]; "
         "delay in samples; figures pooled over a set's services"
@@ -82,27 +84,32 @@ def print_report(
         per_detector = results[name]
         for group in s.groups:
             chosen = sum(s.truth[m].labels.size for m in s.groups[group])
-            budget = None if s.source == "logs" else rate * chosen
             title = name if group == "all" else f"{name}, {group}"
             print(f"\n## {title}: {s.describe(group)}\n")
             rows = [
-                quality_row(d, entry["quality"][f"group:{group}"], budget)
+                quality_row(
+                    d,
+                    entry["quality"][f"group:{group}"],
+                    None if s.source == "logs" else (river if d == "river" else rate) * chosen,
+                )
                 for d, entry in per_detector.items()
             ]
             if s.source == "logs":
                 rows.append(["river", "n/a: no log detector", *[""] * 11])
             print(table(_COLUMNS, rows))
-        print()
-        for note in s.notes:
-            print(f"- {note}")
-        for detector, entry in per_detector.items():
-            if entry.get("off_grid_alerts"):
-                print(f"- {detector}: {entry['off_grid_alerts']} alerts off the samples' times")
+        notes = list(s.notes)
+        notes += [
+            f"{d}: {e['off_grid_alerts']} alerts off the samples' times (put on the next)"
+            for d, e in per_detector.items()
+            if e.get("off_grid_alerts")
+        ]
         if s.source == "logs":
-            print(
-                "- log points are lines (flagged when their window is in an alert's span); "
+            notes.append(
+                "log points are lines (flagged when their window is in an alert's span); "
                 "segments, delays and service-days are on the grid of log windows"
             )
+        if notes:
+            print("\n" + "\n".join(f"- {note}" for note in notes))
         if s.episodes:
             print_kinds(per_detector)
         if name == "degenerate":
@@ -177,6 +184,7 @@ def to_json(
         out["sets"][name] = {
             "groups": {g: s.describe(g) for g in s.groups},
             "budget_alerts": None if s.source == "logs" else rate * s.scored,
+            "river_budget_alerts": None if s.source == "logs" else meta["river_rate"] * s.scored,
             "notes": s.notes,
             "detectors": detectors,
         }
