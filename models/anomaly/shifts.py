@@ -1,7 +1,6 @@
 """Level shifts: a metric that moved and stayed there is the new normal, quickly.
 
-Inside an open episode (or off in a direction that cannot alert), a metric that stays at
-least ``min_effect`` robust sds off its expected value, on one side, for ``shift_after``
+Inside an open episode, a metric that stays at least ``min_effect`` robust sds off its expected value, on one side, for ``shift_after``
 samples in a row has changed level: its baseline moves by the median of those deviations
 (the seasonal profile keeps its shape and the robust spread its width), so the episode
 resolves and later samples are judged against the new level. It is a one-sided CUSUM with a
@@ -207,11 +206,12 @@ class LevelShifts:
         names: Sequence[str],
     ) -> tuple[IntArray, IntArray, IntArray]:
         e = self.min_effect
-        # Off where it can no longer alert: inside an episode, or against the metric's direction.
-        eligible_up = in_episode[:, None] | (signs[None, :] < 0)
-        eligible_down = in_episode[:, None] | (signs[None, :] > 0)
-        up = run_lengths(eligible_up & (z_eff >= e), self._carry(self._up, names))
-        down = run_lengths(eligible_down & (z_eff <= -e), self._carry(self._down, names))
+        # Only inside an episode: outside one, a metric that wanders off (load drifting for an
+        # hour, in a direction that cannot alert) is left to the baselines' own pace; moving a
+        # whole seasonal profile on it would bias every hour of the day.
+        eligible = in_episode[:, None]
+        up = run_lengths(eligible & (z_eff >= e), self._carry(self._up, names))
+        down = run_lengths(eligible & (z_eff <= -e), self._carry(self._down, names))
         if z_prev is None:
             back = np.zeros_like(up)
         else:
