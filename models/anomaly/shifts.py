@@ -1,9 +1,10 @@
 """Level shifts: a metric that moved and stayed there is the new normal, quickly.
 
-Inside an open episode, a metric that stays at least ``min_effect`` robust sds off its expected value, on one side, for ``shift_after``
-samples in a row has changed level: its baseline moves by the median of those deviations
-(the seasonal profile keeps its shape and the robust spread its width), so the episode
-resolves and later samples are judged against the new level. It is a one-sided CUSUM with a
+Inside an open episode, a metric that stays at least ``min_effect`` robust sds off its
+expected value, on one side, for ``shift_after`` samples in a row has changed level: its
+baseline moves by the median of those deviations (the seasonal profile keeps its shape and
+the robust spread its width), so the episode resolves and later samples are judged against
+the new level. It is a one-sided CUSUM with a
 reference of ``min_effect`` and a run rule in place of a sum: robust to one outlier inside the
 run, and it needs no constant fitted to the data.
 
