@@ -17,9 +17,9 @@ how many lines it writes per window, and scores each window against that:
   a pooled dispersion ``k`` is estimated over all templates (method of moments), and each
   template's ``k`` is its own, weighted by the lines it wrote, shrunk towards the pooled one,
   weighted as ``pool_lines`` lines. Simulated (Poisson) logs pool to ``k`` ~ 0.002, which
-  changes nothing; the Loghub BGL sample pools to ``k`` ~ 36, where a rare template's clump of
-  four lines in an hour is ordinary (without pooling, 8 of its hours were flagged, all of them
-  labelled normal).
+  changes nothing; the Loghub BGL sample pools to ``k`` ~ 37, where a rare template's clump of
+  a few lines in an hour is ordinary (8 of its hours flagged without pooling, 6 with it; none
+  holds a line labelled as an alert).
 * **Tail probability.** The predictive count is negative binomial with that mean and variance
   (exactly the Gamma-Poisson predictive when there is no excess); a template's p-value is
   ``P(C >= count)``, the regularised incomplete beta function.
@@ -144,7 +144,8 @@ class TemplateRates:
 
     Args:
         alpha: False-alert rate per window if every template followed its learned
-            distribution (after the correction for the templates tested).
+            distribution (after the correction for the templates tested); 1e-4 is about 0.3
+            a day at 30 s windows.
         halflife_windows: A learned window's weight halves every this many learned windows.
         capacity: Templates remembered; beyond it the least recently seen are forgotten.
         prior_count: Pseudo-count of the rate's Gamma prior (Jeffreys': 0.5).
@@ -169,7 +170,7 @@ class TemplateRates:
     def __init__(
         self,
         *,
-        alpha: float = 3.5e-4,
+        alpha: float = 1e-4,
         halflife_windows: float = 720.0,
         capacity: int = 2000,
         prior_count: float = 0.5,
