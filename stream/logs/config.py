@@ -51,6 +51,11 @@ class LogConfig:
         min_new_error_templates: The new-template rule: a window alerts when it holds at least
             this many templates the service had never seen, first seen at ERROR or above, once
             the service's window model is past its warm-up.
+        rate_false_alerts_per_day: The template-rate detector's budget: windows of a service
+            found unusual per day, were every template's count to follow its learned
+            distribution. Each window is tested at ``alpha = budget * window_s / 86,400``.
+        rate_halflife_s: Event time over which a window's weight in the template rates
+            halves (counted in windows learned: ``rate_halflife_s / window_s`` of them).
         top_templates: Templates listed in an alert's explanation.
         sample_chars: Sample lines in explanations are cut to this length.
         anomaly: The anomaly model of each service's window features.
@@ -65,6 +70,8 @@ class LogConfig:
     max_template_chars: int = 512
     max_message_chars: int = 16_384
     min_new_error_templates: int = 2
+    rate_false_alerts_per_day: float = 0.25
+    rate_halflife_s: float = 6 * 3600.0
     top_templates: int = 3
     sample_chars: int = 200
     anomaly: AnomalyConfig = field(default_factory=default_window_anomaly_config)
@@ -76,3 +83,12 @@ class LogConfig:
             raise ValueError("max_message_chars must be at least 1")
         if self.max_templates < 1 or self.min_new_error_templates < 1:
             raise ValueError("max_templates and min_new_error_templates must be at least 1")
+        if not 0 < self.rate_alpha < 1 or self.rate_halflife_s <= 0:
+            raise ValueError(
+                "rate_false_alerts_per_day must be in (0, 86400 / window_s), rate_halflife_s > 0"
+            )
+
+    @property
+    def rate_alpha(self) -> float:
+        """The template-rate test's level per window."""
+        return self.rate_false_alerts_per_day * self.window_s / 86_400.0

@@ -91,8 +91,8 @@ class WindowStats:
     """The lines of one service in one window, accumulated line by line.
 
     ``templates`` maps a template id to ``[count, first sample line, Template, highest level
-    index]``; ``new_error_templates`` lists the ids of templates the service had never seen,
-    first seen here at ERROR or above.
+    index]``; ``new_template_ids`` lists the ids of templates the service had never seen, and
+    ``new_error_templates`` those of them first seen here at ERROR or above.
     """
 
     __slots__ = (
@@ -104,7 +104,7 @@ class WindowStats:
         "lengths",
         "levels",
         "new_error_templates",
-        "new_templates",
+        "new_template_ids",
         "service",
         "start_s",
         "templates",
@@ -120,13 +120,18 @@ class WindowStats:
         self.connection = 0
         self.lengths: list[int] = []
         self.templates: dict[str, list[Any]] = {}
-        self.new_templates = 0
+        self.new_template_ids: list[str] = []
         self.new_error_templates: list[str] = []
         # Where the window's last line is stored: its index in the batch being processed,
         # resolved to an Evidence by the pipeline at the end of that batch.
         self.last_index = -1
         self.batch = -1
         self.evidence: Any = None
+
+    @property
+    def new_templates(self) -> int:
+        """How many templates the service had never seen the window holds."""
+        return len(self.new_template_ids)
 
     @property
     def lines(self) -> int:
@@ -149,7 +154,7 @@ class WindowStats:
         if entry is None:
             self.templates[template_id] = [1, message, template, li]
             if is_new:
-                self.new_templates += 1
+                self.new_template_ids.append(template_id)
                 if li >= ERROR_INDEX:
                     self.new_error_templates.append(template_id)
         else:

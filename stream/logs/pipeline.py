@@ -5,13 +5,19 @@ detector and ``vigil replay`` drive the same :class:`LogPipeline`, so given the 
 the same order they raise the same alerts, whatever the batch boundaries (every step is driven
 by event time, and windows close per event, not per batch).
 
-Two detectors look at each closed window of a service:
+Three detectors look at each closed window of a service:
 
 * ``hst-logs``: the service's :class:`~models.anomaly.ServiceAnomalyModel` over the window's
   features (volume, levels, error markers, message lengths, templates);
 * ``new-templates``: a rule, at least ``min_new_error_templates`` templates the service had
   never seen, first seen at ERROR or above, in one window after the model's warm-up (a new
-  stack trace is the classic sign of a new failure mode, and scores poorly as one feature).
+  stack trace is the classic sign of a new failure mode, and scores poorly as one feature);
+* ``template-rates``: a known template far more frequent than its own learned rate (a test
+  per template, corrected for the number tested: :mod:`stream.logs.rates`), after the
+  model's warm-up.
+
+Every alert lists the window's unusual templates (:mod:`stream.logs.explain`): new ones first,
+then those the rate test found unusual; the most frequent only when none is.
 
 Evidence of a window alert is the storage position of the window's last line; an empty window
 (a silent service) points at the service's last line before it.
@@ -19,6 +25,7 @@ Evidence of a window alert is the storage position of the window's last line; an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +33,9 @@ from typing import Any
 
 from models.anomaly import BatchVerdict, ServiceAnomalyModel
 from stream.logs.config import LogConfig
-from stream.logs.explain import TemplateBaseline, top_templates
+from stream.logs.explain import top_templates
 from stream.logs.features import WindowStats, window_features
+from stream.logs.rates import RateVerdict, TemplateRates
 from stream.logs.templates import ServiceTemplates
 from stream.logs.windows import ClosedWindow, EventTimeWindows
 from stream.pipeline import (
@@ -60,6 +68,10 @@ class ScoredWindow:
     new_error_templates: int
     rule_flagged: bool
     """The new-template rule held (alerted or suppressed)."""
+    rate_surprise: float
+    """``-log10`` of the window's template-rate p-value (corrected for the templates tested)."""
+    rate_flagged: bool
+    """The template-rate test held after warm-up (alerted or suppressed)."""
     alerts: tuple[str, ...]
     """Names of the detectors that alerted on this window."""
 
@@ -81,11 +93,18 @@ class LogBatchOutcome:
     templates_evicted: int = 0
     empty_windows: int = 0
     suppressed: int = 0
-    """Alerts held back by a service's cooldown."""
+    """Windows whose detectors held while the service's episode was already open."""
 
 
 class _Service:
-    __slots__ = ("baseline", "last_evidence", "last_rule_alert_s", "miner", "model")
+    __slots__ = (
+        "last_evidence",
+        "last_flag_s",
+        "miner",
+        "model",
+        "rates",
+        "rule_episode",
+    )
 
     def __init__(self, service: str, config: LogConfig) -> None:
         self.miner = ServiceTemplates(
@@ -96,8 +115,15 @@ class _Service:
             max_chars=config.max_template_chars,
         )
         self.model = ServiceAnomalyModel(service, config.anomaly)
-        self.baseline = TemplateBaseline(capacity=4 * config.max_templates)
-        self.last_rule_alert_s: float | None = None
+        self.rates = TemplateRates(
+            alpha=config.rate_alpha,
+            halflife_windows=config.rate_halflife_s / config.window_s,
+            capacity=2 * config.max_templates,
+        )
+        self.last_flag_s = 0.0
+        """When the new-template rule or the rate test last held."""
+        self.rule_episode: tuple[float, str] | None = None
+        """(start, detector) of the episode the rule or the rate test opened, while open."""
         self.last_evidence: Evidence | None = None
 
 
@@ -111,6 +137,7 @@ class LogPipeline:
 
     model_name = "hst-logs"
     rule_name = "new-templates"
+    rates_name = "template-rates"
 
     def __init__(self, config: LogConfig | None = None, clock: Clock = utc_now) -> None:
         self.config = config if config is not None else LogConfig()
@@ -275,28 +302,19 @@ class LogPipeline:
             stats.evidence = service.last_evidence
         else:
             service.last_evidence = stats.evidence
+        counts = {t: e[0] for t, e in stats.templates.items()}
+        verdict = service.rates.score(counts)
         warming = bool(result.warming_up[row])
         fired: list[str] = []
         if result.alerts[row] or result.resolved[row]:
-            out.alerts.append(self._model_alert(window, features, result, row))
+            out.alerts.append(self._model_alert(window, features, result, row, verdict))
             fired.append(self.model_name)
         elif result.suppressed[row]:
             out.suppressed += 1
         new_errors = len(stats.new_error_templates)
         rule = not warming and new_errors >= self.config.min_new_error_templates
-        if rule:
-            last = service.last_rule_alert_s
-            quiet_s = self.config.anomaly.resolve_after * self.config.window_s
-            # An open episode of the service's windows already says so; a rule alert waits as
-            # many windows as an episode takes to resolve.
-            if bool(result.in_episode[row]) or (
-                last is not None and window.start_s - last < quiet_s
-            ):
-                out.suppressed += 1
-            else:
-                service.last_rule_alert_s = window.start_s
-                out.alerts.append(self._rule_alert(window))
-                fired.append(self.rule_name)
+        rates = not warming and verdict.flagged
+        self._decide_rules(window, service, result, row, verdict, rule, rates, fired, out)
         out.windows.append(
             ScoredWindow(
                 service=window.key,
@@ -308,10 +326,68 @@ class LogPipeline:
                 flagged=bool(result.exceeded[row]),
                 new_error_templates=new_errors,
                 rule_flagged=rule,
+                rate_surprise=verdict.surprise,
+                rate_flagged=rates,
                 alerts=tuple(fired),
             )
         )
-        service.baseline.learn(window.index, {t: e[0] for t, e in stats.templates.items()})
+        # Unusual templates are learned as their critical count: a burst barely moves the
+        # baseline, a lasting change of rate is learned over some windows.
+        service.rates.learn(counts, verdict)
+
+    def _decide_rules(
+        self,
+        window: ClosedWindow[WindowStats],
+        service: _Service,
+        result: BatchVerdict,
+        row: int,
+        verdict: RateVerdict,
+        rule: bool,
+        rates: bool,
+        fired: list[str],
+        out: LogBatchOutcome,
+    ) -> None:
+        """The new-template rule and the rate test share the service's log episode.
+
+        While the window model's episode is open (or opened in this window) they add
+        nothing. Otherwise the first of them to hold opens an episode of their own, which
+        resolves once neither has held for as many windows as an episode takes to resolve.
+        """
+        if rule or rates:
+            service.last_flag_s = window.start_s
+        if service.rule_episode is None and not result.in_episode[row] and (rule or rates):
+            alert = self._rule_alert(window, verdict) if rule else self._rate_alert(window, verdict)
+            service.rule_episode = (window.start_s, alert.model.name)
+            out.alerts.append(alert)
+            fired.append(alert.model.name)
+        elif rule or rates:
+            out.suppressed += 1
+        quiet_s = self.config.anomaly.resolve_after * self.config.window_s
+        if (
+            service.rule_episode is not None
+            and not (rule or rates)
+            and window.start_s - service.last_flag_s >= quiet_s
+        ):
+            started_s, name = service.rule_episode
+            service.rule_episode = None
+            out.alerts.append(self._rule_resolved(window, name, started_s, verdict))
+            fired.append(name)
+
+    def _rule_resolved(
+        self, window: ClosedWindow[WindowStats], name: str, started_s: float, rates: RateVerdict
+    ) -> Alert:
+        """The resolved alert of an episode the rule or the rate test opened."""
+        version = f"rule-{self.config_id}" if name == self.rule_name else f"nb-{self.config_id}"
+        return self._alert(
+            window,
+            AlertModelInfo(name=name, version=version),
+            {"resolved": started_s},
+            (0.0, 0.0),
+            False,
+            [],
+            rates,
+            episode=episode_fields("anomaly", "logs", window.key, started_s, True),
+        )
 
     def _model_alert(
         self,
@@ -319,6 +395,7 @@ class LogPipeline:
         features: dict[str, float],
         result: BatchVerdict,
         row: int,
+        rates: RateVerdict,
     ) -> Alert:
         verdict = result.verdict(row)
         contributions = top_features(verdict)
@@ -331,12 +408,13 @@ class LogPipeline:
             (round(verdict.score, 6), round(verdict.threshold, 6)),
             verdict.severity == "critical",
             contributions,
+            rates,
             episode=episode_fields(
                 "anomaly", "logs", window.key, verdict.started_s, verdict.resolved
             ),
         )
 
-    def _rule_alert(self, window: ClosedWindow[WindowStats]) -> Alert:
+    def _rule_alert(self, window: ClosedWindow[WindowStats], rates: RateVerdict) -> Alert:
         new = window.value.new_error_templates
         needed = self.config.min_new_error_templates
         return self._alert(
@@ -350,7 +428,35 @@ class LogPipeline:
                     name="new_error_templates", value=len(new), baseline=0.0, contribution=1.0
                 )
             ],
-            only=new,
+            rates,
+            first=new,
+        )
+
+    def _rate_alert(self, window: ClosedWindow[WindowStats], rates: RateVerdict) -> Alert:
+        """A template-rate alert: its features are the unusual templates' counts (value) and
+        expected counts (baseline), each contributing its share of their surprise."""
+        unusual = rates.templates[: self.config.top_templates]
+        surprises = [-math.log10(u.p_value) for u in unusual]
+        total = sum(surprises)
+        contributions = [
+            TopFeature(
+                name=f"rate:{u.template_id}",
+                value=float(u.count),
+                baseline=round(u.expected, 6),
+                contribution=round(s / total, 6),
+            )
+            for u, s in zip(unusual, surprises, strict=True)
+        ]
+        inputs = {f"rate:{u.template_id}": float(u.count) for u in rates.templates}
+        inputs["templates_tested"] = float(rates.tested)
+        return self._alert(
+            window,
+            AlertModelInfo(name=self.rates_name, version=f"nb-{self.config_id}"),
+            inputs,
+            (round(rates.surprise, 6), round(rates.threshold, 6)),
+            rates.surprise >= 2 * rates.threshold,
+            contributions,
+            rates,
         )
 
     def _alert(
@@ -361,7 +467,8 @@ class LogPipeline:
         score_threshold: tuple[float, float],
         critical: bool,
         contributions: list[TopFeature],
-        only: list[str] | None = None,
+        rates: RateVerdict,
+        first: list[str] | None = None,
         episode: dict[str, Any] | None = None,
     ) -> Alert:
         """A log alert on ``window``; its id hashes the detector's ``inputs``. Without
@@ -372,11 +479,10 @@ class LogPipeline:
         kind = "anomaly" if episode["status"] == "firing" else "anomaly-resolved"
         templates = top_templates(
             window.value,
-            self._services[window.key].baseline,
-            window.index,
+            rates,
             k=self.config.top_templates,
             sample_chars=self.config.sample_chars,
-            only=only,
+            first=first or (),
         )
         return Alert(
             alert_id=alert_id_for(kind, "logs", window.key, start, inputs),
@@ -403,8 +509,8 @@ class LogPipeline:
     # -- state of a partition's services (snapshots, rebalances) ---------------------------
 
     def export(self, services: Iterable[str]) -> dict[str, Any]:
-        """These services' state, for a snapshot: templates, window model, template baseline,
-        rule cooldown, and their open windows. Live objects: pickle them, do not keep."""
+        """These services' state, for a snapshot: templates, window model, template rates,
+        rule and rate episodes, and their open windows. Live objects: pickle them, do not keep."""
         services = [s for s in services if s in self._services]
         return {
             "services": {s: self._services[s] for s in services},
@@ -414,6 +520,11 @@ class LogPipeline:
 
     def install(self, state: Mapping[str, Any]) -> None:
         """Take over services' state from :meth:`export` (replacing their own)."""
+        for key_state in state["windows"].values():
+            for stats in key_state.open.values():
+                # Marked with the exporting pipeline's batch number, which may be one of ours:
+                # its evidence would not be resolved again when our batch adds lines to it.
+                stats.batch = -1
         self._services.update(state["services"])
         self._windows.install_keys(state["windows"], state["closed_below"])
 
@@ -436,6 +547,7 @@ class LogPipeline:
         return {
             "name": self.model_name,
             "rule": self.rule_name,
+            "rates": self.rates_name,
             "config_id": self.config_id,
             "config": asdict(self.config),
             "watermark": self.watermark.isoformat() if self.watermark is not None else None,
@@ -447,6 +559,7 @@ class LogPipeline:
                     "windows_seen": s.model.events_seen,
                     "threshold": s.model.threshold,
                     "templates": len(s.miner),
+                    "templates_rated": len(s.rates),
                     "templates_evicted": s.miner.evictions,
                     "lines": s.miner.lines,
                 }

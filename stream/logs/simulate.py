@@ -1,12 +1,18 @@
 """Simulated service logs with labelled incidents (pure, seeded, event time only).
 
 Normal chatter is a mix of request, cache, job and housekeeping lines with variable fields
-(ids, IPs, durations, paths), a little DEBUG and WARN, and about 1% ERROR lines of a few
-known kinds. Incidents change it for a while:
+(ids, IPs, durations, paths), a little DEBUG and WARN, about 1% ERROR lines of a few known
+kinds, and an upstream timeout (WARN) about ``timeout_per_min`` times a minute. Incidents
+change it for a while:
 
 * ``error_burst``: many more ERROR lines (timeouts, refused connections, exceptions);
 * ``new_stack_traces``: exceptions the service never threw before, at ERROR;
-* ``quiet``: the service writes nothing.
+* ``quiet``: the service writes nothing;
+* ``template_burst``: the upstream timeout, a template the service knows, comes
+  ``burst_factor`` times as often; nothing else changes (no new template).
+
+The timeout lines draw from a random generator of their own, so every other line is the same
+whatever ``timeout_per_min`` (0 gives the stream without them).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ __all__ = [
     "rotating_incidents",
 ]
 
-IncidentKind = Literal["error_burst", "new_stack_traces", "quiet"]
+IncidentKind = Literal["error_burst", "new_stack_traces", "quiet", "template_burst"]
 
 FIRST_INCIDENT_S = 3600.0
 """When :func:`log_simulator`'s first incident begins: after the window models' warm-up
@@ -83,6 +89,9 @@ class LogSimulator:
         start: Event time of the first second.
         disorder_s: Lines leave in event-time order up to this much jitter (as a real shipper's
             would), to exercise the windows' allowed lateness.
+        timeout_per_min: Mean upstream timeout lines per minute per service (a Poisson
+            process of their own).
+        burst_factor: A ``template_burst`` multiplies that rate by this much.
 
     Examples:
         >>> sim = LogSimulator(["api"], lines_per_s=2.0, seed=1)
@@ -97,10 +106,14 @@ class LogSimulator:
     seed: int = 7
     start: datetime = datetime(2026, 11, 23, tzinfo=UTC)
     disorder_s: float = 0.0
+    timeout_per_min: float = 1.0
+    burst_factor: float = 10.0
     _rng: random.Random = field(init=False, repr=False)
+    _timeouts: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._timeouts = random.Random(f"timeouts:{self.seed}")
 
     def events(self, duration_s: float) -> Iterator[LogEvent]:
         """``duration_s`` seconds of lines from every service."""
@@ -128,6 +141,9 @@ class LogSimulator:
                     )
                     pending.append((t + rng.random() * self.disorder_s, seq, event))
                     seq += 1
+                for t, event in self._timeout_lines(service, second, "template_burst" in active):
+                    pending.append((t + self._timeouts.random() * self.disorder_s, seq, event))
+                    seq += 1
             pending.sort(key=lambda p: (p[0], p[1]))
             cut = next((j for j, p in enumerate(pending) if p[0] >= second + 1), len(pending))
             for _, _, event in pending[:cut]:
@@ -150,6 +166,29 @@ class LogSimulator:
                 template = rng.choice(_NEW_EXCEPTIONS)
                 message = template.format(n=rng.randint(10, 999), hex=f"{rng.getrandbits(40):x}")
                 lines.append(("ERROR", message))
+        return lines
+
+    def _timeout_lines(
+        self, service: str, second: int, burst: bool
+    ) -> list[tuple[float, LogEvent]]:
+        """The upstream timeouts of one second, with their offsets from the start (drawn from
+        a random generator of their own)."""
+        if self.timeout_per_min <= 0:
+            return []
+        rng = self._timeouts
+        mean = self.timeout_per_min / 60.0 * (self.burst_factor if burst else 1.0)
+        lines = []
+        for _ in range(_poisson(rng, mean)):
+            t = second + rng.random()
+            message = f"upstream timeout after {rng.randint(5, 30)}s calling payments"
+            event = LogEvent(
+                ts=self.start + timedelta(seconds=t),
+                service=service,
+                level="WARN",
+                message=message,
+                host=f"{service}-{rng.randint(1, 3)}",
+            )
+            lines.append((t, event))
         return lines
 
     def _normal_line(self, service: str) -> tuple[str, str]:

@@ -6,9 +6,11 @@ import math
 
 import pytest
 
-from stream.logs.explain import TemplateBaseline, top_templates
+from stream.logs.explain import top_templates
 from stream.logs.features import FEATURE_NAMES, WindowStats, template_entropy, window_features
+from stream.logs.rates import TemplateRates
 from stream.logs.templates import ServiceTemplates
+from stream.schemas import TemplateSample
 
 LINES = [
     ("INFO", "GET /a/1 200 12ms"),
@@ -87,25 +89,34 @@ def test_entropy_of_uniform_and_skewed_distributions() -> None:
     assert 0.0 < template_entropy([97, 1, 1, 1]) < 0.5
 
 
-def test_top_templates_rank_new_and_surging_templates_first() -> None:
+def test_top_templates_list_new_then_unusually_frequent_templates() -> None:
     miner = ServiceTemplates("api")
-    baseline = TemplateBaseline()
+    rates = TemplateRates(alpha=1e-3)
     usual = [("INFO", f"GET /a/{i} 200 5ms") for i in range(20)] + [("INFO", "job done in 2s")]
-    for k in range(30):
+    for _ in range(30):
         stats = _window(miner, usual)
-        baseline.learn(k, {t: e[0] for t, e in stats.templates.items()})
+        rates.learn({t: e[0] for t, e in stats.templates.items()})
+
+    def top(lines: list[tuple[str, str]], **kwargs: int) -> list[TemplateSample]:
+        stats = _window(miner, lines)
+        verdict = rates.score({t: e[0] for t, e in stats.templates.items()})
+        return top_templates(stats, verdict, **kwargs)
+
+    # 2 "job done" against its usual 1 is not unusual: only the new template is listed.
     odd = [*usual, ("INFO", "job done in 3s"), ("ERROR", "x" * 300 + " exception")]
-    stats = _window(miner, odd)
-    top = top_templates(stats, baseline, 30, k=3, sample_chars=50)
-    assert [t.template for t in top[:2]] == [
-        "x" * 300 + " exception",  # never seen
-        "job done in <DUR>",  # 2 against its usual 1; GET is at its usual 20
-    ]
-    assert top[0].count == 1
-    assert len(top[0].sample) == 50
-    assert top[0].sample.endswith("…")
-    assert top[1].count == 2
-    # A usual template far above its volume outranks a single new line.
+    listed = top(odd, k=3, sample_chars=50)
+    assert [t.template for t in listed] == ["x" * 300 + " exception"]
+    assert listed[0].count == 1
+    assert len(listed[0].sample) == 50
+    assert listed[0].sample.endswith("…")
+    # 10 against its usual 1 is: after the new template, not the busier GET lines.
     surge = [*usual, *[("INFO", "job done in 3s")] * 9, ("ERROR", "y" * 10 + " exception")]
-    top = top_templates(_window(miner, surge), baseline, 30, k=1)
-    assert [(t.template, t.count) for t in top] == [("job done in <DUR>", 10)]
+    assert [(t.template, t.count) for t in top(surge, k=3)] == [
+        ("yyyyyyyyyy exception", 1),
+        ("job done in <DUR>", 10),
+    ]
+    # Nothing unusual: the most frequent templates.
+    assert [(t.template, t.count) for t in top(usual, k=3)] == [
+        ("GET <PATH> <NUM> <DUR>", 20),
+        ("job done in <DUR>", 1),
+    ]

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
 from stream.logs.config import LogConfig, default_window_anomaly_config
 from stream.logs.pipeline import LogBatchOutcome, LogPipeline, ScoredWindow
 from stream.logs.simulate import LogIncident, LogSimulator
+from stream.logs.templates import ServiceTemplates
 from stream.schemas import Alert, Evidence, LogEvent
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -20,7 +22,9 @@ INCIDENTS = (
     LogIncident("svc-a", "error_burst", 7215.0, 120.0),
     LogIncident("svc-b", "new_stack_traces", 7815.0, 120.0),
     LogIncident("svc-c", "quiet", 8415.0, 600.0),
+    LogIncident("svc-b", "template_burst", 9015.0, 240.0),
 )
+TIMEOUTS_PER_MIN = 4.0  # 2 a window: x10 is then caught within 2 windows (see docs/logs.md)
 
 
 @dataclasses.dataclass
@@ -55,7 +59,12 @@ def _run(
 @pytest.fixture(scope="module")
 def run() -> Run:
     sim = LogSimulator(
-        ["svc-a", "svc-b", "svc-c"], lines_per_s=2.0, incidents=INCIDENTS, seed=7, disorder_s=2.0
+        ["svc-a", "svc-b", "svc-c"],
+        lines_per_s=2.0,
+        incidents=INCIDENTS,
+        seed=7,
+        disorder_s=2.0,
+        timeout_per_min=TIMEOUTS_PER_MIN,
     )
     events = list(sim.events(9600.0))
     pipeline, alerts, windows = _run(events, None, [1000] * len(events))
@@ -114,6 +123,59 @@ def test_quiet_service_alerts_within_two_windows(run: Run) -> None:
     assert _within_two_windows(run, alerts[0], quiet)
     lines = next(f for f in alerts[0].explanation.top_features if f.name.startswith("msg_len"))
     assert lines.value < lines.baseline
+    assert alerts[0].explanation.top_templates == []  # an empty window has none
+    # The rate test looks for templates above their rate: silence is the window model's.
+    silent = [w for w in run.windows if w.service == quiet.service and w.lines == 0]
+    assert len(silent) >= 19
+    assert not any(w.rate_flagged for w in silent)
+
+
+def _timeout_id(service: str) -> str:
+    return (
+        ServiceTemplates(service).add("upstream timeout after 5s calling payments")[0].template_id
+    )
+
+
+def test_known_template_burst_alerts_within_two_windows_naming_it_first(run: Run) -> None:
+    burst = INCIDENTS[3]
+    timeout = _timeout_id(burst.service)
+    alerts = _alerts_for(run, burst, "template-rates")
+    assert alerts, run.alerts
+    alert = alerts[0]
+    assert _within_two_windows(run, alert, burst)
+    assert alert.score >= alert.threshold
+    assert alert.explanation.top_templates[0].template_id == timeout
+    assert "upstream timeout" in alert.explanation.top_templates[0].sample
+    feature = alert.explanation.top_features[0]
+    assert feature.name == f"rate:{timeout}"
+    assert feature.value == alert.explanation.top_templates[0].count
+    assert feature.value >= 5 * feature.baseline  # x10 of ~2 a window
+    # Whichever detector alerts first on the burst names the burst template first.
+    first = min(
+        (a for a in run.alerts if a.service == burst.service and a in _any_alerts(run, burst)),
+        key=lambda a: a.event_ts,
+    )
+    assert first.explanation.top_templates[0].template_id == timeout
+    # No new template: the new-template rule has nothing to say.
+    assert not _alerts_for(run, burst, "new-templates")
+
+
+def _any_alerts(run: Run, incident: LogIncident) -> list[Alert]:
+    return [
+        a
+        for m in ("hst-logs", "new-templates", "template-rates")
+        for a in _alerts_for(run, incident, m)
+    ]
+
+
+def test_error_burst_is_explained_by_new_and_surging_templates(run: Run) -> None:
+    burst = INCIDENTS[0]
+    first = min(_any_alerts(run, burst), key=lambda a: a.event_ts)
+    listed = [t.template for t in first.explanation.top_templates]
+    # The burst's new templates (refused connections, a pool exception) and its surge of
+    # the known timeout template; never the busy request lines.
+    assert listed
+    assert all("timeout" in t or "refused" in t or "Exception" in t for t in listed), listed
 
 
 def test_normal_chatter_raises_few_false_alerts(run: Run) -> None:
@@ -155,7 +217,7 @@ def test_alerts_follow_the_contract(run: Run) -> None:
     for alert in run.alerts:
         assert alert.source == "logs"
         assert alert.kind == "anomaly"
-        assert alert.model.name in {"hst-logs", "new-templates"}
+        assert alert.model.name in {"hst-logs", "new-templates", "template-rates"}
         assert alert.detected_at == NOW
         assert len(alert.explanation.top_templates) <= 3
         assert Alert.model_validate_json(alert.model_dump_json()) == alert
@@ -190,21 +252,60 @@ def short_stream() -> list[LogEvent]:
     incidents = (
         LogIncident("api", "error_burst", 1500.0, 90.0),
         LogIncident("db", "new_stack_traces", 2000.0, 90.0),
+        LogIncident("api", "template_burst", 2300.0, 120.0),
         LogIncident("db", "quiet", 2600.0, 300.0),
     )
-    sim = LogSimulator(["api", "db"], lines_per_s=1.0, incidents=incidents, seed=3, disorder_s=3)
+    sim = LogSimulator(
+        ["api", "db"],
+        lines_per_s=1.0,
+        incidents=incidents,
+        seed=3,
+        disorder_s=3,
+        timeout_per_min=TIMEOUTS_PER_MIN,
+    )
     return list(sim.events(3300.0))
 
 
 def test_same_alerts_for_any_batch_boundaries(short_stream: list[LogEvent]) -> None:
     n = len(short_stream)
     _, whole, windows = _run(short_stream, _small_config(), [n])
-    assert len(whole) >= 3
+    assert {a.model.name for a in whole} == {"hst-logs", "new-templates", "template-rates"}
     rng = random.Random(0)
     for sizes in ([1] * n, [rng.randint(1, 400) for _ in range(n)]):
         _, alerts, other_windows = _run(short_stream, _small_config(), sizes)
         assert [a.model_dump() for a in alerts] == [a.model_dump() for a in whole]
         assert other_windows == windows
+
+
+def test_state_survives_a_snapshot_with_identical_alerts(short_stream: list[LogEvent]) -> None:
+    """Templates, window models, template rates, cooldowns and open windows come back through
+    a snapshot (the allow-listed pickle): the rest of the stream alerts exactly as it would."""
+    half = next(i for i, e in enumerate(short_stream) if (e.ts - short_stream[0].ts).seconds > 2000)
+
+    def where(i: int) -> Evidence:
+        return Evidence(topic="logs", partition=0, offset=i)
+
+    original = LogPipeline(_small_config(), clock=lambda: NOW)
+    original.process_batch(short_stream[:half], where)
+    meta = SnapshotMeta.create(
+        topic="logs", partition=0, offsets={}, config_ids={"logs": original.config_id}, services=[]
+    )
+    blob = encode_snapshot(meta, original.export(["api", "db"]))
+    _, state = decode_snapshot(blob, config_ids={"logs": original.config_id})
+    restored = LogPipeline(_small_config(), clock=lambda: NOW)
+    restored.install(state)
+    rest = original.process_batch(short_stream[half:], where)
+    assert "template-rates" in {a.model.name for a in rest.alerts}
+    again = restored.process_batch(short_stream[half:], where)
+    # Services of one start time come in first-seen order, which an install changes.
+    assert sorted(again.windows, key=_order) == sorted(rest.windows, key=_order)
+    assert sorted(again.alerts, key=_order) == sorted(rest.alerts, key=_order)
+
+
+def _order(item: ScoredWindow | Alert) -> tuple[datetime, str, str]:
+    if isinstance(item, Alert):
+        return (item.event_ts, item.service, item.model.name)
+    return (item.start, item.service, "")
 
 
 def test_advance_closes_the_windows_of_a_service_that_stopped() -> None:
