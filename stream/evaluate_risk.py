@@ -5,6 +5,12 @@ feedback lines applied as labels where they stand). Each risk vector's probabili
 predicted before the model learned from that vector, so every figure here is prequential:
 measured on data the model had not been trained on when it predicted.
 
+Risk alerts as an operator counts them (:mod:`models.incident.alert_quality`): firing alerts
+(one per episode) per service-day, precision (alerts followed by an incident opening within
+the horizon), the share of incidents with precursors warned ahead (a firing alert in the
+horizon before the opening, or an episode still open in it; every incident when the file
+does not say which had precursors), the median lead.
+
 Per service group: PR-AUC (average precision) against the base rate, ROC AUC, Brier score,
 precision / recall / F1 and the confusion matrix at the threshold the group's strategy chose
 by the end, a calibration (reliability) table, alerts per day and the lead time from the
@@ -18,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +100,7 @@ class RiskEvaluation:
             "labels": dict(self.pipeline.labeler.counts),
             "metric_events": self.stats.scored,
             "rejected": dict(self.stats.rejected),
+            "risk_alerts": self.trace.quality(self.pipeline.config.horizon_s).as_dict(),
             "groups": groups,
         }
 
@@ -137,16 +144,19 @@ def operating_points(
     return points
 
 
-def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
-    """Replay ``lines`` with incident risk on; collect every labelled vector, and trace
-    predictions, risk alerts and incidents."""
-    pipeline = build_risk_pipeline(settings)
+def evaluate_risk(
+    lines: Iterable[bytes], settings: Settings, pipeline: IncidentRiskPipeline | None = None
+) -> RiskEvaluation:
+    """Replay ``lines`` with incident risk on (``pipeline``, or the one ``settings`` make);
+    collect every labelled vector, and trace predictions, risk alerts and incidents (with
+    whether each came with precursors, when its line says: the simulator's ``precursor``)."""
+    pipeline = pipeline if pipeline is not None else build_risk_pipeline(settings)
     stats = ReplayStats()
     evaluation = RiskEvaluation(pipeline, stats)
     pipeline.on_labelled = lambda group, item: evaluation.labelled[group].append(item)
     evaluation.trace.attach(pipeline)
     for alert in replay(
-        lines,
+        _noting_precursors(lines, evaluation.trace.precursors),
         MetricPipeline(settings.anomaly_config()),
         source="evaluate",
         stats=stats,
@@ -155,6 +165,17 @@ def evaluate_risk(lines: Iterable[bytes], settings: Settings) -> RiskEvaluation:
     ):
         evaluation.trace.alerted(alert)
     return evaluation
+
+
+def _noting_precursors(lines: Iterable[bytes], precursors: dict[str, bool]) -> Iterator[bytes]:
+    """The lines as they are; an incident opening that says whether it had precursors (a
+    field IncidentEvent ignores) is noted in ``precursors``."""
+    for line in lines:
+        if b'"precursor"' in line and b'"incident_id"' in line:
+            data = orjson.loads(line)
+            if isinstance(data, dict) and "precursor" in data and "incident_id" in data:
+                precursors[str(data["incident_id"])] = data["precursor"] is not None
+        yield line
 
 
 def plot_reports(reports: dict[str, IncidentReport], out_dir: Path) -> None:
@@ -226,6 +247,10 @@ def run_evaluate_risk(path: Path, out_dir: Path | None, as_json: bool, settings:
         return 0
     print(f"{'vectors':<26} {summary['vectors']}")
     print(f"{'labels':<26} {summary['labels']}")
+    print("risk alerts (one per episode), as an operator counts them")
+    for key, value in summary["risk_alerts"].items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<26} {shown}")
     for group, figures in summary["groups"].items():
         print(f"group {group}")
         for key, value in figures.items():

@@ -21,6 +21,7 @@ explanation) or negative sampling has the model learn it.
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import math
 import operator
@@ -42,6 +43,8 @@ from models.incident import (
     RiskConfig,
     RiskThreshold,
 )
+from models.incident.budget import EpisodeBudget
+from models.incident.episodes import HELD, INCIDENT, EpisodeChange, RiskEpisodes
 from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
 from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, config_id_of, utc_now
 from stream.schemas import (
@@ -103,7 +106,8 @@ def group_function(pattern: str | None) -> Callable[[str], str]:
 
 @dataclass
 class RiskOutcome:
-    """What a metric batch did: alerts raised, vectors predicted, alerts held by the cooldown.
+    """What a metric batch did: alerts raised (firing and resolved), vectors predicted, and
+    vectors over the threshold that raised nothing (their service's episode was open).
 
     Labels learned are counted by the labeler (``labeler.counts``)."""
 
@@ -115,14 +119,37 @@ class RiskOutcome:
 
 
 class _Group:
-    """One service group: its model, threshold and prequential tracker."""
+    """One service group: its risk model, in-progress model, threshold and prequential
+    tracker."""
 
-    __slots__ = ("model", "threshold", "tracker")
+    __slots__ = ("budget", "in_progress", "model", "threshold", "tracker")
 
-    def __init__(self, name: str, config: RiskConfig) -> None:
+    def __init__(self, name: str, config: RiskConfig, step_s: float) -> None:
         self.model = IncidentRiskModel(name, config)
+        self.in_progress = IncidentRiskModel(f"{name}:in_progress", config)
+        """Is an incident of the service already under way (its label not yet arrived)?
+        Learned from the vectors inside known incidents against every labelled vector."""
         self.threshold = RiskThreshold(config)
+        self.budget = EpisodeBudget(config, step_s)
+        """The ``episode_budget`` strategy's search (fed only under that strategy)."""
         self.tracker = PrequentialTracker(config)
+
+    def under_way(
+        self, names: tuple[str, ...], rows: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.bool_]:
+        """Whether the in-progress model holds these vectors back (all False until it has
+        learned from ``min_positives`` vectors inside incidents, or with the gate off)."""
+        config = self.model.config
+        if not config.in_progress_gate or self.in_progress.positives < config.min_positives:
+            return np.zeros(len(rows), dtype=bool)
+        held: npt.NDArray[np.bool_] = self.in_progress.predict_rows(names, rows) >= 0.5
+        return held
+
+    def score_rows(
+        self, names: tuple[str, ...], rows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The episode budget's scorer: the current models' view of recorded vectors."""
+        return self.model.predict_rows(names, rows), self.under_way(names, rows)
 
 
 class IncidentRiskPipeline:
@@ -132,8 +159,8 @@ class IncidentRiskPipeline:
         config: The incident-risk configuration (horizon, strategy, ...).
         step_s: One risk vector per service per this much event time.
         trend_s: How far back trend features compare with (event seconds).
+        smooth_s: ``sz:`` features average the z-scores of this much event time (0: none).
         baseline_s: How much history the trailing baseline holds (event seconds).
-        cooldown_s: After a risk alert, a service's next one waits this long (event time).
         group_pattern: Services are grouped by this regex (see :func:`group_function`); one
             model per group.
         clock: The time stamped on alerts as ``detected_at``.
@@ -148,14 +175,13 @@ class IncidentRiskPipeline:
         *,
         step_s: float = 60.0,
         trend_s: float = 900.0,
+        smooth_s: float = 300.0,
         baseline_s: float = 21_600.0,
-        cooldown_s: float | None = None,
         group_pattern: str | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.config = config
         self.step_s = step_s
-        self.cooldown_s = config.horizon_s if cooldown_s is None else cooldown_s
         self._group_function = group_function(group_pattern)
         self._group_names: dict[str, str] = {}
         self._group_pattern = group_pattern
@@ -164,12 +190,15 @@ class IncidentRiskPipeline:
         self.features = RiskFeatureBuilder(
             step_s=step_s,
             trend_steps=max(1, round(trend_s / step_s)),
+            smooth_steps=round(smooth_s / step_s),
             baseline_steps=baseline_steps,
             min_baseline_steps=min(baseline_steps, max(1, round(_MIN_BASELINE_S / step_s))),
         )
-        self.labeler = HorizonLabeler(config)
+        self.labeler = HorizonLabeler(config, keep_during=config.in_progress_gate)
         self._groups: dict[str, _Group] = {}
-        self._last_alert_s: dict[str, float] = {}
+        self.episodes = RiskEpisodes(
+            open_steps=config.open_steps, resolve_steps=config.resolve_steps
+        )
         self._alert_kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.latest_event_s = -math.inf
         self.vectors_total = 0
@@ -233,14 +262,25 @@ class IncidentRiskPipeline:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
         predicted: list[_Predicted] = []
         labeler = self.labeler
+        gate = self.config.in_progress_gate
+        min_positives = self.config.min_positives
         for name, members in by_group.items():
             group = self._group(name)
-            probabilities = group.model.predict_many([v.features for v in members])
+            features = [v.features for v in members]
+            probabilities = group.model.predict_many(features)
             out.probabilities.append(probabilities)
             # The alert budget is shared among vectors that could alert: not those of a
-            # service whose incident is known to be open (they score high, and never alert).
+            # service whose incident is known to be open (they score high, and never alert),
+            # nor those predicted before the model was ready (it then knows nothing of risk).
             alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]
-            group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
+            if group.model.positives >= min_positives:
+                group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
+            # An incident probably under way (its label not read yet) holds new episodes back.
+            under_way = (
+                (group.in_progress.predict_many(features) >= 0.5).tolist()
+                if gate and group.in_progress.positives >= min_positives
+                else itertools.repeat(False, len(members))
+            )
             champion = self.champion_of(name) if self.champion_of is not None else None
             alert_ps = (
                 probabilities
@@ -253,59 +293,81 @@ class IncidentRiskPipeline:
                 itertools.repeat(group),
                 itertools.repeat(name),
                 alertable,
+                under_way,
                 itertools.repeat(champion),
                 alert_ps.tolist(),
             )
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
         predicted.sort(key=_ts_of_predicted)
-        min_positives = self.config.min_positives
         on_predicted = self.on_predicted
-        for vector, p, group, name, could_alert, champion, alert_p in predicted:
+        episodes = self.episodes
+        budgeted = self.config.strategy == "episode_budget"
+        for vector, p, group, name, could_alert, held, champion, alert_p in predicted:
             if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
                 self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
                 expired = labeler.expire(vector.ts_s)
                 if expired:
                     self._learn(expired)
+            service = vector.service
             if champion is None:
+                ready = group.model.positives >= min_positives
+                if budgeted and ready:
+                    self._budget(group, vector, could_alert)
                 threshold = group.threshold.value
-                alerting = could_alert and p >= threshold and group.model.positives >= min_positives
             else:  # the sidecar's champion decides; the online model still learns
                 threshold = champion.threshold
-                alerting = could_alert and alert_p >= threshold
+                ready = True
+            flags = 0 if could_alert else INCIDENT
+            if held or not ready:
+                flags |= HELD
             if on_predicted is not None:
-                on_predicted(vector.service, vector.ts_s, alert_p, threshold)
-            # Only an alert can get feedback, so only an alerting vector needs its key.
+                on_predicted(service, vector.ts_s, alert_p, threshold)
+            change = episodes.step(
+                service,
+                vector.ts_s,
+                alert_p,
+                threshold=threshold,
+                base_rate=group.threshold.base_rate,
+                flags=flags,
+            )
+            firing = change is not None and change.status == "firing"
+            # Only an alert can get feedback, so only an opening vector needs its key.
             key = (
                 alert_id_for(
-                    "incident_risk",
-                    "metrics",
-                    vector.service,
-                    _dt(vector.ts_s),
-                    vector.features.to_dict(),
+                    "incident_risk", "metrics", service, _dt(vector.ts_s), vector.features.to_dict()
                 )
-                if alerting
+                if firing
                 else ""
             )
             labelled = labeler.add(
-                vector.service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
+                service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
             )
-            if labelled:
+            if labelled or labeler.holds_during:
                 self._learn(labelled)
-            if not alerting:
+            if change is None:
+                if could_alert and alert_p >= threshold and episodes.is_open(service):
+                    out.suppressed += 1
                 continue
-            last = self._last_alert_s.get(vector.service)
-            if last is not None and vector.ts_s - last < self.cooldown_s:
-                out.suppressed += 1
-                continue
-            self._last_alert_s[vector.service] = vector.ts_s
-            group.tracker.alert(vector.service, vector.ts_s)
-            if champion is None:
-                out.alerts.append(self._alert(name, group, vector, p, threshold, key))
+            if firing:
+                group.tracker.alert(service, vector.ts_s)
             else:
-                out.alerts.append(self._champion_alert(name, champion, vector, alert_p, key))
+                group.tracker.resolved(service, vector.ts_s)
+            if champion is None:
+                alert = self._alert(name, group, vector, p, threshold, key, change)
+            else:
+                alert = self._champion_alert(name, champion, vector, alert_p, key, change)
+            out.alerts.append(alert)
         out.vectors += len(vectors)
         self.vectors_total += len(vectors)
+
+    def _budget(self, group: _Group, vector: RiskVector, could_alert: bool) -> None:
+        """Feed ``episode_budget``'s search, and search again when due."""
+        group.budget.record(vector.service, vector.features, incident=not could_alert)
+        if group.budget.due:
+            found = group.budget.search(group.score_rows, group.threshold.base_rate)
+            if found is not None:
+                group.threshold.set_episode_threshold(found)
 
     # -- labels -----------------------------------------------------------------------------
 
@@ -349,14 +411,28 @@ class IncidentRiskPipeline:
             self._learn(self.labeler.expire(now))
 
     def _learn(self, items: Sequence[LabelledVector]) -> None:
-        """Learn labelled vectors, group by group, and score their predictions."""
+        """Learn labelled vectors, group by group, and score their predictions; the vectors
+        found inside known incidents meanwhile teach the in-progress models."""
         by_group: dict[str, list[LabelledVector]] = {}
         for item in items:
             by_group.setdefault(self._group_of(item.service), []).append(item)
+        during: dict[str, list[LabelledVector]] = {}
+        for item in self.labeler.take_during():
+            during.setdefault(self._group_of(item.service), []).append(item)
+        for name, inside in during.items():
+            self._group(name).in_progress.learn_many(
+                [item.vector for item in inside], [True] * len(inside)
+            )
+        gate = self.config.in_progress_gate
         for name, members in by_group.items():
             group = self._group(name)
             labels = [item.label for item in members]
-            group.model.learn_many([item.vector for item in members], labels)
+            vectors = [item.vector for item in members]
+            group.model.learn_many(vectors, labels)
+            # Risk labels are all "not inside an incident"; learned once the in-progress model
+            # has seen an incident (before, it would learn one class and predict nothing).
+            if gate and group.in_progress.positives:
+                group.in_progress.learn_many(vectors, [False] * len(vectors))
             group.threshold.labelled_many(
                 [item.probability for item in members],
                 labels,
@@ -377,13 +453,13 @@ class IncidentRiskPipeline:
 
     def export(self, services: Iterable[str]) -> dict[str, Any]:
         """These services' state, for a snapshot: feature history and open step, label
-        buffer, cooldown; plus the group models (shared by every service of a group, so
+        buffer, episode; plus the group models (shared by every service of a group, so
         each partition's snapshot carries them). Live objects: pickle them, do not keep."""
         services = list(services)
         return {
             "features": self.features.export(services),
             "buffers": self.labeler.export(services),
-            "last_alert_s": {s: self._last_alert_s[s] for s in services if s in self._last_alert_s},
+            "episodes": self.episodes.export(services),
             "groups": dict(self._groups),
             "latest_event_s": self.latest_event_s,
             "next_expiry_s": self._next_expiry_s,
@@ -395,7 +471,7 @@ class IncidentRiskPipeline:
         snapshot's; after a rebalance, whichever learned more)."""
         self.features.install(state["features"])
         self.labeler.install(state["buffers"])
-        self._last_alert_s.update(state["last_alert_s"])
+        self.episodes.install(state["episodes"])
         # Event time only moves on: a restore must not make horizons pass early or late.
         self.latest_event_s = max(self.latest_event_s, state["latest_event_s"])
         self._next_expiry_s = max(self._next_expiry_s, state["next_expiry_s"])
@@ -409,7 +485,7 @@ class IncidentRiskPipeline:
         services = list(services)
         for service in services:
             self.features.forget(service)
-            self._last_alert_s.pop(service, None)
+        self.episodes.forget(services)
         self.labeler.forget(services)
 
     # -- alerts and views -------------------------------------------------------------------
@@ -417,11 +493,18 @@ class IncidentRiskPipeline:
     def _group(self, name: str) -> _Group:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(name, self.config)
+            group = self._groups[name] = _Group(name, self.config, self.step_s)
         return group
 
     def _alert(
-        self, name: str, group: _Group, vector: RiskVector, p: float, threshold: float, key: str
+        self,
+        name: str,
+        group: _Group,
+        vector: RiskVector,
+        p: float,
+        threshold: float,
+        key: str,
+        change: EpisodeChange,
     ) -> Alert:
         contributions = [
             (c.name, c.value, c.baseline, c.contribution)
@@ -429,11 +512,17 @@ class IncidentRiskPipeline:
         ]
         model = AlertModelInfo(name=self.model_name, version=f"{name}-{group.model.version}")
         return self._risk_alert(
-            vector, p, threshold, group.threshold.strategy, model, contributions, key
+            vector, p, threshold, group.threshold.strategy, model, contributions, key, change
         )
 
     def _champion_alert(
-        self, name: str, champion: RiskArtifact, vector: RiskVector, p: float, key: str
+        self,
+        name: str,
+        champion: RiskArtifact,
+        vector: RiskVector,
+        p: float,
+        key: str,
+        change: EpisodeChange,
     ) -> Alert:
         contributions = [
             (feature, value, mean, contribution)
@@ -443,7 +532,7 @@ class IncidentRiskPipeline:
         ]
         model = AlertModelInfo(name=self.batch_model_name, version=f"{name}-{champion.version}")
         return self._risk_alert(
-            vector, p, champion.threshold, champion.strategy, model, contributions, key
+            vector, p, champion.threshold, champion.strategy, model, contributions, key, change
         )
 
     def _risk_alert(
@@ -455,11 +544,14 @@ class IncidentRiskPipeline:
         model: AlertModelInfo,
         contributions: list[tuple[str, float, float, float]],
         key: str,
+        change: EpisodeChange,
     ) -> Alert:
-        """An incident-risk alert; ``contributions``: (feature, value, baseline, contribution)."""
+        """An incident-risk alert that opens (``key``: its id) or resolves an episode;
+        ``contributions``: (feature, value, baseline, contribution)."""
         critical_at = threshold + (1.0 - threshold) / 2
+        firing = change.status == "firing"
         alert = Alert(
-            alert_id=key,
+            alert_id=key if firing else _resolved_id(change.episode_id),
             kind="incident_risk",
             source="metrics",
             service=vector.service,
@@ -467,7 +559,7 @@ class IncidentRiskPipeline:
             detected_at=self._clock(),
             score=round(p, 6),
             threshold=round(threshold, 6),
-            severity="critical" if p >= critical_at else "warning",
+            severity="critical" if firing and p >= critical_at else "warning",
             model=model,
             explanation=Explanation(
                 top_features=[
@@ -483,6 +575,9 @@ class IncidentRiskPipeline:
             evidence=vector.evidence,
             threshold_strategy=strategy,
             horizon_s=self.config.horizon_s,
+            status=change.status,
+            episode_id=change.episode_id,
+            started_at=_dt(change.started_s),
         )
         self.remember_alerts([alert])
         return alert
@@ -511,6 +606,7 @@ class IncidentRiskPipeline:
             "vectors": self.vectors_total,
             "labels": dict(self.labeler.counts),
             "buffered_vectors": len(self.labeler),
+            "episodes_open": len(self.episodes),
             "buffer_bytes": self.labeler.nbytes(),
             "groups": {
                 name: {
@@ -541,13 +637,19 @@ def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentR
     )
 
 
-_Predicted = tuple[RiskVector, float, _Group, str, bool, RiskArtifact | None, float]
-"""A vector, its online probability, group and group name, whether it may alert, the
-group's champion (when alerts follow one) and the probability that decides its alert."""
+_Predicted = tuple[RiskVector, float, _Group, str, bool, bool, RiskArtifact | None, float]
+"""A vector, its online probability, group and group name, whether it may alert (no incident
+of its service known to be open), whether an incident is probably under way (held back),
+the group's champion (when alerts follow one) and the probability that decides its alert."""
 
 
 def _ts_of_predicted(item: _Predicted) -> float:
     return item[0].ts_s
+
+
+def _resolved_id(episode_id: str) -> str:
+    """The stable id of an episode's resolved alert."""
+    return hashlib.sha256(f"{episode_id}|resolved".encode()).hexdigest()[:32]
 
 
 def _dt(ts_s: float) -> datetime:

@@ -321,13 +321,17 @@ class IncidentSimulator:
                 (published, "opened", opened),
                 (resolve_published, "resolved", resolved),
             ):
-                record = {
+                record: dict[str, Any] = {
                     "ts": format_ts(self._at(when)),
                     "incident_id": incident_id,
                     "service": name,
                     "status": status,
                     "severity": severity,
                 }
+                if status == "opened":
+                    # Ground truth for evaluation (an unknown field to IncidentEvent, which
+                    # ignores it): which incidents could have been warned of ahead.
+                    record["precursor"] = kind
                 plan.records.append((at, record))
             busy.append((min(opened, precursor_start or opened) - 1800.0, resolved + 1800.0))
             t = resolved + _COOLDOWN_S

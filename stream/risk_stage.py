@@ -165,10 +165,13 @@ class RiskStage:
                 probability=alert.score,
                 threshold=alert.threshold,
                 strategy=alert.threshold_strategy,
+                status=alert.status,
+                episode_id=alert.episode_id,
             )
             if ack is not None:
                 pending.append((ack, None))
-                self._ctx.counts["risk_alerts"] += 1
+                if alert.status == "firing":  # an episode opened (a resolved one closes it)
+                    self._ctx.counts["risk_alerts"] += 1
         return pending
 
     def refresh_gauges(self) -> None:

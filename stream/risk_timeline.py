@@ -19,6 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from models.incident import IncidentSpan, busiest_services, incident_spans
+from models.incident.alert_quality import (
+    AlertQuality,
+    IncidentTruth,
+    RiskEpisodeSpan,
+    risk_alert_quality,
+)
 from stream.figures import new_figure, save_figure
 from stream.incident_risk import IncidentRiskPipeline
 from stream.schemas import Alert, IncidentEvent
@@ -48,7 +54,11 @@ class RiskTrace:
     def __init__(self) -> None:
         self.series: dict[str, RiskSeries] = defaultdict(RiskSeries)
         self.alerts: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        """Service → its risk alerts as (event time, probability)."""
+        """Service → its firing risk alerts (one per episode) as (event time, probability)."""
+        self.ends: dict[str, list[float]] = defaultdict(list)
+        """Service → when each of those episodes resolved (``inf``: still open)."""
+        self.precursors: dict[str, bool] = {}
+        """Incident id → whether it came with warning signs, where the data says so."""
         self.opened: dict[str, tuple[str, float]] = {}
         """Incident id → (service, opening time); a repeated opening is ignored."""
         self.resolved: dict[str, float] = {}
@@ -67,9 +77,15 @@ class RiskTrace:
         series.threshold.append(threshold)
 
     def alerted(self, alert: Alert) -> None:
-        """An alert the replay raised (only incident-risk alerts are kept)."""
-        if alert.kind == "incident_risk":
+        """An alert the replay raised (only incident-risk alerts are kept: a firing one opens
+        an episode, a resolved one closes the service's open episode)."""
+        if alert.kind != "incident_risk":
+            return
+        if alert.status == "firing":
             self.alerts[alert.service].append((alert.event_ts.timestamp(), alert.score))
+            self.ends[alert.service].append(float("inf"))
+        elif self.ends[alert.service]:
+            self.ends[alert.service][-1] = alert.event_ts.timestamp()
 
     def incident(self, event: IncidentEvent) -> None:
         """An IncidentEvent was applied."""
@@ -79,9 +95,43 @@ class RiskTrace:
             self.resolved.setdefault(event.incident_id, event.ts.timestamp())
 
     def spans(self, horizon_s: float) -> list[IncidentSpan]:
-        """Every incident opened, with its resolution and first warning within ``horizon_s``."""
-        alert_times = {s: sorted(t for t, _ in alerts) for s, alerts in self.alerts.items()}
-        return incident_spans(self.opened, self.resolved, alert_times, horizon_s)
+        """Every incident opened, with its resolution and first warning within ``horizon_s``
+        (an episode firing in it, or still open when it began)."""
+        alert_times = {s: [t for t, _ in alerts] for s, alerts in self.alerts.items()}
+        return incident_spans(self.opened, self.resolved, alert_times, horizon_s, self.ends)
+
+    def service_days(self) -> float:
+        """The services' spans of event time, in days: the span from each one's first vector
+        to its last (plus a step's worth, taken from its median spacing), summed."""
+        total = 0.0
+        for series in self.series.values():
+            ts = np.frombuffer(series.ts_s)
+            if ts.size > 1:
+                total += float(ts[-1] - ts[0] + np.median(np.diff(ts)))
+        return total / 86_400.0
+
+    def quality(self, horizon_s: float) -> AlertQuality:
+        """The risk alerts as an operator would count them (see
+        :mod:`~models.incident.alert_quality`): per service-day, precision, the incidents
+        with precursors warned ahead (all incidents when the data does not say), lead."""
+        episodes = [
+            RiskEpisodeSpan(service, fired_s, None if end == float("inf") else end)
+            for service, alerts in self.alerts.items()
+            for (fired_s, _), end in zip(alerts, self.ends[service], strict=True)
+        ]
+        incidents = [
+            IncidentTruth(
+                service,
+                incident_id,
+                opened_s,
+                self.resolved.get(incident_id),
+                self.precursors.get(incident_id),
+            )
+            for incident_id, (service, opened_s) in self.opened.items()
+        ]
+        return risk_alert_quality(
+            episodes, incidents, horizon_s=horizon_s, service_days=self.service_days()
+        )
 
 
 def plot_risk_timeline(

@@ -261,8 +261,30 @@ class Settings(BaseSettings):
     incident_step_s: float = Field(
         60.0, gt=0, description="Incident risk: one vector per service per this much event time."
     )
-    incident_strategy: Literal["recall_at_least", "max_f1", "alert_budget"] = Field(
-        "recall_at_least", description="Incident risk: how the alert threshold is tuned."
+    incident_strategy: Literal["episode_budget", "recall_at_least", "max_f1", "alert_budget"] = (
+        Field(
+            "episode_budget",
+            description="Incident risk: how the alert threshold is tuned (episode_budget: "
+            "risk alerts per service-day).",
+        )
+    )
+    incident_episode_budget: float = Field(
+        2.5,
+        gt=0,
+        description="Incident risk: episode_budget's risk alerts (episodes opened) per "
+        "service-day.",
+    )
+    incident_open_steps: int = Field(
+        3,
+        ge=1,
+        description="Incident risk: a risk episode opens after this many consecutive steps at "
+        "or over the threshold.",
+    )
+    incident_resolve_steps: int = Field(
+        5,
+        ge=1,
+        description="Incident risk: an open risk episode resolves after this many consecutive "
+        "steps under its resolve level.",
     )
     incident_target_recall: float = Field(
         0.8, gt=0, le=1, description="Incident risk: recall_at_least's target recall."
@@ -450,8 +472,11 @@ class Settings(BaseSettings):
             horizon_s=self.incident_horizon_s,
             label_grace_s=self.incident_label_grace_s,
             strategy=self.incident_strategy,
+            episode_budget=self.incident_episode_budget,
             target_recall=self.incident_target_recall,
             alert_budget=self.incident_alert_budget,
+            open_steps=self.incident_open_steps,
+            resolve_steps=self.incident_resolve_steps,
             threshold_override=self.incident_threshold,
             seed=self.seed,
         )

@@ -427,13 +427,19 @@ class Sidecar:
         if kind == "anomaly":
             return fit_anomaly_model(frame.names, frame.X, seed=0, ts_s=frame.ts_s), frame
         settings = self.settings
+        # A champion is a per-vector model tuned on a holdout of labelled vectors, with no
+        # per-service series to count episodes over: under episode_budget it keeps to the
+        # per-vector alert_budget (its alerts still come as episodes in the detector).
+        strategy = settings.incident_strategy
+        if strategy == "episode_budget":
+            strategy = "alert_budget"
         artifact = fit_risk_model(
             frame.names,
             frame.X,
             frame.labels,
             frame.ts_s,
             frame.incident_ids,
-            strategy=settings.incident_strategy,
+            strategy=strategy,
             target_recall=settings.incident_target_recall,
             alert_budget=settings.incident_alert_budget,
             horizon_s=settings.incident_horizon_s,

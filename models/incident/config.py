@@ -6,15 +6,17 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ClassWeight", "RiskConfig", "Strategy"]
+__all__ = ["STRATEGIES", "ClassWeight", "RiskConfig", "Strategy"]
 
 ClassWeight = Literal["sqrt_balanced", "balanced", "none"]
 """How labelled vectors are weighted against the class imbalance (see
 :class:`~models.incident.risk.IncidentRiskModel`)."""
 
-Strategy = Literal["max_f1", "recall_at_least", "alert_budget"]
-"""How the alert threshold is tuned: best F1, the highest threshold keeping a target recall,
-or a fixed share of vectors alerting."""
+Strategy = Literal["episode_budget", "max_f1", "recall_at_least", "alert_budget"]
+"""How the alert threshold is tuned: a budget of risk alerts (episodes) per service-day, best
+F1, the highest threshold keeping a target recall, or a fixed share of vectors alerting."""
+
+STRATEGIES: tuple[Strategy, ...] = ("episode_budget", "max_f1", "recall_at_least", "alert_budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +41,16 @@ class RiskConfig:
             ``1 / negative_sampling``, so the class balance is unchanged); 1 learns every one.
             Negatives are ~97 % of labels and alike, and learning is most of a vector's cost.
         strategy: How the threshold is tuned (see :data:`Strategy`).
+        episode_budget: ``episode_budget``'s risk alerts (episodes opened) per service-day.
         target_recall: ``recall_at_least``'s target.
         alert_budget: ``alert_budget``'s share of vectors that may alert.
+        open_steps: An episode opens after this many consecutive vectors at or over the
+            threshold (see :mod:`~models.incident.episodes`).
+        resolve_steps: It resolves after this many consecutive vectors under the resolve
+            level.
+        in_progress_gate: No episode opens while the group's in-progress model (vectors
+            inside known incidents against the rest) says an incident is more likely under
+            way than not: its label has not arrived yet, and a warning would come too late.
         threshold_override: A fixed threshold in [0, 1] that replaces any strategy.
         tuning_window: How many recent labelled predictions thresholds are tuned on.
         min_positives: Below this many labelled positives in the tuning window, the
@@ -65,9 +75,13 @@ class RiskConfig:
     l2: float = 1e-4
     class_weight: ClassWeight = "sqrt_balanced"
     negative_sampling: float = 0.1
-    strategy: Strategy = "recall_at_least"
+    strategy: Strategy = "episode_budget"
+    episode_budget: float = 2.5
     target_recall: float = 0.80
     alert_budget: float = 0.01
+    open_steps: int = 3
+    resolve_steps: int = 5
+    in_progress_gate: bool = True
     threshold_override: float | None = None
     tuning_window: int = 5_000
     min_positives: int = 10
@@ -109,11 +123,18 @@ class RiskConfig:
             "in (0, 1]",
             self.negative_sampling,
         )
-        if self.strategy not in ("max_f1", "recall_at_least", "alert_budget"):
+        if self.strategy not in STRATEGIES:
             raise ValueError(
-                "strategy must be one of max_f1, recall_at_least, alert_budget, "
-                f"got {self.strategy!r}"
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
+        _check(
+            math.isfinite(self.episode_budget) and self.episode_budget > 0,
+            "episode_budget",
+            "> 0",
+            self.episode_budget,
+        )
+        _check(self.open_steps >= 1, "open_steps", ">= 1", self.open_steps)
+        _check(self.resolve_steps >= 1, "resolve_steps", ">= 1", self.resolve_steps)
         _check(0.0 < self.target_recall <= 1.0, "target_recall", "in (0, 1]", self.target_recall)
         _check(0.0 < self.alert_budget < 1.0, "alert_budget", "in (0, 1)", self.alert_budget)
         if self.threshold_override is not None:

@@ -60,7 +60,9 @@ class LabelledVector:
         label: True when an incident opened within the horizon after ``ts_s``.
         key: The caller's key for the vector (e.g. its alert id).
         incident_id: The incident that made it positive, else None.
-        origin: ``"horizon"`` (an incident or the horizon passing decided) or ``"feedback"``.
+        origin: ``"horizon"`` (an incident or the horizon passing decided), ``"feedback"``,
+            or ``"during_incident"`` (inside a known incident: not a label of risk, only of
+            "an incident is under way", see :meth:`HorizonLabeler.take_during`).
     """
 
     service: str
@@ -70,7 +72,7 @@ class LabelledVector:
     label: bool
     key: str
     incident_id: str | None
-    origin: Literal["horizon", "feedback"]
+    origin: Literal["horizon", "feedback", "during_incident"]
 
 
 @dataclass(slots=True)
@@ -262,8 +264,13 @@ class HorizonLabeler:
     its row (a vector given as a ``FeatureRow`` is stored without a dict either way). Expiry
     and eviction take the oldest rows, as slices. Non-finite ``ts_s`` is refused (ValueError).
 
+    With ``keep_during``, the vectors dropped as ``"during_incident"`` are kept (label True,
+    origin ``"during_incident"``) until :meth:`take_during` collects them: they teach what an
+    incident under way looks like (the in-progress model), though they are no risk labels.
+
     Args:
         config: Horizon, grace, incident_max_s and max_vectors_per_service are used.
+        keep_during: Keep the vectors inside known incidents for :meth:`take_during`.
 
     Examples:
         >>> labeler = HorizonLabeler(RiskConfig(horizon_s=600, label_grace_s=60))
@@ -278,8 +285,10 @@ class HorizonLabeler:
         (2, 2, 0, 0)
     """
 
-    def __init__(self, config: RiskConfig) -> None:
+    def __init__(self, config: RiskConfig, *, keep_during: bool = False) -> None:
         self.config = config
+        self.keep_during = keep_during
+        self._during: list[LabelledVector] = []
         self.counts: collections.Counter[str] = collections.Counter(dict.fromkeys(OUTCOMES, 0))
         self._buffers: dict[str, _Buffer] = {}
         self._due: list[tuple[float, str]] = []
@@ -328,20 +337,36 @@ class HorizonLabeler:
             if len(buffer.spans) > 4:  # a backlog of known incidents: forget the finished
                 keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
                 buffer.spans = [s for s in buffer.spans if s.end_s >= keep_after_s]
-            if buffer.span_at(ts_s) is not None:
+            inside = buffer.span_at(ts_s)
+            if inside is not None:
                 self.counts["during_incident"] += 1
+                if self.keep_during:
+                    self._during.append(
+                        LabelledVector(
+                            service,
+                            ts_s,
+                            _copy(vector),
+                            probability,
+                            True,
+                            key,
+                            inside.incident_id,
+                            "during_incident",
+                        )
+                    )
                 return []
             span = buffer.span_ahead(ts_s, self.config.horizon_s)
             if span is not None:
                 self.counts["positive"] += 1
-                values: Mapping[str, float] = (
-                    FeatureRow(vector.names, np.array(vector.row))
-                    if type(vector) is FeatureRow
-                    else {name: float(value) for name, value in vector.items()}
-                )
                 return [
                     LabelledVector(
-                        service, ts_s, values, probability, True, key, span.incident_id, "horizon"
+                        service,
+                        ts_s,
+                        _copy(vector),
+                        probability,
+                        True,
+                        key,
+                        span.incident_id,
+                        "horizon",
                     )
                 ]
         out: list[LabelledVector] = []
@@ -403,9 +428,12 @@ class HorizonLabeler:
             service, buffer.take(buffer.between(ts_s - horizon_s, ts_s)), True, incident_id
         )
         self.counts["positive"] += len(out)
-        during = buffer.take(buffer.between(ts_s, end_s))[0]
-        self._held -= len(during)
-        self.counts["during_incident"] += len(during)
+        during = buffer.take(buffer.between(ts_s, end_s))
+        self.counts["during_incident"] += len(during[0])
+        if self.keep_during:
+            self._during += self._label(service, during, True, incident_id, "during_incident")
+        else:
+            self._held -= len(during[0])
         # Spans over before the service's vectors could still need them are forgotten: the
         # service's vector time decides, not the incident's (an incidents backlog read ahead
         # of the metrics keeps every span its vectors will meet, up to the per-service bound).
@@ -456,6 +484,16 @@ class HorizonLabeler:
                 buffer.scheduled_s = float(buffer.ts[0]) + wait_s
                 heapq.heappush(due, (buffer.scheduled_s, service))
         return out
+
+    @property
+    def holds_during(self) -> bool:
+        """Whether :meth:`take_during` has vectors to give."""
+        return bool(self._during)
+
+    def take_during(self) -> list[LabelledVector]:
+        """The vectors found inside known incidents since the last call (``keep_during``)."""
+        during, self._during = self._during, []
+        return during
 
     def feedback(self, key: str, label: bool) -> LabelledVector | None:
         """Label the buffered vector with this key now (it leaves the buffer); None if not held."""
@@ -531,7 +569,7 @@ class HorizonLabeler:
         taken: tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array],
         label: bool,
         incident_id: str | None,
-        origin: Literal["horizon", "feedback"] = "horizon",
+        origin: Literal["horizon", "feedback", "during_incident"] = "horizon",
     ) -> list[LabelledVector]:
         """Labelled vectors of rows taken out of a buffer (each a FeatureRow over its row)."""
         meta, keys, values = taken
@@ -557,3 +595,10 @@ class HorizonLabeler:
                 )
             )
         return out
+
+
+def _copy(vector: Mapping[str, float]) -> Mapping[str, float]:
+    """A vector's values, owned (a batch's rows are reused once it is done)."""
+    if type(vector) is FeatureRow:
+        return FeatureRow(vector.names, np.array(vector.row))
+    return {name: float(value) for name, value in vector.items()}

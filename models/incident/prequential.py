@@ -149,12 +149,13 @@ class PrequentialTracker:
     """Bounded running quality of one model: labelled pairs, alerts and incidents.
 
     Keeps the last ``max_labelled`` (probability, label) pairs, the last ``max_incidents``
-    incidents, and per service the risk alerts of the last horizon + grace (at most 64). An
-    incident's lead time is ``t_open`` minus the first risk alert of its service in
-    ``[t_open - H, t_open]``; an incident without one is missed. Alerts must be reported
+    incidents, and per service its risk episodes (firing alert, resolution) still open or
+    resolved within the last horizon + grace (at most 64). An incident's lead time is
+    ``t_open`` minus the firing alert of the first episode of its service open at some point
+    of ``[t_open - H, t_open]``; an incident without one is missed. Alerts must be reported
     before the incident they warned of (as the stream does: vectors are scored as they come,
-    incidents are labels that come later). ``alerts_per_day`` divides all alerts counted by
-    the event time spanned by everything seen.
+    incidents are labels that come later). ``alerts_per_day`` divides all (firing) alerts
+    counted by the event time spanned by everything seen.
 
     Args:
         config: ``horizon_s`` and ``label_grace_s`` are used.
@@ -166,9 +167,11 @@ class PrequentialTracker:
         >>> tracker.alert("api", 1_000.0)
         >>> tracker.incident("api", "inc-1", 1_300.0)
         >>> tracker.incident("db", "inc-2", 5_000.0)
+        >>> tracker.alert("db", 6_000.0)  # an episode still open 10 minutes before inc-3
+        >>> tracker.incident("db", "inc-3", 8_000.0)
         >>> s = tracker.summary(threshold=0.5)
         >>> s["incidents"], s["incidents_caught"], s["median_lead_time_s"]
-        (2, 1, 300.0)
+        (3, 2, 1150.0)
     """
 
     def __init__(
@@ -183,7 +186,8 @@ class PrequentialTracker:
         self._labels = np.zeros(max_labelled, dtype=bool)
         self._count = 0
         self.alerts = 0
-        self._alerts: dict[str, collections.deque[float]] = {}
+        self._alerts: dict[str, collections.deque[list[float]]] = {}
+        """Service → its recent episodes as [firing time, resolution time (inf: open)]."""
         # incident id -> lead time in seconds (None: missed), oldest first
         self._incidents: collections.OrderedDict[str, float | None] = collections.OrderedDict()
         # service -> its latest incidents (id, open time), for alerts that come after them
@@ -199,16 +203,16 @@ class PrequentialTracker:
         self._saw(item.ts_s)
 
     def alert(self, service: str, ts_s: float) -> None:
-        """A risk alert was raised for ``service`` at event time ``ts_s``."""
+        """A risk alert (an episode's firing alert) was raised for ``service`` at ``ts_s``."""
         self.alerts += 1
         self._saw(ts_s)
-        times = self._alerts.get(service)
-        if times is None:
-            times = self._alerts[service] = collections.deque(maxlen=64)
-        times.append(ts_s)
+        episodes = self._alerts.get(service)
+        if episodes is None:
+            episodes = self._alerts[service] = collections.deque(maxlen=64)
+        episodes.append([ts_s, math.inf])
         keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
-        while times[0] < keep_after_s:
-            times.popleft()
+        while episodes[0][1] < keep_after_s:
+            episodes.popleft()
         # An incident already known (its label read before the metrics, as after a backlog):
         # this alert may be its first warning.
         for incident_id, open_ts_s in self._known.get(service, ()):
@@ -218,15 +222,21 @@ class PrequentialTracker:
                 if incident_id in self._incidents and (current is None or lead > current):
                     self._incidents[incident_id] = lead
 
+    def resolved(self, service: str, ts_s: float) -> None:
+        """The service's open risk episode resolved at ``ts_s``."""
+        episodes = self._alerts.get(service)
+        if episodes and episodes[-1][1] == math.inf:
+            episodes[-1][1] = ts_s
+
     def incident(self, service: str, incident_id: str, open_ts_s: float) -> None:
         """An incident of ``service`` opened at ``open_ts_s`` (repeats of an id are ignored)."""
         if incident_id in self._incidents:
             return
         self._saw(open_ts_s)
         warned = [
-            t
-            for t in self._alerts.get(service, ())
-            if open_ts_s - self.config.horizon_s <= t <= open_ts_s
+            fired_s
+            for fired_s, resolved_s in self._alerts.get(service, ())
+            if fired_s <= open_ts_s and resolved_s >= open_ts_s - self.config.horizon_s
         ]
         self._incidents[incident_id] = open_ts_s - min(warned) if warned else None
         if len(self._incidents) > self.max_incidents:

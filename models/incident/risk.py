@@ -220,12 +220,40 @@ class IncidentRiskModel:
             logits = self._platt.transform(logits, self.log_weight_ratio)
         return _sigmoid(logits)
 
+    def predict_rows(
+        self, names: tuple[str, ...], rows: npt.NDArray[np.floating[Any]]
+    ) -> FloatArray:
+        """Calibrated probabilities of many vectors of one feature set, given as a matrix
+        (``rows[i]`` holds the values of ``names``): :meth:`predict_many` of the
+        :class:`FeatureRow` vectors over those rows, without building them.
+
+        Examples:
+            >>> model = IncidentRiskModel("api", RiskConfig(negative_sampling=1.0))
+            >>> model.learn({"cpu": 1.0}, True)
+            >>> rows = np.array([[1.0], [3.0]])
+            >>> bool(np.all(model.predict_rows(("cpu",), rows) ==
+            ...      model.predict_many([FeatureRow(("cpu",), r) for r in rows])))
+            True
+        """
+        n = len(rows)
+        if self.updates == 0:
+            return np.zeros(n)
+        linear = self._linear if self._linear is not None else self._rebuild()
+        if not linear.names or not n:
+            logits = np.full(n, self._intercept)
+        else:
+            logits = self._logits_of(linear, linear._columns_of(names, np.asarray(rows), n))
+        return _sigmoid(self._platt.transform(logits, self.log_weight_ratio))
+
     def _raw_logits(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
         """The class-weighted model's logits (what Platt scaling maps to probabilities)."""
         linear = self._linear if self._linear is not None else self._rebuild()
         if not linear.names or not vectors:
             return np.full(len(vectors), self._intercept)
-        X = linear.matrix(vectors)
+        return self._logits_of(linear, linear.matrix(vectors))
+
+    def _logits_of(self, linear: _Linear, X: FloatArray) -> FloatArray:
+        """The logits of a matrix of the model's columns (NaN: missing)."""
         z = (X - linear.means) * linear.inv_stds
         np.clip(z, -_CLIP, _CLIP, out=z)
         z[~np.isfinite(z)] = 0.0  # missing or not finite: neutral

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from sklearn.metrics import precision_recall_curve
 
 from models.incident.config import RiskConfig
+from models.incident.episodes import resolve_level
 from models.refresh import refresh_due
 
 __all__ = ["RiskThreshold"]
@@ -48,6 +49,10 @@ class RiskThreshold:
 
     Strategies (``config.strategy``):
 
+    - ``episode_budget`` (the default): the threshold found by
+      :class:`~models.incident.budget.EpisodeBudget` (the lowest at which the current model
+      would have opened at most ``episode_budget`` episodes per service-day over the recent
+      vectors), given by :meth:`set_episode_threshold`; ``inf`` (no alert) until it is known.
     - ``max_f1``: the threshold with the best F1 over the last ``tuning_window`` labelled
       (prediction, outcome) pairs.
     - ``recall_at_least``: the highest threshold that would have caught at least
@@ -92,11 +97,14 @@ class RiskThreshold:
 
     def __init__(self, config: RiskConfig) -> None:
         self.config = config
+        self._episode_value: float | None = None
         self._predictions = _Ring(_BUDGET_WINDOW * config.tuning_window)
         self._probabilities = _Ring(config.tuning_window)
         self._labels = _Ring(config.tuning_window)
         self._since_predictions = 0
         self._since_labels = 0
+        self._base_rate: float | None = None
+        self._base_rate_count = 0
         self._incidents: collections.OrderedDict[str, float] = collections.OrderedDict()
         """Recent incidents: the highest probability given to a vector in the horizon before."""
         self._strategy, self._value = self._compute()
@@ -105,6 +113,26 @@ class RiskThreshold:
         """Every prediction made (the ``alert_budget`` strategy's population)."""
         self._predictions.extend(np.asarray(probabilities, dtype=np.float64).ravel())
         self._since_predictions += int(np.size(probabilities))
+
+    def set_episode_threshold(self, value: float | None) -> None:
+        """``episode_budget``'s threshold, as :class:`~models.incident.budget.EpisodeBudget`
+        found it (None: not yet known)."""
+        self._episode_value = value
+
+    @property
+    def base_rate(self) -> float | None:
+        """The share of positives among the recent labelled vectors (None before any)."""
+        if self._base_rate_count != self._labels.count:  # recomputed only after new labels
+            labels = self._labels.recent()
+            self._base_rate = float(labels.mean()) if labels.size else None
+            self._base_rate_count = self._labels.count
+        return self._base_rate
+
+    @property
+    def resolve_level(self) -> float:
+        """The probability an open episode must stay under to resolve (see
+        :func:`~models.incident.episodes.resolve_level`)."""
+        return resolve_level(self.value, self.base_rate)
 
     def labelled(self, probability: float, label: bool, incident_id: str | None = None) -> None:
         """A prequential pair: the prediction made before the label, and the label (with the
@@ -153,6 +181,10 @@ class RiskThreshold:
         return self._strategy
 
     def _refresh_if_due(self) -> None:
+        if self.config.strategy == "episode_budget":
+            value = self._episode_value
+            self._strategy, self._value = "episode_budget", math.inf if value is None else value
+            return
         due = refresh_due(self._since_labels, self._labels.count, _REFRESH_EVERY) or refresh_due(
             self._since_predictions, self._predictions.count, _BUDGET_WINDOW * _REFRESH_EVERY
         )
@@ -162,6 +194,8 @@ class RiskThreshold:
 
     def _compute(self) -> tuple[str, float]:
         config = self.config
+        if config.strategy == "episode_budget":
+            return config.strategy, math.inf if self._episode_value is None else self._episode_value
         if config.strategy == "recall_at_least" and len(self._incidents) >= _MIN_INCIDENTS:
             caught_at = np.sort(np.fromiter(self._incidents.values(), np.float64))[::-1]
             needed = math.ceil(config.target_recall * caught_at.size - 1e-9)

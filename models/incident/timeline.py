@@ -1,8 +1,9 @@
 """Incidents on a timeline: open to resolved, and whether a risk alert warned ahead (pure).
 
 An incident counts as *warned* as :class:`~models.incident.prequential.PrequentialTracker`
-counts it: by the first risk alert of its service in ``[opened - horizon, opened]``; the lead
-is the time from that alert to the opening.
+counts it: by the first risk episode of its service open at some point of
+``[opened - horizon, opened]`` (its firing alert in that range, or an earlier one not yet
+resolved); the lead is the time from that firing alert to the opening.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class IncidentSpan:
         incident_id: Its id.
         opened_s: When it opened.
         resolved_s: When it was resolved (None: not within the data).
-        warned_s: The first risk alert of the service within the horizon before the opening
-            (None: missed).
+        warned_s: The firing alert of the first risk episode of the service open within the
+            horizon before the opening (None: missed).
     """
 
     service: str
@@ -45,14 +46,17 @@ def incident_spans(
     resolved: Mapping[str, float],
     alerts: Mapping[str, Sequence[float]],
     horizon_s: float,
+    alert_ends: Mapping[str, Sequence[float]] | None = None,
 ) -> list[IncidentSpan]:
     """Every opened incident with its resolution and first warning, in order of opening.
 
     Args:
         opened: Incident id → (service, opening time).
         resolved: Incident id → resolution time (ids never opened are left out).
-        alerts: Service → its risk alerts' event times, in increasing order.
+        alerts: Service → its firing risk alerts' event times, in increasing order.
         horizon_s: How far ahead of an opening an alert counts as a warning of it.
+        alert_ends: Service → when each of those alerts' episode resolved (``inf``: still
+            open), in the same order; without it an alert warns only inside the horizon.
 
     Examples:
         >>> spans = incident_spans(
@@ -63,19 +67,32 @@ def incident_spans(
         ... )
         >>> [(s.incident_id, s.resolved_s, s.warned_s, s.lead_s) for s in spans]
         [('i1', 1600.0, 500.0, 500.0), ('i2', None, None, None)]
+        >>> (span,) = incident_spans(  # an episode opened at 100 s, resolved at 450 s
+        ...     {"i1": ("api", 1_000.0)}, {}, {"api": [100.0]}, 600.0, {"api": [450.0]})
+        >>> span.warned_s
+        100.0
     """
     spans = []
     for incident_id, (service, opened_s) in opened.items():
         times = alerts.get(service, ())
-        first = bisect.bisect_left(times, opened_s - horizon_s)
-        warned = first < len(times) and times[first] <= opened_s
+        warned_s = None
+        ends = alert_ends.get(service) if alert_ends is not None else None
+        if ends is not None:  # the first episode still open when the horizon began
+            for at in range(bisect.bisect_right(times, opened_s)):
+                if ends[at] >= opened_s - horizon_s:
+                    warned_s = float(times[at])
+                    break
+        else:
+            first = bisect.bisect_left(times, opened_s - horizon_s)
+            if first < len(times) and times[first] <= opened_s:
+                warned_s = float(times[first])
         spans.append(
             IncidentSpan(
                 service=service,
                 incident_id=incident_id,
                 opened_s=opened_s,
                 resolved_s=resolved.get(incident_id),
-                warned_s=float(times[first]) if warned else None,
+                warned_s=warned_s,
             )
         )
     spans.sort(key=lambda span: (span.opened_s, span.service, span.incident_id))

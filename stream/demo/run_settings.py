@@ -21,9 +21,8 @@ def demo_settings(
     starts now and data of an earlier run would be older; on the demo's own broker,
     PLAINTEXT.
 
-    Where the user chose nothing, the demo's defaults: the sidecar retrains every
-    :data:`SIDECAR_RETRAIN_S`, and incident-risk alerts keep to a budget (1 % of risk
-    vectors) rather than 80 % recall, which costs ~50 alerts per service-day.
+    Where the user chose nothing, the demo's default: the sidecar retrains every
+    :data:`SIDECAR_RETRAIN_S`.
 
     Examples:
         >>> s = demo_settings(Settings(incident_strategy="max_f1"), bootstrap="k:9092",
@@ -38,8 +37,6 @@ def demo_settings(
     }
     if "sidecar_retrain_s" not in settings.model_fields_set:
         update["sidecar_retrain_s"] = SIDECAR_RETRAIN_S
-    if "incident_strategy" not in settings.model_fields_set:
-        update["incident_strategy"] = "alert_budget"
     if external:
         prefix = f"demo-{run_id}."
         for name in Settings.model_fields:

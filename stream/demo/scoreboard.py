@@ -5,13 +5,17 @@ reach them and the alerts as they arrive on the alerts topic, and asks for verdi
 
 An incident of the metric services is
 
-* **warned** when an incident-risk alert on its service came within the risk horizon
-  before it opened (the lead time is how long before);
+* **warned** when an incident-risk episode of its service was open at some point of the
+  risk horizon before it opened (its firing alert came in that horizon, or earlier and it
+  had not resolved yet; the lead time is from that firing alert);
 * **detected** when, not warned, an anomaly alert on its service came while it was open;
 * **missed** when neither, once the stream is far enough past its end for the alerts to
   have arrived (``settle_s``); before that it is **open**.
 
 A log incident is **caught** by a log alert on its service whose window overlaps it.
+
+Alerts come per episode: a ``firing`` alert opens one and is counted; a ``resolved`` alert
+closes it and is not (an incident-risk one ends its episode's warning).
 """
 
 from __future__ import annotations
@@ -77,22 +81,39 @@ class Scoreboard:
     settle_s: float
     incidents: dict[str, Incident] = field(default_factory=dict)
     alerts: Counter[str] = field(default_factory=Counter)
-    """Alerts seen, by ``anomaly``, ``incident_risk`` and ``logs``."""
+    """Firing alerts seen, by ``anomaly``, ``incident_risk`` and ``logs``."""
     _times: dict[tuple[str, str], list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    _risk_episodes: dict[str, dict[str, tuple[datetime, datetime | None]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """Service → its incident-risk episodes: id → (firing alert's time, resolved or None)."""
 
     def add_incident(self, incident: Incident) -> None:
         """Track ``incident`` (again is a no-op)."""
         self.incidents.setdefault(incident.incident_id, incident)
 
     def add_alert(self, alert: Alert) -> str:
-        """Count ``alert`` and remember it for the verdicts; returns its kind as counted."""
+        """Count a firing ``alert`` and remember it for the verdicts (a resolved one only
+        closes its episode); returns its kind."""
         kind = "logs" if alert.source == "logs" else alert.kind
-        self._note(kind, alert.service, alert.event_ts)
+        if alert.status == "resolved":
+            if kind == "incident_risk" and alert.episode_id is not None:
+                episodes = self._risk_episodes[alert.service]
+                if alert.episode_id in episodes:
+                    episodes[alert.episode_id] = (episodes[alert.episode_id][0], alert.event_ts)
+            return kind
+        if kind == "incident_risk":
+            self.note_risk_alert(alert.service, alert.event_ts, alert.episode_id)
+        else:
+            self._note(kind, alert.service, alert.event_ts)
         return kind
 
-    def note_risk_alert(self, service: str, ts: datetime) -> None:
-        """An incident-risk alert on ``service`` at event time ``ts``."""
+    def note_risk_alert(self, service: str, ts: datetime, episode_id: str | None = None) -> None:
+        """An incident-risk episode on ``service`` opened at event time ``ts`` (without an
+        id: an alert of its own, over at once)."""
         self._note("incident_risk", service, ts)
+        key = episode_id if episode_id is not None else f"{ts.isoformat()}"
+        self._risk_episodes[service][key] = (ts, None if episode_id is not None else ts)
 
     def note_anomaly_alert(self, service: str, ts: datetime) -> None:
         """An anomaly alert on ``service``'s metrics at event time ``ts``."""
@@ -116,16 +137,24 @@ class Scoreboard:
             if caught is not None:
                 return Verdict(incident, "caught")
         else:
-            horizon = timedelta(seconds=self.horizon_s)
-            warned = self._first(
-                "incident_risk", incident.service, incident.start - horizon, incident.start
-            )
+            warned = self._warned(incident.service, incident.start)
             if warned is not None:
                 return Verdict(incident, "warned", (incident.start - warned).total_seconds())
             if self._first("anomaly", incident.service, incident.start, incident.end) is not None:
                 return Verdict(incident, "detected")
         settled = now >= incident.end + timedelta(seconds=self.settle_s)
         return Verdict(incident, "missed" if settled else "open")
+
+    def _warned(self, service: str, start: datetime) -> datetime | None:
+        """The firing alert of the first risk episode of ``service`` open at some point of
+        the horizon before ``start`` (and opened before it), if any."""
+        since = start - timedelta(seconds=self.horizon_s)
+        firsts = [
+            fired
+            for fired, resolved in self._risk_episodes.get(service, {}).values()
+            if fired < start and (resolved is None or resolved >= since)
+        ]
+        return min(firsts, default=None)
 
     def risk_alerts_ahead(self) -> int:
         """Incident-risk alerts followed by an incident of their service within the horizon

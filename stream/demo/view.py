@@ -50,8 +50,15 @@ class LiveStats:
 
 
 def alert_text(alert: Alert) -> str:
-    """One line: kind, service, score against threshold, and why."""
+    """One line: kind, service, score against threshold, and why (a resolved alert: when
+    its episode started)."""
     kind = "logs" if alert.source == "logs" else alert.kind
+    if alert.status == "resolved":
+        since = f" (since {alert.started_at:%H:%M})" if alert.started_at is not None else ""
+        return (
+            f"{_KIND_LABEL[kind]:<7} {'resolved':<8} {alert.service} "
+            f"{alert.event_ts:%m-%d %H:%M} score {alert.score:.3f}{since}"
+        )
     if alert.source == "logs":
         why = "; ".join(f"{t.count}x {t.template[:60]}" for t in alert.explanation.top_templates)
     else:

@@ -137,9 +137,12 @@ _LOG_FEATURES = 2  # log_ratio, log_new_error_templates (when the service has a 
 
 
 @functools.cache
-def _feature_names(names: tuple[str, ...], log: tuple[str, ...]) -> tuple[str, ...]:
+def _feature_names(
+    names: tuple[str, ...], log: tuple[str, ...], smooth: bool = True
+) -> tuple[str, ...]:
     """A vector's names for a feature set (and log features), built once per set."""
-    return (*(f"{prefix}:{n}" for prefix in ("z", "dz") for n in names), *_SHARES, *log)
+    prefixes = ("z", "dz", "sz") if smooth else ("z", "dz")
+    return (*(f"{prefix}:{n}" for prefix in prefixes for n in names), *_SHARES, *log)
 
 
 class _Step:
@@ -244,6 +247,7 @@ class RiskFeatureBuilder:
         *,
         step_s: float = 60.0,
         trend_steps: int = 15,
+        smooth_steps: int = 5,
         baseline_steps: int = 360,
         min_baseline_steps: int = 30,
     ) -> None:
@@ -253,6 +257,7 @@ class RiskFeatureBuilder:
             )
         self.step_s = step_s
         self.trend_steps = trend_steps
+        self.smooth_steps = max(0, min(smooth_steps, trend_steps))
         self.baseline_steps = baseline_steps
         self.min_baseline_steps = min_baseline_steps
         self._services: dict[str, _Service] = {}
@@ -509,6 +514,8 @@ class RiskFeatureBuilder:
                 z_rows[j] = row
         # Step by step again: ``dz`` is the z-scores now minus ``trend_steps`` steps ago.
         past_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        smooth_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        k = self.smooth_steps
         for j, (_, state, _) in enumerate(closes):
             if fresh[j]:
                 state.history = []
@@ -517,22 +524,29 @@ class RiskFeatureBuilder:
             history.append(z_row)
             if len(history) > self.trend_steps:
                 del history[0]
+            if k:
+                recent = history[-k:]
+                smooth_rows[j] = sum(recent[1:], recent[0]) / len(recent)
         vectors: list[RiskVector] = [None] * len(closes)  # type: ignore[list-item]
         for names, members in sets.items():
             width = len(names)
             steps = [closes[j].step for j in members]
             counts = np.array([s.count for s in steps], dtype=np.float64)
-            rows = np.empty((len(members), 2 * width + len(_SHARES) + _LOG_FEATURES))
+            blocks = 3 if k else 2
+            rows = np.empty((len(members), blocks * width + len(_SHARES) + _LOG_FEATURES))
             rows[:, :width] = np.array([z_rows[j] for j in members])
             np.subtract(
                 rows[:, :width],
                 np.array([past_rows[j] for j in members]),
                 out=rows[:, width : 2 * width],
             )
-            rows[:, 2 * width] = np.minimum([s.ratio for s in steps], 10.0)
-            rows[:, 2 * width + 1] = np.array([s.flagged for s in steps], np.float64) / counts
-            rows[:, 2 * width + 2] = np.array([s.deploys for s in steps], np.float64) / counts
-            used = 2 * width + len(_SHARES)
+            if k:
+                rows[:, 2 * width : 3 * width] = np.array([smooth_rows[j] for j in members])
+            at = blocks * width
+            rows[:, at] = np.minimum([s.ratio for s in steps], 10.0)
+            rows[:, at + 1] = np.array([s.flagged for s in steps], np.float64) / counts
+            rows[:, at + 2] = np.array([s.deploys for s in steps], np.float64) / counts
+            used = at + len(_SHARES)
             for i, j in enumerate(members):
                 service, state, step = closes[j]
                 log = state.log
@@ -543,7 +557,7 @@ class RiskFeatureBuilder:
                 vectors[j] = RiskVector(
                     service,
                     step.last_ts,
-                    FeatureRow(_feature_names(names, tuple(log)), row),
+                    FeatureRow(_feature_names(names, tuple(log), bool(k)), row),
                     functools.partial(step.locate, step.last_row),
                 )
         return vectors

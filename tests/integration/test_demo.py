@@ -82,6 +82,11 @@ def test_demo_for_60_s_catches_incidents_and_says_so(
     assert figures["warned"] + figures["detected"] >= 0.6 * judged
     assert figures["warned"] >= 1
     assert figures["risk_alerts_ahead"] >= 1
+    # Risk alerts per episode at the default budget: 12 services over ~25 h of event time,
+    # at most 3 a service-day (three runs: 26 / 22 / 21, of them 10 / 10 / 9 followed by an
+    # incident within the horizon).
+    assert figures["risk_alerts"] <= 3 * 12 * 25 / 24
+    assert figures["risk_alerts_ahead"] >= 0.25 * figures["risk_alerts"]
     assert figures["anomaly_alerts_in_incidents"] >= 1
     assert figures["log_incidents"] >= 20
     assert figures["log_caught"] >= 0.4 * figures["log_incidents"]

@@ -186,4 +186,9 @@ async def test_incident_risk_state_comes_back_after_a_restart(test_settings: Set
     assert len(risk_b.features) == len(risk_a.features)
     view_a, view_b = risk_a.describe()["groups"], risk_b.describe()["groups"]
     assert view_b == view_a
+    # ... and each service's risk episode (open or not, with its counts of steps).
+    services = list(risk_a.episodes._tracks)
+    assert [t.__getstate__() for t in risk_b.episodes.export(services).values()] == [
+        t.__getstate__() for t in risk_a.episodes.export(services).values()
+    ]
     assert b.counts["scored"] == 0  # nothing re-read: the state matched the committed offsets

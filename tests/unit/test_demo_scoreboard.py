@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stream.demo.scoreboard import Incident, Scoreboard
+from stream.schemas import Alert, AlertModelInfo, Evidence, Explanation
 
 T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -48,6 +49,39 @@ def test_a_risk_alert_outside_the_horizon_or_on_another_service_does_not_warn(
     board.note_risk_alert(service, at)
     assert board.verdicts(T0 + 2 * 60 * MIN)[0].status == "missed"
     assert board.risk_alerts_ahead() == 0
+
+
+def _risk_alert(status: str, at: datetime, episode: str, service: str = "svc-01") -> Alert:
+    return Alert(
+        alert_id=f"{episode}-{status}",
+        kind="incident_risk",
+        source="metrics",
+        service=service,
+        event_ts=at,
+        detected_at=at,
+        score=0.5,
+        threshold=0.2,
+        severity="warning",
+        model=AlertModelInfo(name="incident-risk", version="v"),
+        explanation=Explanation(top_features=[]),
+        evidence=Evidence(topic="t", partition=0, offset=0),
+        status=status,  # type: ignore[arg-type]
+        episode_id=episode,
+        started_at=at,
+    )
+
+
+def test_a_risk_episode_still_open_in_the_horizon_warns_and_only_firing_alerts_count() -> None:
+    board = _board()
+    board.add_incident(_incident("svc-01"))
+    board.add_incident(_incident("svc-02"))
+    board.add_alert(_risk_alert("firing", T0 - 40 * MIN, "e1"))  # open until the incident
+    board.add_alert(_risk_alert("firing", T0 - 40 * MIN, "e2", "svc-02"))
+    board.add_alert(_risk_alert("resolved", T0 - 20 * MIN, "e2", "svc-02"))  # over before
+    verdicts = {v.incident.service: v for v in board.verdicts(T0 + 2 * 60 * MIN)}
+    assert (verdicts["svc-01"].status, verdicts["svc-01"].lead_s) == ("warned", 40 * 60)
+    assert verdicts["svc-02"].status == "missed"
+    assert board.tally(T0 + 2 * 60 * MIN)["risk_alerts"] == 2
 
 
 def test_an_anomaly_alert_while_open_detects_and_one_after_does_not() -> None:

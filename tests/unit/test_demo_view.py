@@ -60,6 +60,10 @@ def test_an_alert_line_says_what_where_and_why() -> None:
     log_line = alert_text(_alert(source="logs"))
     assert log_line.startswith("LOG")
     assert "12x ERROR timeout <*>" in log_line
+    resolved = _alert(kind="incident_risk").model_copy(
+        update={"status": "resolved", "started_at": T0.replace(hour=11, minute=40)}
+    )
+    assert alert_text(resolved) == "RISK    resolved svc-07 11-23 12:00 score 0.910 (since 11:40)"
 
 
 def test_an_incident_line_gives_the_verdict() -> None:

@@ -28,7 +28,7 @@ def _vector(ts_s: float, a: float) -> RiskVector:
 
 def test_the_champion_decides_the_alerts_and_explains_them() -> None:
     champion = _champion()
-    pipeline = IncidentRiskPipeline(RiskConfig(), cooldown_s=0.0)
+    pipeline = IncidentRiskPipeline(RiskConfig(open_steps=1))
     out = RiskOutcome()
     pipeline._predict([_vector(0.0, 0.0), _vector(60.0, 8.0)], out)
     assert out.alerts == []  # the online model has learned nothing: it never alerts yet
@@ -37,6 +37,7 @@ def test_the_champion_decides_the_alerts_and_explains_them() -> None:
     out = RiskOutcome()
     pipeline._predict([_vector(120.0, 0.0), _vector(180.0, 8.0)], out)
     (alert,) = out.alerts
+    assert (alert.status, alert.started_at) == ("firing", alert.event_ts)
     assert alert.event_ts.timestamp() == 180.0
     assert alert.model.name == "incident-risk-batch"
     assert alert.model.version == f"all-{champion.version}"

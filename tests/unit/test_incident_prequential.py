@@ -82,7 +82,8 @@ def test_report_with_one_class_or_nothing_and_as_dict_is_json_ready() -> None:
 
 def test_lead_time_is_from_the_first_alert_within_the_horizon() -> None:
     tracker = PrequentialTracker(CONFIG)
-    tracker.alert("api", 100.0)  # more than H before the open: does not count
+    tracker.alert("api", 100.0)  # more than H before the open, resolved by then: not counted
+    tracker.resolved("api", 500.0)
     tracker.alert("api", 800.0)
     tracker.alert("api", 1_000.0)
     tracker.alert("db", 1_100.0)  # another service
@@ -92,6 +93,18 @@ def test_lead_time_is_from_the_first_alert_within_the_horizon() -> None:
     s = tracker.summary(0.5)
     assert (s["incidents"], s["incidents_caught"], s["incidents_missed"]) == (2, 1, 1)
     assert s["median_lead_time_s"] == 500.0
+
+
+def test_an_episode_still_open_within_the_horizon_warns() -> None:
+    tracker = PrequentialTracker(CONFIG)
+    tracker.alert("api", 100.0)
+    tracker.resolved("api", 700.0)  # resolved once the horizon before the open had begun
+    tracker.alert("db", 100.0)
+    tracker.resolved("db", 650.0)  # resolved before it began: no warning
+    tracker.incident("api", "a", 1_300.0)
+    tracker.incident("db", "b", 1_300.0)
+    s = tracker.summary(0.5)
+    assert (s["incidents"], s["incidents_caught"], s["median_lead_time_s"]) == (2, 1, 1_200.0)
 
 
 def test_summary_figures_at_the_threshold() -> None:

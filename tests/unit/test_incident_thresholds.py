@@ -61,8 +61,12 @@ def test_recall_at_least_is_the_highest_threshold_keeping_the_recall(
 
 
 def test_nothing_known_means_infinity_and_override_always_wins() -> None:
-    threshold = RiskThreshold(RiskConfig())
+    threshold = RiskThreshold(RiskConfig(strategy="max_f1"))
     assert (threshold.value, threshold.strategy) == (math.inf, "alert_budget")
+    episodes = RiskThreshold(RiskConfig())
+    assert (episodes.value, episodes.strategy) == (math.inf, "episode_budget")
+    episodes.set_episode_threshold(0.25)
+    assert (episodes.value, episodes.strategy) == (0.25, "episode_budget")
     override = fed(RiskConfig(threshold_override=0.35), np.full(50, 0.9), np.ones(50, bool))
     assert (override.value, override.strategy) == (0.35, "override")
 

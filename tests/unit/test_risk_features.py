@@ -53,12 +53,15 @@ def test_one_vector_per_step_with_the_steps_mean_and_last_event() -> None:
         "z:mem",
         "dz:cpu",
         "dz:mem",
+        "sz:cpu",
+        "sz:mem",
         "anomaly_ratio",
         "anomaly_flagged",
         "deploy_recent",
     }
     # No trailing baseline yet (fewer than min_baseline_steps steps): neutral.
     assert vectors[3].features["z:cpu"] == vectors[3].features["dz:cpu"] == 0.0
+    assert vectors[3].features["sz:cpu"] == 0.0
     assert vectors[0].features["anomaly_ratio"] == 0.5
 
 
