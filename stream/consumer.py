@@ -110,6 +110,8 @@ class Detector:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = DetectorMetrics(self.registry, self._input_topics(settings))
         self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
+        for source in ("metrics", "logs"):
+            self.metrics.budget.labels(source=source).set(settings.anomaly_budget_per_day)
         self._clock = clock
         self._transactions: TransactionalPublisher | None = None
         """The exactly-once output path (None: at least once)."""
@@ -679,6 +681,8 @@ class Detector:
         self._lag_refreshed_at = now
         self.logs.refresh_gauges()
         self.risk.refresh_gauges()
+        realised = self.pipeline.episodes_per_service_day()
+        self.metrics.realised.labels(source="metrics").set(realised)
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
             position = self._positions.get(tp)

@@ -190,6 +190,9 @@ class LogStage:
         logs.open_windows.set(self.pipeline.open_windows())
         logs.commit_holds.set(self._offsets.held())
         self._ctx.metrics.models_held.labels(source="logs").set(len(self.pipeline))
+        self._ctx.metrics.realised.labels(source="logs").set(
+            self.pipeline.episodes_per_service_day()
+        )
 
     async def _publish(self, outcome: LogBatchOutcome) -> Pending:
         if self._on_outcome is not None:

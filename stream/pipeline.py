@@ -21,6 +21,7 @@ from models.anomaly import (
     BatchVerdict,
     ServiceAnomalyModel,
     Verdict,
+    episodes_per_service_day,
     observe_together,
 )
 from stream.features.metrics import metric_features
@@ -274,6 +275,10 @@ class MetricPipeline:
         """Drop services' models (their partition went to another detector)."""
         for service in services:
             self._models.pop(service, None)
+
+    def episodes_per_service_day(self) -> float:
+        """Anomaly episodes opened per service-day of event time (NaN before any span)."""
+        return episodes_per_service_day(self._models.values())
 
     def nbytes(self) -> int:
         """Bytes of array state held by all models."""

@@ -8,6 +8,7 @@ TOML file (``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every fie
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import re
 import tomllib
 import typing
@@ -34,7 +35,7 @@ from pydantic_settings import (
 
 from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
-from stream.logs.config import LogConfig
+from stream.logs.config import LogConfig, default_window_anomaly_config
 
 __all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
@@ -482,11 +483,21 @@ class Settings(BaseSettings):
         )
 
     def log_config(self) -> LogConfig:
-        """The log pipeline's configuration (its window models keep their own defaults)."""
+        """The log pipeline's configuration: its window models keep their own sizes, and
+        spend the same budget, by the same service rules, as the metric models."""
+        anomaly = self.anomaly_config()
         return LogConfig(
             window_s=self.log_window_s,
             lateness_s=self.log_lateness_s,
             max_templates=self.log_max_templates,
+            anomaly=dataclasses.replace(
+                default_window_anomaly_config(),
+                budget_per_day=anomaly.budget_per_day,
+                threshold_override=anomaly.threshold_override,
+                min_effect=anomaly.min_effect,
+                directions=anomaly.directions,
+                services=anomaly.services,
+            ),
         )
 
 

@@ -50,5 +50,8 @@ class StageContext:
         self.metrics.alerts.labels(
             kind=alert.kind, source=alert.source, severity=alert.severity
         ).inc()
+        self.metrics.episodes.labels(
+            kind=alert.kind, source=alert.source, status=alert.status
+        ).inc()
         log.info("alert_published", service=alert.service, alert_id=alert.alert_id, **fields)
         return ack

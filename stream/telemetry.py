@@ -117,8 +117,26 @@ class DetectorMetrics:
         )
         self.alerts_suppressed = Counter(
             "vigil_alerts_suppressed_total",
-            "Anomalies not alerted because their service was in cooldown.",
+            "Anomalous samples not alerted: their service's episode was already open.",
             ["kind", "source"],
+            registry=registry,
+        )
+        self.episodes = Counter(
+            "vigil_episodes_total",
+            "Alerts by episode status: firing ones open an episode, resolved ones close it.",
+            ["kind", "source", "status"],
+            registry=registry,
+        )
+        self.budget = Gauge(
+            "vigil_anomaly_budget_per_service_day",
+            "The anomaly alert budget: false episodes a service may open per day.",
+            ["source"],
+            registry=registry,
+        )
+        self.realised = Gauge(
+            "vigil_anomaly_episodes_per_service_day",
+            "Anomaly episodes opened per service-day of event time, over the services held.",
+            ["source"],
             registry=registry,
         )
         self.feature_set_changes = Counter(
@@ -216,8 +234,12 @@ class DetectorMetrics:
             self.event_to_alert_latency.labels(source=source)
             self.anomaly_scores.labels(source=source)
             self.models_held.labels(source=source)
+            self.budget.labels(source=source)
+            self.realised.labels(source=source)
             for kind in KINDS:
                 self.alerts_suppressed.labels(kind=kind, source=source)
+                for status in ("firing", "resolved"):
+                    self.episodes.labels(kind=kind, source=source, status=status)
                 for severity in ("warning", "critical"):
                     self.alerts.labels(kind=kind, source=source, severity=severity)
         for operation in ("fetch", "produce", "commit"):

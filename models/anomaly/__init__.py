@@ -12,7 +12,7 @@ from models.anomaly.config import (
     DirectionRule,
     ServiceRule,
 )
-from models.anomaly.model import ServiceAnomalyModel, observe_together
+from models.anomaly.model import ServiceAnomalyModel, episodes_per_service_day, observe_together
 from models.anomaly.verdicts import BatchVerdict, Deviations, Verdict
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "ServiceAnomalyModel",
     "ServiceRule",
     "Verdict",
+    "episodes_per_service_day",
     "observe_together",
 ]

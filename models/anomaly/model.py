@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -34,13 +34,13 @@ from models.anomaly.jumps import Jumps
 from models.anomaly.shifts import LevelShifts, ShiftScan
 from models.anomaly.verdicts import BatchVerdict, Verdict, empty_batch
 from models.anomaly.verdicts import Deviations as Deviations
-from models.explain import top_contributions
+from models.explain import FeatureContribution, top_contributions
 from models.scaling import RobustScaler
 from models.scoring import PendingRows, RowScorer
 from models.seasonal import SeasonalBaseline
 from models.trees import Steps, run_steps, run_together
 
-__all__ = ["ServiceAnomalyModel", "observe_together"]
+__all__ = ["ServiceAnomalyModel", "episodes_per_service_day", "observe_together"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -218,6 +218,8 @@ class ServiceAnomalyModel:
         self._episodes = EpisodeTracker(config.resolve_after, config.max_withheld)
         self._shifts = LevelShifts(config.shift_after, config.min_effect)
         self._counters = CounterRates()
+        self._episode_moves: dict[str, tuple[float, float]] = {}
+        """Features whose level moved during the open episode: (level before, level now)."""
         self._jumps = Jumps(window=config.scaler_window)
         self._signs: dict[tuple[str, ...], FloatArray] = {}
         # HST scores 0 until its first mass window is complete: never alert before that.
@@ -472,6 +474,10 @@ class ServiceAnomalyModel:
                 else None, marks.open[:end], signs_all, (X_all - expected_all)[:end],
                 all_names_t, scan,
             )  # fmt: skip
+            explained = self._note_moves(marks, end, scan, expected_all, all_names_t)
+            if explained is not None:
+                row, contributions = explained
+                out.explanations[row0 + row] = contributions
             if scan is not None:
                 self._move(scan)
             self._counters.transform(raw_values[:end], ts[:end], all_names_t)
@@ -533,6 +539,41 @@ class ServiceAnomalyModel:
                 self._scaler.set_floors(quanta)
                 self._jumps.set_floors(quanta)
         self._scaler.learn(residual if whole else residual[keep], names)
+
+    def _note_moves(
+        self,
+        marks: EpisodeMarks,
+        end: int,
+        scan: ShiftScan | None,
+        expected: FloatArray,
+        names: tuple[str, ...],
+    ) -> tuple[int, list[FeatureContribution]] | None:
+        """Keep the levels that moved during the open episode; the row that resolves it (if
+        one of these rows does) explains itself by them: the new normal, from and to."""
+        explained = None
+        resolved = np.flatnonzero(marks.resolved[:end])
+        opened = np.flatnonzero(marks.opened[:end])
+        # Moves are noted only at a scan, which ends a segment: an episode that opened in
+        # this segment has none, one that resolves before any opening has them all.
+        if resolved.size and self._episode_moves and not (opened.size and opened[0] < resolved[0]):
+            moved = self._episode_moves
+            total = sum(abs(after - before) for before, after in moved.values()) or 1.0
+            contributions = [
+                FeatureContribution(name, after, before, round(abs(after - before) / total, 4))
+                for name, (before, after) in sorted(moved.items())
+            ]
+            explained = (int(resolved[0]), contributions)
+        if resolved.size or opened.size:
+            self._episode_moves = {}
+        if scan is not None and marks.open[scan.row]:
+            for name, delta in scan.moves:
+                level = float(expected[scan.row, names.index(name)])
+                before, _ = self._episode_moves.get(name, (level, level))
+                if abs(level + delta - before) < 1e-9:
+                    self._episode_moves.pop(name, None)  # back where it was
+                else:
+                    self._episode_moves[name] = (before, level + delta)
+        return explained
 
     def _move(self, scan: ShiftScan) -> None:
         """Move features' baselines to their new (or back to their old) level."""
@@ -615,3 +656,20 @@ def observe_together(
         ...     assert [v.scores.tolist() for v in got] == [e.tolist() for e in expected]
     """
     return run_together([model.observe_steps(rows, ts, learn=learn) for model, rows, ts in batches])
+
+
+def episodes_per_service_day(models: Iterable[ServiceAnomalyModel]) -> float:
+    """Episodes opened per service-day of event time, over these models (NaN before any span).
+
+    Examples:
+        >>> episodes_per_service_day([])
+        nan
+    """
+    opened = 0
+    days = 0.0
+    for model in models:
+        span = model.last_ts_s - model.first_ts_s
+        if span > 0:
+            opened += model.episodes_opened
+            days += span / _DAY_S
+    return opened / days if days > 0 else math.nan

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from models.anomaly import BatchVerdict, ServiceAnomalyModel
+from models.anomaly import BatchVerdict, ServiceAnomalyModel, episodes_per_service_day
 from stream.logs.config import LogConfig
 from stream.logs.explain import top_templates
 from stream.logs.features import WindowStats, window_features
@@ -536,6 +536,10 @@ class LogPipeline:
         self._windows.forget_keys(services)
 
     # -- inspection -------------------------------------------------------------------------------
+
+    def episodes_per_service_day(self) -> float:
+        """Window-model episodes opened per service-day of event time (NaN before any span)."""
+        return episodes_per_service_day(s.model for s in self._services.values())
 
     def nbytes(self) -> int:
         """Bytes of array state held by all window models."""

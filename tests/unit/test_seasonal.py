@@ -123,3 +123,19 @@ def test_realised_episodes_track_the_budget_on_a_drifting_stream() -> None:
     # Held from below: min_effect skips rare-but-small deviations, and the exponential tail
     # and the channels' Bonferroni correction are conservative on Gaussian noise.
     assert 0.0 < per_day <= 1.5 * config.budget_per_day
+
+
+def test_the_resolved_alert_of_a_level_shift_names_the_new_level() -> None:
+    model = ServiceAnomalyModel("svc", CONFIG)
+    ts, values = daily_stream(10)
+    shift_at = 7 * DAY_S
+    values = values + 150.0 * (ts >= shift_at)
+    resolved = []
+    for a in range(0, ts.size, 400):
+        rows = [{"rps": v} for v in values[a : a + 400].tolist()]
+        batch = model.observe_batch(rows, ts[a : a + 400].tolist())
+        resolved += [batch.verdict(i) for i in np.flatnonzero(batch.resolved)]
+    first = next(v for v in resolved if v.started_s is not None and v.started_s >= shift_at)
+    (moved,) = first.top_features
+    assert moved.name == "rps"
+    assert abs(moved.value - moved.baseline - 150.0) < 10.0  # from the old level to the new
