@@ -75,7 +75,10 @@ def print_report(
     river = meta["river_rate"]
     print(f"- river: MinMaxScaler | HalfSpaceTrees(seed=42), QuantileFilter(q={1 - river:g})")
     print(f"- Vigil settings: {meta['vigil_settings']}")
-    print(f"- budget: {rate:g} x scored samples for Vigil, {river:g} x for river")
+    print(
+        f"- budget: vigil {meta['budget_per_day']:g} false alerts per service-day; "
+        f"an older revision {rate:g} x scored samples (its target rate), river {river:g} x"
+    )
     print(
         f"- caught: a firing alert in [start, end + {meta['tolerance_samples']} samples]; "
         "delay in samples; figures pooled over a set's services"
@@ -90,7 +93,7 @@ def print_report(
                 quality_row(
                     d,
                     entry["quality"][f"group:{group}"],
-                    None if s.source == "logs" else (river if d == "river" else rate) * chosen,
+                    _budget(d, entry["quality"][f"group:{group}"], chosen, rate, meta, s.source),
                 )
                 for d, entry in per_detector.items()
             ]
@@ -116,6 +119,18 @@ def print_report(
             print_degenerate(s, per_detector)
     print(f"\n## Wall time (seconds; each run's own; {meta['jobs']} runs at a time overlap)\n")
     print(table(("part", "s"), [[part, f"{s:.1f}"] for part, s in timings.items()]))
+
+
+def _budget(
+    detector: str, q: AlertQuality, scored: int, rate: float, meta: dict[str, Any], source: str
+) -> float | None:
+    """The alert budget a detector works to: this tree's false episodes per service-day
+    (``budget_per_day`` x service-days), a per-sample rate for river and older revisions."""
+    if detector == "vigil":
+        return meta["budget_per_day"] * q.service_days
+    if source == "logs":
+        return None
+    return (meta["river_rate"] if detector == "river" else rate) * scored
 
 
 def print_kinds(per_detector: dict[str, Any]) -> None:

@@ -42,13 +42,12 @@ from typing import Any
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 
 from stream.broker import free_port
 from stream.consumer import Detector, topic_specs, tune_garbage_collection
 from stream.kafka_options import kafka_options
 from stream.logs.simulate import LogSimulator, rotating_incidents
-from stream.settings import Settings
+from stream.settings import Settings, settings_env
 from stream.simulate import LogLine, MetricSimulator, Publishable, publish
 from stream.topics import ensure_topics
 
@@ -178,16 +177,7 @@ class LatencyRun:
 
 def _detect_env(settings: Settings) -> dict[str, str]:
     """The environment of the ``vigil detect`` subprocess: these settings, a short warm-up."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):  # the child's environment, never printed
-            value = value.get_secret_value()
-        if value is not None:
-            env[f"VIGIL_{name.upper()}"] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
-        else:  # unset here (the local broker's PLAINTEXT), so unset for the child too
-            env.pop(f"VIGIL_{name.upper()}", None)
+    env = settings_env(settings, os.environ)
     env.update(
         {
             "VIGIL_HTTP_PORT": str(free_port()),

@@ -152,6 +152,7 @@ async def kill_and_join(settings: Settings, tmp_path: Path, guarantee: str) -> N
             drained, timeout_s=120, what="committed offsets reaching the end offsets"
         )
         drain_s = time.monotonic() - started
+        await fleet.stable()  # the joiner answers too (it may still be starting on a busy host)
         replayed = await fleet.total("vigil_snapshot_replayed_events_total")
         restored = await fleet.total("vigil_snapshots_restored_total")
         kafka_errors = await fleet.total("vigil_kafka_errors_total")

@@ -45,15 +45,20 @@ async def test_injected_anomalies_are_caught_and_explained(test_settings: Settin
         for r in await read_all(settings.bootstrap_servers, settings.topic_alerts)
     ]
     assert len(alerts) == detector.counts["alerts"]
-    caught = {}
+    firing = [a for a in alerts if a["status"] == "firing"]
+    opened = {a["episode_id"] for a in firing}
     for alert in alerts:
+        if alert["status"] == "resolved":  # closes an episode a firing alert opened
+            assert alert["episode_id"] in opened
+    caught = {}
+    for alert in firing:
         key = (alert["service"], datetime.fromisoformat(alert["event_ts"]))
         if key in injected:
             caught[key] = alert
     recall = len(caught) / len(injected)
-    precision = len(caught) / len(alerts)
+    precision = len(caught) / len(firing)
     print(
-        f"\ninjected={len(injected)} alerts={len(alerts)} caught={len(caught)} "
+        f"\ninjected={len(injected)} firing={len(firing)} caught={len(caught)} "
         f"recall={recall:.3f} precision={precision:.3f}"
     )
     assert len(injected) >= 50
@@ -68,6 +73,7 @@ async def test_injected_anomalies_are_caught_and_explained(test_settings: Settin
         assert alert["kind"] == "anomaly"
         assert alert["model"]["name"] == "hst-metrics"
         assert alert["evidence"]["topic"] == settings.topic_metrics
+    for alert in firing:
         assert alert["score"] >= alert["threshold"]
 
     # Every offset is committed, and only now that the alerts are acknowledged.
@@ -79,3 +85,9 @@ async def test_injected_anomalies_are_caught_and_explained(test_settings: Settin
     assert 'vigil_models_held{source="metrics"} 5.0' in metrics_text
     assert sorted(models["services"]) == sorted({e.service for e in simulated})
     assert all(0 < m["threshold"] < 1 for m in models["services"].values())
+    # The budget's volume is reported next to it (service-days of event time: 20,000 events
+    # of 5 services at 10 s, 0.46 days each).
+    for m in models["services"].values():
+        assert m["budget_per_day"] == 43.2
+        assert m["episodes_per_day"] > 0
+    assert 'vigil_anomaly_budget_per_service_day{source="metrics"} 43.2' in metrics_text
