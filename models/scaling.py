@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from models.refresh import refresh_due, steps_to_refresh
+from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["FeatureBaseline", "RobustScaler", "percentiles", "quanta"]
 
@@ -321,7 +321,7 @@ class RobustScaler:
 
     def _rows_to_refresh(self) -> int:
         """How many more events can be learned before the next baseline refresh."""
-        return steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
+        return aligned_steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
 
     def _current(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         """The medians and scales of ``names``, as arrays kept until the next refresh."""
@@ -350,7 +350,7 @@ class RobustScaler:
             feature.add(column)
         self._events += X.shape[0]
         self._since_refresh += X.shape[0]
-        if refresh_due(self._since_refresh, self._events, self.refresh_every):
+        if aligned_refresh_due(self._since_refresh, self._events, self.refresh_every):
             self._refresh()
 
     def _refresh(self) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from models.refresh import refresh_due, steps_to_refresh
+from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["SeasonalBaseline"]
 
@@ -44,6 +44,9 @@ class SeasonalBaseline:
         alpha: Share of the way a bucket moves to the median of newly folded values.
         fold_every: Fold buffered rows into the profile at least every this many rows (more
             often while young).
+        young_every: Fold every this many rows for the first ``16 * fold_every`` rows (a
+            divisor of ``fold_every``; default ``fold_every``): a 5-minute metric must learn
+            its first days' times of day within the day, not 21 hours later.
 
     Examples:
         A value that is normal at noon is unusual at midnight:
@@ -63,6 +66,7 @@ class SeasonalBaseline:
         buckets: int = 288,
         alpha: float = 0.2,
         fold_every: int = 256,
+        young_every: int | None = None,
     ) -> None:
         if period_s <= 0 or buckets < 1:
             raise ValueError("period_s and buckets must be positive")
@@ -74,6 +78,7 @@ class SeasonalBaseline:
         self.buckets = buckets
         self.alpha = alpha
         self.fold_every = fold_every
+        self.young_every = young_every or fold_every
         self._columns: dict[str, int] = {}
         self._profile = np.full((buckets, 0), np.nan)  # NaN: bucket not learned yet
         self._counts = np.zeros((buckets, 0), dtype=np.int64)  # samples folded per bucket
@@ -249,7 +254,9 @@ class SeasonalBaseline:
         return self._level
 
     def _rows_to_fold(self) -> int:
-        return steps_to_refresh(self._since_fold, self._events, self.fold_every)
+        return aligned_steps_to_refresh(
+            self._since_fold, self._events, self.fold_every, self.young_every
+        )
 
     def _buffer_rows(self, X: FloatArray, buckets: IntArray, columns: IntArray | None) -> None:
         """Buffer rows whose columns are ``columns`` (None: every column, in order)."""
@@ -264,7 +271,7 @@ class SeasonalBaseline:
         self._buffered += m
         self._events += m
         self._since_fold += m
-        if refresh_due(self._since_fold, self._events, self.fold_every):
+        if aligned_refresh_due(self._since_fold, self._events, self.fold_every, self.young_every):
             self._fold()
 
     def _fold(self) -> None:

@@ -26,12 +26,13 @@ so a batch is calibrated exactly as one score at a time.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import numpy.typing as npt
 
-from models.refresh import refresh_due, steps_to_refresh
+from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["ScoreCalibrator", "fit_gpd"]
 
@@ -41,6 +42,18 @@ FloatArray = npt.NDArray[np.float64]
 # few hundred excesses its end point lands inside the range of real values, and everything past
 # it would be called impossible; an exponential tail (xi = 0) is the conservative bound.
 _XI_MIN, _XI_MAX = 0.0, 0.5
+
+
+def _is_sorted(a: FloatArray) -> bool:
+    return bool(a.size < 2 or (a[1:] >= a[:-1]).all())
+
+
+@functools.lru_cache(maxsize=64)
+def _falling(k: int) -> FloatArray:
+    """``1 - F`` at each of ``k`` ordered values: 1 down to 0 (read-only, shared)."""
+    out = np.linspace(1.0, 0.0, k)
+    out.setflags(write=False)
+    return out
 
 
 def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
@@ -62,10 +75,10 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     """
     k = excesses.size
     a0 = float(excesses.mean()) if k else 0.0
-    ordered = np.sort(excesses)
+    ordered = excesses if _is_sorted(excesses) else np.sort(excesses)
     if k < 2 or a0 <= 0.0 or np.count_nonzero(np.diff(ordered)) < 2:
         return 0.0, 0.0  # a point mass (or a few values): nothing beyond the largest
-    a1 = float(ordered @ np.linspace(1.0, 0.0, k)) / k
+    a1 = float(ordered @ _falling(k)) / k
     if a1 <= 0.0:
         return _XI_MIN, a0 * (1.0 - _XI_MIN)
     ratio = a0 / (2.0 * a1)
@@ -117,6 +130,7 @@ class ScoreCalibrator:
         # recurs exactly is still a tie.
         self._scores = np.empty(window, dtype=np.float32)
         self._count = 0
+        self._scheduled = 0  # scores counted by the refresh schedule
         self._since_refresh = 0
         self.refreshes = 0
         self._sorted = np.empty(0, dtype=np.float32)
@@ -141,7 +155,7 @@ class ScoreCalibrator:
 
     def rows_to_refresh(self) -> int:
         """Scores that can be learned before the calibration next changes (at least 1)."""
-        return steps_to_refresh(self._since_refresh, self._count, self.refresh_every)
+        return aligned_steps_to_refresh(self._since_refresh, self._scheduled, self.refresh_every)
 
     def p_values(self, scores: FloatArray) -> FloatArray:
         """The tail probability of each score under the current calibration (1 if none yet).
@@ -153,12 +167,13 @@ class ScoreCalibrator:
         n = self._sorted.size
         if n == 0:
             return np.ones(scores.size)
-        scores = scores.astype(np.float32).astype(np.float64)
-        at_least = n - np.searchsorted(self._sorted, scores, side="left")
+        single = scores.astype(np.float32)  # as the history holds them: a recurring score ties
+        at_least = n - np.searchsorted(self._sorted, single, side="left")
         p: FloatArray = ((at_least + 1.0) / (n + 1.0)).astype(np.float64)
-        tail = scores > self._u
+        tail = single > self._u
         if tail.any():
-            p[tail] = np.maximum(self._gpd_tail(scores[tail]), at_least[tail] / (n + 1.0))
+            beyond = single[tail].astype(np.float64)
+            p[tail] = np.maximum(self._gpd_tail(beyond), at_least[tail] / (n + 1.0))
         return p
 
     def score_at(self, p: float) -> float:
@@ -182,17 +197,24 @@ class ScoreCalibrator:
             return self._u + self._sigma * math.log(ratio)
         return float(self._u + self._sigma / self._xi * (ratio**self._xi - 1.0))
 
-    def learn(self, scores: FloatArray) -> None:
-        """Add scores to the history; refresh the calibration when due."""
+    def learn(self, scores: FloatArray, *, unscheduled: int = 0) -> None:
+        """Add scores to the history; refresh the calibration when due.
+
+        ``unscheduled`` of them do not count towards the refresh schedule (episode openings:
+        the schedule then stays on the rows every other statistic counts).
+        """
         if scores.size == 0:
             return
         self._count += max(0, scores.size - self.window)
-        scores = scores[-self.window :]
-        at = (self._count + np.arange(scores.size)) % self.window
-        self._scores[at] = scores
-        self._count += scores.size
-        self._since_refresh += scores.size
-        if refresh_due(self._since_refresh, self._count, self.refresh_every):
+        kept = scores[-self.window :]
+        first = self._count % self.window
+        split = min(kept.size, self.window - first)
+        self._scores[first : first + split] = kept[:split]
+        self._scores[: kept.size - split] = kept[split:]
+        self._count += kept.size
+        self._scheduled += scores.size - unscheduled
+        self._since_refresh += scores.size - unscheduled
+        if aligned_refresh_due(self._since_refresh, self._scheduled, self.refresh_every):
             self._refresh()
 
     # -- internals ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class CounterRates:
         >>> X = np.array([[0.0, 5.0], [10.0, 4.0], [20.0, 6.0], [30.0, 5.0], [40.0, 5.5],
         ...               [55.0, 6.0], [5.0, 4.0]])
         >>> rates.transform(X, np.arange(7) * 10.0, ("hits_total", "cpu")).tolist()[3:]
-        [[nan, nan], [1.0, 5.5], [1.5, 6.0], [0.5, 4.0]]
+        [[nan, 5.0], [1.0, 5.5], [1.5, 6.0], [0.5, 4.0]]
         >>> rates.counters()
         ['hits_total']
     """
@@ -88,16 +88,12 @@ class CounterRates:
         result = np.full(x.size, np.nan)
         if values.size == 0:
             return result
-        counter = feature.counter
         decided_at = 0  # values before this index are held back (undecided)
-        if counter is None:
-            pending = self.decide_after - feature.seen
-            if values.size < pending:
-                self._watch(feature, values, values.size)
+        if feature.counter is None:
+            decided_at = self._watch(feature, values)
+            if feature.counter is None:
                 return result
-            counter = bool(self._watch(feature, values, pending))
-            decided_at = pending
-        if counter:
+        if feature.counter:
             prev_v = np.concatenate(([feature.last_value], values[:-1]))
             prev_t = np.concatenate(([feature.last_ts], times[:-1]))
             rise = np.where(values >= prev_v, values - prev_v, values)  # a drop is a reset
@@ -113,16 +109,18 @@ class CounterRates:
         feature.last_value, feature.last_ts = float(values[-1]), float(times[-1])
         return result
 
-    def _watch(self, feature: _Feature, values: FloatArray, k: int) -> bool | None:
-        """Take in the first ``k`` values; decide once ``decide_after`` were seen."""
-        seq = np.concatenate(([feature.last_value], values[:k]))
-        steps = np.diff(seq[~np.isnan(seq)])
-        if (steps < 0).any():
+    def _watch(self, feature: _Feature, values: FloatArray) -> int:
+        """Take in values until the feature is decided (its first fall, or ``decide_after``
+        values); returns how many were taken (they stay held back, the deciding one too)."""
+        steps = np.diff(np.concatenate(([feature.last_value], values)))  # NaN: no value before
+        pending = self.decide_after - feature.seen
+        falls = np.flatnonzero(steps < 0)
+        taken = min(values.size, pending, int(falls[0]) + 1 if falls.size else values.size)
+        feature.increases += int(np.count_nonzero(steps[:taken] > 0))
+        feature.seen += taken
+        feature.last_value = float(values[taken - 1])
+        if falls.size and falls[0] < taken:
             feature.counter = False
-        feature.increases += int(np.count_nonzero(steps > 0))
-        feature.seen += k
-        if k:
-            feature.last_value = float(values[k - 1])
-        if feature.counter is None and feature.seen >= self.decide_after:
+        elif feature.seen >= self.decide_after:
             feature.counter = feature.increases * 4 >= self.decide_after
-        return feature.counter if feature.seen >= self.decide_after else None
+        return taken

@@ -27,6 +27,7 @@ class Jumps:
 
     Args:
         window: Recent steps per metric that define their spread.
+        refresh_every: Refresh the spreads at least this often (in learned rows).
 
     Examples:
         >>> jumps = Jumps(window=64)
@@ -38,8 +39,8 @@ class Jumps:
         9.0
     """
 
-    def __init__(self, window: int = 1024) -> None:
-        self._scaler = RobustScaler(window=window)
+    def __init__(self, window: int = 1024, refresh_every: int = 256) -> None:
+        self._scaler = RobustScaler(window=window, refresh_every=refresh_every)
         self._last: dict[str, float] = {}
 
     def nbytes(self) -> int:

@@ -120,6 +120,8 @@ class LevelShifts:
             deviations: Value minus expected value, in the metric's units.
             names: The features.
         """
+        if self._quiet(in_episode):
+            return None
         up, down, back = self._runs(z_eff, z, z_prev, in_episode, signs, names)
         need = self.shift_after
         hit = (up >= need) | (down >= need) | (back >= need)
@@ -153,6 +155,12 @@ class LevelShifts:
         scan: ShiftScan | None,
     ) -> None:
         """Take in rows (the whole run, or up to and including ``scan.row``) and its moves."""
+        if self._quiet(in_episode):  # no run can grow: every counter is 0, nothing to keep
+            self._up.clear()
+            self._down.clear()
+            self._back.clear()
+            self._recent.clear()
+            return
         up, down, back = self._runs(z_eff, z, z_prev, in_episode, signs, names)
         history = self._history(deviations, names)
         keep = self.shift_after - 1
@@ -178,6 +186,11 @@ class LevelShifts:
             else:
                 self.moved[name] = delta
                 self._settling[name] = np.empty(0)
+
+    def _quiet(self, in_episode: BoolArray) -> bool:
+        """Nothing to look for in these rows: no episode, no level to return to or settle.
+        (The common case, answered without a pass over the rows.)"""
+        return not (self.moved or self._settling or in_episode.any())
 
     def _settle_values(self, name: str, deviations: FloatArray) -> FloatArray:
         """The deviations a settling feature has collected, with these rows'."""
