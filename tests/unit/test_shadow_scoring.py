@@ -62,8 +62,6 @@ async def test_labelled_vectors_carry_both_scores_only_while_a_challenger_is_in_
     feed = TrainingFeed(
         publisher,  # type: ignore[arg-type]
         "features",
-        0.0,
-        lambda service: "all",
         shadow_of=lambda group: in_shadow,
         on_shadow=count,
     )
