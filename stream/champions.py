@@ -33,7 +33,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from models.batch import Artifact, RiskArtifact
+from models.batch import RiskArtifact
 from stream.artifacts import ArtifactError, ArtifactStore
 from stream.telemetry import ChampionMetrics
 
@@ -75,8 +75,8 @@ class ChampionWatcher:
         self.store = store
         self._client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
-        self.champions: dict[tuple[str, str], Artifact] = {}
-        self.challengers: dict[tuple[str, str], Artifact] = {}
+        self.champions: dict[tuple[str, str], RiskArtifact] = {}
+        self.challengers: dict[tuple[str, str], RiskArtifact] = {}
         self._metrics = metrics
 
     async def start(self) -> None:
@@ -110,14 +110,13 @@ class ChampionWatcher:
 
     def risk(self, group: str) -> RiskArtifact | None:
         """The risk champion of ``group``, if one is loaded."""
-        artifact = self.champions.get(("risk", group))
-        return artifact if isinstance(artifact, RiskArtifact) else None
+        return self.champions.get(("risk", group))
 
     def shadow(self, group: str) -> tuple[RiskArtifact, RiskArtifact] | None:
         """The risk champion and challenger of ``group`` while a challenger is in shadow."""
         champion = self.risk(group)
         challenger = self.challengers.get(("risk", group))
-        if champion is None or not isinstance(challenger, RiskArtifact):
+        if champion is None or challenger is None:
             return None
         return champion, challenger
 
@@ -154,7 +153,7 @@ class ChampionWatcher:
 
     async def _load(
         self,
-        into: dict[tuple[str, str], Artifact],
+        into: dict[tuple[str, str], RiskArtifact],
         role: str,
         kind: str,
         group: str,
