@@ -1,10 +1,11 @@
 """How long the sidecar takes to retrain on 24 hours of data at 1,000 events/s.
 
-At 1,000 metric events/s a day is 86.4M events. The sidecar sees the 1 % the detectors sample
-(``VIGIL_FEATURE_SAMPLE_RATE``): 864,000 anomaly rows of 5 metrics. Risk rows are one per
-service per minute; at one sample per service every 10 s, 1,000 events/s is 10,000 services,
-14.4M risk vectors a day, so the window holds its cap (``VIGIL_SIDECAR_WINDOW_ROWS``, 1M):
-1,000,000 rows of 13 features (the default risk vector of 5 metrics), 3 % positive.
+At 1,000 metric events/s a day is 86.4M events. The sidecar sees labelled risk vectors, one
+per service per minute; at one sample per service every 10 s, 1,000 events/s is 10,000
+services, 14.4M risk vectors a day, so the window holds its cap
+(``VIGIL_SIDECAR_WINDOW_ROWS``, 1M): 1,000,000 rows of 13 features (the default risk vector
+of 5 metrics), 3 % positive. (Sidecars before this version also held a 1 % sample of the
+metric events, 864,000 rows, and fitted an IsolationForest on them: see docs/sidecar.md.)
 
 The rows go through the sidecar's own :class:`~models.batch.TrainingWindow` and fits; the
 synthetic features carry a precursor signal so the fit has something to find.
@@ -21,10 +22,9 @@ import time
 
 import numpy as np
 
-from models.batch import TrainingWindow, fit_anomaly_model, fit_risk_model
+from models.batch import TrainingWindow, fit_risk_model
 
 DAY_S = 86_400.0
-ANOMALY_ROWS = 864_000
 RISK_ROWS = 1_000_000
 METRICS = ("cpu_p95", "mem_p95", "req_rate", "err_5xx", "latency_p95")
 RISK_FEATURES = (
@@ -37,10 +37,8 @@ RISK_FEATURES = (
 
 
 def fill(window: TrainingWindow, rng: np.random.Generator) -> float:
-    """Both groups' rows into the window, in bulk; returns seconds."""
+    """The risk rows into the window, in bulk; returns seconds."""
     started = time.perf_counter()
-    ts = np.sort(rng.uniform(0, DAY_S, ANOMALY_ROWS))
-    window.extend("anomaly:all", list(METRICS), rng.normal(size=(ANOMALY_ROWS, 5)), ts)
     labels = rng.random(RISK_ROWS) < 0.03
     X = rng.normal(size=(RISK_ROWS, len(RISK_FEATURES)))
     X[:, 0] += 1.5 * labels
@@ -57,15 +55,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     window = TrainingWindow(span_s=DAY_S, max_rows=RISK_ROWS)
     fill_s = fill(window, rng)
-    times: dict[str, list[float]] = {"frame": [], "anomaly": [], "risk": [], "png": []}
+    times: dict[str, list[float]] = {"frame": [], "risk": [], "png": []}
     for _ in range(args.repeats):
         started = time.perf_counter()
-        anomaly = window.frame("anomaly:all")
         risk = window.frame("risk:all").labelled()
         times["frame"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        fit_anomaly_model(anomaly.names, anomaly.X, seed=0, ts_s=anomaly.ts_s)
-        times["anomaly"].append(time.perf_counter() - started)
         started = time.perf_counter()
         model = fit_risk_model(risk.names, risk.X, risk.labels, risk.ts_s, risk.incident_ids)
         times["risk"].append(time.perf_counter() - started)
@@ -73,15 +67,13 @@ def main() -> None:
         model.pr_curve_png()
         model.holdout_timeline_png()
         times["png"].append(time.perf_counter() - started)
-    print(
-        f"window: {window.rows('anomaly:all'):,} anomaly + {window.rows('risk:all'):,} risk rows,"
-    )
+    print(f"window: {window.rows('risk:all'):,} risk rows,")
     print(f"  {window.nbytes() / 2**20:,.0f} MiB, filled in {fill_s:.1f} s")
     for name, values in times.items():
         print(f"{name:>8}: median {statistics.median(values):.2f} s of {values}")
     total = sum(statistics.median(v) for v in times.values())
     print(
-        f"retrain (frame + both fits + figures): {total:.1f} s; holdout PR-AUC "
+        f"retrain (frame + fit + figures): {total:.1f} s; holdout PR-AUC "
         f"{model.metrics['pr_auc']:.3f} at base rate {model.metrics['base_rate']:.3f}"
     )
     print(f"risk artifact: {len(pickle.dumps(model, protocol=5)):,} bytes pickled")

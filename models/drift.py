@@ -2,24 +2,22 @@
 
 :class:`FeatureDrift` compares each feature's recent values to a reference (the training
 window) with a two-sample Kolmogorov-Smirnov test and a normalised Wasserstein distance.
-:class:`ScoreDrift` watches a stream of anomaly scores for a change in their mean (ADWIN).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from river import drift as river_drift
 
 # scipy ships no type information; it is installed with scikit-learn. Wrapped in _ks/_wasserstein.
 from scipy import stats as scipy_stats
 
-__all__ = ["DriftReport", "FeatureDrift", "FeatureDriftResult", "ScoreDrift"]
+__all__ = ["DriftReport", "FeatureDrift", "FeatureDriftResult"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -216,75 +214,3 @@ def _scale(values: FloatArray) -> float:
         if scale > 0 and math.isfinite(scale):
             return scale
     return 1.0
-
-
-class ScoreDrift:
-    """ADWIN over a stream of anomaly scores: a change in their mean is drift.
-
-    ADWIN keeps a window whose two halves never differ in mean by more than a bound set
-    by ``delta``; when a split exceeds it the older part is dropped and drift is reported.
-    It is deterministic. NaN scores are skipped.
-
-    Args:
-        delta: Confidence: smaller, fewer false detections and slower ones.
-        clock: How often (in scores) the window is checked for a split.
-        grace_period: Scores before the first check.
-        min_window_length: Smallest sub-window tested.
-
-    Examples:
-        >>> watch = ScoreDrift()
-        >>> rng = np.random.default_rng(0)
-        >>> watch.update_many(0.40 + 0.05 * rng.standard_normal(1_000))
-        0
-        >>> watch.update_many(0.60 + 0.05 * rng.standard_normal(300)) >= 1
-        True
-        >>> watch.detections >= 1, watch.n
-        (True, 1300)
-    """
-
-    def __init__(
-        self,
-        *,
-        delta: float = 0.002,
-        clock: int = 32,
-        grace_period: int = 10,
-        min_window_length: int = 5,
-    ) -> None:
-        if not 0.0 < delta < 1.0:
-            raise ValueError(f"delta must be in (0, 1), got {delta}")
-        self.delta = delta
-        self.clock = clock
-        self.grace_period = grace_period
-        self.min_window_length = min_window_length
-        self._adwin = river_drift.ADWIN(  # type: ignore[no-untyped-call]  # river: untyped __init__
-            delta=delta,
-            clock=clock,
-            grace_period=grace_period,
-            min_window_length=min_window_length,
-        )
-        self.detections = 0
-        self.n = 0
-
-    def update(self, score: float) -> bool:
-        """One score; True when it completes a detected drift."""
-        if math.isnan(score):
-            return False
-        self.n += 1
-        self._adwin.update(float(score))  # type: ignore[no-untyped-call]  # river: untyped
-        detected = bool(self._adwin.drift_detected)
-        self.detections += detected
-        return detected
-
-    def update_many(self, scores: Iterable[float]) -> int:
-        """Many scores in order; how many drifts they completed."""
-        return sum(self.update(float(score)) for score in scores)
-
-    @property
-    def mean(self) -> float:
-        """The mean score over ADWIN's current window."""
-        return float(self._adwin.estimation)
-
-    @property
-    def width(self) -> int:
-        """How many scores ADWIN's current window holds."""
-        return int(self._adwin.width)

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.batch import AnomalyArtifact, Artifact, RiskArtifact
+from models.batch import Artifact, RiskArtifact
 from models.batch._shared import library_versions
 
 __all__ = ["Artifact", "ArtifactError", "ArtifactStore", "StoredArtifact"]
@@ -165,7 +165,8 @@ class ArtifactStore:
         """Read an artifact back, checked.
 
         Raises:
-            ArtifactError: Missing, damaged, or fitted by another scikit-learn version.
+            ArtifactError: Missing, damaged, fitted by another scikit-learn version, or of a
+                class this version does not have (an older sidecar's anomaly model).
         """
         directory = self.root / kind / group / version
         try:
@@ -183,8 +184,11 @@ class ArtifactStore:
                 f"{kind}/{group}/{version}: fitted with scikit-learn {fitted_with}, "
                 f"running {running}"
             )
-        artifact = pickle.loads(blob)  # our own files, checksum verified
-        if not isinstance(artifact, AnomalyArtifact | RiskArtifact) or artifact.kind != kind:
+        try:
+            artifact = pickle.loads(blob)  # our own files, checksum verified
+        except (ImportError, AttributeError, pickle.UnpicklingError) as exc:
+            raise ArtifactError(f"{kind}/{group}/{version}: cannot be read: {exc}") from exc
+        if not isinstance(artifact, RiskArtifact) or artifact.kind != kind:
             raise ArtifactError(f"{kind}/{group}/{version}: not a {kind} artifact")
         return artifact
 

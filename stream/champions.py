@@ -1,6 +1,6 @@
 """The detector's view of the sidecar's champions: read from ``vigil.models``, loaded live.
 
-The sidecar announces each promotion on the compacted models topic (key ``model/<kind>/
+The sidecar announces each promotion on the compacted models topic (key ``model/risk/
 <group>``, status ``champion``) after writing the artifact where detectors can read it (the
 shared ``VIGIL_ARTIFACT_DIR``). A detector reads that topic from the beginning (no consumer
 group: every detector sees every champion), loads each announced champion, checked (see
@@ -8,11 +8,17 @@ group: every detector sees every champion), loads each announced champion, check
 like any other: the older version becomes the champion again. An artifact that cannot be
 loaded is logged and counted, and the previous champion stays.
 
-A challenger is announced on ``model/<kind>/<group>/challenger`` (status ``challenger``); the
+A challenger is announced on ``model/risk/<group>/challenger`` (status ``challenger``); the
 detector loads it too, and :meth:`ChampionWatcher.shadow` hands it with the champion to the
 training feed, which scores labelled vectors with both (see :mod:`stream.training_feed`):
 the challenger never alerts. When the sidecar has decided, it announces the same key with
 status ``decided`` and the detector drops the challenger.
+
+Only incident-risk models are followed. Sidecars before this version also fitted and
+announced an anomaly model (``model/anomaly/<group>``, an IsolationForest) that no detector
+scored with; measured as one more calibrated channel of the online anomaly model, it did not
+help (docs/sidecar.md), and it is no longer fitted. Those announcements stay on the
+compacted topic until their keys are deleted: they are skipped, their artifacts never read.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from models.batch import Artifact, RiskArtifact
+from models.batch import RiskArtifact
 from stream.artifacts import ArtifactError, ArtifactStore
 from stream.telemetry import ChampionMetrics
 
@@ -36,8 +42,12 @@ __all__ = ["ChampionWatcher"]
 log = structlog.get_logger(__name__)
 
 
+FOLLOWED = ("risk",)
+"""The kinds of model a detector loads (an older sidecar's ``anomaly`` ones are skipped)."""
+
+
 class ChampionWatcher:
-    """Keeps the newest announced champion of each kind and model group.
+    """Keeps the newest announced risk champion (and challenger) of each model group.
 
     Args:
         bootstrap_servers: Kafka bootstrap servers.
@@ -65,8 +75,8 @@ class ChampionWatcher:
         self.store = store
         self._client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
-        self.champions: dict[tuple[str, str], Artifact] = {}
-        self.challengers: dict[tuple[str, str], Artifact] = {}
+        self.champions: dict[tuple[str, str], RiskArtifact] = {}
+        self.challengers: dict[tuple[str, str], RiskArtifact] = {}
         self._metrics = metrics
 
     async def start(self) -> None:
@@ -100,14 +110,13 @@ class ChampionWatcher:
 
     def risk(self, group: str) -> RiskArtifact | None:
         """The risk champion of ``group``, if one is loaded."""
-        artifact = self.champions.get(("risk", group))
-        return artifact if isinstance(artifact, RiskArtifact) else None
+        return self.champions.get(("risk", group))
 
     def shadow(self, group: str) -> tuple[RiskArtifact, RiskArtifact] | None:
         """The risk champion and challenger of ``group`` while a challenger is in shadow."""
         champion = self.risk(group)
         challenger = self.challengers.get(("risk", group))
-        if champion is None or not isinstance(challenger, RiskArtifact):
+        if champion is None or challenger is None:
             return None
         return champion, challenger
 
@@ -131,6 +140,8 @@ class ChampionWatcher:
         if len(parts) < 3 or parts[0] != "model":
             return 0  # snapshot pointers
         kind, group, version = parts[1], parts[2], str(message.get("version"))
+        if kind not in FOLLOWED:
+            return 0  # an older sidecar's anomaly model: never loaded
         if len(parts) == 4 and parts[3] == "challenger":
             if message.get("status") != "challenger":
                 self.challengers.pop((kind, group), None)  # decided: out of the shadow
@@ -141,7 +152,12 @@ class ChampionWatcher:
         return await self._load(self.champions, "champion", kind, group, version)
 
     async def _load(
-        self, into: dict[tuple[str, str], Artifact], role: str, kind: str, group: str, version: str
+        self,
+        into: dict[tuple[str, str], RiskArtifact],
+        role: str,
+        kind: str,
+        group: str,
+        version: str,
     ) -> int:
         current = into.get((kind, group))
         if current is not None and current.version == version:

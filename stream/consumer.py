@@ -30,7 +30,7 @@ from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpServer, ScoreResult, create_app
-from stream.incident_risk import group_function, risk_pipeline
+from stream.incident_risk import risk_pipeline
 from stream.kafka_options import kafka_options
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
@@ -149,8 +149,6 @@ class Detector:
         self.training = TrainingFeed(
             self._publisher,
             settings.topic_features,
-            settings.feature_sample_rate,
-            group_function(settings.incident_group_pattern),
             on_failure=self.metrics.training_send_failures.inc,
             shadow_of=self.champions.shadow,
             on_shadow=self._shadow_scored,
@@ -491,7 +489,6 @@ class Detector:
             log.exception("batch_failed", size=len(events))
             return pending + await self._handle_one_by_one(events, sources), scored
         self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
-        self.training.metric_batch(events, outcome)
         pending.extend(await self._publish(outcome, sources))
         pending.extend(await self._risk(events, outcome, sources))
         return pending, scored

@@ -319,13 +319,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds between snapshots of a partition's state."
     )
     snapshot_keep: int = Field(3, ge=1, le=1000, description="Snapshots kept per partition.")
-    # Training data and the sidecar
-    feature_sample_rate: float = Field(
-        0.01,
-        ge=0,
-        le=1,
-        description="Share of scored metric events published to the features topic (0: none).",
-    )
+    # The sidecar
     artifact_dir: str = Field(
         ".vigil/artifacts", min_length=1, description="Where the sidecar keeps model artifacts."
     )

@@ -1,13 +1,12 @@
 """``vigil sidecar``: batch retraining, champion/challenger, drift, next to the detectors.
 
-The sidecar reads the feature rows detectors publish (see :mod:`stream.training_feed`) into a
-bounded rolling :class:`~models.batch.TrainingWindow` per kind and model group
-(``anomaly:<group>``, ``risk:<group>``), and:
+The sidecar reads the labelled incident-risk vectors detectors publish (see
+:mod:`stream.training_feed`) into a bounded rolling :class:`~models.batch.TrainingWindow` per
+model group (``risk:<group>``), and:
 
 - **retrains** every ``VIGIL_SIDECAR_RETRAIN_S`` (1 h), on demand (``POST /retrain``,
-  ``vigil sidecar --once``) and early on drift: an IsolationForest per group on the anomaly
-  rows, a balanced logistic regression per group on the labelled risk rows, tuned and
-  evaluated on a time-ordered holdout (:mod:`models.batch`);
+  ``vigil sidecar --once``) and early on drift: a balanced logistic regression per group,
+  tuned and evaluated on a time-ordered holdout (:mod:`models.batch`);
 - **decides** champion or challenger. The first model of a group is promoted (there is no
   champion to beat). A later risk model is a *challenger*: announced to the detectors (key
   ``model/risk/<group>/challenger``), which score every labelled vector with both it and the
@@ -18,14 +17,18 @@ bounded rolling :class:`~models.batch.TrainingWindow` per kind and model group
   champion's by ``VIGIL_SIDECAR_MARGIN`` on them; otherwise it is recorded as rejected. A
   newer challenger supersedes one still in shadow. With ``VIGIL_SIDECAR_DECISION=holdout`` it
   is decided at once on its holdout instead (the most recent labelled rows, which neither
-  model saw). Anomaly rows carry no labels, so an anomaly
-  challenger replaces the champion only when there is none or the champion's features
-  drifted; otherwise it is kept as rejected. Every artifact is written with its metadata,
-  figures and decision (:mod:`stream.artifacts`), and every decision is published on the
-  compacted models topic (key ``model/<kind>/<group>``, ``.../rejected``, ``.../challenger``);
+  model saw). Every artifact is written with its metadata, figures and decision
+  (:mod:`stream.artifacts`), and every decision is published on the compacted models topic
+  (key ``model/risk/<group>``, ``.../rejected``, ``.../challenger``);
 - **watches drift**: the features of recent rows against a sample of the champion's training
   rows, kept with the champion so a restarted sidecar goes on (KS and Wasserstein, every
-  ``VIGIL_SIDECAR_DRIFT_CHECK_S``), and the anomaly-score stream (ADWIN).
+  ``VIGIL_SIDECAR_DRIFT_CHECK_S``).
+
+There is no batch anomaly model. Sidecars before this version fitted an IsolationForest on a
+1 % sample of scored metric events that no detector scored with; as one more calibrated
+channel of the online anomaly model it did not help (``benchmarks/batch_channel.py``,
+docs/sidecar.md). Rows of other kinds (an older detector's ``anomaly`` rows) are skipped,
+and the artifacts and announcements an older sidecar left are left alone and never used.
 
 Detectors pick announced champions up live (:mod:`stream.champions`); with
 ``VIGIL_INCIDENT_SCORER=champion`` a group's risk champion decides its alerts.
@@ -37,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,10 +57,9 @@ from models.batch import (
     TrainingWindow,
     WindowFrame,
     compare,
-    fit_anomaly_model,
     fit_risk_model,
 )
-from models.drift import FeatureDrift, ScoreDrift
+from models.drift import FeatureDrift
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
 from stream.consumer import features_topic_spec
@@ -71,7 +73,8 @@ __all__ = ["Sidecar", "SidecarMetrics", "run_sidecar"]
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("anomaly", "risk")
+KINDS = ("risk",)
+"""The kinds of model the sidecar fits (an older detector's ``anomaly`` rows are skipped)."""
 _RECENT_ROWS = 2000  # rows compared with the champion's training rows for feature drift
 _MIN_ROWS = 200  # a group needs this many rows to be fitted
 _REFERENCE_ROWS = 5000  # training rows kept with a champion as its drift reference
@@ -94,7 +97,7 @@ class SidecarMetrics:
         )
         self.retrains = Counter(
             "vigil_sidecar_retrains_total",
-            "Models fitted, by why (schedule, manual, feature_drift, score_drift).",
+            "Models fitted, by why (schedule, manual, feature_drift).",
             ["kind", "reason"],
             registry=registry,
         )
@@ -114,8 +117,8 @@ class SidecarMetrics:
         )
         self.drift = Counter(
             "vigil_sidecar_drift_total",
-            "Drift detected: feature distributions against the champion's training rows, or "
-            "the anomaly-score stream (ADWIN).",
+            "Drift detected: feature distributions against the champion's training rows "
+            "(signal features).",
             ["kind", "signal"],
             registry=registry,
         )
@@ -138,8 +141,7 @@ class SidecarMetrics:
             self.drifted.labels(kind=kind)
             for status in ("champion", "rejected", "challenger"):
                 self.decisions.labels(kind=kind, status=status)
-            for signal in ("features", "scores"):
-                self.drift.labels(kind=kind, signal=signal)
+            self.drift.labels(kind=kind, signal="features")
 
 
 @dataclass
@@ -147,7 +149,6 @@ class _Group:
     """What the sidecar knows of one kind and group beyond its window."""
 
     drift: FeatureDrift | None = None
-    scores: ScoreDrift = field(default_factory=ScoreDrift)
     last_report: dict[str, Any] | None = None
     last_decision: dict[str, Any] | None = None
     shadow: ShadowTally | None = None
@@ -231,6 +232,8 @@ class Sidecar:
         challenger still in shadow (its evidence comes back as the features topic's
         retained rows are read again)."""
         for kind, group in self.store.groups():
+            if kind not in KINDS:
+                continue  # an older sidecar's anomaly models: left on disk, never used
             champion = self.store.champion_version(kind, group)
             if champion is None:
                 continue
@@ -239,7 +242,7 @@ class Sidecar:
             if reference is not None:
                 state.drift = FeatureDrift(*reference)
             challenger = self.store.challenger_version(kind, group)
-            if kind == "risk" and challenger is not None:
+            if challenger is not None:
                 state.shadow = ShadowTally(kind, champion, challenger, time.time())
             log.info(
                 "sidecar_restored",
@@ -322,7 +325,7 @@ class Sidecar:
             for row in rows:
                 kind = row["k"]
                 if kind not in KINDS:
-                    continue
+                    continue  # an older detector's anomaly rows
                 key = f"{kind}:{row['g']}"
                 features = {n: (np.nan if v is None else float(v)) for n, v in row["f"].items()}
                 label = row.get("y")
@@ -335,11 +338,6 @@ class Sidecar:
                 )
                 if "sh" in row:
                     self._shadow_row(key, row)
-                score = row.get("score")
-                if score is not None and self._group(key).scores.update(float(score)):
-                    self.metrics.drift.labels(kind=kind, signal="scores").inc()
-                    log.info("score_drift_detected", group=key)
-                    self.request_retrain("score_drift")
                 self.metrics.rows.labels(kind=kind).inc()
                 count += 1
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -396,7 +394,7 @@ class Sidecar:
             kind, group = key.split(":", 1)
             started = time.perf_counter()
             try:
-                fitted = await asyncio.to_thread(self._fit, key, kind)
+                fitted = await asyncio.to_thread(self._fit, key)
             except InsufficientDataError as exc:
                 log.info("retrain_skipped", group=key, reason=str(exc))
                 continue
@@ -418,14 +416,10 @@ class Sidecar:
         await self._announce(model.kind, group, decision)
         return decision
 
-    def _fit(self, key: str, kind: str) -> tuple[Artifact, WindowFrame] | None:
-        frame = self.window.frame(key)
-        if kind == "risk":
-            frame = frame.labelled()
+    def _fit(self, key: str) -> tuple[Artifact, WindowFrame] | None:
+        frame = self.window.frame(key).labelled()
         if len(frame.ts_s) < _MIN_ROWS:
             return None
-        if kind == "anomaly":
-            return fit_anomaly_model(frame.names, frame.X, seed=0, ts_s=frame.ts_s), frame
         settings = self.settings
         # A champion is a per-vector model tuned on a holdout of labelled vectors, with no
         # per-service series to count episodes over: under episode_budget it keeps to the
@@ -455,30 +449,21 @@ class Sidecar:
             log.warning("champion_unusable", kind=kind, group=group, error=str(exc))
             champion = None
         state = self._group(f"{kind}:{group}")
-        status: str
-        if kind == "risk":
-            result = compare(
-                champion,
-                challenger,
-                frame.names,
-                frame.X,
-                frame.labels,
-                margin=self.settings.sidecar_margin,
-                ts_s=frame.ts_s,
-            )
-            detail = result.as_dict()
-            if champion is None or self.settings.sidecar_decision == "holdout":
-                status = "champion" if result.promote else "rejected"
-                why = str(result.reason)
-            else:  # to the detectors, to be scored in shadow; decided by settle_shadows
-                status, why = "challenger", "in_shadow"
-        else:
-            promote = champion is None or reason == "feature_drift"
-            why = "no_champion" if champion is None else reason
-            if not promote:
-                why = "no_labels"
-            status = "champion" if promote else "rejected"
-            detail = {"reason": why}
+        result = compare(
+            champion,
+            challenger,
+            frame.names,
+            frame.X,
+            frame.labels,
+            margin=self.settings.sidecar_margin,
+            ts_s=frame.ts_s,
+        )
+        detail = result.as_dict()
+        if champion is None or self.settings.sidecar_decision == "holdout":
+            status = "champion" if result.promote else "rejected"
+            why = str(result.reason)
+        else:  # to the detectors, to be scored in shadow; decided by settle_shadows
+            status, why = "challenger", "in_shadow"
         decision = _decision(
             kind,
             group,
@@ -631,7 +616,6 @@ class Sidecar:
                 "in_shadow": None if state.shadow is None else state.shadow.as_dict(),
                 "last_decision": state.last_decision,
                 "feature_drift": state.last_report,
-                "score_drift_detections": state.scores.detections,
             }
         return {"groups": out, "artifact_dir": str(self.store.root)}
 

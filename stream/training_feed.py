@@ -1,18 +1,18 @@
-"""The detector's side of batch retraining: what it scored, published for the sidecar.
+"""The detector's side of batch retraining: labelled risk vectors, published for the sidecar.
 
-Two kinds of rows go to the features topic (``VIGIL_TOPIC_FEATURES``), a batch of rows per
-message:
-
-- ``anomaly``: a random sample (``VIGIL_FEATURE_SAMPLE_RATE``, 1 % by default) of the metric
-  events scored, with their metrics and anomaly score (null while warming up);
-- ``risk``: every incident-risk vector once its label is known, with the label, the incident
-  that made it positive and the online model's prediction; while the sidecar has a
-  challenger in shadow for the group, also the probabilities the champion and the challenger
-  give it (``sh``, by version: the shadow scores the sidecar decides on).
+Rows go to the features topic (``VIGIL_TOPIC_FEATURES``), a batch of rows per message: every
+incident-risk vector once its label is known (kind ``risk``), with the label, the incident
+that made it positive and the online model's prediction; while the sidecar has a challenger
+in shadow for the group, also the probabilities the champion and the challenger give it
+(``sh``, by version: the shadow scores the sidecar decides on).
 
 Row fields: ``k`` kind, ``g`` model group, ``s`` service, ``t`` event time (epoch seconds),
-``f`` features, ``score``, ``y`` label, ``i`` incident id, ``p`` the online probability,
-``sh`` shadow scores.
+``f`` features, ``y`` label, ``i`` incident id, ``p`` the online probability, ``sh`` shadow
+scores.
+
+Detectors before this version also published a 1 % sample of scored metric events (kind
+``anomaly``) to train the sidecar's IsolationForest; that model did not help the online one
+(docs/sidecar.md) and is gone, and so are those rows (a sidecar skips any it still reads).
 
 Shadow scores are computed when the label arrives, from the features the vector had when it
 was built: batch models are frozen, so that is the score either model would have given then,
@@ -23,7 +23,7 @@ send that fails is logged and counted, never retried, and never holds up a commi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,9 +32,7 @@ import structlog
 
 from models.batch import RiskArtifact
 from models.incident import LabelledVector
-from stream.pipeline import BatchOutcome
 from stream.publisher import Publisher
-from stream.schemas import MetricSample
 
 __all__ = ["ShadowModels", "ShadowOutcome", "TrainingFeed"]
 
@@ -56,10 +54,7 @@ class TrainingFeed:
     Args:
         publisher: The detector's producer.
         topic: The features topic.
-        sample_rate: Share of metric events published.
-        group_of: The model group of a service.
         on_failure: Told of each failed send (a counter).
-        seed: Seeds the sampling.
         shadow_of: A group's champion and challenger in shadow (None: no shadow scoring).
         on_shadow: Told how the shadow scores fared (metrics).
     """
@@ -68,42 +63,17 @@ class TrainingFeed:
         self,
         publisher: Publisher,
         topic: str,
-        sample_rate: float,
-        group_of: Callable[[str], str],
         on_failure: Callable[[], None] = lambda: None,
-        seed: int = 0,
         shadow_of: ShadowModels | None = None,
         on_shadow: ShadowOutcome | None = None,
     ) -> None:
         self._publisher = publisher
         self._topic = topic
-        self._rate = sample_rate
-        self._group_of = group_of
         self._on_failure = on_failure
-        self._rng = np.random.default_rng(seed)
         self._rows: list[dict[str, Any]] = []
         self.shadow_of = shadow_of
         self._on_shadow = on_shadow
         self._labelled: dict[str, list[tuple[dict[str, Any], Mapping[str, float]]]] = {}
-
-    def metric_batch(self, events: Sequence[MetricSample], outcome: BatchOutcome) -> None:
-        """Sample a scored metric batch."""
-        if self._rate <= 0 or not events:
-            return
-        picked = np.flatnonzero(self._rng.random(len(events)) < self._rate).tolist()
-        for i in picked:
-            event = events[i]
-            score = None if outcome.warming_up[i] else float(outcome.scores[i])
-            self._rows.append(
-                {
-                    "k": "anomaly",
-                    "g": self._group_of(event.service),
-                    "s": event.service,
-                    "t": event.ts.timestamp(),
-                    "f": dict(event.metrics),
-                    "score": score,
-                }
-            )
 
     def labelled(self, group: str, item: LabelledVector) -> None:
         """An incident-risk vector whose label became known."""

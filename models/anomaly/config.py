@@ -95,7 +95,8 @@ class AnomalyConfig:
         max_withheld: Samples of one open episode withheld from learning, at most: a state
             that lasts longer is learned (it becomes the new normal).
         shift_after: Samples of an episode in which a metric stays at least ``min_effect``
-            robust sds off, on one side, before its baseline moves there (a level shift).
+            robust sds off, on one side, before its baseline moves there (a level shift); 0
+            turns level shifts off.
         min_effect: An alert needs a metric at least this many robust sds from its expected
             value (rarity alone is not enough: a flat gauge's float jitter is rare).
         scaler_window: Recent values per feature that define the robust baseline.
@@ -138,8 +139,8 @@ class AnomalyConfig:
     def __post_init__(self) -> None:
         if self.budget_per_day <= 0:
             raise ValueError("budget_per_day must be positive")
-        if self.resolve_after < 1 or self.shift_after < 1 or self.max_withheld < 0:
-            raise ValueError("resolve_after and shift_after must be at least 1")
+        if self.resolve_after < 1 or self.shift_after < 0 or self.max_withheld < 0:
+            raise ValueError("resolve_after must be at least 1, shift_after at least 0")
         for rule in self.services:
             if rule.budget_per_day <= 0:
                 raise ValueError(f"budget_per_day of {rule.service!r} must be positive")

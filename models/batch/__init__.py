@@ -1,14 +1,13 @@
 """Batch models for the sidecar: training window, fits, champion/challenger (pure).
 
-:class:`TrainingWindow` keeps the recent feature vectors the detectors scored (and their
-labels); :func:`fit_anomaly_model` and :func:`fit_risk_model` fit versioned, picklable
-artifacts from them (the risk model evaluated and tuned on a time-ordered holdout);
+:class:`TrainingWindow` keeps the recent labelled incident-risk vectors the detectors
+published; :func:`fit_risk_model` fits versioned, picklable artifacts from them, evaluated
+and tuned on a time-ordered holdout;
 :func:`compare` decides whether a challenger replaces the champion, on the sidecar's holdout
 or (:class:`ShadowTally`) on the detectors' shadow scores of live labelled vectors.
 """
 
 from models.batch._shared import InsufficientDataError
-from models.batch.anomaly import AnomalyArtifact, fit_anomaly_model
 from models.batch.compare import Artifact, Comparison, Evidence, Reason, compare, compare_scores
 from models.batch.risk import RiskArtifact, fit_risk_model
 from models.batch.shadow import ShadowTally
@@ -16,7 +15,6 @@ from models.batch.tuning import incident_best, tune_thresholds
 from models.batch.window import TrainingWindow, WindowFrame
 
 __all__ = [
-    "AnomalyArtifact",
     "Artifact",
     "Comparison",
     "Evidence",
@@ -28,7 +26,6 @@ __all__ = [
     "WindowFrame",
     "compare",
     "compare_scores",
-    "fit_anomaly_model",
     "fit_risk_model",
     "incident_best",
     "tune_thresholds",

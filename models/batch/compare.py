@@ -11,13 +11,13 @@ import numpy.typing as npt
 from sklearn.metrics import average_precision_score
 
 from models.batch._shared import align
-from models.batch.anomaly import AnomalyArtifact
 from models.batch.risk import RiskArtifact
 
 __all__ = ["Artifact", "Comparison", "Evidence", "Reason", "compare", "compare_scores"]
 
-Artifact = AnomalyArtifact | RiskArtifact
-"""Anything :func:`compare` compares: both score rows by ``score(X, names)``."""
+Artifact = RiskArtifact
+"""What the sidecar fits and :func:`compare` compares (rows scored by ``score(X, names)``).
+The batch anomaly model that was the other kind is gone (docs/sidecar.md)."""
 
 Reason = Literal["no_champion", "better", "not_better", "no_labels", "no_positives"]
 """Why a challenger was (not) promoted: there was no champion; it beat the champion by the
@@ -38,7 +38,7 @@ class Comparison:
         promote: Whether the challenger should replace the champion.
         reason: See :data:`Reason`.
         detail: One human sentence.
-        kind: ``risk`` or ``anomaly``.
+        kind: ``risk``.
         champion_version: None when there was no champion.
         challenger_version: The challenger's version.
         champion_pr_auc: The champion's PR-AUC on the rows (None when not computed).
@@ -85,9 +85,8 @@ def compare(
 ) -> Comparison:
     """Score both models on the same labelled rows; promote only a clear winner.
 
-    Both are scored by PR-AUC (average precision) over the rows with a label (NaN labels are
-    left out): incident-risk models by their probabilities, anomaly models by their scores
-    against the same labels. The challenger is promoted when there is no champion, or when
+    Both are scored by PR-AUC (average precision) of their probabilities over the rows with a
+    label (NaN labels are left out). The challenger is promoted when there is no champion, or when
     its PR-AUC is at least ``margin`` above the champion's. Rows without labels, or without
     a positive, cannot compare the two: the champion stays. ``X``'s columns are ``names``;
     each model picks its own features from them (a missing one is imputed).
@@ -96,7 +95,7 @@ def compare(
     fitted on would flatter it; its holdout is fair, since PR-AUC ignores its threshold).
 
     Raises:
-        ValueError: The two are of different kinds, or ``margin`` is negative.
+        ValueError: ``margin`` is negative.
 
     Examples:
         >>> from models.batch.risk import _example
@@ -115,8 +114,6 @@ def compare(
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    if champion is not None and champion.kind != challenger.kind:
-        raise ValueError(f"cannot compare a {champion.kind} champion to a {challenger.kind}")
     given = np.asarray(labels, np.float64).ravel()
     keep = ~np.isnan(given)
     if ts_s is not None and challenger.train_range is not None:

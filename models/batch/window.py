@@ -152,8 +152,8 @@ class TrainingWindow:
     Rows of one feature-name set are stored together as a float32 matrix that grows in
     chunks, with their event times, labels (-1/0/1 as int8) and incident ids (interned as
     int32 codes), so a row costs ``4 d + 21`` bytes, not a dict. Rows may arrive out of
-    time order (a vector is published once its label is known, minutes after unlabelled
-    anomaly rows).
+    time order (a vector is published once its label is known, and labels come minutes
+    late, sooner for some vectors than for others).
 
     Bounds, per group: rows older than the group's newest event time minus ``span_s`` are
     dropped, and past ``max_rows`` the oldest rows (by event time, then arrival) go first.

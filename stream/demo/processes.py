@@ -176,8 +176,8 @@ def sidecar_models(described: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
     Examples:
         >>> sidecar_models({"groups": {"risk:all": {"champion": "risk-all-3",
-        ...     "last_decision": {"status": "promoted"}}, "anomaly:all": {"champion": None}}})
-        [('anomaly:all', '', '-'), ('risk:all', 'risk-all-3', 'promoted')]
+        ...     "last_decision": {"status": "promoted"}}, "risk:db": {"champion": None}}})
+        [('risk:all', 'risk-all-3', 'promoted'), ('risk:db', '', '-')]
     """
     groups = described.get("groups")
     if not isinstance(groups, dict):

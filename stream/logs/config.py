@@ -29,6 +29,9 @@ def default_window_anomaly_config() -> AnomalyConfig:
         window_size=50,
         warmup_events=100,
         calibration_window=2880,
+        # No level shifts: a window's counts fall to 0 when a service goes quiet, and a quiet
+        # service is a problem until it speaks again, never a new normal after 5 windows.
+        shift_after=0,
         scaler_window=512,
     )
 

@@ -76,7 +76,6 @@ OVERRIDES: dict[str, Any] = {
     "warmup_events": 0,
     "incident_risk": False,
     "snapshots": False,
-    "feature_sample_rate": 0.0,
     "max_batch": MAX_BATCH,
 }
 

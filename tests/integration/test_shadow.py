@@ -46,7 +46,6 @@ async def test_challengers_are_scored_in_shadow_and_decided_on_it(
     settings = test_settings.model_copy(
         update={
             "incident_scorer": "champion",
-            "feature_sample_rate": 0.0,
             "sidecar_window_s": 10 * DAY,
             "sidecar_retrain_s": 10**6,
             "sidecar_drift_check_s": 10**6,

@@ -2,10 +2,11 @@
 
 Feature rows are published as detectors publish them, and challengers are decided at once on
 the sidecar's holdout (``tests/integration/test_shadow.py`` decides them in shadow). Phase A:
-a risk signal on ``x1`` and plain anomaly features: the first models become champions. Phase
-B: labels with no relation to the features: the challenger is no better, and is rejected.
-Phase C, two days later: the signal moved to ``x2`` and the anomaly features shifted: feature
-drift asks for a retrain, and the new models are promoted.
+a risk signal on ``x1``, after the sampled metric rows an older detector still sends (kind
+``anomaly``): those are skipped, and the first risk model becomes the champion, the only
+model fitted. Phase B: labels with no relation to the features: the challenger is no better,
+and is rejected. Phase C, two days later: the signal moved from ``x1`` to ``x2``: feature
+drift flags exactly those two, asks for a retrain, and the new model is promoted.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _risk_rows(start_s: float, days: float, signal: str, seed: int, *, noise: bo
     return rows
 
 
-def _anomaly_rows(start_s: float, days: float, shift: float, seed: int):  # type: ignore[no-untyped-def]
+def _anomaly_rows(start_s: float, days: float, seed: int):  # type: ignore[no-untyped-def]
+    """Sampled metric rows as detectors before this version published them."""
     rng = np.random.default_rng(seed)
     n = int(days * 1440)
     return [
@@ -64,7 +66,7 @@ def _anomaly_rows(start_s: float, days: float, shift: float, seed: int):  # type
             "g": "all",
             "s": SERVICES[i % len(SERVICES)],
             "t": start_s + 60.0 * i,
-            "f": {"cpu": float(rng.normal(50 + shift * 10, 10)), "mem": float(rng.normal(0, 1))},
+            "f": {"cpu": float(rng.normal(50, 10)), "mem": float(rng.normal(0, 1))},
             "score": float(rng.random()),
         }
         for i in range(n)
@@ -124,12 +126,15 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
         pytest.fail(f"the detector did not switch to {version}")
 
     try:
-        # A: the first models are champions (there is none to beat).
+        # A: an older detector's anomaly rows are skipped (published first, on the one
+        # partition: read before the risk rows); the first risk model is the champion.
+        await _publish(settings, _anomaly_rows(t0, 2, seed=2))
         sent = await _publish(settings, _risk_rows(t0, 2, "x1", seed=1))
-        sent += await _publish(settings, _anomaly_rows(t0, 2, 0.0, seed=2))
         await _read(sidecar, sent)
+        assert sidecar.window.groups() == ["risk:all"]
         first = _by_kind(await sidecar.retrain("manual"))
-        assert first["risk"]["status"] == first["anomaly"]["status"] == "champion"
+        assert list(first) == ["risk"]
+        assert first["risk"]["status"] == "champion"
         assert first["risk"]["reason"] == "no_champion"
         champion = first["risk"]["version"]
         stored = sidecar.store.root / "risk" / "all" / str(champion)
@@ -143,7 +148,7 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
             assert (stored / name).is_file(), name
         metadata = orjson.loads((stored / "metadata.json").read_bytes())
         assert metadata["metrics"]["pr_auc"] > 3 * metadata["metrics"]["base_rate"]
-        assert sidecar.check_drift()["anomaly:all"]["drifted"] is False
+        assert sidecar.check_drift()["risk:all"]["drifted"] is False
         await follows(champion)  # the running detector picked the champion up
 
         # B: labels unrelated to the features: the challenger does not beat the champion.
@@ -151,21 +156,20 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
         await _read(sidecar, sent)
         second = _by_kind(await sidecar.retrain("manual"))
         assert second["risk"]["status"] == "rejected"
-        assert second["anomaly"]["status"] == "rejected"  # no labels, no drift: kept as is
         assert sidecar.store.champion_version("risk", "all") == champion
 
-        # C: two days on, the signal moved to x2 and the anomaly features shifted.
+        # C: two days on, the signal moved from x1 to x2: a share of rows left x1's tail
+        # and entered x2's, x3 is as it was.
         sent = await _publish(settings, _risk_rows(t0 + 3 * DAY, 2, "x2", seed=4))
-        sent += await _publish(settings, _anomaly_rows(t0 + 3 * DAY, 2, 3.0, seed=5))
         await _read(sidecar, sent)
         reports = sidecar.check_drift()
-        assert reports["anomaly:all"]["drifted"] is True
-        drifted = [f["name"] for f in reports["anomaly:all"]["features"] if f["drifted"]]
-        assert drifted == ["cpu"]
+        assert reports["risk:all"]["drifted"] is True
+        drifted = [f["name"] for f in reports["risk:all"]["features"] if f["drifted"]]
+        assert drifted == ["x1", "x2"]
         await sidecar.step(timeout_s=0.1)  # the drift asked for a retrain: done at this step
         assert (
             sidecar.registry.get_sample_value(
-                "vigil_sidecar_retrains_total", {"kind": "anomaly", "reason": "feature_drift"}
+                "vigil_sidecar_retrains_total", {"kind": "risk", "reason": "feature_drift"}
             )
             == 1.0
         )
@@ -195,3 +199,4 @@ async def test_retrain_reject_a_worse_challenger_promote_a_better_one_on_drift(
     assert (b"model/risk/all", "champion") in announced
     assert (b"model/risk/all/rejected", "rejected") in announced
     assert sum(1 for key, status in announced if key == b"model/risk/all") == 3
+    assert not [key for key, _ in announced if key.startswith(b"model/anomaly")]

@@ -1,5 +1,5 @@
-"""Batch models: training window bounds, risk holdout and thresholds, anomaly forest,
-champion/challenger, pickle round trips."""
+"""Batch models: training window bounds, risk holdout and thresholds, champion/challenger,
+pickle round trips."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from models.batch import (
     RiskArtifact,
     TrainingWindow,
     compare,
-    fit_anomaly_model,
     fit_risk_model,
 )
 
@@ -178,41 +177,16 @@ def test_pr_curve_png(risk: RiskArtifact) -> None:
     assert len(png) > 5_000
 
 
-# --------------------------------------------------------------------------- anomaly model
-
-
-def test_anomaly_model_threshold_alert_rate_and_outliers() -> None:
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(5_000, 3))
-    X[rng.random(5_000) < 0.05, 2] = np.nan
-    model = fit_anomaly_model(["a", "b", "c"], X, seed=0, alert_rate=0.01)
-    scores = model.score(X)
-    assert np.all(np.isfinite(scores))
-    assert np.all((scores > 0) & (scores <= 1))
-    assert np.mean(scores >= model.threshold) == pytest.approx(0.01, abs=0.001)
-    assert np.all(model.score(np.full((5, 3), 5.0)) >= model.threshold)
-    assert model.medians[2] == pytest.approx(np.nanmedian(X[:, 2]))
-    float_rate = fit_anomaly_model(["a", "b", "c"], X, seed=0, contamination=0.05)
-    assert float_rate.alert_rate == 0.05
-    assert np.mean(float_rate.alerts(X)) == pytest.approx(0.05, abs=0.002)
-    with pytest.raises(InsufficientDataError):
-        fit_anomaly_model(["a"], np.zeros((3, 1)), seed=0)
-
-
 # --------------------------------------------------------------------------- pickle
 
 
 def test_artifacts_pickle_with_identical_predictions(risk, data) -> None:
-    X, _, ts_s, _ = data
-    anomaly = fit_anomaly_model(NAMES, X[:2_000], seed=4, ts_s=ts_s[:2_000])
-    for artifact in (risk, anomaly):
-        restored = pickle.loads(pickle.dumps(artifact))
-        assert restored.version == artifact.version
-        assert restored.metadata() == artifact.metadata()
-        np.testing.assert_array_equal(restored.score(X), artifact.score(X))
-    np.testing.assert_array_equal(
-        pickle.loads(pickle.dumps(risk)).predict_proba(X), risk.predict_proba(X)
-    )
+    X, _, _, _ = data
+    restored = pickle.loads(pickle.dumps(risk))
+    assert restored.version == risk.version
+    assert restored.metadata() == risk.metadata()
+    np.testing.assert_array_equal(restored.score(X), risk.score(X))
+    np.testing.assert_array_equal(restored.predict_proba(X), risk.predict_proba(X))
 
 
 # --------------------------------------------------------------------------- champion/challenger
@@ -244,17 +218,16 @@ def test_a_worse_challenger_is_rejected_and_a_better_one_promoted(risk, data) ->
 
 def test_compare_without_labels_or_positives_keeps_the_champion(risk, data) -> None:
     X, labels, _, _ = data
-    anomaly = fit_anomaly_model(NAMES, X[:2_000], seed=0)
     unlabelled = np.full(labels.size, np.nan)
-    assert compare(anomaly, anomaly, NAMES, X, unlabelled).reason == "no_labels"
+    assert compare(risk, risk, NAMES, X, unlabelled).reason == "no_labels"
     assert compare(risk, risk, NAMES, X, np.zeros(labels.size)).reason == "no_positives"
-    first = compare(None, anomaly, NAMES, X, unlabelled)
+    first = compare(None, risk, NAMES, X, unlabelled)
     assert (first.promote, first.reason, first.challenger_pr_auc) == (True, "no_champion", None)
-    scored = compare(anomaly, anomaly, NAMES, X, labels)
+    scored = compare(risk, risk, NAMES, X, labels)
     assert scored.reason == "not_better"
     assert scored.champion_pr_auc is not None
-    with pytest.raises(ValueError, match="cannot compare"):
-        compare(anomaly, risk, NAMES, X, labels)
+    with pytest.raises(ValueError, match="margin"):
+        compare(risk, risk, NAMES, X, labels, margin=-0.1)
 
 
 def test_compare_aligns_features_by_name(risk, data) -> None:

@@ -62,8 +62,6 @@ async def test_labelled_vectors_carry_both_scores_only_while_a_challenger_is_in_
     feed = TrainingFeed(
         publisher,  # type: ignore[arg-type]
         "features",
-        0.0,
-        lambda service: "all",
         shadow_of=lambda group: in_shadow,
         on_shadow=count,
     )
@@ -131,6 +129,37 @@ async def test_the_watcher_loads_a_challenger_and_drops_it_once_decided(tmp_path
     assert watcher.shadow("all") is None
     assert watcher.risk("all") is not None
     assert watcher.risk("all").version == good.version  # type: ignore[union-attr]
+
+
+async def test_the_watcher_skips_an_older_sidecars_anomaly_announcements(tmp_path: Path) -> None:
+    """Sidecars before this version announced an IsolationForest anomaly champion; a detector
+    neither loads it (no load attempted, none failed) nor lists it, and risk models still load."""
+    store = ArtifactStore(tmp_path)
+    risk = _example()
+    store.save(risk, "all", {"status": "champion"})
+    registry = CollectorRegistry()
+    watcher = ChampionWatcher("unused:9092", "models", store, ChampionMetrics(registry), "t")
+
+    def loads(outcome: str) -> float | None:
+        return registry.get_sample_value("vigil_champion_loads_total", {"outcome": outcome})
+
+    old = {"kind": "anomaly", "group": "all", "version": "anomaly-20270115T080319Z-0a1b2c3d"}
+    for key, status in (
+        ("model/anomaly/all", "champion"),
+        ("model/anomaly/all/rejected", "rejected"),
+        ("model/anomaly/all/challenger", "challenger"),
+    ):
+        loaded = await watcher._apply(key.encode(), orjson.dumps({**old, "status": status}))
+        assert loaded == 0
+    assert watcher.champions == {}
+    assert watcher.challengers == {}
+    assert watcher.describe() == {}
+    assert (loads("loaded"), loads("failed")) == (0.0, 0.0)  # not even tried: nothing to load
+
+    message = {"kind": "risk", "group": "all", "version": risk.version, "status": "champion"}
+    assert await watcher._apply(b"model/risk/all", orjson.dumps(message)) == 1
+    assert watcher.describe() == {"risk:all": risk.version}
+    assert (loads("loaded"), loads("failed")) == (1.0, 0.0)
 
 
 def test_the_store_keeps_the_challenger_pointer_decisions_and_drift_reference(
