@@ -56,6 +56,9 @@ class Jumps:
         is missing or none came before."""
         previous = np.array([self._last.get(n, np.nan) for n in names])
         filled = np.vstack([previous[None, :], X])
+        if not np.isnan(X).any():  # every value present: the row before is the last one
+            diffs: FloatArray = np.diff(filled, axis=0)
+            return diffs
         index = np.where(np.isnan(filled), 0, np.arange(filled.shape[0])[:, None])
         np.maximum.accumulate(index, axis=0, out=index)  # the last present row, per column
         carried = np.take_along_axis(filled, index, axis=0)
@@ -73,6 +76,12 @@ class Jumps:
 
     def advance(self, X: FloatArray, names: Sequence[str]) -> None:
         """Remember each metric's last present value of these rows."""
+        if X.shape[0] == 0:
+            return
+        last = X[-1]
+        if not np.isnan(last).any():  # the last row has every value
+            self._last.update(zip(names, last.tolist(), strict=True))
+            return
         present = ~np.isnan(X)
         for j, name in enumerate(names):
             rows = np.flatnonzero(present[:, j])

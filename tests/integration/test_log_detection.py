@@ -125,10 +125,10 @@ async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Sett
         if incident.kind != "quiet":
             assert 1 <= len(caught[0].explanation.top_templates) <= 3
         if incident.kind == "template_burst":
-            # A known template, no new one: the rate test catches it and names it first.
+            # A known template, no new one: whichever detector opens the service's episode
+            # (the window model or the rate test) names it first.
             line = "upstream timeout after 5s calling payments"
             timeout, _ = ServiceTemplates(incident.service).add(line)
-            assert "template-rates" in {a.model.name for a in caught}
             for alert in caught:
                 assert alert.explanation.top_templates[0].template_id == timeout.template_id
 
