@@ -385,7 +385,8 @@ async def _run_all(
 def test_a_slow_alerts_topic_slows_consumption(seen: Seen) -> None:
     # Without the quota the detector is CPU-bound. With it, each alert costs its key and
     # value plus framing against the quota: QUOTA / (alert bytes + framing) = 100,000 / ~780
-    # ≈ 130 alerts/s, over time, divided by the share of events that alert. Kafka measures a client's rate over its quota window (11 one-second samples,
+    # ≈ 130 alerts/s, over time, divided by the share of events that alert. Kafka measures a
+    # client's rate over its quota window (11 one-second samples,
     # counted as at least 10 s for a new client), so it lets a new client send ~10 s worth
     # (~1 MB, ~1,300 alerts) at once, around its first commit, then holds it back until its
     # windowed rate is under the quota again; in any 11 s at most ~11 s worth passes, plus
