@@ -228,34 +228,36 @@ def batch_scores(
 
 
 class _CoreWithBatch(_ScoringCore):
-    """The scoring core with one more channel: the batch score (NaN: no model in force)."""
+    """The scoring core with one more channel: the batch score (NaN: no model in force),
+    calibrated on its own (its rows come and go with the batch model)."""
 
-    __slots__ = ("extra",)
+    __slots__ = ("batch_calibrator", "extra")
 
     def __init__(self, names: tuple[str, ...], config: AnomalyConfig) -> None:
         super().__init__(names, 1, config)
-        self.calibrators.append(ScoreCalibrator(window=config.calibration_window))
-        self.channels = (*self.channels, "batch")
+        self.batch_calibrator = ScoreCalibrator(
+            window=config.calibration_window, refresh_every=self.calibrator.refresh_every
+        )
         self.extra = np.empty(0)
 
     def rows_to_change(self) -> int:
         """As the core's, the batch channel's calibration counted once it has scores (the
         model below ends a segment at the first one)."""
-        calibrators = self.calibrators if self.calibrators[-1].count else self.calibrators[:-1]
-        return min(self.scorer.rows_to_window_end(), *(c.rows_to_refresh() for c in calibrators))
+        rows = super().rows_to_change()
+        if self.batch_calibrator.count:
+            rows = min(rows, self.batch_calibrator.rows_to_refresh())
+        return rows
 
     def _active(self) -> int:
-        return len(self.calibrators) - (self.calibrators[-1].count == 0)
+        return len(self.channels) + (self.batch_calibrator.count > 0)
 
     def p_values(self, channels: np.ndarray) -> np.ndarray:
-        base, extra = self.calibrators[:-1], self.calibrators[-1]
-        inverse = np.zeros(channels.shape[0])
-        for j, calibrator in enumerate(base):
-            inverse += 1.0 / np.maximum(calibrator.p_values(channels[:, j]), _TINY)
-        count = np.full(channels.shape[0], float(len(base)))
+        inverse = (1.0 / np.maximum(self.calibrator.p_values(channels), _TINY)).sum(axis=1)
+        count = np.full(channels.shape[0], float(len(self.channels)))
         use = ~np.isnan(self.extra)
-        if extra.size > 0 and use.any():  # only once the channel has a calibration
-            inverse[use] += 1.0 / np.maximum(extra.p_values(self.extra[use]), _TINY)
+        if self.batch_calibrator.size > 0 and use.any():  # once the channel has a calibration
+            p = self.batch_calibrator.p_values(self.extra[use])
+            inverse[use] += 1.0 / np.maximum(p, _TINY)
             count[use] += 1.0
         out: np.ndarray = np.minimum(1.0, count / inverse)
         return out
@@ -265,20 +267,18 @@ class _CoreWithBatch(_ScoringCore):
         self.scorer.learn(pending, keep)
         if not first_window:
             chosen = keep | once
-            share = alpha / self._active()
-            full = np.column_stack([raw, self.extra])[chosen]
-            capped_all = once[chosen]
-            for j, calibrator in enumerate(self.calibrators):
-                column, capped = full[:, j], capped_all
-                if j == len(self.calibrators) - 1:
-                    present = ~np.isnan(column)
-                    column, capped = column[present], capped[present]
-                    share = alpha / len(self.calibrators)
-                if capped.any():
-                    column = np.where(
-                        capped, np.minimum(column, calibrator.score_at(share)), column
-                    )
-                calibrator.learn(column)
+            taken, capped = raw[chosen], once[chosen]
+            if capped.any():
+                cap = self.calibrator.score_at(alpha / self._active())
+                taken = np.where(capped[:, None], np.minimum(taken, cap[None, :]), taken)
+            self.calibrator.learn(taken, unscheduled=int(np.count_nonzero(capped)))
+            column = self.extra[chosen]
+            present = ~np.isnan(column)
+            column, capped = column[present], capped[present]
+            if capped.any():
+                cap_batch = self.batch_calibrator.score_at(alpha / (len(self.channels) + 1))
+                column = np.where(capped, np.minimum(column, cap_batch[0]), column)
+            self.batch_calibrator.learn(column)
         self.learned += int(np.count_nonzero(keep))
 
 
@@ -300,7 +300,7 @@ class _WithBatch(ServiceAnomalyModel):
     def _rows_to_change(self, core, candidate):  # type: ignore[no-untyped-def]
         rows = int(super()._rows_to_change(core, candidate))
         at = self.events_seen  # every row is seen in order: the next row's index
-        if not core.calibrators[-1].count and at < len(self._ts):
+        if not core.batch_calibrator.count and at < len(self._ts):
             first = int(self._valid[self._next_scored[at]])
             if first < len(self._ts):
                 rows = min(rows, first - at + 1)

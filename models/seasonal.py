@@ -44,9 +44,9 @@ class SeasonalBaseline:
         alpha: Share of the way a bucket moves to the median of newly folded values.
         fold_every: Fold buffered rows into the profile at least every this many rows (more
             often while young).
-        young_every: Fold every this many rows for the first ``16 * fold_every`` rows (a
-            divisor of ``fold_every``; default ``fold_every``): a 5-minute metric must learn
-            its first days' times of day within the day, not 21 hours later.
+        fold_span_s: Also fold once the buffered rows span this much event time (None: by
+            count only): a 5-minute metric folds 250 samples in 21 hours, and must learn its
+            first days' times of day within the day.
 
     Examples:
         A value that is normal at noon is unusual at midnight:
@@ -66,7 +66,7 @@ class SeasonalBaseline:
         buckets: int = 288,
         alpha: float = 0.2,
         fold_every: int = 256,
-        young_every: int | None = None,
+        fold_span_s: float | None = None,
     ) -> None:
         if period_s <= 0 or buckets < 1:
             raise ValueError("period_s and buckets must be positive")
@@ -78,7 +78,7 @@ class SeasonalBaseline:
         self.buckets = buckets
         self.alpha = alpha
         self.fold_every = fold_every
-        self.young_every = young_every or fold_every
+        self.fold_span_s = fold_span_s
         self._columns: dict[str, int] = {}
         self._profile = np.full((buckets, 0), np.nan)  # NaN: bucket not learned yet
         self._counts = np.zeros((buckets, 0), dtype=np.int64)  # samples folded per bucket
@@ -89,6 +89,7 @@ class SeasonalBaseline:
         self.folds = 0
         self._buffer = np.empty((fold_every, 0))
         self._buffer_buckets = np.empty(fold_every, dtype=np.int64)
+        self._buffer_ts = np.empty(fold_every)
         self._buffered = 0
         self._events = 0
         self._since_fold = 0
@@ -134,12 +135,13 @@ class SeasonalBaseline:
         columns = np.array(positions, dtype=np.int64)
         known = columns >= 0
         cols = columns[known]
-        buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
+        ts = np.asarray(ts_s, dtype=np.float64)
+        buckets = self.bucket_of(ts)
         out = np.empty(X.shape) if whole else np.full(X.shape, np.nan)
         n = X.shape[0]
         start = 0
         while start < n:
-            end = n if not learn else min(n, start + self._rows_to_fold())
+            end = n if not learn else min(n, start + self._rows_to_fold(ts[start:]))
             served = self._served()
             if whole:
                 profile = served.take(buckets[start:end], axis=0)
@@ -154,7 +156,9 @@ class SeasonalBaseline:
                 out[start:end, known] = profile
             if not learn:
                 break
-            self._buffer_rows(X[start:end], buckets[start:end], None if whole else columns)
+            self._buffer_rows(
+                X[start:end], buckets[start:end], None if whole else columns, ts[start:end]
+            )
             start = end
         return out
 
@@ -165,9 +169,10 @@ class SeasonalBaseline:
         """
         return self.baselines_learn(np.empty((len(ts_s), len(names))), ts_s, names, learn=False)
 
-    def rows_to_fold(self) -> int:
-        """Rows that can be learned before the profile next changes (at least 1)."""
-        return self._rows_to_fold()
+    def rows_to_fold(self, ts_s: FloatArray | None = None) -> int:
+        """Rows that can be learned before the profile next changes (at least 1); with the
+        coming rows' event times, the time span that folds is counted too."""
+        return self._rows_to_fold(ts_s)
 
     def learn(self, X: FloatArray, ts_s: FloatArray, names: Sequence[str]) -> None:
         """Learn rows (NaN values are skipped); folds them in when due.
@@ -182,7 +187,8 @@ class SeasonalBaseline:
         positions = [self._columns[n] for n in names]
         whole = positions == list(range(len(self._columns)))
         buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
-        self._buffer_rows(X, buckets, None if whole else np.array(positions, dtype=np.int64))
+        ts = np.asarray(ts_s, dtype=np.float64)
+        self._buffer_rows(X, buckets, None if whole else np.array(positions, dtype=np.int64), ts)
 
     def quanta(self) -> dict[str, float]:
         """Each feature's resolution: the smallest step between two of its values seen so far
@@ -253,12 +259,24 @@ class SeasonalBaseline:
             self._level_stale = False
         return self._level
 
-    def _rows_to_fold(self) -> int:
-        return aligned_steps_to_refresh(
-            self._since_fold, self._events, self.fold_every, self.young_every
-        )
+    def _rows_to_fold(self, ts_s: FloatArray | None = None) -> int:
+        rows = aligned_steps_to_refresh(self._since_fold, self._events, self.fold_every)
+        if self.fold_span_s is not None and ts_s is not None and len(ts_s):
+            first = self._buffer_ts[0] if self._buffered else ts_s[0]
+            late = np.flatnonzero(np.asarray(ts_s[:rows]) - first >= self.fold_span_s)
+            if late.size:
+                rows = int(late[0]) + 1
+        return rows
 
-    def _buffer_rows(self, X: FloatArray, buckets: IntArray, columns: IntArray | None) -> None:
+    def _span_due(self) -> bool:
+        if self.fold_span_s is None or not self._buffered:
+            return False
+        buffered = self._buffer_ts[: self._buffered]
+        return bool(buffered.max() - buffered[0] >= self.fold_span_s)
+
+    def _buffer_rows(
+        self, X: FloatArray, buckets: IntArray, columns: IntArray | None, ts_s: FloatArray
+    ) -> None:
         """Buffer rows whose columns are ``columns`` (None: every column, in order)."""
         m = X.shape[0]
         rows = slice(self._buffered, self._buffered + m)
@@ -268,10 +286,11 @@ class SeasonalBaseline:
             self._buffer[rows] = np.nan
             self._buffer[rows, columns] = X
         self._buffer_buckets[rows] = buckets
+        self._buffer_ts[rows] = ts_s
         self._buffered += m
         self._events += m
         self._since_fold += m
-        if aligned_refresh_due(self._since_fold, self._events, self.fold_every, self.young_every):
+        if aligned_refresh_due(self._since_fold, self._events, self.fold_every) or self._span_due():
             self._fold()
 
     def _fold(self) -> None:

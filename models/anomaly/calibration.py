@@ -88,13 +88,17 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
 
 
 class ScoreCalibrator:
-    """A service's recent raw scores, and the tail probability of a new one among them.
+    """Recent raw scores of one or more channels, and the tail probability of new ones.
+
+    The channels (columns) share one history and one refresh: a row of scores is learned or
+    not as a whole, so one ring write and one sort serve them all.
 
     Args:
-        window: Recent scores kept (a ring buffer).
-        refresh_every: Refresh the sorted history and the tail fit at least this often.
+        window: Recent rows of scores kept (a ring buffer).
+        refresh_every: Refresh the sorted history and the tail fits at least this often.
         tail_share: Share of the history above the tail threshold (the GPD's excesses).
         min_tail: Fewest excesses a tail fit uses.
+        channels: Scores per row.
 
     Examples:
         >>> calibrator = ScoreCalibrator(window=1000, refresh_every=100)
@@ -109,6 +113,13 @@ class ScoreCalibrator:
         >>> flat.learn(np.zeros(100))
         >>> flat.p_values(np.array([0.0, 0.3])).tolist()
         [1.0, 0.0]
+
+        Channels side by side:
+
+        >>> two = ScoreCalibrator(window=100, channels=2)
+        >>> two.learn(np.column_stack([np.zeros(100), np.arange(100.0)]))
+        >>> two.p_values(np.array([[0.0, 49.5], [1.0, 200.0]])).round(2).tolist()
+        [[1.0, 0.5], [0.0, 0.0]]
     """
 
     def __init__(
@@ -117,134 +128,149 @@ class ScoreCalibrator:
         refresh_every: int = 256,
         tail_share: float = 0.05,
         min_tail: int = 10,
+        channels: int = 1,
     ) -> None:
-        if window < 2 or refresh_every < 1:
-            raise ValueError("window must be at least 2 and refresh_every at least 1")
+        if window < 2 or refresh_every < 1 or channels < 1:
+            raise ValueError("window must be at least 2, refresh_every and channels at least 1")
         if not 0.0 < tail_share < 1.0:
             raise ValueError("tail_share must be in (0, 1)")
         self.window = window
         self.refresh_every = refresh_every
         self.tail_share = tail_share
         self.min_tail = min_tail
+        self.channels = channels
         # float32: half the memory, and scores are compared as float32 too, so a score that
         # recurs exactly is still a tie.
-        self._scores = np.empty(window, dtype=np.float32)
+        self._scores = np.empty((channels, window), dtype=np.float32)
         self._count = 0
-        self._scheduled = 0  # scores counted by the refresh schedule
+        self._scheduled = 0  # rows counted by the refresh schedule
         self._since_refresh = 0
         self.refreshes = 0
-        self._sorted = np.empty(0, dtype=np.float32)
-        self._u = math.inf  # tail threshold: scores above it use the GPD
-        self._tail_p = 0.0  # share of the history above u
-        self._xi = 0.0
-        self._sigma = 0.0
+        self._sorted = np.empty((channels, 0), dtype=np.float32)
+        self._u = np.full(channels, np.inf)  # tail threshold: scores above it use the GPD
+        self._tail_p = np.zeros(channels)  # share of the history above u
+        self._xi = np.zeros(channels)
+        self._sigma = np.zeros(channels)
 
     @property
     def count(self) -> int:
-        """Scores learned so far."""
+        """Rows learned so far."""
         return self._count
 
     @property
     def size(self) -> int:
-        """Scores the current calibration is taken over."""
-        return int(self._sorted.size)
+        """Rows the current calibration is taken over."""
+        return int(self._sorted.shape[1])
 
     def nbytes(self) -> int:
         """Bytes held by the history and its sorted copy."""
         return int(self._scores.nbytes + self._sorted.nbytes)
 
     def rows_to_refresh(self) -> int:
-        """Scores that can be learned before the calibration next changes (at least 1)."""
+        """Rows that can be learned before the calibration next changes (at least 1)."""
         return aligned_steps_to_refresh(self._since_refresh, self._scheduled, self.refresh_every)
 
     def p_values(self, scores: FloatArray) -> FloatArray:
-        """The tail probability of each score under the current calibration (1 if none yet).
+        """The tail probability of each score under the current calibration (1 if none yet),
+        shaped like ``scores`` (``(n,)`` for one channel, ``(n, channels)``).
 
         ``max(GPD tail, #{history >= s} / (n + 1))`` above the tail threshold (ties keep a
         recurring score common, the GPD extrapolates past the maximum), the conformal
         ``(#{history >= s} + 1) / (n + 1)`` below it.
         """
-        n = self._sorted.size
+        flat = scores.ndim == 1
+        rows = scores[:, None] if flat else scores
+        n = self._sorted.shape[1]
         if n == 0:
-            return np.ones(scores.size)
-        single = scores.astype(np.float32)  # as the history holds them: a recurring score ties
-        at_least = n - np.searchsorted(self._sorted, single, side="left")
-        p: FloatArray = ((at_least + 1.0) / (n + 1.0)).astype(np.float64)
+            return np.ones(scores.shape)
+        single = rows.astype(np.float32)  # as the history holds them: a recurring score ties
+        at_least = np.empty(rows.shape)
+        for j in range(self.channels):
+            at_least[:, j] = n - np.searchsorted(self._sorted[j], single[:, j], side="left")
+        p: FloatArray = (at_least + 1.0) / (n + 1.0)
         tail = single > self._u
         if tail.any():
-            beyond = single[tail].astype(np.float64)
-            p[tail] = np.maximum(self._gpd_tail(beyond), at_least[tail] / (n + 1.0))
-        return p
+            y = single.astype(np.float64) - self._u
+            floor = at_least / (n + 1.0)
+            for j in np.flatnonzero(tail.any(axis=0)).tolist():
+                rows_j = tail[:, j]
+                p[rows_j, j] = np.maximum(self._gpd_tail(j, y[rows_j, j]), floor[rows_j, j])
+        return p[:, 0] if flat else p
 
-    def score_at(self, p: float) -> float:
-        """The score whose tail probability is ``p`` (inf before any calibration).
+    def score_at(self, p: float) -> FloatArray:
+        """Each channel's score whose tail probability is ``p`` (inf before any calibration).
 
         Examples:
             >>> calibrator = ScoreCalibrator(window=1000)
             >>> calibrator.learn(np.random.default_rng(1).exponential(1.0, 1000))
             >>> s = calibrator.score_at(1e-4)
-            >>> round(float(calibrator.p_values(np.array([s]))[0]) * 1e4, 2)
+            >>> round(float(calibrator.p_values(s)[0]) * 1e4, 2)
             1.0
         """
-        n = self._sorted.size
+        n = self._sorted.shape[1]
+        out = np.full(self.channels, np.inf)
         if n == 0:
-            return math.inf
-        if p >= self._tail_p or self._sigma <= 0.0:
-            rank = min(n - 1, max(0, math.ceil(n * (1.0 - p)) - 1))
-            return float(self._sorted[rank])
-        ratio = self._tail_p / p
-        if self._xi < 1e-9:
-            return self._u + self._sigma * math.log(ratio)
-        return float(self._u + self._sigma / self._xi * (ratio**self._xi - 1.0))
+            return out
+        for j in range(self.channels):
+            tail_p, sigma, xi = self._tail_p[j], self._sigma[j], self._xi[j]
+            if p >= tail_p or sigma <= 0.0:
+                rank = min(n - 1, max(0, math.ceil(n * (1.0 - p)) - 1))
+                out[j] = float(self._sorted[j, rank])
+            elif xi < 1e-9:
+                out[j] = self._u[j] + sigma * math.log(tail_p / p)
+            else:
+                out[j] = self._u[j] + sigma / xi * ((tail_p / p) ** xi - 1.0)
+        return out
 
     def learn(self, scores: FloatArray, *, unscheduled: int = 0) -> None:
-        """Add scores to the history; refresh the calibration when due.
+        """Add rows of scores to the history; refresh the calibration when due.
 
         ``unscheduled`` of them do not count towards the refresh schedule (episode openings:
         the schedule then stays on the rows every other statistic counts).
         """
-        if scores.size == 0:
+        if scores.shape[0] == 0:
             return
-        self._count += max(0, scores.size - self.window)
-        kept = scores[-self.window :]
+        rows = scores.shape[0]
+        kept = (scores[:, None] if scores.ndim == 1 else scores)[-self.window :].T
+        self._count += max(0, rows - self.window)
         first = self._count % self.window
-        split = min(kept.size, self.window - first)
-        self._scores[first : first + split] = kept[:split]
-        self._scores[: kept.size - split] = kept[split:]
-        self._count += kept.size
-        self._scheduled += scores.size - unscheduled
-        self._since_refresh += scores.size - unscheduled
+        split = min(kept.shape[1], self.window - first)
+        self._scores[:, first : first + split] = kept[:, :split]
+        self._scores[:, : kept.shape[1] - split] = kept[:, split:]
+        self._count += kept.shape[1]
+        self._scheduled += rows - unscheduled
+        self._since_refresh += rows - unscheduled
         if aligned_refresh_due(self._since_refresh, self._scheduled, self.refresh_every):
             self._refresh()
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _gpd_tail(self, scores: FloatArray) -> FloatArray:
-        y = scores - self._u
-        if self._sigma <= 0.0:  # a point mass at u: nothing was ever above it
-            return np.zeros(scores.size)
-        xi, sigma = self._xi, self._sigma
+    def _gpd_tail(self, j: int, y: FloatArray) -> FloatArray:
+        """Channel ``j``'s tail probability of excesses ``y`` over its threshold."""
+        sigma, xi = self._sigma[j], self._xi[j]
+        if sigma <= 0.0:  # a point mass at u: nothing was ever above it
+            return np.zeros(y.size)
         if abs(xi) < 1e-9:
             survival = np.exp(-y / sigma)
         else:
             base = np.maximum(1.0 + xi * y / sigma, 0.0)
             with np.errstate(divide="ignore"):
                 survival = np.power(base, -1.0 / xi)
-        out: FloatArray = (self._tail_p * survival).astype(np.float64)
+        out: FloatArray = self._tail_p[j] * survival
         return out
 
     def _refresh(self) -> None:
-        self._sorted = np.sort(self._scores[: min(self._count, self.window)])
+        self._sorted = np.sort(self._scores[:, : min(self._count, self.window)], axis=1)
         self.refreshes += 1
-        n = self._sorted.size
-        k = max(self.min_tail, round(self.tail_share * n))
         self._since_refresh = 0
+        n = self._sorted.shape[1]
+        k = max(self.min_tail, round(self.tail_share * n))
         if k >= n:  # too few scores for a tail: conformal p-values only
-            self._u, self._tail_p, self._xi, self._sigma = math.inf, 0.0, 0.0, 0.0
+            self._u[:], self._tail_p[:], self._xi[:], self._sigma[:] = np.inf, 0.0, 0.0, 0.0
             return
-        u = float(self._sorted[n - k - 1])
-        excesses = self._sorted[n - k :].astype(np.float64) - u
+        self._u = self._sorted[:, n - k - 1].astype(np.float64)
+        excesses = self._sorted[:, n - k :].astype(np.float64) - self._u[:, None]
         above = excesses > 0.0
-        self._u = u
-        self._tail_p = float(np.count_nonzero(above)) / n
-        self._xi, self._sigma = fit_gpd(excesses[above])
+        self._tail_p = np.count_nonzero(above, axis=1) / n
+        for j in range(self.channels):
+            self._xi[j], self._sigma[j] = fit_gpd(excesses[j, above[j]])

@@ -111,6 +111,10 @@ class AnomalyConfig:
         season_alpha: Share of the way a season bucket moves towards newly seen values per fold.
         directions: The operator's direction rules, tried before :data:`DEFAULT_DIRECTIONS`.
         services: Per-service budgets (first match wins; others use ``budget_per_day``).
+        resolutions: Features whose resolution is known before any of their values differ
+            (a count moves by whole units), as ``(name, step)`` pairs: their spreads never go
+            below it. Other features learn theirs from the values seen, so until a feature
+            first moves its spread is unknown and that first move looks huge.
     """
 
     n_trees: int = 10
@@ -135,12 +139,15 @@ class AnomalyConfig:
     season_alpha: float = 0.2
     directions: tuple[DirectionRule, ...] = ()
     services: tuple[ServiceRule, ...] = ()
+    resolutions: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.budget_per_day <= 0:
             raise ValueError("budget_per_day must be positive")
         if self.resolve_after < 1 or self.shift_after < 0 or self.max_withheld < 0:
             raise ValueError("resolve_after must be at least 1, shift_after at least 0")
+        if any(not step > 0 for _, step in self.resolutions):
+            raise ValueError("resolutions must be positive")
         for rule in self.services:
             if rule.budget_per_day <= 0:
                 raise ValueError(f"budget_per_day of {rule.service!r} must be positive")

@@ -95,12 +95,12 @@ def directional(z: FloatArray, signs: FloatArray) -> FloatArray:
 
 
 def _refresh_every(config: AnomalyConfig) -> int:
-    """One refresh period for every windowed statistic: twice the trees' mass window when
-    there are trees. They all count learned rows, so their refreshes fall on the trees'
+    """One refresh period for every windowed statistic: twice the trees' mass window (the
+    same without trees). They all count learned rows, so their refreshes fall on the trees'
     window ends (past the powers of two of their youth), and a segment of constant state runs
-    from one window end to the next rather than between two schedules (an offline run: 735
-    segments for 100,000 events at one period of 250, 3,272 with each statistic on its own)."""
-    return 2 * config.window_size if config.detector != "robust_z" else 500
+    from one window end to the next rather than between two schedules (an offline run of
+    100,000 events: 1,062 segments, against 3,272 with each statistic on its own schedule)."""
+    return 2 * config.window_size
 
 
 def _row_max(a: FloatArray) -> FloatArray:
@@ -112,7 +112,7 @@ def _row_max(a: FloatArray) -> FloatArray:
 class _ScoringCore:
     """Trees and calibration over one fixed feature set."""
 
-    __slots__ = ("calibrators", "channels", "feature_names", "generation", "learned", "scorer")
+    __slots__ = ("calibrator", "channels", "feature_names", "generation", "learned", "scorer")
 
     def __init__(
         self, feature_names: tuple[str, ...], generation: int, config: AnomalyConfig
@@ -129,28 +129,26 @@ class _ScoringCore:
             n_features=len(feature_names),
         )
         self.channels = (*self.scorer.channels, "jump")
-        window = config.calibration_window
-        every = _refresh_every(config)
-        self.calibrators = [
-            ScoreCalibrator(window=window, refresh_every=every) for _ in self.channels
-        ]
+        self.calibrator = ScoreCalibrator(
+            window=config.calibration_window,
+            refresh_every=_refresh_every(config),
+            channels=len(self.channels),
+        )
         self.learned = 0
 
     @property
     def calibrated(self) -> int:
         """Scores the calibration is taken over (0: nothing is called rare yet)."""
-        return self.calibrators[0].size
+        return self.calibrator.size
 
     @property
     def refreshes(self) -> int:
-        return self.calibrators[0].refreshes
+        return self.calibrator.refreshes
 
     def rows_to_change(self) -> int:
         if self.scorer.in_first_window:  # the calibration learns nothing before it ends
             return self.scorer.rows_to_window_end()
-        return min(
-            self.scorer.rows_to_window_end(), *(c.rows_to_refresh() for c in self.calibrators)
-        )
+        return min(self.scorer.rows_to_window_end(), self.calibrator.rows_to_refresh())
 
     def p_values(self, channels: FloatArray) -> FloatArray:
         """The row's tail probability: the harmonic mean of its channels' (Wilson, "The
@@ -159,10 +157,9 @@ class _ScoringCore:
         several times, and Bonferroni's ``L * min p`` pays for independence that is not there
         (measured, held-out ASD episode F1 0.592 with Bonferroni, 0.612 with the harmonic
         mean; KPI 0.328 and 0.331)."""
-        inverse = np.zeros(channels.shape[0])
-        for j, calibrator in enumerate(self.calibrators):
-            inverse += 1.0 / np.maximum(calibrator.p_values(channels[:, j]), _TINY)
-        out: FloatArray = np.minimum(1.0, len(self.calibrators) / inverse)
+        p = self.calibrator.p_values(channels)
+        inverse = (1.0 / np.maximum(p, _TINY)).sum(axis=1)
+        out: FloatArray = np.minimum(1.0, p.shape[1] / inverse)
         return out
 
     def learn(
@@ -179,16 +176,13 @@ class _ScoringCore:
         first_window = self.scorer.in_first_window  # scores were 0 from the trees: not learned
         self.scorer.learn(pending, keep)
         if not first_window:
-            taken = raw[keep | once]
-            capped = once[keep | once]
-            share = alpha / len(self.calibrators)
-            for j, calibrator in enumerate(self.calibrators):
-                column = taken[:, j]
-                if capped.any():
-                    column = np.where(
-                        capped, np.minimum(column, calibrator.score_at(share)), column
-                    )
-                calibrator.learn(column, unscheduled=int(np.count_nonzero(capped)))
+            counted = keep | once
+            taken = raw[counted]
+            capped = once[counted]
+            if capped.any():
+                cap = self.calibrator.score_at(alpha / len(self.channels))
+                taken = np.where(capped[:, None], np.minimum(taken, cap[None, :]), taken)
+            self.calibrator.learn(taken, unscheduled=int(np.count_nonzero(capped)))
         self.learned += int(np.count_nonzero(keep))
 
 
@@ -228,12 +222,10 @@ class ServiceAnomalyModel:
                 config.season_s,
                 config.season_buckets,
                 config.season_alpha,
-                # Folds on each window end: a bucket of a 5-minute metric learns once a day
-                # at 288 samples a fold, twice as slowly at 576.
-                # Folds on each window end (a bucket of a 5-minute metric learns once a day at
-                # 250 samples a fold, half as often at 500), and every 50 samples while young.
+                # Folds on each window end, and once an hour of event time is buffered: a
+                # 5-minute metric would otherwise fold its 250 samples 21 hours apart.
                 fold_every=_refresh_every(config) // 2,
-                young_every=max(1, _refresh_every(config) // 10),
+                fold_span_s=config.season_s / 24,
             )
             if config.season_s > 0
             else None
@@ -246,6 +238,7 @@ class ServiceAnomalyModel:
         self._episode_moves: dict[str, tuple[float, float]] = {}
         """Features whose level moved during the open episode: (level before, level now)."""
         self._jumps = Jumps(window=config.scaler_window, refresh_every=every)
+        self._set_floors({})
         self._signs: dict[tuple[str, ...], FloatArray] = {}
         # HST scores 0 until its first mass window is complete: never alert before that.
         self._warmup = max(config.warmup_events, config.window_size)
@@ -299,7 +292,7 @@ class ServiceAnomalyModel:
             self._scaler.nbytes()
             + self._jumps.nbytes()
             + seasonal
-            + sum(c.scorer.nbytes + sum(k.nbytes() for k in c.calibrators) for c in cores)
+            + sum(c.scorer.nbytes + c.calibrator.nbytes() for c in cores)
         )
 
     def observe(self, x: Mapping[str, float], ts_s: float, *, learn: bool = True) -> Verdict:
@@ -390,6 +383,8 @@ class ServiceAnomalyModel:
             m = X.shape[0] - at
             if learn:
                 m = min(m, self._rows_to_change(core, candidate))
+                if self._seasonal is not None:
+                    m = min(m, self._seasonal.rows_to_fold(ts[at : at + m]))
             at += yield from self._segment(
                 core, candidate, X[at : at + m], ts[at : at + m], start + at, out, learn
             )
@@ -560,10 +555,17 @@ class ServiceAnomalyModel:
             folds = self._seasonal.folds
             self._seasonal.learn(X_kept, ts if whole else ts[keep], names)
             if self._seasonal.folds != folds:
-                quanta = self._seasonal.quanta()
-                self._scaler.set_floors(quanta)
-                self._jumps.set_floors(quanta)
+                self._set_floors(self._seasonal.quanta())
         self._scaler.learn(residual if whole else residual[keep], names)
+
+    def _set_floors(self, quanta: Mapping[str, float]) -> None:
+        """Spreads never below a feature's resolution: the declared one, or the smallest step
+        seen between its values if larger."""
+        floors = dict(self.config.resolutions)
+        for name, step in quanta.items():
+            floors[name] = max(step, floors.get(name, 0.0))
+        self._scaler.set_floors(floors)
+        self._jumps.set_floors(floors)
 
     def _note_moves(
         self,

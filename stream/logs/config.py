@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.anomaly import AnomalyConfig
+from stream.logs.features import COUNT_FEATURES
 
 __all__ = ["LogConfig", "default_window_anomaly_config"]
 
@@ -33,6 +34,9 @@ def default_window_anomaly_config() -> AnomalyConfig:
         # service is a problem until it speaks again, never a new normal after 5 windows.
         shift_after=0,
         scaler_window=512,
+        # Counts move by whole units: the first time one moves (a window without the
+        # longest message) it is one unit off, not a thousand spreads off a constant.
+        resolutions=tuple((name, 1.0) for name in COUNT_FEATURES),
     )
 
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "COUNT_FEATURES",
     "FEATURE_NAMES",
     "LEVELS",
     "WindowStats",
@@ -53,6 +54,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "template_entropy",
 )
 """The features of every window, in this order."""
+
+COUNT_FEATURES: tuple[str, ...] = tuple(
+    name
+    for name in FEATURE_NAMES
+    if not name.startswith("ratio_") and name not in ("msg_len_mean", "template_entropy")
+)
+"""The features that count something (lines, templates, characters): whole numbers."""
 
 
 def has_exception(message: str) -> bool:
