@@ -7,8 +7,9 @@
    hour (they cycle through the kinds and the services, so they start at every phase of a
    window): per kind, how many were caught (an alert on the service from the incident's first
    window to two windows after its end), how many within 2 windows, by which detector first,
-   and for template bursts whether the first alert lists the burst template first; alerts
-   outside incidents are false.
+   their firing alerts, and for template bursts whether the first alert lists the burst
+   template first; firing alerts outside incidents are false (an episode's resolved alert is
+   not counted as an alert anywhere).
 
 Every detector is counted by its model name, so any version of ``LogPipeline`` runs here: the
 same streams measure before and after a change (put the older ``stream/logs/pipeline.py`` on
@@ -94,7 +95,9 @@ def normal(args: argparse.Namespace) -> dict[str, Any]:
     windows = lines = 0
     for seed in range(1, args.seeds + 1):
         run = _run(args, seed, [])
-        by_model.update(a.model.name for a in run["alerts"] if _offset(a) >= WARMUP_S)
+        by_model.update(
+            a.model.name for a in run["alerts"] if _offset(a) >= WARMUP_S and a.status == "firing"
+        )
         windows += run["windows"]
         lines += run["lines"]
     service_days = args.seeds * args.services * (args.hours * 3600.0 - WARMUP_S) / 86_400.0
@@ -134,6 +137,7 @@ def incidents(args: argparse.Namespace) -> dict[str, Any]:
             if not mine:
                 continue
             counts["caught"] += 1
+            counts["firing_alerts"] += sum(a.status == "firing" for a in mine)
             delay = int((_offset(mine[0]) - first) // WINDOW_S)
             delays[incident.kind].append(delay)
             counts["within_2_windows"] += delay <= 1
@@ -147,6 +151,7 @@ def incidents(args: argparse.Namespace) -> dict[str, Any]:
             a.model.name
             for a in run["alerts"]
             if a.alert_id not in used
+            and a.status == "firing"  # an episode's resolved alert is not another alert
             and _offset(a) >= WARMUP_S
             and not any(
                 i.service == a.service

@@ -188,10 +188,13 @@ def template_entropy(counts: list[int]) -> float:
 
 
 def window_features(stats: WindowStats) -> dict[str, float]:
-    """The feature row of a closed window (all zeros for an empty one).
+    """The feature row of a closed window.
 
-    Ratios are shares of the window's lines (0 when it has none); ``msg_len_p95`` is the
-    nearest-rank 95th percentile of the message lengths.
+    Ratios are shares of the window's lines; ``msg_len_p95`` is the nearest-rank 95th
+    percentile of the message lengths. An empty window has counts of 0 and no ratios nor
+    lengths: they are undefined there, and the model treats them as missing. (As zeros, a
+    service that logs a few lines a day had "message length 0" as its normal, and every line
+    it wrote was a jump from it: 673 alerts over BGL's 2,000 lines, 171 without them.)
 
     Examples:
         >>> from stream.logs.templates import ServiceTemplates
@@ -209,8 +212,9 @@ def window_features(stats: WindowStats) -> dict[str, float]:
     out: dict[str, float] = {"lines": float(lines)}
     for level, count in zip(LEVELS, stats.levels, strict=True):
         out[f"lines_{level.lower()}"] = float(count)
-    for level, count in zip(LEVELS, stats.levels, strict=True):
-        out[f"ratio_{level.lower()}"] = count / lines if lines else 0.0
+    if lines:
+        for level, count in zip(LEVELS, stats.levels, strict=True):
+            out[f"ratio_{level.lower()}"] = count / lines
     out["has_exception"] = float(stats.exceptions)
     out["has_timeout"] = float(stats.timeouts)
     out["has_connection_error"] = float(stats.connection)
@@ -219,8 +223,6 @@ def window_features(stats: WindowStats) -> dict[str, float]:
         out["msg_len_mean"] = sum(lengths) / lines
         out["msg_len_p95"] = float(lengths[max(0, math.ceil(0.95 * lines) - 1)])
         out["msg_len_max"] = float(lengths[-1])
-    else:
-        out["msg_len_mean"] = out["msg_len_p95"] = out["msg_len_max"] = 0.0
     out["templates_distinct"] = float(len(stats.templates))
     out["templates_new"] = float(stats.new_templates)
     out["template_entropy"] = template_entropy([e[0] for e in stats.templates.values()])

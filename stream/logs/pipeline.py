@@ -13,8 +13,8 @@ Three detectors look at each closed window of a service:
   never seen, first seen at ERROR or above, in one window after the model's warm-up (a new
   stack trace is the classic sign of a new failure mode, and scores poorly as one feature);
 * ``template-rates``: a known template far more frequent than its own learned rate (a test
-  per template, corrected for the number tested: :mod:`stream.logs.rates`), after the
-  model's warm-up.
+  per template, corrected for the number tested: :mod:`stream.logs.rates`), or a window with
+  far fewer lines than the service's learned rate (silence), after the model's warm-up.
 
 Every alert lists the window's unusual templates (:mod:`stream.logs.explain`): new ones first,
 then those the rate test found unusual; the most frequent only when none is.
@@ -434,20 +434,26 @@ class LogPipeline:
 
     def _rate_alert(self, window: ClosedWindow[WindowStats], rates: RateVerdict) -> Alert:
         """A template-rate alert: its features are the unusual templates' counts (value) and
-        expected counts (baseline), each contributing its share of their surprise."""
-        unusual = rates.templates[: self.config.top_templates]
-        surprises = [-math.log10(u.p_value) for u in unusual]
+        expected counts (baseline), and the window's line count (``lines``) when unusually
+        low, each contributing its share of their surprise."""
+        found = [(f"rate:{u.template_id}", u.count, u.expected, u.p_value) for u in rates.templates]
+        if rates.quiet is not None:
+            q = rates.quiet
+            found.append(("lines", q.count, q.expected, q.p_value))
+            found.sort(key=lambda f: f[3])
+        unusual = found[: self.config.top_templates]
+        surprises = [-math.log10(p) for *_, p in unusual]
         total = sum(surprises)
         contributions = [
             TopFeature(
-                name=f"rate:{u.template_id}",
-                value=float(u.count),
-                baseline=round(u.expected, 6),
+                name=name,
+                value=float(count),
+                baseline=round(expected, 6),
                 contribution=round(s / total, 6),
             )
-            for u, s in zip(unusual, surprises, strict=True)
+            for (name, count, expected, _), s in zip(unusual, surprises, strict=True)
         ]
-        inputs = {f"rate:{u.template_id}": float(u.count) for u in rates.templates}
+        inputs = {name: float(count) for name, count, *_ in found}
         inputs["templates_tested"] = float(rates.tested)
         return self._alert(
             window,

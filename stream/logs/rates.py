@@ -29,8 +29,12 @@ how many lines it writes per window, and scores each window against that:
   window cannot be unusually frequent in it, so it is not counted.
 
 Templates seen for the first time are not tested (there is no rate to compare with: the
-new-template rule looks at them). Only rises are tested: a service going quiet is the window
-model's case.
+new-template rule looks at them). Templates are tested for rises only; **silence** is one more
+test, of the window's total line count against the service's own, learned the same way, on
+the lower tail ``P(C <= count)``: a service that writes about 30 lines a window and writes none
+is unusual at ``P = e^-30``, while one that writes a line a day is never unusual for writing
+none. (The window model saw silence through message lengths that fell to 0 in an empty window;
+lengths of no message are undefined, and a sparse service's every line was a jump from 0.)
 
 Learning is the caller's choice per window (score first, then learn or not): a window it does
 not learn does not count at all, not as a window of zeros. Learned counts have a bounded
@@ -56,9 +60,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scipy.special import betainc, gammainc
+from scipy.special import betainc, gammainc, gammaincc
 
-__all__ = ["RateVerdict", "TemplateRates", "UnusualTemplate", "tail_probability"]
+__all__ = [
+    "QuietWindow",
+    "RateVerdict",
+    "TemplateRates",
+    "UnusualTemplate",
+    "lower_tail_probability",
+    "tail_probability",
+]
 
 _MIN_P = 1e-300
 """p-values are floored here, so a surprise (-log10 p) stays finite."""
@@ -85,6 +96,25 @@ def tail_probability(count: int, mean: float, variance: float) -> float:
     return float(betainc(count, size, mean / (mean + size)))
 
 
+def lower_tail_probability(count: int, mean: float, variance: float) -> float:
+    """``P(C <= count)`` for a negative binomial count ``C`` of this mean and variance.
+
+    Examples:
+        >>> f"{lower_tail_probability(0, 30.0, 30.0):.3g}"  # Poisson(30) writing nothing: e^-30
+        '9.36e-14'
+        >>> round(lower_tail_probability(0, 30.0, 1000.0), 4)  # clumpy: silence is likelier
+        0.0386
+        >>> lower_tail_probability(3, 0.0, 0.0)
+        1.0
+    """
+    if mean <= 0.0:
+        return 1.0
+    if variance <= mean * (1.0 + 1e-9):
+        return float(gammaincc(count + 1, mean))  # Poisson: P(C <= k) = Q(k + 1, mean)
+    size = mean * mean / (variance - mean)
+    return float(betainc(size, count + 1, size / (mean + size)))
+
+
 @dataclass(frozen=True, slots=True)
 class UnusualTemplate:
     """A template whose count in a window alone is unusual: ``P(C >= count) <= alpha``."""
@@ -105,6 +135,19 @@ class UnusualTemplate:
 
 
 @dataclass(frozen=True, slots=True)
+class QuietWindow:
+    """A window whose line count alone is unusually low: ``P(C <= count) <= alpha``."""
+
+    count: int
+    expected: float
+    """The service's predictive mean line count per window."""
+    p_value: float
+    """``P(C <= count)`` under the service's learned line-count distribution."""
+    learned_as: float
+    """What learning keeps of the count: the predictive mean minus three standard deviations."""
+
+
+@dataclass(frozen=True, slots=True)
 class RateVerdict:
     """What :meth:`TemplateRates.score` made of a window."""
 
@@ -116,6 +159,15 @@ class RateVerdict:
     """The level a window's p-value must reach to be unusual."""
     templates: tuple[UnusualTemplate, ...] = ()
     """The templates unusual on their own (uncorrected), the least probable first."""
+    quiet: QuietWindow | None = None
+    """The window's line count, when unusually low on its own (uncorrected)."""
+    silence_tested: bool = False
+    """Whether the window's line count was tested (the service has a learned line count)."""
+
+    @property
+    def tests(self) -> int:
+        """The Bonferroni factor: templates tested, and the line-count test."""
+        return self.tested + self.silence_tested
 
     @property
     def flagged(self) -> bool:
@@ -125,8 +177,13 @@ class RateVerdict:
     @property
     def significant(self) -> tuple[UnusualTemplate, ...]:
         """The templates unusual after the correction: those that flag the window."""
-        level = self.alpha / max(1, self.tested)
+        level = self.alpha / max(1, self.tests)
         return tuple(t for t in self.templates if t.p_value <= level)
+
+    @property
+    def silent(self) -> bool:
+        """Whether the window is unusual by its low line count (after the correction)."""
+        return self.quiet is not None and self.quiet.p_value <= self.alpha / max(1, self.tests)
 
     @property
     def surprise(self) -> float:
@@ -193,6 +250,9 @@ class TemplateRates:
         # template id -> [weighted sum of counts, of squared counts, learned window of the
         # last update, learned window it was first learned in]
         self._state: dict[str, list[float]] = {}
+        self._lines: list[float] | None = None  # the same, of the window's total lines
+
+    _lines: list[float] | None = None  # (a snapshot from before the silence test has none)
 
     def __len__(self) -> int:
         return len(self._state)
@@ -245,10 +305,29 @@ class TemplateRates:
         entry = self._state.get(template_id)
         return 0.0 if entry is None else self._moments(entry)[0]
 
+    def expected_lines(self) -> float:
+        """The expected line count of the next window (0 before any window was learned)."""
+        return 0.0 if self._lines is None else self._moments(self._lines)[0]
+
+    def _silence(self, lines: int) -> tuple[float, QuietWindow | None]:
+        """The lower-tail p-value of a window's line count, and the count when unusual."""
+        assert self._lines is not None
+        mean, variance = self._moments(self._lines)
+        if lines >= mean:
+            return 1.0, None
+        p = max(lower_tail_probability(lines, mean, variance), _MIN_P)
+        if p > self.alpha:
+            return p, None
+        return p, QuietWindow(lines, mean, p, max(float(lines), mean - 3.0 * math.sqrt(variance)))
+
     def score(self, counts: Mapping[str, int]) -> RateVerdict:
-        """Test a window's count per template against what was learned (learns nothing)."""
+        """Test a window's count per template, and its line count, against what was learned
+        (learns nothing)."""
         state = self._state
         tested = 0
+        silence_p, quiet = 1.0, None
+        if self._lines is not None:
+            silence_p, quiet = self._silence(sum(counts.values()))
         candidates: list[tuple[float, str, int, float, float]] = []
         for template_id, count in counts.items():
             entry = state.get(template_id)
@@ -259,8 +338,11 @@ class TemplateRates:
             if count > mean:  # below its mean a template is never unusually frequent
                 p = tail_probability(count, mean, variance)
                 candidates.append((p, template_id, count, mean, variance))
+        silence = self._lines is not None
+        tests = tested + silence
         if not candidates:
-            return RateVerdict(tested=tested, p_value=1.0, alpha=self.alpha)
+            p_value = min(1.0, silence_p * max(1, tests))
+            return RateVerdict(tested, p_value, self.alpha, (), quiet, silence)
         candidates.sort(key=lambda c: (c[0], -c[2], c[1]))
         alpha = self.alpha
         unusual = tuple(
@@ -274,8 +356,8 @@ class TemplateRates:
             for p, template_id, count, mean, variance in candidates
             if p <= alpha
         )
-        p_value = min(1.0, max(candidates[0][0], _MIN_P) * tested)
-        return RateVerdict(tested=tested, p_value=p_value, alpha=alpha, templates=unusual)
+        p_value = min(1.0, min(max(candidates[0][0], _MIN_P), silence_p) * tests)
+        return RateVerdict(tested, p_value, alpha, unusual, quiet, silence)
 
     def learn(self, counts: Mapping[str, float], verdict: RateVerdict | None = None) -> None:
         """Learn a window's count per template.
@@ -283,13 +365,24 @@ class TemplateRates:
         Args:
             counts: The window's count per template (templates absent from it count 0).
             verdict: The window's :meth:`score`: templates unusual on their own are learned as
-                :attr:`UnusualTemplate.learned_as`, not their count.
+                :attr:`UnusualTemplate.learned_as`, not their count, and so is an unusually
+                low line count (:attr:`QuietWindow.learned_as`).
         """
         if verdict is not None and verdict.templates:
             capped = {u.template_id: u.learned_as for u in verdict.templates}
             counts = {t: capped.get(t, c) for t, c in counts.items()}
+        lines = float(sum(counts.values()))
+        if verdict is not None and verdict.quiet is not None:
+            lines = verdict.quiet.learned_as
         self._learned += 1
         now, decay, state = self._learned, self._decay, self._state
+        if self._lines is None:
+            self._lines = [lines, lines * lines, now, now]
+        else:
+            fade = decay ** (now - self._lines[2])
+            self._lines[0] = self._lines[0] * fade + lines
+            self._lines[1] = self._lines[1] * fade + lines * lines
+            self._lines[2] = now
         for template_id, count in counts.items():
             entry = state.get(template_id)
             if entry is None:

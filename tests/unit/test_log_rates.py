@@ -81,8 +81,9 @@ def test_an_ordinary_window_and_a_new_template_are_not_flagged() -> None:
 
 def test_a_rare_template_needs_more_than_one_line_to_stand_out() -> None:
     rates = _learned()
-    assert not rates.score({"rare": 1}).flagged
-    assert rates.score({"rare": 6}).flagged
+    usual = {"get": 30, "cache": 8, "timeout": 2, "job": 1}
+    assert not rates.score({**usual, "rare": 1}).flagged
+    assert rates.score({**usual, "rare": 6}).flagged
 
 
 def test_a_template_that_is_bursty_by_nature_is_not_flagged_when_it_bursts() -> None:
@@ -165,3 +166,35 @@ def test_templates_are_capped_least_recently_seen_first() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         TemplateRates(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_busy_service_falling_silent_is_flagged_a_sparse_one_is_not() -> None:
+    busy = _learned()  # about 41 lines a window
+    verdict = busy.score({})
+    assert verdict.flagged
+    assert verdict.silent
+    assert verdict.quiet is not None
+    assert verdict.quiet.count == 0
+    assert verdict.quiet.expected == pytest.approx(41.35, rel=0.1)
+    assert verdict.tests == 1
+    assert verdict.templates == ()
+    # A quarter of its usual volume is unusual too (half is not, at alpha 1e-4).
+    assert busy.score({"get": 8, "cache": 2}).silent
+    assert not busy.score({"get": 15, "cache": 4}).flagged
+    assert not busy.score({"get": 30, "cache": 8, "timeout": 2, "job": 1}).flagged
+    sparse = TemplateRates()
+    rng = np.random.default_rng(6)
+    for _ in range(2000):  # a line every 20 windows
+        counts = {"ping": 1} if rng.random() < 0.05 else {}
+        sparse.learn(counts, sparse.score(counts))
+    assert sparse.expected_lines() == pytest.approx(0.05, abs=0.02)
+    assert not sparse.score({}).flagged
+
+
+def test_a_long_silence_is_learned_slowly_not_as_the_new_normal_at_once() -> None:
+    rates = _learned(halflife_windows=100.0)
+    flagged = []
+    for _ in range(30):
+        verdict = rates.observe({})
+        flagged.append(verdict.silent)
+    assert all(flagged[:20])  # learned as mean - 3 sd each window: 10 minutes stay unusual
