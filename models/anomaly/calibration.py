@@ -191,10 +191,7 @@ class ScoreCalibrator:
         tail = single > self._u
         if tail.any():
             y = single.astype(np.float64) - self._u
-            floor = at_least / (n + 1.0)
-            for j in np.flatnonzero(tail.any(axis=0)).tolist():
-                rows_j = tail[:, j]
-                p[rows_j, j] = np.maximum(self._gpd_tail(j, y[rows_j, j]), floor[rows_j, j])
+            p = np.where(tail, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
         return p[:, 0] if flat else p
 
     def score_at(self, p: float) -> FloatArray:
@@ -245,18 +242,21 @@ class ScoreCalibrator:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _gpd_tail(self, j: int, y: FloatArray) -> FloatArray:
-        """Channel ``j``'s tail probability of excesses ``y`` over its threshold."""
-        sigma, xi = self._sigma[j], self._xi[j]
-        if sigma <= 0.0:  # a point mass at u: nothing was ever above it
-            return np.zeros(y.size)
-        if abs(xi) < 1e-9:
-            survival = np.exp(-y / sigma)
-        else:
-            base = np.maximum(1.0 + xi * y / sigma, 0.0)
-            with np.errstate(divide="ignore"):
-                survival = np.power(base, -1.0 / xi)
-        out: FloatArray = self._tail_p[j] * survival
+    def _gpd_tails(self, y: FloatArray) -> FloatArray:
+        """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
+        ``(rows, channels)`` (only excesses over a channel's threshold are read). A channel
+        with nothing ever above its threshold is a point mass there: 0."""
+        sigma, xi = self._sigma, self._xi
+        exponential = np.abs(xi) < 1e-9
+        point = sigma <= 0.0
+        safe_sigma = np.where(point, 1.0, sigma)
+        safe_xi = np.where(exponential, 1.0, xi)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            base = np.maximum(1.0 + safe_xi * y / safe_sigma, 0.0)
+            survival = np.where(
+                exponential, np.exp(-y / safe_sigma), np.power(base, -1.0 / safe_xi)
+            )
+        out: FloatArray = np.where(point, 0.0, self._tail_p * survival)
         return out
 
     def _refresh(self) -> None:
