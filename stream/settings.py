@@ -35,7 +35,7 @@ from pydantic_settings import (
 
 from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
-from stream.logs.config import LogConfig, default_window_anomaly_config
+from stream.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
 
 __all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
@@ -489,7 +489,7 @@ class Settings(BaseSettings):
                 budget_per_day=anomaly.budget_per_day,
                 threshold_override=anomaly.threshold_override,
                 min_effect=anomaly.min_effect,
-                directions=anomaly.directions,
+                directions=(*anomaly.directions, *LOG_DIRECTIONS),
                 services=anomaly.services,
             ),
         )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.anomaly import AnomalyConfig
+from models.anomaly import AnomalyConfig, DirectionRule
 from stream.logs.features import COUNT_FEATURES, FEATURE_NAMES
 
-__all__ = ["LogConfig", "default_window_anomaly_config"]
+__all__ = ["LOG_DIRECTIONS", "LogConfig", "default_window_anomaly_config"]
+
+
+LOG_DIRECTIONS: tuple[DirectionRule, ...] = (DirectionRule("msg_len_max", "up"),)
+"""The window features' own direction rules (before the metric defaults; the operator's
+``VIGIL_ANOMALY_DIRECTIONS`` come first)."""
 
 
 def default_window_anomaly_config() -> AnomalyConfig:
@@ -42,6 +47,11 @@ def default_window_anomaly_config() -> AnomalyConfig:
         # service-days, 9 with it; docs/logs.md).
         resolutions=tuple((name, 1.0) for name in COUNT_FEATURES)
         + tuple((name, 0.05) for name in FEATURE_NAMES if name.startswith("ratio_")),
+        # A window's longest message is usually one long template's; a window without it
+        # (a shorter maximum) is no sign of trouble: at 15 lines a window one service
+        # raised 151 such alerts a day. Longer ones (stack traces, dumps) still alert; the
+        # mean and p95 move both ways (BGL's one-line windows need it; docs/logs.md).
+        directions=LOG_DIRECTIONS,
     )
 
 

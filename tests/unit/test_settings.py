@@ -193,6 +193,16 @@ def test_log_settings_shape_the_log_pipeline(monkeypatch: pytest.MonkeyPatch) ->
     assert (config.window_s, config.lateness_s, config.max_templates) == (60.0, 5.0, 50)
 
 
+def test_log_windows_alert_on_longer_messages_only_unless_the_operator_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    anomaly = load_settings().log_config().anomaly
+    assert anomaly.direction_of("msg_len_max") == "up"
+    assert anomaly.direction_of("lines") == "both"  # silence is a drop
+    monkeypatch.setenv("VIGIL_ANOMALY_DIRECTIONS", '[{"metric": "msg_len_*", "direction": "both"}]')
+    assert load_settings().log_config().anomaly.direction_of("msg_len_max") == "both"
+
+
 def test_direction_and_budget_rules_from_toml_env_and_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
