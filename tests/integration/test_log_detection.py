@@ -140,7 +140,8 @@ async def test_incidents_raise_log_alerts_within_two_windows(test_settings: Sett
             for i in INCIDENTS
         )
 
-    false = [a for a in alerts if not explained(a)]
+    # An episode's resolved alert is not another alert.
+    false = [a for a in alerts if a.status == "firing" and not explained(a)]
     normal_windows = windows_scored - len(SERVICES) * WARMUP_WINDOWS
     rate = len(false) / normal_windows
     print(f"log false alerts: {len(false)} of {normal_windows} windows after warm-up ({rate:.2%})")
