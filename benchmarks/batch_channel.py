@@ -297,8 +297,8 @@ class _WithBatch(ServiceAnomalyModel):
         self._next_scored = np.searchsorted(valid, np.arange(len(ts)))
         self._valid = np.append(valid, len(ts))
 
-    def _rows_to_change(self, core, candidate):  # type: ignore[no-untyped-def]
-        rows = int(super()._rows_to_change(core, candidate))
+    def _rows_to_change(self, core, candidate, ts):  # type: ignore[no-untyped-def]
+        rows = int(super()._rows_to_change(core, candidate, ts))
         at = self.events_seen  # every row is seen in order: the next row's index
         if not core.batch_calibrator.count and at < len(self._ts):
             first = int(self._valid[self._next_scored[at]])

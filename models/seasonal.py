@@ -186,8 +186,8 @@ class SeasonalBaseline:
             return
         positions = [self._columns[n] for n in names]
         whole = positions == list(range(len(self._columns)))
-        buckets = self.bucket_of(np.asarray(ts_s, dtype=np.float64))
         ts = np.asarray(ts_s, dtype=np.float64)
+        buckets = self.bucket_of(ts)
         self._buffer_rows(X, buckets, None if whole else np.array(positions, dtype=np.int64), ts)
 
     def quanta(self) -> dict[str, float]:

@@ -382,9 +382,7 @@ class ServiceAnomalyModel:
         while at < X.shape[0]:
             m = X.shape[0] - at
             if learn:
-                m = min(m, self._rows_to_change(core, candidate))
-                if self._seasonal is not None:
-                    m = min(m, self._seasonal.rows_to_fold(ts[at : at + m]))
+                m = min(m, self._rows_to_change(core, candidate, ts[at:]))
             at += yield from self._segment(
                 core, candidate, X[at : at + m], ts[at : at + m], start + at, out, learn
             )
@@ -392,15 +390,18 @@ class ServiceAnomalyModel:
                 break
         return start + at
 
-    def _rows_to_change(self, core: _ScoringCore, candidate: _ScoringCore | None) -> int:
-        """Rows that can go through before some learned state changes (at least 1)."""
+    def _rows_to_change(
+        self, core: _ScoringCore, candidate: _ScoringCore | None, ts: FloatArray
+    ) -> int:
+        """Rows (of those at event times ``ts``) that can go through before some learned
+        state changes (at least 1)."""
         limits = [
             self._scaler.rows_to_refresh(),
             self._jumps.rows_to_refresh(),
             core.rows_to_change(),
         ]
         if self._seasonal is not None:
-            limits.append(self._seasonal.rows_to_fold())
+            limits.append(self._seasonal.rows_to_fold(ts))
         if candidate is not None:
             limits.append(candidate.rows_to_change())
         return min(limits)

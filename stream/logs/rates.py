@@ -75,6 +75,14 @@ _MIN_P = 1e-300
 """p-values are floored here, so a surprise (-log10 p) stays finite."""
 
 
+def _size(mean: float, variance: float) -> float | None:
+    """The negative binomial's size for this mean and variance; None for Poisson (a variance
+    at most the mean: the negative binomial's limit)."""
+    if variance <= mean * (1.0 + 1e-9):
+        return None
+    return mean * mean / (variance - mean)
+
+
 def tail_probability(count: int, mean: float, variance: float) -> float:
     """``P(C >= count)`` for a negative binomial count ``C`` of this mean and variance.
 
@@ -90,9 +98,9 @@ def tail_probability(count: int, mean: float, variance: float) -> float:
     """
     if count <= 0:
         return 1.0
-    if variance <= mean * (1.0 + 1e-9):
+    size = _size(mean, variance)
+    if size is None:
         return float(gammainc(count, mean))  # Poisson: P(C >= k) = P(k, mean)
-    size = mean * mean / (variance - mean)
     return float(betainc(count, size, mean / (mean + size)))
 
 
@@ -109,10 +117,23 @@ def lower_tail_probability(count: int, mean: float, variance: float) -> float:
     """
     if mean <= 0.0:
         return 1.0
-    if variance <= mean * (1.0 + 1e-9):
+    size = _size(mean, variance)
+    if size is None:
         return float(gammaincc(count + 1, mean))  # Poisson: P(C <= k) = Q(k + 1, mean)
-    size = mean * mean / (variance - mean)
     return float(betainc(size, count + 1, size / (mean + size)))
+
+
+def _add(entry: list[float] | None, count: float, now: int, decay: float) -> list[float]:
+    """A count entry (weighted sum of counts, of squared counts, learned window of the last
+    update, learned window it was first learned in) with ``count`` learned at window ``now``;
+    the entry is updated in place, or made when None."""
+    if entry is None:
+        return [float(count), float(count * count), now, now]
+    fade = decay ** (now - entry[2])
+    entry[0] = entry[0] * fade + count
+    entry[1] = entry[1] * fade + count * count
+    entry[2] = now
+    return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,22 +397,9 @@ class TemplateRates:
             lines = verdict.quiet.learned_as
         self._learned += 1
         now, decay, state = self._learned, self._decay, self._state
-        if self._lines is None:
-            self._lines = [lines, lines * lines, now, now]
-        else:
-            fade = decay ** (now - self._lines[2])
-            self._lines[0] = self._lines[0] * fade + lines
-            self._lines[1] = self._lines[1] * fade + lines * lines
-            self._lines[2] = now
+        self._lines = _add(self._lines, lines, now, decay)
         for template_id, count in counts.items():
-            entry = state.get(template_id)
-            if entry is None:
-                state[template_id] = [float(count), float(count * count), now, now]
-                continue
-            fade = decay ** (now - entry[2])
-            entry[0] = entry[0] * fade + count
-            entry[1] = entry[1] * fade + count * count
-            entry[2] = now
+            state[template_id] = _add(state.get(template_id), count, now, decay)
         if len(state) > self.capacity:
             self._forget()
         self._pool()
