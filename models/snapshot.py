@@ -54,6 +54,7 @@ __all__ = [
     "RejectReason",
     "SnapshotError",
     "SnapshotMeta",
+    "check_incarnation",
     "decode_snapshot",
     "encode_snapshot",
     "frame_snapshot",
@@ -69,10 +70,20 @@ MAGIC = b"VIGILSNAP\x00"
 _LENGTH = struct.Struct(">I")
 _DIGEST_BYTES = 32
 
-RejectReason = Literal["corrupt", "schema", "config_changed", "library_changed", "unreadable"]
+RejectReason = Literal[
+    "corrupt",
+    "schema",
+    "config_changed",
+    "library_changed",
+    "unreadable",
+    "other_cluster",
+    "beyond_end",
+]
 """Why a snapshot was refused: damaged bytes; another schema version; learned under another
-model configuration; written by another Python or river version; or its payload failed to
-unpickle (a class it names is gone or not allowed)."""
+model configuration; written by another Python or river version; its payload failed to
+unpickle (a class it names is gone or not allowed); taken against another Kafka cluster; or
+its offset lies past the end of the partition it would resume (a re-created topic, a fresh
+broker under the old cluster id: the records it stood on are not this partition's)."""
 
 
 class SnapshotError(Exception):
@@ -104,6 +115,8 @@ class SnapshotMeta:
             configuration is refused).
         libraries: :func:`library_versions` of the writer.
         services: The services whose state it holds.
+        cluster_id: The Kafka cluster the input was read from (None: unknown, as in
+            snapshots written before it was recorded).
     """
 
     schema_version: int
@@ -114,6 +127,7 @@ class SnapshotMeta:
     config_ids: dict[str, str]
     libraries: dict[str, str]
     services: list[str] = field(default_factory=list)
+    cluster_id: str | None = None
 
     @classmethod
     def create(
@@ -125,6 +139,7 @@ class SnapshotMeta:
         config_ids: dict[str, str],
         services: list[str],
         created_at: dt.datetime | None = None,
+        cluster_id: str | None = None,
     ) -> SnapshotMeta:
         """A header for state taken now, with this process's versions."""
         when = created_at if created_at is not None else dt.datetime.now(dt.UTC)
@@ -137,6 +152,45 @@ class SnapshotMeta:
             config_ids=dict(config_ids),
             libraries=library_versions(),
             services=list(services),
+            cluster_id=cluster_id,
+        )
+
+
+def check_incarnation(meta: SnapshotMeta, cluster_id: str | None, end_offset: int | None) -> None:
+    """Refuse a snapshot that was not taken from the partition it would resume.
+
+    Args:
+        meta: The snapshot's header.
+        cluster_id: The cluster the partition is on now (None: unknown).
+        end_offset: The partition's end offset now (None: unknown).
+
+    Raises:
+        SnapshotError: ``other_cluster`` when both clusters are known and differ;
+            ``beyond_end`` when the snapshot resumes past the partition's end (its records
+            were never this partition's: resuming there would skip everything until the
+            partition grew that far).
+
+    Examples:
+        >>> meta = SnapshotMeta.create(topic="m", partition=0, offsets={"m:0": 600},
+        ...     config_ids={}, services=[], cluster_id="a")
+        >>> check_incarnation(meta, "a", 600)  # caught up: resumes at the end
+        >>> check_incarnation(meta, "b", 900)
+        Traceback (most recent call last):
+        ...
+        models.snapshot.SnapshotError: other_cluster: taken on cluster a, the partition is on b
+        >>> check_incarnation(meta, "a", 60)
+        Traceback (most recent call last):
+        ...
+        models.snapshot.SnapshotError: beyond_end: resumes at offset 600, the partition ends at 60
+    """
+    if meta.cluster_id is not None and cluster_id is not None and meta.cluster_id != cluster_id:
+        raise SnapshotError(
+            "other_cluster", f"taken on cluster {meta.cluster_id}, the partition is on {cluster_id}"
+        )
+    offset = meta.offsets.get(f"{meta.topic}:{meta.partition}")
+    if offset is not None and end_offset is not None and offset > end_offset:
+        raise SnapshotError(
+            "beyond_end", f"resumes at offset {offset}, the partition ends at {end_offset}"
         )
 
 

@@ -17,7 +17,7 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,8 @@ class Detector:
         self._batch_lock = asyncio.Lock()
         """Held while a batch is in hand: a rebalance waits for it to be done."""
         self._rebalances = 0
+        self._cluster_id: str | None = None
+        """The Kafka cluster's id, read at start when snapshots are kept."""
         self._checked_rebalances = 0
         self._next_offsets: dict[TopicPartition, int] = {}
         self._sought: set[TopicPartition] = set()
@@ -231,6 +233,8 @@ class Detector:
                 topic_specs(settings),
                 kafka_options=kafka_options(settings),
             )
+        if self._keepers:
+            self._cluster_id = await _read_cluster_id(settings)
         await self._publisher.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -646,7 +650,7 @@ class Detector:
                 assert consumer is not None
                 resume = await keeper.assigned(
                     [tp.partition for tp in assigned if tp.topic == keeper.topic],
-                    _committed_of(consumer, keeper.topic),
+                    _ConsumerLog(consumer, keeper.topic, self._cluster_id),
                 )
                 for partition, offset in resume.items():
                     tp = TopicPartition(keeper.topic, partition)
@@ -840,14 +844,54 @@ async def _wait_for_kafka(settings: Settings, stop_requested: Callable[[], bool]
                 await admin.close()
 
 
-def _committed_of(consumer: AIOKafkaConsumer, topic: str) -> Callable[[int], Awaitable[int | None]]:
-    """The group's committed offset of a partition of ``topic``."""
+class _ConsumerLog:
+    """A keeper's view of its topic's partitions (:class:`~stream.rebalance.PartitionLog`),
+    through the detector's consumer."""
 
-    async def committed(partition: int) -> int | None:
-        offset: int | None = await consumer.committed(TopicPartition(topic, partition))
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, cluster_id: str | None) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._cluster_id = cluster_id
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._cluster_id
+
+    async def committed(self, partition: int) -> int | None:
+        offset: int | None = await self._consumer.committed(TopicPartition(self._topic, partition))
         return offset
 
-    return committed
+    async def bounds(self, partition: int) -> tuple[int, int] | None:
+        tp = TopicPartition(self._topic, partition)
+        try:
+            starts = await self._consumer.beginning_offsets([tp])
+            ends = await self._consumer.end_offsets([tp])
+        except Exception as exc:  # unknown bounds: the snapshot is not checked against them
+            log.warning("partition_bounds_unknown", partition=str(tp), error=str(exc))
+            return None
+        return int(starts[tp]), int(ends[tp])
+
+
+async def _read_cluster_id(settings: Settings) -> str | None:
+    """The cluster's id, recorded in snapshots (None, logged, when it cannot be read)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        **kafka_options(settings),
+    )
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+    except Exception as exc:
+        log.warning("cluster_id_unknown", error=str(exc))
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    cluster_id = cluster.get("cluster_id")
+    return str(cluster_id) if cluster_id else None
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from models.anomaly import ServiceAnomalyModel
-from models.snapshot import SnapshotError, SnapshotMeta, pickle_state
+from models.snapshot import SnapshotError, SnapshotMeta, check_incarnation, pickle_state
 from stream.incident_risk import IncidentRiskPipeline
 from stream.pipeline import MetricPipeline
 from stream.records import Record
@@ -42,12 +42,35 @@ from stream.schemas import Evidence
 from stream.snapshots import LoadedSnapshot, SnapshotStore
 from stream.telemetry import SnapshotMetrics
 
-__all__ = ["MetricModels", "PartitionModels", "PartitionSnapshots", "PointerSender"]
+__all__ = [
+    "MetricModels",
+    "PartitionLog",
+    "PartitionModels",
+    "PartitionSnapshots",
+    "PointerSender",
+]
 
 log = structlog.get_logger(__name__)
 
 PointerSender = Callable[[bytes, dict[str, Any]], Awaitable[None]]
 """Publishes a snapshot pointer (key, value) on the models topic."""
+
+
+class PartitionLog(Protocol):
+    """What the cluster says about the partitions of a keeper's topic (the consumer's view)."""
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The cluster's id (None when it could not be read)."""
+        ...
+
+    async def committed(self, partition: int) -> int | None:
+        """The group's committed offset of a partition."""
+        ...
+
+    async def bounds(self, partition: int) -> tuple[int, int] | None:
+        """The partition's log start and end offsets (None when they could not be read)."""
+        ...
 
 
 class PartitionModels(Protocol):
@@ -170,6 +193,8 @@ class PartitionSnapshots:
         """Revoked, snapshotted, models still held until the assignment says where they go."""
         self._replay_until: dict[int, int] = {}
         self._writes: dict[int, asyncio.Task[None]] = {}
+        self._cluster_id: str | None = None
+        """The cluster of the last assignment: written into snapshots."""
 
     @property
     def owned(self) -> list[int]:
@@ -256,6 +281,7 @@ class PartitionSnapshots:
             offsets={key: offset},
             config_ids=self.models.config_ids(),
             services=services,
+            cluster_id=self._cluster_id,
         )
         started = time.perf_counter()
         # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
@@ -322,15 +348,20 @@ class PartitionSnapshots:
         self._owned.difference_update(mine)
         self._parked.update(mine)
 
-    async def assigned(
-        self, partitions: Iterable[int], committed: Callable[[int], Awaitable[int | None]]
-    ) -> dict[int, int]:
+    async def assigned(self, partitions: Iterable[int], source: PartitionLog) -> dict[int, int]:
         """Partitions given to this detector; returns where each restored one resumes.
+
+        A snapshot resumes only the partition it was taken from: one from another cluster, or
+        whose offset lies past the partition's end (the topic was re-created, or the broker is
+        a fresh one under the same cluster id), is rejected, and the partition starts fresh
+        from the group's committed offset or the reset policy. One whose offset the log no
+        longer holds (retention deleted what followed it) resumes at the log's start.
 
         Args:
             partitions: The partitions of this topic now assigned (old ones included).
-            committed: The group's committed offset of a partition.
+            source: The cluster's view of the partitions.
         """
+        self._cluster_id = source.cluster_id
         assigned = set(partitions)
         gone = self._parked - assigned
         self.forget(gone)
@@ -340,12 +371,22 @@ class PartitionSnapshots:
                 if partition in self._positions:  # kept in memory: resume where it stands
                     resume[partition] = self._positions[partition]
                 continue
-            loaded = await self._load(partition)
+            bounds = await source.bounds(partition)
+            loaded = await self._load(partition, source.cluster_id, bounds)
             if loaded is None:
                 continue
             offset = loaded.meta.offsets.get(f"{self.topic}:{partition}")
             if offset is None:
                 continue
+            if bounds is not None and offset < bounds[0]:
+                log.warning(
+                    "snapshot_offset_deleted",
+                    topic=self.topic,
+                    partition=partition,
+                    offset=offset,
+                    log_start=bounds[0],
+                )
+                offset = bounds[0]
             models = self.models.install(partition, loaded.state)
             for service in models:
                 self._owner[service] = partition
@@ -355,7 +396,7 @@ class PartitionSnapshots:
             ).timestamp()
             self._written_at[partition] = self._monotonic()
             resume[partition] = offset
-            done = await committed(partition)
+            done = await source.committed(partition)
             if done is not None and done > offset:
                 self._replay_until[partition] = done
             self._metrics.restored.inc()
@@ -390,8 +431,14 @@ class PartitionSnapshots:
             self._owned.discard(partition)
         log.info("partition_state_dropped", topic=self.topic, partitions=sorted(gone))
 
-    async def _load(self, partition: int) -> LoadedSnapshot | None:
+    async def _load(
+        self, partition: int, cluster_id: str | None, bounds: tuple[int, int] | None
+    ) -> LoadedSnapshot | None:
         started = time.perf_counter()
+        end = bounds[1] if bounds is not None else None
+
+        def belongs(meta: SnapshotMeta) -> None:
+            check_incarnation(meta, cluster_id, end)
 
         def rejected(path: Path, error: SnapshotError) -> None:
             self._metrics.rejected.labels(reason=error.reason).inc()
@@ -411,6 +458,7 @@ class PartitionSnapshots:
             config_ids=self.models.config_ids(),
             on_reject=rejected,
             validate=self.models.check,
+            belongs=belongs,
         )
         self._metrics.restore_seconds.observe(time.perf_counter() - started)
         return loaded

@@ -100,12 +100,15 @@ class SnapshotStore:
         config_ids: dict[str, str],
         on_reject: Callable[[Path, SnapshotError], None],
         validate: Callable[[Any], None] | None = None,
+        belongs: Callable[[SnapshotMeta], None] | None = None,
     ) -> LoadedSnapshot | None:
         """The newest snapshot of a partition that checks out (None if there is none).
 
         Each refused on the way (unreadable file, bad checksum, incompatible, or a state
         ``validate`` raises :class:`SnapshotError` for) is passed to ``on_reject`` and left in
-        place for inspection; retention removes it in time.
+        place for inspection; retention removes it in time. One whose header ``belongs``
+        refuses (taken from another incarnation of the partition) ends the walk: every older
+        one was taken before it, from that incarnation or an earlier one.
         """
         for path in self.paths(topic, partition):
             try:
@@ -115,6 +118,18 @@ class SnapshotStore:
                 continue
             try:
                 meta, state = decode_snapshot(data, config_ids=config_ids)
+            except SnapshotError as exc:
+                on_reject(path, exc)
+                continue
+            if belongs is not None:
+                try:
+                    belongs(meta)
+                except SnapshotError as exc:
+                    # Snapshots are walked newest first: the ones before it were taken from
+                    # that earlier incarnation too, or an older one still.
+                    on_reject(path, exc)
+                    return None
+            try:
                 if validate is not None:
                     validate(state)
             except SnapshotError as exc:

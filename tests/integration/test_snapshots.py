@@ -14,6 +14,7 @@ import collections
 import numpy as np
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.consumer import Detector, topic_specs
 from stream.incident_sim import IncidentRecord, IncidentSimulator
@@ -22,7 +23,7 @@ from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
 from stream.simulate import MetricSimulator, SimulatedEvent
 from stream.topics import ensure_topics
-from tests.integration.kafka_io import produce, read_all, run_until
+from tests.integration.kafka_io import eventually, produce, read_all, run_until
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +193,54 @@ async def test_incident_risk_state_comes_back_after_a_restart(test_settings: Set
         t.__getstate__() for t in risk_a.episodes.export(services).values()
     ]
     assert b.counts["scored"] == 0  # nothing re-read: the state matched the committed offsets
+
+
+async def _recreate(settings: Settings, topic: str) -> None:
+    """Delete ``topic`` and create it again, empty (the broker deletes asynchronously)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+
+        async def gone() -> bool:
+            return topic not in await admin.list_topics()
+
+        await eventually(gone, 30)
+    finally:
+        await admin.close()
+    specs = [s for s in topic_specs(settings) if s.name == topic]
+
+    async def created() -> bool:
+        try:
+            await ensure_topics(settings.bootstrap_servers, specs)
+        except RuntimeError:  # still being deleted
+            return False
+        return True
+
+    await eventually(created, 30)
+
+
+async def test_snapshots_of_an_earlier_topic_are_rejected_and_every_event_is_consumed(
+    test_settings: Settings,
+) -> None:
+    # Snapshots stamped at ~3,000 records per partition, then the topic is re-created and
+    # gets ~1,500 per partition (a `docker compose down -v` that kept the snapshot volume).
+    settings = _settings(test_settings)
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    first, second = _events()
+    await _produce(settings, first)
+    await _run(settings, FIRST)
+    await _recreate(settings, settings.topic_metrics)
+    await _produce(settings, second)
+
+    b = Detector(settings, serve_http=False)
+    await b.start()
+    try:
+        await run_until(b, lambda: b.counts["scored"] >= SECOND, 60)
+    finally:
+        await b.stop()
+    assert b.counts["scored"] == SECOND  # every event of the new topic, none skipped
+    # The newest of each partition is rejected; the older ones (at offsets the new topic
+    # holds) were taken from the same earlier topic and are not tried.
+    assert _sample(b, "vigil_snapshots_rejected_total", reason="beyond_end") == 2
+    assert _sample(b, "vigil_snapshots_restored_total") == 0
