@@ -13,9 +13,10 @@ builtins, can be named by a snapshot. Snapshots are still meant to be read only 
 controls (pickle is not a format for untrusted input), the allow-list is a second wall.
 
 A snapshot is *incompatible* (refused, never loaded) when its schema version is not
-:data:`SCHEMA_VERSION`, when the model configuration it was learned under differs from the
-running one, or when it was written by another Python minor or river version (their pickles
-of river's models are not promised to agree).
+:data:`SCHEMA_VERSION`, when every model family it holds was learned under a configuration
+that shapes state differently from the running one (a family that changed alone starts fresh
+while the others are restored: :func:`changed_families`), or when it was written by another
+Python minor or river version (their pickles of river's models are not promised to agree).
 
 Examples:
     >>> meta = SnapshotMeta.create(
@@ -54,6 +55,7 @@ __all__ = [
     "RejectReason",
     "SnapshotError",
     "SnapshotMeta",
+    "changed_families",
     "check_incarnation",
     "decode_snapshot",
     "encode_snapshot",
@@ -156,6 +158,24 @@ class SnapshotMeta:
         )
 
 
+def changed_families(meta: SnapshotMeta, config_ids: dict[str, str]) -> list[str]:
+    """The model families of a snapshot whose state was learned under a configuration the
+    running one does not share (families not running now are not named).
+
+    A snapshot is refused when every family it holds that runs now changed; otherwise the
+    families that changed start fresh and the others are restored.
+
+    Examples:
+        >>> meta = SnapshotMeta.create(topic="m", partition=0, offsets={},
+        ...     config_ids={"metrics": "a", "risk": "r"}, services=[])
+        >>> changed_families(meta, {"metrics": "a", "risk": "r2"})
+        ['risk']
+        >>> changed_families(meta, {"metrics": "a"})
+        []
+    """
+    return sorted(f for f, c in meta.config_ids.items() if config_ids.get(f) not in (None, c))
+
+
 def check_incarnation(meta: SnapshotMeta, cluster_id: str | None, end_offset: int | None) -> None:
     """Refuse a snapshot that was not taken from the partition it would resume.
 
@@ -236,12 +256,11 @@ def decode_snapshot(data: bytes, *, config_ids: dict[str, str]) -> tuple[Snapsho
         SnapshotError: The snapshot must not be loaded (see :data:`RejectReason`).
     """
     meta, payload = _split(data)
-    for family, config_id in meta.config_ids.items():
-        running = config_ids.get(family)
-        if running is not None and running != config_id:
-            raise SnapshotError(
-                "config_changed", f"{family} configuration {config_id} is now {running}"
-            )
+    changed = changed_families(meta, config_ids)
+    running = [family for family in meta.config_ids if family in config_ids]
+    if running and len(changed) == len(running):
+        described = ", ".join(f"{f} {meta.config_ids[f]} is now {config_ids[f]}" for f in changed)
+        raise SnapshotError("config_changed", f"configuration {described}")
     ours = library_versions()
     for name in ("python", "river"):
         if meta.libraries.get(name) != ours[name]:

@@ -265,7 +265,8 @@ class LogModels:
         ):
             raise SnapshotError("unreadable", "log state is not what this version writes")
 
-    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
+        # One family: a snapshot whose logs changed is refused before it gets here.
         self.stage.pipeline.install(state["logs"])
         self.stage._offsets.install(TopicPartition(self.topic, partition), state["offsets"])
         return list(state["logs"]["services"])

@@ -23,6 +23,7 @@ from models.anomaly import (
     Verdict,
     episodes_per_service_day,
     observe_together,
+    state_id,
 )
 from stream.features.metrics import metric_features
 from stream.schemas import (
@@ -183,6 +184,8 @@ class MetricPipeline:
         self._clock = clock
         self._models: dict[str, ServiceAnomalyModel] = {}
         self.config_id = config_id_of(config)
+        self.state_id = state_id(config)
+        """What snapshots are checked against: only parameters that shape learned state."""
 
     def __len__(self) -> int:
         return len(self._models)
@@ -268,7 +271,10 @@ class MetricPipeline:
 
     def install(self, models: Mapping[str, ServiceAnomalyModel]) -> None:
         """Take over models restored from a snapshot (replacing any held for the same
-        services)."""
+        services); this pipeline's decisions (budgets, directions, ...) apply to them at
+        once."""
+        for model in models.values():
+            model.reconfigure(self.config)
         self._models.update(models)
 
     def forget(self, services: Iterable[str]) -> None:

@@ -34,7 +34,13 @@ from typing import Any, Protocol
 import structlog
 
 from models.anomaly import ServiceAnomalyModel
-from models.snapshot import SnapshotError, SnapshotMeta, check_incarnation, pickle_state
+from models.snapshot import (
+    SnapshotError,
+    SnapshotMeta,
+    changed_families,
+    check_incarnation,
+    pickle_state,
+)
 from stream.incident_risk import IncidentRiskPipeline
 from stream.pipeline import MetricPipeline
 from stream.records import Record
@@ -89,8 +95,10 @@ class PartitionModels(Protocol):
         :meth:`export` writes."""
         ...
 
-    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
-        """Take over a restored state; returns its services."""
+    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
+        """Take over a restored state, but for the families in ``stale`` (learned under a
+        configuration that shapes state differently: they start fresh); returns its
+        services."""
         ...
 
     def forget(self, partitions: list[int], services: list[str]) -> None:
@@ -112,7 +120,7 @@ class MetricModels:
         self.risk = risk
 
     def config_ids(self) -> dict[str, str]:
-        ids = {"metrics": self.pipeline.config_id}
+        ids = {"metrics": self.pipeline.state_id}
         if self.risk is not None:
             ids["risk"] = self.risk.config_id
         return ids
@@ -136,10 +144,11 @@ class MetricModels:
         ):
             raise SnapshotError("unreadable", "incident-risk state is not what this version writes")
 
-    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
         models = state["metrics"]
-        self.pipeline.install(models)
-        if self.risk is not None and "risk" in state:
+        if "metrics" not in stale:
+            self.pipeline.install(models)
+        if self.risk is not None and "risk" in state and "risk" not in stale:
             self.risk.install(state["risk"])
         return list(models)
 
@@ -387,7 +396,16 @@ class PartitionSnapshots:
                     log_start=bounds[0],
                 )
                 offset = bounds[0]
-            models = self.models.install(partition, loaded.state)
+            stale = changed_families(loaded.meta, self.models.config_ids())
+            if stale:
+                log.warning(
+                    "snapshot_families_restarted",
+                    topic=self.topic,
+                    partition=partition,
+                    families=stale,
+                    reason="config_changed",
+                )
+            models = self.models.install(partition, loaded.state, frozenset(stale))
             for service in models:
                 self._owner[service] = partition
             self._positions[partition] = self._snapshotted[partition] = offset

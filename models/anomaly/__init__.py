@@ -11,6 +11,7 @@ from models.anomaly.config import (
     Direction,
     DirectionRule,
     ServiceRule,
+    state_id,
 )
 from models.anomaly.model import ServiceAnomalyModel, episodes_per_service_day, observe_together
 from models.anomaly.verdicts import BatchVerdict, Deviations, Verdict
@@ -27,4 +28,5 @@ __all__ = [
     "Verdict",
     "episodes_per_service_day",
     "observe_together",
+    "state_id",
 ]

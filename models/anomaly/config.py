@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
+import json
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from models.hst import Engine
 from models.scoring import Detector
 
 __all__ = [
     "DEFAULT_DIRECTIONS",
+    "STATE_FIELDS",
     "AnomalyConfig",
     "Direction",
     "DirectionRule",
     "ServiceRule",
+    "state_id",
 ]
 
 Direction = Literal["up", "down", "both"]
@@ -176,3 +180,37 @@ class AnomalyConfig:
             if rule.matches(service):
                 return rule.budget_per_day
         return self.budget_per_day
+
+
+STATE_FIELDS: Final = (
+    "n_trees",
+    "height",
+    "window_size",
+    "seed",
+    "engine",
+    "calibration_window",
+    "scaler_window",
+    "detector",
+    "season_s",
+    "season_buckets",
+    "season_alpha",
+    "resolutions",
+)
+"""The parameters that shape a model's learned state (tree shape and seed, windows, the
+channels the calibration holds, the seasonal profile, feature resolutions). The others decide
+what the state says (budgets, thresholds, directions, episodes, warm-up, explanations) and
+apply to a restored model at once (:meth:`ServiceAnomalyModel.reconfigure`)."""
+
+
+def state_id(config: AnomalyConfig) -> str:
+    """A short id of the parameters in :data:`STATE_FIELDS`: a snapshot learned under another
+    is not loaded; one that differs only in decisions is.
+
+    Examples:
+        >>> state_id(AnomalyConfig()) == state_id(AnomalyConfig(budget_per_day=5.0))
+        True
+        >>> state_id(AnomalyConfig()) == state_id(AnomalyConfig(scaler_window=512))
+        False
+    """
+    fields = {name: getattr(config, name) for name in STATE_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.anomaly.calibration import ScoreCalibrator
-from models.anomaly.config import AnomalyConfig
+from models.anomaly.config import AnomalyConfig, state_id
 from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker
 from models.anomaly.jumps import Jumps
@@ -250,6 +250,25 @@ class ServiceAnomalyModel:
         self.episodes_opened = 0
         self.first_ts_s = math.nan
         self.last_ts_s = math.nan
+
+    def reconfigure(self, config: AnomalyConfig) -> None:
+        """Apply ``config``'s decisions (budget, threshold, directions, episodes, level
+        shifts, warm-up, explanations) to this model's learned state, at once.
+
+        Raises:
+            ValueError: ``config`` shapes state differently (:func:`state_id`): the state
+                learned under this model's configuration would not fit it.
+        """
+        if state_id(config) != state_id(self.config):
+            raise ValueError("the configuration shapes learned state differently")
+        self.config = config
+        self._episodes.resolve_after = config.resolve_after
+        self._episodes.max_withheld = config.max_withheld
+        self._shifts.shift_after = config.shift_after
+        self._shifts.min_effect = config.min_effect
+        self._signs.clear()
+        self._warmup = max(config.warmup_events, config.window_size)
+        self.budget_per_day = config.budget_for(self.service)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ the same model state afterwards.
 from __future__ import annotations
 
 import collections
+import pickle
 
 import numpy as np
 import orjson
@@ -244,3 +245,54 @@ async def test_snapshots_of_an_earlier_topic_are_rejected_and_every_event_is_con
     # holds) were taken from the same earlier topic and are not tried.
     assert _sample(b, "vigil_snapshots_rejected_total", reason="beyond_end") == 2
     assert _sample(b, "vigil_snapshots_restored_total") == 0
+
+
+async def test_a_changed_decision_applies_to_the_restored_state_and_a_changed_family_restarts_alone(
+    test_settings: Settings,
+) -> None:
+    settings = _settings(test_settings, incident_risk=True)
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    first, second = _events()
+    await _produce(settings, first)
+    a = await _run(settings, FIRST)
+    alerts_of_a = set(await _alert_ids(settings))
+    learned = pickle.dumps(a.pipeline.models_of([m.service for m in a.pipeline]))
+    risk_a = a.risk.pipeline
+    assert risk_a is not None
+    assert any(group.model.updates > 0 for group in risk_a._groups.values())
+
+    # A decision (the anomaly budget) and the incident-risk family's configuration changed.
+    changed = _settings(
+        test_settings, incident_risk=True, anomaly_budget_per_day=8.64, incident_threshold=0.9
+    )
+    b = Detector(changed, serve_http=False)
+    await b.start()
+    try:
+        await run_until(b, lambda: _sample(b, "vigil_snapshots_restored_total") == 2, 60)
+        # The risk family, learned under another configuration, started fresh; the anomaly
+        # models came back.
+        risk_b = b.risk.pipeline
+        assert risk_b is not None
+        assert all(group.model.updates == 0 for group in risk_b._groups.values())
+        assert len(b.pipeline) == len(a.pipeline)
+        await _produce(settings, second)
+        await run_until(b, lambda: _position(b) >= FIRST + SECOND)
+    finally:
+        await b.stop()
+    assert _sample(b, "vigil_snapshots_rejected_total", reason="config_changed") == 0
+    assert b.counts["scored"] == SECOND
+    # The anomaly models came back (no warm-up) and decide with the new budget at once: B
+    # raises exactly what A's models, reconfigured, raise.
+    reference = MetricPipeline(changed.anomaly_config())
+    reference.install(pickle.loads(learned))
+    expected = _carry_on(reference, second)
+    unchanged = MetricPipeline(settings.anomaly_config())
+    unchanged.install(pickle.loads(learned))
+    assert expected != _carry_on(unchanged, second), "the budget should make a difference"
+    records = await read_all(changed.bootstrap_servers, changed.topic_alerts)
+    alerts = [orjson.loads(r.value) for r in records]
+    raised_by_b = {
+        x["alert_id"] for x in alerts if x["kind"] == "anomaly" and x["alert_id"] not in alerts_of_a
+    }
+    assert expected
+    assert raised_by_b == expected

@@ -36,7 +36,7 @@ class _Models:
     def check(self, state: Any) -> None:
         pass
 
-    def install(self, partition: int, state: dict[str, Any]) -> list[str]:
+    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
         services: list[str] = state["services"]
         self.installed[partition] = services
         return services
