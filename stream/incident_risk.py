@@ -44,6 +44,7 @@ from models.incident import (
     RiskThreshold,
 )
 from models.incident.budget import EpisodeBudget
+from models.incident.config import state_id as risk_state_id
 from models.incident.episodes import HELD, INCIDENT, EpisodeChange, RiskEpisodes
 from stream.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
 from stream.pipeline import BatchOutcome, Clock, EvidenceOf, alert_id_for, config_id_of, utc_now
@@ -133,6 +134,12 @@ class _Group:
         self.budget = EpisodeBudget(config, step_s)
         """The ``episode_budget`` strategy's search (fed only under that strategy)."""
         self.tracker = PrequentialTracker(config)
+
+    def reconfigure(self, config: RiskConfig) -> None:
+        """Take ``config``'s decisions (it shapes state as this group's did)."""
+        self.model.config = self.in_progress.config = self.tracker.config = config
+        self.budget.config = config
+        self.threshold.reconfigure(config)
 
     def under_way(
         self, names: tuple[str, ...], rows: npt.NDArray[np.float32]
@@ -451,6 +458,12 @@ class IncidentRiskPipeline:
         another is not loaded)."""
         return config_id_of(self.config) + f"-{self.step_s:g}-{self._group_pattern or ''}"
 
+    @property
+    def state_id(self) -> str:
+        """A short id of what shapes the learned state: decisions (threshold, strategy,
+        budgets, episode steps) are left out and apply to restored state at once."""
+        return risk_state_id(self.config) + f"-{self.step_s:g}-{self._group_pattern or ''}"
+
     def export(self, services: Iterable[str]) -> dict[str, Any]:
         """These services' state, for a snapshot: feature history and open step, label
         buffer, episode; plus the group models (shared by every service of a group, so
@@ -478,6 +491,7 @@ class IncidentRiskPipeline:
         for name, group in state["groups"].items():
             mine = self._groups.get(name)
             if mine is None or mine.model.updates < group.model.updates:
+                group.reconfigure(self.config)
                 self._groups[name] = group
 
     def forget(self, services: Iterable[str]) -> None:

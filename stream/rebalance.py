@@ -122,7 +122,7 @@ class MetricModels:
     def config_ids(self) -> dict[str, str]:
         ids = {"metrics": self.pipeline.state_id}
         if self.risk is not None:
-            ids["risk"] = self.risk.config_id
+            ids["risk"] = self.risk.state_id
         return ids
 
     def export(self, partition: int, services: list[str]) -> dict[str, Any]:

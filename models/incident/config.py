@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-__all__ = ["STRATEGIES", "ClassWeight", "RiskConfig", "Strategy"]
+__all__ = [
+    "DECISION_FIELDS",
+    "STRATEGIES",
+    "ClassWeight",
+    "RiskConfig",
+    "Strategy",
+    "state_id",
+]
 
 ClassWeight = Literal["sqrt_balanced", "balanced", "none"]
 """How labelled vectors are weighted against the class imbalance (see
@@ -151,3 +161,33 @@ class RiskConfig:
 def _check(ok: bool, name: str, requirement: str, value: object) -> None:
     if not ok:
         raise ValueError(f"{name} must be {requirement}, got {value!r}")
+
+
+DECISION_FIELDS: Final = (
+    "threshold_override",
+    "strategy",
+    "episode_budget",
+    "target_recall",
+    "alert_budget",
+    "open_steps",
+    "resolve_steps",
+)
+"""The parameters that decide when learned risk alerts (threshold, strategy, budgets, episode
+steps): they apply to restored state at once. Every other one shapes what is learned."""
+
+
+def state_id(config: RiskConfig) -> str:
+    """A short id of the parameters outside :data:`DECISION_FIELDS`.
+
+    Examples:
+        >>> state_id(RiskConfig()) == state_id(RiskConfig(threshold_override=0.9))
+        True
+        >>> state_id(RiskConfig()) == state_id(RiskConfig(horizon_s=600.0))
+        False
+    """
+    fields = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in DECISION_FIELDS
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]

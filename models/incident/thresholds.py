@@ -164,6 +164,11 @@ class RiskThreshold:
         if len(self._incidents) > _INCIDENTS_KEPT:
             self._incidents.popitem(last=False)
 
+    def reconfigure(self, config: RiskConfig) -> None:
+        """Decide with ``config`` (its strategy, targets, override) from now on."""
+        self.config = config
+        self._strategy, self._value = self._compute()
+
     @property
     def value(self) -> float:
         """The threshold in force: alert when ``probability >= value``."""

@@ -247,8 +247,18 @@ async def test_snapshots_of_an_earlier_topic_are_rejected_and_every_event_is_con
     assert _sample(b, "vigil_snapshots_restored_total") == 0
 
 
-async def test_a_changed_decision_applies_to_the_restored_state_and_a_changed_family_restarts_alone(
-    test_settings: Settings,
+@pytest.mark.parametrize(
+    ("changes", "risk_restored"),
+    [
+        # Decisions: the anomaly budget and the incident threshold apply to restored state.
+        ({"anomaly_budget_per_day": 8.64, "incident_threshold": 0.9}, True),
+        # A parameter that shapes incident risk's learned state: that family alone restarts.
+        ({"incident_horizon_s": 600.0}, False),
+    ],
+    ids=["decisions", "risk_state"],
+)
+async def test_changed_settings_keep_the_learned_state_they_do_not_shape(
+    test_settings: Settings, changes: dict[str, object], risk_restored: bool
 ) -> None:
     settings = _settings(test_settings, incident_risk=True)
     await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
@@ -259,21 +269,22 @@ async def test_a_changed_decision_applies_to_the_restored_state_and_a_changed_fa
     learned = pickle.dumps(a.pipeline.models_of([m.service for m in a.pipeline]))
     risk_a = a.risk.pipeline
     assert risk_a is not None
-    assert any(group.model.updates > 0 for group in risk_a._groups.values())
+    updates_a = {name: g.model.updates for name, g in risk_a._groups.items()}
+    assert any(updates_a.values())
 
-    # A decision (the anomaly budget) and the incident-risk family's configuration changed.
-    changed = _settings(
-        test_settings, incident_risk=True, anomaly_budget_per_day=8.64, incident_threshold=0.9
-    )
+    changed = _settings(test_settings, incident_risk=True, **changes)
     b = Detector(changed, serve_http=False)
     await b.start()
     try:
         await run_until(b, lambda: _sample(b, "vigil_snapshots_restored_total") == 2, 60)
-        # The risk family, learned under another configuration, started fresh; the anomaly
-        # models came back.
         risk_b = b.risk.pipeline
         assert risk_b is not None
-        assert all(group.model.updates == 0 for group in risk_b._groups.values())
+        updates_b = {name: g.model.updates for name, g in risk_b._groups.items()}
+        if risk_restored:
+            assert updates_b == updates_a
+            assert all(g.threshold.value == 0.9 for g in risk_b._groups.values())
+        else:
+            assert not any(updates_b.values())
         assert len(b.pipeline) == len(a.pipeline)
         await _produce(settings, second)
         await run_until(b, lambda: _position(b) >= FIRST + SECOND)
@@ -281,18 +292,19 @@ async def test_a_changed_decision_applies_to_the_restored_state_and_a_changed_fa
         await b.stop()
     assert _sample(b, "vigil_snapshots_rejected_total", reason="config_changed") == 0
     assert b.counts["scored"] == SECOND
-    # The anomaly models came back (no warm-up) and decide with the new budget at once: B
-    # raises exactly what A's models, reconfigured, raise.
+    # The anomaly models came back (no warm-up) and decide with the running configuration
+    # at once: B raises exactly what A's models, so configured, raise.
     reference = MetricPipeline(changed.anomaly_config())
     reference.install(pickle.loads(learned))
     expected = _carry_on(reference, second)
-    unchanged = MetricPipeline(settings.anomaly_config())
-    unchanged.install(pickle.loads(learned))
-    assert expected != _carry_on(unchanged, second), "the budget should make a difference"
+    assert expected
+    if "anomaly_budget_per_day" in changes:
+        unchanged = MetricPipeline(settings.anomaly_config())
+        unchanged.install(pickle.loads(learned))
+        assert expected != _carry_on(unchanged, second), "the budget should make a difference"
     records = await read_all(changed.bootstrap_servers, changed.topic_alerts)
     alerts = [orjson.loads(r.value) for r in records]
     raised_by_b = {
         x["alert_id"] for x in alerts if x["kind"] == "anomaly" and x["alert_id"] not in alerts_of_a
     }
-    assert expected
     assert raised_by_b == expected
