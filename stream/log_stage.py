@@ -246,7 +246,7 @@ class LogModels:
         self.topic = topic
 
     def config_ids(self) -> dict[str, str]:
-        return {"logs": self.stage.pipeline.config_id}
+        return {"logs": self.stage.pipeline.state_id}
 
     def export(self, partition: int, services: list[str]) -> dict[str, Any]:
         return {

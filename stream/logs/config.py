@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
+from typing import Final
 
-from models.anomaly import AnomalyConfig, DirectionRule
+from models.anomaly import AnomalyConfig, DirectionRule, state_id
 from stream.logs.features import COUNT_FEATURES, FEATURE_NAMES
 
-__all__ = ["LOG_DIRECTIONS", "LogConfig", "default_window_anomaly_config"]
+__all__ = [
+    "DECISION_FIELDS",
+    "LOG_DIRECTIONS",
+    "LogConfig",
+    "default_window_anomaly_config",
+    "log_state_id",
+]
 
 
 LOG_DIRECTIONS: tuple[DirectionRule, ...] = (DirectionRule("msg_len_max", "up"),)
@@ -114,3 +124,35 @@ class LogConfig:
     def rate_alpha(self) -> float:
         """The template-rate test's level per window."""
         return self.rate_false_alerts_per_day * self.window_s / 86_400.0
+
+
+DECISION_FIELDS: Final = (
+    "lateness_s",
+    "idle_expiry_s",
+    "min_new_error_templates",
+    "rate_false_alerts_per_day",
+    "top_templates",
+    "sample_chars",
+)
+"""Log settings that decide what learned state says (lateness, idle expiry, the rule's and the
+rate test's levels, explanations): they apply to restored state at once. The window model's
+own decisions are its :class:`AnomalyConfig`'s."""
+
+
+def log_state_id(config: LogConfig) -> str:
+    """A short id of what shapes the log pipeline's learned state: windows, templates, rate
+    half-life, and the window model's :func:`~models.anomaly.state_id`.
+
+    Examples:
+        >>> log_state_id(LogConfig()) == log_state_id(LogConfig(rate_false_alerts_per_day=1.0))
+        True
+        >>> log_state_id(LogConfig()) == log_state_id(LogConfig(window_s=60.0))
+        False
+    """
+    fields: dict[str, object] = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in (*DECISION_FIELDS, "anomaly")
+    }
+    fields["anomaly"] = state_id(config.anomaly)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]

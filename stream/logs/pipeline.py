@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models.anomaly import BatchVerdict, ServiceAnomalyModel, episodes_per_service_day
-from stream.logs.config import LogConfig
+from stream.logs.config import LogConfig, log_state_id
 from stream.logs.explain import top_templates
 from stream.logs.features import WindowStats, window_features
 from stream.logs.rates import RateVerdict, TemplateRates
@@ -151,6 +151,8 @@ class LogPipeline:
         )
         self._batch = 0
         self.config_id = config_id_of(self.config)
+        self.state_id = log_state_id(self.config)
+        """What snapshots are checked against: only settings that shape learned state."""
         self.lines_total = 0
         self.late_total = 0
         self.windows_total = 0
@@ -525,12 +527,16 @@ class LogPipeline:
         }
 
     def install(self, state: Mapping[str, Any]) -> None:
-        """Take over services' state from :meth:`export` (replacing their own)."""
+        """Take over services' state from :meth:`export` (replacing their own); this
+        pipeline's decisions (budgets, rule level, directions, ...) apply to it at once."""
         for key_state in state["windows"].values():
             for stats in key_state.open.values():
                 # Marked with the exporting pipeline's batch number, which may be one of ours:
                 # its evidence would not be resolved again when our batch adds lines to it.
                 stats.batch = -1
+        for service in state["services"].values():  # this pipeline's decisions, at once
+            service.model.reconfigure(self.config.anomaly)
+            service.rates.alpha = self.config.rate_alpha
         self._services.update(state["services"])
         self._windows.install_keys(state["windows"], state["closed_below"])
 

@@ -397,3 +397,23 @@ def test_overlong_messages_are_cut_and_counted() -> None:
     assert pipeline.truncated_total == 1
     closed = pipeline.advance(NOW + timedelta(minutes=5))
     assert closed.windows[0].lines == 2
+
+
+def test_a_restored_state_takes_the_running_decisions(short_stream: list[LogEvent]) -> None:
+    original = LogPipeline(_small_config(), clock=lambda: NOW)
+    original.process_batch(
+        short_stream[:2000], lambda i: Evidence(topic="logs", partition=0, offset=i)
+    )
+    small = _small_config()
+    decided = dataclasses.replace(
+        small,
+        rate_false_alerts_per_day=2.0,
+        min_new_error_templates=5,
+        anomaly=dataclasses.replace(small.anomaly, budget_per_day=3.0),
+    )
+    restored = LogPipeline(decided, clock=lambda: NOW)
+    assert restored.state_id == original.state_id != LogPipeline(clock=lambda: NOW).state_id
+    restored.install(original.export(["api", "db"]))
+    services = restored._services.values()
+    assert [s.rates.alpha for s in services] == [decided.rate_alpha] * 2
+    assert [s.model.budget_per_day for s in services] == [3.0, 3.0]
