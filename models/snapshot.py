@@ -56,6 +56,7 @@ __all__ = [
     "SnapshotError",
     "SnapshotMeta",
     "changed_families",
+    "check_anchor",
     "check_incarnation",
     "decode_snapshot",
     "encode_snapshot",
@@ -80,12 +81,14 @@ RejectReason = Literal[
     "unreadable",
     "other_cluster",
     "beyond_end",
+    "record_mismatch",
 ]
 """Why a snapshot was refused: damaged bytes; another schema version; learned under another
 model configuration; written by another Python or river version; its payload failed to
 unpickle (a class it names is gone or not allowed); taken against another Kafka cluster; or
 its offset lies past the end of the partition it would resume (a re-created topic, a fresh
-broker under the old cluster id: the records it stood on are not this partition's)."""
+broker under the old cluster id: the records it stood on are not this partition's); or the
+record it stood on is another one now (a re-created topic that grew past its offset)."""
 
 
 class SnapshotError(Exception):
@@ -119,6 +122,8 @@ class SnapshotMeta:
         services: The services whose state it holds.
         cluster_id: The Kafka cluster the input was read from (None: unknown, as in
             snapshots written before it was recorded).
+        anchor: The last record before the snapshot's offset, as ``[offset, timestamp ms,
+            CRC-32 of its value]``: the partition it resumes must still hold that record.
     """
 
     schema_version: int
@@ -130,6 +135,7 @@ class SnapshotMeta:
     libraries: dict[str, str]
     services: list[str] = field(default_factory=list)
     cluster_id: str | None = None
+    anchor: list[int] | None = None
 
     @classmethod
     def create(
@@ -142,6 +148,7 @@ class SnapshotMeta:
         services: list[str],
         created_at: dt.datetime | None = None,
         cluster_id: str | None = None,
+        anchor: list[int] | None = None,
     ) -> SnapshotMeta:
         """A header for state taken now, with this process's versions."""
         when = created_at if created_at is not None else dt.datetime.now(dt.UTC)
@@ -155,6 +162,7 @@ class SnapshotMeta:
             libraries=library_versions(),
             services=list(services),
             cluster_id=cluster_id,
+            anchor=anchor,
         )
 
 
@@ -212,6 +220,34 @@ def check_incarnation(meta: SnapshotMeta, cluster_id: str | None, end_offset: in
         raise SnapshotError(
             "beyond_end", f"resumes at offset {offset}, the partition ends at {end_offset}"
         )
+
+
+def check_anchor(meta: SnapshotMeta, found: tuple[int, int] | None) -> None:
+    """Refuse a snapshot whose anchor record is another one now.
+
+    Args:
+        meta: The snapshot's header.
+        found: The timestamp and value CRC-32 of the record at the anchor's offset now (None:
+            unknown, e.g. retention deleted it).
+
+    Raises:
+        SnapshotError: ``record_mismatch``.
+
+    Examples:
+        >>> meta = SnapshotMeta.create(topic="m", partition=0, offsets={"m:0": 600},
+        ...     config_ids={}, services=[], anchor=[599, 1700000000000, 42])
+        >>> check_anchor(meta, (1700000000000, 42)), check_anchor(meta, None)
+        (None, None)
+        >>> check_anchor(meta, (1800000000000, 7))
+        Traceback (most recent call last):
+        ...
+        models.snapshot.SnapshotError: record_mismatch: the record at offset 599 is another one
+    """
+    if meta.anchor is None or found is None:
+        return
+    offset, timestamp, crc = meta.anchor
+    if (timestamp, crc) != found:
+        raise SnapshotError("record_mismatch", f"the record at offset {offset} is another one")
 
 
 def encode_snapshot(meta: SnapshotMeta, state: Any) -> bytes:

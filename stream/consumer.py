@@ -17,6 +17,7 @@ import contextlib
 import gc
 import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -648,10 +649,13 @@ class Detector:
             consumer = self._consumer
             for keeper in self._keepers if consumer is not None else ():
                 assert consumer is not None
-                resume = await keeper.assigned(
-                    [tp.partition for tp in assigned if tp.topic == keeper.topic],
-                    _ConsumerLog(consumer, keeper.topic, self._cluster_id),
-                )
+                source = _ConsumerLog(consumer, keeper.topic, self._cluster_id, self.settings)
+                try:
+                    resume = await keeper.assigned(
+                        [tp.partition for tp in assigned if tp.topic == keeper.topic], source
+                    )
+                finally:
+                    await source.close()
                 for partition, offset in resume.items():
                     tp = TopicPartition(keeper.topic, partition)
                     consumer.seek(tp, offset)
@@ -846,12 +850,17 @@ async def _wait_for_kafka(settings: Settings, stop_requested: Callable[[], bool]
 
 class _ConsumerLog:
     """A keeper's view of its topic's partitions (:class:`~stream.rebalance.PartitionLog`),
-    through the detector's consumer."""
+    through the detector's consumer; single records are read by a probe consumer of its own
+    (no group), started on first use and stopped by :meth:`close`."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, cluster_id: str | None) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, topic: str, cluster_id: str | None, settings: Settings
+    ) -> None:
         self._consumer = consumer
         self._topic = topic
         self._cluster_id = cluster_id
+        self._settings = settings
+        self._probe: AIOKafkaConsumer | None = None
 
     @property
     def cluster_id(self) -> str | None:
@@ -870,6 +879,41 @@ class _ConsumerLog:
             log.warning("partition_bounds_unknown", partition=str(tp), error=str(exc))
             return None
         return int(starts[tp]), int(ends[tp])
+
+    async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
+        tp = TopicPartition(self._topic, partition)
+        try:
+            if self._probe is None:
+                settings = self._settings
+                self._probe = AIOKafkaConsumer(
+                    bootstrap_servers=settings.bootstrap_servers,
+                    group_id=None,
+                    client_id=f"{settings.client_id}-probe",
+                    enable_auto_commit=False,
+                    **kafka_options(settings),
+                )
+                await asyncio.wait_for(self._probe.start(), _PROBE_TIMEOUT_S)
+            self._probe.assign([tp])
+            self._probe.seek(tp, offset)
+            batch = await self._probe.getmany(tp, timeout_ms=_PROBE_TIMEOUT_S * 1000, max_records=1)
+        except Exception as exc:  # unknown: the snapshot's anchor is not checked
+            log.warning("snapshot_anchor_unread", partition=str(tp), error=str(exc))
+            return None
+        records = batch.get(tp, [])
+        if not records or records[0].offset != offset:
+            return None  # deleted by retention (or compacted away): not checked
+        record = records[0]
+        return int(record.timestamp), zlib.crc32(record.value or b"")
+
+    async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(probe.stop(), _PROBE_TIMEOUT_S)
+
+
+_PROBE_TIMEOUT_S = 5
+"""Bound on each step of reading a snapshot's anchor record (start, fetch, stop)."""
 
 
 async def _read_cluster_id(settings: Settings) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from models.snapshot import (
     SnapshotError,
     SnapshotMeta,
     changed_families,
+    check_anchor,
     check_incarnation,
     pickle_state,
 )
@@ -76,6 +78,11 @@ class PartitionLog(Protocol):
 
     async def bounds(self, partition: int) -> tuple[int, int] | None:
         """The partition's log start and end offsets (None when they could not be read)."""
+        ...
+
+    async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
+        """The timestamp (ms) and value CRC-32 of the record at ``offset`` (None when it
+        could not be read)."""
         ...
 
 
@@ -204,6 +211,8 @@ class PartitionSnapshots:
         self._writes: dict[int, asyncio.Task[None]] = {}
         self._cluster_id: str | None = None
         """The cluster of the last assignment: written into snapshots."""
+        self._anchors: dict[int, list[int]] = {}
+        """Partition → its last processed record: offset, timestamp, value CRC-32."""
 
     @property
     def owned(self) -> list[int]:
@@ -221,9 +230,13 @@ class PartitionSnapshots:
         for service, source in zip(services, sources, strict=True):
             owner[service] = source.partition
         positions = self._positions
+        last: dict[int, Record] = {}
         for record in records:
             if record.offset >= positions.get(record.partition, -1):
                 positions[record.partition] = record.offset + 1
+                last[record.partition] = record
+        for partition, record in last.items():
+            self._anchors[partition] = _anchor_of(record)
         if self._replay_until:
             replayed = sum(1 for r in records if r.offset < self._replay_until.get(r.partition, -1))
             self._metrics.replayed.inc(replayed)
@@ -291,6 +304,7 @@ class PartitionSnapshots:
             config_ids=self.models.config_ids(),
             services=services,
             cluster_id=self._cluster_id,
+            anchor=_anchor_at(self._anchors.get(partition), offset),
         )
         started = time.perf_counter()
         # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
@@ -381,7 +395,7 @@ class PartitionSnapshots:
                     resume[partition] = self._positions[partition]
                 continue
             bounds = await source.bounds(partition)
-            loaded = await self._load(partition, source.cluster_id, bounds)
+            loaded = await self._load(partition, source, bounds)
             if loaded is None:
                 continue
             offset = loaded.meta.offsets.get(f"{self.topic}:{partition}")
@@ -443,6 +457,7 @@ class PartitionSnapshots:
         for service in services:
             del self._owner[service]
         for partition in gone:
+            self._anchors.pop(partition, None)
             for table in (self._positions, self._snapshotted, self._written_at, self._created_at):
                 table.pop(partition, None)
             self._replay_until.pop(partition, None)
@@ -450,13 +465,13 @@ class PartitionSnapshots:
         log.info("partition_state_dropped", topic=self.topic, partitions=sorted(gone))
 
     async def _load(
-        self, partition: int, cluster_id: str | None, bounds: tuple[int, int] | None
+        self, partition: int, source: PartitionLog, bounds: tuple[int, int] | None
     ) -> LoadedSnapshot | None:
         started = time.perf_counter()
         end = bounds[1] if bounds is not None else None
 
         def belongs(meta: SnapshotMeta) -> None:
-            check_incarnation(meta, cluster_id, end)
+            check_incarnation(meta, source.cluster_id, end)
 
         def rejected(path: Path, error: SnapshotError) -> None:
             self._metrics.rejected.labels(reason=error.reason).inc()
@@ -478,6 +493,13 @@ class PartitionSnapshots:
             validate=self.models.check,
             belongs=belongs,
         )
+        if loaded is not None and loaded.meta.anchor is not None:
+            found = await source.record_at(partition, loaded.meta.anchor[0])
+            try:
+                check_anchor(loaded.meta, found)
+            except SnapshotError as error:  # an earlier incarnation: older ones are too
+                rejected(loaded.path, error)
+                loaded = None
         self._metrics.restore_seconds.observe(time.perf_counter() - started)
         return loaded
 
@@ -514,3 +536,13 @@ def _pointer_fields(meta: SnapshotMeta) -> dict[str, Any]:
         "schema_version": meta.schema_version,
         "services": len(meta.services),
     }
+
+
+def _anchor_of(record: Record) -> list[int]:
+    """A record as a snapshot's anchor: offset, timestamp (ms), CRC-32 of its value."""
+    return [record.offset, record.timestamp, zlib.crc32(record.value or b"")]
+
+
+def _anchor_at(anchor: list[int] | None, offset: int) -> list[int] | None:
+    """The anchor if it is the record just before ``offset`` (else None: not checked)."""
+    return anchor if anchor is not None and anchor[0] == offset - 1 else None

@@ -221,29 +221,36 @@ async def _recreate(settings: Settings, topic: str) -> None:
     await eventually(created, 30)
 
 
+@pytest.mark.parametrize(
+    ("reason", "grown"),
+    [("beyond_end", False), ("record_mismatch", True)],
+    ids=["fewer_records", "more_records"],
+)
 async def test_snapshots_of_an_earlier_topic_are_rejected_and_every_event_is_consumed(
-    test_settings: Settings,
+    test_settings: Settings, reason: str, grown: bool
 ) -> None:
-    # Snapshots stamped at ~3,000 records per partition, then the topic is re-created and
-    # gets ~1,500 per partition (a `docker compose down -v` that kept the snapshot volume).
+    # Snapshots stamped at ~3,000 records per partition, then the topic is re-created (a
+    # `docker compose down -v` that kept the snapshot volume) and gets ~1,500 records per
+    # partition, or ~4,500: past the snapshots' offsets, with other records there.
     settings = _settings(test_settings)
     await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
     first, second = _events()
     await _produce(settings, first)
     await _run(settings, FIRST)
     await _recreate(settings, settings.topic_metrics)
-    await _produce(settings, second)
+    again = first + second if grown else second
+    await _produce(settings, again)
 
     b = Detector(settings, serve_http=False)
     await b.start()
     try:
-        await run_until(b, lambda: b.counts["scored"] >= SECOND, 60)
+        await run_until(b, lambda: b.counts["scored"] >= len(again), 60)
     finally:
         await b.stop()
-    assert b.counts["scored"] == SECOND  # every event of the new topic, none skipped
-    # The newest of each partition is rejected; the older ones (at offsets the new topic
-    # holds) were taken from the same earlier topic and are not tried.
-    assert _sample(b, "vigil_snapshots_rejected_total", reason="beyond_end") == 2
+    assert b.counts["scored"] == len(again)  # every event of the new topic, none skipped
+    # The newest of each partition is rejected; the older ones were taken from the same
+    # earlier topic and are not tried.
+    assert _sample(b, "vigil_snapshots_rejected_total", reason=reason) == 2
     assert _sample(b, "vigil_snapshots_restored_total") == 0
 
 

@@ -8,6 +8,7 @@ the partition starts fresh; one whose offset the log no longer holds resumes at 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,18 @@ class _Models:
 
 
 class _Log:
-    """The cluster's view: its id, committed offsets and log bounds."""
+    """The cluster's view: its id, committed offsets, log bounds and records (by default,
+    those :class:`_Record` made)."""
 
-    def __init__(self, cluster_id: str | None, bounds: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        cluster_id: str | None,
+        bounds: tuple[int, int] | None,
+        records: dict[int, tuple[int, int]] | None = None,
+    ) -> None:
         self._cluster_id = cluster_id
         self._bounds = bounds
+        self._records = records
 
     @property
     def cluster_id(self) -> str | None:
@@ -61,6 +69,12 @@ class _Log:
 
     async def bounds(self, partition: int) -> tuple[int, int] | None:
         return self._bounds
+
+    async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
+        if self._records is not None:
+            return self._records.get(offset)
+        record = _Record(offset)
+        return record.timestamp, zlib.crc32(record.value)
 
 
 def _keeper(root: Path) -> tuple[PartitionSnapshots, _Models, CollectorRegistry]:
@@ -90,6 +104,8 @@ class _Record:
 
     def __init__(self, offset: int) -> None:
         self.offset = offset
+        self.timestamp = 1_700_000_000_000 + offset
+        self.value = b"record %d" % offset
 
 
 def _restore(root: Path, log: _Log) -> tuple[dict[int, int], _Models, CollectorRegistry]:
@@ -116,6 +132,8 @@ def test_the_partition_it_was_taken_from_resumes_at_its_offset(tmp_path: Path) -
         (_Log("cluster-b", (0, 900)), "other_cluster"),  # a fresh broker, a new cluster id
         (_Log("cluster-a", (0, 60)), "beyond_end"),  # a re-created topic, fewer records
         (_Log(None, (0, 60)), "beyond_end"),  # the cluster id could not be read
+        # A re-created topic that grew past the snapshot's offset: another record there.
+        (_Log("cluster-a", (0, 900), {599: (1, 2), 49: (1, 2)}), "record_mismatch"),
     ],
 )
 def test_a_snapshot_of_another_incarnation_is_rejected_and_the_partition_starts_fresh(
@@ -138,8 +156,8 @@ def test_an_offset_the_log_no_longer_holds_resumes_at_the_log_start(tmp_path: Pa
     assert models.installed == {0: ["api"]}
 
 
-def test_unknown_bounds_and_cluster_leave_the_snapshot_unchecked(tmp_path: Path) -> None:
+def test_unknown_bounds_cluster_and_record_leave_the_snapshot_unchecked(tmp_path: Path) -> None:
     _snapshot_at(tmp_path, 600, "cluster-a")
-    resume, _, registry = _restore(tmp_path, _Log(None, None))
+    resume, _, registry = _restore(tmp_path, _Log(None, None, {}))
     assert resume == {0: 600}
     assert _rejected(registry, "beyond_end") == _rejected(registry, "other_cluster") == 0
