@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
-from stream.http import HttpServer, ScoreResult, create_app
+from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_options import kafka_options
 from stream.log_stage import LogModels, LogStage
@@ -201,8 +201,9 @@ class Detector:
         """Metrics or logs partition → the next offset to process (records before it were:
         the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
+        self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
-            HttpServer(create_app(self), settings.http_host, settings.http_port)
+            HttpServer(create_app(self, self.http_guard), settings.http_host, settings.http_port)
             if serve_http
             else None
         )
@@ -270,6 +271,7 @@ class Detector:
             group_id=settings.group_id,
             topics=self._input_topics(settings),
             http_port=self.http_port,
+            http_work_endpoints=self.http_guard.work_endpoints,
         )
 
     async def stop(self) -> None:
@@ -719,10 +721,14 @@ class Detector:
         }
         return models
 
-    def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
-        """Score events without learning (``POST /score``)."""
+    def score(
+        self, events: list[MetricEvent], positions: Sequence[int] | None = None
+    ) -> list[ScoreResult]:
+        """Score events without learning (``POST /score``); an alert's evidence offset is
+        its event's place in the request, ``positions[i]`` (default ``i``)."""
+        places = positions if positions is not None else range(len(events))
         outcome = self.pipeline.process_batch(
-            events, lambda i: Evidence(topic="http", partition=0, offset=i), learn=False
+            events, lambda i: Evidence(topic="http", partition=0, offset=places[i]), learn=False
         )
         alerts = dict(outcome.alerts)
         return [
