@@ -44,7 +44,8 @@ from stream.settings import Settings
 from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
-from stream.topics import TopicSpec, ensure_topics
+from stream.topic_specs import features_topic_spec, topic_specs
+from stream.topics import ensure_topics
 from stream.training_feed import TrainingFeed
 from stream.transactions import TransactionalPublisher
 
@@ -60,32 +61,6 @@ log = structlog.get_logger(__name__)
 
 _LAG_REFRESH_S = 1.0
 _CHAMPIONS_POLL_S = 1.0
-
-
-def features_topic_spec(settings: Settings) -> TopicSpec:
-    """The features topic: kept as long as the sidecar's training window spans."""
-    retention = {"retention.ms": str(int(settings.sidecar_window_s * 1000))}
-    return TopicSpec(
-        settings.topic_features,
-        settings.topic_partitions,
-        settings.topic_replication_factor,
-        retention,
-    )
-
-
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics a detector reads and writes, as created when missing."""
-    partitions, replication = settings.topic_partitions, settings.topic_replication_factor
-    return [
-        TopicSpec(settings.topic_metrics, partitions, replication),
-        TopicSpec(settings.topic_logs, partitions, replication),
-        TopicSpec(settings.topic_incidents, partitions, replication),
-        TopicSpec(settings.topic_feedback, partitions, replication),
-        TopicSpec(settings.topic_alerts, partitions, replication),
-        TopicSpec(settings.topic_dlq, partitions, replication),
-        TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
-        features_topic_spec(settings),
-    ]
 
 
 class Detector:

@@ -62,12 +62,12 @@ from models.batch import (
 from models.drift import FeatureDrift
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
-from stream.consumer import features_topic_spec
 from stream.http import HttpGuard, HttpServer, create_service_app
 from stream.kafka_options import kafka_options
 from stream.publisher import Publisher
 from stream.settings import Settings
-from stream.topics import TopicSpec, ensure_topics
+from stream.topic_specs import features_topic_spec, topic_spec
+from stream.topics import ensure_topics
 
 __all__ = ["Sidecar", "SidecarMetrics", "run_sidecar"]
 
@@ -203,15 +203,7 @@ class Sidecar:
         if settings.create_topics:
             await ensure_topics(
                 settings.bootstrap_servers,
-                [
-                    features_topic_spec(settings),
-                    TopicSpec(
-                        settings.topic_models,
-                        1,
-                        settings.topic_replication_factor,
-                        {"cleanup.policy": "compact"},
-                    ),
-                ],
+                [features_topic_spec(settings), topic_spec(settings, "topic_models")],
                 kafka_options=kafka_options(settings),
             )
         self._restore()
