@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
+from stream.alert_age import AlertAgeGate
 from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
@@ -103,7 +104,9 @@ class Detector:
             settings, f"{settings.client_id}-producer"
         )
         self.counts: collections.Counter[str] = collections.Counter()
-        """Running totals of this process: consumed, scored, dead_lettered, alerts."""
+        """Running totals of this process: consumed, scored, dead_lettered, alerts,
+        alerts_too_old."""
+        self._age_gate = AlertAgeGate(settings.max_alert_age_s)
         self._stages = StageContext(
             self._publisher,
             self.metrics,
@@ -111,6 +114,7 @@ class Detector:
             self._dead_letter,
             settings.max_message_bytes,
             already_sent=self._already_sent,
+            too_old=lambda alert: self._age_gate.withholds(alert, self._clock()),
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
         self.champions = ChampionWatcher(
@@ -247,6 +251,7 @@ class Detector:
             topics=self._input_topics(settings),
             http_port=self.http_port,
             http_work_endpoints=self.http_guard.work_endpoints,
+            max_alert_age_s=settings.max_alert_age_s,
         )
 
     async def stop(self) -> None:

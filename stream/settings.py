@@ -173,6 +173,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         1_048_576, ge=1024, description="Larger input messages are dead-lettered as too_large."
     )
+    max_alert_age_s: float = Field(
+        3600.0,
+        ge=0,
+        description="The live detector learns from events older than this (event time against "
+        "the wall clock) but sends no alert for them (anomaly, log and risk alerts; counted in "
+        "vigil_alerts_too_old_total): a first deploy on days of history stays quiet. 0: no "
+        "limit. vigil replay and evaluate alert on events of any age.",
+    )
     # Anomaly model
     anomaly_threshold: float | None = Field(
         None,
