@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install prerequisites lint test unit bench figures demo clean
+.PHONY: install prerequisites lint test unit bench figures topics-script demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: install
 # The README's figures (docs/images/), drawn by `vigil evaluate` on simulated data.
 figures: $(STAMP)
 	$(BIN)/python benchmarks/figures.py
+
+# deploy/kafka/create-topics.sh, from the topics' one definition (stream/topic_specs.py).
+topics-script: $(STAMP)
+	$(BIN)/python -m stream.topic_specs > deploy/kafka/create-topics.sh
 
 demo: install
 	$(BIN)/vigil demo

@@ -13,6 +13,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -135,6 +136,13 @@ def _build_parser() -> _Parser:
         type=Path,
         help="Write the events to this JSONL file (for vigil replay / evaluate), not to Kafka: "
         "metric samples and, with --incidents, incident labels; no log lines.",
+    )
+    simulate.add_argument(
+        "--start",
+        type=_event_time,
+        help="Event time of the first sample, RFC 3339 with a timezone (default: the current "
+        "minute to Kafka, as a log-processor sends current events; 2026-11-23T00:00Z to "
+        "--jsonl, so that files are reproducible).",
     )
     _add_settings_flags(simulate)
 
@@ -287,6 +295,22 @@ def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-kafka", action="store_true", help="Leave out the kafka section.")
     parser.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
     parser.add_argument("--quiet", action="store_true", help="No progress lines on stderr.")
+
+
+def _event_time(text: str) -> datetime:
+    """An RFC 3339 time with a timezone, for ``--start``.
+
+    Examples:
+        >>> _event_time("2026-11-23T00:00:00Z").isoformat()
+        '2026-11-23T00:00:00+00:00'
+    """
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs a timezone (e.g. a trailing Z)")
+    return value.astimezone(UTC)
 
 
 def _add_simulation_flags(parser: argparse.ArgumentParser) -> None:

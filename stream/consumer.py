@@ -27,10 +27,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 
+from stream.alert_age import AlertAgeGate
 from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
-from stream.http import HttpServer, ScoreResult, create_app
+from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_options import kafka_options
 from stream.log_stage import LogModels, LogStage
@@ -45,7 +46,8 @@ from stream.settings import Settings
 from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
-from stream.topics import TopicSpec, ensure_topics
+from stream.topic_specs import features_topic_spec, topic_specs
+from stream.topics import ensure_topics
 from stream.training_feed import TrainingFeed
 from stream.transactions import TransactionalPublisher
 
@@ -61,32 +63,6 @@ log = structlog.get_logger(__name__)
 
 _LAG_REFRESH_S = 1.0
 _CHAMPIONS_POLL_S = 1.0
-
-
-def features_topic_spec(settings: Settings) -> TopicSpec:
-    """The features topic: kept as long as the sidecar's training window spans."""
-    retention = {"retention.ms": str(int(settings.sidecar_window_s * 1000))}
-    return TopicSpec(
-        settings.topic_features,
-        settings.topic_partitions,
-        settings.topic_replication_factor,
-        retention,
-    )
-
-
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics a detector reads and writes, as created when missing."""
-    partitions, replication = settings.topic_partitions, settings.topic_replication_factor
-    return [
-        TopicSpec(settings.topic_metrics, partitions, replication),
-        TopicSpec(settings.topic_logs, partitions, replication),
-        TopicSpec(settings.topic_incidents, partitions, replication),
-        TopicSpec(settings.topic_feedback, partitions, replication),
-        TopicSpec(settings.topic_alerts, partitions, replication),
-        TopicSpec(settings.topic_dlq, partitions, replication),
-        TopicSpec(settings.topic_models, 1, replication, {"cleanup.policy": "compact"}),
-        features_topic_spec(settings),
-    ]
 
 
 class Detector:
@@ -129,7 +105,9 @@ class Detector:
             settings, f"{settings.client_id}-producer"
         )
         self.counts: collections.Counter[str] = collections.Counter()
-        """Running totals of this process: consumed, scored, dead_lettered, alerts."""
+        """Running totals of this process: consumed, scored, dead_lettered, alerts,
+        alerts_too_old."""
+        self._age_gate = AlertAgeGate(settings.max_alert_age_s)
         self._stages = StageContext(
             self._publisher,
             self.metrics,
@@ -137,6 +115,7 @@ class Detector:
             self._dead_letter,
             settings.max_message_bytes,
             already_sent=self._already_sent,
+            too_old=lambda alert: self._age_gate.withholds(alert, self._clock()),
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
         self.champions = ChampionWatcher(
@@ -204,8 +183,9 @@ class Detector:
         """Metrics or logs partition → the next offset to process (records before it were:
         the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
+        self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
-            HttpServer(create_app(self), settings.http_host, settings.http_port)
+            HttpServer(create_app(self, self.http_guard), settings.http_host, settings.http_port)
             if serve_http
             else None
         )
@@ -275,6 +255,8 @@ class Detector:
             group_id=settings.group_id,
             topics=self._input_topics(settings),
             http_port=self.http_port,
+            http_work_endpoints=self.http_guard.work_endpoints,
+            max_alert_age_s=settings.max_alert_age_s,
         )
 
     async def stop(self) -> None:
@@ -727,10 +709,14 @@ class Detector:
         }
         return models
 
-    def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
-        """Score events without learning (``POST /score``)."""
+    def score(
+        self, events: list[MetricEvent], positions: Sequence[int] | None = None
+    ) -> list[ScoreResult]:
+        """Score events without learning (``POST /score``); an alert's evidence offset is
+        its event's place in the request, ``positions[i]`` (default ``i``)."""
+        places = positions if positions is not None else range(len(events))
         outcome = self.pipeline.process_batch(
-            events, lambda i: Evidence(topic="http", partition=0, offset=i), learn=False
+            events, lambda i: Evidence(topic="http", partition=0, offset=places[i]), learn=False
         )
         alerts = dict(outcome.alerts)
         return [

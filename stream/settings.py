@@ -173,6 +173,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         1_048_576, ge=1024, description="Larger input messages are dead-lettered as too_large."
     )
+    max_alert_age_s: float = Field(
+        3600.0,
+        ge=0,
+        description="The live detector learns from events older than this (event time against "
+        "the wall clock) but sends no alert for them (anomaly, log and risk alerts; counted in "
+        "vigil_alerts_too_old_total): a first deploy on days of history stays quiet. 0: no "
+        "limit. vigil replay and evaluate alert on events of any age.",
+    )
     # Anomaly model
     anomaly_threshold: float | None = Field(
         None,
@@ -360,6 +368,18 @@ class Settings(BaseSettings):
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
+    http_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the HTTP endpoints that do work or write require (POST "
+        "/score, POST /retrain); unset: they are refused (403). At least 16 characters; "
+        "prefer the environment or the TOML file to a flag.",
+    )
+    http_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Larger HTTP request bodies are refused (413) before they are read.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
@@ -376,6 +396,13 @@ class Settings(BaseSettings):
                 return orjson.loads(value)
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"not JSON: {exc}") from None
+        return value
+
+    @field_validator("http_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
         return value
 
     @field_validator("incident_group_pattern")

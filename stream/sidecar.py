@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.batch import (
@@ -62,12 +62,12 @@ from models.batch import (
 from models.drift import FeatureDrift
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
-from stream.consumer import features_topic_spec
-from stream.http import HttpServer, create_service_app
+from stream.http import HttpGuard, HttpServer, create_service_app
 from stream.kafka_options import kafka_options
 from stream.publisher import Publisher
 from stream.settings import Settings
-from stream.topics import TopicSpec, ensure_topics
+from stream.topic_specs import features_topic_spec, topic_spec
+from stream.topics import ensure_topics
 
 __all__ = ["Sidecar", "SidecarMetrics", "run_sidecar"]
 
@@ -181,8 +181,11 @@ class Sidecar:
         self._groups: dict[str, _Group] = {}
         self._publisher = Publisher.from_settings(settings, f"{settings.client_id}-sidecar")
         self._consumer: AIOKafkaConsumer | None = None
+        self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
-            HttpServer(create_sidecar_app(self), settings.http_host, settings.http_port)
+            HttpServer(
+                create_sidecar_app(self, self.http_guard), settings.http_host, settings.http_port
+            )
             if serve_http
             else None
         )
@@ -200,15 +203,7 @@ class Sidecar:
         if settings.create_topics:
             await ensure_topics(
                 settings.bootstrap_servers,
-                [
-                    features_topic_spec(settings),
-                    TopicSpec(
-                        settings.topic_models,
-                        1,
-                        settings.topic_replication_factor,
-                        {"cleanup.policy": "compact"},
-                    ),
-                ],
+                [features_topic_spec(settings), topic_spec(settings, "topic_models")],
                 kafka_options=kafka_options(settings),
             )
         self._restore()
@@ -225,7 +220,11 @@ class Sidecar:
         await self._consumer.start()
         if self._http is not None:
             await self._http.start()
-        log.info("sidecar_started", topic=settings.topic_features)
+        log.info(
+            "sidecar_started",
+            topic=settings.topic_features,
+            http_work_endpoints=self.http_guard.work_endpoints,
+        )
 
     def _restore(self) -> None:
         """Pick up where a previous sidecar left: each champion's drift reference, and each
@@ -635,13 +634,22 @@ def _decision(
     }
 
 
-def create_sidecar_app(sidecar: Sidecar) -> FastAPI:
-    """The sidecar's HTTP API: health, readiness, metrics, models, and retrain on demand."""
-    app = create_service_app(sidecar, "Vigil sidecar")
+def create_sidecar_app(sidecar: Sidecar, guard: HttpGuard) -> FastAPI:
+    """The sidecar's HTTP API: health, readiness, metrics, models, and retrain on demand
+    (``guard``'s token required)."""
+    app = create_service_app(sidecar, "Vigil sidecar", guard)
 
-    @app.post("/retrain", status_code=202)
+    @app.post(
+        "/retrain",
+        status_code=202,
+        dependencies=[Depends(guard.token_dependency())],
+        responses={
+            401: {"description": "no or a wrong bearer token"},
+            403: {"description": "no VIGIL_HTTP_TOKEN is configured"},
+        },
+    )
     async def retrain() -> dict[str, str]:
-        """Retrain every group at the next step."""
+        """Retrain every group at the next step (bearer token required)."""
         sidecar.request_retrain("manual")
         return {"status": "scheduled"}
 

@@ -303,6 +303,7 @@ async def _publish_anomalies(
         anomaly_rate=args.anomaly_rate,
         interval_s=args.interval_s,
         seed=args.sim_seed,
+        start=_live_start(args),
     )
     anomalies = 0
     # Written as they are injected: a run until stopped keeps none of them in memory.
@@ -343,7 +344,12 @@ async def _publish_incidents(
     from stream.incident_sim import IncidentRecord, IncidentSimulator
     from stream.logs.simulate import endless_log_events, log_simulator, paced_log_rate
 
-    sim = IncidentSimulator(services=args.services, interval_s=args.interval_s, seed=args.sim_seed)
+    sim = IncidentSimulator(
+        services=args.services,
+        interval_s=args.interval_s,
+        seed=args.sim_seed,
+        start=_live_start(args),
+    )
     per_s = args.log_lines_per_s
     items: Iterator[Publishable]
     lines: Iterator[LogEvent] = iter(())
@@ -388,6 +394,13 @@ async def _publish_incidents(
     }
 
 
+def _live_start(args: argparse.Namespace) -> datetime:
+    """The event time of the first sample sent to Kafka: ``--start``, else the current
+    minute (a detector withholds the alerts of events older than ``VIGIL_MAX_ALERT_AGE_S``)."""
+    start: datetime | None = getattr(args, "start", None)
+    return start if start is not None else datetime.now(UTC).replace(second=0, microsecond=0)
+
+
 def _write_jsonl(args: argparse.Namespace) -> int:
     """``vigil simulate --jsonl FILE``: the stream as a replay file (``--count`` events, or
     20,000; never until stopped)."""
@@ -398,9 +411,11 @@ def _write_jsonl(args: argparse.Namespace) -> int:
         print("vigil simulate: --jsonl needs a --count (a file has an end)", file=sys.stderr)
         return 2
     items: Iterator[Publishable]
+    given = getattr(args, "start", None)
+    start = {"start": given} if given is not None else {}  # else the simulators' fixed day
     if args.incidents:
         sim = IncidentSimulator(
-            services=args.services, interval_s=args.interval_s, seed=args.sim_seed
+            services=args.services, interval_s=args.interval_s, seed=args.sim_seed, **start
         )
         items = sim.stream(math.ceil(count / args.services) * args.interval_s)
     else:
@@ -409,6 +424,7 @@ def _write_jsonl(args: argparse.Namespace) -> int:
             anomaly_rate=args.anomaly_rate,
             interval_s=args.interval_s,
             seed=args.sim_seed,
+            **start,
         )
         items = iter(metric_sim.events(count))
     lines = incidents = 0

@@ -30,6 +30,8 @@ class StageContext:
         max_message_bytes: Larger records are dead-lettered as ``too_large``.
         already_sent: Whether an alert was sent before a restore from a snapshot (the event
             it points at is being re-read): then it is not sent again.
+        too_old: Whether an alert is withheld as too old (``VIGIL_MAX_ALERT_AGE_S``, see
+            :mod:`stream.alert_age`): then it is counted, not sent.
     """
 
     publisher: Publisher
@@ -38,12 +40,18 @@ class StageContext:
     dead_letter: DeadLetterer
     max_message_bytes: int
     already_sent: Callable[[Alert], bool] = lambda alert: False
+    too_old: Callable[[Alert], bool] = lambda alert: False
 
     async def send_alert(self, alert: Alert, **fields: object) -> Ack | None:
         """Send ``alert``; count it (in ``counts`` and by kind, source and severity) and log
         ``alert_published`` with its service and id and ``fields``. Returns the send's ack,
-        or None for an alert :attr:`already_sent` (nothing is sent)."""
+        or None for an alert :attr:`already_sent` or :attr:`too_old` (nothing is sent)."""
         if self.already_sent(alert):
+            return None
+        if self.too_old(alert):
+            self.metrics.alerts_too_old.labels(kind=alert.kind, source=alert.source).inc()
+            self.counts["alerts_too_old"] += 1
+            log.debug("alert_withheld_too_old", service=alert.service, alert_id=alert.alert_id)
             return None
         ack = await self.publisher.send_alert(alert)
         self.counts["alerts"] += 1

@@ -121,6 +121,13 @@ class DetectorMetrics:
             ["kind", "source"],
             registry=registry,
         )
+        self.alerts_too_old = Counter(
+            "vigil_alerts_too_old_total",
+            "Alerts withheld, their event older than VIGIL_MAX_ALERT_AGE_S (and the resolved "
+            "alerts of their episodes); the events were learned from.",
+            ["kind", "source"],
+            registry=registry,
+        )
         self.episodes = Counter(
             "vigil_episodes_total",
             "Alerts by episode status: firing ones open an episode, resolved ones close it.",
@@ -238,6 +245,7 @@ class DetectorMetrics:
             self.realised.labels(source=source)
             for kind in KINDS:
                 self.alerts_suppressed.labels(kind=kind, source=source)
+                self.alerts_too_old.labels(kind=kind, source=source)
                 for status in ("firing", "resolved"):
                     self.episodes.labels(kind=kind, source=source, status=status)
                 for severity in ("warning", "critical"):

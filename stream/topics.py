@@ -1,29 +1,21 @@
-"""Creating the topics Vigil needs, when they are missing."""
+"""Creating the topics Vigil needs, when they are missing (their specs:
+:mod:`stream.topic_specs`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.topic_specs import TopicSpec
 
 __all__ = ["TopicSpec", "ensure_topics"]
 
 log = structlog.get_logger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A topic to create if missing."""
-
-    name: str
-    partitions: int
-    replication_factor: int = 1
-    configs: Mapping[str, str] = field(default_factory=dict)
 
 
 async def ensure_topics(

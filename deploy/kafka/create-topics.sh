@@ -1,9 +1,13 @@
 #!/bin/sh
-# Creates Vigil's topics, with their retention, on the docker-compose.yaml broker: run once by
+# Creates Vigil's topics, with their configs, on the docker-compose.yaml broker: run once by
 # the kafka-init service, in the apache/kafka image (kafka-topics.sh, POSIX sh). The names,
 # partitions and replication come from the same VIGIL_* variables the detectors read;
 # --if-not-exists makes a second run a no-op. Production clusters: create them likewise (see
-# deploy/k8s/README.md) or let the detectors create them (VIGIL_CREATE_TOPICS, the default).
+# deploy/k8s/README.md) or let the detectors create them (VIGIL_CREATE_TOPICS, the default),
+# with the same configs.
+#
+# Generated from stream/topic_specs.py by `make topics-script`: edit that, not this file
+# (tests/unit/test_topic_specs.py fails while they differ).
 set -eu
 
 topics=/opt/kafka/bin/kafka-topics.sh
@@ -41,6 +45,7 @@ create "${VIGIL_TOPIC_ALERTS:?}" "$partitions" retention.ms=$((14 * day_ms))
 create "${VIGIL_TOPIC_DLQ:?}" "$partitions" retention.ms=$((14 * day_ms))
 # The newest model version per key, forever: compacted, one partition (read whole by everyone).
 create "${VIGIL_TOPIC_MODELS:?}" 1 cleanup.policy=compact
+# Labelled risk vectors for the sidecar: kept as long as its training window spans.
 create "${VIGIL_TOPIC_FEATURES:?}" "$partitions" retention.ms="$features_ms"
 
 "$topics" --bootstrap-server "$bootstrap" --describe --topics-with-overrides

@@ -13,7 +13,7 @@ from stream.settings import Settings, load_settings
 @pytest.fixture
 def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings with this test's own topics, group (``test_<name>_<uuid>``) and snapshot
-    directory."""
+    directory; no alert age limit."""
     name = request.node.name.replace("[", "_").replace("]", "")[:40]
     run = f"test_{name}_{uuid.uuid4().hex[:8]}"
     return load_settings(
@@ -33,5 +33,8 @@ def test_settings(kafka_bootstrap: str, request: pytest.FixtureRequest, tmp_path
             "http_host": "127.0.0.1",
             "log_level": "WARNING",
             "snapshot_dir": str(tmp_path / "snapshots"),
+            # The tests' events have fixed, historic event times (deterministic, and equal to
+            # their offline replays): every age may alert. test_alert_age.py sets the limit.
+            "max_alert_age_s": 0,
         }
     )

@@ -326,6 +326,7 @@ async def seen(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
             "artifact_dir": str(tmp / "artifacts"),
             "snapshot_dir": str(tmp / "snapshots"),
             "log_level": "WARNING",
+            "max_alert_age_s": 0,  # simulated, historic event times
         }
     )
     free, slow = run_settings(base, "free"), run_settings(base, "slow")

@@ -101,6 +101,7 @@ async def test_a_count_of_incidents_comes_with_the_log_lines_of_its_span(
         "--incidents",
         *("--services", str(services), "--interval-s", str(interval_s)),
         *("--count", str(count), "--rate", "0", "--log-lines-per-s", "0.2", "--sim-seed", "5"),
+        *("--start", "2026-11-23T00:00:00Z"),  # the simulator's own day, as below
     )
     summary = await _finish(proc, timeout_s=120)
     duration_s = math.ceil(count / services) * interval_s

@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.bulk_histogram import BulkHistogram
 from stream.cli import _build_parser
-from stream.http import create_app
+from stream.http import HttpGuard, create_app
 from stream.settings import Settings, load_settings
 from stream.sidecar import SidecarMetrics
 from stream.telemetry import DetectorMetrics
@@ -171,7 +171,8 @@ def _http_routes() -> set[str]:
         def score(self, events: list[Any]) -> list[Any]:
             return []
 
-    return {route.path for route in create_app(_View()).routes if hasattr(route, "path")}
+    guard = HttpGuard(max_body_bytes=1024, token=None, registry=_View.registry)
+    return {route.path for route in create_app(_View(), guard).routes if hasattr(route, "path")}
 
 
 def _parses_as_vigil(argv: list[str]) -> None:
@@ -771,7 +772,12 @@ def _pod_env(deployment: dict[str, Any]) -> dict[str, str]:
         if "configMapRef" in source:
             env.update(_k8s_one("ConfigMap", source["configMapRef"]["name"])["data"])
         if "secretRef" in source:
-            env.update(_k8s_one("Secret", source["secretRef"]["name"])["stringData"])
+            ref = source["secretRef"]
+            if ref.get("optional") and not any(
+                doc["metadata"]["name"] == ref["name"] for doc in _k8s("Secret")
+            ):
+                continue  # created out of band (vigil-http's token), or not at all
+            env.update(_k8s_one("Secret", ref["name"])["stringData"])
     for item in container.get("env", []):
         # A valueFrom (the pod's name, here) is known only in the cluster: a stand-in.
         env[item["name"]] = item.get("value", "known-in-the-cluster")

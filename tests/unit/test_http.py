@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import SecretStr
 
 from stream.consumer import Detector
-from stream.http import ScoreResult, create_app
+from stream.http import HttpGuard, ScoreResult, create_app
 from stream.schemas import MetricEvent
 from stream.settings import load_settings
 
 EVENT = {"ts": "2026-11-23T08:00:00Z", "service": "payments", "metrics": {"cpu_p95": 72}}
+TOKEN = "unit-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class FakeView:
@@ -32,7 +35,9 @@ class FakeView:
     def describe_models(self) -> dict[str, Any]:
         return {"metrics": {"name": "fake", "services": {"payments": {"threshold": 0.9}}}}
 
-    def score(self, events: list[MetricEvent]) -> list[ScoreResult]:
+    def score(
+        self, events: list[MetricEvent], positions: Sequence[int] | None = None
+    ) -> list[ScoreResult]:
         self.scored.append(events)
         return [
             ScoreResult(
@@ -52,10 +57,19 @@ def view() -> FakeView:
     return FakeView()
 
 
+def guard_of(
+    view: FakeView, token: str | None = TOKEN, max_body_bytes: int = 1_048_576
+) -> HttpGuard:
+    """A guard on the view's registry with ``token`` (None: none configured)."""
+    secret = SecretStr(token) if token is not None else None
+    return HttpGuard(max_body_bytes=max_body_bytes, token=secret, registry=view.registry)
+
+
 @pytest.fixture
 async def client(view: FakeView) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(view))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    """A client of the app over ``view`` that presents the token."""
+    transport = httpx.ASGITransport(app=create_app(view, guard_of(view)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH) as client:
         yield client
 
 
@@ -111,6 +125,8 @@ async def test_score_rejects_invalid_requests(
     response = await client.post("/score", json=body)
     assert response.status_code == 422
     assert view.scored == []
+    assert "hot" not in response.text
+    assert "input" not in response.text
 
 
 async def test_score_rejects_a_timestamp_that_overflows_in_utc(client: httpx.AsyncClient) -> None:
@@ -129,14 +145,18 @@ async def test_docs_and_openapi(client: httpx.AsyncClient) -> None:
 
 @pytest.fixture
 async def detector() -> AsyncIterator[Detector]:
-    detector = Detector(load_settings({"http_port": 0}), serve_http=False)
+    detector = Detector(load_settings({"http_port": 0, "http_token": TOKEN}), serve_http=False)
     yield detector
     await detector.stop()
 
 
+def detector_client(detector: Detector) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(detector, detector.http_guard))
+    return httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH)
+
+
 async def test_score_on_a_real_detector_does_not_learn(detector: Detector) -> None:
-    transport = httpx.ASGITransport(app=create_app(detector))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with detector_client(detector) as client:
         for _ in range(3):
             response = await client.post("/score", json={"events": [EVENT]})
             assert response.status_code == 200
@@ -151,8 +171,7 @@ async def test_score_on_a_real_detector_does_not_learn(detector: Detector) -> No
 
 
 async def test_score_response_matches_its_declared_schema(detector: Detector) -> None:
-    transport = httpx.ASGITransport(app=create_app(detector))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with detector_client(detector) as client:
         response = await client.post("/score", json={"events": [EVENT]})
     assert response.status_code == 200
     for result in response.json():
@@ -165,12 +184,27 @@ async def test_score_response_matches_its_declared_schema(detector: Detector) ->
 async def test_the_sidecar_serves_health_models_and_retrain_on_demand(tmp_path: Any) -> None:
     from stream.sidecar import Sidecar, create_sidecar_app
 
-    sidecar = Sidecar(load_settings({"artifact_dir": str(tmp_path)}), serve_http=False)
-    transport = httpx.ASGITransport(app=create_sidecar_app(sidecar))
+    settings = load_settings({"artifact_dir": str(tmp_path), "http_token": TOKEN})
+    sidecar = Sidecar(settings, serve_http=False)
+    transport = httpx.ASGITransport(app=create_sidecar_app(sidecar, sidecar.http_guard))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 503  # not consuming yet
         assert (await client.get("/models")).json()["groups"] == {}
         assert "vigil_sidecar_retrains_total" in (await client.get("/metrics")).text
-        assert (await client.post("/retrain")).status_code == 202
+        assert (await client.post("/retrain")).status_code == 401  # no token presented
+        assert sidecar._retrain_reason is None
+        assert (await client.post("/retrain", headers=AUTH)).status_code == 202
     assert sidecar._retrain_reason == "manual"
+
+
+async def test_the_sidecar_refuses_retrain_without_a_configured_token(tmp_path: Any) -> None:
+    from stream.sidecar import Sidecar, create_sidecar_app
+
+    sidecar = Sidecar(load_settings({"artifact_dir": str(tmp_path)}), serve_http=False)
+    transport = httpx.ASGITransport(app=create_sidecar_app(sidecar, sidecar.http_guard))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=AUTH) as client:
+        response = await client.post("/retrain")
+    assert response.status_code == 403
+    assert "VIGIL_HTTP_TOKEN" in response.json()["detail"]
+    assert sidecar._retrain_reason is None

@@ -6,11 +6,12 @@ import httpx
 import pytest
 
 from stream.http import HttpServer, create_service_app
-from tests.unit.test_http import FakeView
+from tests.unit.test_http import FakeView, guard_of
 
 
 async def test_serves_on_the_chosen_interface_only() -> None:
-    server = HttpServer(create_service_app(FakeView(), "test"), "127.0.0.2", 0)
+    view = FakeView()
+    server = HttpServer(create_service_app(view, "test", guard_of(view)), "127.0.0.2", 0)
     await server.start()
     try:
         async with httpx.AsyncClient(timeout=5) as http:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
+from pydantic import SecretStr
 
 from stream.broker import free_port
 from stream.cli import main
@@ -260,12 +261,17 @@ def test_help_never_shows_the_password(
 
 
 async def test_http_responses_and_logs_never_show_the_password(tmp_path: Path) -> None:
-    settings = secured_settings().model_copy(update={"artifact_dir": str(tmp_path)})
+    token = f"http-{SECRET}"
+    settings = secured_settings().model_copy(
+        update={"artifact_dir": str(tmp_path), "http_token": SecretStr(token)}
+    )
     with structlog.testing.capture_logs() as logs:
         detector = Detector(settings, serve_http=False)
-        transport = httpx.ASGITransport(app=create_app(detector))
+        transport = httpx.ASGITransport(app=create_app(detector, detector.http_guard))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             bodies = [(await client.get(path)).text for path in ("/healthz", "/models", "/metrics")]
+            wrong = {"Authorization": f"Bearer {token[:-1]}"}
+            bodies.append((await client.post("/score", json={}, headers=wrong)).text)
     assert SECRET not in "".join(bodies) + repr(logs)
 
 

@@ -170,3 +170,20 @@ def test_replay_scores_log_lines_and_rejects_bad_ones() -> None:
     ]
     assert burst_alerts, alerts
     assert burst_alerts[0].explanation.top_templates
+
+
+def test_replay_alerts_on_old_events_whatever_the_age_limit(
+    replayed: Replay, tmp_path: Path
+) -> None:
+    """VIGIL_MAX_ALERT_AGE_S is the live detector's: offline, 2026-11-23's events alert."""
+    out = tmp_path / "alerts.jsonl"
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert (
+            main(
+                ["replay", str(replayed.path), "--out", str(out), *ARGS, "--max-alert-age-s", "60"]
+            )
+            == 0
+        )
+    alerts = [Alert.model_validate_json(line) for line in out.read_bytes().splitlines()]
+    assert alerts
+    assert [a.alert_id for a in alerts] == [a.alert_id for a in replayed.alerts]

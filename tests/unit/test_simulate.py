@@ -104,15 +104,17 @@ def test_labels_describe_the_injected_spike() -> None:
 
 
 class _Producer:
-    """Stands in for AIOKafkaProducer: every send acknowledged at once, counted by topic;
-    ``stop`` is set once ``stop_after`` messages were sent."""
+    """Stands in for AIOKafkaProducer: every send acknowledged at once, counted by topic (the
+    first value kept); ``stop`` is set once ``stop_after`` messages were sent."""
 
     def __init__(self, stop: asyncio.Event, stop_after: int | None = None) -> None:
         self.sent: Counter[str] = Counter()
+        self.first: bytes | None = None
         self._stop, self._stop_after = stop, stop_after
 
     async def send(self, topic: str, *, value: bytes, key: bytes) -> asyncio.Future[None]:
         self.sent[topic] += 1
+        self.first = value if self.first is None else self.first
         if self._stop_after is not None and self.sent.total() >= self._stop_after:
             self._stop.set()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -169,3 +171,28 @@ def test_a_file_gets_an_end(tmp_path: Path) -> None:
         assert main(["simulate", "--jsonl", str(out), "--count", "0"]) == 2
         assert main(["simulate", "--count", "-1"]) == 2
     assert "--jsonl needs a --count" in err.getvalue()
+
+
+@pytest.mark.parametrize("incidents", [False, True], ids=["anomalies", "incidents"])
+async def test_to_kafka_event_time_starts_now_unless_told(incidents: bool) -> None:
+    """A stand-in log-processor sends current events (a detector withholds the alerts of
+    events older than VIGIL_MAX_ALERT_AGE_S); ``--start`` picks another time."""
+    publishing = _publish_incidents if incidents else _publish_anomalies
+    flags = ("--incidents",) if incidents else ()
+    for start in (None, datetime(2026, 11, 23, tzinfo=UTC)):
+        producer = _Producer(asyncio.Event())
+        given = ("--start", start.isoformat()) if start is not None else ()
+        args = _args("--rate", "0", "--count", "5", *flags, *given)
+        before = datetime.now(UTC).replace(second=0, microsecond=0)
+        await publishing(args, SETTINGS, producer, asyncio.Event())  # type: ignore[arg-type]  # a stand-in
+        assert producer.first is not None
+        first = datetime.fromisoformat(orjson.loads(producer.first)["ts"])  # metric or log line
+        if start is None:
+            assert before <= first <= datetime.now(UTC)
+        else:
+            assert first == start
+
+
+def test_a_start_needs_a_timezone() -> None:
+    with pytest.raises(SystemExit):
+        _args("--start", "2026-11-23T00:00:00")
