@@ -107,6 +107,9 @@ def validate(data: dict[str, Any], model: type[M]) -> M | DecodeError:
 
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_ExactFloat = Annotated[float, msgspec.Meta(gt=-(2.0**53), lt=2.0**53)]
+"""A value a float holds exactly if it came as an integer; larger ones go to pydantic, which
+keeps an integer such as 2**53 + 1 as it is (the fast path would round it)."""
 
 
 class MetricRecord(msgspec.Struct, frozen=True, gc=False):
@@ -133,7 +136,7 @@ class _MetricWire(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=T
 
     ts: str | float
     service: _Name
-    metrics: Annotated[dict[_Name, float], msgspec.Meta(min_length=1)]
+    metrics: Annotated[dict[_Name, _ExactFloat], msgspec.Meta(min_length=1)]
     region: str | None = None
     host: str | None = None
     deploy_recent: bool = False

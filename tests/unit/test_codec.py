@@ -345,3 +345,12 @@ def test_fast_metric_decoder_edge_cases_agree(raw: bytes) -> None:
             reference.ts,
             reference.metrics,
         )
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1, 2**53, 1e300])
+def test_values_a_float_cannot_hold_exactly_keep_the_schemas_reading(value: float) -> None:
+    """Found by the property above: the fast path read 2**53 + 1 as the float 2**53."""
+    raw = json.dumps({"ts": 0, "service": "a", "metrics": {"x": value}}).encode()
+    fast = decode_metric(raw)
+    assert not isinstance(fast, DecodeError)
+    assert fast.metrics == {"x": value}
