@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Generator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -16,6 +16,7 @@ from stream.schemas import Alert, MetricEvent
 
 __all__ = [
     "DetectorView",
+    "ExplainsReadiness",
     "HttpServer",
     "ScoreRequest",
     "ScoreResult",
@@ -52,6 +53,13 @@ class ServiceView(Protocol):
     def describe_models(self) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class ExplainsReadiness(Protocol):
+    """A view that says why it is not ready (``kafka_unreachable``, ``starting``, ...)."""
+
+    def not_ready_reason(self) -> str | None: ...
+
+
 class DetectorView(ServiceView, Protocol):
     """What the detector's HTTP API needs on top: scoring without learning."""
 
@@ -83,11 +91,12 @@ def create_service_app(view: ServiceView, title: str) -> FastAPI:
 
     @app.get("/readyz")
     def readyz(response: Response) -> dict[str, str]:
-        """The process is consuming with its models loaded."""
+        """The process is consuming with its models loaded (503 with the reason if not)."""
         if view.is_ready():
             return {"status": "ready"}
         response.status_code = 503
-        return {"status": "starting"}
+        reason = view.not_ready_reason() if isinstance(view, ExplainsReadiness) else None
+        return {"status": "starting", "reason": reason or "starting"}
 
     @app.get("/metrics")
     async def metrics() -> Response:
