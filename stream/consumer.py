@@ -33,6 +33,7 @@ from stream.http import HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_logs import KafkaLogCollector, KafkaLogFilter
 from stream.kafka_options import kafka_options
+from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
@@ -826,6 +827,7 @@ async def run_detector(settings: Settings, *, kafka_logs: KafkaLogFilter | None 
         tune_garbage_collection()
         await detector.run()
 
+    exit_with_parent(settings.exit_with_parent)
     code = 0
     try:
         await stop.run(work())

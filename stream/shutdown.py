@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import orjson
 import structlog
+
+from stream.lifelines import exit_at_once
 
 __all__ = ["StopDeadline", "StopRequest", "start_exit_watchdog"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-_EXIT_FORCED = 1
 
 
 class StopDeadline:
@@ -94,17 +92,11 @@ class StopDeadline:
 
 def start_exit_watchdog(timeout_s: float, *, what: str) -> Callable[[], None]:
     """End the process with status 1 if it is still alive ``timeout_s`` from now, after one
-    JSON line on stderr (written with ``os.write``: no lock a stuck thread could hold).
-    Returns a function that disarms it."""
+    JSON line on stderr (:func:`~stream.lifelines.exit_at_once`). Returns a function that
+    disarms it."""
 
     def fire() -> None:
-        line = orjson.dumps(
-            {"event": "exit_forced", "level": "error", "stopping": what, "timeout_s": timeout_s}
-        )
-        try:
-            os.write(2, line + b"\n")
-        finally:
-            os._exit(_EXIT_FORCED)
+        exit_at_once("exit_forced", stopping=what, timeout_s=timeout_s)
 
     timer = threading.Timer(timeout_s, fire)
     timer.name = "vigil-exit-watchdog"

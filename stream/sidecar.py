@@ -67,6 +67,7 @@ from stream.champions import artifact_store
 from stream.consumer import features_topic_spec
 from stream.http import HttpServer, create_service_app
 from stream.kafka_options import kafka_options
+from stream.lifelines import exit_with_parent
 from stream.publisher import Publisher
 from stream.settings import Settings
 from stream.shutdown import StopDeadline, StopRequest
@@ -691,6 +692,7 @@ async def run_sidecar(settings: Settings, *, once: bool = False) -> int:
         else:
             await sidecar.run()
 
+    exit_with_parent(settings.exit_with_parent)
     try:
         await stop.run(work())
     finally:
