@@ -83,6 +83,11 @@ class ArtifactStore:
         self._append_history(artifact.kind, group, {"version": artifact.version, **decision})
         return StoredArtifact(artifact.kind, group, artifact.version, directory)
 
+    def exists(self, kind: str, group: str, version: str) -> bool:
+        """Whether the artifact ``kind/group/version`` is on disk (model and checksum)."""
+        directory = self.root / kind / group / version
+        return (directory / "model.pkl").is_file() and (directory / "model.sha256").is_file()
+
     def set_champion(self, kind: str, group: str, version: str) -> None:
         """Make ``version`` the group's champion (promotion, or a roll-back)."""
         if not (self.root / kind / group / version / "model.pkl").is_file():

@@ -29,13 +29,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -50,7 +47,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from stream.lifelines import (
+    can_set_parent_death_signal,
+    die_with_parent_preexec,
+    pid_alive,
+    spawn_from_long_lived_thread,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -95,7 +99,6 @@ _PROPS_FILE = "server.properties"
 _LOG4J2_FILE = "log4j2.xml"
 _JVM_OPTS = ("-Xms256m", "-Xmx1g", "-Djava.awt.headless=true")
 _MAIN_CLASS = "kafka.Kafka"
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _EXIT_CONFIG = 2  # missing tools or configuration
 _EXIT_FAILED = 1  # the broker did not start (or is not running, for status)
 _SASL_LISTENER = "SASL_PLAINTEXT"
@@ -507,25 +510,9 @@ def _accepts_connections(port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a pid is a live process (a zombie is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    state = stat.rsplit(")", 1)[-1].split()[0]  # the comm field may hold spaces and ')'
-    return state not in ("Z", "X")
-
-
 def _is_our_broker(pid: int, props: Path) -> bool:
     """Whether a live pid is a Kafka JVM started with this data dir's server.properties."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -546,64 +533,6 @@ def _tail(path: Path, count: int = 20) -> str:
             return _last_lines(handle.read().decode(errors="replace"), count)
     except OSError:
         return ""
-
-
-def _die_with_parent_preexec() -> Callable[[], None]:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent thread dies."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
-_SpawnRequest = tuple[Callable[[], "subprocess.Popen[bytes]"], "queue.Queue[Any]"]
-_spawner_lock = threading.Lock()
-_spawner_queue: queue.Queue[_SpawnRequest] | None = None
-
-
-def _spawn_from_long_lived_thread(
-    spawn: Callable[[], subprocess.Popen[bytes]],
-) -> subprocess.Popen[bytes]:
-    """Run ``spawn`` on a thread that lives as long as the process.
-
-    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, not the process.
-    The main thread lives as long as the process, so it forks directly; any other caller (say a
-    worker thread of ``asyncio.to_thread``) hands the fork to one daemon thread kept for this.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return spawn()
-    global _spawner_queue
-    with _spawner_lock:
-        if _spawner_queue is None:
-            _spawner_queue = queue.Queue()
-            threading.Thread(
-                target=_spawner_loop,
-                args=(_spawner_queue,),
-                name="vigil-broker-spawner",
-                daemon=True,
-            ).start()
-        requests = _spawner_queue
-    reply: queue.Queue[Any] = queue.Queue()
-    requests.put((spawn, reply))
-    result = reply.get()
-    if isinstance(result, BaseException):
-        raise result
-    proc: subprocess.Popen[bytes] = result
-    return proc
-
-
-def _spawner_loop(requests: queue.Queue[_SpawnRequest]) -> None:
-    while True:
-        spawn, reply = requests.get()
-        try:
-            reply.put(spawn())
-        except BaseException as exc:  # handed back to the caller, which raises it
-            reply.put(exc)
 
 
 async def _probe_metadata(bootstrap: str, timeout_s: float) -> bool:
@@ -875,7 +804,7 @@ class LocalBroker:
             if self._proc is not None and self._proc.pid == pid:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(timeout=0.1)
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -917,12 +846,12 @@ class LocalBroker:
         try:
             if not owned:
                 return spawn()
-            if not sys.platform.startswith("linux"):
+            if not can_set_parent_death_signal():
                 raise BrokerError(
                     "an owned broker needs Linux (prctl PR_SET_PDEATHSIG)", exit_code=_EXIT_CONFIG
                 )
-            preexec = _die_with_parent_preexec()
-            return _spawn_from_long_lived_thread(lambda: spawn(preexec))
+            preexec = die_with_parent_preexec(signal.SIGTERM)
+            return spawn_from_long_lived_thread(lambda: spawn(preexec))
         except OSError as exc:
             raise BrokerError(f"cannot start {cmd[0]}: {exc}") from exc
 

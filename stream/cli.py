@@ -368,8 +368,8 @@ def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
     from stream.consumer import run_detector
     from stream.telemetry import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
-    return asyncio.run(run_detector(settings))
+    kafka_logs = configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(run_detector(settings, kafka_logs=kafka_logs))
 
 
 def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:

@@ -33,7 +33,9 @@ from stream.codec import DecodeError, dead_letter, decode_metric
 from stream.committer import BackgroundCommitter
 from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
+from stream.kafka_logs import KafkaLogCollector, KafkaLogFilter
 from stream.kafka_options import kafka_options
+from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
@@ -43,6 +45,7 @@ from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
 from stream.schemas import Alert, Evidence, MetricEvent, MetricSample
 from stream.settings import Settings
+from stream.shutdown import StopDeadline, StopRequest
 from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
@@ -73,6 +76,9 @@ class Detector:
         registry: The Prometheus registry to register metrics on (a fresh one if omitted).
         clock: The time stamped on alerts (inject a fixed clock in tests).
         serve_http: Whether to serve the HTTP API.
+        kafka_logs: The filter on the Kafka client's log lines
+            (:func:`~stream.telemetry.configure_logging`'s): its counts are exported, and
+            ``/readyz`` says when it hears that Kafka cannot be reached.
     """
 
     def __init__(
@@ -82,10 +88,13 @@ class Detector:
         registry: CollectorRegistry | None = None,
         clock: Clock = utc_now,
         serve_http: bool = True,
+        kafka_logs: KafkaLogFilter | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = DetectorMetrics(self.registry, self._input_topics(settings))
+        self.kafka_logs = kafka_logs if kafka_logs is not None else KafkaLogFilter()
+        self.registry.register(KafkaLogCollector(self.kafka_logs))
         self.pipeline = MetricPipeline(settings.anomaly_config(), clock)
         for source in ("metrics", "logs"):
             self.metrics.budget.labels(source=source).set(settings.anomaly_budget_per_day)
@@ -195,6 +204,9 @@ class Detector:
         self._lag_refreshed_at = 0.0
         self._polled = False
         self._started = False
+        self._batch_in_hand = False
+        """A batch is being processed: the models may hold records whose output is not
+        acknowledged yet (True after a batch was cut short by a stop)."""
         self.metrics.model_info.labels(
             name=self.pipeline.model_name,
             engine=self.pipeline.engine,
@@ -259,30 +271,45 @@ class Detector:
             max_alert_age_s=settings.max_alert_age_s,
         )
 
-    async def stop(self) -> None:
-        """Snapshot, commit, leave the group and disconnect whatever was started; safe to
-        call twice."""
+    async def stop(self, deadline: StopDeadline | None = None) -> bool:
+        """Snapshot, commit, leave the group and disconnect whatever was started, each step
+        within its share of ``deadline`` (default: ``shutdown_timeout_s`` from now); safe to
+        call twice. Returns whether every step finished in time.
+
+        A batch cut short (its acknowledgements never came) left the models ahead of the
+        offsets they were snapshotted at: then no snapshot is taken, and the next owner
+        resumes from the last one and replays up to the committed offsets.
+        """
+        if deadline is None:
+            deadline = StopDeadline(self.settings.shutdown_timeout_s)
         was_started, self._started = self._started, False
         self._stop_requested.set()
-        if was_started:
+        if was_started and self._batch_in_hand:
+            log.warning("snapshot_on_stop_skipped", reason="batch_cut_short")
+        elif was_started:
             async with self._batch_lock:
                 for keeper in self._keepers:
                     try:
-                        await keeper.snapshot_now(keeper.owned)
+                        snapshot = keeper.snapshot_now(keeper.owned)
+                        await deadline.wait("snapshot", snapshot, share=0.5)
                     except Exception:
                         log.exception("snapshot_on_stop_failed", topic=keeper.topic)
+        # What was acknowledged is committed; Kafka errors here only mean a re-read.
         with contextlib.suppress(Exception):
-            await self._committer.close()  # what was acknowledged is committed
+            await deadline.wait("commit", self._committer.close(), share=0.4)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()
-        await self._publisher.stop()
-        await self.champions.stop()
+                await deadline.wait("consumer_stop", consumer.stop(), share=0.5)
+        with contextlib.suppress(Exception):
+            await deadline.wait("producer_stop", self._publisher.stop(), share=0.6)
+        with contextlib.suppress(Exception):
+            await deadline.wait("champions_stop", self.champions.stop(), share=0.5)
         if self._http is not None:
-            await self._http.stop()
+            await deadline.wait("http_stop", self._http.stop())
         if was_started:
-            log.info("detector_stopped")
+            log.info("detector_stopped", cut_short=deadline.timed_out)
+        return not deadline.timed_out
 
     @staticmethod
     def _input_topics(settings: Settings) -> list[str]:
@@ -326,7 +353,9 @@ class Detector:
                 batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
+            self._batch_in_hand = True
             await self._process(batches, consumer, count)
+            self._batch_in_hand = False
         return count
 
     def _still_ours(
@@ -682,13 +711,18 @@ class Detector:
     # -- the HTTP view -----------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Consuming: joined the group, partitions assigned, and polled since."""
-        return (
-            self._started
-            and self._polled
-            and self._consumer is not None
-            and bool(self._consumer.assignment())
-        )
+        """Consuming: joined the group, partitions assigned, polled since, Kafka reached."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why ``/readyz`` says not ready (None: ready)."""
+        if self.kafka_logs.unreachable_for() is not None:
+            return "kafka_unreachable"
+        consuming = self._started and self._polled and self._consumer is not None
+        if not consuming:
+            return "starting"
+        assert self._consumer is not None
+        return None if self._consumer.assignment() else "no_partitions"
 
     def _shadow_scored(self, group: str, role: str, outcome: str, count: int) -> None:
         self.metrics.champions.shadow.labels(group=group, role=role, outcome=outcome).inc(count)
@@ -758,30 +792,39 @@ def tune_garbage_collection() -> tuple[int, int, int]:
     return previous
 
 
-async def run_detector(settings: Settings) -> int:
-    """``vigil detect``: run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
+async def run_detector(settings: Settings, *, kafka_logs: KafkaLogFilter | None = None) -> int:
+    """``vigil detect``: run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
+
+    The stop has ``shutdown_timeout_s`` from the signal, whatever the broker does: the batch
+    in hand gets half of it (a batch still waiting for acknowledgements then is cut short),
+    each step of :meth:`Detector.stop` a share of what is left, and a watchdog ends the
+    process at the deadline if something still hangs (exit status 1).
+    """
     import signal
 
     from aiokafka.errors import KafkaError
 
-    detector = Detector(settings)
+    detector = Detector(settings, kafka_logs=kafka_logs)
     loop = asyncio.get_running_loop()
-    stopping_since: list[float] = []
-
-    def stop_requested() -> None:
-        if not stopping_since:
-            stopping_since.append(time.monotonic())
-            log.info("detector_stopping", timeout_s=settings.shutdown_timeout_s)
-        detector.request_stop()
-
+    stop = StopRequest(
+        settings.shutdown_timeout_s,
+        "vigil detect",
+        detector.request_stop,
+        event="detector_stopping",
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_requested)
-    code = 0
-    try:
-        await _wait_for_kafka(settings, lambda: bool(stopping_since))
+        loop.add_signal_handler(sig, stop.request)
+
+    async def work() -> None:
+        await _wait_for_kafka(settings, lambda: stop.deadline is not None)
         await detector.start()
         tune_garbage_collection()
         await detector.run()
+
+    exit_with_parent(settings.exit_with_parent)
+    code = 0
+    try:
+        await stop.run(work())
     except KafkaError as exc:
         log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))
         code = 1
@@ -789,18 +832,15 @@ async def run_detector(settings: Settings) -> int:
         log.error("detector_failed", error=str(exc))
         code = 1
     finally:
-        # Stop fetching (run returned), finish the batch in hand, snapshot, commit, leave the
-        # group: all within the timeout, counted from the signal.
-        started = stopping_since[0] if stopping_since else time.monotonic()
-        left = max(0.1, settings.shutdown_timeout_s - (time.monotonic() - started))
-        try:
-            await asyncio.wait_for(detector.stop(), left)
-        except TimeoutError:
+        # Snapshot, commit, leave the group: all within the timeout, counted from the signal
+        # (or from now, after a failure).
+        deadline = stop.deadline_or_now()
+        if not await detector.stop(deadline):
             log.error("detector_stop_timed_out", timeout_s=settings.shutdown_timeout_s)
             code = 1
-        else:
-            if stopping_since:
-                log.info("detector_stopped_in", seconds=round(time.monotonic() - started, 3))
+        elif stop.deadline is not None:
+            took_s = settings.shutdown_timeout_s - deadline.left_s()
+            log.info("detector_stopped_in", seconds=round(took_s, 3))
     return code
 
 
@@ -912,8 +952,8 @@ async def _read_cluster_id(settings: Settings) -> str | None:
         **kafka_options(settings),
     )
     try:
-        await admin.start()
-        cluster = await admin.describe_cluster()
+        await asyncio.wait_for(admin.start(), settings.connect_timeout_s)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), settings.connect_timeout_s)
     except Exception as exc:
         log.warning("cluster_id_unknown", error=str(exc))
         return None

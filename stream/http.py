@@ -6,7 +6,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Generator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import uvicorn
@@ -25,6 +25,7 @@ __all__ = [
     "SCORE_CHUNK",
     "SCORE_SERVICES",
     "DetectorView",
+    "ExplainsReadiness",
     "HttpGuard",
     "HttpServer",
     "ScoreRequest",
@@ -68,6 +69,13 @@ class ServiceView(Protocol):
     def is_ready(self) -> bool: ...
 
     def describe_models(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ExplainsReadiness(Protocol):
+    """A view that says why it is not ready (``kafka_unreachable``, ``starting``, ...)."""
+
+    def not_ready_reason(self) -> str | None: ...
 
 
 class DetectorView(ServiceView, Protocol):
@@ -265,11 +273,12 @@ def create_service_app(view: ServiceView, title: str, guard: HttpGuard) -> FastA
 
     @app.get("/readyz")
     def readyz(response: Response) -> dict[str, str]:
-        """The process is consuming with its models loaded."""
+        """The process is consuming with its models loaded (503 with the reason if not)."""
         if view.is_ready():
             return {"status": "ready"}
         response.status_code = 503
-        return {"status": "starting"}
+        reason = view.not_ready_reason() if isinstance(view, ExplainsReadiness) else None
+        return {"status": "starting", "reason": reason or "starting"}
 
     @app.get("/metrics")
     async def metrics() -> Response:

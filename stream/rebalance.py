@@ -213,6 +213,8 @@ class PartitionSnapshots:
         """The cluster of the last assignment: written into snapshots."""
         self._anchors: dict[int, list[int]] = {}
         """Partition → its last processed record: offset, timestamp, value CRC-32."""
+        self._pointers: set[asyncio.Task[None]] = set()
+        """Pointer sends in flight: nobody waits for them (a stop during an outage would)."""
 
     @property
     def owned(self) -> list[int]:
@@ -342,12 +344,19 @@ class PartitionSnapshots:
         )
         if self._send_pointer is not None:
             pointer = {**_pointer_fields(meta), "path": str(path), "bytes": size}
-            try:
-                await self._send_pointer(
-                    f"snapshot/{meta.topic}/{meta.partition}".encode(), pointer
-                )
-            except Exception as exc:  # the snapshot is on disk; the pointer is a convenience
-                log.warning("snapshot_pointer_failed", partition=meta.partition, error=str(exc))
+            task = asyncio.create_task(self._point(meta.topic, meta.partition, pointer))
+            self._pointers.add(task)
+            task.add_done_callback(self._pointers.discard)
+
+    async def _point(self, topic: str, partition: int, pointer: dict[str, Any]) -> None:
+        """Announce a snapshot on disk; the snapshot is what counts, the pointer is a
+        convenience, so it is not waited for (the producer's stop flushes it, or drops it
+        when the broker is away)."""
+        assert self._send_pointer is not None
+        try:
+            await self._send_pointer(f"snapshot/{topic}/{partition}".encode(), pointer)
+        except Exception as exc:
+            log.warning("snapshot_pointer_failed", partition=partition, error=str(exc))
 
     async def _wait(self, partition: int) -> None:
         task = self._writes.get(partition)

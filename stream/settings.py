@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         description="On SIGTERM/SIGINT: at most this long to finish the batch in hand, "
         "snapshot, commit and leave the group before exiting anyway (exit status 1).",
     )
+    exit_with_parent: int | None = Field(
+        None,
+        ge=1,
+        description="Exit at once when the process with this pid, which started this one, "
+        "is gone (vigil demo sets it for its children; on Linux they also get a "
+        "parent-death signal).",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="at_least_once: offsets are committed after the alerts are acknowledged "

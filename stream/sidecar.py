@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,15 @@ from models.batch import (
     fit_risk_model,
 )
 from models.drift import FeatureDrift
+from stream.announcer import Announcer
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
 from stream.http import HttpGuard, HttpServer, create_service_app
 from stream.kafka_options import kafka_options
+from stream.lifelines import exit_with_parent
 from stream.publisher import Publisher
 from stream.settings import Settings
+from stream.shutdown import StopDeadline, StopRequest
 from stream.topic_specs import features_topic_spec, topic_spec
 from stream.topics import ensure_topics
 
@@ -162,6 +166,8 @@ class Sidecar:
         settings: The configuration.
         registry: The Prometheus registry (a fresh one if omitted).
         serve_http: Whether to serve the HTTP API.
+        new_publisher: Makes the producer of announcements, again after each failure
+            (default: one to ``settings``' Kafka).
     """
 
     def __init__(
@@ -170,6 +176,7 @@ class Sidecar:
         *,
         registry: CollectorRegistry | None = None,
         serve_http: bool = True,
+        new_publisher: Callable[[], Publisher] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -179,7 +186,15 @@ class Sidecar:
         )
         self.store = artifact_store(settings.artifact_dir, settings.group_id)
         self._groups: dict[str, _Group] = {}
-        self._publisher = Publisher.from_settings(settings, f"{settings.client_id}-sidecar")
+        self._stop = asyncio.Event()
+        self._announcer = Announcer(
+            settings.topic_models,
+            self.store,
+            new_publisher
+            or (lambda: Publisher.from_settings(settings, f"{settings.client_id}-sidecar")),
+            self.registry,
+            self._stop,
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
@@ -192,7 +207,6 @@ class Sidecar:
         self._retrain_reason: str | None = None
         self._retrained_at = time.monotonic()
         self._drift_checked_at = time.monotonic()
-        self._stop = asyncio.Event()
         self._polled = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -207,7 +221,7 @@ class Sidecar:
                 kafka_options=kafka_options(settings),
             )
         self._restore()
-        await self._publisher.start()
+        await self._announcer.start()
         self._consumer = AIOKafkaConsumer(
             settings.topic_features,
             bootstrap_servers=settings.bootstrap_servers,
@@ -252,16 +266,22 @@ class Sidecar:
                 drift_reference=reference is not None,
             )
 
-    async def stop(self) -> None:
-        """Disconnect; safe to call twice."""
+    async def stop(self, deadline: StopDeadline | None = None) -> bool:
+        """Disconnect, each step within its share of ``deadline`` (default:
+        ``shutdown_timeout_s`` from now); safe to call twice. Returns whether all was done
+        in time."""
+        if deadline is None:
+            deadline = StopDeadline(self.settings.shutdown_timeout_s)
         self._stop.set()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()
-        await self._publisher.stop()
+                await deadline.wait("consumer_stop", consumer.stop(), share=0.5)
+        with contextlib.suppress(Exception):
+            await deadline.wait("producer_stop", self._announcer.stop(), share=0.6)
         if self._http is not None:
-            await self._http.stop()
+            await deadline.wait("http_stop", self._http.stop())
+        return not deadline.timed_out
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (signal-handler safe)."""
@@ -589,13 +609,14 @@ class Sidecar:
     async def _announce(
         self, kind: str, group: str, decision: dict[str, Any], *, challenger: bool = False
     ) -> None:
-        """Publish a decision on the models topic and wait for its acknowledgement."""
+        """Publish a decision on the models topic and wait for its acknowledgement (retried
+        through producer failures; never for an artifact that is not on disk)."""
         key = f"model/{kind}/{group}".encode()
         if challenger or decision["status"] == "challenger":
             key += b"/challenger"
         elif decision["status"] != "champion":
             key += b"/rejected"
-        await (await self._publisher.send_json(self.settings.topic_models, key, decision))
+        await self._announcer.announce(key, {"kind": kind, "group": group, **decision})
 
     # -- views -------------------------------------------------------------------------------
 
@@ -663,9 +684,13 @@ async def run_sidecar(settings: Settings, *, once: bool = False) -> int:
 
     sidecar = Sidecar(settings, serve_http=not once)
     loop = asyncio.get_running_loop()
+    stop = StopRequest(
+        settings.shutdown_timeout_s, "vigil sidecar", sidecar.request_stop, event="sidecar_stopping"
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, sidecar.request_stop)
-    try:
+        loop.add_signal_handler(sig, stop.request)
+
+    async def work() -> None:
         await sidecar.start()
         if once:
             while await sidecar.step(timeout_s=2.0):
@@ -674,6 +699,10 @@ async def run_sidecar(settings: Settings, *, once: bool = False) -> int:
             print(orjson.dumps(decisions, option=orjson.OPT_INDENT_2).decode())
         else:
             await sidecar.run()
+
+    exit_with_parent(settings.exit_with_parent)
+    try:
+        await stop.run(work())
     finally:
-        await sidecar.stop()
-    return 0
+        stopped = await sidecar.stop(stop.deadline_or_now())
+    return 0 if stopped else 1

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from models.snapshot import RejectReason
 from stream.bulk_histogram import BulkHistogram
 from stream.codec import DECODE_REASONS
+from stream.kafka_logs import KafkaLogFilter
 
 __all__ = [
     "ChampionMetrics",
@@ -510,8 +511,10 @@ def _decode_bytes(renderer: structlog.typing.Processor) -> structlog.typing.Proc
 
 def configure_logging(
     level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
-) -> None:
-    """Configure structlog: JSON lines (orjson) in production, a console renderer on a TTY."""
+) -> KafkaLogFilter:
+    """Configure structlog: JSON lines (orjson) in production, a console renderer on a TTY.
+    The Kafka client's lines go through a :class:`~stream.kafka_logs.KafkaLogFilter`
+    (returned: it also tells whether Kafka is reachable)."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor
     if use_console:
@@ -536,6 +539,8 @@ def configure_logging(
             ],
         )
     )
+    kafka_logs = KafkaLogFilter()
+    handler.addFilter(kafka_logs)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelName(level), logging.WARNING))
@@ -545,3 +550,4 @@ def configure_logging(
         logger_factory=factory,
         cache_logger_on_first_use=False,
     )
+    return kafka_logs

@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from stream.topic_specs import TopicSpec
 
-__all__ = ["TopicSpec", "ensure_topics"]
+__all__ = ["TopicSpec", "ensure_topics", "group_members"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,5 +62,37 @@ async def ensure_topics(
         created = [s.name for s in missing]
         log.info("topics_created", topics=created)
         return created
+    finally:
+        await admin.close()
+
+
+async def group_members(
+    bootstrap_servers: str,
+    groups: list[str],
+    client_id: str = "vigil-admin",
+    *,
+    kafka_options: Mapping[str, Any] | None = None,
+) -> dict[str, list[str]]:
+    """The members of each consumer group in ``groups``, as ``client_id@client_host``
+    (a group unknown to the broker has none; so has every group of a broker that no
+    consumer group has used yet: it has no coordinator to ask)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id=client_id, **(kafka_options or {})
+    )
+    await admin.start()
+    try:
+        members: dict[str, list[str]] = {group: [] for group in groups}
+        for group in groups:
+            try:
+                responses = await admin.describe_consumer_groups([group])
+            except GroupCoordinatorNotAvailableError:
+                continue
+            for response in responses:
+                for described in response.to_object()["groups"]:
+                    members[group] = [
+                        f"{m['client_id']}@{m['client_host'].lstrip('/')}"
+                        for m in described["members"]
+                    ]
+        return members
     finally:
         await admin.close()

@@ -4,9 +4,12 @@ would run them, each with its own HTTP port and log file, watched over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,11 +21,19 @@ from typing import IO, Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.lifelines import (
+    can_set_parent_death_signal,
+    die_with_parent_preexec,
+    pid_alive,
+    spawn_from_long_lived_thread,
+)
+
 __all__ = [
     "ChildFailed",
     "VigilProcess",
     "detector_figures",
     "metric_totals",
+    "new_broker_dir",
     "sidecar_models",
     "start_vigil",
 ]
@@ -108,7 +119,13 @@ def start_vigil(command: str, env: Mapping[str, str], port: int, log_path: Path)
     """Start ``vigil <command>`` in environment ``env`` (see
     :func:`~stream.settings.settings_env`), HTTP on 127.0.0.1:``port``, JSON logs to
     ``log_path``. It runs in its own session, so a Ctrl-C on the terminal reaches the demo
-    only, which stops it in order."""
+    only, which stops it in order.
+
+    It never outlives the demo: on Linux the kernel SIGKILLs it when the demo dies, however
+    (``kill -9`` included), and anywhere it exits once it sees its parent gone
+    (``VIGIL_EXIT_WITH_PARENT``; :mod:`stream.lifelines`). Its state is the run's own, so
+    nothing is lost that a later run would read.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
     child_env = {
@@ -116,15 +133,23 @@ def start_vigil(command: str, env: Mapping[str, str], port: int, log_path: Path)
         "VIGIL_HTTP_HOST": "127.0.0.1",
         "VIGIL_HTTP_PORT": str(port),
         "VIGIL_LOG_FORMAT": "json",
+        "VIGIL_EXIT_WITH_PARENT": str(os.getpid()),
     }
-    try:
-        proc = subprocess.Popen(
+    preexec = die_with_parent_preexec(signal.SIGKILL) if can_set_parent_death_signal() else None
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "stream.cli", command],
             env=child_env,
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec,
         )
+
+    try:
+        proc = spawn_from_long_lived_thread(spawn)
     except BaseException:
         out.close()
         raise
@@ -190,3 +215,24 @@ def sidecar_models(described: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         status = decision.get("status", "-") if isinstance(decision, dict) else "-"
         rows.append((str(key), str(state.get("champion") or ""), str(status)))
     return rows
+
+
+_BROKER_DIR_PREFIX = "vigil-demo-broker-"
+_OWNER_FILE = "demo.pid"
+
+
+def new_broker_dir(root: Path | None = None) -> Path:
+    """A fresh data dir for the demo's broker (under the temp dir), marked with this
+    process's pid; the dirs of earlier demos that died without removing theirs (a kill -9)
+    are removed on the way."""
+    root = Path(root or tempfile.gettempdir())
+    for stale in root.glob(f"{_BROKER_DIR_PREFIX}*"):
+        try:
+            owner = int((stale / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not marked (older demos): left alone
+        if not pid_alive(owner):
+            shutil.rmtree(stale, ignore_errors=True)
+    made = Path(tempfile.mkdtemp(prefix=_BROKER_DIR_PREFIX, dir=root))
+    (made / _OWNER_FILE).write_text(str(os.getpid()))
+    return made

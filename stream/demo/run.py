@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -43,7 +42,9 @@ from rich.progress import (
 
 from stream.broker import BrokerError, LocalBroker, free_port
 from stream.consumer import topic_specs
-from stream.demo.processes import ChildFailed, start_vigil
+from stream.demo.guard import ForeignMember, check_groups
+from stream.demo.output import Output
+from stream.demo.processes import ChildFailed, new_broker_dir, start_vigil
 from stream.demo.run_settings import demo_settings
 from stream.demo.scenario import Scenario
 from stream.demo.scoreboard import Scoreboard
@@ -71,6 +72,7 @@ T = TypeVar("T")
 
 _PLAIN_PROGRESS_EVERY_S = 5.0
 _POLL_S = 1.0
+_GUARD_EVERY_S = 5.0
 _UNTIL_STOPPED_S = 365 * 86_400.0
 """Event time planned when the demo runs until Ctrl-C: a year, ~6 h at the default pace."""
 
@@ -99,6 +101,7 @@ class _Demo:
         self.console = Console()
         self.live = self.console.is_terminal and not args.plain
         self.stop = asyncio.Event()
+        self.out = Output(self.console, self.stop.set)
         self.stop_publishing = asyncio.Event()
         self.run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.run_dir = Path(args.run_dir) / self.run_id
@@ -130,7 +133,9 @@ class _Demo:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # A closed terminal (SIGHUP) stops the run like Ctrl-C; a kill -9 takes the children
+        # with it (stream.lifelines).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stop.set)
         live = (
             # Refreshed from the event loop (below), not rich's thread: the view reads
@@ -139,7 +144,7 @@ class _Demo:
             if self.live
             else contextlib.nullcontext()
         )
-        broker_dir = Path(tempfile.mkdtemp(prefix="vigil-demo-broker-"))
+        broker_dir = new_broker_dir()
         broker: LocalBroker | None = None
         try:
             with live as shown:
@@ -169,6 +174,9 @@ class _Demo:
                         kafka_options=kafka_options(self.settings),
                     ),
                 )
+                await self._stage(
+                    "no other member in the demo's groups", check_groups(self.settings, own=0)
+                )
                 await self._start_processes()
                 await self._stream()
         except _Stopped:
@@ -181,10 +189,9 @@ class _Demo:
             if self._painter is not None:
                 self._painter.cancel()
             if self.watch.detector is not None or broker is not None:
-                self.console.print(
+                self.out.say(
                     "stopping: the detector and the sidecar (each snapshots and commits)"
-                    + (", then the broker" if broker is not None else ""),
-                    highlight=False,
+                    + (", then the broker" if broker is not None else "")
                 )
             await self.watch.stop(self.settings.shutdown_timeout_s + 5.0)
             if broker is not None:
@@ -192,11 +199,12 @@ class _Demo:
             shutil.rmtree(broker_dir, ignore_errors=True)
         figures = self._figures()
         if self.live:
-            self.console.print(summary_table(figures))
-            self.console.print(f"logs, snapshots and artifacts: {self.run_dir}")
+            self.out.say(summary_table(figures))
+            self.out.say(f"logs, snapshots and artifacts: {self.run_dir}")
         if self.failure is not None:
-            print(f"vigil demo: {self.failure}", file=sys.stderr)
-        print(summary_line(figures), flush=True)
+            with contextlib.suppress(OSError):
+                print(f"vigil demo: {self.failure}", file=sys.stderr)
+        self.out.line(summary_line(figures))
         return 1 if self.failure is not None else 0
 
     async def _stage(
@@ -208,7 +216,7 @@ class _Demo:
             raise _Stopped
         task = self.progress.add_task(description, total=None)
         if not self.live:
-            print(f"starting: {description}", flush=True)
+            self.out.line(f"starting: {description}")
         job = asyncio.ensure_future(work)
         if interruptible:
             stopper = asyncio.create_task(self.stop.wait())
@@ -340,21 +348,35 @@ class _Demo:
             line = alert_text(alert)
             self.recent.append(line)
             if not self.live:
-                print(line, flush=True)
+                self.out.line(line)
 
     async def _watch(self) -> None:
         """Read the children's figures every second; a progress line every few in plain
         output."""
-        printed = time.monotonic()
+        printed = guarded = time.monotonic()
         while True:
             await self._refresh()
+            if time.monotonic() - guarded >= _GUARD_EVERY_S:
+                guarded = time.monotonic()
+                await self._guard()
             if not self.live:
                 self._print_settled()
             if not self.live and time.monotonic() - printed >= _PLAIN_PROGRESS_EVERY_S:
                 printed = time.monotonic()
                 figures = self.board.tally(self._now())
-                print(progress_line(self.stats, self._sent(), figures), flush=True)
+                self.out.line(progress_line(self.stats, self._sent(), figures))
             await asyncio.sleep(_POLL_S)
+
+    async def _guard(self) -> None:
+        """Stop the run if a process not its own joined one of its consumer groups."""
+        try:
+            await check_groups(self.settings, own=1)
+        except ForeignMember as exc:
+            if self.failure is None:
+                self.failure = str(exc)
+            self.stop.set()
+        except KafkaError:
+            pass  # the broker is busy or away: the next check tells
 
     def _print_settled(self) -> None:
         """Plain output: a line for each incident once its verdict is in."""
@@ -362,7 +384,7 @@ class _Demo:
             key = verdict.incident.incident_id
             if verdict.status != "open" and key not in self._printed:
                 self._printed.add(key)
-                print(verdict_text(verdict), flush=True)
+                self.out.line(verdict_text(verdict))
 
     async def _refresh(self) -> None:
         """The children's figures; a dead child stops everything."""

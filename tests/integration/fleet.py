@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from stream.broker import free_port
+from stream.broker import LocalBroker, free_port, port_is_free
 from stream.settings import Settings
 from stream.simulate import MetricSimulator
 from tests.integration.kafka_io import (
@@ -199,6 +200,32 @@ async def end_offsets_of(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def own_broker(data_dir: Path) -> Iterator[LocalBroker]:
+    """A broker of this test alone: a free port and its own data dir (the session's broker
+    serves the other tests)."""
+    broker = LocalBroker(port=free_port(), data_dir=data_dir)
+    broker.start(owned=True)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def take_down(broker: LocalBroker, how: str) -> None:
+    """Stop the broker gracefully (SIGTERM) or kill -9 it, and wait until it is gone."""
+    if how == "sigterm":
+        await asyncio.to_thread(broker.stop)
+        return
+    pid = broker.status().pid
+    assert pid is not None, "the broker is not running"
+    os.killpg(pid, signal.SIGKILL)  # the JVM leads its own process group
+    deadline = time.monotonic() + 15
+    while broker.status().running or not port_is_free(broker.port):
+        assert time.monotonic() < deadline, "the killed broker did not go away"
+        await asyncio.sleep(0.1)
 
 
 def detector_settings_env(settings: Settings) -> dict[str, str]:

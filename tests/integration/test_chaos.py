@@ -12,16 +12,12 @@ timings (drain, recovery, rebalances) that the README quotes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stream.broker import LocalBroker, free_port, port_is_free
 from stream.consumer import topic_specs
 from stream.settings import Settings
 from stream.topics import ensure_topics
@@ -32,10 +28,12 @@ from tests.integration.fleet import (
     check_alerts,
     detector_settings_env,
     end_offsets_of,
+    own_broker,
     paced_stream,
     parse_ts,
     producer_done,
     simulated,
+    take_down,
 )
 from tests.integration.kafka_io import Produced, read_all
 
@@ -211,32 +209,6 @@ BR_RATE_PER_S = 3_000.0
 BR_STOP_AT = 0.3
 """Share of the events committed when the broker goes down."""
 BR_DOWN_S = 3.0
-
-
-@contextlib.contextmanager
-def own_broker(data_dir: Path) -> Iterator[LocalBroker]:
-    """A broker of this test alone: a free port and its own data dir (the session's broker
-    serves the other tests)."""
-    broker = LocalBroker(port=free_port(), data_dir=data_dir)
-    broker.start(owned=True)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-async def take_down(broker: LocalBroker, how: str) -> None:
-    """Stop the broker gracefully (SIGTERM) or kill -9 it, and wait until it is gone."""
-    if how == "sigterm":
-        await asyncio.to_thread(broker.stop)
-        return
-    pid = broker.status().pid
-    assert pid is not None, "the broker is not running"
-    os.killpg(pid, signal.SIGKILL)  # the JVM leads its own process group
-    deadline = time.monotonic() + 15
-    while broker.status().running or not port_is_free(broker.port):
-        assert time.monotonic() < deadline, "the killed broker did not go away"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from stream.broker import free_port
+from stream.demo.guard import ForeignMember, check_groups
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -39,6 +41,40 @@ def _demo(settings: Settings, run_dir: Path, *flags: str) -> subprocess.Popen[st
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _demo_with_its_broker(port: int, run_dir: Path, *flags: str) -> subprocess.Popen[str]:
+    """``vigil demo`` as a user runs it: its own broker (on ``port``), default groups."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--run-dir",
+            str(run_dir),
+            "--plain",
+            *flags,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _until_progress(proc: subprocess.Popen[str], *, timeout_s: float, scored: bool = True) -> None:
+    """Read the demo's output up to its first progress line (with events scored)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    for line in proc.stdout:
+        if line.startswith("progress:") and not (scored and " scored=0 " in line):
+            return
+        assert time.monotonic() < deadline, f"no progress within {timeout_s:g} s"
+    pytest.fail("the demo ended before it showed progress")
 
 
 def _summary(stdout: str) -> dict[str, float]:
@@ -102,18 +138,15 @@ def test_demo_for_60_s_catches_incidents_and_says_so(
     assert not _children_left(tmp_path)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl_c", "sighup"])
 def test_ctrl_c_stops_everything_and_prints_the_summary(
-    test_settings: Settings, tmp_path: Path
+    test_settings: Settings, tmp_path: Path, sig: signal.Signals
 ) -> None:
+    """Ctrl-C, or a closed terminal's SIGHUP."""
     proc = _demo(test_settings, tmp_path)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith("progress:") and " scored=0 " not in line:
-            break
-        assert time.monotonic() < deadline, "no progress within 120 s"
+    _until_progress(proc, timeout_s=120)
     signalled = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     rest, stderr = proc.communicate(timeout=90)
     took = time.monotonic() - signalled
     print(f"\nCtrl-C to exit: {took:.1f} s")
@@ -121,6 +154,20 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(
     figures = _summary(rest)
     assert figures["events_sent"] > 0
     assert figures["events_scored"] > 0
+    assert not _children_left(tmp_path)
+
+
+def test_a_closed_stdout_stops_everything(test_settings: Settings, tmp_path: Path) -> None:
+    """``vigil demo | head``: once nobody reads, the demo stops its children and exits."""
+    proc = _demo(test_settings, tmp_path)
+    _until_progress(proc, timeout_s=120, scored=False)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    code = proc.wait(timeout=90)
+    assert proc.stderr is not None
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert code == 0, stderr[-3000:]
     assert not _children_left(tmp_path)
 
 
@@ -134,3 +181,50 @@ def test_an_unreachable_kafka_is_one_readable_line_and_exit_1(
     assert "Traceback" not in stderr
     assert f"vigil demo: Kafka at {nobody.bootstrap_servers}: " in stderr
     assert _summary(stdout)["events_sent"] == 0
+
+
+def test_kill_9_takes_all_it_started_with_it_and_the_next_demo_runs_alone(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    first = _demo_with_its_broker(port, tmp_path / "first")
+    _until_progress(first, timeout_s=180)
+    started = psutil.Process(first.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in started]
+    assert any("kafka.Kafka" in c for c in commands), commands  # its broker
+    assert sum("stream.cli detect" in c or "stream.cli sidecar" in c for c in commands) == 2
+    first.kill()
+    first.wait(timeout=10)
+    killed = time.monotonic()
+    _, alive = psutil.wait_procs(started, timeout=5)
+    print(
+        f"\nkill -9 of the demo: its {len(started)} processes gone in "
+        f"{time.monotonic() - killed:.1f} s"
+    )
+    assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
+    first.communicate(timeout=10)
+
+    second = _demo_with_its_broker(port, tmp_path / "second", "--duration", "45")
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr[-3000:]
+    figures = _summary(stdout)
+    print(stdout.strip().splitlines()[-1])
+    assert figures["events_scored"] > 0
+    assert figures["models_promoted"] >= 1
+    assert not _children_left(tmp_path)
+
+
+async def test_a_foreign_member_of_the_demos_group_is_refused(test_settings: Settings) -> None:
+    stray = AIOKafkaConsumer(
+        f"{test_settings.group_id}.metrics",
+        bootstrap_servers=test_settings.bootstrap_servers,
+        group_id=test_settings.group_id,
+    )
+    await stray.start()
+    try:
+        await stray.getmany(timeout_ms=3000)  # joined
+        await check_groups(test_settings, own=1)  # one member: as many as the demo's own
+        with pytest.raises(ForeignMember, match=test_settings.group_id):
+            await check_groups(test_settings, own=0)
+    finally:
+        await stray.stop()
