@@ -47,7 +47,7 @@ async def test_readyz_says_kafka_is_unreachable() -> None:
     now = [0.0]
     kafka_logs = KafkaLogFilter(clock=lambda: now[0])
     detector = Detector(load_settings({}), serve_http=False, kafka_logs=kafka_logs)
-    transport = httpx.ASGITransport(app=create_app(detector))
+    transport = httpx.ASGITransport(app=create_app(detector, detector.http_guard))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         starting = await http.get("/readyz")
         assert (starting.status_code, starting.json()["reason"]) == (503, "starting")
