@@ -1,0 +1,194 @@
+"""Incident labels reach the detector that owns the service, whatever the partitioner.
+
+Metrics are produced keyed by service with aiokafka's partitioner (murmur2, as Java's); the
+incidents are put on partitions chosen by CRC32 of the key (librdkafka's default, as kcat's),
+so a service's incidents and its metrics are on different partition numbers. A fleet of
+detectors in one group must label exactly the positives a single detector labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from models.incident.labels import LabelledVector
+from stream.consumer import Detector
+from stream.incident_sim import IncidentRecord, IncidentSimulator
+from stream.settings import Settings
+from stream.simulate import SimulatedEvent
+from tests.integration.kafka_io import produce
+
+pytestmark = pytest.mark.integration
+
+DAYS = 1.0
+SERVICES = 12
+
+
+def crc32_partition(key: bytes, partitions: int) -> int:
+    """librdkafka's default partitioner (``consistent_random``) for a non-empty key."""
+    return zlib.crc32(key) % partitions
+
+
+@dataclass
+class Run:
+    """What a fleet learned: positives (service, event time, incident) and labeler counts."""
+
+    positives: set[tuple[str, float, str]] = field(default_factory=set)
+    counts: list[dict[str, int]] = field(default_factory=list)
+
+    def per_service(self) -> dict[str, int]:
+        return dict(sorted(collections.Counter(s for s, _, _ in self.positives).items()))
+
+
+def _own(settings: Settings, suffix: str) -> Settings:
+    """The same settings on topics and a group of their own."""
+    names = (
+        "topic_metrics",
+        "topic_logs",
+        "topic_incidents",
+        "topic_feedback",
+        "topic_alerts",
+        "topic_dlq",
+        "topic_models",
+        "topic_features",
+    )
+    update: dict[str, object] = {n: f"{getattr(settings, n)}{suffix}" for n in names}
+    update["group_id"] = f"{settings.group_id}{suffix}"
+    return settings.model_copy(update=update)
+
+
+async def _produce_to(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes, int]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k, partition=p) for k, v, p in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _fleet_run(
+    settings: Settings,
+    size: int,
+    metrics: list[tuple[bytes, bytes]],
+    incidents: list[tuple[bytes, bytes]],
+) -> Run:
+    """Start ``size`` detectors, let the group settle, produce the incidents (CRC32) and then
+    the metrics (murmur2), and run until every metric record is processed."""
+    run = Run()
+    fleet = [
+        Detector(settings.model_copy(update={"client_id": f"vigil-{i}"}), serve_http=False)
+        for i in range(size)
+    ]
+
+    def learned(group: str, item: LabelledVector) -> None:
+        if item.label and item.origin == "horizon":
+            assert item.incident_id is not None
+            run.positives.add((item.service, item.ts_s, item.incident_id))
+
+    for detector in fleet:
+        assert detector.risk.pipeline is not None
+        detector.risk.pipeline.on_labelled = learned
+        await detector.start()
+    stop = asyncio.Event()
+
+    async def loop(detector: Detector) -> None:
+        while not stop.is_set():
+            await detector.step()
+
+    tasks = [asyncio.create_task(loop(d)) for d in fleet]
+    metrics_topic = settings.topic_metrics
+    partitions = settings.topic_partitions
+
+    def processed() -> int:
+        return sum(
+            o for d in fleet for tp, o in d._next_offsets.items() if tp.topic == metrics_topic
+        )
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            held = [
+                {tp.partition for tp in d._consumer.assignment() if tp.topic == metrics_topic}
+                for d in fleet
+                if d._consumer is not None
+            ]
+            if all(held) and sorted(p for h in held for p in h) == list(range(partitions)):
+                break
+            assert time.monotonic() < deadline, f"the group did not settle: {held}"
+            await asyncio.sleep(0.2)
+        await _produce_to(
+            settings.bootstrap_servers,
+            settings.topic_incidents,
+            [(k, v, crc32_partition(k, partitions)) for k, v in incidents],
+        )
+        await produce(settings.bootstrap_servers, metrics_topic, metrics)
+        deadline = time.monotonic() + 300
+        while processed() < len(metrics):
+            for task in tasks:
+                if task.done():
+                    task.result()
+            assert time.monotonic() < deadline, f"processed {processed()} of {len(metrics)}"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await task
+        for detector in fleet:
+            await detector.stop()
+    for detector in fleet:
+        assert detector.risk.pipeline is not None
+        run.counts.append(dict(detector.risk.pipeline.labeler.counts))
+    return run
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 19: labels reach the detector of their partition number"
+)
+async def test_every_label_reaches_its_service_owner(test_settings: Settings) -> None:
+    sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
+    items = list(sim.stream(DAYS * 86_400))
+    metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
+    incidents = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, IncidentRecord)]
+    partitions = test_settings.topic_partitions
+    moved = {
+        k
+        for k, _ in incidents
+        if crc32_partition(k, partitions) != _murmur2_partition(k, partitions)
+    }
+    assert moved, "the two partitioners should disagree on some service"
+
+    started = time.monotonic()
+    reference = await _fleet_run(_own(test_settings, ".ref"), 1, metrics, incidents)
+    reference_s = time.monotonic() - started
+    started = time.monotonic()
+    fleet = await _fleet_run(test_settings, 3, metrics, incidents)
+    fleet_s = time.monotonic() - started
+    print(
+        f"\nreference: {len(reference.positives)} positives in {reference_s:.1f} s,"
+        f" per service {reference.per_service()}, counts {reference.counts}"
+        f"\nfleet of 3: {len(fleet.positives)} positives in {fleet_s:.1f} s,"
+        f" per service {fleet.per_service()}"
+        f"\nunknown_service per detector: {[c['unknown_service'] for c in fleet.counts]}"
+        f"\nservices whose incidents another partitioner moves: {len(moved)} of {SERVICES}"
+    )
+    assert reference.positives, "the reference should learn positives: nothing is checked else"
+    assert fleet.per_service() == reference.per_service()
+    assert fleet.positives == reference.positives
+
+
+def _murmur2_partition(key: bytes, partitions: int) -> int:
+    """aiokafka's (and Java's) default partitioner for a key."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
