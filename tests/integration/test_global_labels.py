@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import signal
 import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -25,7 +28,11 @@ from stream.consumer import Detector
 from stream.incident_sim import IncidentRecord, IncidentSimulator
 from stream.settings import Settings
 from stream.simulate import SimulatedEvent
-from tests.integration.kafka_io import produce
+from stream.topic_specs import topic_specs
+from stream.topics import ensure_topics
+from tests.integration.fleet import Fleet, Progress, paced_stream, producer_done
+from tests.integration.kafka_io import Produced, produce, read_all
+from tests.integration.processes import scraped_total
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +202,97 @@ async def test_every_label_reaches_its_service_owner(test_settings: Settings) ->
 def _murmur2_partition(key: bytes, partitions: int) -> int:
     """aiokafka's (and Java's) default partitioner for a key."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+KILL_AT, JOIN_AT = 0.3, 0.6
+"""Shares of the metrics committed when one detector is SIGKILLed, and when another joins."""
+
+
+async def test_labels_reach_the_owner_through_a_kill_and_a_join(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    """Three ``vigil detect`` processes; one is SIGKILLed at 30 % of the metrics, a fourth
+    joins at 60 %. The positives the fleet publishes for training (``vigil.features``) are the
+    single-detector reference's, service by service."""
+    settings = test_settings.model_copy(update={"snapshot_interval_s": 2.0})
+    sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
+    items = list(sim.stream(DAYS * 86_400))
+    metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
+    incidents = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, IncidentRecord)]
+    reference = await _fleet_run(_own(settings, ".ref"), 1, metrics, incidents)
+    paced: list[tuple[bytes | None, bytes]] = list(metrics)
+
+    bootstrap, partitions = settings.bootstrap_servers, settings.topic_partitions
+    await ensure_topics(bootstrap, topic_specs(settings))
+    progress = Progress(bootstrap, settings.group_id, settings.topic_metrics)
+    env = {
+        "VIGIL_LOG_LEVEL": "INFO",
+        "VIGIL_LOG_FORMAT": "json",
+        "VIGIL_SNAPSHOT_INTERVAL_S": "2",
+    }
+    produced: list[Produced] = []
+    with Fleet(settings, tmp_path, env) as fleet:
+        for name in ("d1", "d2", "d3"):
+            fleet.start(name)
+        await fleet.stable()
+        await _produce_to(
+            bootstrap,
+            settings.topic_incidents,
+            [(k, v, crc32_partition(k, partitions)) for k, v in incidents],
+        )
+
+        async def incidents_read() -> bool:
+            seen = [await scraped_total(m.port, "vigil_incident_events_total") for m in fleet.alive]
+            return min(seen) >= len(incidents)
+
+        await fleet.wait_until(incidents_read, timeout_s=60, what="every incident read by all")
+        async with paced_stream(
+            bootstrap, settings.topic_metrics, paced, rate_per_s=700.0, acknowledged=produced
+        ) as producer:
+            await fleet.wait_until(
+                lambda: progress.reached(KILL_AT * len(metrics)), timeout_s=90, what="the kill"
+            )
+            victim = fleet.members[0]
+            victim.expected_dead = True
+            victim_problems = victim.problems(own_only=True)
+            victim.proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(victim.proc.wait, 10)
+            committed_at_kill = await progress.total()
+            await fleet.wait_until(
+                lambda: progress.reached(JOIN_AT * len(metrics)), timeout_s=120, what="the join"
+            )
+            fleet.start("d4")
+            await fleet.wait_until(producer_done(producer), timeout_s=120, what="the producer")
+
+        async def drained() -> bool:
+            return await progress.total() >= len(metrics)
+
+        await fleet.wait_until(drained, timeout_s=180, what="every metric committed")
+        await fleet.stable()
+        restored = await fleet.total("vigil_snapshots_restored_total")
+        await fleet.stop_all()
+        problems = {m.name: m.problems(own_only=True) for m in fleet.alive}
+    problems[victim.name] = victim_problems
+    assert not any(problems.values()), f"detectors reported errors: {problems}"
+    assert 0 < committed_at_kill < len(metrics), "the kill landed before or after the stream"
+    assert restored > 0, "no partition was restored from a snapshot: the merge is not tested"
+
+    rows = [
+        row
+        for record in await read_all(bootstrap, settings.topic_features, idle_s=1.0)
+        for row in orjson.loads(record.value)["rows"]
+        if row.get("k") == "risk"
+    ]
+    published = [(r["s"], r["t"], r["i"]) for r in rows if r["y"] and r["i"] is not None]
+    positives = set(published)
+    per_service = dict(sorted(collections.Counter(s for s, _, _ in positives).items()))
+    print(
+        f"\nreference: {len(reference.positives)} positives, per service"
+        f" {reference.per_service()}\nkill and join: {len(positives)} distinct positives"
+        f" ({len(published)} published), per service {per_service};"
+        f" missing {len(reference.positives - positives)},"
+        f" spurious {len(positives - reference.positives)}; committed at the kill"
+        f" {committed_at_kill} of {len(metrics)}; snapshots restored {restored:g}"
+    )
+    assert per_service == reference.per_service()
+    assert positives == reference.positives
