@@ -373,8 +373,16 @@ class Detector:
                 batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
+            # Whether incidents wait unread, asked after the metrics were fetched: an incident
+            # produced before them is then known to be unread, and no vector of this batch
+            # becomes a negative before it is read.
+            behind = (
+                await self.label_reader.incidents_behind()
+                if self.risk.pipeline is not None and consumer.assignment()
+                else False
+            )
             self._batch_in_hand = True
-            await self._process(batches, consumer, count, labels)
+            await self._process(batches, consumer, count, labels, behind)
             self._batch_in_hand = False
         return count
 
@@ -413,6 +421,7 @@ class Detector:
         consumer: AIOKafkaConsumer,
         count: int,
         labels: dict[TopicPartition, list[Record]],
+        labels_behind: bool,
     ) -> None:
         logs_topic, metrics_topic = self.settings.topic_logs, self.settings.topic_metrics
         metric_records = [
@@ -425,12 +434,16 @@ class Detector:
             self.counts["consumed"] += len(part)
             self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
         scored: tuple[list[str], list[Record]] = ([], [])
+        # Labels in hand first: an incident read with this batch labels its vectors before
+        # the batch's event time can let them pass as negatives.
+        pending.extend(await self._labels(labels, consumer, labels_behind))
         if metric_records:
             handled, scored = await self._handle(metric_records)
             pending.extend(handled)
+            if self.risk.pipeline is not None:
+                self.risk.pipeline.advance()  # horizons the batch passed (unless held)
         log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
         pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
-        pending.extend(await self._labels(labels, consumer))
         await self._await_acks(pending)
         offsets = {
             tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic
@@ -472,7 +485,10 @@ class Detector:
         self._refresh_lag()
 
     async def _labels(
-        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
+        self,
+        batches: dict[TopicPartition, list[Record]],
+        consumer: AIOKafkaConsumer,
+        behind: bool,
     ) -> Pending:
         """Incident and feedback records (every partition, from :attr:`labels`): labels for
         incident risk, feedback counted."""
@@ -491,7 +507,7 @@ class Detector:
             batches,
             incidents_topic=self.settings.topic_incidents,
             feedback_topic=self.settings.topic_feedback,
-            behind=await self.label_reader.incidents_behind(),
+            behind=behind,
             designated=designated,
         )
         self._labels_first(consumer)

@@ -125,13 +125,22 @@ class LabelReader:
         )
 
     async def incidents_behind(self) -> bool:
-        """Whether incident records may wait unread (a partition not read to its high
-        watermark as last fetched; True before the first fetch answered)."""
-        if self._consumer is None:
+        """Whether incident records may wait unread: a partition not read up to its end as
+        the broker gives it now (ListOffsets), so an incident acknowledged before a metric
+        event that was just fetched is seen unread. Falls back to the high watermark of the
+        last fetch if the broker does not answer."""
+        consumer = self._consumer
+        if consumer is None:
             return False
-        return await self._behind(
-            [tp for tp in self._partitions if tp.topic == self.incidents_topic]
-        )
+        partitions = [tp for tp in self._partitions if tp.topic == self.incidents_topic]
+        try:
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        except Exception:
+            return await self._behind(partitions)
+        for tp in partitions:
+            if await consumer.position(tp) < ends[tp]:
+                return True
+        return False
 
     async def _behind(self, partitions: Sequence[TopicPartition]) -> bool:
         assert self._consumer is not None

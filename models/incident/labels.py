@@ -108,6 +108,7 @@ class _Buffer:
     """One service's vectors sorted by time, in three compact arrays (rows ``[:n]`` used)."""
 
     __slots__ = (
+        "applied",
         "keys",
         "last_expired_s",
         "meta",
@@ -125,6 +126,9 @@ class _Buffer:
         self.n = 0
         self.newest_s = -math.inf  # newest ts of a vector ever added (-inf: none yet)
         self.spans: list[_Span] | None = None
+        self.applied: list[str] | None = None
+        """Ids of the newest incidents applied (not pruned by time, unlike spans): an open
+        read again (the topic is read from its beginning at each start) is not re-applied."""
         self.last_expired_s = -math.inf  # newest ts labelled negative (expired or evicted)
         self.scheduled_s: float | None = None  # due time of this buffer's entry in the heap
 
@@ -218,6 +222,14 @@ class _Buffer:
         spans = [s for s in self.spans or () if s.end_s >= keep_after_s]
         spans.append(span)
         self.spans = spans[-_SPANS_PER_SERVICE:]
+        applied = [*(getattr(self, "applied", None) or ()), span.incident_id]
+        self.applied = applied[-_SPANS_PER_SERVICE:]
+
+    def knows(self, incident_id: str) -> bool:
+        """Whether this incident was applied to the buffer (a snapshot's from before this
+        field was added knows its spans only)."""
+        applied = getattr(self, "applied", None) or ()
+        return incident_id in applied or any(s.incident_id == incident_id for s in self.spans or ())
 
     def _resize(self, rows: int, width: int, key_bytes: int) -> None:
         n = self.n
@@ -419,7 +431,7 @@ class HorizonLabeler:
         buffer = self._buffers.get(service)
         if buffer is None:
             buffer = self._buffers[service] = _Buffer()
-        if any(span.incident_id == incident_id for span in buffer.spans or ()):
+        if buffer.knows(incident_id):
             return []  # known from a restored snapshot: the topic is read again at start
         if buffer.newest_s == -math.inf:
             self.counts["unknown_service"] += 1
@@ -565,11 +577,11 @@ class HorizonLabeler:
         theirs = {span.incident_id: span for span in buffer.spans or ()}
         for span in spans:
             same = theirs.get(span.incident_id)
-            if same is None:
+            if same is None and not buffer.knows(span.incident_id):
                 out += self._apply(
                     service, buffer, _Span(span.incident_id, span.open_s, span.end_s)
                 )
-            elif same.end_s == same.open_s + unresolved_s:  # resolved here only
+            elif same is not None and same.end_s == same.open_s + unresolved_s:  # resolved here
                 same.end_s = span.end_s
         return out
 
@@ -586,9 +598,9 @@ class HorizonLabeler:
             buffer = self._buffers.pop(service, None)
             if buffer is not None:
                 self._held -= buffer.n
-                if buffer.spans:
+                if buffer.spans or getattr(buffer, "applied", None):
                     kept = self._buffers[service] = _Buffer()
-                    kept.spans = buffer.spans
+                    kept.spans, kept.applied = buffer.spans, getattr(buffer, "applied", None)
 
     def _schema_id(self, names: tuple[str, ...]) -> int:
         schema = self._schemas.get(names)

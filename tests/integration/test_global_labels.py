@@ -208,12 +208,18 @@ KILL_AT, JOIN_AT = 0.3, 0.6
 """Shares of the metrics committed when one detector is SIGKILLed, and when another joins."""
 
 
+@pytest.mark.parametrize("incidents_when", ["first", "as_they_come"])
 async def test_labels_reach_the_owner_through_a_kill_and_a_join(
-    test_settings: Settings, tmp_path: Path
+    test_settings: Settings, tmp_path: Path, incidents_when: str
 ) -> None:
     """Three ``vigil detect`` processes; one is SIGKILLed at 30 % of the metrics, a fourth
     joins at 60 %. The positives the fleet publishes for training (``vigil.features``) are the
-    single-detector reference's, service by service."""
+    single-detector reference's, service by service.
+
+    ``first``: every incident is read by all before the metrics. ``as_they_come``: each
+    incident is produced where the simulator publishes it, minutes of event time after its
+    open, among the metrics: a snapshot taken before an incident was read is restored by a
+    detector that read it (the restore applies it)."""
     settings = test_settings.model_copy(update={"snapshot_interval_s": 2.0})
     sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
     items = list(sim.stream(DAYS * 86_400))
@@ -235,20 +241,33 @@ async def test_labels_reach_the_owner_through_a_kill_and_a_join(
         for name in ("d1", "d2", "d3"):
             fleet.start(name)
         await fleet.stable()
-        await _produce_to(
-            bootstrap,
-            settings.topic_incidents,
-            [(k, v, crc32_partition(k, partitions)) for k, v in incidents],
+        if incidents_when == "first":
+            await _produce_to(
+                bootstrap,
+                settings.topic_incidents,
+                [(k, v, crc32_partition(k, partitions)) for k, v in incidents],
+            )
+
+            async def incidents_read() -> bool:
+                seen = [
+                    await scraped_total(m.port, "vigil_incident_events_total") for m in fleet.alive
+                ]
+                return min(seen) >= len(incidents)
+
+            await fleet.wait_until(incidents_read, timeout_s=60, what="every incident read by all")
+        stream = (
+            _paced_with_incidents(settings, items, rate_per_s=700.0, acknowledged=produced)
+            if incidents_when == "as_they_come"
+            else None
         )
-
-        async def incidents_read() -> bool:
-            seen = [await scraped_total(m.port, "vigil_incident_events_total") for m in fleet.alive]
-            return min(seen) >= len(incidents)
-
-        await fleet.wait_until(incidents_read, timeout_s=60, what="every incident read by all")
         async with paced_stream(
-            bootstrap, settings.topic_metrics, paced, rate_per_s=700.0, acknowledged=produced
-        ) as producer:
+            bootstrap,
+            settings.topic_metrics,
+            paced if stream is None else [],
+            rate_per_s=700.0,
+            acknowledged=produced,
+        ) as metrics_producer:
+            producer = metrics_producer if stream is None else asyncio.create_task(stream)
             await fleet.wait_until(
                 lambda: progress.reached(KILL_AT * len(metrics)), timeout_s=90, what="the kill"
             )
@@ -296,3 +315,52 @@ async def test_labels_reach_the_owner_through_a_kill_and_a_join(
     )
     assert per_service == reference.per_service()
     assert positives == reference.positives
+
+
+async def _paced_with_incidents(
+    settings: Settings,
+    items: list[SimulatedEvent | IncidentRecord],
+    *,
+    rate_per_s: float,
+    acknowledged: list[Produced],
+    chunk: int = 250,
+) -> None:
+    """The simulator's stream in its order at ``rate_per_s``: metrics by the producer's
+    partitioner, incidents to their CRC32 partition (metrics acknowledged are recorded)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
+    )
+    await producer.start()
+    try:
+        started = time.monotonic()
+        partitions = settings.topic_partitions
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            futures = []
+            for item in part:
+                key = item.service.encode()
+                if isinstance(item, IncidentRecord):
+                    await producer.send(
+                        settings.topic_incidents,
+                        value=item.to_bytes(),
+                        key=key,
+                        partition=crc32_partition(key, partitions),
+                    )
+                else:
+                    futures.append(
+                        (
+                            await producer.send(
+                                settings.topic_metrics, value=item.to_bytes(), key=key
+                            ),
+                            item,
+                        )
+                    )
+            for future, item in futures:
+                meta = await future
+                acknowledged.append(Produced(meta.partition, meta.offset, item.to_bytes()))
+            ahead_s = started + (start + len(part)) / rate_per_s - time.monotonic()
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+        await producer.flush()
+    finally:
+        await producer.stop()

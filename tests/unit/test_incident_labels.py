@@ -461,3 +461,20 @@ def test_feedback_with_a_service_searches_that_service_only() -> None:
     item = labeler.feedback("k60", True, service="api")
     assert item is not None
     assert (item.ts_s, item.label, item.origin) == (60.0, True, "feedback")
+
+
+def test_an_old_incident_read_again_after_a_restore_drops_nothing() -> None:
+    """Its span was pruned from the snapshot, but its id is remembered: read again from the
+    topic's beginning (open first, resolve later), it must not drop buffered vectors as
+    inside a span that is still open until its resolve is read."""
+    owner = labeler_with(times=(0,))
+    owner.opened("api", "inc-1", 400)
+    owner.resolved("api", "inc-1", 500)
+    for ts in range(5000, 7000, 60):
+        owner.add("api", ts, {"x": 1.0}, 0.1, "")
+    owner.opened("api", "inc-2", 20_000)  # prunes inc-1's span
+    held = len(owner)
+    here = HorizonLabeler(CONFIG)
+    here.install(owner.export(["api"]))
+    assert here.opened("api", "inc-1", 400) == []
+    assert len(here) == held
