@@ -373,12 +373,18 @@ class Detector:
                 batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
-            # Whether incidents wait unread, asked after the metrics were fetched: an incident
-            # produced before them is then known to be unread, and no vector of this batch
-            # becomes a negative before it is read.
+            # Whether incidents wait unread, asked of the broker after the metrics were
+            # fetched: an incident produced before them is then known to be unread, and no
+            # vector of this batch becomes a negative before it is read. (A batch without
+            # metrics, when nothing is held, compares with the last fetch: no request per
+            # idle step.)
+            risk = self.risk.pipeline
+            fresh = risk is not None and (
+                risk.hold_labels or any(tp.topic == self.settings.topic_metrics for tp in batches)
+            )
             behind = (
-                await self.label_reader.incidents_behind()
-                if self.risk.pipeline is not None and consumer.assignment()
+                await self.label_reader.incidents_behind(fresh=fresh)
+                if risk is not None and consumer.assignment()
                 else False
             )
             self._batch_in_hand = True

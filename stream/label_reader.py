@@ -12,6 +12,7 @@ cost; see docs/incident_risk.md, "Labels as global tables"). Nothing is committe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
@@ -27,6 +28,10 @@ from stream.settings import Settings
 __all__ = ["LabelReader"]
 
 log = structlog.get_logger(__name__)
+
+_ENDS_TIMEOUT_S = 1.0
+"""The longest wait for the incidents' end offsets (0.9 ms median here) before falling back
+to the last fetch's high watermarks: a broker away must not stall the loop."""
 
 
 class LabelReader:
@@ -139,17 +144,25 @@ class LabelReader:
             TopicPartition(record.topic, record.partition), 0
         )
 
-    async def incidents_behind(self) -> bool:
-        """Whether incident records may wait unread: a partition not read up to its end as
-        the broker gives it now (ListOffsets), so an incident acknowledged before a metric
-        event that was just fetched is seen unread. Falls back to the high watermark of the
-        last fetch if the broker does not answer."""
+    async def incidents_behind(self, *, fresh: bool = True) -> bool:
+        """Whether incident records may wait unread.
+
+        Args:
+            fresh: Ask the broker for the partitions' ends now (ListOffsets, bounded to
+                :data:`_ENDS_TIMEOUT_S`), so an incident acknowledged before a metric event
+                that was just fetched is seen unread; else (and if the broker does not
+                answer) compare with the high watermarks of the last fetch.
+        """
         consumer, client = self._consumer, self._ends
         if consumer is None or client is None:
             return False
         partitions = [tp for tp in self._partitions if tp.topic == self.incidents_topic]
+        if not fresh:
+            return await self._behind(partitions)
         try:
-            ends: dict[TopicPartition, int] = await client.end_offsets(partitions)
+            ends: dict[TopicPartition, int] = await asyncio.wait_for(
+                client.end_offsets(partitions), _ENDS_TIMEOUT_S
+            )
         except Exception:
             return await self._behind(partitions)
         for tp in partitions:
