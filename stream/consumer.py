@@ -35,6 +35,7 @@ from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_logs import KafkaLogCollector, KafkaLogFilter
 from stream.kafka_options import kafka_options
+from stream.label_reader import LabelReader
 from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
@@ -192,6 +193,12 @@ class Detector:
         """Metrics or logs partition → the next offset to process (records before it were:
         the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
+        self.label_reader = LabelReader(
+            settings,
+            [t for t in self._input_topics(settings) if t not in self._group_topics(settings)],
+            settings.topic_incidents,
+        )
+        """Every partition of the incidents and feedback topics, outside the group."""
         self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
             HttpServer(create_app(self, self.http_guard), settings.http_host, settings.http_port)
@@ -252,9 +259,10 @@ class Detector:
             ),
             **kafka_options(settings),
         )
-        self._consumer.subscribe(self._input_topics(settings), listener=_Revocations(self))
+        self._consumer.subscribe(self._group_topics(settings), listener=_Revocations(self))
         try:
             await self.champions.start()
+            await self.label_reader.start()
             await self._consumer.start()
             if self._http is not None:
                 await self._http.start()
@@ -305,11 +313,18 @@ class Detector:
             await deadline.wait("producer_stop", self._publisher.stop(), share=0.6)
         with contextlib.suppress(Exception):
             await deadline.wait("champions_stop", self.champions.stop(), share=0.5)
+        with contextlib.suppress(Exception):
+            await deadline.wait("labels_stop", self.label_reader.stop(), share=0.5)
         if self._http is not None:
             await deadline.wait("http_stop", self._http.stop())
         if was_started:
             log.info("detector_stopped", cut_short=deadline.timed_out)
         return not deadline.timed_out
+
+    @staticmethod
+    def _group_topics(settings: Settings) -> list[str]:
+        """The topics the group deals out: a service's partition is its owner's."""
+        return [settings.topic_metrics, settings.topic_logs]
 
     @staticmethod
     def _input_topics(settings: Settings) -> list[str]:
@@ -343,6 +358,11 @@ class Detector:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("Detector.start() must be awaited first")
+        # Labels first, without waiting: once a member (so one detector can be designated for
+        # what all of them read).
+        labels = (
+            await self.label_reader.fetch(self.settings.max_batch) if consumer.assignment() else {}
+        )
         batches = await consumer.getmany(
             timeout_ms=int(self.settings.batch_wait_s * 1000), max_records=self.settings.max_batch
         )
@@ -353,8 +373,22 @@ class Detector:
                 batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
+            # Whether incidents wait unread, asked of the broker after the metrics were
+            # fetched: an incident produced before them is then known to be unread, and no
+            # vector of this batch becomes a negative before it is read. (A batch without
+            # metrics, when nothing is held, compares with the last fetch: no request per
+            # idle step.)
+            risk = self.risk.pipeline
+            fresh = risk is not None and (
+                risk.hold_labels or any(tp.topic == self.settings.topic_metrics for tp in batches)
+            )
+            behind = (
+                await self.label_reader.incidents_behind(fresh=fresh)
+                if risk is not None and consumer.assignment()
+                else False
+            )
             self._batch_in_hand = True
-            await self._process(batches, consumer, count)
+            await self._process(batches, consumer, count, labels, behind)
             self._batch_in_hand = False
         return count
 
@@ -388,7 +422,12 @@ class Detector:
         return kept
 
     async def _process(
-        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer, count: int
+        self,
+        batches: dict[TopicPartition, list[Record]],
+        consumer: AIOKafkaConsumer,
+        count: int,
+        labels: dict[TopicPartition, list[Record]],
+        labels_behind: bool,
     ) -> None:
         logs_topic, metrics_topic = self.settings.topic_logs, self.settings.topic_metrics
         metric_records = [
@@ -397,16 +436,20 @@ class Detector:
         pending: Pending = []
         if count:
             self.metrics.batch_size.observe(count)
-            self.counts["consumed"] += count
-            for tp, part in batches.items():
-                self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
+        for tp, part in [*batches.items(), *labels.items()]:
+            self.counts["consumed"] += len(part)
+            self.metrics.events_consumed.labels(topic=tp.topic).inc(len(part))
         scored: tuple[list[str], list[Record]] = ([], [])
+        # Labels in hand first: an incident read with this batch labels its vectors before
+        # the batch's event time can let them pass as negatives.
+        pending.extend(await self._labels(labels, consumer, labels_behind))
         if metric_records:
             handled, scored = await self._handle(metric_records)
             pending.extend(handled)
+            if self.risk.pipeline is not None:
+                self.risk.pipeline.advance()  # horizons the batch passed (unless held)
         log_batches = {tp: part for tp, part in batches.items() if tp.topic == logs_topic}
         pending.extend(await self.logs.handle(log_batches, consumer, logs_topic))
-        pending.extend(await self._labels(batches, consumer))
         await self._await_acks(pending)
         offsets = {
             tp: part[-1].offset + 1 for tp, part in batches.items() if tp.topic != logs_topic
@@ -448,14 +491,30 @@ class Detector:
         self._refresh_lag()
 
     async def _labels(
-        self, batches: dict[TopicPartition, list[Record]], consumer: AIOKafkaConsumer
+        self,
+        batches: dict[TopicPartition, list[Record]],
+        consumer: AIOKafkaConsumer,
+        behind: bool,
     ) -> Pending:
-        """Incident and feedback records: labels for incident risk, feedback counted."""
+        """Incident and feedback records (every partition, from :attr:`labels`): labels for
+        incident risk, feedback counted."""
+        metrics_topic = self.settings.topic_metrics
+        owned = consumer.assignment()
+        metrics_partitions = len(consumer.partitions_for_topic(metrics_topic) or ()) or 1
+
+        def designated(record: Record) -> bool:
+            """One detector dead-letters a label record: the owner of the metrics partition
+            of its partition's number (modulo), and only a record first read live (every
+            start reads the topics again)."""
+            home = TopicPartition(metrics_topic, record.partition % metrics_partitions)
+            return home in owned and not self.label_reader.replayed(record)
+
         pending = await self.risk.handle(
             batches,
-            consumer,
             incidents_topic=self.settings.topic_incidents,
             feedback_topic=self.settings.topic_feedback,
+            behind=behind,
+            designated=designated,
         )
         self._labels_first(consumer)
         return pending

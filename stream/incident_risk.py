@@ -397,7 +397,9 @@ class IncidentRiskPipeline:
         Returns what kind of alert the feedback was about."""
         kind = self._alert_kinds.get(feedback.alert_id, "unknown")
         if kind == "incident_risk":
-            item = self.labeler.feedback(feedback.alert_id, feedback.verdict == "true_positive")
+            item = self.labeler.feedback(
+                feedback.alert_id, feedback.verdict == "true_positive", feedback.service
+            )
             if item is not None:
                 self._learn([item])
         return kind
@@ -481,9 +483,11 @@ class IncidentRiskPipeline:
     def install(self, state: Mapping[str, Any]) -> None:
         """Take over services' state from :meth:`export`. A group model is taken only if this
         detector has none for the group or one that learned less (after a restart, the
-        snapshot's; after a rebalance, whichever learned more)."""
+        snapshot's; after a rebalance, whichever learned more). Incidents this detector read
+        after the snapshot was taken label the restored vectors they settle (learned once the
+        group models are in place)."""
         self.features.install(state["features"])
-        self.labeler.install(state["buffers"])
+        settled = self.labeler.install(state["buffers"])
         self.episodes.install(state["episodes"])
         # Event time only moves on: a restore must not make horizons pass early or late.
         self.latest_event_s = max(self.latest_event_s, state["latest_event_s"])
@@ -493,6 +497,7 @@ class IncidentRiskPipeline:
             if mine is None or mine.model.updates < group.model.updates:
                 group.reconfigure(self.config)
                 self._groups[name] = group
+        self._learn(settled)
 
     def forget(self, services: Iterable[str]) -> None:
         """Drop services' state (their partition went to another detector)."""

@@ -1,26 +1,27 @@
 """The detector's incident-risk stage: risk alerts after each metric batch; labels from the
 incidents topic; operator feedback.
 
-Incident and feedback records change only in-memory learning state, so their offsets are
-committed with the batch like the metric offsets. Vectors become negatives only while every
-incidents partition of this detector is read up to its high watermark: an incident waiting
-unread in a backlog must not find its vectors already learned as negatives.
+Incident and feedback records come from the detector's own reader of every partition of
+those topics (:mod:`stream.label_reader`): every detector applies every label. Vectors become
+negatives only while every incidents partition is read up to its high watermark: an incident
+waiting unread in a backlog must not find its vectors already learned as negatives. A record
+that does not decode, and feedback on an alert no detector here knows, are dead-lettered and
+counted by one detector only (``designated``), not by each.
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from stream.codec import DecodeError, decode
 from stream.incident_risk import IncidentRiskPipeline, RiskOutcome
-from stream.log_stage import caught_up
 from stream.logs.pipeline import LogBatchOutcome
 from stream.pipeline import BatchOutcome, EvidenceOf
 from stream.records import Pending, Record
@@ -78,46 +79,56 @@ class RiskStage:
     async def handle(
         self,
         batches: Mapping[TopicPartition, Sequence[Record]],
-        consumer: AIOKafkaConsumer,
         *,
         incidents_topic: str,
         feedback_topic: str,
+        behind: bool,
+        designated: Callable[[Record], bool],
     ) -> Pending:
-        """Apply incident and feedback records, then let label horizons pass if it is safe."""
+        """Apply incident and feedback records, then let label horizons pass if it is safe.
+
+        Args:
+            batches: Label records by partition.
+            incidents_topic: The incidents topic.
+            feedback_topic: The feedback topic.
+            behind: Whether incident records may wait unread (no vector becomes a negative).
+            designated: Whether this detector is the one to dead-letter (and count, when no
+                detector knows its alert) a record.
+        """
         pending: Pending = []
         for tp, records in batches.items():
             if tp.topic == incidents_topic:
-                pending.extend(await self._incidents(records))
+                pending.extend(await self._incidents(records, designated))
             elif tp.topic == feedback_topic:
-                pending.extend(await self._feedback(records))
+                pending.extend(await self._feedback(records, designated))
         if self.pipeline is None:
             return pending
-        incident_partitions = [tp for tp in consumer.assignment() if tp.topic == incidents_topic]
-        behind = False
-        for tp in incident_partitions:
-            if not await caught_up(consumer, tp):
-                behind = True
-                break
         self.pipeline.hold_labels = behind
         self.pipeline.advance()
         self._export_counts()
         return pending
 
-    async def _decoded(self, records: Sequence[Record], model: type[M]) -> tuple[list[M], Pending]:
-        """The records that decode as ``model``; the others are dead-lettered."""
-        decoded: list[M] = []
+    async def _decoded(
+        self, records: Sequence[Record], model: type[M], designated: Callable[[Record], bool]
+    ) -> tuple[list[tuple[Record, M]], Pending]:
+        """The records that decode as ``model``; the others are dead-lettered (here if this
+        detector is the designated one)."""
+        decoded: list[tuple[Record, M]] = []
         pending: Pending = []
         for record in records:
             message = decode(record.value, model, self._ctx.max_message_bytes)
             if isinstance(message, DecodeError):
-                pending.append((await self._ctx.dead_letter(record, message), None))
+                if designated(record):
+                    pending.append((await self._ctx.dead_letter(record, message), None))
             else:
-                decoded.append(message)
+                decoded.append((record, message))
         return decoded, pending
 
-    async def _incidents(self, records: Sequence[Record]) -> Pending:
-        events, pending = await self._decoded(records, IncidentEvent)
-        for event in events:
+    async def _incidents(
+        self, records: Sequence[Record], designated: Callable[[Record], bool]
+    ) -> Pending:
+        events, pending = await self._decoded(records, IncidentEvent, designated)
+        for _, event in events:
             self._ctx.metrics.risk.incidents.labels(status=event.status).inc()
             log.info(
                 "incident_received",
@@ -130,11 +141,16 @@ class RiskStage:
                 self.pipeline.on_incident(event)
         return pending
 
-    async def _feedback(self, records: Sequence[Record]) -> Pending:
-        messages, pending = await self._decoded(records, Feedback)
-        for feedback in messages:
+    async def _feedback(
+        self, records: Sequence[Record], designated: Callable[[Record], bool]
+    ) -> Pending:
+        messages, pending = await self._decoded(records, Feedback, designated)
+        for record, feedback in messages:
             kind = "unknown" if self.pipeline is None else self.pipeline.on_feedback(feedback)
-            self._ctx.metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
+            # Every detector reads every verdict: the one that raised the alert counts it by
+            # kind; one that knows no such alert counts it only if designated.
+            if kind != "unknown" or designated(record):
+                self._ctx.metrics.risk.feedback.labels(verdict=feedback.verdict, kind=kind).inc()
         return pending
 
     def _export_counts(self) -> None:

@@ -152,6 +152,9 @@ class Feedback(_Event):
     alert_id: Annotated[str, StringConstraints(min_length=1)]
     verdict: Literal["true_positive", "false_positive"]
     by: str | None = None
+    service: ServiceName | None = None
+    """The alert's service (optional): its owner finds the alert's vector among that
+    service's alone; without it, among all it holds, by alert id."""
 
 
 class TopFeature(BaseModel):

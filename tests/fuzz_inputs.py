@@ -230,6 +230,8 @@ def _valid(rng: random.Random, topic: Topic) -> tuple[dict[str, Any], dict[str, 
         data["verdict"] = expected["verdict"] = rng.choice(["true_positive", "false_positive"])
         if rng.random() < 0.5:
             data["by"] = expected["by"] = _optional_text(rng)
+        if rng.random() < 0.5:
+            data["service"], expected["service"] = _service(rng)
     else:
         data["service"], expected["service"] = _service(rng)
     if topic == "metrics":

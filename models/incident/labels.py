@@ -108,6 +108,7 @@ class _Buffer:
     """One service's vectors sorted by time, in three compact arrays (rows ``[:n]`` used)."""
 
     __slots__ = (
+        "applied",
         "keys",
         "last_expired_s",
         "meta",
@@ -125,6 +126,9 @@ class _Buffer:
         self.n = 0
         self.newest_s = -math.inf  # newest ts of a vector ever added (-inf: none yet)
         self.spans: list[_Span] | None = None
+        self.applied: list[str] | None = None
+        """Ids of the newest incidents applied (not pruned by time, unlike spans): an open
+        read again (the topic is read from its beginning at each start) is not re-applied."""
         self.last_expired_s = -math.inf  # newest ts labelled negative (expired or evicted)
         self.scheduled_s: float | None = None  # due time of this buffer's entry in the heap
 
@@ -218,6 +222,14 @@ class _Buffer:
         spans = [s for s in self.spans or () if s.end_s >= keep_after_s]
         spans.append(span)
         self.spans = spans[-_SPANS_PER_SERVICE:]
+        applied = [*(getattr(self, "applied", None) or ()), span.incident_id]
+        self.applied = applied[-_SPANS_PER_SERVICE:]
+
+    def knows(self, incident_id: str) -> bool:
+        """Whether this incident was applied to the buffer (a snapshot's from before this
+        field was added knows its spans only)."""
+        applied = getattr(self, "applied", None) or ()
+        return incident_id in applied or any(s.incident_id == incident_id for s in self.spans or ())
 
     def _resize(self, rows: int, width: int, key_bytes: int) -> None:
         n = self.n
@@ -419,16 +431,23 @@ class HorizonLabeler:
         buffer = self._buffers.get(service)
         if buffer is None:
             buffer = self._buffers[service] = _Buffer()
+        if buffer.knows(incident_id):
+            return []  # known from a restored snapshot: the topic is read again at start
         if buffer.newest_s == -math.inf:
             self.counts["unknown_service"] += 1
-        horizon_s = self.config.horizon_s
-        if buffer.last_expired_s > ts_s - horizon_s:
+        if buffer.last_expired_s > ts_s - self.config.horizon_s:
             self.counts["late"] += 1
+        return self._apply(service, buffer, _Span(incident_id, ts_s, end_s))
+
+    def _apply(self, service: str, buffer: _Buffer, span: _Span) -> list[LabelledVector]:
+        """Label the buffered vectors a new incident span settles, and remember the span."""
+        horizon_s = self.config.horizon_s
+        ts_s, incident_id = span.open_s, span.incident_id
         out = self._label(
             service, buffer.take(buffer.between(ts_s - horizon_s, ts_s)), True, incident_id
         )
         self.counts["positive"] += len(out)
-        during = buffer.take(buffer.between(ts_s, end_s))
+        during = buffer.take(buffer.between(ts_s, span.end_s))
         self.counts["during_incident"] += len(during[0])
         if self.keep_during:
             self._during += self._label(service, during, True, incident_id, "during_incident")
@@ -437,11 +456,7 @@ class HorizonLabeler:
         # Spans over before the service's vectors could still need them are forgotten: the
         # service's vector time decides, not the incident's (an incidents backlog read ahead
         # of the metrics keeps every span its vectors will meet, up to the per-service bound).
-        newest_s = buffer.newest_s
-        buffer.add_span(
-            _Span(incident_id, ts_s, end_s),
-            keep_after_s=newest_s - horizon_s - self.config.label_grace_s,
-        )
+        buffer.add_span(span, keep_after_s=buffer.newest_s - horizon_s - self.config.label_grace_s)
         return out
 
     def resolved(self, service: str, incident_id: str, ts_s: float) -> list[LabelledVector]:
@@ -495,10 +510,17 @@ class HorizonLabeler:
         during, self._during = self._during, []
         return during
 
-    def feedback(self, key: str, label: bool) -> LabelledVector | None:
-        """Label the buffered vector with this key now (it leaves the buffer); None if not held."""
+    def feedback(self, key: str, label: bool, service: str | None = None) -> LabelledVector | None:
+        """Label the buffered vector with this key now (it leaves the buffer); None if not held.
+        With ``service``, only that service's vectors are searched."""
         stored = _encode_key(key)
-        for service, buffer in self._buffers.items():
+        buffers: Iterable[tuple[str, _Buffer]]
+        if service is None:
+            buffers = self._buffers.items()
+        else:
+            found_buffer = self._buffers.get(service)
+            buffers = () if found_buffer is None else ((service, found_buffer),)
+        for service, buffer in buffers:
             if not buffer.n or len(stored) > buffer.keys.itemsize:
                 continue
             found = np.flatnonzero(buffer.keys[: buffer.n] == stored)
@@ -517,10 +539,21 @@ class HorizonLabeler:
             if (buffer := self._buffers.get(service)) is not None
         }
 
-    def install(self, buffers: Mapping[str, tuple[_Buffer, list[tuple[str, ...]]]]) -> None:
+    def install(
+        self, buffers: Mapping[str, tuple[_Buffer, list[tuple[str, ...]]]]
+    ) -> list[LabelledVector]:
         """Take over buffers from :meth:`export` (replacing these services' own): schema ids
-        are mapped onto this labeler's, and each buffer's horizon is scheduled."""
+        are mapped onto this labeler's, and each buffer's horizon is scheduled.
+
+        Incident spans known here that the snapshot's buffer lacks (read after the snapshot
+        was taken) are applied to it: returns the vectors they label. A span both know keeps
+        the resolve time known by either.
+        """
+        known = {
+            service: self._buffers[service].spans for service in buffers if service in self._buffers
+        }
         self.forget(buffers)
+        out: list[LabelledVector] = []
         for service, (buffer, names) in buffers.items():
             if buffer.n:
                 ids = np.array([self._schema_id(n) for n in names], dtype=np.float64)
@@ -534,14 +567,40 @@ class HorizonLabeler:
                 buffer.scheduled_s = None
             self._buffers[service] = buffer
             self._held += buffer.n
+            out += self._merge(service, buffer, known.get(service) or ())
+        return out
+
+    def _merge(self, service: str, buffer: _Buffer, spans: Iterable[_Span]) -> list[LabelledVector]:
+        """Apply ``spans`` (known here) to an installed buffer."""
+        out: list[LabelledVector] = []
+        unresolved_s = self.config.incident_max_s
+        theirs = {span.incident_id: span for span in buffer.spans or ()}
+        for span in spans:
+            same = theirs.get(span.incident_id)
+            if same is None and not buffer.knows(span.incident_id):
+                out += self._apply(
+                    service, buffer, _Span(span.incident_id, span.open_s, span.end_s)
+                )
+            elif same is not None and same.end_s == same.open_s + unresolved_s:  # resolved here
+                same.end_s = span.end_s
+        return out
+
+    def holds(self, service: str) -> bool:
+        """Whether this labeler has had vectors of ``service`` (it owns or owned it)."""
+        buffer = self._buffers.get(service)
+        return buffer is not None and buffer.newest_s > -math.inf
 
     def forget(self, services: Iterable[str]) -> None:
-        """Drop services' buffers (their partition went to another detector); their heap
-        entries are skipped when they come due."""
+        """Drop services' vectors (their partition went to another detector); their heap
+        entries are skipped when they come due. Their incident spans stay (every detector
+        reads every label; bounded per service): the service may come back."""
         for service in services:
             buffer = self._buffers.pop(service, None)
             if buffer is not None:
                 self._held -= buffer.n
+                if buffer.spans or getattr(buffer, "applied", None):
+                    kept = self._buffers[service] = _Buffer()
+                    kept.spans, kept.applied = buffer.spans, getattr(buffer, "applied", None)
 
     def _schema_id(self, names: tuple[str, ...]) -> int:
         schema = self._schemas.get(names)

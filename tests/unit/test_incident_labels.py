@@ -399,3 +399,82 @@ def test_buffers_move_between_labelers_with_their_feature_names() -> None:
         (60.0, {"x": pytest.approx(0.06)}),
         (120.0, {"y": 2.0, "z": 3.0}),
     ]
+
+
+def test_install_applies_the_incidents_read_here_after_the_snapshot() -> None:
+    """Every detector reads every incident: one read here for a service owned elsewhere
+    labels that service's restored vectors when it moves here."""
+    owner = labeler_with(times=(0, 300, 600))
+    snapshot = owner.export(["api"])
+    here = HorizonLabeler(CONFIG)
+    here.opened("api", "inc-1", 700)  # no vectors of api here yet
+    assert here.counts["unknown_service"] == 1
+    settled = here.install(snapshot)
+    assert [(v.ts_s, v.label, v.incident_id) for v in settled] == [
+        (300.0, True, "inc-1"),
+        (600.0, True, "inc-1"),
+    ]
+    assert here.counts["positive"] == 2
+    assert len(here) == 1  # the vector at 0 waits for its horizon
+    # The span stays: a vector inside it is dropped, one before the next open is not.
+    assert here.add("api", 800, {"x": 0.8}, 0.1, "") == []
+    assert here.counts["during_incident"] == 1
+
+
+def test_an_incident_the_snapshot_knows_is_not_applied_again() -> None:
+    owner = labeler_with(times=(0, 300))
+    owner.opened("api", "inc-1", 400)
+    owner.resolved("api", "inc-1", 500)
+    owner.add("api", 900, {"x": 0.9}, 0.1, "")
+    here = HorizonLabeler(CONFIG)
+    here.opened("api", "inc-1", 400)
+    assert here.install(owner.export(["api"])) == []
+    # Read again after a restart (the reader starts at the beginning): nothing happens.
+    assert here.opened("api", "inc-1", 400) == []
+    assert here.counts["positive"] == 0
+    assert len(here) == 1
+
+
+def test_a_resolve_read_here_shortens_the_restored_span() -> None:
+    owner = labeler_with(times=(0,))
+    owner.opened("api", "inc-1", 400)
+    here = HorizonLabeler(CONFIG)
+    here.opened("api", "inc-1", 400)
+    here.resolved("api", "inc-1", 500)
+    here.install(owner.export(["api"]))
+    assert here.add("api", 600, {"x": 0.6}, 0.1, "") == []
+    assert not here.in_incident("api", 600)  # resolved at 500, not open until 4000
+
+
+def test_forget_keeps_the_spans_of_a_service_that_moves_away() -> None:
+    labeler = labeler_with(times=(0, 300))
+    labeler.opened("api", "inc-1", 1000)
+    labeler.forget(["api"])
+    assert len(labeler) == 0
+    assert not labeler.holds("api")
+    assert labeler.in_incident("api", 1500)
+
+
+def test_feedback_with_a_service_searches_that_service_only() -> None:
+    labeler = labeler_with(times=(0, 60))
+    assert labeler.feedback("k60", True, service="db") is None
+    item = labeler.feedback("k60", True, service="api")
+    assert item is not None
+    assert (item.ts_s, item.label, item.origin) == (60.0, True, "feedback")
+
+
+def test_an_old_incident_read_again_after_a_restore_drops_nothing() -> None:
+    """Its span was pruned from the snapshot, but its id is remembered: read again from the
+    topic's beginning (open first, resolve later), it must not drop buffered vectors as
+    inside a span that is still open until its resolve is read."""
+    owner = labeler_with(times=(0,))
+    owner.opened("api", "inc-1", 400)
+    owner.resolved("api", "inc-1", 500)
+    for ts in range(5000, 7000, 60):
+        owner.add("api", ts, {"x": 1.0}, 0.1, "")
+    owner.opened("api", "inc-2", 20_000)  # prunes inc-1's span
+    held = len(owner)
+    here = HorizonLabeler(CONFIG)
+    here.install(owner.export(["api"]))
+    assert here.opened("api", "inc-1", 400) == []
+    assert len(here) == held
