@@ -719,11 +719,10 @@ class Detector:
             consumer = self._consumer
             for keeper in self._keepers if consumer is not None else ():
                 assert consumer is not None
-                source = _ConsumerLog(consumer, keeper.topic, self._cluster_id, self.settings)
+                mine = [tp.partition for tp in assigned if tp.topic == keeper.topic]
+                source = _ConsumerLog(consumer, keeper.topic, mine, self._cluster_id, self.settings)
                 try:
-                    resume = await keeper.assigned(
-                        [tp.partition for tp in assigned if tp.topic == keeper.topic], source
-                    )
+                    resume = await keeper.assigned(mine, source)
                 finally:
                     await source.close()
                 for partition, offset in resume.items():
@@ -935,17 +934,25 @@ async def _wait_for_kafka(settings: Settings, stop_requested: Callable[[], bool]
 
 class _ConsumerLog:
     """A keeper's view of its topic's partitions (:class:`~stream.rebalance.PartitionLog`),
-    through the detector's consumer; single records are read by a probe consumer of its own
-    (no group), started on first use and stopped by :meth:`close`."""
+    through the detector's consumer. The bounds of all ``partitions`` are asked for at once,
+    on first use; single records are read by a probe consumer of its own (no group), started
+    on first use and stopped by :meth:`close`."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, topic: str, cluster_id: str | None, settings: Settings
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: str,
+        partitions: Sequence[int],
+        cluster_id: str | None,
+        settings: Settings,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
+        self._partitions = [TopicPartition(topic, p) for p in partitions]
         self._cluster_id = cluster_id
         self._settings = settings
         self._probe: AIOKafkaConsumer | None = None
+        self._bounds: dict[TopicPartition, tuple[int, int]] | None = None
 
     @property
     def cluster_id(self) -> str | None:
@@ -956,14 +963,16 @@ class _ConsumerLog:
         return offset
 
     async def bounds(self, partition: int) -> tuple[int, int] | None:
-        tp = TopicPartition(self._topic, partition)
-        try:
-            starts = await self._consumer.beginning_offsets([tp])
-            ends = await self._consumer.end_offsets([tp])
-        except Exception as exc:  # unknown bounds: the snapshot is not checked against them
-            log.warning("partition_bounds_unknown", partition=str(tp), error=str(exc))
-            return None
-        return int(starts[tp]), int(ends[tp])
+        if self._bounds is None:
+            self._bounds = {}
+            try:
+                starts = await self._consumer.beginning_offsets(self._partitions)
+                ends = await self._consumer.end_offsets(self._partitions)
+            except Exception as exc:  # unknown bounds: snapshots are not checked against them
+                log.warning("partition_bounds_unknown", topic=self._topic, error=str(exc))
+            else:
+                self._bounds = {tp: (int(starts[tp]), int(ends[tp])) for tp in self._partitions}
+        return self._bounds.get(TopicPartition(self._topic, partition))
 
     async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
         tp = TopicPartition(self._topic, partition)

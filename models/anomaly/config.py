@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from models.fingerprint import short_id
 from models.hst import Engine
 from models.scoring import Detector
 
@@ -213,4 +212,4 @@ def state_id(config: AnomalyConfig) -> str:
         False
     """
     fields = {name: getattr(config, name) for name in STATE_FIELDS}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return short_id(fields)

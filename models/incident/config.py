@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from models.fingerprint import short_id
 
 __all__ = [
     "DECISION_FIELDS",
@@ -190,4 +190,4 @@ def state_id(config: RiskConfig) -> str:
         for f in dataclasses.fields(config)
         if f.name not in DECISION_FIELDS
     }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return short_id(fields)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Final
 
 from models.anomaly import AnomalyConfig, DirectionRule, state_id
+from models.fingerprint import short_id
 from stream.logs.features import COUNT_FEATURES, FEATURE_NAMES
 
 __all__ = [
@@ -155,4 +154,4 @@ def log_state_id(config: LogConfig) -> str:
         if f.name not in (*DECISION_FIELDS, "anomaly")
     }
     fields["anomaly"] = state_id(config.anomaly)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return short_id(fields)
