@@ -609,9 +609,10 @@ class IncidentRiskPipeline:
         }
 
     def summaries(self) -> dict[str, dict[str, Any]]:
-        """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`)."""
+        """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`),
+        over the incidents of the services this detector holds."""
         return {
-            name: group.tracker.summary(group.threshold.value)
+            name: group.tracker.summary(group.threshold.value, self.features)
             for name, group in sorted(self._groups.items())
         }
 
@@ -634,7 +635,7 @@ class IncidentRiskPipeline:
                     "strategy": group.threshold.strategy,
                     "positives": group.model.positives,
                     "negatives": group.model.negatives,
-                    "prequential": group.tracker.summary(group.threshold.value),
+                    "prequential": group.tracker.summary(group.threshold.value, self.features),
                 }
                 for name, group in sorted(self._groups.items())
             },

@@ -176,8 +176,14 @@ DECISION_FIELDS: Final = (
 steps): they apply to restored state at once. Every other one shapes what is learned."""
 
 
+STATE_FORMAT = 2
+"""The shape of the risk family's state: bumped when it changes, so an older snapshot's risk
+part starts fresh instead of meeting code that reads it otherwise (2: the prequential tracker
+keeps each incident's service)."""
+
+
 def state_id(config: RiskConfig) -> str:
-    """A short id of the parameters outside :data:`DECISION_FIELDS`.
+    """A short id of the parameters outside :data:`DECISION_FIELDS`, and :data:`STATE_FORMAT`.
 
     Examples:
         >>> state_id(RiskConfig()) == state_id(RiskConfig(threshold_override=0.9))
@@ -190,4 +196,4 @@ def state_id(config: RiskConfig) -> str:
         for f in dataclasses.fields(config)
         if f.name not in DECISION_FIELDS
     }
-    return short_id(fields)
+    return short_id({**fields, "state_format": STATE_FORMAT})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,8 @@ class PrequentialTracker:
         >>> s = tracker.summary(threshold=0.5)
         >>> s["incidents"], s["incidents_caught"], s["median_lead_time_s"]
         (3, 2, 1150.0)
+        >>> tracker.summary(threshold=0.5, services={"db"})["incidents"]  # a detector's own
+        2
     """
 
     def __init__(
@@ -188,8 +191,10 @@ class PrequentialTracker:
         self.alerts = 0
         self._alerts: dict[str, collections.deque[list[float]]] = {}
         """Service → its recent episodes as [firing time, resolution time (inf: open)]."""
-        # incident id -> lead time in seconds (None: missed), oldest first
-        self._incidents: collections.OrderedDict[str, float | None] = collections.OrderedDict()
+        # incident id -> (its service, lead time in seconds or None: missed), oldest first
+        self._incidents: collections.OrderedDict[str, tuple[str, float | None]] = (
+            collections.OrderedDict()
+        )
         # service -> its latest incidents (id, open time), for alerts that come after them
         self._known: dict[str, collections.deque[tuple[str, float]]] = {}
         self._first_s = math.inf
@@ -218,9 +223,9 @@ class PrequentialTracker:
         for incident_id, open_ts_s in self._known.get(service, ()):
             if open_ts_s - self.config.horizon_s <= ts_s <= open_ts_s:
                 lead = open_ts_s - ts_s
-                current = self._incidents.get(incident_id, 0.0)
-                if incident_id in self._incidents and (current is None or lead > current):
-                    self._incidents[incident_id] = lead
+                known = self._incidents.get(incident_id)
+                if known is not None and (known[1] is None or lead > known[1]):
+                    self._incidents[incident_id] = (service, lead)
 
     def resolved(self, service: str, ts_s: float) -> None:
         """The service's open risk episode resolved at ``ts_s``."""
@@ -238,7 +243,7 @@ class PrequentialTracker:
             for fired_s, resolved_s in self._alerts.get(service, ())
             if fired_s <= open_ts_s and resolved_s >= open_ts_s - self.config.horizon_s
         ]
-        self._incidents[incident_id] = open_ts_s - min(warned) if warned else None
+        self._incidents[incident_id] = (service, open_ts_s - min(warned) if warned else None)
         if len(self._incidents) > self.max_incidents:
             self._incidents.popitem(last=False)
         known = self._known.get(service)
@@ -246,11 +251,19 @@ class PrequentialTracker:
             known = self._known[service] = collections.deque(maxlen=_KNOWN_PER_SERVICE)
         known.append((incident_id, open_ts_s))
 
-    def summary(self, threshold: float) -> dict[str, Any]:
-        """Quality over the recent window at ``threshold`` (see :class:`IncidentReport`)."""
+    def summary(self, threshold: float, services: Container[str] | None = None) -> dict[str, Any]:
+        """Quality over the recent window at ``threshold`` (see :class:`IncidentReport`).
+
+        Incidents count only of ``services`` when given (those a detector holds: every
+        detector reads every incident, and in a fleet the others' are not its figures)."""
         n = min(self._count, self.max_labelled)
         report = incident_report(self._labels[:n], self._probabilities[:n], threshold)
-        leads = [lead for lead in self._incidents.values() if lead is not None]
+        incidents = [
+            lead
+            for service, lead in self._incidents.values()
+            if services is None or service in services
+        ]
+        leads = [lead for lead in incidents if lead is not None]
         span_days = (self._last_s - self._first_s) / 86_400.0
         return {
             "labelled": n,
@@ -263,9 +276,9 @@ class PrequentialTracker:
             "recall_at_threshold": report.recall,
             "alerts": self.alerts,
             "alerts_per_day": self.alerts / span_days if span_days > 0 else None,
-            "incidents": len(self._incidents),
+            "incidents": len(incidents),
             "incidents_caught": len(leads),
-            "incidents_missed": len(self._incidents) - len(leads),
+            "incidents_missed": len(incidents) - len(leads),
             "median_lead_time_s": float(np.median(leads)) if leads else None,
             "reliability": report.reliability,
         }

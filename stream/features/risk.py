@@ -265,6 +265,10 @@ class RiskFeatureBuilder:
     def __len__(self) -> int:
         return len(self._services)
 
+    def __contains__(self, service: object) -> bool:
+        """Whether this builder holds ``service`` (saw its metrics, and it was not forgotten)."""
+        return service in self._services
+
     def add(
         self,
         service: str,

@@ -63,6 +63,16 @@ def test_odd_incident_events_are_counted_and_never_fatal() -> None:
     assert stats.labels == {"incidents": 6}
     assert stats.rejected == {"invalid_value": 1}  # the bad status: a clear error, not fatal
 
+    # Quality figures count the incidents of services this pipeline holds: not the ghost's
+    # (in a fleet, another detector's), and not those of a service that moved away.
+    def incidents() -> int:
+        return sum(int(s["incidents"]) for s in risk.summaries().values())
+
+    assert incidents() == 3
+    risk.forget(["svc-01"])
+    assert incidents() == 1
+    assert [g["prequential"]["incidents"] for g in risk.describe()["groups"].values()] == [1]
+
 
 def test_feedback_labels_a_risk_alert_still_waiting() -> None:
     settings = load_settings({})
