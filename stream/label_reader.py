@@ -8,6 +8,8 @@ not hold are kept as incident spans (bounded per service) for when a service mov
 
 Where it starts: the beginning of each partition, at every start (retention bounds the
 cost; see docs/incident_risk.md, "Labels as global tables"). Nothing is committed for it.
+Partitions added to the topics while it runs are noticed within ``partition_check_s`` (the
+client's metadata refresh) and read from their beginning; the others keep their positions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _ENDS_TIMEOUT_S = 1.0
 """The longest wait for the incidents' end offsets (0.9 ms median here) before falling back
 to the last fetch's high watermarks: a broker away must not stall the loop."""
 
+_PARTITION_CHECK_S = 30.0
+"""How often the reader's client refreshes the topics' metadata (one small request), so that
+partitions added while the detector runs are read."""
+
 
 class LabelReader:
     """Reads every partition of ``topics`` from its beginning, outside the consumer group.
@@ -41,10 +47,19 @@ class LabelReader:
         settings: Connection settings (bootstrap servers, security, client id, isolation).
         topics: The label topics (incidents and feedback).
         incidents_topic: The one whose backlog holds vectors back (:meth:`incidents_behind`).
+        partition_check_s: How often to look for partitions added to the topics.
     """
 
-    def __init__(self, settings: Settings, topics: Sequence[str], incidents_topic: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        incidents_topic: str,
+        *,
+        partition_check_s: float = _PARTITION_CHECK_S,
+    ) -> None:
         self.settings = settings
+        self.partition_check_s = partition_check_s
         self.topics = list(topics)
         self.incidents_topic = incidents_topic
         self._consumer: AIOKafkaConsumer | None = None
@@ -76,6 +91,7 @@ class LabelReader:
             client_id=f"{settings.client_id}-labels",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=max(1, int(self.partition_check_s * 1000)),
             fetch_max_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
             isolation_level=(
                 "read_committed"
@@ -125,6 +141,7 @@ class LabelReader:
         """What has arrived, without waiting."""
         if self._consumer is None:
             return {}
+        await self._grow(self._consumer)
         batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
             timeout_ms=0, max_records=max_records
         )
@@ -137,6 +154,28 @@ class LabelReader:
                 seconds=round(time.monotonic() - self._started_at, 3),
             )
         return batches
+
+    async def _grow(self, consumer: AIOKafkaConsumer) -> None:
+        """Read partitions added to the topics (the client's metadata, refreshed every
+        ``partition_check_s``), from their beginning; the others keep their positions."""
+        added = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            if TopicPartition(topic, p) not in self._partitions
+        ]
+        if not added:
+            return
+        positions = {tp: await consumer.position(tp) for tp in self._partitions}
+        partitions = [*self._partitions, *added]
+        consumer.assign(partitions)
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        await consumer.seek_to_beginning(*added)
+        self._partitions = partitions
+        log.info(
+            "labels_partitions_added", partitions=[f"{tp.topic}:{tp.partition}" for tp in added]
+        )
 
     def replayed(self, record: Record) -> bool:
         """Whether ``record`` was on the topic before this reader started."""
