@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from models.batch import TrainingWindow, fit_risk_model
+from stream.holdout_figures import pr_curve_png, risk_timeline_png
 
 DAY_S = 86_400.0
 RISK_ROWS = 1_000_000
@@ -64,8 +65,8 @@ def main() -> None:
         model = fit_risk_model(risk.names, risk.X, risk.labels, risk.ts_s, risk.incident_ids)
         times["risk"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        model.pr_curve_png()
-        model.holdout_timeline_png()
+        pr_curve_png(model)
+        risk_timeline_png(model)
         times["png"].append(time.perf_counter() - started)
     print(f"window: {window.rows('risk:all'):,} risk rows,")
     print(f"  {window.nbytes() / 2**20:,.0f} MiB, filled in {fill_s:.1f} s")

@@ -38,6 +38,7 @@ import orjson
 
 from models.batch import Artifact, RiskArtifact
 from models.batch._shared import library_versions
+from stream.holdout_figures import pr_curve_png, risk_timeline_png
 
 __all__ = ["Artifact", "ArtifactError", "ArtifactStore", "StoredArtifact"]
 
@@ -75,8 +76,8 @@ class ArtifactStore:
             orjson.dumps(metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY),
         )
         if isinstance(artifact, RiskArtifact):
-            _atomic_write(directory / "pr_curve.png", artifact.pr_curve_png())
-            timeline = artifact.holdout_timeline_png()
+            _atomic_write(directory / "pr_curve.png", pr_curve_png(artifact))
+            timeline = risk_timeline_png(artifact)
             if timeline is not None:
                 _atomic_write(directory / "holdout_timeline.png", timeline)
             _atomic_write(directory / "importance.csv", _importance_csv(artifact.importance))

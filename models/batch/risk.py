@@ -27,7 +27,7 @@ from models.batch._shared import (
     span_of,
     version_of,
 )
-from models.batch.holdout import HoldoutSample, holdout_timeline_png, png_bytes, thin_holdout
+from models.batch.holdout import HoldoutSample, thin_holdout
 from models.batch.tuning import incident_best, tune_thresholds
 from models.incident.config import Strategy
 from models.incident.prequential import incident_report
@@ -61,8 +61,8 @@ class RiskArtifact:
         version: Deterministic: the fitted parameters, thresholds and data ranges.
         libraries: Python, numpy and scikit-learn versions it was fitted with.
         holdout_sample: The holdout's probabilities, thinned (every positive, some
-            negatives), for :meth:`holdout_timeline_png`; None in an artifact pickled before
-            it was kept.
+            negatives), for its timeline figure (:mod:`stream.holdout_figures`); None in an
+            artifact pickled before it was kept.
 
     Examples:
         >>> model = _example()
@@ -167,60 +167,10 @@ class RiskArtifact:
         out.sort(key=lambda c: (-abs(c[3]), c[0]))
         return out[:k]
 
-    def pr_curve_png(self) -> bytes:
-        """The holdout's precision-recall curve with the operating point, as PNG bytes.
-
-        Examples:
-            >>> _example().pr_curve_png()[:4]
-            b'\\x89PNG'
-        """
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        precision, recall = self._curve
-        figure = Figure(figsize=(5.0, 4.0), dpi=100)
-        FigureCanvasAgg(figure)
-        ax = figure.add_subplot()
-        ax.plot(recall, precision, lw=1.2, label=f"PR-AUC {self.metrics['pr_auc']:.3f}")
-        ax.axhline(self.metrics["base_rate"], lw=0.8, ls=":", color="grey", label="base rate")
-        ax.scatter(
-            [self.metrics["recall"]],
-            [self.metrics["precision"]],
-            s=40,
-            zorder=3,
-            color="C3",
-            label=f"{self.strategy} ≥ {self.threshold:.3g}",
-        )
-        ax.set_xlim(0.0, 1.0)
-        ax.set_ylim(0.0, 1.02)
-        ax.set_xlabel("recall (vectors)")
-        ax.set_ylabel("precision")
-        ax.set_title(f"{self.version}: holdout", fontsize=8)
-        ax.legend(fontsize=7)
-        figure.tight_layout()
-        return png_bytes(figure)
-
-    def holdout_timeline_png(self) -> bytes | None:
-        """The holdout's probabilities over event time, alerts, incidents and the threshold,
-        as PNG bytes (see :func:`~models.batch.holdout.holdout_timeline_png`); None for an
-        artifact without :attr:`holdout_sample` (pickled before it was kept).
-
-        Examples:
-            >>> _example().holdout_timeline_png()[:4]
-            b'\\x89PNG'
-        """
-        if self.holdout_sample is None:
-            return None
-        m = self.metrics
-        title = (
-            f"{self.version}: holdout, {self.strategy} ≥ {self.threshold:.3g}, "
-            f"PR-AUC {m['pr_auc']:.3f}, base rate {m['base_rate']:.3f}\n"
-            f"{m['n']:,} rows, {m['positives']:,} positive; alerts {m['tp'] + m['fp']:,} "
-            f"({m['tp']:,} on positives), recall {m['recall']:.2f}, precision {m['precision']:.2f}"
-        )
-        if m["incidents"] is not None:
-            title += f"; {m['incidents']} incidents, {m['incident_recall']:.0%} warned of"
-        return holdout_timeline_png(self.holdout_sample, self.threshold, title)
+    @property
+    def pr_curve(self) -> tuple[FloatArray, FloatArray]:
+        """The holdout's precision-recall curve: precision, recall."""
+        return self._curve
 
 
 def _positive_proba(pipeline: Any, X: FloatArray) -> FloatArray:

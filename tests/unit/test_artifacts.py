@@ -14,6 +14,7 @@ from models.batch import RiskArtifact
 from models.batch._shared import library_versions
 from models.batch.risk import _example
 from stream.artifacts import ArtifactError, ArtifactStore
+from stream.holdout_figures import risk_timeline_png
 from tests.unit.png import png_size
 
 
@@ -82,7 +83,7 @@ def test_a_risk_version_gets_its_holdout_timeline_png(tmp_path: Path) -> None:
     risk = _example()
     path = ArtifactStore(tmp_path).save(risk, "all", {"status": "champion"}).path
     assert png_size(path / "holdout_timeline.png") == (1100, 460)
-    assert (path / "holdout_timeline.png").read_bytes() == risk.holdout_timeline_png()  # same bytes
+    assert (path / "holdout_timeline.png").read_bytes() == risk_timeline_png(risk)  # same bytes
     assert not (path / ".tmp-holdout_timeline.png").exists()
 
 
@@ -97,7 +98,7 @@ def test_an_artifact_pickled_before_the_holdout_sample_still_saves_and_loads(
     restored = pickle.loads(pickle.dumps(older, protocol=5))
     assert "holdout_sample" not in vars(restored)
     assert restored.holdout_sample is None
-    assert restored.holdout_timeline_png() is None
+    assert risk_timeline_png(restored) is None
 
     store = ArtifactStore(tmp_path)
     path = store.save(restored, "all", {"status": "champion"}).path

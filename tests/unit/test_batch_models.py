@@ -18,6 +18,7 @@ from models.batch import (
     compare,
     fit_risk_model,
 )
+from stream.holdout_figures import pr_curve_png
 
 NAMES = ["latency", "errors", "noise_a", "noise_b"]
 HORIZON_S = 900.0
@@ -172,7 +173,7 @@ def test_metadata_is_json_and_the_version_deterministic(risk, data) -> None:
 
 
 def test_pr_curve_png(risk: RiskArtifact) -> None:
-    png = risk.pr_curve_png()
+    png = pr_curve_png(risk)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 5_000
 

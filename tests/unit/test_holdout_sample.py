@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from models.batch import RiskArtifact, fit_risk_model
-from models.batch.holdout import (
-    HoldoutSample,
-    holdout_timeline_png,
-    thin_holdout,
-    timeline_marks,
-)
+from models.batch.holdout import HoldoutSample, thin_holdout, timeline_marks
+from stream.holdout_figures import holdout_timeline_png
 from tests.unit.test_batch_models import HORIZON_S, NAMES, holdout_of, incidents_data
 
 
