@@ -401,7 +401,7 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.simulate import run_simulate
+    from stream.simulate_run import run_simulate
 
     return asyncio.run(run_simulate(args, settings))
 

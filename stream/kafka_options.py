@@ -15,7 +15,6 @@ on the ``aiokafka.conn`` logger blank those out.
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ __all__ = [
     "KafkaOptions",
     "SaslRedaction",
     "kafka_options",
-    "ssl_context",
 ]
 
 KafkaOptions = Mapping[str, Any]
@@ -70,49 +68,8 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl_context(settings)
+        options["ssl_context"] = settings.tls_context()
     return options
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The TLS context of Kafka connections: the CA file (else the system's CAs), the client
-    certificate and key if given, hostname checking unless turned off.
-
-    Raises:
-        ValueError: a PEM file cannot be loaded or the key password is wrong (the message
-            names the setting, never the password).
-    """
-    from aiokafka.helpers import create_ssl_context  # aiokafka is imported only when needed
-
-    password = settings.ssl_keyfile_password
-    try:
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=settings.ssl_cafile,
-            certfile=settings.ssl_certfile,
-            keyfile=settings.ssl_keyfile,
-            password=None if password is None else password.get_secret_value(),
-        )
-    except (ssl.SSLError, OSError):
-        raise ValueError(_tls_failure(settings)) from None
-    if not settings.ssl_check_hostname:
-        context.check_hostname = False  # the certificate chain is still verified
-    return context
-
-
-def _tls_failure(settings: Settings) -> str:
-    """Which TLS setting failed to load, in words (the key password is never quoted)."""
-    from aiokafka.helpers import create_ssl_context
-
-    try:
-        create_ssl_context(cafile=settings.ssl_cafile)
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        where = settings.ssl_cafile
-        return f"ssl_cafile / VIGIL_SSL_CAFILE: no PEM CA certificate in {where} ({reason})"
-    return (
-        "ssl_certfile / VIGIL_SSL_CERTFILE: cannot load the client certificate and key "
-        "(not PEM, not a matching pair, or the wrong VIGIL_SSL_KEYFILE_PASSWORD)"
-    )
 
 
 class SaslRedaction(logging.Filter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import re
+import ssl
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from pydantic_settings import (
 from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
 from stream.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
+from stream.tls import ssl_context
 
 __all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
@@ -449,9 +451,7 @@ class Settings(BaseSettings):
                 raise ValueError("VIGIL_SSL_KEYFILE needs VIGIL_SSL_CERTFILE")
             if self.ssl_keyfile_password is not None and self.ssl_certfile is None:
                 raise ValueError("VIGIL_SSL_KEYFILE_PASSWORD needs VIGIL_SSL_CERTFILE")
-            from stream.kafka_options import ssl_context  # imports aiokafka: only when needed
-
-            ssl_context(self)  # unreadable PEM files or a wrong key password fail here
+            self.tls_context()  # unreadable PEM files or a wrong key password fail here
         else:
             _refuse_unused(
                 self,
@@ -459,6 +459,17 @@ class Settings(BaseSettings):
                 ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_keyfile_password"),
             )
         return self
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context of Kafka connections (see :func:`stream.tls.ssl_context`)."""
+        password = self.ssl_keyfile_password
+        return ssl_context(
+            cafile=self.ssl_cafile,
+            certfile=self.ssl_certfile,
+            keyfile=self.ssl_keyfile,
+            password=None if password is None else password.get_secret_value(),
+            check_hostname=self.ssl_check_hostname,
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -19,12 +19,8 @@ from stream.cli import _build_parser, main
 from stream.logs.simulate import endless_log_events, paced_log_rate
 from stream.schemas import MetricEvent
 from stream.settings import load_settings
-from stream.simulate import (
-    MetricSimulator,
-    SimulatedEvent,
-    _publish_anomalies,
-    _publish_incidents,
-)
+from stream.simulate import MetricSimulator, SimulatedEvent
+from stream.simulate_run import _publish_anomalies, _publish_incidents
 
 
 def _steps(sim: MetricSimulator, count: int) -> dict[str, list[tuple[int, SimulatedEvent]]]:
