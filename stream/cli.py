@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import os
 import sys
 import types
 import typing
@@ -65,19 +67,27 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
-    config = args.config
-    if config is None:
-        import os
+def _config_file(args: argparse.Namespace) -> Path | None:
+    """``--config``, else ``VIGIL_CONFIG``, else none."""
+    if args.config is not None:
+        return Path(args.config)
+    env_config = os.environ.get("VIGIL_CONFIG")
+    return Path(env_config) if env_config else None
 
-        env_config = os.environ.get("VIGIL_CONFIG")
-        config = Path(env_config) if env_config else None
-    return load_settings(overrides, config)
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in Settings.model_fields}
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(_flags(args), _config_file(args))
 
 
 def _build_parser() -> _Parser:
     parser = _Parser(prog="vigil", description="Streaming anomaly and incident-risk detection.")
+    parser.add_argument(
+        "--version", action="version", version=f"vigil {importlib.metadata.version('vigil')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     detect = commands.add_parser("detect", help="Run the detector service.")
@@ -196,6 +206,14 @@ def _build_parser() -> _Parser:
     bench = commands.add_parser("bench", help="Measure throughput, latency and memory.")
     _add_bench_flags(bench)
     _add_settings_flags(bench)
+
+    config = commands.add_parser("config", help="Show the effective settings.")
+    config_commands = config.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    show = config_commands.add_parser(
+        "show", help="Each setting's value (secrets masked) and where it came from."
+    )
+    show.add_argument("--json", action="store_true", help="A JSON array instead of text.")
+    _add_settings_flags(show)
 
     broker = commands.add_parser(
         "broker", help="The local development Kafka broker.", add_help=False
@@ -357,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _run_demo,
         "bench": _run_bench,
         "sidecar": _run_sidecar,
+        "config": _run_config,
     }
     try:
         return runners[args.command](args, settings)
@@ -420,3 +439,14 @@ def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _run_config(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.config_show import effective_settings, format_settings
+
+    rows = effective_settings(settings, _flags(args), os.environ, _config_file(args))
+    try:
+        print(format_settings(rows, as_json=args.json), flush=True)
+    except BrokenPipeError:  # `vigil config show | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

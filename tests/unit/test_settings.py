@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from stream.cli import main
-from stream.settings import ConfigError, load_settings, settings_env
+from stream.settings import ConfigError, Settings, load_settings, settings_env
 
 
 @pytest.fixture(autouse=True)
@@ -185,6 +185,42 @@ def test_cli_unknown_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--no-such-flag" in err
+
+
+def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("vigil 0.")
+
+
+def test_config_show_says_where_each_setting_came_from_and_masks_secrets(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, toml: Path
+) -> None:
+    monkeypatch.setenv("VIGIL_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("VIGIL_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("VIGIL_SASL_USERNAME", "vigil")
+    monkeypatch.setenv("VIGIL_SASL_PASSWORD", "s3cret-password")
+    monkeypatch.setenv("VIGIL_CONFIG", str(toml))
+    assert main(["config", "show", "--json", "--group-id", "from-flag"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out
+    rows = {row["name"]: row for row in orjson.loads(out)}
+    assert (rows["group_id"]["value"], rows["group_id"]["source"]) == ("from-flag", "flag")
+    assert (rows["http_port"]["value"], rows["http_port"]["source"]) == (7000, f"config {toml}")
+    assert rows["sasl_password"]["value"] == "********"
+    assert rows["sasl_password"]["source"] == "env VIGIL_SASL_PASSWORD"
+    assert rows["client_id"]["source"] == "default"
+    assert set(rows) == set(Settings.model_fields)
+    assert main(["config", "show"]) == 0  # as text: one line per setting
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(rows)
+    assert any(line.startswith("http_port") and line.endswith(f"# config {toml}") for line in lines)
+
+
+def test_config_show_of_bad_settings_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "--http-port", "abc"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_log_settings_shape_the_log_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
