@@ -1,7 +1,8 @@
 """The ``vigil`` command: parses flags, builds Settings, calls the run functions.
 
-Every :class:`~stream.settings.Settings` field is a flag of every command that takes settings
-(``--http-port`` for ``http_port``), documented by the field's description. Bad configuration
+Each command offers as flags the :class:`~stream.settings.Settings` it uses (``--http-port`` for
+``http_port``; :data:`stream.cli_flags.COMMAND_GROUPS`), documented by the field's description; every setting
+also comes from ``VIGIL_<NAME>`` and the TOML file. Bad configuration
 exits with status 2 and one readable line.
 """
 
@@ -12,13 +13,12 @@ import asyncio
 import importlib.metadata
 import os
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from stream.cli_flags import add_settings_flags, config_file, setting_flags
 from stream.settings import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
@@ -31,56 +31,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _field_type(annotation: Any) -> Any:
-    """The scalar type behind ``X | None`` and ``Literal[...]`` annotations."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return _field_type(next(a for a in args if a is not type(None)))
-    if typing.get_origin(annotation) is typing.Literal:
-        return str
-    return annotation
-
-
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "settings", "each also read from VIGIL_<NAME> and the --config TOML file"
-    )
-    group.add_argument("--config", type=Path, help="TOML file of settings (or VIGIL_CONFIG).")
-    for name, info in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        kind = _field_type(info.annotation)
-        env = f"VIGIL_{name.upper()}"
-        help_text = f"{info.description} [{env}; default: {info.default}]"
-        choices = (
-            typing.get_args(info.annotation)
-            if typing.get_origin(info.annotation) is typing.Literal
-            else None
-        )
-        if kind is bool:
-            group.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            # Values stay text here: pydantic validates and reports them like env values.
-            group.add_argument(
-                flag, dest=name, default=None, metavar=name.upper(), choices=choices, help=help_text
-            )
-
-
-def _config_file(args: argparse.Namespace) -> Path | None:
-    """``--config``, else ``VIGIL_CONFIG``, else none."""
-    if args.config is not None:
-        return Path(args.config)
-    env_config = os.environ.get("VIGIL_CONFIG")
-    return Path(env_config) if env_config else None
-
-
-def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name, None) for name in Settings.model_fields}
-
-
 def _settings_from(args: argparse.Namespace) -> Settings:
-    return load_settings(_flags(args), _config_file(args))
+    return load_settings(setting_flags(args), config_file(args))
 
 
 def _build_parser() -> _Parser:
@@ -91,12 +43,12 @@ def _build_parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     detect = commands.add_parser("detect", help="Run the detector service.")
-    _add_settings_flags(detect)
+    add_settings_flags(detect, "detect")
 
     replay = commands.add_parser("replay", help="Replay a JSONL file offline, alerts out.")
     replay.add_argument("file", type=Path, help="JSONL file of events ('-' for stdin).")
     replay.add_argument("--out", type=Path, help="Write Alert JSONL here (default: stdout).")
-    _add_settings_flags(replay)
+    add_settings_flags(replay, "replay")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -115,7 +67,7 @@ def _build_parser() -> _Parser:
         "calibration.png) and the JSON report here.",
     )
     evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    _add_settings_flags(evaluate)
+    add_settings_flags(evaluate, "evaluate")
 
     simulate = commands.add_parser(
         "simulate",
@@ -154,7 +106,7 @@ def _build_parser() -> _Parser:
         "minute to Kafka, as a log-processor sends current events; 2026-11-23T00:00Z to "
         "--jsonl, so that files are reproducible).",
     )
-    _add_settings_flags(simulate)
+    add_settings_flags(simulate, "simulate")
 
     demo = commands.add_parser(
         "demo",
@@ -191,7 +143,7 @@ def _build_parser() -> _Parser:
         default=".vigil/demo",
         help="Where each run keeps its processes' logs, snapshots and artifacts.",
     )
-    _add_settings_flags(demo)
+    add_settings_flags(demo, "demo")
 
     sidecar = commands.add_parser(
         "sidecar", help="Batch retraining, champion/challenger and drift, next to the detectors."
@@ -201,11 +153,11 @@ def _build_parser() -> _Parser:
         action="store_true",
         help="Read the features topic, retrain once, print the decisions and exit.",
     )
-    _add_settings_flags(sidecar)
+    add_settings_flags(sidecar, "sidecar")
 
     bench = commands.add_parser("bench", help="Measure throughput, latency and memory.")
     _add_bench_flags(bench)
-    _add_settings_flags(bench)
+    add_settings_flags(bench, "bench")
 
     config = commands.add_parser("config", help="Show the effective settings.")
     config_commands = config.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -213,7 +165,7 @@ def _build_parser() -> _Parser:
         "show", help="Each setting's value (secrets masked) and where it came from."
     )
     show.add_argument("--json", action="store_true", help="A JSON array instead of text.")
-    _add_settings_flags(show)
+    add_settings_flags(show, "show")
 
     broker = commands.add_parser(
         "broker", help="The local development Kafka broker.", add_help=False
@@ -444,7 +396,7 @@ if __name__ == "__main__":
 def _run_config(args: argparse.Namespace, settings: Settings) -> int:
     from stream.config_show import effective_settings, format_settings
 
-    rows = effective_settings(settings, _flags(args), os.environ, _config_file(args))
+    rows = effective_settings(settings, setting_flags(args), os.environ, config_file(args))
     try:
         print(format_settings(rows, as_json=args.json), flush=True)
     except BrokenPipeError:  # `vigil config show | head`: the reader had enough

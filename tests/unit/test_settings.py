@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from stream.cli import main
+from stream.cli_flags import SETTING_GROUPS, setting_group
 from stream.settings import ConfigError, Settings, load_settings, settings_env
 
 
@@ -185,6 +186,42 @@ def test_cli_unknown_flag_exits_2_with_one_line(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--no-such-flag" in err
+
+
+def test_every_setting_has_one_group() -> None:
+    for name in Settings.model_fields:
+        owners = [
+            group
+            for group, entries in SETTING_GROUPS.items()
+            if any(name == e or (e.endswith("_") and name.startswith(e)) for e in entries)
+        ]
+        assert owners == [setting_group(name)], name
+
+
+@pytest.mark.parametrize(
+    ("command", "offered", "not_offered"),
+    [
+        ("simulate", "--bootstrap-servers", "--hst-trees"),
+        ("replay", "--anomaly-budget-per-day", "--bootstrap-servers"),
+        ("sidecar", "--sidecar-retrain-s", "--season-buckets"),
+        ("detect", "--snapshot-interval-s", "--sidecar-retrain-s"),
+        ("bench", "--sidecar-retrain-s", None),
+    ],
+)
+def test_each_command_offers_the_settings_it_uses(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    offered: str,
+    not_offered: str | None,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert offered in out
+    if not_offered is not None:
+        assert not_offered not in out
 
 
 def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
