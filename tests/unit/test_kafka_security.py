@@ -283,6 +283,7 @@ def test_a_failed_start_logs_no_password(
     for name, value in sasl().items():
         monkeypatch.setenv(f"VIGIL_{name.upper()}", str(value))
     monkeypatch.setenv("VIGIL_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VIGIL_CONNECT_TIMEOUT_S", "3")  # a few retries, not the default minute
     monkeypatch.setenv("VIGIL_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("VIGIL_LOG_FORMAT", "json")
     monkeypatch.setenv("VIGIL_HTTP_HOST", "127.0.0.1")
