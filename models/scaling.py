@@ -24,12 +24,17 @@ import numpy.typing as npt
 
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
-__all__ = ["FeatureBaseline", "RobustScaler", "percentiles", "quanta"]
+__all__ = ["Z_LIMIT", "FeatureBaseline", "RobustScaler", "percentiles", "quanta"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 # IQR of a normal distribution in units of its standard deviation.
+Z_LIMIT = 1e6
+"""The largest robust z-score :meth:`RobustScaler.scale_batch` gives: a value a million
+spreads off is as far as any (and a valid but absurd value, 1e300, must not overflow the
+products and float32 histories downstream)."""
+
 _IQR_TO_SIGMA = 1.349
 # The 5-95% range of a normal distribution in units of its standard deviation.
 _P90_RANGE_TO_SIGMA = 3.29
@@ -225,7 +230,7 @@ class RobustScaler:
 
         Row ``i`` is scaled with the baselines in force after learning rows ``< i``, exactly as
         one-at-a-time processing would. NaN marks a missing value: its z-score is 0 (the
-        median) and it is not learned.
+        median) and it is not learned. z-scores are clipped to ``±Z_LIMIT``.
 
         Args:
             X: Raw values, shape ``(n, len(names))``.
@@ -246,6 +251,7 @@ class RobustScaler:
             np.subtract(X[start:end], median, out=block)
             np.divide(block, scale, out=block)
             np.copyto(block, 0.0, where=np.isnan(block))
+            np.clip(block, -Z_LIMIT, Z_LIMIT, out=block)
             medians[start:end] = median
             if not learn:
                 break

@@ -1,9 +1,9 @@
 """The ``vigil`` command: parses flags, builds Settings, calls the run functions.
 
-Each command offers as flags the :class:`~stream.settings.Settings` it uses (``--http-port`` for
-``http_port``; :data:`stream.cli_flags.COMMAND_GROUPS`), documented by the field's description; every setting
-also comes from ``VIGIL_<NAME>`` and the TOML file. Bad configuration
-exits with status 2 and one readable line.
+Each command offers as flags the :class:`~stream.settings.Settings` it uses
+(``--http-port`` for ``http_port``; :data:`stream.cli_flags.COMMAND_GROUPS`), documented by
+the field's description; every setting also comes from ``VIGIL_<NAME>`` and the TOML file.
+Bad configuration exits with status 2 and one readable line.
 """
 
 from __future__ import annotations

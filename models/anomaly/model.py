@@ -459,7 +459,8 @@ class ServiceAnomalyModel:
         zd, values = zd_all[:, cols], X_all[:, cols]
         # A step counts when it lands off the expected value on its own side: a step back
         # towards the baseline is a recovery, not a new problem.
-        away = jump_z_all * z_eff_all > 0.0
+        # (Same signs, without their product: 1e300-sized values would overflow it.)
+        away = ((jump_z_all > 0.0) & (z_eff_all > 0.0)) | ((jump_z_all < 0.0) & (z_eff_all < 0.0))
         jumps_all = np.where(away, np.abs(directional(jump_z_all, signs_all)), 0.0)
         raw, pending = yield from core.scorer.score_keep_steps(zd)
         raw = np.column_stack([raw, _row_max(jumps_all[:, cols])])
