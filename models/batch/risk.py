@@ -6,7 +6,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ from models.incident.risk import FeatureRow
 __all__ = ["RiskArtifact", "fit_risk_model"]
 
 RecallUnit = Literal["incidents", "vectors"]
+IntArray = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,6 +241,100 @@ def fit_risk_model(
         >>> model.predict_proba([[3.0, 0.0]], names=["latency", "noise"]).round(2).tolist()
         [0.98]
     """
+    _check_options(holdout_share, target_recall, alert_budget, horizon_s)
+    names, matrix, y, times, ids = _arrays(names, X, labels, ts_s, incident_ids)
+    split = _split(y, times, holdout_share, horizon_s)
+    train, holdout = split.train, split.holdout
+    y_train, y_holdout = y[train] > 0.5, y[holdout] > 0.5
+
+    medians = column_medians(matrix[train])
+    X_train, X_holdout = impute(matrix[train], medians), impute(matrix[holdout], medians)
+    pipeline = _fit(X_train, y_train, regularization, seed)
+    p = _positive_proba(pipeline, X_holdout)
+
+    holdout_ids = [ids[i] for i in holdout.tolist()] if ids is not None else None
+    best = incident_best(p, y_holdout.astype(np.float64), holdout_ids)
+    thresholds = tune_thresholds(
+        p, y_holdout, best, target_recall=target_recall, alert_budget=alert_budget
+    )
+    points = {
+        name: _operating_point(p, y_holdout, best, value) for name, value in thresholds.items()
+    }
+    report = incident_report(y_holdout, p, thresholds[strategy])
+    train_range, holdout_range = span_of(times[train]), span_of(times[holdout])
+    settings = {
+        "seed": seed,
+        "holdout_share": holdout_share,
+        "strategy": strategy,
+        "target_recall": target_recall,
+        "alert_budget": alert_budget,
+        "horizon_s": horizon_s,
+        "regularization": regularization,
+        "n_repeats": n_repeats,
+    }
+    return RiskArtifact(
+        names=names,
+        medians=medians,
+        strategy=strategy,
+        threshold=thresholds[strategy],
+        thresholds=thresholds,
+        recall_unit="incidents" if best is not None else "vectors",
+        metrics=_metrics(report, points[strategy], best),
+        operating_points=points,
+        importance=_importance(pipeline, names, X_holdout, y_holdout, n_repeats, seed),
+        train_range=train_range,
+        holdout_range=holdout_range,
+        rows={"train": int(train.size), "holdout": int(holdout.size), "purged": split.purged},
+        settings=settings,
+        version=version_of(
+            "risk",
+            [names, medians, *_fitted_parameters(pipeline)]
+            + [sorted(d.items()) for d in (thresholds, settings, train_range, holdout_range)],
+            holdout_range["last_ts_s"],
+        ),
+        libraries=library_versions(),
+        _pipeline=pipeline,
+        _curve=(report.precision_curve, report.recall_curve),
+        holdout_sample=thin_holdout(
+            times[holdout], p, y_holdout, holdout_ids, thresholds[strategy]
+        ),
+    )
+
+
+def _arrays(
+    names: Sequence[str],
+    X: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    ts_s: npt.ArrayLike,
+    incident_ids: Sequence[str | None] | None,
+) -> tuple[tuple[str, ...], FloatArray, FloatArray, FloatArray, list[str | None] | None]:
+    """The inputs as arrays, checked to have one row each."""
+    columns, matrix = as_matrix(names, X)
+    y = np.asarray(labels, np.float64).ravel()
+    times = np.asarray(ts_s, np.float64).ravel()
+    ids = list(incident_ids) if incident_ids is not None else None
+    if not y.size == times.size == matrix.shape[0] == (len(ids) if ids is not None else y.size):
+        raise ValueError("X, labels, ts_s and incident_ids must have the same number of rows")
+    if not np.all(np.isfinite(times)):
+        raise ValueError("ts_s must be finite")
+    return columns, matrix, y, times, ids
+
+
+def _fit(X: FloatArray, y: npt.NDArray[np.bool_], regularization: float, seed: int) -> Any:
+    """Standardization + class-balanced logistic regression, fitted."""
+    pipeline = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            class_weight="balanced", C=regularization, max_iter=1_000, random_state=seed
+        ),
+    )
+    pipeline.fit(X, y)
+    return pipeline
+
+
+def _check_options(
+    holdout_share: float, target_recall: float, alert_budget: float, horizon_s: float
+) -> None:
     if not 0.0 < holdout_share < 1.0:
         raise ValueError(f"holdout_share must be in (0, 1), got {holdout_share}")
     if not 0.0 < target_recall <= 1.0:
@@ -248,15 +343,19 @@ def fit_risk_model(
         raise ValueError(f"alert_budget must be in (0, 1), got {alert_budget}")
     if not (math.isfinite(horizon_s) and horizon_s >= 0.0):
         raise ValueError(f"horizon_s must be finite and >= 0, got {horizon_s}")
-    names, matrix = as_matrix(names, X)
-    y = np.asarray(labels, np.float64).ravel()
-    times = np.asarray(ts_s, np.float64).ravel()
-    ids = list(incident_ids) if incident_ids is not None else None
-    if not y.size == times.size == matrix.shape[0] == (len(ids) if ids is not None else y.size):
-        raise ValueError("X, labels, ts_s and incident_ids must have the same number of rows")
-    if not np.all(np.isfinite(times)):
-        raise ValueError("ts_s must be finite")
 
+
+class _Split(NamedTuple):
+    train: IntArray
+    holdout: IntArray
+    purged: int
+
+
+def _split(y: FloatArray, times: FloatArray, holdout_share: float, horizon_s: float) -> _Split:
+    """The time-ordered split of the labelled rows: the holdout (the last ``holdout_share``,
+    widened to every row at its first event time) and the training rows before it, less
+    those within ``horizon_s`` of it (purged). Raises InsufficientDataError when the holdout
+    has no positive or the training rows lack a class."""
     known = np.flatnonzero(~np.isnan(y))
     order = known[np.argsort(times[known], kind="stable")]
     n = order.size
@@ -278,28 +377,14 @@ def fit_risk_model(
         raise InsufficientDataError(
             f"the {train.size} training rows need both classes ({int(y_train.sum())} positive)"
         )
+    return _Split(train, holdout, int(before.size - train.size))
 
-    medians = column_medians(matrix[train])
-    X_train, X_holdout = impute(matrix[train], medians), impute(matrix[holdout], medians)
-    pipeline = make_pipeline(
-        StandardScaler(),
-        LogisticRegression(
-            class_weight="balanced", C=regularization, max_iter=1_000, random_state=seed
-        ),
-    )
-    pipeline.fit(X_train, y_train)
-    p = _positive_proba(pipeline, X_holdout)
 
-    holdout_ids = [ids[i] for i in holdout.tolist()] if ids is not None else None
-    best = incident_best(p, y_holdout.astype(np.float64), holdout_ids)
-    thresholds = tune_thresholds(
-        p, y_holdout, best, target_recall=target_recall, alert_budget=alert_budget
-    )
-    points = {
-        name: _operating_point(p, y_holdout, best, value) for name, value in thresholds.items()
-    }
-    report = incident_report(y_holdout, p, thresholds[strategy])
-    metrics: dict[str, Any] = {
+def _metrics(
+    report: Any, point: dict[str, float | None], best: FloatArray | None
+) -> dict[str, Any]:
+    """The holdout's quality at the threshold in force (``point``: its operating point)."""
+    return {
         "n": report.n,
         "positives": report.positives,
         "base_rate": report.base_rate,
@@ -313,13 +398,23 @@ def fit_risk_model(
         "fp": report.fp,
         "tn": report.tn,
         "fn": report.fn,
-        "alert_share": points[strategy]["alert_share"],
+        "alert_share": point["alert_share"],
         "incidents": int(best.size) if best is not None else None,
-        "incident_recall": points[strategy]["incident_recall"],
+        "incident_recall": point["incident_recall"],
     }
 
-    scaler, regression = pipeline[0], pipeline[-1]
-    coefficients = np.asarray(regression.coef_, np.float64).ravel()
+
+def _importance(
+    pipeline: Any,
+    names: Sequence[str],
+    X_holdout: FloatArray,
+    y_holdout: npt.NDArray[np.bool_],
+    n_repeats: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Per feature, most important first: its coefficient on the standardized feature, and
+    the holdout PR-AUC lost when it is permuted (mean and std of ``n_repeats``)."""
+    coefficients = np.asarray(pipeline[-1].coef_, np.float64).ravel()
     permuted = permutation_importance(
         pipeline,
         X_holdout,
@@ -330,7 +425,7 @@ def fit_risk_model(
     )
     means = np.asarray(permuted.importances_mean, np.float64)
     stds = np.asarray(permuted.importances_std, np.float64)
-    importance = [
+    return [
         {
             "feature": names[j],
             "coefficient": float(coefficients[j]),
@@ -340,60 +435,16 @@ def fit_risk_model(
         for j in sorted(range(len(names)), key=lambda j: (-means[j], -abs(coefficients[j])))
     ]
 
-    train_range, holdout_range = span_of(times[train]), span_of(times[holdout])
-    settings = {
-        "seed": seed,
-        "holdout_share": holdout_share,
-        "strategy": strategy,
-        "target_recall": target_recall,
-        "alert_budget": alert_budget,
-        "horizon_s": horizon_s,
-        "regularization": regularization,
-        "n_repeats": n_repeats,
-    }
-    intercept = np.asarray(regression.intercept_, np.float64)
-    version = version_of(
-        "risk",
-        [
-            names,
-            medians,
-            np.asarray(scaler.mean_, np.float64),
-            np.asarray(scaler.scale_, np.float64),
-            coefficients,
-            intercept,
-            sorted(thresholds.items()),
-            sorted(settings.items()),
-            sorted(train_range.items()),
-            sorted(holdout_range.items()),
-        ],
-        holdout_range["last_ts_s"],
-    )
-    return RiskArtifact(
-        names=names,
-        medians=medians,
-        strategy=strategy,
-        threshold=thresholds[strategy],
-        thresholds=thresholds,
-        recall_unit="incidents" if best is not None else "vectors",
-        metrics=metrics,
-        operating_points=points,
-        importance=importance,
-        train_range=train_range,
-        holdout_range=holdout_range,
-        rows={
-            "train": int(train.size),
-            "holdout": int(holdout.size),
-            "purged": before.size - train.size,
-        },
-        settings=settings,
-        version=version,
-        libraries=library_versions(),
-        _pipeline=pipeline,
-        _curve=(report.precision_curve, report.recall_curve),
-        holdout_sample=thin_holdout(
-            times[holdout], p, y_holdout, holdout_ids, thresholds[strategy]
-        ),
-    )
+
+def _fitted_parameters(pipeline: Any) -> list[FloatArray]:
+    """The scaler's means and scales, the coefficients and the intercept (for the version)."""
+    scaler, regression = pipeline[0], pipeline[-1]
+    return [
+        np.asarray(scaler.mean_, np.float64),
+        np.asarray(scaler.scale_, np.float64),
+        np.asarray(regression.coef_, np.float64).ravel(),
+        np.asarray(regression.intercept_, np.float64),
+    ]
 
 
 def _operating_point(
