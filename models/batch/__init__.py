@@ -9,7 +9,8 @@ or (:class:`ShadowTally`) on the detectors' shadow scores of live labelled vecto
 
 from models.batch._shared import InsufficientDataError
 from models.batch.compare import Artifact, Comparison, Evidence, Reason, compare, compare_scores
-from models.batch.risk import RiskArtifact, fit_risk_model
+from models.batch.risk import RiskArtifact
+from models.batch.risk_fit import fit_risk_model
 from models.batch.shadow import ShadowTally
 from models.batch.tuning import incident_best, tune_thresholds
 from models.batch.window import TrainingWindow, WindowFrame

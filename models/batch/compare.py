@@ -49,7 +49,7 @@ class Comparison:
         evidence: See :data:`Evidence`.
 
     Examples:
-        >>> from models.batch.risk import _example
+        >>> from models.batch.risk_fit import _example
         >>> c = compare(None, _example(), ["latency"], [[0.0]], [np.nan])
         >>> c.as_dict()["promote"], c.reason, c.champion_version
         (True, 'no_champion', None)
@@ -98,7 +98,7 @@ def compare(
         ValueError: ``margin`` is negative.
 
     Examples:
-        >>> from models.batch.risk import _example
+        >>> from models.batch.risk_fit import _example
         >>> good = _example()
         >>> rng = np.random.default_rng(5)
         >>> y = (rng.random(400) < 0.1).astype(float)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.batch.risk import _example
+from models.batch.risk_fit import _example
 from stream.champions import artifact_store
 from stream.consumer import Detector, topic_specs
 from stream.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 
 from models.batch import RiskArtifact
 from models.batch._shared import library_versions
-from models.batch.risk import _example
+from models.batch.risk_fit import _example
 from stream.artifacts import ArtifactError, ArtifactStore
 from stream.holdout_figures import risk_timeline_png
 from tests.unit.png import png_size

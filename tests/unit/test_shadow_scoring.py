@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from models.batch import ShadowTally, fit_risk_model
-from models.batch.risk import _example
+from models.batch.risk_fit import _example
 from models.incident import FeatureRow, LabelledVector
 from stream.artifacts import ArtifactStore
 from stream.champions import ChampionWatcher

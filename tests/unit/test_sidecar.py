@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry
 
-from models.batch.risk import _example
+from models.batch.risk_fit import _example
 from stream.settings import load_settings
 from stream.sidecar import Sidecar
 
