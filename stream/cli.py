@@ -389,10 +389,6 @@ def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(args, settings)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _run_config(args: argparse.Namespace, settings: Settings) -> int:
     from stream.config_show import effective_settings, format_settings
 
@@ -402,3 +398,7 @@ def _run_config(args: argparse.Namespace, settings: Settings) -> int:
     except BrokenPipeError:  # `vigil config show | head`: the reader had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,106 +84,134 @@ def replay(
     and feedback lines are its labels, applied where they stand in the file (after the
     metric lines before them).
     """
-    stats = stats if stats is not None else ReplayStats()
-    events: list[MetricSample] = []
-    offsets: list[int] = []
-    log_events: list[LogEvent] = []
-    log_offsets: list[int] = []
+    replayer = _Replay(
+        pipeline,
+        source,
+        stats if stats is not None else ReplayStats(),
+        max_errors_kept,
+        batch_size,
+        logs,
+        risk,
+    )
+    return replayer.run(lines)
 
-    def flush_logs() -> Iterator[Alert]:
-        assert logs is not None
-        outcome = logs.process_batch(
-            log_events, lambda i: Evidence(topic=source, partition=0, offset=log_offsets[i])
-        )
-        stats.scored += len(log_events)
-        stats.alerts += len(outcome.alerts)
-        log_events.clear()
-        log_offsets.clear()
-        yield from outcome.alerts
 
-    def flush() -> Iterator[Alert]:
-        outcome = pipeline.process_batch(
-            events, lambda i: Evidence(topic=source, partition=0, offset=offsets[i])
-        )
-        stats.scored += len(events)
-        stats.alerts += len(outcome.alerts)
+class _Replay:
+    """One replay's batches in progress and what it does with each kind of line."""
+
+    def __init__(
+        self,
+        pipeline: MetricPipeline,
+        source: str,
+        stats: ReplayStats,
+        max_errors_kept: int,
+        batch_size: int,
+        logs: LogPipeline | None,
+        risk: IncidentRiskPipeline | None,
+    ) -> None:
+        self.pipeline, self.source, self.stats = pipeline, source, stats
+        self.max_errors_kept, self.batch_size = max_errors_kept, batch_size
+        self.logs, self.risk = logs, risk
+        self.events: list[MetricSample] = []
+        self.offsets: list[int] = []
+        self.log_events: list[LogEvent] = []
+        self.log_offsets: list[int] = []
+
+    def run(self, lines: Iterable[bytes]) -> Iterator[Alert]:
+        events, offsets, stats = self.events, self.offsets, self.stats
+        for offset, raw in enumerate(lines):
+            if raw.isspace() or not raw:
+                continue
+            stats.lines += 1
+            event = decode_metric(raw)
+            if isinstance(event, DecodeError):
+                yield from self._other_line(raw, offset, event)
+                continue
+            events.append(event)
+            offsets.append(offset)
+            if len(events) >= self.batch_size:
+                yield from self._flush()
+        if events:
+            yield from self._flush()
+        if self.log_events:
+            yield from self._flush_logs()
+
+    def _evidence(self, offsets: list[int]) -> Callable[[int], Evidence]:
+        return lambda i: Evidence(topic=self.source, partition=0, offset=offsets[i])
+
+    def _flush(self) -> Iterator[Alert]:
+        events, risk = self.events, self.risk
+        outcome = self.pipeline.process_batch(events, self._evidence(self.offsets))
+        self.stats.scored += len(events)
+        self.stats.alerts += len(outcome.alerts)
         for _, alert in outcome.alerts:
             yield alert
         if risk is not None:
             risk.remember_alerts(alert for _, alert in outcome.alerts)
             # A step may close in a later batch, and ask then where its last event was.
-            batch_offsets = list(offsets)
-            risk_alerts = risk.on_metrics(
-                events,
-                outcome,
-                lambda i: Evidence(topic=source, partition=0, offset=batch_offsets[i]),
-            ).alerts
+            evidence = self._evidence(list(self.offsets))
+            risk_alerts = risk.on_metrics(events, outcome, evidence).alerts
             risk.advance()
-            stats.alerts += len(risk_alerts)
+            self.stats.alerts += len(risk_alerts)
             yield from risk_alerts
         events.clear()
-        offsets.clear()
+        self.offsets.clear()
 
-    def apply_label(data: dict[str, Any], kind: str) -> DecodeError | None:
-        assert risk is not None
+    def _flush_logs(self) -> Iterator[Alert]:
+        assert self.logs is not None
+        outcome = self.logs.process_batch(self.log_events, self._evidence(self.log_offsets))
+        self.stats.scored += len(self.log_events)
+        self.stats.alerts += len(outcome.alerts)
+        self.log_events.clear()
+        self.log_offsets.clear()
+        yield from outcome.alerts
+
+    def _other_line(self, raw: bytes, offset: int, error: DecodeError) -> Iterator[Alert]:
+        """A line that is not a metric event: a log line, a label, or a rejection. Only
+        these lines pay for telling kinds apart, parsing the line once more."""
+        data = parse_object(raw)
+        kind = None if isinstance(data, DecodeError) else _kind_of(data)
+        if kind == "logs" and self.logs is not None and not isinstance(data, DecodeError):
+            log_event = validate(data, LogEvent)
+            if not isinstance(log_event, DecodeError):
+                self.log_events.append(log_event)
+                self.log_offsets.append(offset)
+                if len(self.log_events) >= self.batch_size:
+                    yield from self._flush_logs()
+                return
+            error = log_event
+        elif (
+            kind in ("incidents", "feedback")
+            and self.risk is not None
+            and not isinstance(data, DecodeError)
+        ):
+            if self.events:  # the metric lines before it come first
+                yield from self._flush()
+            label_error = self._apply_label(data, kind)
+            if label_error is None:
+                return
+            error = label_error
+        elif kind not in (None, "metrics", "unknown"):
+            self.stats.unsupported[kind] += 1
+            return
+        self.stats.rejected[error.reason] += 1
+        if len(self.stats.errors) < self.max_errors_kept:
+            self.stats.errors.append(f"line {offset + 1}: {error.reason}: {error.detail}")
+
+    def _apply_label(self, data: dict[str, Any], kind: str) -> DecodeError | None:
+        assert self.risk is not None
         if kind == "incidents":
             incident = validate(data, IncidentEvent)
             if isinstance(incident, DecodeError):
                 return incident
-            risk.on_incident(incident)
+            self.risk.on_incident(incident)
         else:
             feedback = validate(data, Feedback)
             if isinstance(feedback, DecodeError):
                 return feedback
-            risk.on_feedback(feedback)
-        stats.labels[kind] += 1
+            self.risk.on_feedback(feedback)
+        self.stats.labels[kind] += 1
         return None
-
-    for offset, raw in enumerate(lines):
-        if raw.isspace() or not raw:
-            continue
-        stats.lines += 1
-        event = decode_metric(raw)
-        if isinstance(event, DecodeError):
-            # Only failed lines pay for telling kinds apart, parsing the line once more.
-            data = parse_object(raw)
-            kind = None if isinstance(data, DecodeError) else _kind_of(data)
-            if kind == "logs" and logs is not None and not isinstance(data, DecodeError):
-                log_event = validate(data, LogEvent)
-                if isinstance(log_event, DecodeError):
-                    event = log_event
-                else:
-                    log_events.append(log_event)
-                    log_offsets.append(offset)
-                    if len(log_events) >= batch_size:
-                        yield from flush_logs()
-                    continue
-            elif (
-                kind in ("incidents", "feedback")
-                and risk is not None
-                and not isinstance(data, DecodeError)
-            ):
-                if events:  # the metric lines before it come first
-                    yield from flush()
-                label_error = apply_label(data, kind)
-                if label_error is None:
-                    continue
-                event = label_error
-            elif kind not in (None, "metrics", "unknown"):
-                stats.unsupported[kind] += 1
-                continue
-            stats.rejected[event.reason] += 1
-            if len(stats.errors) < max_errors_kept:
-                stats.errors.append(f"line {offset + 1}: {event.reason}: {event.detail}")
-            continue
-        events.append(event)
-        offsets.append(offset)
-        if len(events) >= batch_size:
-            yield from flush()
-    if events:
-        yield from flush()
-    if log_events:
-        yield from flush_logs()
 
 
 def run_replay(path: Path, out: Path | None, settings: Settings) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -229,6 +231,19 @@ def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("vigil 0.")
+
+
+def test_python_m_stream_cli_runs_every_command() -> None:
+    """``python -m stream.cli`` (how tests and the demo start services) knows all commands:
+    its ``__main__`` guard must come after the last function it may call."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "config", "show", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert orjson.loads(done.stdout)
 
 
 def test_config_show_says_where_each_setting_came_from_and_masks_secrets(
