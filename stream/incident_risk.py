@@ -264,11 +264,25 @@ class IncidentRiskPipeline:
         return name
 
     def _predict(self, vectors: list[RiskVector], out: RiskOutcome) -> None:
+        # In event-time order, horizons that passed before each vector are settled first: a
+        # batch may span more steps than a service's buffer holds (a replay, a backlog).
+        predicted = sorted(self._predict_groups(vectors, out), key=_ts_of_predicted)
+        for item in predicted:
+            if not self.hold_labels and item[0].ts_s >= self._next_expiry_s:
+                self._next_expiry_s = item[0].ts_s + _EXPIRY_EVERY_S
+                expired = self.labeler.expire(item[0].ts_s)
+                if expired:
+                    self._learn(expired)
+            self._decide(item, out)
+        out.vectors += len(vectors)
+        self.vectors_total += len(vectors)
+
+    def _predict_groups(self, vectors: list[RiskVector], out: RiskOutcome) -> list[_Predicted]:
+        """Each group's vectors predicted as one matrix, with what decides their alerts."""
         by_group: dict[str, list[RiskVector]] = {}
         for vector in vectors:
             by_group.setdefault(self._group_of(vector.service), []).append(vector)
         predicted: list[_Predicted] = []
-        labeler = self.labeler
         gate = self.config.in_progress_gate
         min_positives = self.config.min_positives
         for name, members in by_group.items():
@@ -279,7 +293,7 @@ class IncidentRiskPipeline:
             # The alert budget is shared among vectors that could alert: not those of a
             # service whose incident is known to be open (they score high, and never alert),
             # nor those predicted before the model was ready (it then knows nothing of risk).
-            alertable = [not labeler.in_incident(v.service, v.ts_s) for v in members]
+            alertable = [not self.labeler.in_incident(v.service, v.ts_s) for v in members]
             if group.model.positives >= min_positives:
                 group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
             # An incident probably under way (its label not read yet) holds new episodes back.
@@ -304,69 +318,61 @@ class IncidentRiskPipeline:
                 itertools.repeat(champion),
                 alert_ps.tolist(),
             )
-        # In event-time order, horizons that passed before each vector are settled first: a
-        # batch may span more steps than a service's buffer holds (a replay, a backlog).
-        predicted.sort(key=_ts_of_predicted)
-        on_predicted = self.on_predicted
-        episodes = self.episodes
-        budgeted = self.config.strategy == "episode_budget"
-        for vector, p, group, name, could_alert, held, champion, alert_p in predicted:
-            if not self.hold_labels and vector.ts_s >= self._next_expiry_s:
-                self._next_expiry_s = vector.ts_s + _EXPIRY_EVERY_S
-                expired = labeler.expire(vector.ts_s)
-                if expired:
-                    self._learn(expired)
-            service = vector.service
-            if champion is None:
-                ready = group.model.positives >= min_positives
-                if budgeted and ready:
-                    self._budget(group, vector, could_alert)
-                threshold = group.threshold.value
-            else:  # the sidecar's champion decides; the online model still learns
-                threshold = champion.threshold
-                ready = True
-            flags = 0 if could_alert else INCIDENT
-            if held or not ready:
-                flags |= HELD
-            if on_predicted is not None:
-                on_predicted(service, vector.ts_s, alert_p, threshold)
-            change = episodes.step(
-                service,
-                vector.ts_s,
-                alert_p,
-                threshold=threshold,
-                base_rate=group.threshold.base_rate,
-                flags=flags,
+        return predicted
+
+    def _decide(self, item: _Predicted, out: RiskOutcome) -> None:
+        """One predicted vector: its threshold, its episode's change (and alert), its label
+        buffer entry."""
+        vector, p, group, name, could_alert, held, champion, alert_p = item
+        service = vector.service
+        if champion is None:
+            ready = group.model.positives >= self.config.min_positives
+            if self.config.strategy == "episode_budget" and ready:
+                self._budget(group, vector, could_alert)
+            threshold = group.threshold.value
+        else:  # the sidecar's champion decides; the online model still learns
+            threshold = champion.threshold
+            ready = True
+        flags = 0 if could_alert else INCIDENT
+        if held or not ready:
+            flags |= HELD
+        if self.on_predicted is not None:
+            self.on_predicted(service, vector.ts_s, alert_p, threshold)
+        change = self.episodes.step(
+            service,
+            vector.ts_s,
+            alert_p,
+            threshold=threshold,
+            base_rate=group.threshold.base_rate,
+            flags=flags,
+        )
+        firing = change is not None and change.status == "firing"
+        # Only an alert can get feedback, so only an opening vector needs its key.
+        key = (
+            alert_id_for(
+                "incident_risk", "metrics", service, _dt(vector.ts_s), vector.features.to_dict()
             )
-            firing = change is not None and change.status == "firing"
-            # Only an alert can get feedback, so only an opening vector needs its key.
-            key = (
-                alert_id_for(
-                    "incident_risk", "metrics", service, _dt(vector.ts_s), vector.features.to_dict()
-                )
-                if firing
-                else ""
-            )
-            labelled = labeler.add(
-                service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
-            )
-            if labelled or labeler.holds_during:
-                self._learn(labelled)
-            if change is None:
-                if could_alert and alert_p >= threshold and episodes.is_open(service):
-                    out.suppressed += 1
-                continue
-            if firing:
-                group.tracker.alert(service, vector.ts_s)
-            else:
-                group.tracker.resolved(service, vector.ts_s)
-            if champion is None:
-                alert = self._alert(name, group, vector, p, threshold, key, change)
-            else:
-                alert = self._champion_alert(name, champion, vector, alert_p, key, change)
-            out.alerts.append(alert)
-        out.vectors += len(vectors)
-        self.vectors_total += len(vectors)
+            if firing
+            else ""
+        )
+        labelled = self.labeler.add(
+            service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
+        )
+        if labelled or self.labeler.holds_during:
+            self._learn(labelled)
+        if change is None:
+            if could_alert and alert_p >= threshold and self.episodes.is_open(service):
+                out.suppressed += 1
+            return
+        if firing:
+            group.tracker.alert(service, vector.ts_s)
+        else:
+            group.tracker.resolved(service, vector.ts_s)
+        if champion is None:
+            alert = self._alert(name, group, vector, p, threshold, key, change)
+        else:
+            alert = self._champion_alert(name, champion, vector, alert_p, key, change)
+        out.alerts.append(alert)
 
     def _budget(self, group: _Group, vector: RiskVector, could_alert: bool) -> None:
         """Feed ``episode_budget``'s search, and search again when due."""
