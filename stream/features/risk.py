@@ -38,7 +38,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -51,6 +51,7 @@ from stream.schemas import Evidence
 __all__ = ["RiskFeatureBuilder", "RiskVector", "ServiceBatch", "compress"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,39 @@ class _Close(NamedTuple):
     step: _Step
 
 
+@dataclass
+class _Layout:
+    """A batch's services in row order (those with rows): each one's first row, state and
+    open step, and its deviations blocks (feature sets) with their first rows."""
+
+    states: list[_Service] = field(default_factory=list)
+    live: list[ServiceBatch] = field(default_factory=list)
+    firsts: list[int] = field(default_factory=list)
+    block_starts: list[int] = field(default_factory=list)
+    block_state: list[int] = field(default_factory=list)
+    """Per block, the index of its service in ``states``."""
+    block_names: list[tuple[str, ...]] = field(default_factory=list)
+    open_rows: list[int] = field(default_factory=list)
+    """First rows of the services with an open step, and (``open_steps``) its index."""
+    open_steps: list[int] = field(default_factory=list)
+    total: int = 0
+
+
+class _Runs(NamedTuple):
+    """Per run (rows of one service, block and step): what it adds to its step."""
+
+    step: list[int]
+    block: list[int]
+    rows: list[int]
+    sums: list[FloatArray]
+    counts: list[FloatArray]
+    ratio_max: list[float]
+    flags: list[int]
+    deploys: list[int]
+    last_ts: list[float]
+    last_row: list[int]
+
+
 class RiskFeatureBuilder:
     """Builds risk vectors from the metric pipeline's per-service verdicts.
 
@@ -315,14 +349,45 @@ class RiskFeatureBuilder:
             evidence: Where batch row ``i`` is stored (asked only for a step's last row, and
                 only if its vector alerts: it must stay valid until then).
         """
-        states: list[_Service] = []
-        firsts: list[int] = []  # each service's first row (in the batch's service order)
-        block_starts: list[int] = []  # each deviations block's first row
-        block_state: list[int] = []
-        block_names: list[tuple[str, ...]] = []
-        open_rows: list[int] = []  # first rows of services with an open step, and its index
-        open_steps: list[int] = []
-        total = 0
+        layout = self._layout(batch)
+        if layout is None:
+            return []
+        live, total = layout.live, layout.total
+        ts = np.fromiter(itertools.chain.from_iterable(r.ts_s for r in live), np.float64, total)
+        index = np.concatenate([r.indices for r in live])
+        steps = self._step_indices(ts, layout)
+        # Runs: rows of one service, feature-set block and step (steps only go forward, so a
+        # step's rows are one run). Each run is summed at once, all services together.
+        change = np.empty(total, dtype=bool)
+        change[0] = True
+        np.not_equal(steps[1:], steps[:-1], out=change[1:])
+        change[layout.block_starts] = True
+        starts = np.flatnonzero(change)
+        ends = np.append(starts[1:], total)
+        lengths = ends - starts
+        run_block = (np.searchsorted(layout.block_starts, starts, side="right") - 1).tolist()
+        run_sums, run_counts = self._value_sums(
+            batch, layout.block_names, run_block, starts, lengths, len(layout.block_starts)
+        )
+        runs = _Runs(
+            step=steps[starts].tolist(),
+            block=run_block,
+            rows=lengths.tolist(),
+            sums=run_sums,
+            counts=run_counts,
+            ratio_max=np.maximum.reduceat(ratios[index], starts).tolist(),
+            flags=np.add.reduceat(flagged[index], starts).tolist(),
+            deploys=np.add.reduceat(deploys[index], starts).tolist(),
+            last_ts=ts[ends - 1].tolist(),
+            last_row=index[ends - 1].tolist(),
+        )
+        closes = self._fold_runs(layout, runs, evidence)
+        return self._close_all(closes) if closes else []
+
+    def _layout(self, batch: Sequence[ServiceBatch]) -> _Layout | None:
+        """Where each service's rows and deviations blocks start in the batch's rows, and
+        its state (created for a new service); None for a batch without rows."""
+        layout = _Layout()
         for rows in batch:
             state = self._services.get(rows.service)
             if state is None:
@@ -331,71 +396,60 @@ class RiskFeatureBuilder:
             if not n:
                 continue
             if state.step is not None:
-                open_rows.append(total)
-                open_steps.append(state.step.index)
-            firsts.append(total)
+                layout.open_rows.append(layout.total)
+                layout.open_steps.append(state.step.index)
+            layout.firsts.append(layout.total)
             for dev in rows.deviations:
-                block_starts.append(total + dev.start)
-                block_state.append(len(states))
-                block_names.append(dev.names)
-            states.append(state)
-            total += n
-        if not total:
-            return []
-        live = [rows for rows in batch if len(rows.ts_s)]
-        ts = np.fromiter(itertools.chain.from_iterable(r.ts_s for r in live), np.float64, total)
-        index = np.concatenate([r.indices for r in live])
+                layout.block_starts.append(layout.total + dev.start)
+                layout.block_state.append(len(layout.states))
+                layout.block_names.append(dev.names)
+            layout.states.append(state)
+            layout.live.append(rows)
+            layout.total += n
+        return layout if layout.total else None
+
+    def _step_indices(self, ts: FloatArray, layout: _Layout) -> IntArray:
+        """Each row's step; an event older than its service's open step (out of order) joins
+        it: steps never go back."""
         steps = np.floor_divide(ts, self.step_s).astype(np.int64)
-        # An event older than the open step (out of order) joins it: steps never go back.
-        if open_rows:
-            steps[open_rows] = np.maximum(steps[open_rows], open_steps)
+        if layout.open_rows:
+            steps[layout.open_rows] = np.maximum(steps[layout.open_rows], layout.open_steps)
         back = steps[1:] < steps[:-1]
-        back[np.array(firsts[1:], dtype=np.intp) - 1] = False  # a new service may go back
+        back[np.array(layout.firsts[1:], dtype=np.intp) - 1] = False  # a new service may go back
         if back.any():
-            for a, b in itertools.pairwise([*firsts, total]):
+            for a, b in itertools.pairwise([*layout.firsts, layout.total]):
                 np.maximum.accumulate(steps[a:b], out=steps[a:b])
-        # Runs: rows of one service, feature-set block and step (steps only go forward, so a
-        # step's rows are one run). Each run is summed at once, all services together.
-        change = np.empty(total, dtype=bool)
-        change[0] = True
-        np.not_equal(steps[1:], steps[:-1], out=change[1:])
-        change[block_starts] = True
-        starts = np.flatnonzero(change)
-        ends = np.append(starts[1:], total)
-        lengths = ends - starts
-        run_block = (np.searchsorted(block_starts, starts, side="right") - 1).tolist()
-        run_sums, run_counts = self._value_sums(
-            batch, block_names, run_block, starts, lengths, len(block_starts)
-        )
-        ratio_max = np.maximum.reduceat(ratios[index], starts).tolist()
-        flags = np.add.reduceat(flagged[index], starts).tolist()
-        deploy_counts = np.add.reduceat(deploys[index], starts).tolist()
-        last_ts = ts[ends - 1].tolist()
-        last_row = index[ends - 1].tolist()
-        services = [rows.service for rows in live]
+        return steps
+
+    @staticmethod
+    def _fold_runs(
+        layout: _Layout, runs: _Runs, evidence: Callable[[int], Evidence]
+    ) -> list[_Close]:
+        """Each run into its service's open step, or a new one (the one it replaces closes)."""
+        services = [rows.service for rows in layout.live]
         closes: list[_Close] = []
         for r, (step_index, block, count) in enumerate(
-            zip(steps[starts].tolist(), run_block, lengths.tolist(), strict=True)
+            zip(runs.step, runs.block, runs.rows, strict=True)
         ):
-            state = states[block_state[block]]
-            names = block_names[block]
+            owner = layout.block_state[block]
+            state, names = layout.states[owner], layout.block_names[block]
             step = state.step
             if step is not None and (step.index != step_index or step.names != names):
                 state.step = None
-                closes.append(_Close(services[block_state[block]], state, step))
+                closes.append(_Close(services[owner], state, step))
                 step = None
             if step is None:  # the usual case in a backlog: a run is a whole step
-                step = state.step = _Step(step_index, names, run_sums[r], run_counts[r])
+                step = state.step = _Step(step_index, names, runs.sums[r], runs.counts[r])
             else:
-                step.v_sum = step.v_sum + run_sums[r]
-                step.v_count = step.v_count + run_counts[r]
+                step.v_sum = step.v_sum + runs.sums[r]
+                step.v_count = step.v_count + runs.counts[r]
             step.count += count
-            step.ratio = max(step.ratio, ratio_max[r])
-            step.flagged += int(flags[r])
-            step.deploys += int(deploy_counts[r])
-            step.last_ts = last_ts[r]
-            step.locate, step.last_row = evidence, last_row[r]
-        return self._close_all(closes) if closes else []
+            step.ratio = max(step.ratio, runs.ratio_max[r])
+            step.flagged += int(runs.flags[r])
+            step.deploys += int(runs.deploys[r])
+            step.last_ts = runs.last_ts[r]
+            step.locate, step.last_row = evidence, runs.last_row[r]
+        return closes
 
     def _value_sums(
         self,
