@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.alert_age import AlertAgeGate
 from stream.champions import ChampionWatcher, artifact_store
-from stream.codec import DecodeError, dead_letter, decode_metric
+from stream.codec import DecodeError, dead_letter
 from stream.committer import BackgroundCommitter
 from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
@@ -39,12 +39,13 @@ from stream.label_reader import LabelReader
 from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
-from stream.pipeline import BatchOutcome, Clock, MetricPipeline, utc_now
+from stream.metric_stage import MetricStage
+from stream.pipeline import Clock, MetricPipeline, utc_now
 from stream.publisher import Ack, Publisher
 from stream.rebalance import MetricModels, PartitionSnapshots
-from stream.records import Pending, Record, evidence_of
+from stream.records import Pending, Record
 from stream.risk_stage import RiskStage
-from stream.schemas import Alert, Evidence, MetricEvent, MetricSample
+from stream.schemas import Alert, Evidence, MetricEvent
 from stream.settings import Settings
 from stream.shutdown import StopDeadline, StopRequest
 from stream.snapshots import SnapshotStore
@@ -128,6 +129,7 @@ class Detector:
             too_old=lambda alert: self._age_gate.withholds(alert, self._clock()),
         )
         self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
+        self.metric_stage = MetricStage(self.pipeline, self._stages, self.risk)
         self.champions = ChampionWatcher(
             settings.bootstrap_servers,
             settings.topic_models,
@@ -444,7 +446,7 @@ class Detector:
         # the batch's event time can let them pass as negatives.
         pending.extend(await self._labels(labels, consumer, labels_behind))
         if metric_records:
-            handled, scored = await self._handle(metric_records)
+            handled, scored = await self.metric_stage.handle(metric_records)
             pending.extend(handled)
             if self.risk.pipeline is not None:
                 self.risk.pipeline.advance()  # horizons the batch passed (unless held)
@@ -537,93 +539,6 @@ class Detector:
                 self.metrics.risk.metrics_paused.inc()
         elif consumer.paused():
             consumer.resume(*consumer.paused())
-
-    async def _handle(
-        self, records: list[Record]
-    ) -> tuple[Pending, tuple[list[str], list[Record]]]:
-        """Decode and score metric records; return the acks to await, and the services
-        scored with the records they came in."""
-        pending: Pending = []
-        events: list[MetricSample] = []
-        sources: list[Record] = []
-        for record in records:
-            event = decode_metric(record.value, self.settings.max_message_bytes)
-            if isinstance(event, DecodeError):
-                pending.append((await self._dead_letter(record, event), None))
-            else:
-                events.append(event)
-                sources.append(record)
-        scored = ([e.service for e in events], sources)
-        if not events:
-            return pending, scored
-        started = time.perf_counter()
-        try:
-            outcome = self.pipeline.process_batch(events, lambda i: evidence_of(sources[i]))
-        except Exception:
-            # A bug in per-batch work must not stop the loop: find the events that cause it.
-            log.exception("batch_failed", size=len(events))
-            return pending + await self._handle_one_by_one(events, sources), scored
-        self.metrics.scoring_latency.labels(source="metrics").observe(time.perf_counter() - started)
-        pending.extend(await self._publish(outcome, sources))
-        pending.extend(await self._risk(events, outcome, sources))
-        return pending, scored
-
-    async def _risk(
-        self, events: Sequence[MetricSample], outcome: BatchOutcome, sources: Sequence[Record]
-    ) -> Pending:
-        """Incident risk over a scored batch; a failure there costs risk alerts, not anomalies."""
-        try:
-            return await self.risk.after_metrics(events, outcome, lambda i: evidence_of(sources[i]))
-        except Exception:
-            self.metrics.risk.failures.inc()
-            log.exception("risk_batch_failed", size=len(events))
-            return []
-
-    async def _handle_one_by_one(
-        self, events: list[MetricSample], sources: list[Record]
-    ) -> Pending:
-        pending: Pending = []
-        for event, record in zip(events, sources, strict=True):
-            try:
-                outcome = self.pipeline.process_batch([event], [evidence_of(record)].__getitem__)
-            except Exception as exc:
-                log.exception(
-                    "message_failed",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-                error = DecodeError("unexpected", f"{type(exc).__name__}: {exc}")
-                pending.append((await self._dead_letter(record, error), None))
-                continue
-            pending.extend(await self._publish(outcome, [record]))
-            pending.extend(await self._risk([event], outcome, [record]))
-        return pending
-
-    async def _publish(self, outcome: BatchOutcome, sources: list[Record]) -> Pending:
-        scored = len(sources)
-        self.metrics.events_scored.labels(source="metrics").inc(scored)
-        self.counts["scored"] += scored
-        self.metrics.anomaly_scores.labels(source="metrics").observe_many(
-            outcome.scores[~outcome.warming_up]
-        )
-        if outcome.missing_features:
-            self.metrics.missing_features.labels(source="metrics").inc(outcome.missing_features)
-        for service, new in outcome.grown:
-            self.metrics.feature_set_changes.labels(source="metrics").inc()
-            log.info("feature_set_grew", service=service, new=list(new))
-        suppressed = int(outcome.suppressed.sum())
-        if suppressed:
-            self.metrics.alerts_suppressed.labels(kind="anomaly", source="metrics").inc(suppressed)
-        pending: Pending = []
-        for index, alert in outcome.alerts:
-            record = sources[index]
-            ack = await self._stages.send_alert(
-                alert, score=alert.score, partition=record.partition, offset=record.offset
-            )
-            if ack is not None:
-                pending.append((ack, record))
-        return pending
 
     def _replaying_below(self, tp: TopicPartition, offset: int) -> bool:
         """Whether ``offset`` is below the committed offset a restored partition is being
