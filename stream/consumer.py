@@ -35,6 +35,7 @@ from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_logs import KafkaLogCollector, KafkaLogFilter
 from stream.kafka_options import kafka_options
+from stream.label_gate import LabelGate
 from stream.label_reader import LabelReader
 from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
@@ -199,6 +200,12 @@ class Detector:
             settings,
             [t for t in self._input_topics(settings) if t not in self._group_topics(settings)],
             settings.topic_incidents,
+        )
+        self.label_gate = LabelGate(
+            self.label_reader,
+            self.risk.pipeline,
+            settings.topic_metrics,
+            self.metrics.risk.metrics_paused,
         )
         """Every partition of the incidents and feedback topics, outside the group."""
         self.http_guard = HttpGuard.from_settings(settings, self.registry)
@@ -375,20 +382,7 @@ class Detector:
                 batches = {tp: part for tp, part in batches.items() if tp not in self._sought}
             batches = self._still_ours(batches, consumer)
             count = sum(len(records) for records in batches.values())
-            # Whether incidents wait unread, asked of the broker after the metrics were
-            # fetched: an incident produced before them is then known to be unread, and no
-            # vector of this batch becomes a negative before it is read. (A batch without
-            # metrics, when nothing is held, compares with the last fetch: no request per
-            # idle step.)
-            risk = self.risk.pipeline
-            fresh = risk is not None and (
-                risk.hold_labels or any(tp.topic == self.settings.topic_metrics for tp in batches)
-            )
-            behind = (
-                await self.label_reader.incidents_behind(fresh=fresh)
-                if risk is not None and consumer.assignment()
-                else False
-            )
+            behind = await self.label_gate.behind(consumer, batches)
             self._batch_in_hand = True
             await self._process(batches, consumer, count, labels, behind)
             self._batch_in_hand = False
@@ -518,27 +512,8 @@ class Detector:
             behind=behind,
             designated=designated,
         )
-        self._labels_first(consumer)
+        self.label_gate.apply(consumer, behind)
         return pending
-
-    def _labels_first(self, consumer: AIOKafkaConsumer) -> None:
-        """While incident labels wait unread, metrics partitions are paused.
-
-        Vectors wait for their labels in a bounded buffer; reading a metrics backlog far
-        ahead of the incidents topic (which the fetcher serves round-robin) would fill it and
-        evict vectors as negatives before the incident that makes them positive is read. The
-        incidents topic is small: reading it first costs little, and labels read before their
-        vectors are kept for them.
-        """
-        pipeline = self.risk.pipeline
-        metrics_topic = self.settings.topic_metrics
-        if pipeline is not None and pipeline.hold_labels:
-            paused = [tp for tp in consumer.assignment() if tp.topic == metrics_topic]
-            if paused and not consumer.paused():
-                consumer.pause(*paused)
-                self.metrics.risk.metrics_paused.inc()
-        elif consumer.paused():
-            consumer.resume(*consumer.paused())
 
     def _replaying_below(self, tp: TopicPartition, offset: int) -> bool:
         """Whether ``offset`` is below the committed offset a restored partition is being
