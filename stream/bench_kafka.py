@@ -44,7 +44,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.broker import free_port
-from stream.consumer import Detector, topic_specs, tune_garbage_collection
+from stream.consumer import Detector, topic_specs
+from stream.detector_main import tune_garbage_collection
 from stream.kafka_options import kafka_options
 from stream.logs.simulate import LogSimulator, rotating_incidents
 from stream.settings import Settings, settings_env

@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.consumer import run_detector
+    from stream.detector_main import run_detector
     from stream.telemetry import configure_logging
 
     kafka_logs = configure_logging(settings.log_level, settings.log_format)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import math
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,13 @@ from stream.alert_age import AlertAgeGate
 from stream.champions import ChampionWatcher, artifact_store
 from stream.codec import DecodeError, dead_letter
 from stream.committer import BackgroundCommitter
+from stream.consumer_log import ConsumerLog, read_cluster_id
 from stream.http import HttpGuard, HttpServer, ScoreResult, create_app
 from stream.incident_risk import risk_pipeline
 from stream.kafka_logs import KafkaLogCollector, KafkaLogFilter
 from stream.kafka_options import kafka_options
 from stream.label_gate import LabelGate
 from stream.label_reader import LabelReader
-from stream.lifelines import exit_with_parent
 from stream.log_stage import LogModels, LogStage
 from stream.logs import LogPipeline
 from stream.metric_stage import MetricStage
@@ -48,7 +46,7 @@ from stream.records import Pending, Record
 from stream.risk_stage import RiskStage
 from stream.schemas import Alert, Evidence, MetricEvent
 from stream.settings import Settings
-from stream.shutdown import StopDeadline, StopRequest
+from stream.shutdown import StopDeadline
 from stream.snapshots import SnapshotStore
 from stream.stage import StageContext
 from stream.telemetry import DetectorMetrics
@@ -57,13 +55,7 @@ from stream.topics import ensure_topics
 from stream.training_feed import TrainingFeed
 from stream.transactions import TransactionalPublisher
 
-__all__ = [
-    "GC_THRESHOLDS",
-    "Detector",
-    "features_topic_spec",
-    "topic_specs",
-    "tune_garbage_collection",
-]
+__all__ = ["Detector", "features_topic_spec", "topic_specs"]
 
 log = structlog.get_logger(__name__)
 
@@ -243,7 +235,7 @@ class Detector:
                 kafka_options=kafka_options(settings),
             )
         if self._keepers:
-            self._cluster_id = await _read_cluster_id(settings)
+            self._cluster_id = await read_cluster_id(settings)
         await self._publisher.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -610,7 +602,7 @@ class Detector:
             for keeper in self._keepers if consumer is not None else ():
                 assert consumer is not None
                 mine = [tp.partition for tp in assigned if tp.topic == keeper.topic]
-                source = _ConsumerLog(consumer, keeper.topic, mine, self._cluster_id, self.settings)
+                source = ConsumerLog(consumer, keeper.topic, mine, self._cluster_id, self.settings)
                 try:
                     resume = await keeper.assigned(mine, source)
                 finally:
@@ -714,212 +706,6 @@ class Detector:
             )
             for i, event in enumerate(events)
         ]
-
-
-GC_THRESHOLDS = (50_000, 20, 100)
-"""The collector's thresholds in a detector process (CPython's defaults: 700, 10, 10)."""
-
-
-def tune_garbage_collection() -> tuple[int, int, int]:
-    """Set the detector process's garbage collection up; returns the thresholds it replaced.
-
-    - Everything built so far (modules, clients, the app) lives as long as the process: frozen,
-      out of the collector's sight, a full collection scans only what came after. Without it,
-      full collections paused the loop ~100 ms, the p99 of event→alert latency.
-    - A batch's objects (records, events, verdicts, risk vectors: some 40,000 for 2,000
-      records) live for the batch. With CPython's young threshold of 700 they outlive the
-      young collections, are promoted, and then trigger full collections, each scanning every
-      model object: measured through Kafka, that cost incident risk about 15 points of
-      throughput. A young generation of 50,000 lets a batch's objects die young; full
-      collections wait for 100 middle ones. A young collection over 50,000 objects takes a
-      few milliseconds.
-    """
-    previous = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    return previous
-
-
-async def run_detector(settings: Settings, *, kafka_logs: KafkaLogFilter | None = None) -> int:
-    """``vigil detect``: run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
-
-    The stop has ``shutdown_timeout_s`` from the signal, whatever the broker does: the batch
-    in hand gets half of it (a batch still waiting for acknowledgements then is cut short),
-    each step of :meth:`Detector.stop` a share of what is left, and a watchdog ends the
-    process at the deadline if something still hangs (exit status 1).
-    """
-    import signal
-
-    from aiokafka.errors import KafkaError
-
-    detector = Detector(settings, kafka_logs=kafka_logs)
-    loop = asyncio.get_running_loop()
-    stop = StopRequest(
-        settings.shutdown_timeout_s,
-        "vigil detect",
-        detector.request_stop,
-        event="detector_stopping",
-    )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.request)
-
-    async def work() -> None:
-        await _wait_for_kafka(settings, lambda: stop.deadline is not None)
-        await detector.start()
-        tune_garbage_collection()
-        await detector.run()
-
-    exit_with_parent(settings.exit_with_parent)
-    code = 0
-    try:
-        await stop.run(work())
-    except KafkaError as exc:
-        log.error("detector_failed", error=str(exc), retriable=getattr(exc, "retriable", False))
-        code = 1
-    except OSError as exc:
-        log.error("detector_failed", error=str(exc))
-        code = 1
-    finally:
-        # Snapshot, commit, leave the group: all within the timeout, counted from the signal
-        # (or from now, after a failure).
-        deadline = stop.deadline_or_now()
-        if not await detector.stop(deadline):
-            log.error("detector_stop_timed_out", timeout_s=settings.shutdown_timeout_s)
-            code = 1
-        elif stop.deadline is not None:
-            took_s = settings.shutdown_timeout_s - deadline.left_s()
-            log.info("detector_stopped_in", seconds=round(took_s, 3))
-    return code
-
-
-async def _wait_for_kafka(settings: Settings, stop_requested: Callable[[], bool]) -> None:
-    """Return once the cluster answers, retrying retriable errors (a broker not up yet, a
-    leader election) with exponential backoff (0.5 s doubling to 8 s) for up to
-    ``connect_timeout_s``; a stop request or a non-retriable error ends the retries."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    deadline = time.monotonic() + settings.connect_timeout_s
-    delay = 0.5
-    while True:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"{settings.client_id}-probe",
-            **kafka_options(settings),
-        )
-        try:
-            await admin.start()
-            return
-        except KafkaError as exc:
-            left = deadline - time.monotonic()
-            if not getattr(exc, "retriable", False) or left <= 0 or stop_requested():
-                raise
-            log.warning("kafka_unreachable_retrying", error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 8.0)
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-
-
-class _ConsumerLog:
-    """A keeper's view of its topic's partitions (:class:`~stream.rebalance.PartitionLog`),
-    through the detector's consumer. The bounds of all ``partitions`` are asked for at once,
-    on first use; single records are read by a probe consumer of its own (no group), started
-    on first use and stopped by :meth:`close`."""
-
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        topic: str,
-        partitions: Sequence[int],
-        cluster_id: str | None,
-        settings: Settings,
-    ) -> None:
-        self._consumer = consumer
-        self._topic = topic
-        self._partitions = [TopicPartition(topic, p) for p in partitions]
-        self._cluster_id = cluster_id
-        self._settings = settings
-        self._probe: AIOKafkaConsumer | None = None
-        self._bounds: dict[TopicPartition, tuple[int, int]] | None = None
-
-    @property
-    def cluster_id(self) -> str | None:
-        return self._cluster_id
-
-    async def committed(self, partition: int) -> int | None:
-        offset: int | None = await self._consumer.committed(TopicPartition(self._topic, partition))
-        return offset
-
-    async def bounds(self, partition: int) -> tuple[int, int] | None:
-        if self._bounds is None:
-            self._bounds = {}
-            try:
-                starts = await self._consumer.beginning_offsets(self._partitions)
-                ends = await self._consumer.end_offsets(self._partitions)
-            except Exception as exc:  # unknown bounds: snapshots are not checked against them
-                log.warning("partition_bounds_unknown", topic=self._topic, error=str(exc))
-            else:
-                self._bounds = {tp: (int(starts[tp]), int(ends[tp])) for tp in self._partitions}
-        return self._bounds.get(TopicPartition(self._topic, partition))
-
-    async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
-        tp = TopicPartition(self._topic, partition)
-        try:
-            if self._probe is None:
-                settings = self._settings
-                self._probe = AIOKafkaConsumer(
-                    bootstrap_servers=settings.bootstrap_servers,
-                    group_id=None,
-                    client_id=f"{settings.client_id}-probe",
-                    enable_auto_commit=False,
-                    **kafka_options(settings),
-                )
-                await asyncio.wait_for(self._probe.start(), _PROBE_TIMEOUT_S)
-            self._probe.assign([tp])
-            self._probe.seek(tp, offset)
-            batch = await self._probe.getmany(tp, timeout_ms=_PROBE_TIMEOUT_S * 1000, max_records=1)
-        except Exception as exc:  # unknown: the snapshot's anchor is not checked
-            log.warning("snapshot_anchor_unread", partition=str(tp), error=str(exc))
-            return None
-        records = batch.get(tp, [])
-        if not records or records[0].offset != offset:
-            return None  # deleted by retention (or compacted away): not checked
-        record = records[0]
-        return int(record.timestamp), zlib.crc32(record.value or b"")
-
-    async def close(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(probe.stop(), _PROBE_TIMEOUT_S)
-
-
-_PROBE_TIMEOUT_S = 5
-"""Bound on each step of reading a snapshot's anchor record (start, fetch, stop)."""
-
-
-async def _read_cluster_id(settings: Settings) -> str | None:
-    """The cluster's id, recorded in snapshots (None, logged, when it cannot be read)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.client_id}-admin",
-        **kafka_options(settings),
-    )
-    try:
-        await asyncio.wait_for(admin.start(), settings.connect_timeout_s)
-        cluster = await asyncio.wait_for(admin.describe_cluster(), settings.connect_timeout_s)
-    except Exception as exc:
-        log.warning("cluster_id_unknown", error=str(exc))
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-    cluster_id = cluster.get("cluster_id")
-    return str(cluster_id) if cluster_id else None
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:
