@@ -181,25 +181,26 @@ class Detector:
         """The Kafka cluster's id, read at start when snapshots are kept."""
         self._checked_rebalances = 0
         self._next_offsets: dict[TopicPartition, int] = {}
+        """Metrics or logs partition → the next offset to process (records before it were:
+        the state holds them)."""
         self._sought: set[TopicPartition] = set()
         """Partitions a restore moved (seek) since the last fetch returned: what that fetch
         holds of them is from before the seek (aiokafka fetches from the committed offset
         before the assignment callback restores), and is dropped."""
-        """Metrics or logs partition → the next offset to process (records before it were:
-        the state holds them)."""
         self._consumer: AIOKafkaConsumer | None = None
         self.label_reader = LabelReader(
             settings,
             [t for t in self._input_topics(settings) if t not in self._group_topics(settings)],
             settings.topic_incidents,
         )
+        """Every partition of the incidents and feedback topics, outside the group."""
         self.label_gate = LabelGate(
             self.label_reader,
             self.risk.pipeline,
             settings.topic_metrics,
             self.metrics.risk.metrics_paused,
         )
-        """Every partition of the incidents and feedback topics, outside the group."""
+        """Metrics wait while incident labels are unread."""
         self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
             HttpServer(create_app(self, self.http_guard), settings.http_host, settings.http_port)
