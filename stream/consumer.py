@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +43,7 @@ from stream.publisher import Ack, Publisher
 from stream.rebalance import MetricModels, PartitionSnapshots
 from stream.records import Pending, Record
 from stream.risk_stage import RiskStage
-from stream.schemas import Alert, Evidence, MetricEvent
+from stream.schemas import Alert, MetricEvent
 from stream.settings import Settings
 from stream.shutdown import StopDeadline
 from stream.snapshots import SnapshotStore
@@ -687,26 +686,8 @@ class Detector:
     def score(
         self, events: list[MetricEvent], positions: Sequence[int] | None = None
     ) -> list[ScoreResult]:
-        """Score events without learning (``POST /score``); an alert's evidence offset is
-        its event's place in the request, ``positions[i]`` (default ``i``)."""
-        places = positions if positions is not None else range(len(events))
-        outcome = self.pipeline.process_batch(
-            events, lambda i: Evidence(topic="http", partition=0, offset=places[i]), learn=False
-        )
-        alerts = dict(outcome.alerts)
-        return [
-            ScoreResult(
-                service=event.service,
-                score=float(outcome.scores[i]),
-                threshold=(
-                    float(outcome.thresholds[i]) if math.isfinite(outcome.thresholds[i]) else None
-                ),
-                warming_up=bool(outcome.warming_up[i]),
-                would_alert=i in alerts,
-                alert=alerts.get(i),
-            )
-            for i, event in enumerate(events)
-        ]
+        """Score events without learning (``POST /score``): see :meth:`MetricStage.score`."""
+        return self.metric_stage.score(events, positions)
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:

@@ -8,16 +8,18 @@ by event, so one bad event is dead-lettered and the rest are scored.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
 import structlog
 
 from stream.codec import DecodeError, decode_metric
+from stream.http import ScoreResult
 from stream.pipeline import BatchOutcome, MetricPipeline
 from stream.records import Pending, Record, evidence_of
 from stream.risk_stage import RiskStage
-from stream.schemas import MetricSample
+from stream.schemas import Evidence, MetricEvent, MetricSample
 from stream.stage import StageContext
 
 __all__ = ["MetricStage"]
@@ -131,3 +133,27 @@ class MetricStage:
             if ack is not None:
                 pending.append((ack, record))
         return pending
+
+    def score(
+        self, events: list[MetricEvent], positions: Sequence[int] | None = None
+    ) -> list[ScoreResult]:
+        """Score events without learning (``POST /score``); an alert's evidence offset is
+        its event's place in the request, ``positions[i]`` (default ``i``)."""
+        places = positions if positions is not None else range(len(events))
+        outcome = self.pipeline.process_batch(
+            events, lambda i: Evidence(topic="http", partition=0, offset=places[i]), learn=False
+        )
+        alerts = dict(outcome.alerts)
+        return [
+            ScoreResult(
+                service=event.service,
+                score=float(outcome.scores[i]),
+                threshold=(
+                    float(outcome.thresholds[i]) if math.isfinite(outcome.thresholds[i]) else None
+                ),
+                warming_up=bool(outcome.warming_up[i]),
+                would_alert=i in alerts,
+                alert=alerts.get(i),
+            )
+            for i, event in enumerate(events)
+        ]
