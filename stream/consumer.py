@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,18 +111,6 @@ class Detector:
         self.counts: collections.Counter[str] = collections.Counter()
         """Running totals of this process: consumed, scored, dead_lettered, alerts,
         alerts_too_old."""
-        self._age_gate = AlertAgeGate(settings.max_alert_age_s)
-        self._stages = StageContext(
-            self._publisher,
-            self.metrics,
-            self.counts,
-            self._dead_letter,
-            settings.max_message_bytes,
-            already_sent=self._already_sent,
-            too_old=lambda alert: self._age_gate.withholds(alert, self._clock()),
-        )
-        self.risk = RiskStage(risk_pipeline(settings, clock), self._stages)
-        self.metric_stage = MetricStage(self.pipeline, self._stages, self.risk)
         self.champions = ChampionWatcher(
             settings.bootstrap_servers,
             settings.topic_models,
@@ -135,12 +124,26 @@ class Detector:
             settings.topic_features,
             on_failure=self.metrics.training_send_failures.inc,
             shadow_of=self.champions.shadow,
-            on_shadow=self._shadow_scored,
+            on_shadow=functools.partial(_count_shadow, self.metrics),
         )
-        if self.risk.pipeline is not None:
-            self.risk.pipeline.on_labelled = self.training.labelled
-        if self.risk.pipeline is not None and settings.incident_scorer == "champion":
-            self.risk.pipeline.champion_of = self.champions.risk
+        self._age_gate = AlertAgeGate(settings.max_alert_age_s)
+        self._stages = StageContext(
+            self._publisher,
+            self.metrics,
+            self.counts,
+            self._dead_letter,
+            settings.max_message_bytes,
+            already_sent=self._already_sent,
+            too_old=lambda alert: self._age_gate.withholds(alert, self._clock()),
+        )
+        champion_of = self.champions.risk if settings.incident_scorer == "champion" else None
+        self.risk = RiskStage(
+            risk_pipeline(
+                settings, clock, champion_of=champion_of, on_labelled=self.training.labelled
+            ),
+            self._stages,
+        )
+        self.metric_stage = MetricStage(self.pipeline, self._stages, self.risk)
         self._champions_polled_at = 0.0
         self.logs = LogStage(
             LogPipeline(settings.log_config(), clock),
@@ -664,9 +667,6 @@ class Detector:
         assert self._consumer is not None
         return None if self._consumer.assignment() else "no_partitions"
 
-    def _shadow_scored(self, group: str, role: str, outcome: str, count: int) -> None:
-        self.metrics.champions.shadow.labels(group=group, role=role, outcome=outcome).inc(count)
-
     def describe_models(self) -> dict[str, Any]:
         """Models, versions and thresholds for ``GET /models``."""
         models = {"metrics": self.pipeline.describe(), "logs": self.logs.pipeline.describe()}
@@ -688,6 +688,13 @@ class Detector:
     ) -> list[ScoreResult]:
         """Score events without learning (``POST /score``): see :meth:`MetricStage.score`."""
         return self.metric_stage.score(events, positions)
+
+
+def _count_shadow(
+    metrics: DetectorMetrics, group: str, role: str, outcome: str, count: int
+) -> None:
+    """Count shadow-scored vectors of a group's champion or challenger."""
+    metrics.champions.shadow.labels(group=group, role=role, outcome=outcome).inc(count)
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:

@@ -171,6 +171,10 @@ class IncidentRiskPipeline:
         group_pattern: Services are grouped by this regex (see :func:`group_function`); one
             model per group.
         clock: The time stamped on alerts as ``detected_at``.
+        champion_of: The sidecar's champion of a group, when alerts follow it (attribute
+            of the same name).
+        on_labelled: Told of every labelled vector as it is learned (attribute of the same
+            name).
     """
 
     model_name = "incident-risk"
@@ -186,6 +190,8 @@ class IncidentRiskPipeline:
         baseline_s: float = 21_600.0,
         group_pattern: str | None = None,
         clock: Clock = utc_now,
+        champion_of: Callable[[str], RiskArtifact | None] | None = None,
+        on_labelled: Callable[[str, LabelledVector], None] | None = None,
     ) -> None:
         self.config = config
         self.step_s = step_s
@@ -213,12 +219,12 @@ class IncidentRiskPipeline:
         self.hold_labels = False
         """True while incident labels may be waiting unread (the detector's incidents topic
         has a backlog): no vector becomes a negative meanwhile."""
-        self.champion_of: Callable[[str], RiskArtifact | None] | None = None
+        self.champion_of = champion_of
         """The sidecar's champion for a group, when alerts should follow it
         (``VIGIL_INCIDENT_SCORER=champion``): it then decides which vectors alert, with its
         own holdout-tuned threshold and explanation; the online model keeps learning (and
         its quality figures are the online model's)."""
-        self.on_labelled: Callable[[str, LabelledVector], None] | None = None
+        self.on_labelled = on_labelled
         """Told of every labelled vector as it is learned, with its group (evaluation)."""
         self.on_predicted: Callable[[str, float, float, float], None] | None = None
         """Told of every vector as it is predicted: service, event time, the probability that
@@ -648,18 +654,35 @@ class IncidentRiskPipeline:
         }
 
 
-def risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentRiskPipeline | None:
-    """The incident-risk pipeline the settings ask for (None when it is switched off)."""
-    return build_risk_pipeline(settings, clock) if settings.incident_risk else None
+def risk_pipeline(
+    settings: Settings,
+    clock: Clock = utc_now,
+    *,
+    champion_of: Callable[[str], RiskArtifact | None] | None = None,
+    on_labelled: Callable[[str, LabelledVector], None] | None = None,
+) -> IncidentRiskPipeline | None:
+    """The incident-risk pipeline the settings ask for (None when it is switched off); see
+    :class:`IncidentRiskPipeline` for ``champion_of`` and ``on_labelled``."""
+    if not settings.incident_risk:
+        return None
+    return build_risk_pipeline(settings, clock, champion_of=champion_of, on_labelled=on_labelled)
 
 
-def build_risk_pipeline(settings: Settings, clock: Clock = utc_now) -> IncidentRiskPipeline:
+def build_risk_pipeline(
+    settings: Settings,
+    clock: Clock = utc_now,
+    *,
+    champion_of: Callable[[str], RiskArtifact | None] | None = None,
+    on_labelled: Callable[[str, LabelledVector], None] | None = None,
+) -> IncidentRiskPipeline:
     """The incident-risk pipeline configured by ``settings``, whether or not it is on."""
     return IncidentRiskPipeline(
         settings.risk_config(),
         step_s=settings.incident_step_s,
         group_pattern=settings.incident_group_pattern,
         clock=clock,
+        champion_of=champion_of,
+        on_labelled=on_labelled,
     )
 
 
