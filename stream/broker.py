@@ -27,28 +27,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from stream.broker_config import (
+    DEV_SASL_PASSWORD,
+    DEV_SASL_USERNAME,
+    HOST,
+    SASL_MECHANISMS,
+    SERVER_LOG,
+    check_sasl_users,
+    random_cluster_id,
+    render_log4j2_config,
+    render_server_properties,
+    scram_credentials,
+)
+from stream.broker_setup import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    BrokerError,
+    default_cache_root,
+    find_java,
+    find_pom,
+    last_lines,
+    parse_java_major,
+    read_kafka_version,
+    resolve_jars,
+)
 from stream.lifelines import (
     can_set_parent_death_signal,
     die_with_parent_preexec,
@@ -79,53 +95,15 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 9092
-DEV_SASL_USERNAME = "vigil"
-"""The user of the optional SASL_PLAINTEXT listener, unless others are given."""
-DEV_SASL_PASSWORD = "vigil-dev-password"
-"""Its password: a well-known development value, for a broker that listens on 127.0.0.1 only."""
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-"""The mechanisms the SASL_PLAINTEXT listener enables."""
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
-MIN_JAVA_VERSION = 17
 
-_HOST = "127.0.0.1"
-_POM_NS = "{http://maven.apache.org/POM/4.0.0}"
-_RESOLVED_MARKER = ".resolved"
 _PID_FILE = "broker.pid"
 _OUT_FILE = "broker.out"
-_SERVER_LOG = "server.log"
 _PROPS_FILE = "server.properties"
 _LOG4J2_FILE = "log4j2.xml"
 _JVM_OPTS = ("-Xms256m", "-Xmx1g", "-Djava.awt.headless=true")
 _MAIN_CLASS = "kafka.Kafka"
-_EXIT_CONFIG = 2  # missing tools or configuration
-_EXIT_FAILED = 1  # the broker did not start (or is not running, for status)
-_SASL_LISTENER = "SASL_PLAINTEXT"
-# Characters that need no quoting in JAAS, properties and --add-scram values.
-_SASL_CREDENTIAL = re.compile(r"[A-Za-z0-9._@+~-]{1,128}")
-
-_JAVA_HINT = (
-    f"Java {MIN_JAVA_VERSION}+ is required to run the local Kafka broker: install a JDK "
-    "(e.g. `apt-get install openjdk-17-jre-headless`)"
-)
-_MAVEN_HINT = (
-    "Maven is required to download the local Kafka broker's jars: install it "
-    "(e.g. `apt-get install maven`)"
-)
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be set up, started, stopped or found.
-
-    Attributes:
-        exit_code: The CLI exit code for this error: 2 for missing tools or configuration,
-            1 for a broker that failed to start.
-    """
-
-    def __init__(self, message: str, *, exit_code: int = _EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -149,335 +127,14 @@ class BrokerStatus:
     @property
     def bootstrap(self) -> str:
         """The Kafka bootstrap address, ``127.0.0.1:<port>``."""
-        return f"{_HOST}:{self.port}"
+        return f"{HOST}:{self.port}"
 
     def describe(self) -> str:
         """One line for humans: the state, address, pid and data dir."""
         if self.running:
-            sasl = f", SASL_PLAINTEXT on {_HOST}:{self.sasl_port}" if self.sasl_port else ""
+            sasl = f", SASL_PLAINTEXT on {HOST}:{self.sasl_port}" if self.sasl_port else ""
             return f"running on {self.bootstrap}{sasl} (pid {self.pid}, data {self.data_dir})"
         return f"not running (port {self.port}, data {self.data_dir})"
-
-
-# --------------------------------------------------------------------------- pom and jars
-
-
-def find_pom() -> Path:
-    """Locate the broker's pom: the repo checkout's first, else the one shipped in the wheel.
-
-    Raises:
-        BrokerError: Neither file exists.
-    """
-    here = Path(__file__).resolve()
-    candidates = [
-        here.parents[1] / "deploy" / "kafka" / "pom.xml",
-        here.parent / "_kafka" / "pom.xml",
-    ]
-    for pom in candidates:
-        if pom.is_file():
-            return pom
-    raise BrokerError(
-        "cannot find the Kafka broker pom (looked at " + ", ".join(map(str, candidates)) + ")",
-        exit_code=_EXIT_CONFIG,
-    )
-
-
-def read_kafka_version(pom: Path) -> str:
-    """Return the ``kafka.version`` property of a pom.
-
-    Raises:
-        BrokerError: The pom is unreadable or has no such property.
-    """
-    try:
-        root = ET.parse(pom).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise BrokerError(f"cannot read {pom}: {exc}", exit_code=_EXIT_CONFIG) from exc
-    ns = _POM_NS if root.tag.startswith(_POM_NS) else ""
-    node = root.find(f"{ns}properties/{ns}kafka.version")
-    version = (node.text or "").strip() if node is not None else ""
-    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.\-]*", version):
-        raise BrokerError(f"{pom} has no usable kafka.version property", exit_code=_EXIT_CONFIG)
-    return version
-
-
-def default_cache_root() -> Path:
-    """The dir holding ``kafka-<version>/lib``: ``$VIGIL_KAFKA_CACHE`` or ``~/.cache/vigil``."""
-    override = os.environ.get("VIGIL_KAFKA_CACHE")
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "vigil"
-
-
-def resolve_jars(pom: Path | None = None, cache_root: Path | None = None) -> Path:
-    """Download the broker's jars once and return the dir holding them.
-
-    The jars go to ``<cache_root>/kafka-<version>/lib``. Maven writes into a temp dir that is
-    renamed into place only after it succeeded, and a marker records the pom it came from, so
-    a killed download never leaves a half cache and a changed pom is resolved anew. A file
-    lock serialises concurrent callers.
-
-    Args:
-        pom: The pom to resolve (default: `find_pom`).
-        cache_root: Where the versioned cache dirs live (default: `default_cache_root`).
-
-    Raises:
-        BrokerError: Maven is missing or the resolution failed.
-    """
-    pom = pom or find_pom()
-    version = read_kafka_version(pom)
-    root = cache_root or default_cache_root()
-    final = root / f"kafka-{version}"
-    stamp = hashlib.sha256(pom.read_bytes()).hexdigest()
-    if _is_resolved(final, stamp):
-        return final / "lib"
-    root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f"kafka-{version}.lock"):
-        if _is_resolved(final, stamp):  # another process resolved it while we waited
-            return final / "lib"
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(_MAVEN_HINT, exit_code=_EXIT_CONFIG)
-        staging = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=root))
-        try:
-            cmd = [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging / 'lib'}",
-                "-DincludeScope=runtime",
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0 or not any((staging / "lib").glob("kafka_*.jar")):
-                tail = _last_lines(done.stdout + done.stderr, 20)
-                raise BrokerError(
-                    f"resolving the Kafka {version} jars with Maven failed "
-                    f"(exit {done.returncode}):\n{tail}"
-                )
-            (staging / _RESOLVED_MARKER).write_text(stamp + "\n")
-            if final.exists():  # stale: an older pom, or a copy made before the marker existed
-                old = final.with_name(f".{final.name}-stale-{os.getpid()}")
-                final.rename(old)
-                shutil.rmtree(old, ignore_errors=True)
-            staging.rename(final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return final / "lib"
-
-
-def _is_resolved(final: Path, stamp: str) -> bool:
-    marker = final / _RESOLVED_MARKER
-    with contextlib.suppress(OSError):
-        return marker.read_text().strip() == stamp and (final / "lib").is_dir()
-    return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def find_java() -> str:
-    """Return the ``java`` to run: ``$JAVA_HOME/bin/java`` if present, else the one on PATH.
-
-    Raises:
-        BrokerError: No java, or one older than Java 17.
-    """
-    java_home = os.environ.get("JAVA_HOME")
-    java = None
-    if java_home and os.access(Path(java_home) / "bin" / "java", os.X_OK):
-        java = str(Path(java_home) / "bin" / "java")
-    java = java or shutil.which("java")
-    if java is None:
-        raise BrokerError(_JAVA_HINT, exit_code=_EXIT_CONFIG)
-    try:
-        done = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, check=False, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BrokerError(
-            f"{_JAVA_HINT} ({java} did not run: {exc})", exit_code=_EXIT_CONFIG
-        ) from exc
-    major = parse_java_major(done.stderr + done.stdout)
-    if major is not None and major < MIN_JAVA_VERSION:
-        raise BrokerError(f"{_JAVA_HINT} ({java} is Java {major})", exit_code=_EXIT_CONFIG)
-    return java
-
-
-def parse_java_major(version_output: str) -> int | None:
-    """Return the major version from ``java -version`` output, or None if there is none.
-
-    >>> parse_java_major('openjdk version "17.0.15" 2025-04-15')
-    17
-    >>> parse_java_major('java version "1.8.0_402"')
-    8
-    """
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if match is None:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def render_server_properties(
-    *,
-    port: int,
-    controller_port: int,
-    data_dir: Path,
-    sasl_port: int | None = None,
-    sasl_users: Mapping[str, str] | None = None,
-) -> str:
-    """Return a KRaft combined-mode ``server.properties`` for one node on 127.0.0.1.
-
-    The quorum is static (``controller.quorum.voters``), so a restart may pick another
-    controller port on the same data dir. Internal topics get one partition and replication
-    factor 1, which keeps a fresh broker's first consumer group fast.
-
-    With ``sasl_port``, a second listener ``SASL_PLAINTEXT`` authenticates clients with PLAIN
-    (``sasl_users``, name → password, defined inline in the listener's JAAS config) or SCRAM
-    (credentials created when the storage is formatted: see `LocalBroker`). The broker and
-    controller keep talking PLAINTEXT among themselves.
-
-    >>> text = render_server_properties(port=9092, controller_port=9093, data_dir=Path("/d"))
-    >>> "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in text
-    True
-    >>> text = render_server_properties(
-    ...     port=9092, controller_port=9093, data_dir=Path("/d"), sasl_port=9094,
-    ...     sasl_users={"ann": "pw"})
-    >>> 'PlainLoginModule required user_ann="pw";' in text
-    True
-    """
-    listeners = f"PLAINTEXT://{_HOST}:{port}"
-    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
-    sasl: dict[str, str] = {}
-    if sasl_port is not None:
-        users = _check_sasl_users(sasl_users)
-        listeners += f",{_SASL_LISTENER}://{_HOST}:{sasl_port}"
-        protocols += f",{_SASL_LISTENER}:SASL_PLAINTEXT"
-        prefix = f"listener.name.{_SASL_LISTENER.lower()}"
-        plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
-        sasl = {
-            f"{prefix}.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
-            f"{prefix}.plain.sasl.jaas.config": (
-                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
-            ),
-        }
-        for mechanism in SASL_MECHANISMS[1:]:
-            sasl[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-            )
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{_HOST}:{controller_port}",
-        "listeners": f"{listeners},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": listeners,
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": protocols,
-        **sasl,
-        "log.dirs": str(data_dir / "logs"),
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "auto.create.topics.enable": "true",
-        "group.initial.rebalance.delay.ms": "0",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "share.coordinator.state.topic.num.partitions": "1",
-    }
-    lines = ["# Written by vigil (stream/broker.py) at each start: edits are overwritten."]
-    lines += [f"{key}={value}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _check_sasl_users(users: Mapping[str, str] | None) -> dict[str, str]:
-    """The listener's users (the development user if none), checked to need no quoting."""
-    checked = dict(users) if users else {DEV_SASL_USERNAME: DEV_SASL_PASSWORD}
-    for name, password in checked.items():
-        if not (_SASL_CREDENTIAL.fullmatch(name) and _SASL_CREDENTIAL.fullmatch(password)):
-            raise BrokerError(
-                f"SASL user {name!r}: names and passwords may only hold letters, digits and . _ "
-                "@ + ~ - (at most 128)",
-                exit_code=_EXIT_CONFIG,
-            )
-    return checked
-
-
-def _scram_credentials(users: Mapping[str, str]) -> list[str]:
-    """``kafka-storage format --add-scram`` arguments: each user, for each SCRAM mechanism."""
-    return [
-        arg
-        for name, password in users.items()
-        for mechanism in SASL_MECHANISMS[1:]
-        for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
-    ]
-
-
-def render_log4j2_config(data_dir: Path) -> str:
-    """Return a log4j2 config: INFO to ``<data_dir>/server.log``, only ERROR to stdout.
-
-    The broker's stdout goes to ``broker.out``, so that file stays short and holds the errors
-    that explain a failed start.
-    """
-    log_file = _xml_attr(str(data_dir / _SERVER_LOG))
-    pattern = _xml_attr(str(data_dir / _SERVER_LOG) + ".%i")
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by vigil (stream/broker.py) at each start: edits are overwritten. -->
-<Configuration status="WARN" shutdownHook="disable">
-  <Appenders>
-    <Console name="stdout" target="SYSTEM_OUT">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <ThresholdFilter level="ERROR" onMatch="ACCEPT" onMismatch="DENY"/>
-    </Console>
-    <RollingFile name="file" fileName="{log_file}" filePattern="{pattern}">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <SizeBasedTriggeringPolicy size="50 MB"/>
-      <DefaultRolloverStrategy max="2"/>
-    </RollingFile>
-  </Appenders>
-  <Loggers>
-    <Logger name="kafka.request.logger" level="WARN"/>
-    <Logger name="kafka.authorizer.logger" level="WARN"/>
-    <Root level="INFO">
-      <AppenderRef ref="stdout"/>
-      <AppenderRef ref="file"/>
-    </Root>
-  </Loggers>
-</Configuration>
-"""
-
-
-def _xml_attr(value: str) -> str:
-    return (
-        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-    )
-
-
-def random_cluster_id() -> str:
-    """Return a random Kafka cluster id: a uuid4 as 22 chars of unpadded base64url.
-
-    Like Kafka's own ``Uuid.randomUuid``, it never starts with ``-`` (a CLI option lookalike).
-
-    >>> len(random_cluster_id())
-    22
-    """
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):
-            return text
 
 
 # --------------------------------------------------------------------------- ports and processes
@@ -486,7 +143,7 @@ def random_cluster_id() -> str:
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
+        sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -496,7 +153,7 @@ def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((_HOST, port))
+            sock.bind((HOST, port))
         except OSError:
             return False
         return True
@@ -504,7 +161,7 @@ def port_is_free(port: int) -> bool:
 
 def _accepts_connections(port: int, timeout_s: float = 1.0) -> bool:
     try:
-        with socket.create_connection((_HOST, port), timeout=timeout_s):
+        with socket.create_connection((HOST, port), timeout=timeout_s):
             return True
     except OSError:
         return False
@@ -521,16 +178,12 @@ def _is_our_broker(pid: int, props: Path) -> bool:
     return _MAIN_CLASS.encode() in argv and str(props).encode() in argv
 
 
-def _last_lines(text: str, count: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-count:])
-
-
 def _tail(path: Path, count: int = 20) -> str:
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - 64 * 1024))
-            return _last_lines(handle.read().decode(errors="replace"), count)
+            return last_lines(handle.read().decode(errors="replace"), count)
     except OSError:
         return ""
 
@@ -613,7 +266,7 @@ class LocalBroker:
         self._pom = pom
         self._cache_root = cache_root
         self._sasl_port = sasl_port
-        self._sasl_users = _check_sasl_users(sasl_users) if sasl_port is not None else {}
+        self._sasl_users = check_sasl_users(sasl_users) if sasl_port is not None else {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -635,12 +288,12 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         """The Kafka bootstrap address, ``127.0.0.1:<port>``."""
-        return f"{_HOST}:{self._port}"
+        return f"{HOST}:{self._port}"
 
     @property
     def sasl_bootstrap(self) -> str | None:
         """The SASL_PLAINTEXT bootstrap address, ``127.0.0.1:<sasl_port>``, if configured."""
-        return None if self._sasl_port is None else f"{_HOST}:{self._sasl_port}"
+        return None if self._sasl_port is None else f"{HOST}:{self._sasl_port}"
 
     @property
     def pid_file(self) -> Path:
@@ -698,7 +351,7 @@ class LocalBroker:
             return self.bootstrap
         for wanted in (self._port, self._sasl_port):
             if wanted is not None and not port_is_free(wanted):
-                raise BrokerError(f"port {wanted} on {_HOST} is already in use by another process")
+                raise BrokerError(f"port {wanted} on {HOST} is already in use by another process")
 
         java = find_java()
         lib = resolve_jars(self._pom, self._cache_root)
@@ -823,12 +476,12 @@ class LocalBroker:
     def _format_storage(self, java: str, classpath: str, log_opt: str, props: Path) -> None:
         cmd = [java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format"]
         cmd += ["--cluster-id", random_cluster_id(), "--config", str(props), "--ignore-formatted"]
-        cmd += _scram_credentials(self._sasl_users)
+        cmd += scram_credentials(self._sasl_users)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
             raise BrokerError(
                 f"formatting the broker storage in {self._data_dir / 'logs'} failed "
-                f"(exit {done.returncode}):\n{_last_lines(done.stdout + done.stderr, 20)}"
+                f"(exit {done.returncode}):\n{last_lines(done.stdout + done.stderr, 20)}"
             )
 
     def _launch(self, cmd: list[str], out: IO[bytes], *, owned: bool) -> subprocess.Popen[bytes]:
@@ -848,7 +501,7 @@ class LocalBroker:
                 return spawn()
             if not can_set_parent_death_signal():
                 raise BrokerError(
-                    "an owned broker needs Linux (prctl PR_SET_PDEATHSIG)", exit_code=_EXIT_CONFIG
+                    "an owned broker needs Linux (prctl PR_SET_PDEATHSIG)", exit_code=EXIT_CONFIG
                 )
             preexec = die_with_parent_preexec(signal.SIGTERM)
             return spawn_from_long_lived_thread(lambda: spawn(preexec))
@@ -874,7 +527,7 @@ class LocalBroker:
         lines = _tail(self._data_dir / _OUT_FILE)
         source = _OUT_FILE
         if not lines:
-            lines, source = _tail(self._data_dir / _SERVER_LOG), _SERVER_LOG
+            lines, source = _tail(self._data_dir / SERVER_LOG), SERVER_LOG
         detail = f"\nlast lines of {self._data_dir / source}:\n{lines}" if lines else ""
         return f"the Kafka broker on {self.bootstrap} {what}{detail}"
 
@@ -958,7 +611,7 @@ def broker_main(argv: list[str]) -> int:
             return 0
         state = broker.status()
         print(state.describe())
-        return 0 if state.running else _EXIT_FAILED
+        return 0 if state.running else EXIT_FAILED
     except BrokerError as exc:
         print(f"vigil broker: {exc}", file=sys.stderr)
         return exc.exit_code
