@@ -344,7 +344,7 @@ def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.sidecar import run_sidecar
+    from stream.sidecar_main import run_sidecar
     from stream.telemetry import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)

@@ -48,8 +48,7 @@ import numpy as np
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
-from fastapi import Depends, FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from models.batch import (
     Artifact,
@@ -64,88 +63,24 @@ from models.drift import FeatureDrift
 from stream.announcer import Announcer
 from stream.artifacts import ArtifactError
 from stream.champions import artifact_store
-from stream.http import HttpGuard, HttpServer, create_service_app
+from stream.http import HttpGuard, HttpServer
 from stream.kafka_options import kafka_options
-from stream.lifelines import exit_with_parent
 from stream.publisher import Publisher
 from stream.settings import Settings
-from stream.shutdown import StopDeadline, StopRequest
+from stream.shutdown import StopDeadline
+from stream.sidecar_http import create_sidecar_app
+from stream.sidecar_metrics import KINDS, SidecarMetrics
 from stream.topic_specs import features_topic_spec, topic_spec
 from stream.topics import ensure_topics
 
-__all__ = ["Sidecar", "SidecarMetrics", "run_sidecar"]
+__all__ = ["Sidecar"]
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("risk",)
 """The kinds of model the sidecar fits (an older detector's ``anomaly`` rows are skipped)."""
 _RECENT_ROWS = 2000  # rows compared with the champion's training rows for feature drift
 _MIN_ROWS = 200  # a group needs this many rows to be fitted
 _REFERENCE_ROWS = 5000  # training rows kept with a champion as its drift reference
-
-
-class SidecarMetrics:
-    """The sidecar's Prometheus metrics."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.rows = Counter(
-            "vigil_sidecar_rows_total", "Feature rows read.", ["kind"], registry=registry
-        )
-        self.bad_messages = Counter(
-            "vigil_sidecar_bad_messages_total",
-            "Messages on the features topic that did not decode (skipped).",
-            registry=registry,
-        )
-        self.window_rows = Gauge(
-            "vigil_sidecar_window_rows", "Rows in the training window.", ["kind"], registry=registry
-        )
-        self.retrains = Counter(
-            "vigil_sidecar_retrains_total",
-            "Models fitted, by why (schedule, manual, feature_drift).",
-            ["kind", "reason"],
-            registry=registry,
-        )
-        self.decisions = Counter(
-            "vigil_sidecar_decisions_total",
-            "Models decided, by status: champion (promoted), rejected, or challenger (sent to "
-            "the detectors to be scored in shadow).",
-            ["kind", "status"],
-            registry=registry,
-        )
-        self.retrain_seconds = Histogram(
-            "vigil_sidecar_retrain_seconds",
-            "Time to fit one group's model.",
-            ["kind"],
-            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=registry,
-        )
-        self.drift = Counter(
-            "vigil_sidecar_drift_total",
-            "Drift detected: feature distributions against the champion's training rows "
-            "(signal features).",
-            ["kind", "signal"],
-            registry=registry,
-        )
-        self.drifted = Gauge(
-            "vigil_sidecar_drifted_features",
-            "Features drifted at the last check, over all groups.",
-            ["kind"],
-            registry=registry,
-        )
-        self.shadow_rows = Counter(
-            "vigil_sidecar_shadow_rows_total",
-            "Labelled vectors the detectors scored with both the champion and the challenger "
-            "in shadow, counted towards the challenger's decision.",
-            ["group"],
-            registry=registry,
-        )
-        for kind in KINDS:
-            self.rows.labels(kind=kind)
-            self.window_rows.labels(kind=kind)
-            self.drifted.labels(kind=kind)
-            for status in ("champion", "rejected", "challenger"):
-                self.decisions.labels(kind=kind, status=status)
-            self.drift.labels(kind=kind, signal="features")
 
 
 @dataclass
@@ -653,56 +588,3 @@ def _decision(
         **detail,
         "decided_at": time.time(),
     }
-
-
-def create_sidecar_app(sidecar: Sidecar, guard: HttpGuard) -> FastAPI:
-    """The sidecar's HTTP API: health, readiness, metrics, models, and retrain on demand
-    (``guard``'s token required)."""
-    app = create_service_app(sidecar, "Vigil sidecar", guard)
-
-    @app.post(
-        "/retrain",
-        status_code=202,
-        dependencies=[Depends(guard.token_dependency())],
-        responses={
-            401: {"description": "no or a wrong bearer token"},
-            403: {"description": "no VIGIL_HTTP_TOKEN is configured"},
-        },
-    )
-    async def retrain() -> dict[str, str]:
-        """Retrain every group at the next step (bearer token required)."""
-        sidecar.request_retrain("manual")
-        return {"status": "scheduled"}
-
-    return app
-
-
-async def run_sidecar(settings: Settings, *, once: bool = False) -> int:
-    """``vigil sidecar``: run until SIGTERM/SIGINT (or, with ``once``, read what is there,
-    retrain once and exit)."""
-    import signal
-
-    sidecar = Sidecar(settings, serve_http=not once)
-    loop = asyncio.get_running_loop()
-    stop = StopRequest(
-        settings.shutdown_timeout_s, "vigil sidecar", sidecar.request_stop, event="sidecar_stopping"
-    )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.request)
-
-    async def work() -> None:
-        await sidecar.start()
-        if once:
-            while await sidecar.step(timeout_s=2.0):
-                pass
-            decisions = await sidecar.retrain("manual")
-            print(orjson.dumps(decisions, option=orjson.OPT_INDENT_2).decode())
-        else:
-            await sidecar.run()
-
-    exit_with_parent(settings.exit_with_parent)
-    try:
-        await stop.run(work())
-    finally:
-        stopped = await sidecar.stop(stop.deadline_or_now())
-    return 0 if stopped else 1

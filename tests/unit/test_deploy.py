@@ -44,7 +44,7 @@ from stream.bulk_histogram import BulkHistogram
 from stream.cli import _build_parser
 from stream.http import HttpGuard, create_app
 from stream.settings import Settings, load_settings
-from stream.sidecar import SidecarMetrics
+from stream.sidecar_metrics import SidecarMetrics
 from stream.telemetry import DetectorMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -182,7 +182,8 @@ async def test_score_response_matches_its_declared_schema(detector: Detector) ->
 
 
 async def test_the_sidecar_serves_health_models_and_retrain_on_demand(tmp_path: Any) -> None:
-    from stream.sidecar import Sidecar, create_sidecar_app
+    from stream.sidecar import Sidecar
+    from stream.sidecar_http import create_sidecar_app
 
     settings = load_settings({"artifact_dir": str(tmp_path), "http_token": TOKEN})
     sidecar = Sidecar(settings, serve_http=False)
@@ -199,7 +200,8 @@ async def test_the_sidecar_serves_health_models_and_retrain_on_demand(tmp_path: 
 
 
 async def test_the_sidecar_refuses_retrain_without_a_configured_token(tmp_path: Any) -> None:
-    from stream.sidecar import Sidecar, create_sidecar_app
+    from stream.sidecar import Sidecar
+    from stream.sidecar_http import create_sidecar_app
 
     sidecar = Sidecar(load_settings({"artifact_dir": str(tmp_path)}), serve_http=False)
     transport = httpx.ASGITransport(app=create_sidecar_app(sidecar, sidecar.http_guard))
