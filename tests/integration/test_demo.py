@@ -121,10 +121,10 @@ def test_demo_for_60_s_catches_incidents_and_says_so(
     # Risk alerts per episode at the default budget: 12 services over ~25 h of event time,
     # at most 3 a service-day. How many, and how many of them an incident follows within
     # the horizon, moves with when labels arrive against the metrics (the online model learns
-    # in that order): 8–33 alerts, 0.24–0.6 of them ahead, over runs here; the same day
-    # replayed with its labels moved 5–100 min gives 18–29 alerts, 0.36–0.61 ahead
+    # in that order): 8-33 alerts, 0.24-0.6 of them ahead, over runs here; the same day
+    # replayed with its labels moved 5-100 min gives 18-29 alerts, 0.36-0.61 ahead
     # (docs/incident_risk.md). A random alert is followed by one of the ~25 incidents within
-    # 15 min ~2 % of the time (25 × 15 min over 12 × 25 h): ahead ≥ 12 % is 6× chance, and
+    # 15 min ~2 % of the time (25 x 15 min over 12 x 25 h): ahead >= 12 % is 6 times chance, and
     # a precision of 0.3 over 30 alerts (or 0.5 over 10) misses it about once in 100 runs.
     assert figures["risk_alerts"] <= 3 * 12 * 25 / 24
     assert figures["risk_alerts_ahead"] >= 0.12 * figures["risk_alerts"]
