@@ -8,6 +8,8 @@ import collections
 import dataclasses
 import datetime as dt
 import functools
+import gc
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -67,10 +69,14 @@ class EncodeError(TypeError):
 
 @dataclasses.dataclass(frozen=True)
 class EncodedState:
-    """A state walked into plain data: its tree (JSON-ready), the class table the tree's
-    objects index into, and copies of its arrays (the tree's ``{"@a": i}`` is ``arrays[i]``)."""
+    """A state walked into plain data: its tree as JSON text, the class table the tree's
+    objects index into, and copies of its arrays (the tree's ``{"@a": i}`` is ``arrays[i]``).
 
-    tree: Any
+    The tree is dumped at once: the many small containers of the walk die young, instead of
+    living until a writer thread is done with them and making the cyclic collector traverse
+    the whole heap meanwhile (that cost the loop more than the walk itself)."""
+
+    tree: bytes
     classes: list[list[Any]]
     arrays: list[np.ndarray]
 
@@ -109,7 +115,20 @@ class Encoder:
         )
 
     def run(self, state: Any) -> EncodedState:
-        return EncodedState(self.encode(state), self.classes, self.arrays)
+        # The walk makes many small containers and frees none: the cyclic collector would
+        # traverse the whole heap (the models included) several times for nothing.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            tree = self.encode(state)
+            try:
+                text = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
+            except ValueError as exc:  # a float the walk did not tag: a bug, not a snapshot
+                raise EncodeError(f"not JSON: {exc}") from exc
+            return EncodedState(text, self.classes, self.arrays)
+        finally:
+            if collecting:
+                gc.enable()
 
     def encode(self, o: Any) -> Any:
         kind = type(o)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import struct
 from dataclasses import asdict, dataclass, field
@@ -51,9 +52,10 @@ from models.state_codec import (
     ClassRegistry,
     DecodeError,
     EncodedState,
+    Sink,
     decode_state,
     encode_state,
-    serialize_state,
+    write_state,
 )
 
 __all__ = [
@@ -67,9 +69,9 @@ __all__ = [
     "check_incarnation",
     "decode_snapshot",
     "encode_snapshot",
-    "frame_snapshot",
     "library_versions",
     "read_meta",
+    "write_snapshot",
 ]
 
 SCHEMA_VERSION = 2
@@ -267,13 +269,15 @@ def encode_snapshot(meta: SnapshotMeta, state: Any, classes: ClassRegistry) -> b
         EncodeError: ``state`` holds something the codec cannot write (a class not in
             ``classes``, ...).
     """
-    return b"".join(frame_snapshot(meta, capture_state(state, classes)))
+    buffer = io.BytesIO()
+    write_snapshot(meta, capture_state(state, classes), buffer)
+    return buffer.getvalue()
 
 
 def capture_state(state: Any, classes: ClassRegistry) -> EncodedState:
     """The part of a snapshot that must be taken while the state holds still: the state
     walked into plain data and copies of its arrays. Serializing, framing and checksumming
-    (:func:`frame_snapshot`) can happen elsewhere, e.g. in a writer thread.
+    (:func:`write_snapshot`) can happen elsewhere, e.g. in a writer thread.
 
     Raises:
         EncodeError: ``state`` holds something the codec cannot write.
@@ -281,15 +285,34 @@ def capture_state(state: Any, classes: ClassRegistry) -> EncodedState:
     return encode_state(state, classes)
 
 
-def frame_snapshot(meta: SnapshotMeta, captured: EncodedState) -> tuple[bytes, bytes, bytes]:
-    """A snapshot as three chunks to write in order (prefix and header, payload, SHA-256
-    trailer)."""
-    payload = serialize_state(captured)
+def write_snapshot(meta: SnapshotMeta, captured: EncodedState, out: Sink) -> int:
+    """Write a captured state (:func:`capture_state`) as a snapshot to ``out``: header,
+    payload streamed, SHA-256 trailer; returns the bytes written. Safe to run in a worker
+    thread."""
     header = json.dumps(asdict(meta), sort_keys=True).encode()
-    prefix = b"".join((MAGIC, _LENGTH.pack(len(header)), header))
-    digest = hashlib.sha256(prefix)
-    digest.update(payload)
-    return prefix, payload, digest.digest()
+    hashed = _Hashed(out)
+    hashed.write(b"".join((MAGIC, _LENGTH.pack(len(header)), header)))
+    write_state(captured, hashed)
+    trailer = hashed.digest.digest()
+    out.write(trailer)
+    return hashed.size + len(trailer)
+
+
+class _Hashed:
+    """Writes to a sink and hashes what it writes (large writes hash and write without
+    holding the GIL)."""
+
+    def __init__(self, out: Sink) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.digest.update(data)
+        self.out.write(data)
+        written = memoryview(data).nbytes
+        self.size += written
+        return written
 
 
 def read_meta(data: bytes) -> SnapshotMeta:
@@ -330,18 +353,19 @@ def decode_snapshot(
     return meta, state
 
 
-def _split(data: bytes) -> tuple[SnapshotMeta, bytes]:
+def _split(data: bytes) -> tuple[SnapshotMeta, memoryview]:
     start = len(MAGIC) + _LENGTH.size
     if len(data) < start + _DIGEST_BYTES or not data.startswith(MAGIC):
         raise SnapshotError("corrupt", "not a Vigil snapshot (bad magic or too short)")
-    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    view = memoryview(data)  # slices without copying the arrays
+    body, digest = view[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
     if hashlib.sha256(body).digest() != digest:
         raise SnapshotError("corrupt", "checksum mismatch")
     (length,) = _LENGTH.unpack_from(data, len(MAGIC))
     if start + length > len(body):
         raise SnapshotError("corrupt", "header length past the end")
     try:
-        fields = json.loads(body[start : start + length])
+        fields = json.loads(bytes(body[start : start + length]))
     except ValueError as exc:
         raise SnapshotError("corrupt", f"header is not JSON: {exc}") from exc
     version = fields.get("schema_version") if isinstance(fields, dict) else None

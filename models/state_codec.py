@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
+import zipfile
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 
@@ -66,6 +68,7 @@ __all__ = [
     "decode_state",
     "encode_state",
     "serialize_state",
+    "write_state",
 ]
 
 FORMAT = 1
@@ -97,41 +100,101 @@ def encode_state(state: Any, registry: ClassRegistry) -> EncodedState:
 
 def serialize_state(encoded: EncodedState) -> bytes:
     """The payload's bytes: JSON length, JSON, npz (arrays grouped by dtype)."""
+    buffer = io.BytesIO()
+    write_state(encoded, buffer)
+    return buffer.getvalue()
+
+
+class Sink(Protocol):
+    """Where :func:`write_state` writes (a file, a hashing wrapper, ...)."""
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        """Write all of ``data``."""
+        ...
+
+
+def write_state(encoded: EncodedState, out: Sink) -> None:
+    """Write the payload to ``out`` in order: JSON length, JSON, then the npz streamed
+    (one ``.npy`` entry per dtype, its arrays written one after the other: the arrays are
+    not joined or copied once more, and large ones go to ``out`` as they are)."""
     groups: dict[str, list[np.ndarray]] = {}
     table: list[list[Any]] = []
     sizes: dict[str, int] = {}
     for array in encoded.arrays:
         dtype = array.dtype.str
-        members = groups.setdefault(dtype, [])
+        groups.setdefault(dtype, []).append(array)
         offset = sizes.get(dtype, 0)
-        members.append(array.reshape(-1))
         sizes[dtype] = offset + array.size
         table.append([dtype, offset, list(array.shape), not array.flags.writeable])
     names = list(groups)
     index = {dtype: i for i, dtype in enumerate(names)}
     for row in table:
         row[0] = index[row[0]]
-    document = {
-        "format": FORMAT,
-        "classes": encoded.classes,
-        "arrays": table,
-        "groups": names,
-        "root": encoded.tree,
-    }
-    text = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-    buffer = io.BytesIO()
-    named = {f"g{index[d]}": _joined(a, d) for d, a in groups.items()}
-    np.savez(buffer, **named)  # type: ignore[arg-type]  # numpy's stub types the first kwarg
-    return b"".join((_LENGTH.pack(len(text)), text, buffer.getvalue()))
+    # {"format": ..., "classes": ..., "arrays": ..., "groups": ..., "root": ...}, the root
+    # as the capture dumped it.
+    head = {"format": FORMAT, "classes": encoded.classes, "arrays": table, "groups": names}
+    text = b"".join(
+        (json.dumps(head, separators=(",", ":")).encode()[:-1], b',"root":', encoded.tree, b"}")
+    )
+    out.write(_LENGTH.pack(len(text)) + text)
+    # A sink without tell/seek: zipfile writes the archive front to back (data descriptors).
+    with zipfile.ZipFile(_Forward(out), "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for number, dtype in enumerate(names):
+            with archive.open(f"g{number}.npy", "w", force_zip64=True) as entry:
+                header = io.BytesIO()
+                described = np.lib.format.dtype_to_descr(np.dtype(dtype))
+                np.lib.format.write_array_header_2_0(
+                    header, {"descr": described, "fortran_order": False, "shape": (sizes[dtype],)}
+                )
+                entry.write(header.getvalue())
+                _write_arrays(entry, groups[dtype])
 
 
-def _joined(arrays: list[np.ndarray], dtype: str) -> np.ndarray:
-    if len(arrays) == 1:
-        return arrays[0]
-    return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+def _write_arrays(entry: IO[bytes], arrays: list[np.ndarray]) -> None:
+    """The arrays' bytes in order, joined up to 8 MiB at a time: each write checksums,
+    hashes and writes without the GIL, and the writer thread taking the GIL back after each
+    one interrupts the event loop (a copy of the small arrays is cheaper than thousands of
+    round trips)."""
+    small: list[memoryview] = []
+    held = 0
+    for array in arrays:
+        data = array.reshape(-1).view(np.uint8).data
+        if data.nbytes >= _LARGE:
+            if small:
+                entry.write(b"".join(small))
+                small, held = [], 0
+            entry.write(data)
+            continue
+        small.append(data)
+        held += data.nbytes
+        if held >= _BATCH:
+            entry.write(b"".join(small))
+            small, held = [], 0
+    if small:
+        entry.write(b"".join(small))
 
 
-def decode_state(payload: bytes, registry: ClassRegistry) -> Any:
+_LARGE = 8 << 20
+_BATCH = 8 << 20
+
+
+class _Forward:
+    """A write-only view of a sink (no tell, no seek), so zipfile streams."""
+
+    def __init__(self, out: Sink) -> None:
+        self.out = out
+
+    def write(self, data: bytes, /) -> int:
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def close(self) -> None:
+        """The sink is the caller's to close."""
+
+
+def decode_state(payload: bytes | memoryview, registry: ClassRegistry) -> Any:
     """Rebuild a state from :func:`serialize_state`'s bytes.
 
     Raises:
@@ -148,7 +211,7 @@ def decode_state(payload: bytes, registry: ClassRegistry) -> Any:
         raise DecodeError("corrupt", f"state tree: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(payload: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
+def _parse(payload: bytes | memoryview) -> tuple[dict[str, Any], list[np.ndarray]]:
     if len(payload) < _LENGTH.size:
         raise DecodeError("corrupt", "state payload too short")
     (length,) = _LENGTH.unpack_from(payload)
@@ -156,7 +219,7 @@ def _parse(payload: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
         raise DecodeError("corrupt", "state JSON length past the end")
     try:
         document = json.loads(
-            payload[_LENGTH.size : _LENGTH.size + length], parse_constant=_no_constant
+            bytes(payload[_LENGTH.size : _LENGTH.size + length]), parse_constant=_no_constant
         )
     except ValueError as exc:
         raise DecodeError("corrupt", f"state JSON: {exc}") from exc
@@ -179,7 +242,7 @@ def _arrays(
             raise ValueError(f"group of {group.dtype.str}, expected {dtype}")
     for group, offset, shape, read_only in table:
         flat = groups[group]
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         if offset < 0 or offset + size > flat.size:
             raise ValueError("array past the end of its group")
         array = flat[offset : offset + size].reshape(shape).copy()

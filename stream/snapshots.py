@@ -24,7 +24,7 @@ from models.snapshot import (
     SnapshotMeta,
     capture_state,
     decode_snapshot,
-    frame_snapshot,
+    write_snapshot,
 )
 from models.state_codec import ClassRegistry, EncodedState
 from stream.snapshot_classes import SNAPSHOT_CLASSES
@@ -84,11 +84,8 @@ class SnapshotStore:
         offset = meta.offsets.get(f"{meta.topic}:{meta.partition}", 0)
         final = directory / f"{time.time_ns():020d}-{offset}{_SUFFIX}"
         tmp = directory / f"{_TMP_PREFIX}{final.name}"
-        size = 0
         with open(tmp, "wb") as out:
-            for chunk in frame_snapshot(meta, captured):
-                out.write(chunk)
-                size += len(chunk)
+            size = write_snapshot(meta, captured, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, final)
