@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import dis
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -46,11 +48,47 @@ def _slots(cls: type) -> tuple[str, ...]:
     return tuple(found)
 
 
-def by_fields(cls: type, name: str, *, required: Iterable[str] = ()) -> ClassEntry:
-    """An entry written field by field (``__dict__`` and ``__slots__``)."""
+def by_fields(
+    cls: type, name: str, *, required: Iterable[str] = (), from_init: bool = False
+) -> ClassEntry:
+    """An entry written field by field (``__dict__`` and ``__slots__``).
+
+    Args:
+        cls: The class.
+        name: Its stable name.
+        required: Fields a snapshot must hold, besides its slots and dataclass fields.
+        from_init: Require too every attribute the ``__init__`` methods of its MRO set on
+            ``self`` (for classes whose ``__init__`` sets every attribute unconditionally,
+            as Vigil's do: a snapshot from before an attribute was added is refused rather
+            than rebuilt without it).
+    """
     slots = _slots(cls)
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    return ClassEntry(name, cls, "fields", slots, frozenset({*slots, *fields, *required}))
+    stored = _init_stores(cls) if from_init else set()
+    return ClassEntry(name, cls, "fields", slots, frozenset({*slots, *fields, *required, *stored}))
+
+
+def _init_stores(cls: type) -> set[str]:
+    """The attributes the ``__init__`` methods of ``cls``'s MRO (of its own package) assign
+    on ``self`` (``self.x = ...``), read from their bytecode; properties are left out. A
+    bytecode this does not recognise gives fewer names: a weaker check, never a false one."""
+    names: set[str] = set()
+    package = cls.__module__.split(".")[0]
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] != package:
+            continue  # a library's base class may set attributes only on some paths
+        code = getattr(vars(klass).get("__init__"), "__code__", None)
+        if code is None or not code.co_argcount:
+            continue
+        me = code.co_varnames[0]
+        steps = list(dis.get_instructions(code))
+        for before, step in itertools.pairwise(steps):
+            loads_me = before.argval == me or (
+                isinstance(before.argval, tuple) and before.argval[-1:] == (me,)
+            )
+            if step.opname == "STORE_ATTR" and before.opname.startswith("LOAD_FAST") and loads_me:
+                names.add(step.argval)
+    return {n for n in names if not isinstance(getattr(cls, n, None), property)}
 
 
 def by_state(cls: type, name: str, *, required: Iterable[str] = ()) -> ClassEntry:

@@ -68,6 +68,9 @@ from stream.schemas import Evidence
 __all__ = ["SNAPSHOT_CLASSES"]
 
 
+_VIGIL = ("models.", "stream.")
+
+
 def _dump_vector(vector: VectorDict[Any, Any]) -> dict[str, Any]:
     data, default, mask, _ = vector.__reduce__()[1]
     if default is not None or mask is not None:
@@ -143,7 +146,8 @@ _FIELDS: list[tuple[type, str]] = [
 ]
 
 _ENTRIES: list[ClassEntry] = [
-    *(by_fields(cls, name) for cls, name in _FIELDS),
+    # Vigil's own classes set every attribute in __init__: a snapshot lacking one is refused.
+    *(by_fields(cls, name, from_init=name.startswith(_VIGIL)) for cls, name in _FIELDS),
     # Their own __getstate__ says what their state is (caches left out, shared trees named).
     by_state(hst_numpy.BatchHST, "models.hst_numpy.BatchHST"),
     by_state(risk.IncidentRiskModel, "models.incident.risk.IncidentRiskModel"),

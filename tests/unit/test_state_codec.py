@@ -277,3 +277,24 @@ def test_registries_refuse_a_name_or_class_twice() -> None:
         ClassRegistry([by_fields(_Plain, "a"), by_fields(_Slotted, "a")])
     with pytest.raises(ValueError, match="registered twice"):
         ClassRegistry([by_fields(_Plain, "a"), by_fields(_Plain, "b")])
+
+
+class _Before:
+    def __init__(self) -> None:
+        self.kept = 1
+
+
+class _After:  # the same class a version later: __init__ sets one more attribute
+    def __init__(self) -> None:
+        self.kept = 1
+        self.added: list[int] = []
+
+
+def test_a_snapshot_from_before_an_attribute_was_added_is_unreadable() -> None:
+    payload = serialize_state(encode_state(_Before(), ClassRegistry([by_fields(_Before, "t.C")])))
+    now = ClassRegistry([by_fields(_After, "t.C", from_init=True)])
+    with pytest.raises(DecodeError, match=r"class t\.C lacks added") as caught:
+        decode_state(payload, now)
+    assert caught.value.reason == "unreadable"
+    lenient = ClassRegistry([by_fields(_After, "t.C")])  # without from_init: rebuilt as it was
+    assert vars(decode_state(payload, lenient)) == {"kept": 1}
