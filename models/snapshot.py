@@ -1,32 +1,37 @@
 """Snapshots of online model state: one self-checking blob per Kafka partition (pure).
 
-A snapshot is the pickled state a detector owns for one input partition (per-service anomaly
-models, incident-risk buffers, ...) with a JSON header saying what it is and where in the
-input it stands::
+A snapshot is the state a detector owns for one input partition (per-service anomaly models,
+incident-risk buffers, ...) as plain data, with a JSON header saying what it is and where in
+the input it stands::
 
-    MAGIC | header length (4 bytes, big-endian) | header (JSON) | payload (pickle) | SHA-256
+    MAGIC | header length (4 bytes, big-endian) | header (JSON) | payload | SHA-256
 
-The SHA-256 trailer covers everything before it, so a truncated or bit-flipped file is
-refused before anything is unpickled. Unpickling then goes through an allow-list: only
-classes of Vigil (``models``, ``stream``), river, Drain3 and numpy, plus a few harmless
-builtins, can be named by a snapshot. Snapshots are still meant to be read only from storage Vigil
-controls (pickle is not a format for untrusted input), the allow-list is a second wall.
+The payload is :mod:`models.state_codec`'s: a JSON document (the objects, by stable class
+name from an explicit registry, field by field; every scalar) and an npz archive (every numpy
+array, read with ``allow_pickle=False``). No pickle: reading a snapshot never imports or
+calls anything it names, and a newer Python, numpy or river reads it as long as the
+registered classes can be rebuilt from its fields. The SHA-256 trailer covers everything
+before it, so a truncated or bit-flipped file is refused before anything is decoded.
 
 A snapshot is *incompatible* (refused, never loaded) when its schema version is not
-:data:`SCHEMA_VERSION`, when every model family it holds was learned under a configuration
-that shapes state differently from the running one (a family that changed alone starts fresh
-while the others are restored: :func:`changed_families`), or when it was written by another
-Python minor or river version (their pickles of river's models are not promised to agree).
+:data:`SCHEMA_VERSION` (version 1 was a pickle: ``schema``), when every model family it holds
+was learned under a configuration that shapes state differently from the running one (a
+family that changed alone starts fresh while the others are restored:
+:func:`changed_families`), or when an object it holds cannot be rebuilt now (a class no
+longer registered, or lacking a field it needs: ``unreadable``). The library versions in the
+header are recorded, not checked.
 
 Examples:
+    >>> from models.state_codec import ClassRegistry
+    >>> classes = ClassRegistry([])
     >>> meta = SnapshotMeta.create(
     ...     topic="vigil.metrics", partition=3, offsets={"vigil.metrics:3": 120},
     ...     config_ids={"metrics": "c1"}, services=["api"])
-    >>> blob = encode_snapshot(meta, {"api": [1.0, 2.0]})
-    >>> header, state = decode_snapshot(blob, config_ids={"metrics": "c1"})
+    >>> blob = encode_snapshot(meta, {"api": [1.0, 2.0]}, classes)
+    >>> header, state = decode_snapshot(blob, config_ids={"metrics": "c1"}, classes=classes)
     >>> header.offsets, state
     ({'vigil.metrics:3': 120}, {'api': [1.0, 2.0]})
-    >>> decode_snapshot(blob[:-1], config_ids={"metrics": "c1"})
+    >>> decode_snapshot(blob[:-1], config_ids={"metrics": "c1"}, classes=classes)
     Traceback (most recent call last):
     ...
     models.snapshot.SnapshotError: corrupt: checksum mismatch
@@ -34,40 +39,46 @@ Examples:
 
 from __future__ import annotations
 
-import builtins
-import collections
-import copyreg
 import datetime as dt
-import functools
 import hashlib
 import io
 import json
-import pickle
-import random
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from models import versions
+from models.state_codec import (
+    ClassRegistry,
+    DecodeError,
+    EncodedState,
+    Sink,
+    decode_state,
+    encode_state,
+    write_state,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "RejectReason",
     "SnapshotError",
     "SnapshotMeta",
+    "capture_state",
     "changed_families",
     "check_anchor",
     "check_incarnation",
     "decode_snapshot",
     "encode_snapshot",
-    "frame_snapshot",
     "library_versions",
-    "pickle_state",
     "read_meta",
+    "write_snapshot",
 ]
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the pickled state's classes change in a way old snapshots cannot load."""
+SCHEMA_VERSION = 2
+"""The snapshot format's version: 1 pickled the state, 2 writes it as JSON and npz
+(:mod:`models.state_codec`). A later version adds its own fixture beside
+``tests/fixtures/snapshots/v2`` and still reads v2, or refuses it on purpose (and says why in
+:data:`RejectReason`)."""
 
 MAGIC = b"VIGILSNAP\x00"
 _LENGTH = struct.Struct(">I")
@@ -77,15 +88,15 @@ RejectReason = Literal[
     "corrupt",
     "schema",
     "config_changed",
-    "library_changed",
     "unreadable",
     "other_cluster",
     "beyond_end",
     "record_mismatch",
 ]
-"""Why a snapshot was refused: damaged bytes; another schema version; learned under another
-model configuration; written by another Python or river version; its payload failed to
-unpickle (a class it names is gone or not allowed); taken against another Kafka cluster; or
+"""Why a snapshot was refused: damaged bytes (or a payload that is not the state codec's JSON
+and npz); another schema version (version 1's pickles included); learned under another model
+configuration; an object it holds cannot be rebuilt (a class it names is not registered, or
+lacks a field the running class needs); taken against another Kafka cluster; or
 its offset lies past the end of the partition it would resume (a re-created topic, a fresh
 broker under the old cluster id: the records it stood on are not this partition's); or the
 record it stood on is another one now (a re-created topic that grew past its offset)."""
@@ -101,7 +112,8 @@ class SnapshotError(Exception):
 
 
 def library_versions() -> dict[str, str]:
-    """The versions a snapshot's pickles depend on (Python minor, numpy, river)."""
+    """The versions a snapshot's writer ran (Python minor, numpy, river): recorded for
+    diagnosis, not checked (the payload is plain data)."""
     return versions.library_versions("numpy", "river")
 
 
@@ -250,29 +262,61 @@ def check_anchor(meta: SnapshotMeta, found: tuple[int, int] | None) -> None:
         raise SnapshotError("record_mismatch", f"the record at offset {offset} is another one")
 
 
-def encode_snapshot(meta: SnapshotMeta, state: Any) -> bytes:
-    """The snapshot's bytes: header, pickled ``state`` and the SHA-256 trailer."""
-    return b"".join(frame_snapshot(meta, pickle_state(state)))
+def encode_snapshot(meta: SnapshotMeta, state: Any, classes: ClassRegistry) -> bytes:
+    """The snapshot's bytes: header, ``state`` as JSON and npz, and the SHA-256 trailer.
+
+    Raises:
+        EncodeError: ``state`` holds something the codec cannot write (a class not in
+            ``classes``, ...).
+    """
+    buffer = io.BytesIO()
+    write_snapshot(meta, capture_state(state, classes), buffer)
+    return buffer.getvalue()
 
 
-def pickle_state(state: Any) -> bytes:
-    """The payload of a snapshot: the only part that must be taken while the state holds
-    still (framing and checksumming can happen elsewhere, e.g. in a writer thread)."""
-    return pickle.dumps(state, protocol=5)
+def capture_state(state: Any, classes: ClassRegistry) -> EncodedState:
+    """The part of a snapshot that must be taken while the state holds still: the state
+    walked into plain data and copies of its arrays. Serializing, framing and checksumming
+    (:func:`write_snapshot`) can happen elsewhere, e.g. in a writer thread.
+
+    Raises:
+        EncodeError: ``state`` holds something the codec cannot write.
+    """
+    return encode_state(state, classes)
 
 
-def frame_snapshot(meta: SnapshotMeta, payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """A snapshot as three chunks to write in order (prefix and header, payload, SHA-256
-    trailer), without copying the payload."""
+def write_snapshot(meta: SnapshotMeta, captured: EncodedState, out: Sink) -> int:
+    """Write a captured state (:func:`capture_state`) as a snapshot to ``out``: header,
+    payload streamed, SHA-256 trailer; returns the bytes written. Safe to run in a worker
+    thread."""
     header = json.dumps(asdict(meta), sort_keys=True).encode()
-    prefix = b"".join((MAGIC, _LENGTH.pack(len(header)), header))
-    digest = hashlib.sha256(prefix)
-    digest.update(payload)
-    return prefix, payload, digest.digest()
+    hashed = _Hashed(out)
+    hashed.write(b"".join((MAGIC, _LENGTH.pack(len(header)), header)))
+    write_state(captured, hashed)
+    trailer = hashed.digest.digest()
+    out.write(trailer)
+    return hashed.size + len(trailer)
+
+
+class _Hashed:
+    """Writes to a sink and hashes what it writes (large writes hash and write without
+    holding the GIL)."""
+
+    def __init__(self, out: Sink) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.digest.update(data)
+        self.out.write(data)
+        written = memoryview(data).nbytes
+        self.size += written
+        return written
 
 
 def read_meta(data: bytes) -> SnapshotMeta:
-    """The header of a snapshot whose checksum holds (the payload is not unpickled).
+    """The header of a snapshot whose checksum holds (the payload is not decoded).
 
     Raises:
         SnapshotError: ``corrupt`` (bad magic, length or checksum) or ``schema``.
@@ -281,12 +325,15 @@ def read_meta(data: bytes) -> SnapshotMeta:
     return meta
 
 
-def decode_snapshot(data: bytes, *, config_ids: dict[str, str]) -> tuple[SnapshotMeta, Any]:
+def decode_snapshot(
+    data: bytes, *, config_ids: dict[str, str], classes: ClassRegistry
+) -> tuple[SnapshotMeta, Any]:
     """Check a snapshot and load its state.
 
     Args:
         data: The snapshot's bytes.
         config_ids: The running configuration ids; each one the snapshot names must match.
+        classes: The classes its objects may be.
 
     Raises:
         SnapshotError: The snapshot must not be loaded (see :data:`RejectReason`).
@@ -297,31 +344,28 @@ def decode_snapshot(data: bytes, *, config_ids: dict[str, str]) -> tuple[Snapsho
     if running and len(changed) == len(running):
         described = ", ".join(f"{f} {meta.config_ids[f]} is now {config_ids[f]}" for f in changed)
         raise SnapshotError("config_changed", f"configuration {described}")
-    ours = library_versions()
-    for name in ("python", "river"):
-        if meta.libraries.get(name) != ours[name]:
-            raise SnapshotError(
-                "library_changed", f"{name} {meta.libraries.get(name)} is now {ours[name]}"
-            )
     try:
-        state = _AllowListUnpickler(io.BytesIO(payload)).load()
-    except Exception as exc:  # any failure to rebuild the objects: refuse, never half-load
+        state = decode_state(payload, classes)
+    except DecodeError as exc:
+        raise SnapshotError(exc.reason, exc.detail) from exc
+    except Exception as exc:  # any other failure to rebuild the objects: refuse, never half-load
         raise SnapshotError("unreadable", f"{type(exc).__name__}: {exc}") from exc
     return meta, state
 
 
-def _split(data: bytes) -> tuple[SnapshotMeta, bytes]:
+def _split(data: bytes) -> tuple[SnapshotMeta, memoryview]:
     start = len(MAGIC) + _LENGTH.size
     if len(data) < start + _DIGEST_BYTES or not data.startswith(MAGIC):
         raise SnapshotError("corrupt", "not a Vigil snapshot (bad magic or too short)")
-    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    view = memoryview(data)  # slices without copying the arrays
+    body, digest = view[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
     if hashlib.sha256(body).digest() != digest:
         raise SnapshotError("corrupt", "checksum mismatch")
     (length,) = _LENGTH.unpack_from(data, len(MAGIC))
     if start + length > len(body):
         raise SnapshotError("corrupt", "header length past the end")
     try:
-        fields = json.loads(body[start : start + length])
+        fields = json.loads(bytes(body[start : start + length]))
     except ValueError as exc:
         raise SnapshotError("corrupt", f"header is not JSON: {exc}") from exc
     version = fields.get("schema_version") if isinstance(fields, dict) else None
@@ -332,42 +376,3 @@ def _split(data: bytes) -> tuple[SnapshotMeta, bytes]:
     except TypeError as exc:
         raise SnapshotError("schema", f"header fields: {exc}") from exc
     return meta, body[start + length :]
-
-
-_SAFE_BUILTINS = frozenset(
-    {"bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list"}
-    | {"object", "range", "set", "slice", "str", "tuple"}
-)
-_ALLOWED: dict[tuple[str, str], object] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("collections", "defaultdict"): collections.defaultdict,
-    ("collections", "deque"): collections.deque,
-    ("collections", "Counter"): collections.Counter,
-    ("functools", "partial"): functools.partial,
-    ("random", "Random"): random.Random,
-    ("datetime", "datetime"): dt.datetime,
-    ("datetime", "timedelta"): dt.timedelta,
-    ("datetime", "timezone"): dt.timezone,
-    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]  # untyped in typeshed
-}
-_NUMPY_NAMES = frozenset({"_frombuffer", "_reconstruct", "scalar", "dtype", "ndarray"})
-_CLASS_MODULES = ("models.", "stream.", "river.", "drain3.")
-
-
-class _AllowListUnpickler(pickle.Unpickler):
-    """Names only Vigil's, river's, Drain3's and numpy's classes and a few harmless builtins."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SAFE_BUILTINS:
-            return getattr(builtins, name)
-        allowed = _ALLOWED.get((module, name))
-        if allowed is not None:
-            return allowed
-        top = module.split(".")[0]
-        if top == "numpy" and (name in _NUMPY_NAMES or module == "numpy.dtypes"):
-            return super().find_class(module, name)
-        if module.startswith(_CLASS_MODULES):
-            found = super().find_class(module, name)
-            if isinstance(found, type):
-                return found
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a snapshot")

@@ -428,17 +428,21 @@ def snapshot_figures(args: argparse.Namespace, settings: Settings, say: Progress
         ),
         Figure(
             "snapshot_encode_s",
-            "snapshot pickling (the loop's pause)",
+            "snapshot capture (the loop's pause)",
             run.encode_s,
             "s",
             "median of 3",
         ),
         Figure(
-            "snapshot_write_s", "snapshot pickle + write + fsync", run.write_s, "s", "median of 3"
+            "snapshot_write_s",
+            "snapshot capture + serialize + write + fsync",
+            run.write_s,
+            "s",
+            "median of 3",
         ),
         Figure(
             "snapshot_restore_s",
-            "restore: read, check, unpickle, install",
+            "restore: read, check, decode, install",
             run.restore_s,
             "s",
             "median of 3",

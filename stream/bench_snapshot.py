@@ -3,11 +3,12 @@
 A pipeline learns ``--snapshot-services`` services (default 1,000) up to past their warm-up,
 as a detector's would. Then:
 
-* one partition holding all of them is snapshotted (pickled in the loop, written and fsynced
-  as the detector does) and restored (read, checked, unpickled, installed), three times each;
+* one partition holding all of them is snapshotted (captured as plain data in the loop,
+  serialized to JSON and npz, written and fsynced as the detector does) and restored (read,
+  checked, decoded, installed), three times each;
 * the pipeline decodes and scores 600 more events per service, three times alone and three
   times while a partition's snapshot (a sixth of the services, as with six partitions) is
-  taken every ``--snapshot-every-s`` seconds, pickled in the loop and written by a worker
+  taken every ``--snapshot-every-s`` seconds, captured in the loop and written by a worker
   thread, as in the detector. The default (1 s) is ten times the detector's default rate
   (each of six partitions every 60 s: one every 10 s), so the loss it shows is an upper
   bound for the default.
@@ -25,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.snapshot import SnapshotError, SnapshotMeta, pickle_state
+from models.snapshot import SnapshotError, SnapshotMeta
 from stream.codec import DecodeError, decode_metric
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricSample
@@ -84,7 +85,7 @@ def _rate_with_snapshots(
     every_s: float,
 ) -> tuple[float, int]:
     """Events/s decoding and scoring ``events``; with a store, a partition's snapshot every
-    ``every_s`` (pickled in the loop, written by a worker thread, as the detector does)."""
+    ``every_s`` (captured in the loop, written by a worker thread, as the detector does)."""
     services = sorted(m.service for m in pipeline)
     partitions = [services[p::_PARTITIONS] for p in range(_PARTITIONS)]
     where = Evidence(topic=_TOPIC, partition=0, offset=0)
@@ -99,8 +100,8 @@ def _rate_with_snapshots(
             if store is not None and now - last >= every_s and (pending is None or pending.done()):
                 partition = taken % _PARTITIONS
                 meta = _meta(partition, partitions[partition], count)
-                payload = pickle_state({"metrics": pipeline.models_of(meta.services)})
-                pending = writer.submit(store.write_payload, meta, payload)
+                captured = store.capture({"metrics": pipeline.models_of(meta.services)})
+                pending = writer.submit(store.write_captured, meta, captured)
                 taken += 1
                 last = now
         if pending is not None:
@@ -146,7 +147,7 @@ def measure_snapshots(
         for _ in range(3):
             meta = _meta(0, names, 0)
             encodes.append(
-                _timed(functools.partial(pickle_state, {"metrics": pipeline.models_of(names)}))
+                _timed(functools.partial(store.capture, {"metrics": pipeline.models_of(names)}))
             )
             started = time.perf_counter()
             _, size = store.write(meta, {"metrics": pipeline.models_of(names)})

@@ -8,8 +8,9 @@ offset of each partition whose output is acknowledged, and:
 
 - **snapshots** a partition's state (see :mod:`models.snapshot`) every ``interval_s``, one
   partition per batch so a detector with many partitions never stalls for all at once, and
-  whenever the partition is revoked or the detector stops. The state is pickled between
-  batches (so it matches its offset exactly) and written to disk off the event loop; the
+  whenever the partition is revoked or the detector stops. The state is captured as plain
+  data between batches (so it matches its offset exactly: :func:`models.snapshot.capture_state`)
+  and serialized and written to disk off the event loop; the
   pointer to the newest snapshot is published on the compacted models topic;
 - **restores** a newly assigned partition from its newest snapshot that checks out (one that
   is corrupt or incompatible is counted, logged and skipped) and tells the consumer where to
@@ -41,8 +42,8 @@ from models.snapshot import (
     changed_families,
     check_anchor,
     check_incarnation,
-    pickle_state,
 )
+from models.state_codec import EncodedState, EncodeError
 from stream.incident_risk import IncidentRiskPipeline
 from stream.pipeline import MetricPipeline
 from stream.records import Record
@@ -94,7 +95,7 @@ class PartitionModels(Protocol):
         ...
 
     def export(self, partition: int, services: list[str]) -> dict[str, Any]:
-        """The state of these services of ``partition`` (live objects, pickled at once)."""
+        """The state of these services of ``partition`` (live objects, captured at once)."""
         ...
 
     def check(self, state: Any) -> None:
@@ -309,21 +310,27 @@ class PartitionSnapshots:
             anchor=_anchor_at(self._anchors.get(partition), offset),
         )
         started = time.perf_counter()
-        # Pickled here, between batches: the state is exactly that of ``offset``. Framing,
-        # checksum and the write happen in a worker thread.
-        payload = pickle_state(self.models.export(partition, services))
+        # Captured here, between batches: the state is exactly that of ``offset``.
+        # Serializing, checksum and the write happen in a worker thread.
+        try:
+            captured = self.store.capture(self.models.export(partition, services))
+        except EncodeError as exc:  # a class missing from the registry: a bug, not a stop
+            self._metrics.write_failures.inc()
+            self._written_at[partition] = self._monotonic()  # tried again at the next turn
+            log.error("snapshot_failed", topic=self.topic, partition=partition, error=str(exc))
+            return
         encode_s = time.perf_counter() - started
         self._snapshotted[partition] = offset
         self._written_at[partition] = self._monotonic()
-        task = asyncio.create_task(self._write(meta, payload, encode_s))
+        task = asyncio.create_task(self._write(meta, captured, encode_s))
         self._writes[partition] = task
         task.add_done_callback(lambda _: self._writes.pop(partition, None))
 
-    async def _write(self, meta: SnapshotMeta, payload: bytes, encode_s: float) -> None:
+    async def _write(self, meta: SnapshotMeta, captured: EncodedState, encode_s: float) -> None:
         started = time.perf_counter()
         try:
-            path, size = await asyncio.to_thread(self.store.write_payload, meta, payload)
-        except OSError as exc:
+            path, size = await asyncio.to_thread(self.store.write_captured, meta, captured)
+        except (OSError, ValueError) as exc:  # a full disk; a value JSON refuses
             self._metrics.write_failures.inc()
             self._snapshotted.pop(meta.partition, None)  # try again at the next turn
             log.error("snapshot_failed", topic=meta.topic, partition=meta.partition, error=str(exc))

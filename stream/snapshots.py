@@ -6,7 +6,8 @@ the directory flushed: a crash leaves either the whole file or none (a leftover 
 file is removed by the next prune). Loading walks a partition's snapshots newest first and
 returns the first that checks out (see :mod:`models.snapshot`); every one refused on the
 way is reported with why, so a corrupt newest snapshot falls back to the one before it.
-Retention keeps the newest ``keep`` per partition.
+Retention keeps the newest ``keep`` per partition. The classes a snapshot may hold are
+:data:`stream.snapshot_classes.SNAPSHOT_CLASSES` unless the store is given others.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 from models.snapshot import (
     SnapshotError,
     SnapshotMeta,
+    capture_state,
     decode_snapshot,
-    frame_snapshot,
-    pickle_state,
+    write_snapshot,
 )
+from models.state_codec import ClassRegistry, EncodedState
+from stream.snapshot_classes import SNAPSHOT_CLASSES
 
 __all__ = ["LoadedSnapshot", "SnapshotStore"]
 
@@ -48,35 +51,41 @@ class SnapshotStore:
     Args:
         root: The directory for this consumer group's snapshots (created when needed).
         keep: Snapshots kept per partition; older ones are deleted after each write.
+        classes: The classes a snapshot may hold.
     """
 
-    def __init__(self, root: Path, *, keep: int = 3) -> None:
+    def __init__(
+        self, root: Path, *, keep: int = 3, classes: ClassRegistry = SNAPSHOT_CLASSES
+    ) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.root = root
         self.keep = keep
+        self.classes = classes
 
     def directory(self, topic: str, partition: int) -> Path:
         """Where a partition's snapshots are."""
         return self.root / f"{topic}-{partition}"
 
+    def capture(self, state: Any) -> EncodedState:
+        """A state taken as plain data (:func:`~models.snapshot.capture_state`): run it while
+        the state holds still, then :meth:`write_captured` anywhere."""
+        return capture_state(state, self.classes)
+
     def write(self, meta: SnapshotMeta, state: Any) -> tuple[Path, int]:
         """Encode and store a snapshot atomically, then prune; returns its path and size."""
-        return self.write_payload(meta, pickle_state(state))
+        return self.write_captured(meta, self.capture(state))
 
-    def write_payload(self, meta: SnapshotMeta, payload: bytes) -> tuple[Path, int]:
-        """Frame a pickled state (:func:`~models.snapshot.pickle_state`) and store it
-        atomically, then prune; returns its path and size. Safe to run in a worker thread."""
+    def write_captured(self, meta: SnapshotMeta, captured: EncodedState) -> tuple[Path, int]:
+        """Serialize and frame a captured state (:meth:`capture`) and store it atomically,
+        then prune; returns its path and size. Safe to run in a worker thread."""
         directory = self.directory(meta.topic, meta.partition)
         directory.mkdir(parents=True, exist_ok=True)
         offset = meta.offsets.get(f"{meta.topic}:{meta.partition}", 0)
         final = directory / f"{time.time_ns():020d}-{offset}{_SUFFIX}"
         tmp = directory / f"{_TMP_PREFIX}{final.name}"
-        size = 0
         with open(tmp, "wb") as out:
-            for chunk in frame_snapshot(meta, payload):
-                out.write(chunk)
-                size += len(chunk)
+            size = write_snapshot(meta, captured, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, final)
@@ -117,7 +126,7 @@ class SnapshotStore:
                 on_reject(path, SnapshotError("unreadable", f"{type(exc).__name__}: {exc}"))
                 continue
             try:
-                meta, state = decode_snapshot(data, config_ids=config_ids)
+                meta, state = decode_snapshot(data, config_ids=config_ids, classes=self.classes)
             except SnapshotError as exc:
                 on_reject(path, exc)
                 continue

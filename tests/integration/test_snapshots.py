@@ -10,19 +10,20 @@ the same model state afterwards.
 from __future__ import annotations
 
 import collections
-import pickle
 
 import numpy as np
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from models.state_codec import decode_state, encode_state, serialize_state
 from stream.consumer import Detector, topic_specs
 from stream.incident_sim import IncidentRecord, IncidentSimulator
 from stream.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
 from stream.simulate import MetricSimulator, SimulatedEvent
+from stream.snapshot_classes import SNAPSHOT_CLASSES
 from stream.topics import ensure_topics
 from tests.integration.kafka_io import eventually, produce, read_all, run_until
 
@@ -273,7 +274,9 @@ async def test_changed_settings_keep_the_learned_state_they_do_not_shape(
     await _produce(settings, first)
     a = await _run(settings, FIRST)
     alerts_of_a = set(await _alert_ids(settings))
-    learned = pickle.dumps(a.pipeline.models_of([m.service for m in a.pipeline]))
+    learned = serialize_state(
+        encode_state(a.pipeline.models_of([m.service for m in a.pipeline]), SNAPSHOT_CLASSES)
+    )
     risk_a = a.risk.pipeline
     assert risk_a is not None
     updates_a = {name: g.model.updates for name, g in risk_a._groups.items()}
@@ -302,12 +305,12 @@ async def test_changed_settings_keep_the_learned_state_they_do_not_shape(
     # The anomaly models came back (no warm-up) and decide with the running configuration
     # at once: B raises exactly what A's models, so configured, raise.
     reference = MetricPipeline(changed.anomaly_config())
-    reference.install(pickle.loads(learned))
+    reference.install(decode_state(learned, SNAPSHOT_CLASSES))
     expected = _carry_on(reference, second)
     assert expected
     if "anomaly_budget_per_day" in changes:
         unchanged = MetricPipeline(settings.anomaly_config())
-        unchanged.install(pickle.loads(learned))
+        unchanged.install(decode_state(learned, SNAPSHOT_CLASSES))
         assert expected != _carry_on(unchanged, second), "the budget should make a difference"
     records = await read_all(changed.bootstrap_servers, changed.topic_alerts)
     alerts = [orjson.loads(r.value) for r in records]

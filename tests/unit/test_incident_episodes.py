@@ -4,7 +4,7 @@ vectorised count agrees with the machine."""
 
 from __future__ import annotations
 
-import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,16 +23,24 @@ from models.incident.episodes import (
     resolve_level,
 )
 from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
+from models.state_codec import decode_state, encode_state, serialize_state
 from stream.incident_risk import IncidentRiskPipeline, build_risk_pipeline
 from stream.incident_sim import IncidentSimulator
 from stream.pipeline import MetricPipeline
 from stream.replay import replay
 from stream.schemas import Alert
 from stream.settings import Settings
+from stream.snapshot_classes import SNAPSHOT_CLASSES
 
 STEP = 60.0
 THRESHOLD = 0.4
 BASE = 0.02  # resolve level: halfway in log-odds, ~0.107
+
+
+def _through_snapshot(state: Any) -> Any:
+    """``state`` written as a snapshot's payload and read back."""
+    payload = serialize_state(encode_state(state, SNAPSHOT_CLASSES))
+    return decode_state(payload, SNAPSHOT_CLASSES)
 
 
 def run(
@@ -108,7 +116,7 @@ def test_an_open_episode_survives_a_snapshot_round_trip() -> None:
     before = run(first, risk[:5])
     assert first.is_open("api")
     restored = RiskEpisodes(open_steps=2, resolve_steps=3)
-    restored.install(pickle.loads(pickle.dumps(first.export(["api", "unknown"]))))
+    restored.install(_through_snapshot(first.export(["api", "unknown"])))
     assert restored.is_open("api")
     assert before + run(restored, risk[5:], start=5) == whole
     restored.forget(["api"])
@@ -150,7 +158,7 @@ def test_changes_do_not_depend_on_where_a_stream_is_cut(
     out = []
     for i, (p, f, s) in enumerate(zip(risk, flags, services, strict=True)):
         if i == cut:
-            state = pickle.loads(pickle.dumps(first.export([f"svc-{k}" for k in range(3)])))
+            state = _through_snapshot(first.export([f"svc-{k}" for k in range(3)]))
             first = RiskEpisodes(open_steps=open_steps, resolve_steps=resolve_steps)
             first.install(state)
         change = first.step(f"svc-{s}", i * STEP, p, threshold=THRESHOLD, base_rate=BASE, flags=f)
@@ -277,8 +285,10 @@ def test_the_pipeline_keeps_an_open_episode_through_a_snapshot() -> None:
                 services=services,
             ),
             state,
+            SNAPSHOT_CLASSES,
         ),
         config_ids={"metrics": "cfg"},
+        classes=SNAPSHOT_CLASSES,
     )
     metrics_b, risk_b = MetricPipeline(settings.anomaly_config()), build_risk_pipeline(settings)
     metrics_b.install(loaded["metrics"])

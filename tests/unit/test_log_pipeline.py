@@ -15,6 +15,7 @@ from stream.logs.pipeline import LogBatchOutcome, LogPipeline, ScoredWindow
 from stream.logs.simulate import LogIncident, LogSimulator
 from stream.logs.templates import ServiceTemplates
 from stream.schemas import Alert, Evidence, LogEvent
+from stream.snapshot_classes import SNAPSHOT_CLASSES
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 WINDOW_S = 30.0
@@ -296,7 +297,7 @@ def test_same_alerts_for_any_batch_boundaries(short_stream: list[LogEvent]) -> N
 
 def test_state_survives_a_snapshot_with_identical_alerts(short_stream: list[LogEvent]) -> None:
     """Templates, window models, template rates, cooldowns and open windows come back through
-    a snapshot (the allow-listed pickle): the rest of the stream alerts exactly as it would."""
+    a snapshot (JSON and npz): the rest of the stream alerts exactly as it would."""
     half = next(i for i, e in enumerate(short_stream) if (e.ts - short_stream[0].ts).seconds > 2000)
 
     def where(i: int) -> Evidence:
@@ -307,8 +308,10 @@ def test_state_survives_a_snapshot_with_identical_alerts(short_stream: list[LogE
     meta = SnapshotMeta.create(
         topic="logs", partition=0, offsets={}, config_ids={"logs": original.config_id}, services=[]
     )
-    blob = encode_snapshot(meta, original.export(["api", "db"]))
-    _, state = decode_snapshot(blob, config_ids={"logs": original.config_id})
+    blob = encode_snapshot(meta, original.export(["api", "db"]), SNAPSHOT_CLASSES)
+    _, state = decode_snapshot(
+        blob, config_ids={"logs": original.config_id}, classes=SNAPSHOT_CLASSES
+    )
     restored = LogPipeline(_small_config(), clock=lambda: NOW)
     restored.install(state)
     rest = original.process_batch(short_stream[half:], where)

@@ -9,6 +9,7 @@ import pytest
 
 from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
 from stream.logs.rates import RateVerdict, TemplateRates, tail_probability
+from stream.snapshot_classes import SNAPSHOT_CLASSES
 
 # Usual counts per window of a service's templates: busy, steady, rare ones.
 RATES = {"get": 30.0, "cache": 8.0, "timeout": 2.0, "job": 1.0, "declined": 0.3, "rare": 0.05}
@@ -143,7 +144,8 @@ def test_state_survives_a_snapshot_with_identical_verdicts() -> None:
     meta = SnapshotMeta.create(
         topic="vigil.logs", partition=0, offsets={}, config_ids={"logs": "c"}, services=["api"]
     )
-    _, restored = decode_snapshot(encode_snapshot(meta, rates), config_ids={"logs": "c"})
+    blob = encode_snapshot(meta, rates, SNAPSHOT_CLASSES)
+    _, restored = decode_snapshot(blob, config_ids={"logs": "c"}, classes=SNAPSHOT_CLASSES)
     assert isinstance(restored, TemplateRates)
     for counts in _windows(np.random.default_rng(8), 50, dict(RATES, timeout=6.0)):
         assert restored.observe(counts) == rates.observe(counts)
