@@ -7,15 +7,24 @@ import collections
 import datetime as dt
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from models._state_encoder import ARRAY_KINDS, FACTORIES, UNSET
 from models._state_registry import ClassEntry, ClassRegistry
-from models.state_codec import DecodeError
 
-__all__ = ["Decoder"]
+__all__ = ["DecodeError", "Decoder"]
+
+
+class DecodeError(Exception):
+    """A payload that must not be loaded: ``corrupt`` (not this layout: bad JSON or npz) or
+    ``unreadable`` (well formed, but an object it names cannot be rebuilt now)."""
+
+    def __init__(self, reason: Literal["corrupt", "unreadable"], detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: Literal["corrupt", "unreadable"] = reason
+        self.detail = detail
 
 
 class Decoder:

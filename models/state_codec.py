@@ -49,10 +49,11 @@ import math
 import struct
 import zipfile
 from collections.abc import Iterable
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
+from models._state_decoder import DecodeError, Decoder
 from models._state_encoder import EncodedState, EncodeError, Encoder
 from models._state_registry import ClassEntry, ClassRegistry, by_fields, by_state, custom
 
@@ -75,16 +76,6 @@ FORMAT = 1
 """The layout's own version (the snapshot's schema version says what the state means)."""
 
 _LENGTH = struct.Struct(">I")
-
-
-class DecodeError(Exception):
-    """A payload that must not be loaded: ``corrupt`` (not this layout: bad JSON or npz) or
-    ``unreadable`` (well formed, but an object it names cannot be rebuilt now)."""
-
-    def __init__(self, reason: Literal["corrupt", "unreadable"], detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason: Literal["corrupt", "unreadable"] = reason
-        self.detail = detail
 
 
 def encode_state(state: Any, registry: ClassRegistry) -> EncodedState:
@@ -200,8 +191,6 @@ def decode_state(payload: bytes | memoryview, registry: ClassRegistry) -> Any:
     Raises:
         DecodeError: ``corrupt`` or ``unreadable``.
     """
-    from models._state_decoder import Decoder  # one module each way, imported when needed
-
     document, arrays = _parse(payload)
     try:
         return Decoder(registry, document["classes"], arrays).run(document["root"])
