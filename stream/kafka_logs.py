@@ -5,7 +5,8 @@ With the broker away, aiokafka logs "Unable connect to node", "Unable to update 
 detector wrote 1.5 MB a minute here, 38 MB in one field run. :class:`KafkaLogFilter` sits on
 the log handler: the first line of a kind (logger and message template) goes out, then at
 most one per backoff step (1 s doubling to 60 s) saying how many like it were held back; a
-kind not seen for a step's length starts over. Every line is counted, logged or not, and the
+kind not seen for a step's length starts over. Errors the client retries (their exception is
+``retriable``) go out as warnings. Every line is counted, logged or not, and the
 lines that say a broker cannot be reached tell :meth:`KafkaLogFilter.unreachable_for` that
 Kafka is away (``/readyz`` reports it).
 """
@@ -125,6 +126,10 @@ class KafkaLogFilter(logging.Filter):
             if self._unreachable_since is None or now - self._unreachable_last > _QUIET_S:
                 self._unreachable_since = now
             self._unreachable_last = now
+        if record.levelno > logging.WARNING and _retriable(record.args):
+            # aiokafka logs some errors it retries at ERROR ("Group Coordinator Request
+            # failed" on every lookup): a retried condition is a warning.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         held = self.throttle.admit((record.name, template), now)
         level = record.levelname.lower()
         self.counts[(level, "held" if held is None else "logged")] += 1
@@ -143,6 +148,11 @@ class KafkaLogFilter(logging.Filter):
         if since is None or now - self._unreachable_last > _QUIET_S:
             return None
         return now - since
+
+
+def _retriable(args: object) -> bool:
+    """Whether a line's arguments hold an error the client retries (``retriable``)."""
+    return isinstance(args, tuple) and any(getattr(a, "retriable", False) is True for a in args)
 
 
 def _says_unreachable(template: str, args: object) -> bool:

@@ -43,6 +43,35 @@ def test_a_flood_of_client_errors_is_a_few_lines_counted_in_full(
     assert kafka_logs.counts[("error", "logged")] + kafka_logs.counts[("error", "held")] == 6000
 
 
+def test_an_error_the_client_retries_is_a_warning() -> None:
+    from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
+
+    kafka_logs = KafkaLogFilter(clock=lambda: 0.0)
+    retried = logging.LogRecord(
+        "aiokafka.consumer.group_coordinator",
+        logging.ERROR,
+        "f.py",
+        1,
+        "Group Coordinator Request failed: %s",
+        (GroupCoordinatorNotAvailableError(),),
+        None,
+    )
+    fatal = logging.LogRecord(
+        "aiokafka.consumer.group_coordinator",
+        logging.ERROR,
+        "f.py",
+        1,
+        "Group Coordinator Request failed: %s",
+        (GroupAuthorizationFailedError(),),
+        None,
+    )
+    assert kafka_logs.filter(retried)
+    assert (retried.levelno, retried.levelname) == (logging.WARNING, "WARNING")
+    kafka_logs.throttle = type(kafka_logs.throttle)()  # a fresh throttle: the same kind again
+    assert kafka_logs.filter(fatal)
+    assert fatal.levelno == logging.ERROR
+
+
 async def test_readyz_says_kafka_is_unreachable() -> None:
     now = [0.0]
     kafka_logs = KafkaLogFilter(clock=lambda: now[0])
