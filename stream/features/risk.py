@@ -535,56 +535,11 @@ class RiskFeatureBuilder:
         sets: dict[tuple[str, ...], list[int]] = {}
         for j, close in enumerate(closes):
             sets.setdefault(close.step.names, []).append(j)
-        means: list[FloatArray] = [np.empty(0)] * len(closes)
-        for members in sets.values():
-            v_sum = np.array([closes[j].step.v_sum for j in members])
-            v_count = np.array([closes[j].step.v_count for j in members])
-            mean = np.full(v_sum.shape, math.nan)
-            np.divide(v_sum, v_count, out=mean, where=v_count != 0)
-            for j, row in zip(members, mean, strict=True):
-                means[j] = row
-        # Step by step: a refresh of the baseline must see the steps closed before it.
-        baselines: list[tuple[FloatArray, FloatArray] | None] = [None] * len(closes)
-        fresh = [False] * len(closes)
-        ring = self.baseline_steps
-        for j, (_, state, step) in enumerate(closes):
-            if state.names != step.names:
-                state.reset(step.names, ring)
-                fresh[j] = True
-            known = min(state.filled, ring)
-            if known >= self.min_baseline_steps:
-                if state.center is None or state.filled % _REFRESH_STEPS == 0:
-                    self._refresh(state, known)
-                assert state.center is not None
-                baselines[j] = (state.center, state.scale)
-            state.baseline[state.filled % ring] = means[j]
-            state.filled += 1
-        z_rows: list[FloatArray] = [np.empty(0)] * len(closes)
-        for names, members in sets.items():
-            z = np.zeros((len(members), len(names)))
-            known_rows = [i for i, j in enumerate(members) if baselines[j] is not None]
-            if known_rows:
-                center = np.array([baselines[members[i]][0] for i in known_rows])  # type: ignore[index]
-                scale = np.array([baselines[members[i]][1] for i in known_rows])  # type: ignore[index]
-                mean = np.array([means[members[i]] for i in known_rows])
-                z[known_rows] = _compress_finite((mean - center) / scale)
-            for j, row in zip(members, z, strict=True):
-                z_rows[j] = row
-        # Step by step again: ``dz`` is the z-scores now minus ``trend_steps`` steps ago.
-        past_rows: list[FloatArray] = [np.empty(0)] * len(closes)
-        smooth_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        means = _step_means(closes, sets)
+        baselines, fresh = self._baselines(closes, means)
+        z_rows = _z_rows(len(closes), sets, means, baselines)
+        past_rows, smooth_rows = self._trends(closes, z_rows, fresh)
         k = self.smooth_steps
-        for j, (_, state, _) in enumerate(closes):
-            if fresh[j]:
-                state.history = []
-            history, z_row = state.history, z_rows[j]
-            past_rows[j] = history[0] if history else z_row
-            history.append(z_row)
-            if len(history) > self.trend_steps:
-                del history[0]
-            if k:
-                recent = history[-k:]
-                smooth_rows[j] = sum(recent[1:], recent[0]) / len(recent)
         vectors: list[RiskVector] = [None] * len(closes)  # type: ignore[list-item]
         for names, members in sets.items():
             width = len(names)
@@ -620,6 +575,50 @@ class RiskFeatureBuilder:
                 )
         return vectors
 
+    def _baselines(
+        self, closes: list[_Close], means: list[FloatArray]
+    ) -> tuple[list[tuple[FloatArray, FloatArray] | None], list[bool]]:
+        """Step by step (a refresh of the baseline must see the steps closed before it):
+        each step's baseline (center, scale; None while too few steps are known), and whether
+        its service's feature set changed (its history starts over)."""
+        baselines: list[tuple[FloatArray, FloatArray] | None] = [None] * len(closes)
+        fresh = [False] * len(closes)
+        ring = self.baseline_steps
+        for j, (_, state, step) in enumerate(closes):
+            if state.names != step.names:
+                state.reset(step.names, ring)
+                fresh[j] = True
+            known = min(state.filled, ring)
+            if known >= self.min_baseline_steps:
+                if state.center is None or state.filled % _REFRESH_STEPS == 0:
+                    self._refresh(state, known)
+                assert state.center is not None
+                baselines[j] = (state.center, state.scale)
+            state.baseline[state.filled % ring] = means[j]
+            state.filled += 1
+        return baselines, fresh
+
+    def _trends(
+        self, closes: list[_Close], z_rows: list[FloatArray], fresh: list[bool]
+    ) -> tuple[list[FloatArray], list[FloatArray]]:
+        """Step by step again: each step's z-scores ``trend_steps`` steps ago (``dz`` is now
+        minus those) and their mean over the last ``smooth_steps``."""
+        past_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        smooth_rows: list[FloatArray] = [np.empty(0)] * len(closes)
+        k = self.smooth_steps
+        for j, (_, state, _) in enumerate(closes):
+            if fresh[j]:
+                state.history = []
+            history, z_row = state.history, z_rows[j]
+            past_rows[j] = history[0] if history else z_row
+            history.append(z_row)
+            if len(history) > self.trend_steps:
+                del history[0]
+            if k:
+                recent = history[-k:]
+                smooth_rows[j] = sum(recent[1:], recent[0]) / len(recent)
+        return past_rows, smooth_rows
+
     def _refresh(self, state: _Service, known: int) -> None:
         """The trailing baseline's median and scale (MAD), from the ``known`` step means held.
 
@@ -637,3 +636,37 @@ class RiskFeatureBuilder:
             mad = _column_medians(np.abs(window - median))
         state.center = median
         state.scale = np.maximum(1.4826 * mad, 1e-3 * np.abs(median) + 1e-9)
+
+
+def _step_means(closes: list[_Close], sets: dict[tuple[str, ...], list[int]]) -> list[FloatArray]:
+    """Each closed step's mean per feature (NaN where no value came), one matrix per set."""
+    means: list[FloatArray] = [np.empty(0)] * len(closes)
+    for members in sets.values():
+        v_sum = np.array([closes[j].step.v_sum for j in members])
+        v_count = np.array([closes[j].step.v_count for j in members])
+        mean = np.full(v_sum.shape, math.nan)
+        np.divide(v_sum, v_count, out=mean, where=v_count != 0)
+        for j, row in zip(members, mean, strict=True):
+            means[j] = row
+    return means
+
+
+def _z_rows(
+    n: int,
+    sets: dict[tuple[str, ...], list[int]],
+    means: list[FloatArray],
+    baselines: list[tuple[FloatArray, FloatArray] | None],
+) -> list[FloatArray]:
+    """Each step's compressed z-scores against its baseline (0 while it has none)."""
+    z_rows: list[FloatArray] = [np.empty(0)] * n
+    for names, members in sets.items():
+        z = np.zeros((len(members), len(names)))
+        known = [(i, b) for i, j in enumerate(members) if (b := baselines[j]) is not None]
+        if known:
+            center = np.array([b[0] for _, b in known])
+            scale = np.array([b[1] for _, b in known])
+            mean = np.array([means[members[i]] for i, _ in known])
+            z[[i for i, _ in known]] = _compress_finite((mean - center) / scale)
+        for j, row in zip(members, z, strict=True):
+            z_rows[j] = row
+    return z_rows
