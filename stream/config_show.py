@@ -23,23 +23,6 @@ MASK = "********"
 """What a secret's value shows (a set secret; an unset one shows as unset)."""
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready form of a setting's value (secrets masked)."""
-    if isinstance(value, SecretStr):
-        return MASK
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if hasattr(value, "model_dump"):
-        return _plain(value.model_dump())
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
-    return value
-
-
 def effective_settings(
     settings: Settings,
     flags: Mapping[str, Any],
@@ -66,6 +49,7 @@ def effective_settings(
         with config_file.open("rb") as f:
             in_file = tomllib.load(f)
     env = {k.upper(): k for k in environ}
+    values = settings.model_dump(mode="json")  # JSON-ready; secrets are masked below
     rows = []
     for name in Settings.model_fields:
         variable = f"VIGIL_{name.upper()}"
@@ -77,7 +61,9 @@ def effective_settings(
             source = f"config {config_file}"
         else:
             source = "default"
-        value = _plain(getattr(settings, name))
+        value = values[name]
+        if isinstance(getattr(settings, name), SecretStr):
+            value = MASK
         rows.append({"name": name, "env": variable, "value": value, "source": source})
     return rows
 
