@@ -25,7 +25,7 @@ samples, pooled over a report group's services, as in ``benchmarks/quality.py``.
 held-out omi-7..12 are reported apart), ``planted`` (``stream.planted.PlantedStream`` at
 ``--planted-seeds``, 6 services, 7 days at 60 s, 40 positive episodes and 8 benign drops).
 
-The channel is attached through the model's private ``_ScoringCore`` and ``_segment``
+The channel is attached through the model's ``ScoringCore`` and private ``_segment``
 (``models/anomaly`` has no channel hook): a measurement harness, not a design.
 
 Usage:
@@ -55,7 +55,7 @@ from sklearn.ensemble import IsolationForest
 
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel
 from models.anomaly.calibration import ScoreCalibrator
-from models.anomaly.model import _ScoringCore
+from models.anomaly.core import ScoringCore
 from models.evaluation import AlertQuality, alert_quality, alert_spans
 from stream.planted import PlantedStream
 
@@ -227,7 +227,7 @@ def batch_scores(
 # -- the online model, with or without the extra channel ----------------------------------------
 
 
-class _CoreWithBatch(_ScoringCore):
+class _CoreWithBatch(ScoringCore):
     """The scoring core with one more channel: the batch score (NaN: no model in force),
     calibrated on its own (its rows come and go with the batch model)."""
 

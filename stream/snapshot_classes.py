@@ -37,6 +37,7 @@ from river.utils import VectorDict
 
 import models.anomaly.calibration as calibration
 import models.anomaly.config as anomaly_config
+import models.anomaly.core as anomaly_core
 import models.anomaly.counters as counters
 import models.anomaly.episodes as anomaly_episodes
 import models.anomaly.jumps as jumps
@@ -91,7 +92,7 @@ def _load_tree(args: list[Any]) -> trees.TreeStructure:
 _FIELDS: list[tuple[type, str]] = [
     # Vigil: anomaly models
     (anomaly_model.ServiceAnomalyModel, "models.anomaly.model.ServiceAnomalyModel"),
-    (anomaly_model._ScoringCore, "models.anomaly.model._ScoringCore"),
+    (anomaly_core.ScoringCore, "models.anomaly.model._ScoringCore"),
     (anomaly_config.AnomalyConfig, "models.anomaly.config.AnomalyConfig"),
     (anomaly_config.DirectionRule, "models.anomaly.config.DirectionRule"),
     (calibration.ScoreCalibrator, "models.anomaly.calibration.ScoreCalibrator"),

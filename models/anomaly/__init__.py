@@ -2,7 +2,9 @@
 
 ``config`` (what shapes it), ``calibration`` (raw score -> tail probability), ``episodes``
 (one alert per problem), ``shifts`` (the new normal), ``verdicts`` (what it concluded) and
-``model`` (:class:`ServiceAnomalyModel`, which conducts them).
+``core`` (trees and calibration over one feature set), ``segment`` (the steps of one run of
+rows: read, decide, write), ``rows`` (a batch as arrays), ``model``
+(:class:`ServiceAnomalyModel`, which conducts them) and ``fleet`` (many services at once).
 """
 
 from models.anomaly.config import (
@@ -13,7 +15,8 @@ from models.anomaly.config import (
     ServiceRule,
     state_id,
 )
-from models.anomaly.model import ServiceAnomalyModel, episodes_per_service_day, observe_together
+from models.anomaly.fleet import episodes_per_service_day, observe_together
+from models.anomaly.model import ServiceAnomalyModel
 from models.anomaly.verdicts import BatchVerdict, Deviations, Verdict
 
 __all__ = [

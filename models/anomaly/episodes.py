@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Episode", "EpisodeMarks", "EpisodeTracker"]
+__all__ = ["Episode", "EpisodeMarks", "EpisodeTracker", "preview_marks"]
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -140,3 +140,22 @@ class EpisodeTracker:
         marks.resolved[end] = True
         marks.started_s[end] = episode.started_s
         return None, end + 1
+
+
+def preview_marks(anomalous: BoolArray, episode_open: bool, ts: FloatArray) -> EpisodeMarks:
+    """Marks without learning: each row on its own against the episode state as it is.
+
+    Examples:
+        >>> marks = preview_marks(np.array([False, True]), False, np.array([60.0, 120.0]))
+        >>> marks.opened.tolist(), marks.started_s.tolist()
+        ([False, True], [nan, 120.0])
+    """
+    n = anomalous.size
+    opened = anomalous & (not episode_open)
+    return EpisodeMarks(
+        opened=opened,
+        resolved=np.zeros(n, dtype=bool),
+        open=np.full(n, episode_open),
+        withheld=np.zeros(n, dtype=bool),
+        started_s=np.where(opened, ts, np.nan),
+    )

@@ -25,11 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LevelShifts", "ShiftScan", "run_lengths"]
+from models.anomaly.episodes import EpisodeMarks
+from models.explain import FeatureContribution
+
+__all__ = ["EpisodeMoves", "LevelShifts", "ShiftScan", "note_episode_moves", "run_lengths"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+EpisodeMoves = dict[str, tuple[float, float]]
+"""Features whose level moved during the open episode: (level before, level now)."""
 
 
 def run_lengths(flags: BoolArray, carry: IntArray) -> IntArray:
@@ -246,3 +251,46 @@ class LevelShifts:
             if recent is not None and recent.size:
                 before[keep - recent.size :, j] = recent
         return np.vstack([before, deviations])
+
+
+def note_episode_moves(
+    moves: EpisodeMoves,
+    marks: EpisodeMarks,
+    end: int,
+    scan: ShiftScan | None,
+    expected: FloatArray,
+    names: tuple[str, ...],
+) -> tuple[EpisodeMoves, tuple[int, list[FeatureContribution]] | None]:
+    """The levels that moved during the open episode after rows ``:end`` (``moves`` before
+    them), and the row that resolves it, if one of these rows does, with its explanation by
+    them: the new normal, from and to.
+
+    Examples:
+        >>> marks = EpisodeMarks(*(np.array([flag]) for flag in (False, True, False, False)),
+        ...                      started_s=np.array([0.0]))
+        >>> note_episode_moves({"cpu": (50.0, 80.0)}, marks, 1, None, np.zeros((1, 1)), ("cpu",))
+        ({}, (0, [FeatureContribution(name='cpu', value=80.0, baseline=50.0, contribution=1.0)]))
+    """
+    explained = None
+    resolved = np.flatnonzero(marks.resolved[:end])
+    opened = np.flatnonzero(marks.opened[:end])
+    # Moves are noted only at a scan, which ends a segment: an episode that opened in
+    # this segment has none, one that resolves before any opening has them all.
+    if resolved.size and moves and not (opened.size and opened[0] < resolved[0]):
+        total = sum(abs(after - before) for before, after in moves.values()) or 1.0
+        contributions = [
+            FeatureContribution(name, after, before, round(abs(after - before) / total, 4))
+            for name, (before, after) in sorted(moves.items())
+        ]
+        explained = (int(resolved[0]), contributions)
+    if resolved.size or opened.size:
+        moves = {}
+    if scan is not None and marks.open[scan.row]:
+        for name, delta in scan.moves:
+            level = float(expected[scan.row, names.index(name)])
+            before, _ = moves.get(name, (level, level))
+            if abs(level + delta - before) < 1e-9:
+                moves.pop(name, None)  # back where it was
+            else:
+                moves[name] = (before, level + delta)
+    return moves, explained
