@@ -17,7 +17,7 @@ last fetch instead (no request per idle step).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 from aiokafka import TopicPartition
@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from stream.incident_risk import IncidentRiskPipeline
 from stream.label_reader import LabelReader
+from stream.records import Record
 
 __all__ = ["LabelGate", "Pausable"]
 
@@ -39,6 +40,8 @@ class Pausable(Protocol):
     def pause(self, *partitions: TopicPartition) -> None: ...
 
     def resume(self, *partitions: TopicPartition) -> None: ...
+
+    def partitions_for_topic(self, topic: str) -> Collection[int] | None: ...
 
 
 class LabelGate:
@@ -82,3 +85,18 @@ class LabelGate:
                 self.paused_total.inc()
         elif consumer.paused():
             consumer.resume(*consumer.paused())
+
+    def designated(self, consumer: Pausable) -> Callable[[Record], bool]:
+        """Whether this detector is the one to dead-letter a label record (every detector
+        reads every label): the owner of the metrics partition of the record's partition
+        number (modulo), and only for a record first read live (every start reads the label
+        topics again)."""
+        owned = consumer.assignment()
+        count = len(consumer.partitions_for_topic(self.metrics_topic) or ()) or 1
+        topic, reader = self.metrics_topic, self.reader
+
+        def designated(record: Record) -> bool:
+            home = TopicPartition(topic, record.partition % count)
+            return home in owned and not reader.replayed(record)
+
+        return designated

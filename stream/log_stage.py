@@ -58,13 +58,14 @@ class LogStage:
         context: StageContext,
         idle_s: float = 2.0,
         on_outcome: Callable[[LogBatchOutcome], None] | None = None,
+        offsets: OpenWindowOffsets[TopicPartition] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self._ctx = context
         self._idle_s = idle_s
         self._on_outcome = on_outcome
         self._last_records: dict[TopicPartition, float] = {}
-        self._offsets: OpenWindowOffsets[TopicPartition] = OpenWindowOffsets()
+        self._offsets = offsets if offsets is not None else OpenWindowOffsets[TopicPartition]()
         self._carried: list[LogBatchOutcome] = []
         self._processed: tuple[list[str], list[Record], list[Record]] = ([], [], [])
         self._idle_from: tuple[float, float] | None = None
@@ -237,21 +238,25 @@ class LogModels:
     template baselines and open windows, and the commit holds of those windows.
 
     Args:
-        stage: The detector's log stage.
+        pipeline: The log pipeline (its services' state).
+        offsets: The log stage's open windows' first offsets (the commit holds).
         topic: The logs topic.
     """
 
-    def __init__(self, stage: LogStage, topic: str) -> None:
-        self.stage = stage
+    def __init__(
+        self, pipeline: LogPipeline, offsets: OpenWindowOffsets[TopicPartition], topic: str
+    ) -> None:
+        self.pipeline = pipeline
+        self.offsets = offsets
         self.topic = topic
 
     def config_ids(self) -> dict[str, str]:
-        return {"logs": self.stage.pipeline.state_id}
+        return {"logs": self.pipeline.state_id}
 
     def export(self, partition: int, services: list[str]) -> dict[str, Any]:
         return {
-            "logs": self.stage.pipeline.export(services),
-            "offsets": self.stage._offsets.export(TopicPartition(self.topic, partition)),
+            "logs": self.pipeline.export(services),
+            "offsets": self.offsets.export(TopicPartition(self.topic, partition)),
         }
 
     def check(self, state: Any) -> None:
@@ -267,13 +272,13 @@ class LogModels:
 
     def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
         # One family: a snapshot whose logs changed is refused before it gets here.
-        self.stage.pipeline.install(state["logs"])
-        self.stage._offsets.install(TopicPartition(self.topic, partition), state["offsets"])
+        self.pipeline.install(state["logs"])
+        self.offsets.install(TopicPartition(self.topic, partition), state["offsets"])
         return list(state["logs"]["services"])
 
     def forget(self, partitions: list[int], services: list[str]) -> None:
-        self.stage.pipeline.forget(services)
-        self.stage._offsets.forget([TopicPartition(self.topic, p) for p in partitions])
+        self.pipeline.forget(services)
+        self.offsets.forget([TopicPartition(self.topic, p) for p in partitions])
 
 
 async def caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:

@@ -89,6 +89,14 @@ class StopDeadline:
             log.warning("stop_step_cancelled", step=what)
         return True
 
+    async def settle(self, what: str, step: Awaitable[T], *, share: float = 1.0) -> bool:
+        """:meth:`wait`, its errors suppressed (a peer that fails while being closed only
+        means less was said goodbye to); False when it timed out or failed."""
+        try:
+            return await self.wait(what, step, share=share)
+        except Exception:
+            return False
+
 
 def start_exit_watchdog(timeout_s: float, *, what: str) -> Callable[[], None]:
     """End the process with status 1 if it is still alive ``timeout_s`` from now, after one

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from stream.publisher import Ack, Publisher
-from stream.records import DeadLetterer
+from stream.records import DeadLetterer, Pending
 from stream.schemas import Alert
 from stream.telemetry import DetectorMetrics
 
@@ -63,3 +65,19 @@ class StageContext:
         ).inc()
         log.info("alert_published", service=alert.service, alert_id=alert.alert_id, **fields)
         return ack
+
+    async def await_acks(self, pending: Pending) -> None:
+        """Wait for every send's acknowledgement (a failed send raises: nothing of the batch
+        is committed); observe each record's event-to-alert latency."""
+        if not pending:
+            return
+        try:
+            await asyncio.gather(*(ack for ack, _ in pending))
+        except Exception:
+            self.metrics.kafka_errors.labels(operation="produce").inc()
+            raise
+        acked_at = time.time()
+        histogram = self.metrics.event_to_alert_latency.labels(source="metrics")
+        for _, record in pending:
+            if record is not None:
+                histogram.observe(max(0.0, acked_at - record.timestamp / 1000.0))
