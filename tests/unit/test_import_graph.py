@@ -2,8 +2,8 @@
 
 A local import can hide a cycle from Python (it runs after both modules loaded) but not from
 a reader: the two modules are one unit that pretends to be two. Before this test,
-``stream.simulate`` and ``stream.incident_sim``, and ``stream.settings`` and
-``stream.kafka_options``, imported each other that way.
+``stream.dev.simulate`` and ``stream.dev.incident_sim``, and ``stream.settings`` and
+``stream.kafka.kafka_options``, imported each other that way.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def import_graph(packages: tuple[str, ...] = ("stream", "models")) -> dict[str, 
 
 def test_the_graph_sees_local_imports() -> None:
     graph = import_graph()
-    assert "stream.simulate_run" in graph["stream.cli"]  # imported inside a function
+    assert "stream.dev.simulate_run" in graph["stream.cli"]  # imported inside a function
 
 
 def test_no_module_imports_itself_through_others() -> None:
