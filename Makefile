@@ -36,9 +36,9 @@ bench: install
 figures: $(STAMP)
 	$(BIN)/python benchmarks/figures.py
 
-# deploy/kafka/create-topics.sh, from the topics' one definition (stream/topic_specs.py).
+# deploy/kafka/create-topics.sh, from the topics' one definition (stream/kafka/topic_specs.py).
 topics-script: $(STAMP)
-	$(BIN)/python -m stream.topic_specs > deploy/kafka/create-topics.sh
+	$(BIN)/python -m stream.kafka.topic_specs > deploy/kafka/create-topics.sh
 
 demo: install
 	$(BIN)/vigil demo

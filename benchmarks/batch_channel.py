@@ -14,7 +14,7 @@ time, a fit on the sampled rows of the window before, used for the next day (a d
 few rows keeps the model in force). Its group is one service, or every service of the set
 (``pooled``: the sidecar's default of one model group; ASD development and held-out servers
 are pooled apart). Sampling is each row with probability ``rate``, seeded, as
-``stream/training_feed.py`` sampled events. Until a group has its first model, and until a
+``stream/detector/training_feed.py`` sampled events. Until a group has its first model, and until a
 model's scores have a calibration, the channel is left out of the combination (the model is
 then exactly the online one: checked on every run, with the channel's independence of the
 batch boundaries).
@@ -22,7 +22,7 @@ batch boundaries).
 Episode-wise precision/recall/F1 are ``models.evaluation.alert_quality``'s, tolerance 3
 samples, pooled over a report group's services, as in ``benchmarks/quality.py``. Sets:
 ``asd`` (the train half streamed, the test half scored; development omi-1..6 decide,
-held-out omi-7..12 are reported apart), ``planted`` (``stream.planted.PlantedStream`` at
+held-out omi-7..12 are reported apart), ``planted`` (``stream.dev.planted.PlantedStream`` at
 ``--planted-seeds``, 6 services, 7 days at 60 s, 40 positive episodes and 8 benign drops).
 
 The channel is attached through the model's ``ScoringCore`` and private ``_segment``
@@ -57,12 +57,12 @@ from models.anomaly import AnomalyConfig, ServiceAnomalyModel
 from models.anomaly.calibration import ScoreCalibrator
 from models.anomaly.core import ScoringCore
 from models.evaluation import AlertQuality, alert_quality, alert_spans
-from stream.planted import PlantedStream
+from stream.dev.planted import PlantedStream
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 3
 DAY_S = 86_400.0
-SIDECAR_MIN_ROWS = 200  # stream/sidecar.py: a group needs this many rows to be fitted
+SIDECAR_MIN_ROWS = 200  # stream/sidecar/service.py: a group needs this many rows to be fitted
 _TINY = 1e-300
 
 

@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.bench_kafka import _bench_topics, _preload, http_get
-from stream.broker import free_port
-from stream.kafka_options import kafka_options
+from stream.dev.bench_kafka import _bench_topics, _preload, http_get
+from stream.dev.broker import free_port
+from stream.dev.simulate import MetricSimulator
+from stream.kafka.kafka_options import kafka_options
 from stream.settings import Settings, settings_env
-from stream.simulate import MetricSimulator
 
 __all__ = [
     "Detector",
@@ -61,7 +61,7 @@ __all__ = [
 
 _LAUNCH = (
     "import sys\n"
-    "import stream.cli, stream.consumer, stream.http\n"
+    "import stream.cli, stream.detector.detector, stream.detector.http\n"
     "print('imported', flush=True)\n"
     "sys.stdin.readline()\n"
     "sys.exit(stream.cli.main(['detect']))\n"

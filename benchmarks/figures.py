@@ -26,7 +26,7 @@ import orjson
 from PIL import Image  # matplotlib's own dependency
 
 from stream.cli import main as vigil
-from stream.simulate import MetricSimulator
+from stream.dev.simulate import MetricSimulator
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 INCIDENTS = ["--services", "12", "--interval-s", "30", "--count", "103680", "--sim-seed", "21"]

@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stream.incident_sim import IncidentRecord, IncidentSimulator
+from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
 
 METRICS = ("cpu_p95", "mem_p95", "req_rate", "err_5xx", "latency_p95")
 HORIZON_MIN = 15

@@ -12,7 +12,7 @@
    not counted as an alert anywhere).
 
 Every detector is counted by its model name, so any version of ``LogPipeline`` runs here: the
-same streams measure before and after a change (put the older ``stream/logs/pipeline.py`` on
+same streams measure before and after a change (put the older ``stream/core/logs/pipeline.py`` on
 ``PYTHONPATH`` with this tree's simulator).
 
 Usage: python benchmarks/log_rates.py [--seeds 3] [--services 4] [--hours 8] [--rate 2]
@@ -29,10 +29,10 @@ from typing import Any
 
 import orjson
 
-from stream.logs.config import LogConfig
-from stream.logs.pipeline import LogPipeline
-from stream.logs.simulate import LogIncident, LogSimulator
-from stream.logs.templates import ServiceTemplates
+from stream.core.logs.config import LogConfig
+from stream.core.logs.pipeline import LogPipeline
+from stream.core.logs.templates import ServiceTemplates
+from stream.dev.log_simulate import LogIncident, LogSimulator
 from stream.schemas import Alert, Evidence
 
 WINDOW_S = 30.0

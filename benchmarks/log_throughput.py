@@ -1,6 +1,6 @@
 """Offline throughput of the log pipeline, and memory per service.
 
-1. Lines/s: simulated log lines of ``--services`` services (``stream.logs.simulate``: request,
+1. Lines/s: simulated log lines of ``--services`` services (``stream.dev.log_simulate``: request,
    cache, job, error lines with ids, IPs, durations) built up front, then timed through
    template mining alone, and through the whole ``LogPipeline`` (mining + windows + features +
    scoring) in batches of ``--batch``. Best of ``--repeat`` runs.
@@ -25,9 +25,9 @@ from typing import Any
 import orjson
 import psutil
 
-from stream.logs.pipeline import LogPipeline
-from stream.logs.simulate import LogSimulator
-from stream.logs.templates import ServiceTemplates
+from stream.core.logs.pipeline import LogPipeline
+from stream.core.logs.templates import ServiceTemplates
+from stream.dev.log_simulate import LogSimulator
 from stream.schemas import Evidence, LogEvent
 
 _EVIDENCE = Evidence(topic="vigil.logs", partition=0, offset=0)

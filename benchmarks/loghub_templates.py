@@ -34,9 +34,9 @@ from typing import Any
 
 import orjson
 
-from stream.logs.config import LogConfig, default_window_anomaly_config
-from stream.logs.pipeline import LogPipeline
-from stream.logs.templates import ServiceTemplates
+from stream.core.logs.config import LogConfig, default_window_anomaly_config
+from stream.core.logs.pipeline import LogPipeline
+from stream.core.logs.templates import ServiceTemplates
 from stream.schemas import Evidence, LogEvent
 
 # BGL's levels beyond LogEvent's five.

@@ -7,7 +7,7 @@ from typing import Any
 from quality_sets import LabelledSet
 
 from models.evaluation import AlertQuality
-from stream.planted import PlantedEpisode
+from stream.dev.planted import PlantedEpisode
 
 _COLUMNS = (
     "detector",

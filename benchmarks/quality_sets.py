@@ -24,8 +24,8 @@ from asd_quality import DEV, HELD_OUT, STEP_S, load
 from asd_to_jsonl import START as ASD_START
 
 from models.evaluation import anomaly_segments, close_gaps
-from stream.planted import DEGENERATE_KINDS, PlantedEpisode, PlantedStream, degenerate_events
-from stream.simulate import MetricSimulator, format_ts
+from stream.dev.planted import DEGENERATE_KINDS, PlantedEpisode, PlantedStream, degenerate_events
+from stream.dev.simulate import MetricSimulator, format_ts
 
 SETS = ("kpi", "asd", "bgl", "planted", "degenerate", "simulator")
 KPI_SERIES = ("cpu4", "server_res_eth1out_curve_6", "server_res_eth1out_curve_61")

@@ -34,9 +34,9 @@ import orjson
 
 from models.incident import RiskConfig
 from models.incident.alert_quality import IncidentTruth, RiskEpisodeSpan, risk_alert_quality
-from stream.evaluate_risk import evaluate_risk
-from stream.incident_risk import IncidentRiskPipeline
-from stream.incident_sim import IncidentSimulator
+from stream.core.incident_risk import IncidentRiskPipeline
+from stream.dev.incident_sim import IncidentSimulator
+from stream.offline.evaluate_risk import evaluate_risk
 from stream.settings import Settings
 
 SERVICES = 12

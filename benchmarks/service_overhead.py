@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from models.anomaly import ServiceAnomalyModel
 from stream import pipeline
 from stream.codec import DecodeError, decode_metric
+from stream.dev.simulate import MetricSimulator
 from stream.schemas import Evidence, MetricSample
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
 
 _WARM_EVENTS = 700
 

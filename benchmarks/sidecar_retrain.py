@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from models.batch import TrainingWindow, fit_risk_model
-from stream.holdout_figures import pr_curve_png, risk_timeline_png
+from stream.offline.holdout_figures import pr_curve_png, risk_timeline_png
 
 DAY_S = 86_400.0
 RISK_ROWS = 1_000_000

@@ -15,9 +15,9 @@ import argparse
 import asyncio
 import statistics
 
-from stream.bench_kafka import _bench_topics, _drain, _preload
+from stream.dev.bench_kafka import _bench_topics, _drain, _preload
+from stream.dev.simulate import MetricSimulator
 from stream.settings import Settings, load_settings
-from stream.simulate import MetricSimulator
 from stream.telemetry import configure_logging
 
 EVENTS = 300_000

@@ -175,7 +175,7 @@ def _build_parser() -> _Parser:
 
 
 def _add_bench_flags(parser: argparse.ArgumentParser) -> None:
-    from stream.bench import SECTIONS, parse_sections, parse_shape
+    from stream.dev.bench import SECTIONS, parse_sections, parse_shape
 
     def sections(text: str) -> list[str]:
         try:
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["broker"]:
-        from stream.broker import broker_main
+        from stream.dev.broker import broker_main
 
         return broker_main(argv[1:])
     args = _build_parser().parse_args(argv)
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.detector_main import run_detector
+    from stream.detector.detector_main import run_detector
     from stream.telemetry import configure_logging
 
     kafka_logs = configure_logging(settings.log_level, settings.log_format)
@@ -344,7 +344,7 @@ def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.sidecar_main import run_sidecar
+    from stream.sidecar.main import run_sidecar
     from stream.telemetry import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -352,14 +352,14 @@ def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.replay import run_replay
+    from stream.offline.replay import run_replay
 
     return run_replay(args.file, args.out, settings)
 
 
 def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.evaluate import run_evaluate
-    from stream.evaluate_risk import has_incidents, run_evaluate_risk
+    from stream.offline.evaluate import run_evaluate
+    from stream.offline.evaluate_risk import has_incidents, run_evaluate_risk
 
     if not args.file.is_file():
         print(f"vigil evaluate: no such file: {args.file}", file=sys.stderr)
@@ -372,19 +372,19 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.simulate_run import run_simulate
+    from stream.dev.simulate_run import run_simulate
 
     return asyncio.run(run_simulate(args, settings))
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.demo import run_demo
+    from stream.dev.demo import run_demo
 
     return run_demo(args, settings)
 
 
 def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.bench import run_bench
+    from stream.dev.bench import run_bench
 
     return run_bench(args, settings)
 

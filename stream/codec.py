@@ -116,7 +116,7 @@ class MetricRecord(msgspec.Struct, frozen=True, gc=False):
     """A metric event decoded by the fast path: the fields the pipeline reads, already valid.
 
     Only messages that :class:`~stream.schemas.MetricEvent` accepts, with the same values,
-    ever become a ``MetricRecord`` (``tests/unit/test_codec.py`` checks it property-based).
+    ever become a ``MetricRecord`` (``tests/unit/contract/test_codec.py`` checks it property-based).
     """
 
     ts: datetime

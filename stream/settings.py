@@ -36,8 +36,8 @@ from pydantic_settings import (
 
 from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
-from stream.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
-from stream.tls import ssl_context
+from stream.core.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
+from stream.kafka.tls import ssl_context
 
 __all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
@@ -461,7 +461,7 @@ class Settings(BaseSettings):
         return self
 
     def tls_context(self) -> ssl.SSLContext:
-        """The TLS context of Kafka connections (see :func:`stream.tls.ssl_context`)."""
+        """The TLS context of Kafka connections (see :func:`stream.kafka.tls.ssl_context`)."""
         password = self.ssl_keyfile_password
         return ssl_context(
             cafile=self.ssl_cafile,

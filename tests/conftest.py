@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 import structlog
 
-from stream.broker import BrokerError, LocalBroker, free_port
+from stream.dev.broker import BrokerError, LocalBroker, free_port
 
 # --------------------------------------------------------------------------- Kafka broker
 

@@ -5,8 +5,8 @@ values they must decode to. Malformed ones are made from well-formed ones by the
 below; each knows the reasons a decoder may give when the mutation decides the outcome, and
 says ``"either"`` when it does not (a flipped byte may still leave a valid event).
 
-The unit tests (``tests/unit/test_parser_fuzz.py``) drive :func:`generate` with hypothesis's
-``randoms()``, the broker test (``tests/integration/test_fuzz_dlq.py``) with a seeded
+The unit tests (``tests/unit/contract/test_parser_fuzz.py``) drive :func:`generate` with
+hypothesis's ``randoms()``, the broker test (``tests/integration/test_fuzz_dlq.py``) with a seeded
 ``random.Random``: the same code, so the broker sees the kinds of input the unit tests check.
 Every draw goes through ``rng`` (text comes from one ``randbytes`` call, not one per
 character), which keeps hypothesis fast and the seeded run reproducible.
@@ -53,8 +53,8 @@ ANY_REASON = frozenset(DECODE_REASONS) - {"unexpected"}
 
 
 def decoder_for(topic: Topic, max_bytes: int) -> Callable[[bytes | None], object]:
-    """What the detector calls on a record of ``topic`` (``stream/consumer.py``,
-    ``stream/log_stage.py``, ``stream/risk_stage.py``)."""
+    """What the detector calls on a record of ``topic`` (``stream/detector/detector.py``,
+    ``stream/detector/log_stage.py``, ``stream/detector/risk_stage.py``)."""
     if topic == "metrics":
         return lambda raw: decode_metric(raw, max_bytes)
     model = SCHEMAS[topic]

@@ -6,8 +6,8 @@
 # deploy/k8s/README.md) or let the detectors create them (VIGIL_CREATE_TOPICS, the default),
 # with the same configs.
 #
-# Generated from stream/topic_specs.py by `make topics-script`: edit that, not this file
-# (tests/unit/test_topic_specs.py fails while they differ).
+# Generated from stream/kafka/topic_specs.py by `make topics-script`: edit that, not this file
+# (tests/unit/kafka/test_topic_specs.py fails while they differ).
 set -eu
 
 topics=/opt/kafka/bin/kafka-topics.sh

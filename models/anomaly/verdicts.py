@@ -51,7 +51,7 @@ class Deviations:
     """Rows ``start:end`` of a batch over one feature set: their robust z-scores (seasonal
     baseline removed; a missing value is 0, at the baseline) and the raw values they came from
     (NaN where missing). Incident risk reads the raw values, against its own trailing
-    baseline (see ``stream.features.risk``), without decoding the events again.
+    baseline (see ``stream.core.features.risk``), without decoding the events again.
     """
 
     start: int

@@ -4,7 +4,7 @@ The holdout (the newest labelled rows, see :func:`~models.batch.fit_risk_model`)
 hundreds of thousands of rows, and every detector loads the artifact it travels in. So the
 artifact keeps a :class:`HoldoutSample`: every positive row and at most ``max_negatives``
 negatives, evenly spaced in time, as float32. :func:`timeline_marks` derives what the figure
-marks (alerts, one span per incident) from it; :mod:`stream.holdout_figures` draws it.
+marks (alerts, one span per incident) from it; :mod:`stream.offline.holdout_figures` draws it.
 """
 
 from __future__ import annotations

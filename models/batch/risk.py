@@ -47,7 +47,7 @@ class RiskArtifact:
         version: Deterministic: the fitted parameters, thresholds and data ranges.
         libraries: Python, numpy and scikit-learn versions it was fitted with.
         holdout_sample: The holdout's probabilities, thinned (every positive, some
-            negatives), for its timeline figure (:mod:`stream.holdout_figures`); None in an
+            negatives), for its timeline figure (:mod:`stream.offline.holdout_figures`); None in an
             artifact pickled before it was kept.
 
     Examples:

@@ -97,7 +97,7 @@ class ShadowTally:
         return True
 
     def add_row(self, row: dict[str, Any]) -> bool:
-        """A published risk row (see :mod:`stream.training_feed`) carrying shadow scores
+        """A published risk row (see :mod:`stream.detector.training_feed`) carrying shadow scores
         (``sh``: version to probability) of both models; False when it does not."""
         scores = row.get("sh")
         label = row.get("y")

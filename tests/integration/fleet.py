@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 
-from stream.broker import LocalBroker, free_port, port_is_free
+from stream.dev.broker import LocalBroker, free_port, port_is_free
+from stream.dev.simulate import MetricSimulator
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
 from tests.integration.kafka_io import (
     Produced,
     committed_offsets,

@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from stream.codec import decode
-from stream.pipeline import MetricPipeline
+from stream.core.pipeline import MetricPipeline
 from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings, settings_env
 from tests.integration.kafka_io import Produced
@@ -120,7 +120,7 @@ def reference_alerts(
     The same pipeline over each partition's events in offset order (a service lives on one
     partition, so each service sees its events in order). ``chunk`` events of a partition
     are scored together: 1 is one at a time; larger chunks give the same verdicts, faster
-    (``tests/unit/test_batch_equivalence.py``).
+    (``tests/unit/models/anomaly/test_batch_equivalence.py``).
     """
     pipeline = MetricPipeline(settings.anomaly_config())
     ordered = sorted(produced, key=lambda p: (p.partition, p.offset))

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from stream.consumer import Detector
-from stream.pipeline import MetricPipeline
+from stream.core.pipeline import MetricPipeline
+from stream.detector.detector import Detector
+from stream.dev.simulate import MetricSimulator
 from stream.schemas import Alert, Evidence, MetricEvent
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
 from tests.integration.kafka_io import produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import CollectorRegistry
 
-from stream.announcer import Announcer
-from stream.artifacts import ArtifactStore
-from stream.publisher import Ack, Publisher
+from stream.kafka.publisher import Ack, Publisher
+from stream.kafka.topics import TopicSpec, ensure_topics
 from stream.settings import Settings
-from stream.topics import TopicSpec, ensure_topics
+from stream.sidecar.announcer import Announcer
+from stream.sidecar.artifacts import ArtifactStore
 from tests.integration.kafka_io import read_all
 
 pytestmark = pytest.mark.integration

@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from stream.broker import find_java, free_port, resolve_jars
-from stream.consumer import topic_specs
+from stream.detector.detector import topic_specs
+from stream.dev.broker import find_java, free_port, resolve_jars
+from stream.dev.simulate import MetricSimulator
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings, load_settings
-from stream.simulate import MetricSimulator
-from stream.topics import ensure_topics
 from tests.integration.kafka_io import Produced, produce, read_all
 from tests.integration.processes import detector_process, log_tail, reference_alerts
 
@@ -50,7 +50,7 @@ MAX_BATCH = 200
 QUOTA_BYTES_S = 100_000
 """The throttled producer's ``producer_byte_rate``."""
 FETCH_BYTES_PER_PARTITION = 4 * MiB
-"""The detector consumer's ``max_partition_fetch_bytes`` (``stream/consumer.py``)."""
+"""The detector consumer's ``max_partition_fetch_bytes`` (``stream/detector/detector.py``)."""
 SLACK_BYTES = 16 * MiB
 """Memory bounds' allowance for one batch in hand and the allocator."""
 SAMPLE_EVERY_S = 0.2

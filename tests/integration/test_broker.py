@@ -1,4 +1,4 @@
-"""Real-broker tests of stream.broker: a running Kafka, its lifecycle, and owned-JVM cleanup."""
+"""Real-broker tests of stream.dev.broker: a running Kafka, its lifecycle, and owned-JVM cleanup."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.broker import BrokerError, LocalBroker, broker_main, free_port
+from stream.dev.broker import BrokerError, LocalBroker, broker_main, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +116,9 @@ def test_cli_start_is_detached_and_status_reports_it(
     port = free_port()
     data = tmp_path / "cli-broker"
     args = ["--port", str(port), "--data", str(data)]
-    cli = "import sys; from stream.broker import broker_main; sys.exit(broker_main(sys.argv[1:]))"
+    cli = (
+        "import sys; from stream.dev.broker import broker_main; sys.exit(broker_main(sys.argv[1:]))"
+    )
     try:
         done = subprocess.run(
             [sys.executable, "-c", cli, "start", *args],
@@ -141,7 +143,7 @@ def test_cli_start_is_detached_and_status_reports_it(
 _OWNER_SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
-    from stream.broker import LocalBroker
+    from stream.dev.broker import LocalBroker
 
     broker = LocalBroker(port=int(sys.argv[1]), data_dir=sys.argv[2])
     if sys.argv[3] == "worker-thread":

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from stream.broker import free_port
-from stream.demo.guard import ForeignMember, check_groups
+from stream.dev.broker import free_port
+from stream.dev.demo.guard import ForeignMember, check_groups
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import httpx
 import orjson
 import pytest
 
-from stream.consumer import Detector
+from stream.detector.detector import Detector
+from stream.dev.simulate import MetricSimulator
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
 from tests.integration.kafka_io import committed_offsets, end_offsets, produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream.codec import decode
-from stream.consumer import Detector, topic_specs
+from stream.detector.detector import Detector, topic_specs
+from stream.dev.simulate import MetricSimulator
+from stream.kafka.topics import ensure_topics
+from stream.kafka.transactions import TransactionalPublisher
 from stream.schemas import MetricEvent
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
-from stream.topics import ensure_topics
-from stream.transactions import TransactionalPublisher
 from tests.integration.kafka_io import (
     committed_offsets,
     end_offsets,

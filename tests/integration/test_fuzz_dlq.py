@@ -4,8 +4,8 @@ running, every bad record is on the DLQ exactly once with its reason, no good on
 The records come from :mod:`tests.fuzz_inputs` with a fixed seed (the generator the unit
 tests fuzz the decoders with): well-formed events and their mutations, for all four input
 topics. Which records are bad is what the detector's own decoders say about them offline;
-``tests/unit/test_parser_fuzz.py`` checks those decoders against what each input was made to
-be, and so does this test for these 10,000.
+``tests/unit/contract/test_parser_fuzz.py`` checks those decoders against what each input was made
+to be, and so does this test for these 10,000.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from stream.codec import MAX_DEAD_LETTER_BYTES, DecodeError
-from stream.consumer import Detector
+from stream.detector.detector import Detector
 from stream.settings import Settings
 from tests.fuzz_inputs import TOPICS, Topic, decoder_for, generate_many
 from tests.integration.kafka_io import produce, read_all, run_until

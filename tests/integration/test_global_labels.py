@@ -24,12 +24,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from models.incident.labels import LabelledVector
-from stream.consumer import Detector
-from stream.incident_sim import IncidentRecord, IncidentSimulator
+from stream.detector.detector import Detector
+from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
+from stream.dev.simulate import SimulatedEvent
+from stream.kafka.topic_specs import topic_specs
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.simulate import SimulatedEvent
-from stream.topic_specs import topic_specs
-from stream.topics import ensure_topics
 from tests.integration.fleet import Fleet, Progress, paced_stream, producer_done
 from tests.integration.kafka_io import Produced, produce, read_all
 from tests.integration.processes import scraped_total

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stream.consumer import Detector
+from stream.detector.detector import Detector
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from stream.broker import free_port
+from stream.dev.broker import free_port
 from stream.settings import Settings
 from tests.integration.fleet import paced_stream, simulated
 from tests.integration.kafka_io import Produced, eventually

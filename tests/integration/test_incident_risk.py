@@ -17,10 +17,10 @@ import orjson
 import pytest
 
 from models.incident.alert_quality import IncidentTruth, RiskEpisodeSpan, risk_alert_quality
-from stream.consumer import Detector
-from stream.incident_sim import IncidentRecord, IncidentSimulator
+from stream.detector.detector import Detector
+from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
+from stream.dev.simulate import SimulatedEvent
 from stream.settings import Settings
-from stream.simulate import SimulatedEvent
 from tests.integration.kafka_io import produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 
-from stream.broker import free_port
-from stream.kafka_options import kafka_options
-from stream.publisher import Publisher
+from stream.dev.broker import free_port
+from stream.kafka.kafka_options import kafka_options
+from stream.kafka.publisher import Publisher
+from stream.kafka.topics import TopicSpec, ensure_topics
 from stream.settings import Settings, load_settings, settings_env
-from stream.topics import TopicSpec, ensure_topics
 from tests.conftest import SaslKafka
 from tests.integration.kafka_io import eventually
 

@@ -9,10 +9,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
-from stream.label_reader import LabelReader
+from stream.kafka.label_reader import LabelReader
+from stream.kafka.topic_specs import TopicSpec
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.topic_specs import TopicSpec
-from stream.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 from aiokafka import TopicPartition
 
 from stream.codec import encode
-from stream.consumer import Detector
-from stream.logs.simulate import LogIncident, LogSimulator
-from stream.logs.templates import ServiceTemplates
+from stream.core.logs.templates import ServiceTemplates
+from stream.detector.detector import Detector
+from stream.dev.log_simulate import LogIncident, LogSimulator
 from stream.schemas import Alert, LogEvent
 from stream.settings import Settings
 from tests.integration.kafka_io import (

@@ -23,10 +23,10 @@ import httpx
 import psutil
 import pytest
 
-from stream.broker import free_port
-from stream.consumer import topic_specs
+from stream.detector.detector import topic_specs
+from stream.dev.broker import free_port
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.topics import ensure_topics
 from tests.integration.fleet import (
     Progress,
     check_alerts,

@@ -11,12 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from stream.codec import DecodeError, decode_metric
-from stream.consumer import Detector
-from stream.logs.simulate import LogSimulator
-from stream.pipeline import MetricPipeline
+from stream.core.pipeline import MetricPipeline
+from stream.detector.detector import Detector
+from stream.dev.log_simulate import LogSimulator
+from stream.dev.simulate import LogLine, MetricSimulator, Publishable
 from stream.schemas import Evidence
 from stream.settings import Settings
-from stream.simulate import LogLine, MetricSimulator, Publishable
 from tests.integration.kafka_io import produce, run_until
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ import orjson
 import pytest
 
 from models.batch import fit_risk_model
-from stream.consumer import Detector, topic_specs
-from stream.incident_sim import IncidentRecord, IncidentSimulator
+from stream.detector.detector import Detector, topic_specs
+from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
+from stream.dev.simulate import SimulatedEvent
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.sidecar import Sidecar
-from stream.simulate import SimulatedEvent
-from stream.topics import ensure_topics
+from stream.sidecar.service import Sidecar
 from tests.integration.kafka_io import produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

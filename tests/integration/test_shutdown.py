@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import free_port
-from stream.consumer import topic_specs
+from stream.detector.detector import topic_specs
+from stream.dev.broker import free_port
+from stream.dev.simulate import MetricSimulator
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
-from stream.topics import ensure_topics
 from tests.integration.kafka_io import committed_offsets, eventually, group_members, produce
 from tests.integration.processes import detector_process, log_events, log_tail
 

@@ -15,10 +15,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.consumer import Detector, topic_specs
+from stream.detector.detector import Detector, topic_specs
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.sidecar import Sidecar
-from stream.topics import ensure_topics
+from stream.sidecar.service import Sidecar
 from tests.integration.kafka_io import produce, read_all
 
 pytestmark = pytest.mark.integration

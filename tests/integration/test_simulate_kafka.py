@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.incident_sim import IncidentSimulator
-from stream.logs.simulate import log_simulator
+from stream.dev.incident_sim import IncidentSimulator
+from stream.dev.log_simulate import log_simulator
 from stream.settings import Settings
 from tests.integration.kafka_io import end_offsets, eventually
 from tests.integration.processes import detector_env

@@ -17,14 +17,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.state_codec import decode_state, encode_state, serialize_state
-from stream.consumer import Detector, topic_specs
-from stream.incident_sim import IncidentRecord, IncidentSimulator
-from stream.pipeline import MetricPipeline
+from stream.core.pipeline import MetricPipeline
+from stream.detector.detector import Detector, topic_specs
+from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
+from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
+from stream.dev.simulate import MetricSimulator, SimulatedEvent
+from stream.kafka.topics import ensure_topics
 from stream.schemas import Evidence, MetricEvent
 from stream.settings import Settings
-from stream.simulate import MetricSimulator, SimulatedEvent
-from stream.snapshot_classes import SNAPSHOT_CLASSES
-from stream.topics import ensure_topics
 from tests.integration.kafka_io import eventually, produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

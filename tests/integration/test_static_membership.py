@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.consumer import topic_specs
+from stream.detector.detector import topic_specs
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.topics import ensure_topics
 from tests.integration.fleet import (
     Fleet,
     Member,

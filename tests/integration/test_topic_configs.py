@@ -1,5 +1,5 @@
 """Topics a detector creates itself get the configs of deploy/kafka/create-topics.sh (one
-definition: stream/topic_specs.py), as the broker reports them."""
+definition: stream/kafka/topic_specs.py), as the broker reports them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from stream.consumer import Detector
+from stream.detector.detector import Detector
+from stream.kafka.topic_specs import topic_specs
 from stream.settings import Settings
-from stream.topic_specs import topic_specs
 from tests.integration.kafka_io import end_offsets
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from models.batch.risk_fit import _example
-from stream.champions import artifact_store
-from stream.consumer import Detector, topic_specs
+from stream.detector.champions import artifact_store
+from stream.detector.detector import Detector, topic_specs
+from stream.dev.simulate import MetricSimulator
+from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
-from stream.simulate import MetricSimulator
-from stream.topics import ensure_topics
 from tests.integration.kafka_io import produce, read_all, run_until
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,12 @@
+"""The log side of Vigil (pure): templates, event-time windows, window features, scoring."""
+
+from stream.core.logs.config import LogConfig, default_window_anomaly_config
+from stream.core.logs.pipeline import LogBatchOutcome, LogPipeline, ScoredWindow
+
+__all__ = [
+    "LogBatchOutcome",
+    "LogConfig",
+    "LogPipeline",
+    "ScoredWindow",
+    "default_window_anomaly_config",
+]

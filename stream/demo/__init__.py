@@ -1,5 +1,0 @@
-"""``vigil demo``: everything Vigil is, on one machine, with a live view (see :mod:`.run`)."""
-
-from stream.demo.run import run_demo
-
-__all__ = ["run_demo"]

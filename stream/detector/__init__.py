@@ -1,0 +1,2 @@
+"""The detector service: the conductor (:mod:`.detector`), its stages, snapshots, champions,
+HTTP API and lifecycle."""

@@ -1,0 +1,1 @@
+"""Offline work on recorded events: replay, evaluation and figures."""

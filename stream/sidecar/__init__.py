@@ -1,0 +1,2 @@
+"""The sidecar service: batch training, the artifact store, champion announcements, its HTTP API
+and metrics."""
