@@ -43,6 +43,9 @@ class _Consumer:
     def resume(self, *partitions: TopicPartition) -> None:
         self.held.difference_update(partitions)
 
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return {0, 1} if topic == "m" else None
+
 
 def _gate(reader: _Reader, risk: bool = True) -> tuple[LabelGate, Counter]:
     paused = Counter("paused", "pauses", registry=CollectorRegistry())
@@ -86,3 +89,20 @@ def test_metrics_pause_while_behind_and_resume_after() -> None:
     assert _value(paused) == 1.0
     gate.apply(consumer, behind=False)
     assert consumer.held == set()
+
+
+def test_the_owner_of_the_metrics_partition_of_the_same_number_dead_letters_a_label() -> None:
+    class _Replaying(_Reader):
+        def replayed(self, record: Any) -> bool:
+            return bool(record.offset < 3)  # read before this start: another run's to report
+
+    gate, _ = _gate(_Replaying(behind=False))
+    designated = gate.designated(_Consumer([METRICS[1], LOGS]))
+
+    class _Label:
+        def __init__(self, partition: int, offset: int) -> None:
+            self.partition, self.offset = partition, offset
+
+    # Incidents partitions 1 and 3 map to metrics partition 1 (two metrics partitions).
+    assert [designated(_Label(p, 5)) for p in range(4)] == [False, True, False, True]
+    assert not designated(_Label(1, 2))
