@@ -106,35 +106,23 @@ def fit_risk_model(
     """
     _check_options(holdout_share, target_recall, alert_budget, horizon_s)
     names, matrix, y, times, ids = _arrays(names, X, labels, ts_s, incident_ids)
-    split = _split(y, times, holdout_share, horizon_s)
-    train, holdout = split.train, split.holdout
+    train, holdout, purged = _split(y, times, holdout_share, horizon_s)
     y_train, y_holdout = y[train] > 0.5, y[holdout] > 0.5
 
     medians = column_medians(matrix[train])
-    X_train, X_holdout = impute(matrix[train], medians), impute(matrix[holdout], medians)
-    pipeline = _fit(X_train, y_train, regularization, seed)
+    X_holdout = impute(matrix[holdout], medians)
+    pipeline = _fit(impute(matrix[train], medians), y_train, regularization, seed)
     p = positive_proba(pipeline, X_holdout)
 
     holdout_ids = [ids[i] for i in holdout.tolist()] if ids is not None else None
-    best = incident_best(p, y_holdout.astype(np.float64), holdout_ids)
-    thresholds = tune_thresholds(
-        p, y_holdout, best, target_recall=target_recall, alert_budget=alert_budget
-    )
-    points = {
-        name: _operating_point(p, y_holdout, best, value) for name, value in thresholds.items()
-    }
+    best, thresholds, points = _tuned(p, y_holdout, holdout_ids, target_recall, alert_budget)
     report = incident_report(y_holdout, p, thresholds[strategy])
     train_range, holdout_range = span_of(times[train]), span_of(times[holdout])
-    settings = {
-        "seed": seed,
-        "holdout_share": holdout_share,
-        "strategy": strategy,
-        "target_recall": target_recall,
-        "alert_budget": alert_budget,
-        "horizon_s": horizon_s,
-        "regularization": regularization,
-        "n_repeats": n_repeats,
-    }
+    settings = dict(
+        seed=seed, holdout_share=holdout_share, strategy=strategy, target_recall=target_recall,
+        alert_budget=alert_budget, horizon_s=horizon_s, regularization=regularization,
+        n_repeats=n_repeats,
+    )  # fmt: skip
     return RiskArtifact(
         names=names,
         medians=medians,
@@ -147,7 +135,7 @@ def fit_risk_model(
         importance=_importance(pipeline, names, X_holdout, y_holdout, n_repeats, seed),
         train_range=train_range,
         holdout_range=holdout_range,
-        rows={"train": int(train.size), "holdout": int(holdout.size), "purged": split.purged},
+        rows={"train": int(train.size), "holdout": int(holdout.size), "purged": purged},
         settings=settings,
         version=version_of(
             "risk",
@@ -162,6 +150,30 @@ def fit_risk_model(
             times[holdout], p, y_holdout, holdout_ids, thresholds[strategy]
         ),
     )
+
+
+class _Tuning(NamedTuple):
+    best: FloatArray | None
+    """Per incident of the holdout, its best prediction (None without incident ids)."""
+    thresholds: dict[str, float]
+    """Every strategy's threshold."""
+    points: dict[str, dict[str, float | None]]
+    """Every strategy's operating point on the holdout."""
+
+
+def _tuned(
+    p: FloatArray,
+    y: npt.NDArray[np.bool_],
+    ids: list[str | None] | None,
+    target_recall: float,
+    alert_budget: float,
+) -> _Tuning:
+    """Every strategy's threshold, tuned on the holdout's predictions ``p`` (labels ``y``,
+    incident ids ``ids``), and its operating point there."""
+    best = incident_best(p, y.astype(np.float64), ids)
+    thresholds = tune_thresholds(p, y, best, target_recall=target_recall, alert_budget=alert_budget)
+    points = {name: _operating_point(p, y, best, value) for name, value in thresholds.items()}
+    return _Tuning(best, thresholds, points)
 
 
 def _arrays(
