@@ -48,6 +48,7 @@ import models.incident.budget as budget
 import models.incident.config as risk_config
 import models.incident.episodes as risk_episodes
 import models.incident.labels as labels
+import models.incident.platt as platt
 import models.incident.prequential as prequential
 import models.incident.risk as risk
 import models.incident.thresholds as thresholds
@@ -114,7 +115,7 @@ _FIELDS: list[tuple[type, str]] = [
     (labels._Buffer, "models.incident.labels._Buffer"),
     (labels._Span, "models.incident.labels._Span"),
     (prequential.PrequentialTracker, "models.incident.prequential.PrequentialTracker"),
-    (risk._PlattScaler, "models.incident.risk._PlattScaler"),
+    (platt.PlattScaler, "models.incident.risk._PlattScaler"),
     (thresholds.RiskThreshold, "models.incident.thresholds.RiskThreshold"),
     (thresholds._Ring, "models.incident.thresholds._Ring"),
     (risk_features._Located, "stream.features.risk._Located"),

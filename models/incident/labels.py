@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.incident.config import RiskConfig
-from models.incident.risk import FeatureRow
+from models.incident.feature_row import FeatureRow
 
 __all__ = ["OUTCOMES", "HorizonLabeler", "LabelledVector"]
 
@@ -53,7 +53,7 @@ class LabelledVector:
     Attributes:
         service: The service the vector describes.
         ts_s: The vector's event time (epoch seconds).
-        vector: The features: a :class:`~models.incident.risk.FeatureRow` (a read-only
+        vector: The features: a :class:`~models.incident.feature_row.FeatureRow` (a read-only
             mapping over the stored float32 row; no dict is built unless asked for) when the
             vector was buffered, a fresh copy of the features when it was labelled at once.
         probability: The prediction made for it before its label was known.
@@ -272,8 +272,9 @@ class HorizonLabeler:
 
     Every outcome is counted in :attr:`counts` (keys :data:`OUTCOMES`). Vectors are stored as
     float32 rows per service (feature names interned once per distinct name tuple), keys as
-    packed bytes; a labelled vector leaves as a :class:`~models.incident.risk.FeatureRow` over
-    its row (a vector given as a ``FeatureRow`` is stored without a dict either way). Expiry
+    packed bytes; a labelled vector leaves as a
+    :class:`~models.incident.feature_row.FeatureRow` over its row (a vector given as a
+    ``FeatureRow`` is stored without a dict either way). Expiry
     and eviction take the oldest rows, as slices. Non-finite ``ts_s`` is refused (ValueError).
 
     With ``keep_during``, the vectors dropped as ``"during_incident"`` are kept (label True,
