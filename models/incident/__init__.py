@@ -10,7 +10,8 @@ it all honestly (every prediction made before its label was learned);
 
 from models.incident.config import RiskConfig, Strategy
 from models.incident.feature_row import FeatureRow
-from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
+from models.incident.labelled import LabelledVector
+from models.incident.labels import OUTCOMES, HorizonLabeler
 from models.incident.prequential import (
     IncidentReport,
     PrequentialTracker,
