@@ -19,7 +19,7 @@ model's scores have a calibration, the channel is left out of the combination (t
 then exactly the online one: checked on every run, with the channel's independence of the
 batch boundaries).
 
-Episode-wise precision/recall/F1 are ``models.evaluation.alert_quality``'s, tolerance 3
+Episode-wise precision/recall/F1 are ``models.alert_quality.alert_quality``'s, tolerance 3
 samples, pooled over a report group's services, as in ``benchmarks/quality.py``. Sets:
 ``asd`` (the train half streamed, the test half scored; development omi-1..6 decide,
 held-out omi-7..12 are reported apart), ``planted`` (``stream.dev.planted.PlantedStream`` at
@@ -53,10 +53,10 @@ import orjson
 from asd_quality import DEV, HELD_OUT, STEP_S, load
 from sklearn.ensemble import IsolationForest
 
+from models.alert_quality import AlertQuality, alert_quality, alert_spans
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel
 from models.anomaly.calibration import ScoreCalibrator
 from models.anomaly.core import ScoringCore
-from models.evaluation import AlertQuality, alert_quality, alert_spans
 from stream.dev.planted import PlantedStream
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -16,7 +16,7 @@ Vigil runs at its default settings (inherited ``VIGIL_*`` variables are dropped)
 count. A firing alert (``status`` absent or ``firing``) of an episode spans to the episode's
 ``resolved`` alert or the end of the data; other alerts cover their own sample.
 
-Per set and detector, pooled over services (``models.evaluation.alert_quality``): point-wise
+Per set and detector, pooled over services (``models.alert_quality.alert_quality``): point-wise
 P/R/F1; episode-wise P/R/F1 (a labelled segment is caught by a firing alert in
 ``[start, end + 3 samples]``, an alert is true if it falls in such a window); alerts per caught
 segment; false alerts per service-day; median delay in samples; firing alerts next to the
@@ -56,15 +56,15 @@ from quality_report import print_report, to_json
 from quality_sets import BGL_GAP_WINDOWS, SETS, LabelledSet, build
 from river import anomaly, compose, preprocessing
 
-from models.evaluation import (
+from models.alert_quality import (
     AlertQuality,
     Span,
     alert_quality,
     alert_spans,
-    close_gaps,
     segment_hits,
     span_flags,
 )
+from models.evaluation import close_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -6,7 +6,7 @@ from typing import Any
 
 from quality_sets import LabelledSet
 
-from models.evaluation import AlertQuality
+from models.alert_quality import AlertQuality
 from stream.dev.planted import PlantedEpisode
 
 _COLUMNS = (

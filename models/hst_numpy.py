@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.hst_state import hst_state, restore_hst
 from models.trees import (
     MAX_PATH_ELEMENTS,
     PathRequest,
@@ -258,14 +259,7 @@ class BatchHST:
         """
         rows = self._rows(X, build=True)
         for chunk in range(0, len(rows), self._chunk_rows):
-            paths = self._paths(rows[chunk : chunk + self._chunk_rows])
-            start = 0
-            n = paths.shape[2]
-            while start < n:
-                stop = min(n, start + self.window_size - self.counter)
-                self._learn_paths(paths[:, :, start:stop])
-                self._advance(stop - start)
-                start = stop
+            self.learn_paths(self._paths(rows[chunk : chunk + self._chunk_rows]))
 
     # ------------------------------------------------------------------------ dict API
 
@@ -320,49 +314,10 @@ class BatchHST:
         return int(self.l_mass.nbytes + self.r_mass.nbytes)
 
     def __getstate__(self) -> dict[str, Any]:
-        structure = self.structure
-        return {
-            "n_trees": self.n_trees,
-            "height": self.height,
-            "window_size": self.window_size,
-            "seed": self.seed,
-            "l_mass": self.l_mass,
-            "r_mass": self.r_mass,
-            "counter": self.counter,
-            "first_window": self.first_window,
-            "feature_names": self.feature_names,
-            "shared": self._shared,
-            # A shared structure is rebuilt from the seed on load and checked against this.
-            "n_features": None if structure is None else structure.n_features,
-            "fingerprint": None if structure is None else structure.fingerprint,
-            "structure": structure if not self._shared else None,
-        }
+        return hst_state(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.n_trees = int(state["n_trees"])
-        self.height = int(state["height"])
-        self.window_size = int(state["window_size"])
-        self.seed = int(state["seed"])
-        shape = (self.n_trees, node_count(self.height))
-        self.l_mass = np.array(state["l_mass"], dtype=np.int64, order="C")
-        self.r_mass = np.array(state["r_mass"], dtype=np.int64, order="C")
-        if self.l_mass.shape != shape or self.r_mass.shape != shape:
-            raise ValueError(f"mass arrays must have shape {shape}")
-        self.counter = int(state["counter"])
-        self.first_window = bool(state["first_window"])
-        names = state["feature_names"]
-        self.feature_names = None if names is None else tuple(names)
-        self._shared = bool(state["shared"])
-        self.structure = state["structure"]
-        if self._shared and state["n_features"] is not None:
-            self.structure = shared_structure(
-                int(state["n_features"]), self.n_trees, self.height, self.seed
-            )
-            if self.structure.fingerprint != state["fingerprint"]:
-                raise ValueError(
-                    "the trees rebuilt from the seed differ from the snapshot's "
-                    "(did river's tree construction change?)"
-                )
+        restore_hst(self, state)
         self._derive()
 
     # ---------------------------------------------------------------------- internals

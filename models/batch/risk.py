@@ -17,7 +17,7 @@ from models.batch._shared import (
 )
 from models.batch.holdout import HoldoutSample
 from models.incident.config import Strategy
-from models.incident.risk import FeatureRow
+from models.incident.feature_row import FeatureRow
 
 __all__ = ["RiskArtifact", "positive_proba"]
 

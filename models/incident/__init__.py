@@ -9,14 +9,16 @@ it all honestly (every prediction made before its label was learned);
 """
 
 from models.incident.config import RiskConfig, Strategy
-from models.incident.labels import OUTCOMES, HorizonLabeler, LabelledVector
+from models.incident.feature_row import FeatureRow
+from models.incident.labelled import LabelledVector
+from models.incident.labels import OUTCOMES, HorizonLabeler
 from models.incident.prequential import (
     IncidentReport,
     PrequentialTracker,
     incident_report,
     reliability_table,
 )
-from models.incident.risk import FeatureRow, IncidentRiskModel, RiskContribution
+from models.incident.risk import IncidentRiskModel, RiskContribution
 from models.incident.thresholds import RiskThreshold
 from models.incident.timeline import IncidentSpan, busiest_services, incident_spans
 

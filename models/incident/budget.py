@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from models.incident.config import RiskConfig
 from models.incident.episodes import HELD, INCIDENT, count_openings, resolve_level
-from models.incident.risk import FeatureRow
+from models.incident.feature_row import FeatureRow
 from models.refresh import refresh_due
 
 __all__ = ["EpisodeBudget", "Scorer"]

@@ -6,20 +6,15 @@ import collections
 import heapq
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from models.incident.config import RiskConfig
-from models.incident.risk import FeatureRow
+from models.incident.held_vectors import HeldVectors
+from models.incident.label_buffer import Span, VectorBuffer, encode_key
+from models.incident.labelled import LabelledVector, Origin, labelled_now
 
-__all__ = ["OUTCOMES", "HorizonLabeler", "LabelledVector"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-Float32Array = npt.NDArray[np.float32]
+__all__ = ["OUTCOMES", "HorizonLabeler"]
 
 OUTCOMES = (
     "positive",
@@ -34,214 +29,17 @@ OUTCOMES = (
 )
 """The keys of :attr:`HorizonLabeler.counts`, all present from the start."""
 
-_CHUNK = 8  # buffers grow and shrink by this many rows
 _REMEMBERED_INCIDENTS = 20_000  # incident ids kept to recognise duplicate opens
 _EARLY_RESOLVES = 10_000  # resolves waiting for their open
-_SPANS_PER_SERVICE = 64  # incident spans kept per service
 # CPython 3.11 (64-bit) sizes for the estimate in nbytes(), checked against tracemalloc by
-# tests/unit/test_incident_labels.py: a service's buffer object, its three array headers and
+# tests/unit/models/incident/test_incident_labels.py: a service's buffer object, its three array headers and
 # its dict entry; one heap entry; one remembered incident id (id string and table entry).
 _SERVICE_BYTES = 700
 _HEAP_ENTRY_BYTES = 80
 _INCIDENT_BYTES = 200
 
 
-@dataclass(frozen=True, slots=True)
-class LabelledVector:
-    """A risk vector with its label, ready to be learned and scored.
-
-    Attributes:
-        service: The service the vector describes.
-        ts_s: The vector's event time (epoch seconds).
-        vector: The features: a :class:`~models.incident.risk.FeatureRow` (a read-only
-            mapping over the stored float32 row; no dict is built unless asked for) when the
-            vector was buffered, a fresh copy of the features when it was labelled at once.
-        probability: The prediction made for it before its label was known.
-        label: True when an incident opened within the horizon after ``ts_s``.
-        key: The caller's key for the vector (e.g. its alert id).
-        incident_id: The incident that made it positive, else None.
-        origin: ``"horizon"`` (an incident or the horizon passing decided), ``"feedback"``,
-            or ``"during_incident"`` (inside a known incident: not a label of risk, only of
-            "an incident is under way", see :meth:`HorizonLabeler.take_during`).
-    """
-
-    service: str
-    ts_s: float
-    vector: Mapping[str, float]
-    probability: float
-    label: bool
-    key: str
-    incident_id: str | None
-    origin: Literal["horizon", "feedback", "during_incident"]
-
-
-@dataclass(slots=True)
-class _Span:
-    incident_id: str
-    open_s: float
-    end_s: float
-
-
-def _encode_key(key: str) -> bytes:
-    """A key as stored: lowercase hex packed into bytes (half the size) with a final 0x01,
-    anything else as UTF-8 with a final 0x02 (the last byte is never NUL, so numpy's
-    fixed-width bytes, which drop trailing NULs, keep every key intact)."""
-    if len(key) % 2 == 0:
-        try:
-            packed = bytes.fromhex(key)
-        except ValueError:
-            pass
-        else:
-            if packed.hex() == key:
-                return packed + b"\x01"
-    return key.encode() + b"\x02"
-
-
-_NO_KEY = _encode_key("")  # most vectors: only an alerting one has a key
-
-
-def _decode_key(stored: bytes) -> str:
-    return stored[:-1].hex() if stored[-1] == 1 else stored[:-1].decode()
-
-
-class _Buffer:
-    """One service's vectors sorted by time, in three compact arrays (rows ``[:n]`` used)."""
-
-    __slots__ = (
-        "applied",
-        "keys",
-        "last_expired_s",
-        "meta",
-        "n",
-        "newest_s",
-        "scheduled_s",
-        "spans",
-        "values",
-    )
-
-    def __init__(self) -> None:
-        self.meta: FloatArray = np.empty((0, 3))  # ts_s, probability, schema id
-        self.keys: npt.NDArray[np.bytes_] = np.empty(0, dtype="S1")
-        self.values: Float32Array = np.empty((0, 0), dtype=np.float32)
-        self.n = 0
-        self.newest_s = -math.inf  # newest ts of a vector ever added (-inf: none yet)
-        self.spans: list[_Span] | None = None
-        self.applied: list[str] | None = None
-        """Ids of the newest incidents applied (not pruned by time, unlike spans): an open
-        read again (the topic is read from its beginning at each start) is not re-applied."""
-        self.last_expired_s = -math.inf  # newest ts labelled negative (expired or evicted)
-        self.scheduled_s: float | None = None  # due time of this buffer's entry in the heap
-
-    @property
-    def ts(self) -> FloatArray:
-        return self.meta[: self.n, 0]
-
-    def nbytes(self) -> int:
-        return int(self.meta.nbytes + self.keys.nbytes + self.values.nbytes)
-
-    def insert(
-        self, ts_s: float, probability: float, schema: int, key: bytes, row: Float32Array
-    ) -> None:
-        rows, width = self.meta.shape[0], self.values.shape[1]
-        if self.n == rows or row.size > width or len(key) > self.keys.itemsize:
-            self._resize(
-                rows + _CHUNK if self.n == rows else rows,
-                max(row.size, width),
-                max(len(key), self.keys.itemsize),  # never narrower: keys held would be cut
-            )
-        n = self.n
-        at = n  # the usual case: the newest vector
-        if n and ts_s < self.meta[n - 1, 0]:
-            at = int(np.searchsorted(self.meta[:n, 0], ts_s, side="right"))
-            # out of order: shift the newer rows up (numpy copes with the overlap)
-            self.meta[at + 1 : n + 1] = self.meta[at:n]
-            self.keys[at + 1 : n + 1] = self.keys[at:n]
-            self.values[at + 1 : n + 1] = self.values[at:n]
-        self.meta[at] = (ts_s, probability, schema)
-        self.keys[at] = key
-        if row.size == self.values.shape[1]:
-            self.values[at] = row  # float64 values are rounded to float32 here
-        else:
-            self.values[at, : row.size] = row
-            self.values[at, row.size :] = 0.0
-        self.n = n + 1
-
-    def take_first(self, count: int) -> tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array]:
-        """:meth:`take` of the ``count`` oldest rows (expiry, eviction): slices, no masks."""
-        n = self.n
-        taken = (self.meta[:count].copy(), self.keys[:count].copy(), self.values[:count].copy())
-        if count:
-            kept = n - count
-            self.meta[:kept] = self.meta[count:n]
-            self.keys[:kept] = self.keys[count:n]
-            self.values[:kept] = self.values[count:n]
-            self.n = kept
-            if self.meta.shape[0] - kept >= 2 * _CHUNK:
-                rows = -(-kept // _CHUNK) * _CHUNK
-                self._resize(rows, self.values.shape[1], self.keys.itemsize)
-        return taken
-
-    def between(self, after_s: float, until_s: float) -> IntArray:
-        """Row indices with ``after_s < ts <= until_s``."""
-        start, end = np.searchsorted(self.ts, (after_s, until_s), side="right")
-        return np.arange(start, max(start, end), dtype=np.int64)
-
-    def take(self, index: IntArray) -> tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array]:
-        """Remove the rows at ``index`` and return copies of them."""
-        taken = (self.meta[index], self.keys[index], self.values[index])
-        if index.size:
-            keep = np.ones(self.n, dtype=bool)
-            keep[index] = False
-            kept = self.n - index.size
-            self.meta[:kept] = self.meta[: self.n][keep]
-            self.keys[:kept] = self.keys[: self.n][keep]
-            self.values[:kept] = self.values[: self.n][keep]
-            self.n = kept
-            if self.meta.shape[0] - kept >= 2 * _CHUNK:
-                rows = -(-kept // _CHUNK) * _CHUNK
-                self._resize(rows, self.values.shape[1], self.keys.itemsize)
-        return taken
-
-    def span_at(self, ts_s: float) -> _Span | None:
-        """The incident span ``ts_s`` falls inside (``open < ts <= end``), if any."""
-        for span in self.spans or ():
-            if span.open_s < ts_s <= span.end_s:
-                return span
-        return None
-
-    def span_ahead(self, ts_s: float, horizon_s: float) -> _Span | None:
-        """An incident opening within the horizon after ``ts_s``, if one is known."""
-        for span in self.spans or ():
-            if span.open_s - horizon_s < ts_s <= span.open_s:
-                return span
-        return None
-
-    def add_span(self, span: _Span, keep_after_s: float) -> None:
-        """Remember a span; forget those over before ``keep_after_s`` and the oldest beyond
-        the per-service bound."""
-        spans = [s for s in self.spans or () if s.end_s >= keep_after_s]
-        spans.append(span)
-        self.spans = spans[-_SPANS_PER_SERVICE:]
-        applied = [*(getattr(self, "applied", None) or ()), span.incident_id]
-        self.applied = applied[-_SPANS_PER_SERVICE:]
-
-    def knows(self, incident_id: str) -> bool:
-        """Whether this incident was applied to the buffer (a snapshot's from before this
-        field was added knows its spans only)."""
-        applied = getattr(self, "applied", None) or ()
-        return incident_id in applied or any(s.incident_id == incident_id for s in self.spans or ())
-
-    def _resize(self, rows: int, width: int, key_bytes: int) -> None:
-        n = self.n
-        meta = np.empty((rows, 3))
-        keys = np.empty(rows, dtype=f"S{max(1, key_bytes)}")
-        values = np.zeros((rows, width), dtype=np.float32)
-        meta[:n], keys[:n] = self.meta[:n], self.keys[:n]
-        values[:n, : self.values.shape[1]] = self.values[:n]
-        self.meta, self.keys, self.values = meta, keys, values
-
-
-class HorizonLabeler:
+class HorizonLabeler(HeldVectors):
     """Holds each service's risk vectors until incidents (or their absence) label them.
 
     Semantics, with H = ``config.horizon_s`` and times in event seconds:
@@ -272,8 +70,9 @@ class HorizonLabeler:
 
     Every outcome is counted in :attr:`counts` (keys :data:`OUTCOMES`). Vectors are stored as
     float32 rows per service (feature names interned once per distinct name tuple), keys as
-    packed bytes; a labelled vector leaves as a :class:`~models.incident.risk.FeatureRow` over
-    its row (a vector given as a ``FeatureRow`` is stored without a dict either way). Expiry
+    packed bytes; a labelled vector leaves as a
+    :class:`~models.incident.feature_row.FeatureRow` over its row (a vector given as a
+    ``FeatureRow`` is stored without a dict either way). Expiry
     and eviction take the oldest rows, as slices. Non-finite ``ts_s`` is refused (ValueError).
 
     With ``keep_during``, the vectors dropped as ``"during_incident"`` are kept (label True,
@@ -298,20 +97,12 @@ class HorizonLabeler:
     """
 
     def __init__(self, config: RiskConfig, *, keep_during: bool = False) -> None:
-        self.config = config
+        super().__init__(config)
         self.keep_during = keep_during
         self._during: list[LabelledVector] = []
         self.counts: collections.Counter[str] = collections.Counter(dict.fromkeys(OUTCOMES, 0))
-        self._buffers: dict[str, _Buffer] = {}
-        self._due: list[tuple[float, str]] = []
-        self._schemas: dict[tuple[str, ...], int] = {}
-        self._schema_names: list[tuple[str, ...]] = []
         self._opened: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._early_resolves: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._held = 0
-
-    def __len__(self) -> int:
-        return self._held
 
     def add(
         self,
@@ -341,46 +132,47 @@ class HorizonLabeler:
         """
         if not math.isfinite(ts_s):
             raise ValueError(f"ts_s must be finite, got {ts_s!r}")
-        buffer = self._buffers.get(service)
-        if buffer is None:
-            buffer = self._buffers[service] = _Buffer()
+        buffer = self._buffer(service)
         buffer.newest_s = max(buffer.newest_s, ts_s)
-        if buffer.spans:
-            if len(buffer.spans) > 4:  # a backlog of known incidents: forget the finished
-                keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
-                buffer.spans = [s for s in buffer.spans if s.end_s >= keep_after_s]
-            inside = buffer.span_at(ts_s)
-            if inside is not None:
-                self.counts["during_incident"] += 1
-                if self.keep_during:
-                    self._during.append(
-                        LabelledVector(
-                            service,
-                            ts_s,
-                            _copy(vector),
-                            probability,
-                            True,
-                            key,
-                            inside.incident_id,
-                            "during_incident",
-                        )
-                    )
-                return []
-            span = buffer.span_ahead(ts_s, self.config.horizon_s)
-            if span is not None:
-                self.counts["positive"] += 1
-                return [
-                    LabelledVector(
-                        service,
-                        ts_s,
-                        _copy(vector),
-                        probability,
-                        True,
-                        key,
-                        span.incident_id,
-                        "horizon",
-                    )
-                ]
+        settled = self._settle(buffer, ts_s)
+        if settled is None:
+            out = self._make_room(service, buffer, ts_s, expire)
+            self._hold(service, buffer, ts_s, vector, probability, key)
+            return out
+        span, origin = settled
+        if origin == "during_incident" and not self.keep_during:
+            return []
+        labelled = labelled_now(service, ts_s, vector, probability, key, span.incident_id, origin)
+        if origin == "during_incident":
+            self._during.append(labelled)
+            return []
+        return [labelled]
+
+    def _settle(self, buffer: VectorBuffer, ts_s: float) -> tuple[Span, Origin] | None:
+        """The known incident that settles a vector at ``ts_s`` as it arrives, and how
+        (counted): inside it (``"during_incident"``: no risk label, kept for
+        :meth:`take_during` with ``keep_during``), or opening within the horizon after it
+        (``"horizon"``: a positive). None when no known incident does."""
+        if not buffer.spans:
+            return None
+        if len(buffer.spans) > 4:  # a backlog of known incidents: forget the finished
+            keep_after_s = ts_s - self.config.horizon_s - self.config.label_grace_s
+            buffer.spans = [s for s in buffer.spans if s.end_s >= keep_after_s]
+        inside = buffer.span_at(ts_s)
+        if inside is not None:
+            self.counts["during_incident"] += 1
+            return inside, "during_incident"
+        span = buffer.span_ahead(ts_s, self.config.horizon_s)
+        if span is not None:
+            self.counts["positive"] += 1
+            return span, "horizon"
+        return None
+
+    def _make_room(
+        self, service: str, buffer: VectorBuffer, ts_s: float, expire: bool
+    ) -> list[LabelledVector]:
+        """What a full buffer gives up before it holds a vector at ``ts_s``: its vectors due
+        by then (negatives, with ``expire``), else its oldest (evicted)."""
         out: list[LabelledVector] = []
         if buffer.n >= self.config.max_vectors_per_service and expire:
             # Full of vectors already due by this one's time: label them now, as expire()
@@ -396,18 +188,6 @@ class HorizonLabeler:
             out += self._label(service, buffer.take_first(1), False, None)
             buffer.last_expired_s = max(buffer.last_expired_s, out[-1].ts_s)
             self.counts["evicted"] += 1
-        if type(vector) is FeatureRow:
-            names, row = vector.names, vector.row
-        else:
-            names = tuple(vector)
-            row = np.fromiter(vector.values(), dtype=np.float32, count=len(names))
-        schema = self._schema_id(names)
-        buffer.insert(ts_s, probability, schema, _encode_key(key), row)
-        self._held += 1
-        due = ts_s + self.config.horizon_s + self.config.label_grace_s
-        if buffer.scheduled_s is None or due < buffer.scheduled_s:
-            buffer.scheduled_s = due
-            heapq.heappush(self._due, (due, service))
         return out
 
     def in_incident(self, service: str, ts_s: float) -> bool:
@@ -428,18 +208,16 @@ class HorizonLabeler:
         resolved_s = self._early_resolves.pop(incident_id, None)
         if resolved_s is not None:
             end_s = max(ts_s, resolved_s)
-        buffer = self._buffers.get(service)
-        if buffer is None:
-            buffer = self._buffers[service] = _Buffer()
+        buffer = self._buffer(service)
         if buffer.knows(incident_id):
             return []  # known from a restored snapshot: the topic is read again at start
         if buffer.newest_s == -math.inf:
             self.counts["unknown_service"] += 1
         if buffer.last_expired_s > ts_s - self.config.horizon_s:
             self.counts["late"] += 1
-        return self._apply(service, buffer, _Span(incident_id, ts_s, end_s))
+        return self._apply(service, buffer, Span(incident_id, ts_s, end_s))
 
-    def _apply(self, service: str, buffer: _Buffer, span: _Span) -> list[LabelledVector]:
+    def _apply(self, service: str, buffer: VectorBuffer, span: Span) -> list[LabelledVector]:
         """Label the buffered vectors a new incident span settles, and remember the span."""
         horizon_s = self.config.horizon_s
         ts_s, incident_id = span.open_s, span.incident_id
@@ -513,34 +291,23 @@ class HorizonLabeler:
     def feedback(self, key: str, label: bool, service: str | None = None) -> LabelledVector | None:
         """Label the buffered vector with this key now (it leaves the buffer); None if not held.
         With ``service``, only that service's vectors are searched."""
-        stored = _encode_key(key)
-        buffers: Iterable[tuple[str, _Buffer]]
+        stored = encode_key(key)
+        buffers: Iterable[tuple[str, VectorBuffer]]
         if service is None:
             buffers = self._buffers.items()
         else:
             found_buffer = self._buffers.get(service)
             buffers = () if found_buffer is None else ((service, found_buffer),)
         for service, buffer in buffers:
-            if not buffer.n or len(stored) > buffer.keys.itemsize:
-                continue
-            found = np.flatnonzero(buffer.keys[: buffer.n] == stored)
+            found = buffer.find_key(stored)
             if found.size:
                 (item,) = self._label(service, buffer.take(found[:1]), label, None, "feedback")
                 self.counts["feedback"] += 1
                 return item
         return None
 
-    def export(self, services: Iterable[str]) -> dict[str, tuple[_Buffer, list[tuple[str, ...]]]]:
-        """The buffers of these services, for a snapshot: each with the feature-name sets its
-        rows' schema ids refer to (ids are this labeler's own). Live objects: pickle them."""
-        return {
-            service: (buffer, list(self._schema_names))
-            for service in services
-            if (buffer := self._buffers.get(service)) is not None
-        }
-
     def install(
-        self, buffers: Mapping[str, tuple[_Buffer, list[tuple[str, ...]]]]
+        self, buffers: Mapping[str, tuple[VectorBuffer, list[tuple[str, ...]]]]
     ) -> list[LabelledVector]:
         """Take over buffers from :meth:`export` (replacing these services' own): schema ids
         are mapped onto this labeler's, and each buffer's horizon is scheduled.
@@ -555,22 +322,13 @@ class HorizonLabeler:
         self.forget(buffers)
         out: list[LabelledVector] = []
         for service, (buffer, names) in buffers.items():
-            if buffer.n:
-                ids = np.array([self._schema_id(n) for n in names], dtype=np.float64)
-                schemas = buffer.meta[: buffer.n, 2].astype(np.intp)
-                buffer.meta[: buffer.n, 2] = ids[schemas]
-                buffer.scheduled_s = float(buffer.ts[0]) + (
-                    self.config.horizon_s + self.config.label_grace_s
-                )
-                heapq.heappush(self._due, (buffer.scheduled_s, service))
-            else:
-                buffer.scheduled_s = None
-            self._buffers[service] = buffer
-            self._held += buffer.n
+            self._take_over(service, buffer, names)
             out += self._merge(service, buffer, known.get(service) or ())
         return out
 
-    def _merge(self, service: str, buffer: _Buffer, spans: Iterable[_Span]) -> list[LabelledVector]:
+    def _merge(
+        self, service: str, buffer: VectorBuffer, spans: Iterable[Span]
+    ) -> list[LabelledVector]:
         """Apply ``spans`` (known here) to an installed buffer."""
         out: list[LabelledVector] = []
         unresolved_s = self.config.incident_max_s
@@ -578,36 +336,10 @@ class HorizonLabeler:
         for span in spans:
             same = theirs.get(span.incident_id)
             if same is None and not buffer.knows(span.incident_id):
-                out += self._apply(
-                    service, buffer, _Span(span.incident_id, span.open_s, span.end_s)
-                )
+                out += self._apply(service, buffer, Span(span.incident_id, span.open_s, span.end_s))
             elif same is not None and same.end_s == same.open_s + unresolved_s:  # resolved here
                 same.end_s = span.end_s
         return out
-
-    def holds(self, service: str) -> bool:
-        """Whether this labeler has had vectors of ``service`` (it owns or owned it)."""
-        buffer = self._buffers.get(service)
-        return buffer is not None and buffer.newest_s > -math.inf
-
-    def forget(self, services: Iterable[str]) -> None:
-        """Drop services' vectors (their partition went to another detector); their heap
-        entries are skipped when they come due. Their incident spans stay (every detector
-        reads every label; bounded per service): the service may come back."""
-        for service in services:
-            buffer = self._buffers.pop(service, None)
-            if buffer is not None:
-                self._held -= buffer.n
-                if buffer.spans or getattr(buffer, "applied", None):
-                    kept = self._buffers[service] = _Buffer()
-                    kept.spans, kept.applied = buffer.spans, getattr(buffer, "applied", None)
-
-    def _schema_id(self, names: tuple[str, ...]) -> int:
-        schema = self._schemas.get(names)
-        if schema is None:
-            schema = self._schemas[names] = len(self._schema_names)
-            self._schema_names.append(names)
-        return schema
 
     def nbytes(self) -> int:
         """An estimate of the memory held: array bytes plus fixed per-object sizes."""
@@ -621,43 +353,3 @@ class HorizonLabeler:
             + _INCIDENT_BYTES * (len(self._opened) + len(self._early_resolves) + spans)
             + names
         )
-
-    def _label(
-        self,
-        service: str,
-        taken: tuple[FloatArray, npt.NDArray[np.bytes_], Float32Array],
-        label: bool,
-        incident_id: str | None,
-        origin: Literal["horizon", "feedback", "during_incident"] = "horizon",
-    ) -> list[LabelledVector]:
-        """Labelled vectors of rows taken out of a buffer (each a FeatureRow over its row)."""
-        meta, keys, values = taken
-        self._held -= len(meta)
-        schema_names = self._schema_names
-        width = values.shape[1]
-        out = []
-        for (ts_s, probability, schema), key, row in zip(
-            meta.tolist(), keys.tolist(), values, strict=True
-        ):
-            names = schema_names[int(schema)]
-            vector = FeatureRow(names, row if len(names) == width else row[: len(names)])
-            out.append(
-                LabelledVector(
-                    service,
-                    ts_s,
-                    vector,
-                    probability,
-                    label,
-                    "" if key == _NO_KEY else _decode_key(key),
-                    incident_id,
-                    origin,
-                )
-            )
-        return out
-
-
-def _copy(vector: Mapping[str, float]) -> Mapping[str, float]:
-    """A vector's values, owned (a batch's rows are reused once it is done)."""
-    if type(vector) is FeatureRow:
-        return FeatureRow(vector.names, np.array(vector.row))
-    return {name: float(value) for name, value in vector.items()}

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import pr_curve
 from models.incident.config import RiskConfig
-from models.incident.labels import LabelledVector
+from models.incident.labelled import LabelledVector
 
 __all__ = ["IncidentReport", "PrequentialTracker", "incident_report", "reliability_table"]
 

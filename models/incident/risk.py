@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 import random
-from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +13,11 @@ import numpy.typing as npt
 from river import linear_model, optim, preprocessing
 
 from models.incident.config import RiskConfig
-from models.refresh import refresh_due
+from models.incident.feature_row import FeatureRow
+from models.incident.linear import LinearForm
+from models.incident.platt import PlattScaler, sigmoid
 
-__all__ = ["FeatureRow", "IncidentRiskModel", "RiskContribution"]
+__all__ = ["IncidentRiskModel", "RiskContribution"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -28,56 +28,6 @@ _CLIP = 5.0
 """Standardized values are clipped to ±this. A rare feature (a share of flagged events that
 is almost always 0) has a tiny running std, so one unusual value standardizes to hundreds and
 one SGD step on it swamps every weight; clipped, it counts as a strong signal, not a flood."""
-
-
-@functools.lru_cache(maxsize=1024)
-def _positions(names: tuple[str, ...]) -> dict[str, int]:
-    """Each name's column in rows of this feature set (built once per set)."""
-    return {name: i for i, name in enumerate(names)}
-
-
-class FeatureRow(Mapping[str, float]):
-    """A risk vector as a row of values under a tuple of names: a read-only mapping.
-
-    Vectors are built, held and learned as rows (the model reads many at once as a matrix,
-    without a dict per vector); a dict is made only when one is asked for (:meth:`to_dict`,
-    or mapping access such as ``items()``). Names are in the vector's order; the row may be
-    float64 or float32 (what a buffer stored), read as Python floats.
-
-    Examples:
-        >>> row = FeatureRow(("cpu", "mem"), np.array([1.5, 2.0]))
-        >>> row["mem"], list(row), len(row), row == {"cpu": 1.5, "mem": 2.0}
-        (2.0, ['cpu', 'mem'], 2, True)
-        >>> row.to_dict()
-        {'cpu': 1.5, 'mem': 2.0}
-    """
-
-    __slots__ = ("names", "row")
-
-    def __init__(self, names: tuple[str, ...], row: npt.NDArray[np.floating[Any]]) -> None:
-        if len(names) != len(row):
-            raise ValueError("a FeatureRow needs one value per name")
-        self.names = names
-        self.row = row
-
-    def __getitem__(self, name: str) -> float:
-        return float(self.row[_positions(self.names)[name]])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __repr__(self) -> str:
-        return f"FeatureRow({self.to_dict()!r})"
-
-    def items(self) -> ItemsView[str, float]:
-        return self.to_dict().items()
-
-    def to_dict(self) -> dict[str, float]:
-        """The features as a fresh dict, in the row's order."""
-        return dict(zip(self.names, self.row.tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +118,9 @@ class IncidentRiskModel:
         self._classifier = linear_model.LogisticRegression(
             optimizer=optim.SGD(config.learning_rate), l2=config.l2
         )
-        self._linear: _Linear | None = None  # rebuilt after learning
+        self._linear: LinearForm | None = None  # rebuilt after learning
         self._intercept = 0.0
-        self._platt = _PlattScaler(config.tuning_window, config.min_positives)
+        self._platt = PlattScaler(config.tuning_window, config.min_positives)
         self._averaged: dict[str, float] = {}
         self._averaged_intercept = 0.0
         self._unaveraged = 0  # updates since the average was last folded
@@ -218,7 +168,7 @@ class IncidentRiskModel:
         logits = self._raw_logits(vectors)
         if calibrated:
             logits = self._platt.transform(logits, self.log_weight_ratio)
-        return _sigmoid(logits)
+        return sigmoid(logits)
 
     def predict_rows(
         self, names: tuple[str, ...], rows: npt.NDArray[np.floating[Any]]
@@ -242,8 +192,8 @@ class IncidentRiskModel:
         if not linear.names or not n:
             logits = np.full(n, self._intercept)
         else:
-            logits = self._logits_of(linear, linear._columns_of(names, np.asarray(rows), n))
-        return _sigmoid(self._platt.transform(logits, self.log_weight_ratio))
+            logits = self._logits_of(linear, linear.columns_of(names, np.asarray(rows), n))
+        return sigmoid(self._platt.transform(logits, self.log_weight_ratio))
 
     def _raw_logits(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
         """The class-weighted model's logits (what Platt scaling maps to probabilities)."""
@@ -252,7 +202,7 @@ class IncidentRiskModel:
             return np.full(len(vectors), self._intercept)
         return self._logits_of(linear, linear.matrix(vectors))
 
-    def _logits_of(self, linear: _Linear, X: FloatArray) -> FloatArray:
+    def _logits_of(self, linear: LinearForm, X: FloatArray) -> FloatArray:
         """The logits of a matrix of the model's columns (NaN: missing)."""
         z = (X - linear.means) * linear.inv_stds
         np.clip(z, -_CLIP, _CLIP, out=z)
@@ -360,7 +310,7 @@ class IncidentRiskModel:
             return float(self._classifier.intercept)
         return self._averaged_intercept / (1.0 - decay ** max(self.updates, 1))
 
-    def _rebuild(self) -> _Linear:
+    def _rebuild(self) -> LinearForm:
         means, variances = self._scaler.means, self._scaler.vars
         names, weights, centers, inv_stds = [], [], [], []
         for name, weight in self._weights().items():
@@ -371,9 +321,8 @@ class IncidentRiskModel:
                 centers.append(float(means[name]))
                 inv_stds.append(1.0 / math.sqrt(variance))
         self._intercept = self._intercept_used()
-        self._linear = _Linear(
+        self._linear = LinearForm.of(
             tuple(names),
-            _picker(tuple(names)),
             np.array(weights),
             np.array(centers),
             np.array(inv_stds),
@@ -381,164 +330,6 @@ class IncidentRiskModel:
         return self._linear
 
 
-@dataclass(frozen=True, slots=True)
-class _Linear:
-    """The model as arrays over the features it weighs: logit = b + w · clip(z)."""
-
-    names: tuple[str, ...]
-    pick: Callable[[Mapping[str, float]], Sequence[float]]
-    weights: FloatArray
-    means: FloatArray
-    inv_stds: FloatArray
-    columns: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = field(
-        default_factory=dict
-    )
-    """Per feature set of :class:`FeatureRow` vectors: the model's columns it has, and where
-    they are in its rows."""
-
-    def matrix(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
-        """The vectors' values of :attr:`names` as an (n, k) float64 matrix (NaN: missing)."""
-        n, k = len(vectors), len(self.names)
-        by_names: dict[tuple[str, ...], tuple[list[int], list[npt.NDArray[Any]]]] = {}
-        for i, vector in enumerate(vectors):
-            if type(vector) is not FeatureRow:
-                break
-            index, rows = by_names.setdefault(vector.names, ([], []))
-            index.append(i)
-            rows.append(vector.row)
-        else:  # rows: gathered by feature set, no dict per vector
-            if len(by_names) == 1:
-                ((names, (_, rows)),) = by_names.items()
-                return self._columns_of(names, np.array(rows), n)
-            X = np.empty((n, k))
-            for names, (index, rows) in by_names.items():
-                X[index] = self._columns_of(names, np.array(rows), len(index))
-            return X
-        try:  # the usual case: every vector has every feature the model knows
-            picked = [self.pick(vector) for vector in vectors]
-        except KeyError:
-            picked = [[vector.get(name, math.nan) for name in self.names] for vector in vectors]
-        return np.array(picked, dtype=np.float64).reshape(n, k)
-
-    def _columns_of(self, names: tuple[str, ...], rows: npt.NDArray[Any], n: int) -> FloatArray:
-        """The model's columns of ``rows`` (a feature set's values), as float64."""
-        cached = self.columns.get(names)
-        if cached is None:
-            at = _positions(names)
-            have = [j for j, name in enumerate(self.names) if name in at]
-            cached = self.columns[names] = (
-                np.array(have, dtype=np.intp),
-                np.array([at[self.names[j]] for j in have], dtype=np.intp),
-            )
-        have_index, source = cached
-        if have_index.size == len(self.names):
-            # C order, as the dict path builds it: the logits' matrix product must not depend
-            # on how the vectors came
-            return np.ascontiguousarray(rows.reshape(n, len(names))[:, source], dtype=np.float64)
-        X = np.full((n, len(self.names)), math.nan)
-        X[:, have_index] = rows.reshape(n, len(names))[:, source]
-        return X
-
-
-def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, float]], Sequence[float]]:
-    """Values of ``names`` from a mapping, as a sequence (in C); KeyError if one is missing."""
-    if not names:
-        return lambda vector: ()
-    if len(names) == 1:
-        single = operator.itemgetter(names[0])
-        return lambda vector: (single(vector),)
-    return operator.itemgetter(*names)
-
-
-def _sigmoid(logits: FloatArray) -> FloatArray:
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -500.0, 500.0)))
-
-
 def _logit(p: float) -> float:
     p = min(max(p, 1e-15), 1.0 - 1e-15)
     return math.log(p / (1.0 - p))
-
-
-_PLATT_RIDGE = 1e-3
-"""Per pair: the ridge that keeps Platt's (a, b) finite and near (1, 0) when data is thin."""
-
-
-class _PlattScaler:
-    """``sigmoid(a * logit + b)`` fitted to the model's recent prequential (logit, label) pairs.
-
-    Refitted (Newton steps on Platt's smoothed targets) on the last ``window`` pairs whenever
-    the pairs seen grow by 1/16th, and at least every 250 pairs. Until the window holds
-    ``min_positives`` positives, the prior-shift correction ``logit - log(w_pos / w_neg)``
-    stands in. The slope is kept >= 0, so the mapping never reverses the model's ranking.
-    """
-
-    def __init__(self, window: int, min_positives: int) -> None:
-        self._logits = np.zeros(window)
-        self._labels = np.zeros(window)
-        self._count = 0
-        self._since = 0
-        self._min_positives = min_positives
-        self._fit: tuple[float, float] | None = None
-
-    def add(self, logit: float, label: bool) -> None:
-        at = self._count % self._logits.size
-        self._logits[at], self._labels[at] = logit, float(label)
-        self._count += 1
-        self._since += 1
-        if refresh_due(self._since, self._count, 250):
-            self._since = 0
-            self._refit()
-
-    def transform(self, logits: FloatArray, log_weight_ratio: float) -> FloatArray:
-        if self._fit is None:
-            return logits - log_weight_ratio
-        a, b = self._fit
-        return a * logits + b
-
-    def _refit(self) -> None:
-        n = min(self._count, self._logits.size)
-        s, y = self._logits[:n], self._labels[:n]
-        positives = float(y.sum())
-        if positives < self._min_positives or positives == n:
-            return
-        target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (n - positives + 2))
-        # A weak ridge pulls (a, b) towards (1, 0): without it, a window whose logits separate
-        # the classes (or sit at one value) sends the fit off to 1e10. Newton steps are halved
-        # until the penalised loss goes down (plain Newton oscillated on real windows).
-        ridge = _PLATT_RIDGE * n
-
-        def loss(a: float, b: float) -> float:
-            z = a * s + b
-            # Cross-entropy against the smoothed targets, computed stably.
-            log_p = -np.logaddexp(0.0, -z)
-            log_q = -np.logaddexp(0.0, z)
-            nll = -float(np.dot(target, log_p) + np.dot(1.0 - target, log_q))
-            return nll + 0.5 * ridge * ((a - 1.0) ** 2 + b**2)
-
-        a, b = self._fit or (1.0, 0.0)
-        current = loss(a, b)
-        for _ in range(30):
-            p = _sigmoid(a * s + b)
-            w = p * (1 - p) + 1e-12
-            gradient = np.array(
-                [np.dot(p - target, s) + ridge * (a - 1.0), np.sum(p - target) + ridge * b]
-            )
-            ws = w * s
-            hessian = np.array([[np.dot(ws, s), ws.sum()], [ws.sum(), w.sum()]]) + ridge * np.eye(2)
-            step = np.linalg.solve(hessian, gradient)
-            scale = 1.0
-            while scale > 1e-4:
-                a_new = max(0.0, a - scale * float(step[0]))
-                b_new = b - scale * float(step[1])
-                new = loss(a_new, b_new)
-                if new <= current:
-                    break
-                scale /= 2
-            else:
-                break
-            moved = max(abs(a_new - a), abs(b_new - b))
-            a, b, current = a_new, b_new, new
-            if moved < 1e-6:
-                break
-        if math.isfinite(a) and math.isfinite(b):
-            self._fit = (a, b)

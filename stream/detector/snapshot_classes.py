@@ -48,7 +48,8 @@ import models.hst_numpy as hst_numpy
 import models.incident.budget as budget
 import models.incident.config as risk_config
 import models.incident.episodes as risk_episodes
-import models.incident.labels as labels
+import models.incident.label_buffer as label_buffer
+import models.incident.platt as platt
 import models.incident.prequential as prequential
 import models.incident.risk as risk
 import models.incident.thresholds as thresholds
@@ -112,10 +113,10 @@ _FIELDS: list[tuple[type, str]] = [
     (budget._Series, "models.incident.budget._Series"),
     (risk_config.RiskConfig, "models.incident.config.RiskConfig"),
     (risk_episodes._Track, "models.incident.episodes._Track"),
-    (labels._Buffer, "models.incident.labels._Buffer"),
-    (labels._Span, "models.incident.labels._Span"),
+    (label_buffer.VectorBuffer, "models.incident.labels._Buffer"),
+    (label_buffer.Span, "models.incident.labels._Span"),
     (prequential.PrequentialTracker, "models.incident.prequential.PrequentialTracker"),
-    (risk._PlattScaler, "models.incident.risk._PlattScaler"),
+    (platt.PlattScaler, "models.incident.risk._PlattScaler"),
     (thresholds.RiskThreshold, "models.incident.thresholds.RiskThreshold"),
     (thresholds._Ring, "models.incident.thresholds._Ring"),
     (risk_features._Located, "stream.features.risk._Located"),

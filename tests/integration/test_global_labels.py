@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from models.incident.labels import LabelledVector
+from models.incident.labelled import LabelledVector
 from stream.detector.detector import Detector
 from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
 from stream.dev.simulate import SimulatedEvent

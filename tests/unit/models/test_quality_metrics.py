@@ -1,4 +1,4 @@
-"""models.evaluation's alert-quality metrics (benchmarks/quality.py) on tiny hand-made cases;
+"""models.alert_quality's metrics (benchmarks/quality.py) on tiny hand-made cases;
 every expected value below is worked out by hand in the comments."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evaluation import (
+from models.alert_quality import (
     AlertQuality,
     alert_quality,
     alert_spans,
-    close_gaps,
     segment_hits,
     span_flags,
 )
+from models.evaluation import close_gaps
 
 
 def test_alerts_without_episodes_cover_their_own_sample() -> None:
