@@ -32,8 +32,9 @@ OUTCOMES = (
 _REMEMBERED_INCIDENTS = 20_000  # incident ids kept to recognise duplicate opens
 _EARLY_RESOLVES = 10_000  # resolves waiting for their open
 # CPython 3.11 (64-bit) sizes for the estimate in nbytes(), checked against tracemalloc by
-# tests/unit/models/incident/test_incident_labels.py: a service's buffer object, its three array headers and
-# its dict entry; one heap entry; one remembered incident id (id string and table entry).
+# tests/unit/models/incident/test_incident_labels.py: a service's buffer object, its three
+# array headers and its dict entry; one heap entry; one remembered incident id (id string
+# and table entry).
 _SERVICE_BYTES = 700
 _HEAP_ENTRY_BYTES = 80
 _INCIDENT_BYTES = 200
