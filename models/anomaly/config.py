@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from models.anomaly.hst import Engine
+from models.anomaly.scoring import Detector
 from models.fingerprint import short_id
-from models.hst import Engine
-from models.scoring import Detector
 
 __all__ = [
     "DEFAULT_DIRECTIONS",

@@ -8,7 +8,7 @@ import numpy.typing as npt
 
 from models.anomaly.calibration import ScoreCalibrator
 from models.anomaly.config import AnomalyConfig
-from models.scoring import PendingRows, RowScorer
+from models.anomaly.scoring import PendingRows, RowScorer
 
 __all__ = ["ScoringCore", "refresh_every"]
 

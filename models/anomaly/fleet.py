@@ -7,8 +7,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from models.anomaly.model import ServiceAnomalyModel
+from models.anomaly.trees import run_together
 from models.anomaly.verdicts import BatchVerdict
-from models.trees import run_together
 
 __all__ = ["episodes_per_service_day", "observe_together"]
 
@@ -24,7 +24,7 @@ def observe_together(
 
     The verdicts are those of calling each in turn; the numpy trees' walks are shared: the
     rows of all services on the same trees go through them in one walk per round (see
-    ``models.trees``). A walk costs about as much for one row as for a hundred, and was a
+    ``models.anomaly.trees``). A walk costs about as much for one row as for a hundred, and was a
     fifth to a quarter of a small batch's cost per service.
 
     Examples:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from models.scaling import RobustScaler
+from models.anomaly.scaling import RobustScaler
 
 __all__ = ["Jumps"]
 

@@ -1,14 +1,14 @@
 """One service's anomaly model: baselines, a raw score, its calibration, and episodes.
 
 Per row of metric values: seasonal baseline and robust scaling give each metric's robust z
-(:mod:`models.seasonal`, :mod:`models.scaling`), measured from the nearer of its current and
-previous level (:mod:`models.anomaly.shifts`) and kept only in the directions that can alert
-(:class:`~models.anomaly.config.AnomalyConfig.direction_of`); the detector turns the row into a
-raw score (:mod:`models.scoring`), the calibrator into a tail probability ``p`` among the
-service's normal scores (:mod:`models.anomaly.calibration`). A row is anomalous when
-``p <= alpha`` (the budget of false episodes per day, at the service's own cadence) and some
-metric is at least ``min_effect`` robust sds off; anomalous rows open and feed episodes
-(:mod:`models.anomaly.episodes`), which decide what is learned.
+(:mod:`~models.anomaly.seasonal`, :mod:`~models.anomaly.scaling`), measured from the nearer of
+its current and previous level (:mod:`~models.anomaly.shifts`) and kept only in the directions
+that can alert (:class:`~models.anomaly.config.AnomalyConfig.direction_of`); the detector turns
+the row into a raw score (:mod:`~models.anomaly.scoring`), the calibrator into a tail
+probability ``p`` among the service's normal scores (:mod:`~models.anomaly.calibration`). A row
+is anomalous when ``p <= alpha`` (the budget of false episodes per day, at the service's own
+cadence) and some metric is at least ``min_effect`` robust sds off; anomalous rows open and
+feed episodes (:mod:`~models.anomaly.episodes`), which decide what is learned.
 
 The model is pure and works on micro-batches: every stateful part changes only at known row
 counts, so a batch is processed in segments between those points, each segment scored in one
@@ -32,6 +32,9 @@ from models.anomaly.episodes import EpisodeMarks, EpisodeTracker, preview_marks
 from models.anomaly.feature_sets import grown_candidate, plan_run
 from models.anomaly.jumps import Jumps
 from models.anomaly.rows import matrix, row_max
+from models.anomaly.scaling import RobustScaler
+from models.anomaly.scoring import PendingRows
+from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.segment import (
     Decision,
     Reading,
@@ -45,11 +48,8 @@ from models.anomaly.segment import (
     write_verdicts,
 )
 from models.anomaly.shifts import EpisodeMoves, LevelShifts, ShiftScan, note_episode_moves
+from models.anomaly.trees import Steps, run_steps
 from models.anomaly.verdicts import BatchVerdict, Verdict, empty_batch
-from models.scaling import RobustScaler
-from models.scoring import PendingRows
-from models.seasonal import SeasonalBaseline
-from models.trees import Steps, run_steps
 
 __all__ = ["ServiceAnomalyModel"]
 
@@ -200,7 +200,7 @@ class ServiceAnomalyModel:
     def observe_steps(
         self, rows: Sequence[Mapping[str, float]], ts_s: Sequence[float], *, learn: bool = True
     ) -> Steps[BatchVerdict]:
-        """:meth:`observe_batch` as steps: the trees ask for their rows' paths (``models.trees``).
+        """:meth:`observe_batch` as steps: the trees ask for rows' paths (``anomaly.trees``).
 
         :func:`observe_together` runs the steps of many services at once; alone, they are
         :meth:`observe_batch`.

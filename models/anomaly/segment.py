@@ -17,13 +17,13 @@ import numpy.typing as npt
 from models.anomaly.core import ScoringCore
 from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker
+from models.anomaly.explain import top_contributions
 from models.anomaly.jumps import Jumps
 from models.anomaly.rows import directional, row_max
+from models.anomaly.scaling import RobustScaler
+from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.shifts import LevelShifts, ShiftScan
 from models.anomaly.verdicts import BatchVerdict, Deviations
-from models.explain import top_contributions
-from models.scaling import RobustScaler
-from models.seasonal import SeasonalBaseline
 
 __all__ = [
     "Decision",

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.anomaly.episodes import EpisodeMarks
-from models.explain import FeatureContribution
+from models.anomaly.explain import FeatureContribution
 
 __all__ = ["EpisodeMoves", "LevelShifts", "ShiftScan", "note_episode_moves", "run_lengths"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from models.explain import FeatureContribution
+from models.anomaly.explain import FeatureContribution
 
 __all__ = ["BatchVerdict", "Deviations", "Verdict", "empty_batch"]
 

@@ -10,7 +10,7 @@ incident-risk families) to prove every class it holds is here.
 
 Examples:
     >>> from models.state_codec import decode_state, encode_state, serialize_state
-    >>> from models.scaling import RobustScaler
+    >>> from models.anomaly.scaling import RobustScaler
     >>> scaler = RobustScaler(window=5)
     >>> back = decode_state(serialize_state(encode_state(scaler, SNAPSHOT_CLASSES)),
     ...     SNAPSHOT_CLASSES)
@@ -40,11 +40,15 @@ import models.anomaly.config as anomaly_config
 import models.anomaly.core as anomaly_core
 import models.anomaly.counters as counters
 import models.anomaly.episodes as anomaly_episodes
+import models.anomaly.hst as hst
+import models.anomaly.hst_numpy as hst_numpy
 import models.anomaly.jumps as jumps
 import models.anomaly.model as anomaly_model
+import models.anomaly.scaling as scaling
+import models.anomaly.scoring as scoring
+import models.anomaly.seasonal as seasonal
 import models.anomaly.shifts as shifts
-import models.hst as hst
-import models.hst_numpy as hst_numpy
+import models.anomaly.trees as trees
 import models.incident.budget as budget
 import models.incident.config as risk_config
 import models.incident.episodes as risk_episodes
@@ -53,10 +57,6 @@ import models.incident.platt as platt
 import models.incident.prequential as prequential
 import models.incident.risk as risk
 import models.incident.thresholds as thresholds
-import models.scaling as scaling
-import models.scoring as scoring
-import models.seasonal as seasonal
-import models.trees as trees
 import stream.core.features.risk as risk_features
 import stream.core.incident_risk as incident_risk
 import stream.core.logs.features as log_features

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from river import anomaly
 
-from models.hst import make_hst
+from models.anomaly.hst import make_hst
 
 __all__ = [
     "CROSSOVER_BATCH_SIZES",

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from models.anomaly.trees import TreeStructure
 from models.state_codec import decode_state, encode_state, serialize_state
-from models.trees import TreeStructure
 from stream.core.incident_risk import build_risk_pipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline

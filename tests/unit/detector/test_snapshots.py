@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.scaling import RobustScaler
+from models.anomaly.scaling import RobustScaler
 from models.snapshot import (
     SnapshotError,
     SnapshotMeta,
@@ -154,6 +154,7 @@ def test_a_class_not_in_the_registry_is_refused_on_restore() -> None:
     with pytest.raises(SnapshotError) as caught:
         decode_snapshot(blob, config_ids={}, classes=ClassRegistry([]))
     assert caught.value.reason == "unreadable"
+    # By its stable name: the class now lives in models/anomaly/, its name did not move.
     assert "models.scaling.RobustScaler is not in the snapshot class registry" in str(caught.value)
 
 

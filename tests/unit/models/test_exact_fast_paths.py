@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from models.anomaly.scaling import _PERCENTILES, percentiles
+from models.anomaly.seasonal import _sorted_by_key_then_value
 from models.refresh import refresh_due, steps_to_refresh
-from models.scaling import _PERCENTILES, percentiles
-from models.seasonal import _sorted_by_key_then_value
 
 # Few distinct values as well as many: ties are where selection algorithms differ.
 _FLOATS = st.one_of(

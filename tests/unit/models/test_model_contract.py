@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel
-from models.hst import make_hst
+from models.anomaly.hst import make_hst
+from models.anomaly.scaling import RobustScaler
 from models.incident import RiskConfig
 from models.incident.risk import IncidentRiskModel
-from models.scaling import RobustScaler
 
 Rows = list[dict[str, float]]
 NAMES = ("cpu", "latency", "errors")

@@ -10,7 +10,7 @@ from river import anomaly, compose, preprocessing
 
 from models.anomaly import AnomalyConfig, DirectionRule, ServiceAnomalyModel
 from models.anomaly.calibration import ScoreCalibrator
-from models.scaling import RobustScaler
+from models.anomaly.scaling import RobustScaler
 
 STEP_S = 60.0
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.hst_state import hst_state, restore_hst
-from models.trees import (
+from models.anomaly.hst_state import hst_state, restore_hst
+from models.anomaly.trees import (
     MAX_PATH_ELEMENTS,
     PathRequest,
     Steps,
@@ -42,7 +42,7 @@ from models.trees import (
     walk,
 )
 
-# TreeStructure and shared_structure moved to models.trees; still importable from here (and
+# TreeStructure and shared_structure moved to models.anomaly.trees; still importable from here (and
 # snapshots that name them here still load).
 __all__ = ["BatchHST", "TreeStructure", "shared_structure"]
 
@@ -172,9 +172,9 @@ class BatchHST:
     def score_learn_steps(self, X: npt.ArrayLike) -> Steps[Float64Array]:
         """:meth:`score_learn_batch` as steps: the rows' paths are asked for, not walked here.
 
-        Run it with ``models.trees.run_steps`` (alone) or ``run_together`` (with other models'
-        steps, walking the rows of all of them at once); the scores and the learning are those
-        of :meth:`score_learn_batch`.
+        Run it with ``models.anomaly.trees.run_steps`` (alone) or ``run_together`` (with other
+        models' steps, walking the rows of all of them at once); the scores and the learning are
+        those of :meth:`score_learn_batch`.
         """
         rows = self._rows(X, build=True)
         if len(rows) == 0 or len(rows) > self._chunk_rows:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from river import anomaly
 
-from models.hst_numpy import BatchHST, TreeStructure, shared_structure
+from models.anomaly.hst_numpy import BatchHST, TreeStructure, shared_structure
 
 JUST_BELOW_ONE = float(np.nextafter(1.0, 0.0))
 

@@ -1,8 +1,9 @@
 """Half-Space Trees engines over features already scaled into the unit interval.
 
 Two engines compute the same algorithm: river's ``HalfSpaceTrees`` one event at a time (the
-reference, ``engine="river"``), and :class:`~models.hst_numpy.BatchHST` over numpy micro-batches
-(``engine="numpy"``, the default), which gives identical scores for the same trees.
+reference, ``engine="river"``), and :class:`~models.anomaly.hst_numpy.BatchHST` over numpy
+micro-batches (``engine="numpy"``, the default), which gives identical scores for the same
+trees.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from river import anomaly
 
-from models.hst_numpy import BatchHST
+from models.anomaly.hst_numpy import BatchHST
 
 __all__ = ["Engine", "HSTEngine", "RiverHST", "make_hst"]
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel
-from models.seasonal import SeasonalBaseline
+from models.anomaly.seasonal import SeasonalBaseline
 
 DAY_S = 86_400.0
 STEP_S = 300.0  # five-minute samples: 288 a day

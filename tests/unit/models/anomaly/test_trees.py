@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import trees
-from models.anomaly import AnomalyConfig, ServiceAnomalyModel, observe_together
-from models.trees import PathRequest, Steps, run_steps, run_together, shared_structure, walk
+from models.anomaly import AnomalyConfig, ServiceAnomalyModel, observe_together, trees
+from models.anomaly.trees import PathRequest, Steps, run_steps, run_together, shared_structure, walk
 
 
 def reference_path(structure: trees.TreeStructure, row: list[float], tree: int) -> list[int]:

@@ -27,9 +27,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.hst import Engine, HSTEngine, make_hst
-from models.hst_numpy import BatchHST
-from models.trees import Steps
+from models.anomaly.hst import Engine, HSTEngine, make_hst
+from models.anomaly.hst_numpy import BatchHST
+from models.anomaly.trees import Steps
 
 __all__ = ["Detector", "PendingRows", "RowScorer", "deviation_score", "peak_score"]
 
@@ -87,7 +87,7 @@ class RowScorer:
         n_features: Columns of the rows (with one, the mean and the max are one channel).
 
     Examples:
-        >>> from models.trees import run_steps
+        >>> from models.anomaly.trees import run_steps
         >>> scorer = RowScorer("robust_z", "numpy", n_trees=2, height=2, window_size=10, seed=0)
         >>> channels, _ = run_steps(scorer.score_keep_steps(np.array([[0.5, -1.5]])))
         >>> channels.tolist(), scorer.channels, scorer.display_score(channels).tolist()

@@ -13,13 +13,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.trees import TreeStructure, node_count, shared_structure
+from models.anomaly.trees import TreeStructure, node_count, shared_structure
 
 __all__ = ["HSTFields", "hst_state", "restore_hst"]
 
 
 class HSTFields(Protocol):
-    """What a snapshot holds of a :class:`~models.hst_numpy.BatchHST`."""
+    """What a snapshot holds of a :class:`~models.anomaly.hst_numpy.BatchHST`."""
 
     n_trees: int
     height: int
