@@ -115,30 +115,11 @@ def build_parts(
     """Build a detector's parts: nothing connects until they are started."""
     metrics = DetectorMetrics(registry, input_topics(settings))
     registry.register(KafkaLogCollector(kafka_logs))
-    pipeline = MetricPipeline(settings.anomaly_config(), clock)
-    for source in ("metrics", "logs"):
-        metrics.budget.labels(source=source).set(settings.anomaly_budget_per_day)
-    metrics.model_info.labels(
-        name=pipeline.model_name, engine=pipeline.engine, version=pipeline.config_id
-    ).set(1)
+    pipeline = _metric_pipeline(settings, clock, metrics)
     transactions = _transactions(settings)
     publisher = transactions or Publisher.from_settings(settings, f"{settings.client_id}-producer")
     counts: collections.Counter[str] = collections.Counter()
-    champions = ChampionWatcher(
-        settings.bootstrap_servers,
-        settings.topic_models,
-        artifact_store(settings.artifact_dir, settings.group_id),
-        metrics.champions,
-        settings.client_id,
-        kafka_options=kafka_options(settings),
-    )
-    training = TrainingFeed(
-        publisher,
-        settings.topic_features,
-        on_failure=metrics.training_send_failures.inc,
-        shadow_of=champions.shadow,
-        on_shadow=functools.partial(_count_shadow, metrics),
-    )
+    champions, training = _champions_and_training(settings, metrics, publisher)
     champion_of = champions.risk if settings.incident_scorer == "champion" else None
     risk = risk_pipeline(settings, clock, champion_of=champion_of, on_labelled=training.labelled)
     log_pipeline = LogPipeline(settings.log_config(), clock)
@@ -148,29 +129,16 @@ def build_parts(
         LogModels(log_pipeline, log_offsets, settings.topic_logs),
     )  # fmt: skip
     positions = Positions([k for k in (snapshots, log_snapshots) if k is not None])
-    age_gate = AlertAgeGate(settings.max_alert_age_s)
-    stages = StageContext(
-        publisher,
-        metrics,
-        counts,
-        DeadLetters(publisher, metrics, counts, clock).send,
-        settings.max_message_bytes,
-        already_sent=positions.already_sent,
-        too_old=lambda alert: age_gate.withholds(alert, clock()),
-    )
+    stages = _stage_context(settings, clock, metrics, publisher, counts, positions)
     risk_stage = RiskStage(risk, stages)
     logs = LogStage(
-        log_pipeline,
-        stages,
-        idle_s=settings.log_idle_s,
-        on_outcome=risk_stage.after_logs,
+        log_pipeline, stages, idle_s=settings.log_idle_s, on_outcome=risk_stage.after_logs,
         offsets=log_offsets,
-    )
+    )  # fmt: skip
     label_reader = LabelReader(
-        settings,
-        [t for t in input_topics(settings) if t not in group_topics(settings)],
+        settings, [t for t in input_topics(settings) if t not in group_topics(settings)],
         settings.topic_incidents,
-    )
+    )  # fmt: skip
     return DetectorParts(
         settings=settings,
         registry=registry,
@@ -195,6 +163,62 @@ def build_parts(
         ),
         http_guard=HttpGuard.from_settings(settings, registry),
     )
+
+
+def _stage_context(
+    settings: Settings,
+    clock: Clock,
+    metrics: DetectorMetrics,
+    publisher: Publisher,
+    counts: collections.Counter[str],
+    positions: Positions,
+) -> StageContext:
+    """Where the stages' output goes: alerts (unless sent before a restore, or too old to
+    page), dead letters."""
+    age_gate = AlertAgeGate(settings.max_alert_age_s)
+    return StageContext(
+        publisher,
+        metrics,
+        counts,
+        DeadLetters(publisher, metrics, counts, clock).send,
+        settings.max_message_bytes,
+        already_sent=positions.already_sent,
+        too_old=lambda alert: age_gate.withholds(alert, clock()),
+    )
+
+
+def _metric_pipeline(settings: Settings, clock: Clock, metrics: DetectorMetrics) -> MetricPipeline:
+    """The metric pipeline, its budget and model announced on the gauges."""
+    pipeline = MetricPipeline(settings.anomaly_config(), clock)
+    for source in ("metrics", "logs"):
+        metrics.budget.labels(source=source).set(settings.anomaly_budget_per_day)
+    metrics.model_info.labels(
+        name=pipeline.model_name, engine=pipeline.engine, version=pipeline.config_id
+    ).set(1)
+    return pipeline
+
+
+def _champions_and_training(
+    settings: Settings, metrics: DetectorMetrics, publisher: Publisher
+) -> tuple[ChampionWatcher, TrainingFeed]:
+    """What the sidecar publishes (champions, challengers) and what it learns from (the
+    training feed, which shadow-scores its rows with the challengers)."""
+    champions = ChampionWatcher(
+        settings.bootstrap_servers,
+        settings.topic_models,
+        artifact_store(settings.artifact_dir, settings.group_id),
+        metrics.champions,
+        settings.client_id,
+        kafka_options=kafka_options(settings),
+    )
+    training = TrainingFeed(
+        publisher,
+        settings.topic_features,
+        on_failure=metrics.training_send_failures.inc,
+        shadow_of=champions.shadow,
+        on_shadow=functools.partial(_count_shadow, metrics),
+    )
+    return champions, training
 
 
 def _transactions(settings: Settings) -> TransactionalPublisher | None:
