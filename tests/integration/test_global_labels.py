@@ -123,7 +123,10 @@ async def _fleet_run(
 
     def processed() -> int:
         return sum(
-            o for d in fleet for tp, o in d._next_offsets.items() if tp.topic == metrics_topic
+            o
+            for d in fleet
+            for tp, o in d.parts.positions.next_offsets.items()
+            if tp.topic == metrics_topic
         )
 
     try:
@@ -146,8 +149,8 @@ async def _fleet_run(
         # Every detector has read every incident before the first vector (the positives
         # are then those in range, whatever the timing).
         deadline = time.monotonic() + 60
-        while min(d.label_reader.read for d in fleet) < len(incidents):
-            assert time.monotonic() < deadline, [d.label_reader.read for d in fleet]
+        while min(d.parts.label_reader.read for d in fleet) < len(incidents):
+            assert time.monotonic() < deadline, [d.parts.label_reader.read for d in fleet]
             await asyncio.sleep(0.1)
         await produce(settings.bootstrap_servers, metrics_topic, metrics)
         deadline = time.monotonic() + 300
