@@ -21,31 +21,19 @@ explanation) or negative sampling has the model learn it.
 from __future__ import annotations
 
 import collections
-import hashlib
-import itertools
 import math
 import operator
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from models.batch import RiskArtifact
-from models.incident import (
-    HorizonLabeler,
-    IncidentRiskModel,
-    LabelledVector,
-    PrequentialTracker,
-    RiskConfig,
-    RiskThreshold,
-)
-from models.incident.budget import EpisodeBudget
+from models.incident import HorizonLabeler, LabelledVector, RiskConfig
 from models.incident.config import state_id as risk_state_id
-from models.incident.episodes import HELD, INCIDENT, EpisodeChange, RiskEpisodes
+from models.incident.episodes import HELD, INCIDENT, RiskEpisodes
 from stream.core.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
 from stream.core.pipeline import (
     BatchOutcome,
@@ -55,26 +43,14 @@ from stream.core.pipeline import (
     config_id_of,
     utc_now,
 )
-from stream.schemas import (
-    Alert,
-    AlertModelInfo,
-    Explanation,
-    Feedback,
-    IncidentEvent,
-    MetricSample,
-    TopFeature,
-)
-
-if TYPE_CHECKING:
-    from stream.settings import Settings
+from stream.core.risk_alerts import BATCH_MODEL_NAME, MODEL_NAME, RiskAlerts, event_datetime
+from stream.core.risk_groups import Predicted, RiskGroups, _Group
+from stream.schemas import Alert, Feedback, IncidentEvent, MetricSample
 
 __all__ = [
     "FeedbackKind",
     "IncidentRiskPipeline",
     "RiskOutcome",
-    "build_risk_pipeline",
-    "group_function",
-    "risk_pipeline",
 ]
 
 FeedbackKind = str
@@ -82,34 +58,10 @@ FeedbackKind = str
 
 _REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
-_REMEMBERED_GROUPS = 100_000  # service -> group memo, cleared past this many services
 _DEPLOY_RECENT = operator.attrgetter("deploy_recent")
 _EXPIRY_EVERY_S = 300.0
 """Within a batch, horizons are let pass every 5 minutes of event time (not at every vector:
 each pass takes a service's due vectors out of its buffer at once)."""
-
-
-def group_function(pattern: str | None) -> Callable[[str], str]:
-    """The service → group mapping: the first capture group of ``pattern`` (or its whole
-    match), ``"all"`` without a pattern, ``"other"`` when the pattern does not match.
-
-    Examples:
-        >>> group_function(r"([a-z]+)-")("payments-eu"), group_function(None)("payments-eu")
-        ('payments', 'all')
-        >>> group_function(r"([a-z]+)-")("API")
-        'other'
-    """
-    if pattern is None:
-        return lambda service: "all"
-    compiled = re.compile(pattern)
-
-    def group_of(service: str) -> str:
-        match = compiled.match(service)
-        if match is None:
-            return "other"
-        return match.group(1) if compiled.groups else match.group(0)
-
-    return group_of
 
 
 @dataclass
@@ -126,46 +78,6 @@ class RiskOutcome:
     """The online models' probabilities of the vectors, an array per group."""
 
 
-class _Group:
-    """One service group: its risk model, in-progress model, threshold and prequential
-    tracker."""
-
-    __slots__ = ("budget", "in_progress", "model", "threshold", "tracker")
-
-    def __init__(self, name: str, config: RiskConfig, step_s: float) -> None:
-        self.model = IncidentRiskModel(name, config)
-        self.in_progress = IncidentRiskModel(f"{name}:in_progress", config)
-        """Is an incident of the service already under way (its label not yet arrived)?
-        Learned from the vectors inside known incidents against every labelled vector."""
-        self.threshold = RiskThreshold(config)
-        self.budget = EpisodeBudget(config, step_s)
-        """The ``episode_budget`` strategy's search (fed only under that strategy)."""
-        self.tracker = PrequentialTracker(config)
-
-    def reconfigure(self, config: RiskConfig) -> None:
-        """Take ``config``'s decisions (it shapes state as this group's did)."""
-        self.model.config = self.in_progress.config = self.tracker.config = config
-        self.budget.config = config
-        self.threshold.reconfigure(config)
-
-    def under_way(
-        self, names: tuple[str, ...], rows: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.bool_]:
-        """Whether the in-progress model holds these vectors back (all False until it has
-        learned from ``min_positives`` vectors inside incidents, or with the gate off)."""
-        config = self.model.config
-        if not config.in_progress_gate or self.in_progress.positives < config.min_positives:
-            return np.zeros(len(rows), dtype=bool)
-        held: npt.NDArray[np.bool_] = self.in_progress.predict_rows(names, rows) >= 0.5
-        return held
-
-    def score_rows(
-        self, names: tuple[str, ...], rows: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """The episode budget's scorer: the current models' view of recorded vectors."""
-        return self.model.predict_rows(names, rows), self.under_way(names, rows)
-
-
 class IncidentRiskPipeline:
     """Risk vectors, predictions, alerts and labels for every service of a detector.
 
@@ -175,8 +87,8 @@ class IncidentRiskPipeline:
         trend_s: How far back trend features compare with (event seconds).
         smooth_s: ``sz:`` features average the z-scores of this much event time (0: none).
         baseline_s: How much history the trailing baseline holds (event seconds).
-        group_pattern: Services are grouped by this regex (see :func:`group_function`); one
-            model per group.
+        group_pattern: Services are grouped by this regex (see
+            :func:`~stream.core.risk_groups.group_function`); one model per group.
         clock: The time stamped on alerts as ``detected_at``.
         champion_of: The sidecar's champion of a group, when alerts follow it (attribute
             of the same name).
@@ -184,8 +96,8 @@ class IncidentRiskPipeline:
             name).
     """
 
-    model_name = "incident-risk"
-    batch_model_name = "incident-risk-batch"
+    model_name = MODEL_NAME
+    batch_model_name = BATCH_MODEL_NAME
 
     def __init__(
         self,
@@ -202,10 +114,8 @@ class IncidentRiskPipeline:
     ) -> None:
         self.config = config
         self.step_s = step_s
-        self._group_function = group_function(group_pattern)
-        self._group_names: dict[str, str] = {}
         self._group_pattern = group_pattern
-        self._clock = clock
+        self._alerts = RiskAlerts(clock, config.horizon_s)
         baseline_steps = max(2, round(baseline_s / step_s))
         self.features = RiskFeatureBuilder(
             step_s=step_s,
@@ -215,7 +125,7 @@ class IncidentRiskPipeline:
             min_baseline_steps=min(baseline_steps, max(1, round(_MIN_BASELINE_S / step_s))),
         )
         self.labeler = HorizonLabeler(config, keep_during=config.in_progress_gate)
-        self._groups: dict[str, _Group] = {}
+        self._groups = RiskGroups(config, step_s, group_pattern)
         self.episodes = RiskEpisodes(
             open_steps=config.open_steps, resolve_steps=config.resolve_steps
         )
@@ -267,19 +177,15 @@ class IncidentRiskPipeline:
         """A closed log window of ``service``: its features join the service's next vectors."""
         self.features.set_log_window(service, ratio, new_error_templates)
 
-    def _group_of(self, service: str) -> str:
-        """The service's group (the pattern is matched once per service)."""
-        name = self._group_names.get(service)
-        if name is None:
-            name = self._group_names[service] = self._group_function(service)
-            if len(self._group_names) > _REMEMBERED_GROUPS:
-                self._group_names.clear()
-        return name
-
     def _predict(self, vectors: list[RiskVector], out: RiskOutcome) -> None:
         # In event-time order, horizons that passed before each vector are settled first: a
         # batch may span more steps than a service's buffer holds (a replay, a backlog).
-        predicted = sorted(self._predict_groups(vectors, out), key=_ts_of_predicted)
+        predicted = sorted(
+            self._groups.predict(
+                vectors, self.labeler.in_incident, self.champion_of, out.probabilities
+            ),
+            key=_ts_of_predicted,
+        )
         for item in predicted:
             if not self.hold_labels and item[0].ts_s >= self._next_expiry_s:
                 self._next_expiry_s = item[0].ts_s + _EXPIRY_EVERY_S
@@ -290,50 +196,7 @@ class IncidentRiskPipeline:
         out.vectors += len(vectors)
         self.vectors_total += len(vectors)
 
-    def _predict_groups(self, vectors: list[RiskVector], out: RiskOutcome) -> list[_Predicted]:
-        """Each group's vectors predicted as one matrix, with what decides their alerts."""
-        by_group: dict[str, list[RiskVector]] = {}
-        for vector in vectors:
-            by_group.setdefault(self._group_of(vector.service), []).append(vector)
-        predicted: list[_Predicted] = []
-        gate = self.config.in_progress_gate
-        min_positives = self.config.min_positives
-        for name, members in by_group.items():
-            group = self._group(name)
-            features = [v.features for v in members]
-            probabilities = group.model.predict_many(features)
-            out.probabilities.append(probabilities)
-            # The alert budget is shared among vectors that could alert: not those of a
-            # service whose incident is known to be open (they score high, and never alert),
-            # nor those predicted before the model was ready (it then knows nothing of risk).
-            alertable = [not self.labeler.in_incident(v.service, v.ts_s) for v in members]
-            if group.model.positives >= min_positives:
-                group.threshold.observe(probabilities[np.array(alertable, dtype=bool)])
-            # An incident probably under way (its label not read yet) holds new episodes back.
-            under_way = (
-                (group.in_progress.predict_many(features) >= 0.5).tolist()
-                if gate and group.in_progress.positives >= min_positives
-                else itertools.repeat(False, len(members))
-            )
-            champion = self.champion_of(name) if self.champion_of is not None else None
-            alert_ps = (
-                probabilities
-                if champion is None
-                else champion.predict_mappings([v.features for v in members])
-            )
-            predicted += zip(
-                members,
-                probabilities.tolist(),
-                itertools.repeat(group),
-                itertools.repeat(name),
-                alertable,
-                under_way,
-                itertools.repeat(champion),
-                alert_ps.tolist(),
-            )
-        return predicted
-
-    def _decide(self, item: _Predicted, out: RiskOutcome) -> None:
+    def _decide(self, item: Predicted, out: RiskOutcome) -> None:
         """One predicted vector: its threshold, its episode's change (and alert), its label
         buffer entry."""
         vector, p, group, name, could_alert, held, champion, alert_p = item
@@ -363,7 +226,11 @@ class IncidentRiskPipeline:
         # Only an alert can get feedback, so only an opening vector needs its key.
         key = (
             alert_id_for(
-                "incident_risk", "metrics", service, _dt(vector.ts_s), vector.features.to_dict()
+                "incident_risk",
+                "metrics",
+                service,
+                event_datetime(vector.ts_s),
+                vector.features.to_dict(),
             )
             if firing
             else ""
@@ -382,9 +249,13 @@ class IncidentRiskPipeline:
         else:
             group.tracker.resolved(service, vector.ts_s)
         if champion is None:
-            alert = self._alert(name, group, vector, p, threshold, key, change)
+            strategy = group.threshold.strategy
+            alert = self._alerts.online(
+                name, group.model, strategy, vector, p, threshold, key, change
+            )
         else:
-            alert = self._champion_alert(name, champion, vector, alert_p, key, change)
+            alert = self._alerts.champion(name, champion, vector, alert_p, key, change)
+        self.remember_alerts([alert])
         out.alerts.append(alert)
 
     def _budget(self, group: _Group, vector: RiskVector, could_alert: bool) -> None:
@@ -404,7 +275,7 @@ class IncidentRiskPipeline:
         ts_s = event.ts.timestamp()
         if event.status == "opened":
             labelled = self.labeler.opened(event.service, event.incident_id, ts_s)
-            self._group(self._group_of(event.service)).tracker.incident(
+            self._groups.group(self._groups.of(event.service)).tracker.incident(
                 event.service, event.incident_id, ts_s
             )
         else:
@@ -441,35 +312,7 @@ class IncidentRiskPipeline:
     def _learn(self, items: Sequence[LabelledVector]) -> None:
         """Learn labelled vectors, group by group, and score their predictions; the vectors
         found inside known incidents meanwhile teach the in-progress models."""
-        by_group: dict[str, list[LabelledVector]] = {}
-        for item in items:
-            by_group.setdefault(self._group_of(item.service), []).append(item)
-        during: dict[str, list[LabelledVector]] = {}
-        for item in self.labeler.take_during():
-            during.setdefault(self._group_of(item.service), []).append(item)
-        for name, inside in during.items():
-            self._group(name).in_progress.learn_many(
-                [item.vector for item in inside], [True] * len(inside)
-            )
-        gate = self.config.in_progress_gate
-        for name, members in by_group.items():
-            group = self._group(name)
-            labels = [item.label for item in members]
-            vectors = [item.vector for item in members]
-            group.model.learn_many(vectors, labels)
-            # Risk labels are all "not inside an incident"; learned once the in-progress model
-            # has seen an incident (before, it would learn one class and predict nothing).
-            if gate and group.in_progress.positives:
-                group.in_progress.learn_many(vectors, [False] * len(vectors))
-            group.threshold.labelled_many(
-                [item.probability for item in members],
-                labels,
-                [item.incident_id for item in members],
-            )
-            for item in members:
-                group.tracker.labelled(item)
-                if self.on_labelled is not None:
-                    self.on_labelled(name, item)
+        self._groups.learn(items, self.labeler.take_during(), self.on_labelled)
 
     # -- state of a partition's services (snapshots, rebalances) ---------------------------
 
@@ -511,11 +354,7 @@ class IncidentRiskPipeline:
         # Event time only moves on: a restore must not make horizons pass early or late.
         self.latest_event_s = max(self.latest_event_s, state["latest_event_s"])
         self._next_expiry_s = max(self._next_expiry_s, state["next_expiry_s"])
-        for name, group in state["groups"].items():
-            mine = self._groups.get(name)
-            if mine is None or mine.model.updates < group.model.updates:
-                group.reconfigure(self.config)
-                self._groups[name] = group
+        self._groups.install(state["groups"])
         self._learn(settled)
 
     def forget(self, services: Iterable[str]) -> None:
@@ -528,112 +367,14 @@ class IncidentRiskPipeline:
 
     # -- alerts and views -------------------------------------------------------------------
 
-    def _group(self, name: str) -> _Group:
-        group = self._groups.get(name)
-        if group is None:
-            group = self._groups[name] = _Group(name, self.config, self.step_s)
-        return group
-
-    def _alert(
-        self,
-        name: str,
-        group: _Group,
-        vector: RiskVector,
-        p: float,
-        threshold: float,
-        key: str,
-        change: EpisodeChange,
-    ) -> Alert:
-        contributions = [
-            (c.name, c.value, c.baseline, c.contribution)
-            for c in group.model.explain(vector.features, k=5)
-        ]
-        model = AlertModelInfo(name=self.model_name, version=f"{name}-{group.model.version}")
-        return self._risk_alert(
-            vector, p, threshold, group.threshold.strategy, model, contributions, key, change
-        )
-
-    def _champion_alert(
-        self,
-        name: str,
-        champion: RiskArtifact,
-        vector: RiskVector,
-        p: float,
-        key: str,
-        change: EpisodeChange,
-    ) -> Alert:
-        contributions = [
-            (feature, value, mean, contribution)
-            for feature, value, _, contribution, mean in champion.contributions(
-                vector.features, k=5
-            )
-        ]
-        model = AlertModelInfo(name=self.batch_model_name, version=f"{name}-{champion.version}")
-        return self._risk_alert(
-            vector, p, champion.threshold, champion.strategy, model, contributions, key, change
-        )
-
-    def _risk_alert(
-        self,
-        vector: RiskVector,
-        p: float,
-        threshold: float,
-        strategy: str,
-        model: AlertModelInfo,
-        contributions: list[tuple[str, float, float, float]],
-        key: str,
-        change: EpisodeChange,
-    ) -> Alert:
-        """An incident-risk alert that opens (``key``: its id) or resolves an episode;
-        ``contributions``: (feature, value, baseline, contribution)."""
-        critical_at = threshold + (1.0 - threshold) / 2
-        firing = change.status == "firing"
-        alert = Alert(
-            alert_id=key if firing else _resolved_id(change.episode_id),
-            kind="incident_risk",
-            source="metrics",
-            service=vector.service,
-            event_ts=_dt(vector.ts_s),
-            detected_at=self._clock(),
-            score=round(p, 6),
-            threshold=round(threshold, 6),
-            severity="critical" if firing and p >= critical_at else "warning",
-            model=model,
-            explanation=Explanation(
-                top_features=[
-                    TopFeature(
-                        name=feature,
-                        value=round(value, 6),
-                        baseline=round(baseline, 6),
-                        contribution=round(contribution, 6),
-                    )
-                    for feature, value, baseline, contribution in contributions
-                ]
-            ),
-            evidence=vector.evidence,
-            threshold_strategy=strategy,
-            horizon_s=self.config.horizon_s,
-            status=change.status,
-            episode_id=change.episode_id,
-            started_at=_dt(change.started_s),
-        )
-        self.remember_alerts([alert])
-        return alert
-
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """Each group's threshold in force and the strategy that set it."""
-        return {
-            name: (group.threshold.value, group.threshold.strategy)
-            for name, group in sorted(self._groups.items())
-        }
+        return self._groups.thresholds()
 
     def summaries(self) -> dict[str, dict[str, Any]]:
         """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`),
         over the incidents of the services this detector holds."""
-        return {
-            name: group.tracker.summary(group.threshold.value, self.features)
-            for name, group in sorted(self._groups.items())
-        }
+        return self._groups.summaries(self.features)
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` shows for incident risk."""
@@ -647,70 +388,9 @@ class IncidentRiskPipeline:
             "buffered_vectors": len(self.labeler),
             "episodes_open": len(self.episodes),
             "buffer_bytes": self.labeler.nbytes(),
-            "groups": {
-                name: {
-                    "version": group.model.version,
-                    "threshold": _finite_or_none(group.threshold.value),
-                    "strategy": group.threshold.strategy,
-                    "positives": group.model.positives,
-                    "negatives": group.model.negatives,
-                    "prequential": group.tracker.summary(group.threshold.value, self.features),
-                }
-                for name, group in sorted(self._groups.items())
-            },
+            "groups": self._groups.describe(self.features),
         }
 
 
-def risk_pipeline(
-    settings: Settings,
-    clock: Clock = utc_now,
-    *,
-    champion_of: Callable[[str], RiskArtifact | None] | None = None,
-    on_labelled: Callable[[str, LabelledVector], None] | None = None,
-) -> IncidentRiskPipeline | None:
-    """The incident-risk pipeline the settings ask for (None when it is switched off); see
-    :class:`IncidentRiskPipeline` for ``champion_of`` and ``on_labelled``."""
-    if not settings.incident_risk:
-        return None
-    return build_risk_pipeline(settings, clock, champion_of=champion_of, on_labelled=on_labelled)
-
-
-def build_risk_pipeline(
-    settings: Settings,
-    clock: Clock = utc_now,
-    *,
-    champion_of: Callable[[str], RiskArtifact | None] | None = None,
-    on_labelled: Callable[[str, LabelledVector], None] | None = None,
-) -> IncidentRiskPipeline:
-    """The incident-risk pipeline configured by ``settings``, whether or not it is on."""
-    return IncidentRiskPipeline(
-        settings.risk_config(),
-        step_s=settings.incident_step_s,
-        group_pattern=settings.incident_group_pattern,
-        clock=clock,
-        champion_of=champion_of,
-        on_labelled=on_labelled,
-    )
-
-
-_Predicted = tuple[RiskVector, float, _Group, str, bool, bool, RiskArtifact | None, float]
-"""A vector, its online probability, group and group name, whether it may alert (no incident
-of its service known to be open), whether an incident is probably under way (held back),
-the group's champion (when alerts follow one) and the probability that decides its alert."""
-
-
-def _ts_of_predicted(item: _Predicted) -> float:
+def _ts_of_predicted(item: Predicted) -> float:
     return item[0].ts_s
-
-
-def _resolved_id(episode_id: str) -> str:
-    """The stable id of an episode's resolved alert."""
-    return hashlib.sha256(f"{episode_id}|resolved".encode()).hexdigest()[:32]
-
-
-def _dt(ts_s: float) -> datetime:
-    return datetime.fromtimestamp(ts_s, UTC)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

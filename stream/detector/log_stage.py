@@ -30,7 +30,7 @@ from models.snapshot import SnapshotError
 from stream.codec import DecodeError, decode
 from stream.core.logs import LogPipeline
 from stream.core.logs.offsets import OpenWindowOffsets
-from stream.core.logs.pipeline import LogBatchOutcome
+from stream.core.logs.outcome import LogBatchOutcome
 from stream.detector.stage import StageContext
 from stream.kafka.consumer_log import caught_up
 from stream.kafka.records import Pending, Record, evidence_of

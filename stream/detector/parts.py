@@ -15,10 +15,10 @@ from typing import Any
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.core.incident_risk import risk_pipeline
 from stream.core.logs import LogPipeline
 from stream.core.logs.offsets import OpenWindowOffsets
 from stream.core.pipeline import Clock, MetricPipeline
+from stream.core.risk_settings import risk_pipeline
 from stream.detector.alert_age import AlertAgeGate
 from stream.detector.champions import ChampionWatcher, artifact_store
 from stream.detector.dead_letters import DeadLetters

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from stream.codec import DecodeError, decode
 from stream.core.incident_risk import IncidentRiskPipeline, RiskOutcome
-from stream.core.logs.pipeline import LogBatchOutcome
+from stream.core.logs.outcome import LogBatchOutcome
 from stream.core.pipeline import BatchOutcome, EvidenceOf
 from stream.detector.stage import StageContext
 from stream.kafka.records import Pending, Record

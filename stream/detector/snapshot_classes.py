@@ -58,12 +58,12 @@ import models.incident.prequential as prequential
 import models.incident.risk as risk
 import models.incident.thresholds as thresholds
 import stream.core.features.risk as risk_features
-import stream.core.incident_risk as incident_risk
 import stream.core.logs.features as log_features
 import stream.core.logs.pipeline as log_pipeline
 import stream.core.logs.rates as rates
 import stream.core.logs.templates as templates
 import stream.core.logs.windows as windows
+import stream.core.risk_groups as risk_groups
 from models.state_codec import ClassEntry, ClassRegistry, by_fields, by_state, custom
 from stream.schemas import Evidence
 
@@ -122,7 +122,7 @@ _FIELDS: list[tuple[type, str]] = [
     (risk_features._Located, "stream.features.risk._Located"),
     (risk_features._Service, "stream.features.risk._Service"),
     (risk_features._Step, "stream.features.risk._Step"),
-    (incident_risk._Group, "stream.incident_risk._Group"),
+    (risk_groups._Group, "stream.incident_risk._Group"),
     # Vigil: logs
     (log_features.WindowStats, "stream.logs.features.WindowStats"),
     (log_pipeline._Service, "stream.logs.pipeline._Service"),

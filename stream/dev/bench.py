@@ -38,8 +38,8 @@ import numpy as np
 import orjson
 
 from models.anomaly import AnomalyConfig
-from stream.core.incident_risk import risk_pipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import risk_pipeline
 from stream.dev.bench_engine import CROSSOVER_BATCH_SIZES, EngineRun, measure_engines
 from stream.dev.bench_kafka import LatencyRun, kafka_latency, kafka_log_throughput, kafka_throughput
 from stream.dev.bench_snapshot import measure_snapshots

@@ -33,9 +33,10 @@ import orjson
 
 from models.evaluation import PRCurve
 from models.incident import IncidentReport, LabelledVector, incident_report
-from stream.core.incident_risk import IncidentRiskPipeline, build_risk_pipeline
+from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import build_risk_pipeline
 from stream.offline.figures import OperatingPoint, PRLine, new_figure, plot_pr_curves, save_figure
 from stream.offline.replay import ReplayStats, replay
 from stream.offline.risk_timeline import RiskTrace, plot_risk_timeline

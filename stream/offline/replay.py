@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 
 from stream.codec import DecodeError, decode_metric, encode, parse_object, validate
-from stream.core.incident_risk import IncidentRiskPipeline, risk_pipeline
+from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import risk_pipeline
 from stream.schemas import Alert, Evidence, Feedback, IncidentEvent, LogEvent, MetricSample
 from stream.settings import Settings
 

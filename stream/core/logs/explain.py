@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from stream.core.logs.features import WindowStats
-from stream.core.logs.rates import RateVerdict
+from stream.core.logs.rate_verdict import RateVerdict
 from stream.schemas import TemplateSample
 
 __all__ = ["ranked_templates", "top_templates"]
@@ -24,7 +24,7 @@ def ranked_templates(
 
     Examples:
         >>> from stream.core.logs.templates import ServiceTemplates
-        >>> from stream.core.logs.rates import RateVerdict, UnusualTemplate
+        >>> from stream.core.logs.rate_verdict import RateVerdict, UnusualTemplate
         >>> miner, stats = ServiceTemplates("api"), WindowStats("api", 0.0)
         >>> _ = miner.add("GET /a 200"), miner.add("upstream timeout calling db")
         >>> lines = ["GET /b 200"] * 5 + ["upstream timeout calling db"] * 3 + ["disk full"]

@@ -25,75 +25,24 @@ Evidence of a window alert is the storage position of the window's last line; an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from models.anomaly import BatchVerdict, ServiceAnomalyModel, episodes_per_service_day
+from stream.core.logs.alerts import MODEL_NAME, RATES_NAME, RULE_NAME, LogAlerts
 from stream.core.logs.config import LogConfig, log_state_id
-from stream.core.logs.explain import top_templates
 from stream.core.logs.features import WindowStats, window_features
-from stream.core.logs.rates import RateVerdict, TemplateRates
+from stream.core.logs.outcome import LogBatchOutcome, ScoredWindow
+from stream.core.logs.rate_verdict import RateVerdict
+from stream.core.logs.rates import TemplateRates
 from stream.core.logs.templates import ServiceTemplates
 from stream.core.logs.windows import ClosedWindow, EventTimeWindows
-from stream.core.pipeline import (
-    Clock,
-    EvidenceOf,
-    alert_id_for,
-    config_id_of,
-    episode_fields,
-    model_version_string,
-    top_features,
-    utc_now,
-)
-from stream.schemas import Alert, AlertModelInfo, Evidence, Explanation, LogEvent, TopFeature
+from stream.core.pipeline import Clock, EvidenceOf, config_id_of, model_version_string, utc_now
+from stream.schemas import Evidence, LogEvent
 
-__all__ = ["LogBatchOutcome", "LogPipeline", "ScoredWindow"]
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredWindow:
-    """One closed window of one service and what the detectors made of it."""
-
-    service: str
-    start: datetime
-    lines: int
-    score: float
-    threshold: float
-    warming_up: bool
-    flagged: bool
-    """The window model's score reached its threshold after warm-up (alerted or suppressed)."""
-    new_error_templates: int
-    rule_flagged: bool
-    """The new-template rule held (alerted or suppressed)."""
-    rate_surprise: float
-    """``-log10`` of the window's template-rate p-value (corrected for the templates tested)."""
-    rate_flagged: bool
-    """The template-rate test held after warm-up (alerted or suppressed)."""
-    alerts: tuple[str, ...]
-    """Names of the detectors that alerted on this window."""
-
-
-@dataclass
-class LogBatchOutcome:
-    """What a batch (or an :meth:`LogPipeline.advance`) did, with counts for metrics."""
-
-    alerts: list[Alert] = field(default_factory=list)
-    windows: list[ScoredWindow] = field(default_factory=list)
-    """Windows closed, by start time, then service in first-seen order."""
-    lines: int = 0
-    """Lines that went into a window."""
-    late: int = 0
-    """Lines whose window had already closed (counted, in no window)."""
-    truncated: int = 0
-    """Messages longer than ``max_message_chars``, cut to it."""
-    new_templates: int = 0
-    templates_evicted: int = 0
-    empty_windows: int = 0
-    suppressed: int = 0
-    """Windows whose detectors held while the service's episode was already open."""
+__all__ = ["LogPipeline"]
 
 
 class _Service:
@@ -135,13 +84,12 @@ class LogPipeline:
         clock: The time stamped on alerts as ``detected_at``.
     """
 
-    model_name = "hst-logs"
-    rule_name = "new-templates"
-    rates_name = "template-rates"
+    model_name = MODEL_NAME
+    rule_name = RULE_NAME
+    rates_name = RATES_NAME
 
     def __init__(self, config: LogConfig | None = None, clock: Clock = utc_now) -> None:
         self.config = config if config is not None else LogConfig()
-        self._clock = clock
         self._services: dict[str, _Service] = {}
         self._windows: EventTimeWindows[WindowStats] = EventTimeWindows(
             self.config.window_s,
@@ -152,6 +100,7 @@ class LogPipeline:
         self._batch = 0
         self.config_id = config_id_of(self.config)
         self.state_id = log_state_id(self.config)
+        self._alerts = LogAlerts(self.config, self.config_id, clock)
         """What snapshots are checked against: only settings that shape learned state."""
         self.lines_total = 0
         self.late_total = 0
@@ -309,7 +258,7 @@ class LogPipeline:
         warming = bool(result.warming_up[row])
         fired: list[str] = []
         if result.alerts[row] or result.resolved[row]:
-            out.alerts.append(self._model_alert(window, features, result, row, verdict))
+            out.alerts.append(self._alerts.model(window, features, result, row, verdict))
             fired.append(self.model_name)
         elif result.suppressed[row]:
             out.suppressed += 1
@@ -358,7 +307,9 @@ class LogPipeline:
         if rule or rates:
             service.last_flag_s = window.start_s
         if service.rule_episode is None and not result.in_episode[row] and (rule or rates):
-            alert = self._rule_alert(window, verdict) if rule else self._rate_alert(window, verdict)
+            alert = (
+                self._alerts.rule(window, verdict) if rule else self._alerts.rate(window, verdict)
+            )
             service.rule_episode = (window.start_s, alert.model.name)
             out.alerts.append(alert)
             fired.append(alert.model.name)
@@ -372,147 +323,8 @@ class LogPipeline:
         ):
             started_s, name = service.rule_episode
             service.rule_episode = None
-            out.alerts.append(self._rule_resolved(window, name, started_s, verdict))
+            out.alerts.append(self._alerts.resolved(window, name, started_s, verdict))
             fired.append(name)
-
-    def _rule_resolved(
-        self, window: ClosedWindow[WindowStats], name: str, started_s: float, rates: RateVerdict
-    ) -> Alert:
-        """The resolved alert of an episode the rule or the rate test opened."""
-        version = f"rule-{self.config_id}" if name == self.rule_name else f"nb-{self.config_id}"
-        return self._alert(
-            window,
-            AlertModelInfo(name=name, version=version),
-            {"resolved": started_s},
-            (0.0, 0.0),
-            False,
-            [],
-            rates,
-            episode=episode_fields("anomaly", "logs", window.key, started_s, True),
-        )
-
-    def _model_alert(
-        self,
-        window: ClosedWindow[WindowStats],
-        features: dict[str, float],
-        result: BatchVerdict,
-        row: int,
-        rates: RateVerdict,
-    ) -> Alert:
-        verdict = result.verdict(row)
-        contributions = top_features(verdict)
-        engine = self.config.anomaly.engine
-        version = model_version_string(engine, self.config_id, verdict.model_version)
-        return self._alert(
-            window,
-            AlertModelInfo(name=self.model_name, version=version),
-            features,
-            (round(verdict.score, 6), round(verdict.threshold, 6)),
-            verdict.severity == "critical",
-            contributions,
-            rates,
-            episode=episode_fields(
-                "anomaly", "logs", window.key, verdict.started_s, verdict.resolved
-            ),
-        )
-
-    def _rule_alert(self, window: ClosedWindow[WindowStats], rates: RateVerdict) -> Alert:
-        new = window.value.new_error_templates
-        needed = self.config.min_new_error_templates
-        return self._alert(
-            window,
-            AlertModelInfo(name=self.rule_name, version=f"rule-{self.config_id}"),
-            {"new_error_templates": float(len(new)), "min_new_error_templates": float(needed)},
-            (float(len(new)), float(needed)),
-            len(new) >= 2 * needed,
-            [
-                TopFeature(
-                    name="new_error_templates", value=len(new), baseline=0.0, contribution=1.0
-                )
-            ],
-            rates,
-            first=new,
-        )
-
-    def _rate_alert(self, window: ClosedWindow[WindowStats], rates: RateVerdict) -> Alert:
-        """A template-rate alert: its features are the unusual templates' counts (value) and
-        expected counts (baseline), and the window's line count (``lines``) when unusually
-        low, each contributing its share of their surprise."""
-        found = [(f"rate:{u.template_id}", u.count, u.expected, u.p_value) for u in rates.templates]
-        if rates.quiet is not None:
-            q = rates.quiet
-            found.append(("lines", q.count, q.expected, q.p_value))
-            found.sort(key=lambda f: f[3])
-        unusual = found[: self.config.top_templates]
-        surprises = [-math.log10(p) for *_, p in unusual]
-        total = sum(surprises)
-        contributions = [
-            TopFeature(
-                name=name,
-                value=float(count),
-                baseline=round(expected, 6),
-                contribution=round(s / total, 6),
-            )
-            for (name, count, expected, _), s in zip(unusual, surprises, strict=True)
-        ]
-        inputs = {name: float(count) for name, count, *_ in found}
-        inputs["templates_tested"] = float(rates.tested)
-        return self._alert(
-            window,
-            AlertModelInfo(name=self.rates_name, version=f"nb-{self.config_id}"),
-            inputs,
-            (round(rates.surprise, 6), round(rates.threshold, 6)),
-            rates.surprise >= 2 * rates.threshold,
-            contributions,
-            rates,
-        )
-
-    def _alert(
-        self,
-        window: ClosedWindow[WindowStats],
-        model: AlertModelInfo,
-        inputs: dict[str, float],
-        score_threshold: tuple[float, float],
-        critical: bool,
-        contributions: list[TopFeature],
-        rates: RateVerdict,
-        first: list[str] | None = None,
-        episode: dict[str, Any] | None = None,
-    ) -> Alert:
-        """A log alert on ``window``; its id hashes the detector's ``inputs``. Without
-        ``episode`` it opens a one-window episode of its own."""
-        start = datetime.fromtimestamp(window.start_s, UTC)
-        if episode is None:
-            episode = episode_fields("anomaly", "logs", window.key, window.start_s, False)
-        kind = "anomaly" if episode["status"] == "firing" else "anomaly-resolved"
-        templates = top_templates(
-            window.value,
-            rates,
-            k=self.config.top_templates,
-            sample_chars=self.config.sample_chars,
-            first=first or (),
-        )
-        return Alert(
-            alert_id=alert_id_for(kind, "logs", window.key, start, inputs),
-            kind="anomaly",
-            source="logs",
-            service=window.key,
-            event_ts=start,
-            detected_at=self._clock(),
-            score=score_threshold[0],
-            threshold=score_threshold[1],
-            severity="critical" if critical else "warning",
-            model=model,
-            explanation=Explanation(top_features=contributions, top_templates=templates),
-            evidence=self._evidence(window),
-            **episode,
-        )
-
-    @staticmethod
-    def _evidence(window: ClosedWindow[WindowStats]) -> Evidence:
-        evidence = window.value.evidence
-        assert isinstance(evidence, Evidence), "every service's first window holds a line"
-        return evidence
 
     # -- state of a partition's services (snapshots, rebalances) ---------------------------
 

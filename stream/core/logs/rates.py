@@ -58,69 +58,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from scipy.special import betainc, gammainc, gammaincc
+from stream.core.logs.rate_verdict import QuietWindow, RateVerdict, UnusualTemplate
+from stream.core.logs.tails import MIN_P, lower_tail_probability, tail_probability
 
-__all__ = [
-    "QuietWindow",
-    "RateVerdict",
-    "TemplateRates",
-    "UnusualTemplate",
-    "lower_tail_probability",
-    "tail_probability",
-]
-
-_MIN_P = 1e-300
-"""p-values are floored here, so a surprise (-log10 p) stays finite."""
-
-
-def _size(mean: float, variance: float) -> float | None:
-    """The negative binomial's size for this mean and variance; None for Poisson (a variance
-    at most the mean: the negative binomial's limit)."""
-    if variance <= mean * (1.0 + 1e-9):
-        return None
-    return mean * mean / (variance - mean)
-
-
-def tail_probability(count: int, mean: float, variance: float) -> float:
-    """``P(C >= count)`` for a negative binomial count ``C`` of this mean and variance.
-
-    A variance at most the mean is taken as Poisson's (the limit of the negative binomial).
-
-    Examples:
-        >>> round(tail_probability(5, 0.5, 0.5), 6)  # Poisson(0.5): P(C >= 5)
-        0.000172
-        >>> round(tail_probability(5, 0.5, 2.0), 6)  # over-dispersed: a clump of 5 is likelier
-        0.02621
-        >>> tail_probability(0, 3.0, 3.0)
-        1.0
-    """
-    if count <= 0:
-        return 1.0
-    size = _size(mean, variance)
-    if size is None:
-        return float(gammainc(count, mean))  # Poisson: P(C >= k) = P(k, mean)
-    return float(betainc(count, size, mean / (mean + size)))
-
-
-def lower_tail_probability(count: int, mean: float, variance: float) -> float:
-    """``P(C <= count)`` for a negative binomial count ``C`` of this mean and variance.
-
-    Examples:
-        >>> f"{lower_tail_probability(0, 30.0, 30.0):.3g}"  # Poisson(30) writing nothing: e^-30
-        '9.36e-14'
-        >>> round(lower_tail_probability(0, 30.0, 1000.0), 4)  # clumpy: silence is likelier
-        0.0386
-        >>> lower_tail_probability(3, 0.0, 0.0)
-        1.0
-    """
-    if mean <= 0.0:
-        return 1.0
-    size = _size(mean, variance)
-    if size is None:
-        return float(gammaincc(count + 1, mean))  # Poisson: P(C <= k) = Q(k + 1, mean)
-    return float(betainc(size, count + 1, size / (mean + size)))
+__all__ = ["TemplateRates"]
 
 
 def _add(entry: list[float] | None, count: float, now: int, decay: float) -> list[float]:
@@ -134,87 +76,6 @@ def _add(entry: list[float] | None, count: float, now: int, decay: float) -> lis
     entry[1] = entry[1] * fade + count * count
     entry[2] = now
     return entry
-
-
-@dataclass(frozen=True, slots=True)
-class UnusualTemplate:
-    """A template whose count in a window alone is unusual: ``P(C >= count) <= alpha``."""
-
-    template_id: str
-    count: int
-    expected: float
-    """Its predictive mean count per window (before this window was learned)."""
-    p_value: float
-    """``P(C >= count)`` under its learned count distribution (not corrected)."""
-    learned_as: float
-    """What learning keeps of its count: the predictive mean plus three standard deviations."""
-
-    @property
-    def ratio(self) -> float:
-        """How many times its expected count the window held."""
-        return self.count / self.expected
-
-
-@dataclass(frozen=True, slots=True)
-class QuietWindow:
-    """A window whose line count alone is unusually low: ``P(C <= count) <= alpha``."""
-
-    count: int
-    expected: float
-    """The service's predictive mean line count per window."""
-    p_value: float
-    """``P(C <= count)`` under the service's learned line-count distribution."""
-    learned_as: float
-    """What learning keeps of the count: the predictive mean minus three standard deviations."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateVerdict:
-    """What :meth:`TemplateRates.score` made of a window."""
-
-    tested: int
-    """Known templates in the window (the Bonferroni factor)."""
-    p_value: float
-    """The window's p-value: the smallest template p-value times ``tested`` (at most 1)."""
-    alpha: float
-    """The level a window's p-value must reach to be unusual."""
-    templates: tuple[UnusualTemplate, ...] = ()
-    """The templates unusual on their own (uncorrected), the least probable first."""
-    quiet: QuietWindow | None = None
-    """The window's line count, when unusually low on its own (uncorrected)."""
-    silence_tested: bool = False
-    """Whether the window's line count was tested (the service has a learned line count)."""
-
-    @property
-    def tests(self) -> int:
-        """The Bonferroni factor: templates tested, and the line-count test."""
-        return self.tested + self.silence_tested
-
-    @property
-    def flagged(self) -> bool:
-        """Whether the window is unusual by its template rates."""
-        return self.p_value <= self.alpha
-
-    @property
-    def significant(self) -> tuple[UnusualTemplate, ...]:
-        """The templates unusual after the correction: those that flag the window."""
-        level = self.alpha / max(1, self.tests)
-        return tuple(t for t in self.templates if t.p_value <= level)
-
-    @property
-    def silent(self) -> bool:
-        """Whether the window is unusual by its low line count (after the correction)."""
-        return self.quiet is not None and self.quiet.p_value <= self.alpha / max(1, self.tests)
-
-    @property
-    def surprise(self) -> float:
-        """``-log10`` of the window's p-value (0 for an unremarkable window)."""
-        return -math.log10(max(self.p_value, _MIN_P))
-
-    @property
-    def threshold(self) -> float:
-        """``-log10(alpha)``: the surprise a window must reach to be unusual."""
-        return -math.log10(self.alpha)
 
 
 class TemplateRates:
@@ -336,7 +197,7 @@ class TemplateRates:
         mean, variance = self._moments(self._lines)
         if lines >= mean:
             return 1.0, None
-        p = max(lower_tail_probability(lines, mean, variance), _MIN_P)
+        p = max(lower_tail_probability(lines, mean, variance), MIN_P)
         if p > self.alpha:
             return p, None
         return p, QuietWindow(lines, mean, p, max(float(lines), mean - 3.0 * math.sqrt(variance)))
@@ -371,13 +232,13 @@ class TemplateRates:
                 template_id=template_id,
                 count=count,
                 expected=mean,
-                p_value=max(p, _MIN_P),
+                p_value=max(p, MIN_P),
                 learned_as=min(float(count), mean + 3.0 * math.sqrt(variance)),
             )
             for p, template_id, count, mean, variance in candidates
             if p <= alpha
         )
-        p_value = min(1.0, min(max(candidates[0][0], _MIN_P), silence_p) * tests)
+        p_value = min(1.0, min(max(candidates[0][0], MIN_P), silence_p) * tests)
         return RateVerdict(tested, p_value, alpha, unusual, quiet, silence)
 
     def learn(self, counts: Mapping[str, float], verdict: RateVerdict | None = None) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
 from stream.core.logs.config import LogConfig, default_window_anomaly_config
-from stream.core.logs.pipeline import LogBatchOutcome, LogPipeline, ScoredWindow
+from stream.core.logs.outcome import LogBatchOutcome, ScoredWindow
+from stream.core.logs.pipeline import LogPipeline
 from stream.core.logs.templates import ServiceTemplates
 from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
 from stream.dev.log_simulate import LogIncident, LogSimulator

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
-from stream.core.logs.rates import RateVerdict, TemplateRates, tail_probability
+from stream.core.logs.rate_verdict import RateVerdict
+from stream.core.logs.rates import TemplateRates
+from stream.core.logs.tails import tail_probability
 from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
 
 # Usual counts per window of a service's templates: busy, steady, rare ones.

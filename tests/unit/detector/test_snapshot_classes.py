@@ -15,9 +15,9 @@ import pytest
 
 from models.anomaly.trees import TreeStructure
 from models.state_codec import decode_state, encode_state, serialize_state
-from stream.core.incident_risk import build_risk_pipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import build_risk_pipeline
 from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
 from stream.dev.incident_sim import IncidentSimulator
 from stream.dev.log_simulate import LogSimulator, rotating_incidents

@@ -25,9 +25,10 @@ from models.snapshot import (
     read_meta,
 )
 from models.state_codec import ClassRegistry
-from stream.core.incident_risk import IncidentRiskPipeline, build_risk_pipeline
+from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import build_risk_pipeline
 from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
 from stream.detector.snapshots import SnapshotStore
 from stream.dev.incident_sim import IncidentSimulator

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.core.incident_risk import build_risk_pipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import build_risk_pipeline
 from stream.dev.incident_sim import IncidentSimulator, SimulatedIncident
 from stream.offline.evaluate_risk import RiskEvaluation, evaluate_risk
 from stream.offline.replay import replay

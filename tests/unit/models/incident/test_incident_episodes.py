@@ -24,8 +24,9 @@ from models.incident.episodes import (
 )
 from models.snapshot import SnapshotMeta, decode_snapshot, encode_snapshot
 from models.state_codec import decode_state, encode_state, serialize_state
-from stream.core.incident_risk import IncidentRiskPipeline, build_risk_pipeline
+from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.pipeline import MetricPipeline
+from stream.core.risk_settings import build_risk_pipeline
 from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
 from stream.dev.incident_sim import IncidentSimulator
 from stream.offline.replay import replay
