@@ -34,7 +34,8 @@ from models.batch import RiskArtifact
 from models.incident import HorizonLabeler, LabelledVector, RiskConfig
 from models.incident.config import state_id as risk_state_id
 from models.incident.episodes import HELD, INCIDENT, RiskEpisodes
-from stream.core.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch
+from stream.core.features.risk import RiskFeatureBuilder, ServiceBatch
+from stream.core.features.risk_vectors import RiskVector
 from stream.core.pipeline import (
     BatchOutcome,
     Clock,

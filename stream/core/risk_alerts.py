@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from models.batch import RiskArtifact
 from models.incident import IncidentRiskModel
 from models.incident.episodes import EpisodeChange
-from stream.core.features.risk import RiskVector
+from stream.core.features.risk_vectors import RiskVector
 from stream.core.pipeline import Clock
 from stream.schemas import Alert, AlertModelInfo, Explanation, TopFeature
 

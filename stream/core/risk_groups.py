@@ -24,7 +24,7 @@ from models.incident import (
     RiskThreshold,
 )
 from models.incident.budget import EpisodeBudget
-from stream.core.features.risk import RiskVector
+from stream.core.features.risk_vectors import RiskVector
 
 __all__ = ["Predicted", "RiskGroups", "group_function", "learn_group", "predict_group"]
 

@@ -57,7 +57,7 @@ import models.incident.platt as platt
 import models.incident.prequential as prequential
 import models.incident.risk as risk
 import models.incident.thresholds as thresholds
-import stream.core.features.risk as risk_features
+import stream.core.features.risk_steps as risk_steps
 import stream.core.logs.features as log_features
 import stream.core.logs.pipeline as log_pipeline
 import stream.core.logs.rates as rates
@@ -119,9 +119,9 @@ _FIELDS: list[tuple[type, str]] = [
     (platt.PlattScaler, "models.incident.risk._PlattScaler"),
     (thresholds.RiskThreshold, "models.incident.thresholds.RiskThreshold"),
     (thresholds._Ring, "models.incident.thresholds._Ring"),
-    (risk_features._Located, "stream.features.risk._Located"),
-    (risk_features._Service, "stream.features.risk._Service"),
-    (risk_features._Step, "stream.features.risk._Step"),
+    (risk_steps.Located, "stream.features.risk._Located"),
+    (risk_steps.ServiceSteps, "stream.features.risk._Service"),
+    (risk_steps.Step, "stream.features.risk._Step"),
     (risk_groups._Group, "stream.incident_risk._Group"),
     # Vigil: logs
     (log_features.WindowStats, "stream.logs.features.WindowStats"),

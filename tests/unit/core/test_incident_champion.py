@@ -6,7 +6,7 @@ import numpy as np
 
 from models.batch import fit_risk_model
 from models.incident import FeatureRow, RiskConfig
-from stream.core.features.risk import RiskVector
+from stream.core.features.risk_vectors import RiskVector
 from stream.core.incident_risk import IncidentRiskPipeline, RiskOutcome
 from stream.schemas import Evidence
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.anomaly import Deviations
-from stream.core.features.risk import RiskFeatureBuilder, RiskVector, ServiceBatch, _column_medians
+from stream.core.features.risk import RiskFeatureBuilder, ServiceBatch
+from stream.core.features.risk_vectors import RiskVector, _column_medians
 from stream.schemas import Evidence
 
 
