@@ -62,7 +62,7 @@ from stream.dev.planted import PlantedStream
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 3
 DAY_S = 86_400.0
-SIDECAR_MIN_ROWS = 200  # stream/sidecar/service.py: a group needs this many rows to be fitted
+SIDECAR_MIN_ROWS = 200  # stream/sidecar/fitting.py: a group needs this many rows to be fitted
 _TINY = 1e-300
 
 

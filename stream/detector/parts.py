@@ -26,8 +26,9 @@ from stream.detector.http import HttpGuard
 from stream.detector.label_gate import LabelGate
 from stream.detector.log_stage import LogModels, LogStage
 from stream.detector.metric_stage import MetricStage
+from stream.detector.partition_models import MetricModels, PartitionModels
 from stream.detector.positions import Positions
-from stream.detector.rebalance import MetricModels, PartitionModels, PartitionSnapshots
+from stream.detector.rebalance import PartitionSnapshots
 from stream.detector.risk_stage import RiskStage
 from stream.detector.snapshots import SnapshotStore
 from stream.detector.stage import StageContext

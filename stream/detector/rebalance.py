@@ -1,8 +1,9 @@
 """Each owned partition's model state: snapshotted, restored on assignment, handed over.
 
 A detector owns the models of the services whose events arrive on its partitions of an input
-topic (metrics, logs): one keeper per topic, with a :class:`PartitionModels` adapter saying
-what a partition's state is (:class:`MetricModels` here; the log side's is in
+topic (metrics, logs): one keeper per topic, with a
+:class:`~stream.detector.partition_models.PartitionModels` adapter saying what a partition's
+state is (:mod:`stream.detector.partition_models`; the log side's is in
 :mod:`stream.detector.log_stage`). The keeper remembers which partition each service came on and the
 next offset of each partition whose output is acknowledged, and:
 
@@ -11,9 +12,11 @@ next offset of each partition whose output is acknowledged, and:
   whenever the partition is revoked or the detector stops. The state is captured as plain
   data between batches (so it matches its offset exactly: :func:`models.snapshot.capture_state`)
   and serialized and written to disk off the event loop; the
-  pointer to the newest snapshot is published on the compacted models topic;
+  pointer to the newest snapshot is published on the compacted models topic
+  (:mod:`stream.detector.snapshot_writer`);
 - **restores** a newly assigned partition from its newest snapshot that checks out (one that
-  is corrupt or incompatible is counted, logged and skipped) and tells the consumer where to
+  is corrupt or incompatible is counted, logged and skipped:
+  :mod:`stream.detector.snapshot_restore`) and tells the consumer where to
   resume: the snapshot's own offset, so the state and the input agree exactly. Records between
   that offset and the group's committed offset were processed before and their alerts
   acknowledged: they are learned again but their alerts are not sent twice (:meth:`replaying`);
@@ -29,141 +32,24 @@ import asyncio
 import datetime as dt
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import structlog
 
-from models.anomaly import ServiceAnomalyModel
-from models.snapshot import (
-    SnapshotError,
-    SnapshotMeta,
-    changed_families,
-    check_anchor,
-    check_incarnation,
-)
+from models.snapshot import SnapshotMeta, changed_families
 from models.state_codec import EncodedState, EncodeError
-from stream.core.incident_risk import IncidentRiskPipeline
-from stream.core.pipeline import MetricPipeline
+from stream.detector.partition_models import PartitionModels
+from stream.detector.snapshot_restore import PartitionLog, load_snapshot, resume_offset
+from stream.detector.snapshot_writer import PointerSender, SnapshotWriter
 from stream.detector.snapshots import LoadedSnapshot, SnapshotStore
 from stream.kafka.records import Record
 from stream.schemas import Evidence
 from stream.telemetry import SnapshotMetrics
 
-__all__ = [
-    "MetricModels",
-    "PartitionLog",
-    "PartitionModels",
-    "PartitionSnapshots",
-    "PointerSender",
-]
+__all__ = ["PartitionSnapshots"]
 
 log = structlog.get_logger(__name__)
-
-PointerSender = Callable[[bytes, dict[str, Any]], Awaitable[None]]
-"""Publishes a snapshot pointer (key, value) on the models topic."""
-
-
-class PartitionLog(Protocol):
-    """What the cluster says about the partitions of a keeper's topic (the consumer's view)."""
-
-    @property
-    def cluster_id(self) -> str | None:
-        """The cluster's id (None when it could not be read)."""
-        ...
-
-    async def committed(self, partition: int) -> int | None:
-        """The group's committed offset of a partition."""
-        ...
-
-    async def bounds(self, partition: int) -> tuple[int, int] | None:
-        """The partition's log start and end offsets (None when they could not be read)."""
-        ...
-
-    async def record_at(self, partition: int, offset: int) -> tuple[int, int] | None:
-        """The timestamp (ms) and value CRC-32 of the record at ``offset`` (None when it
-        could not be read)."""
-        ...
-
-
-class PartitionModels(Protocol):
-    """What a partition's state is, for one input topic's keeper."""
-
-    def config_ids(self) -> dict[str, str]:
-        """The configuration ids a snapshot must match to be loaded."""
-        ...
-
-    def export(self, partition: int, services: list[str]) -> dict[str, Any]:
-        """The state of these services of ``partition`` (live objects, captured at once)."""
-        ...
-
-    def check(self, state: Any) -> None:
-        """Raise :class:`SnapshotError` (``unreadable``) if ``state`` is not what
-        :meth:`export` writes."""
-        ...
-
-    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
-        """Take over a restored state, but for the families in ``stale`` (learned under a
-        configuration that shapes state differently: they start fresh); returns its
-        services."""
-        ...
-
-    def forget(self, partitions: list[int], services: list[str]) -> None:
-        """Drop the state of partitions (and their services) another detector owns now."""
-        ...
-
-
-class MetricModels:
-    """A metrics partition's state: its services' anomaly models and, with incident risk on,
-    their risk state (plus the group models).
-
-    Args:
-        pipeline: The metric pipeline.
-        risk: The incident-risk pipeline; None when incident risk is off.
-    """
-
-    def __init__(self, pipeline: MetricPipeline, risk: IncidentRiskPipeline | None) -> None:
-        self.pipeline = pipeline
-        self.risk = risk
-
-    def config_ids(self) -> dict[str, str]:
-        ids = {"metrics": self.pipeline.state_id}
-        if self.risk is not None:
-            ids["risk"] = self.risk.state_id
-        return ids
-
-    def export(self, partition: int, services: list[str]) -> dict[str, Any]:
-        state: dict[str, Any] = {"metrics": self.pipeline.models_of(services)}
-        if self.risk is not None:
-            state["risk"] = self.risk.export(services)
-        return state
-
-    def check(self, state: Any) -> None:
-        models = state.get("metrics") if isinstance(state, dict) else None
-        if not isinstance(models, dict) or not all(
-            isinstance(s, str) and isinstance(m, ServiceAnomalyModel) for s, m in models.items()
-        ):
-            raise SnapshotError("unreadable", "state is not {'metrics': {service: model}, ...}")
-        risk = state.get("risk")
-        parts = ("features", "buffers", "groups")
-        if risk is not None and (
-            not isinstance(risk, dict) or not all(isinstance(risk.get(p), dict) for p in parts)
-        ):
-            raise SnapshotError("unreadable", "incident-risk state is not what this version writes")
-
-    def install(self, partition: int, state: dict[str, Any], stale: frozenset[str]) -> list[str]:
-        models = state["metrics"]
-        if "metrics" not in stale:
-            self.pipeline.install(models)
-        if self.risk is not None and "risk" in state and "risk" not in stale:
-            self.risk.install(state["risk"])
-        return list(models)
-
-    def forget(self, partitions: list[int], services: list[str]) -> None:
-        self.pipeline.forget(services)
-        if self.risk is not None:
-            self.risk.forget(services)
 
 
 class PartitionSnapshots:
@@ -195,7 +81,7 @@ class PartitionSnapshots:
         self.topic = topic
         self.interval_s = interval_s
         self._metrics = metrics
-        self._send_pointer = send_pointer
+        self._writer = SnapshotWriter(store, metrics, send_pointer)
         self._monotonic = monotonic
         self._owner: dict[str, int] = {}
         """Service → the partition its events last came on."""
@@ -214,8 +100,6 @@ class PartitionSnapshots:
         """The cluster of the last assignment: written into snapshots."""
         self._anchors: dict[int, list[int]] = {}
         """Partition → its last processed record: offset, timestamp, value CRC-32."""
-        self._pointers: set[asyncio.Task[None]] = set()
-        """Pointer sends in flight: nobody waits for them (a stop during an outage would)."""
 
     @property
     def owned(self) -> list[int]:
@@ -327,43 +211,10 @@ class PartitionSnapshots:
         task.add_done_callback(lambda _: self._writes.pop(partition, None))
 
     async def _write(self, meta: SnapshotMeta, captured: EncodedState, encode_s: float) -> None:
-        started = time.perf_counter()
-        try:
-            path, size = await asyncio.to_thread(self.store.write_captured, meta, captured)
-        except (OSError, ValueError) as exc:  # a full disk; a value JSON refuses
-            self._metrics.write_failures.inc()
+        if await self._writer.write(meta, captured, encode_s):
+            self._created_at[meta.partition] = time.time()
+        else:
             self._snapshotted.pop(meta.partition, None)  # try again at the next turn
-            log.error("snapshot_failed", topic=meta.topic, partition=meta.partition, error=str(exc))
-            return
-        elapsed_s = encode_s + time.perf_counter() - started
-        self._metrics.written.inc()
-        self._metrics.bytes.set(size)
-        self._metrics.write_seconds.observe(elapsed_s)
-        self._created_at[meta.partition] = time.time()
-        log.info(
-            "snapshot_saved",
-            topic=meta.topic,
-            partition=meta.partition,
-            offset=meta.offsets,
-            services=len(meta.services),
-            bytes=size,
-            seconds=round(elapsed_s, 4),
-        )
-        if self._send_pointer is not None:
-            pointer = {**_pointer_fields(meta), "path": str(path), "bytes": size}
-            task = asyncio.create_task(self._point(meta.topic, meta.partition, pointer))
-            self._pointers.add(task)
-            task.add_done_callback(self._pointers.discard)
-
-    async def _point(self, topic: str, partition: int, pointer: dict[str, Any]) -> None:
-        """Announce a snapshot on disk; the snapshot is what counts, the pointer is a
-        convenience, so it is not waited for (the producer's stop flushes it, or drops it
-        when the broker is away)."""
-        assert self._send_pointer is not None
-        try:
-            await self._send_pointer(f"snapshot/{topic}/{partition}".encode(), pointer)
-        except Exception as exc:
-            log.warning("snapshot_pointer_failed", partition=partition, error=str(exc))
 
     async def _wait(self, partition: int) -> None:
         task = self._writes.get(partition)
@@ -410,58 +261,62 @@ class PartitionSnapshots:
                 if partition in self._positions:  # kept in memory: resume where it stands
                     resume[partition] = self._positions[partition]
                 continue
-            bounds = await source.bounds(partition)
-            loaded = await self._load(partition, source, bounds)
-            if loaded is None:
-                continue
-            offset = loaded.meta.offsets.get(f"{self.topic}:{partition}")
-            if offset is None:
-                continue
-            if bounds is not None and offset < bounds[0]:
-                log.warning(
-                    "snapshot_offset_deleted",
-                    topic=self.topic,
-                    partition=partition,
-                    offset=offset,
-                    log_start=bounds[0],
-                )
-                offset = bounds[0]
-            stale = changed_families(loaded.meta, self.models.config_ids())
-            if stale:
-                log.warning(
-                    "snapshot_families_restarted",
-                    topic=self.topic,
-                    partition=partition,
-                    families=stale,
-                    reason="config_changed",
-                )
-            models = self.models.install(partition, loaded.state, frozenset(stale))
-            for service in models:
-                self._owner[service] = partition
-            self._positions[partition] = self._snapshotted[partition] = offset
-            self._created_at[partition] = dt.datetime.fromisoformat(
-                loaded.meta.created_at
-            ).timestamp()
-            self._written_at[partition] = self._monotonic()
-            resume[partition] = offset
-            done = await source.committed(partition)
-            if done is not None and done > offset:
-                self._replay_until[partition] = done
-            self._metrics.restored.inc()
-            log.info(
-                "snapshot_restored",
-                topic=self.topic,
-                partition=partition,
-                offset=offset,
-                committed=done,
-                services=len(models),
-                path=str(loaded.path),
-                created_at=loaded.meta.created_at,
-            )
+            offset = await self._restore(partition, source)
+            if offset is not None:
+                resume[partition] = offset
         self._parked.clear()
         self._owned = assigned
         self._refresh_age()
         return resume
+
+    async def _restore(self, partition: int, source: PartitionLog) -> int | None:
+        """Restore a newly assigned partition from its newest snapshot that checks out;
+        returns where it resumes (None: no snapshot, it starts fresh)."""
+        bounds = await source.bounds(partition)
+        loaded = await load_snapshot(
+            self.store, self.models, self._metrics, self.topic, partition, source, bounds
+        )
+        if loaded is None:
+            return None
+        offset = resume_offset(loaded, self.topic, partition, bounds)
+        if offset is None:
+            return None
+        models = self._install(partition, loaded)
+        self._positions[partition] = self._snapshotted[partition] = offset
+        self._created_at[partition] = dt.datetime.fromisoformat(loaded.meta.created_at).timestamp()
+        self._written_at[partition] = self._monotonic()
+        done = await source.committed(partition)
+        if done is not None and done > offset:
+            self._replay_until[partition] = done
+        self._metrics.restored.inc()
+        log.info(
+            "snapshot_restored",
+            topic=self.topic,
+            partition=partition,
+            offset=offset,
+            committed=done,
+            services=len(models),
+            path=str(loaded.path),
+            created_at=loaded.meta.created_at,
+        )
+        return offset
+
+    def _install(self, partition: int, loaded: LoadedSnapshot) -> list[str]:
+        """Hand a restored state to the models, but for the families whose configuration
+        changed since (they start fresh); returns its services."""
+        stale = changed_families(loaded.meta, self.models.config_ids())
+        if stale:
+            log.warning(
+                "snapshot_families_restarted",
+                topic=self.topic,
+                partition=partition,
+                families=stale,
+                reason="config_changed",
+            )
+        models = self.models.install(partition, loaded.state, frozenset(stale))
+        for service in models:
+            self._owner[service] = partition
+        return models
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the state of partitions another detector owns now."""
@@ -479,45 +334,6 @@ class PartitionSnapshots:
             self._replay_until.pop(partition, None)
             self._owned.discard(partition)
         log.info("partition_state_dropped", topic=self.topic, partitions=sorted(gone))
-
-    async def _load(
-        self, partition: int, source: PartitionLog, bounds: tuple[int, int] | None
-    ) -> LoadedSnapshot | None:
-        started = time.perf_counter()
-        end = bounds[1] if bounds is not None else None
-
-        def belongs(meta: SnapshotMeta) -> None:
-            check_incarnation(meta, source.cluster_id, end)
-
-        def rejected(path: Path, error: SnapshotError) -> None:
-            self._metrics.rejected.labels(reason=error.reason).inc()
-            log.warning(
-                "snapshot_rejected",
-                topic=self.topic,
-                partition=partition,
-                path=str(path),
-                reason=error.reason,
-                error=error.detail[:200],
-            )
-
-        loaded = await asyncio.to_thread(
-            self.store.load,
-            self.topic,
-            partition,
-            config_ids=self.models.config_ids(),
-            on_reject=rejected,
-            validate=self.models.check,
-            belongs=belongs,
-        )
-        if loaded is not None and loaded.meta.anchor is not None:
-            found = await source.record_at(partition, loaded.meta.anchor[0])
-            try:
-                check_anchor(loaded.meta, found)
-            except SnapshotError as error:  # an earlier incarnation: older ones are too
-                rejected(loaded.path, error)
-                loaded = None
-        self._metrics.restore_seconds.observe(time.perf_counter() - started)
-        return loaded
 
     def describe_positions(self) -> dict[int, int]:
         """Owned partition → the next offset to process (every record before it done)."""
@@ -541,17 +357,6 @@ class PartitionSnapshots:
                 for p in sorted(self._owned)
             },
         }
-
-
-def _pointer_fields(meta: SnapshotMeta) -> dict[str, Any]:
-    return {
-        "topic": meta.topic,
-        "partition": meta.partition,
-        "offsets": meta.offsets,
-        "created_at": meta.created_at,
-        "schema_version": meta.schema_version,
-        "services": len(meta.services),
-    }
 
 
 def _anchor_of(record: Record) -> list[int]:

@@ -1,8 +1,8 @@
 """A snapshot keeper's view of its topic's partitions through the detector's consumer: the
 committed offsets, the partitions' bounds, a record at an offset (a snapshot's anchor), and
-the cluster's id (:class:`~stream.detector.rebalance.PartitionLog`); and whether a consumer has
-read a partition up to its high watermark (:func:`caught_up`, for the log stage and the label
-reader)."""
+the cluster's id (:class:`~stream.detector.snapshot_restore.PartitionLog`); and whether a
+consumer has read a partition up to its high watermark (:func:`caught_up`, for the log stage
+and the label reader)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ log = structlog.get_logger(__name__)
 
 
 class ConsumerLog:
-    """A keeper's view of its topic's partitions (:class:`~stream.detector.rebalance.PartitionLog`),
-    through the detector's consumer. The bounds of all ``partitions`` are asked for at once,
-    on first use; single records are read by a probe consumer of its own (no group), started
-    on first use and stopped by :meth:`close`."""
+    """A keeper's view of its topic's partitions
+    (:class:`~stream.detector.snapshot_restore.PartitionLog`), through the detector's consumer.
+    The bounds of all ``partitions`` are asked for at once, on first use; single records are
+    read by a probe consumer of its own (no group), started on first use and stopped by
+    :meth:`close`."""
 
     def __init__(
         self,

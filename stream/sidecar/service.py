@@ -6,18 +6,11 @@ per model group (``risk:<group>``), and:
 
 - **retrains** every ``VIGIL_SIDECAR_RETRAIN_S`` (1 h), on demand (``POST /retrain``,
   ``vigil sidecar --once``) and early on drift: a balanced logistic regression per group,
-  tuned and evaluated on a time-ordered holdout (:mod:`models.batch`);
-- **decides** champion or challenger. The first model of a group is promoted (there is no
-  champion to beat). A later risk model is a *challenger*: announced to the detectors (key
-  ``model/risk/<group>/challenger``), which score every labelled vector with both it and the
-  champion in shadow, without alerting on it (:mod:`stream.detector.training_feed`). Once
-  ``VIGIL_SIDECAR_SHADOW_MIN_ROWS`` such vectors, their positives before
-  ``VIGIL_SIDECAR_SHADOW_MIN_INCIDENTS`` distinct incidents, are in
-  (:class:`~models.batch.ShadowTally`), it is promoted only if its PR-AUC beats the
-  champion's by ``VIGIL_SIDECAR_MARGIN`` on them; otherwise it is recorded as rejected. A
-  newer challenger supersedes one still in shadow. With ``VIGIL_SIDECAR_DECISION=holdout`` it
-  is decided at once on its holdout instead (the most recent labelled rows, which neither
-  model saw). Every artifact is written with its metadata, figures and decision
+  tuned and evaluated on a time-ordered holdout (:mod:`stream.sidecar.fitting`);
+- **decides** champion or challenger (:mod:`stream.sidecar.decisions`): the first model of
+  a group is promoted, a later one is a *challenger* the detectors score in shadow until
+  its evidence decides it (or, with ``VIGIL_SIDECAR_DECISION=holdout``, decided at once on
+  its holdout). Every artifact is written with its metadata, figures and decision
   (:mod:`stream.sidecar.artifacts`), and every decision is published on the compacted models topic
   (key ``model/risk/<group>``, ``.../rejected``, ``.../challenger``);
 - **watches drift**: the features of recent rows against a sample of the champion's training
@@ -41,7 +34,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,16 +42,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from models.batch import (
-    Artifact,
-    InsufficientDataError,
-    ShadowTally,
-    TrainingWindow,
-    WindowFrame,
-    compare,
-    fit_risk_model,
-)
-from models.drift import FeatureDrift
+from models.batch import Artifact, InsufficientDataError, TrainingWindow, WindowFrame
 from stream.detector.champions import artifact_store
 from stream.detector.http import HttpGuard, HttpServer
 from stream.detector.shutdown import StopDeadline
@@ -69,7 +52,8 @@ from stream.kafka.topic_specs import features_topic_spec, topic_spec
 from stream.kafka.topics import ensure_topics
 from stream.settings import Settings
 from stream.sidecar.announcer import Announcer
-from stream.sidecar.artifacts import ArtifactError
+from stream.sidecar.decisions import Decisions, GroupState
+from stream.sidecar.fitting import fit_group
 from stream.sidecar.http import create_sidecar_app
 from stream.sidecar.metrics import KINDS, SidecarMetrics
 
@@ -77,21 +61,7 @@ __all__ = ["Sidecar"]
 
 log = structlog.get_logger(__name__)
 
-"""The kinds of model the sidecar fits (an older detector's ``anomaly`` rows are skipped)."""
 _RECENT_ROWS = 2000  # rows compared with the champion's training rows for feature drift
-_MIN_ROWS = 200  # a group needs this many rows to be fitted
-_REFERENCE_ROWS = 5000  # training rows kept with a champion as its drift reference
-
-
-@dataclass
-class _Group:
-    """What the sidecar knows of one kind and group beyond its window."""
-
-    drift: FeatureDrift | None = None
-    last_report: dict[str, Any] | None = None
-    last_decision: dict[str, Any] | None = None
-    shadow: ShadowTally | None = None
-    """The challenger in shadow and its evidence so far (risk groups)."""
 
 
 class Sidecar:
@@ -120,7 +90,8 @@ class Sidecar:
             span_s=settings.sidecar_window_s, max_rows=settings.sidecar_window_rows
         )
         self.store = artifact_store(settings.artifact_dir, settings.group_id)
-        self._groups: dict[str, _Group] = {}
+        self._decisions = Decisions(settings, self.store, self.metrics)
+        self._groups = self._decisions.groups
         self._stop = asyncio.Event()
         self._announcer = Announcer(
             settings.topic_models,
@@ -176,30 +147,8 @@ class Sidecar:
         )
 
     def _restore(self) -> None:
-        """Pick up where a previous sidecar left: each champion's drift reference, and each
-        challenger still in shadow (its evidence comes back as the features topic's
-        retained rows are read again)."""
-        for kind, group in self.store.groups():
-            if kind not in KINDS:
-                continue  # an older sidecar's anomaly models: left on disk, never used
-            champion = self.store.champion_version(kind, group)
-            if champion is None:
-                continue
-            state = self._group(f"{kind}:{group}")
-            reference = self.store.load_reference(kind, group, champion)
-            if reference is not None:
-                state.drift = FeatureDrift(*reference)
-            challenger = self.store.challenger_version(kind, group)
-            if challenger is not None:
-                state.shadow = ShadowTally(kind, champion, challenger, time.time())
-            log.info(
-                "sidecar_restored",
-                kind=kind,
-                group=group,
-                champion=champion,
-                challenger=challenger,
-                drift_reference=reference is not None,
-            )
+        """Pick up where a previous sidecar left (:meth:`Decisions.restore`)."""
+        self._decisions.restore()
 
     async def stop(self, deadline: StopDeadline | None = None) -> bool:
         """Disconnect, each step within its share of ``deadline`` (default:
@@ -291,7 +240,7 @@ class Sidecar:
                     row.get("i"),
                 )
                 if "sh" in row:
-                    self._shadow_row(key, row)
+                    self._decisions.shadow_row(key, row)
                 self.metrics.rows.labels(kind=kind).inc()
                 count += 1
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -299,17 +248,6 @@ class Sidecar:
             log.warning("features_message_skipped", error=str(exc)[:200])
             return 0
         return count
-
-    def _shadow_row(self, key: str, row: dict[str, Any]) -> None:
-        tally = self._groups[key].shadow if key in self._groups else None
-        if tally is not None and tally.add_row(row):
-            self.metrics.shadow_rows.labels(group=row["g"]).inc()
-
-    def _group(self, key: str) -> _Group:
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group()
-        return group
 
     # -- drift -------------------------------------------------------------------------------
 
@@ -320,7 +258,7 @@ class Sidecar:
         reports: dict[str, dict[str, Any]] = {}
         drifted = dict.fromkeys(KINDS, 0)
         for key in self.window.groups():
-            group = self._group(key)
+            group = self._decisions.group(key)
             if group.drift is None:
                 continue
             frame = self.window.frame(key, group.drift.names)
@@ -348,7 +286,7 @@ class Sidecar:
             kind, group = key.split(":", 1)
             started = time.perf_counter()
             try:
-                fitted = await asyncio.to_thread(self._fit, key)
+                fitted = await asyncio.to_thread(fit_group, self.window, key, self.settings)
             except InsufficientDataError as exc:
                 log.info("retrain_skipped", group=key, reason=str(exc))
                 continue
@@ -363,162 +301,31 @@ class Sidecar:
     async def consider(
         self, group: str, model: Artifact, frame: WindowFrame, trigger: str = "manual"
     ) -> dict[str, Any]:
-        """Decide what becomes of a freshly fitted model of ``group`` (see the module's
-        docstring), store it with that decision and announce it. ``frame`` holds the rows it
-        was fitted from. Returns the decision."""
-        decision = self._decide(model.kind, group, model, frame, trigger)
+        """Decide what becomes of a freshly fitted model of ``group``
+        (:mod:`stream.sidecar.decisions`), store it with that decision and announce it.
+        ``frame`` holds the rows it was fitted from. Returns the decision."""
+        decision = self._decisions.decide(model.kind, group, model, frame, trigger)
         await self._announce(model.kind, group, decision)
         return decision
 
-    def _fit(self, key: str) -> tuple[Artifact, WindowFrame] | None:
-        frame = self.window.frame(key).labelled()
-        if len(frame.ts_s) < _MIN_ROWS:
-            return None
-        settings = self.settings
-        # A champion is a per-vector model tuned on a holdout of labelled vectors, with no
-        # per-service series to count episodes over: under episode_budget it keeps to the
-        # per-vector alert_budget (its alerts still come as episodes in the detector).
-        strategy = settings.incident_strategy
-        if strategy == "episode_budget":
-            strategy = "alert_budget"
-        artifact = fit_risk_model(
-            frame.names,
-            frame.X,
-            frame.labels,
-            frame.ts_s,
-            frame.incident_ids,
-            strategy=strategy,
-            target_recall=settings.incident_target_recall,
-            alert_budget=settings.incident_alert_budget,
-            horizon_s=settings.incident_horizon_s,
-        )
-        return artifact, frame
-
-    def _decide(
-        self, kind: str, group: str, challenger: Artifact, frame: WindowFrame, reason: str
-    ) -> dict[str, Any]:
-        try:
-            champion = self.store.champion(kind, group)
-        except ArtifactError as exc:
-            log.warning("champion_unusable", kind=kind, group=group, error=str(exc))
-            champion = None
-        state = self._group(f"{kind}:{group}")
-        result = compare(
-            champion,
-            challenger,
-            frame.names,
-            frame.X,
-            frame.labels,
-            margin=self.settings.sidecar_margin,
-            ts_s=frame.ts_s,
-        )
-        detail = result.as_dict()
-        if champion is None or self.settings.sidecar_decision == "holdout":
-            status = "champion" if result.promote else "rejected"
-            why = str(result.reason)
-        else:  # to the detectors, to be scored in shadow; decided by settle_shadows
-            status, why = "challenger", "in_shadow"
-        decision = _decision(
-            kind,
-            group,
-            challenger.version,
-            status,
-            why,
-            trigger=reason,
-            champion_before=None if champion is None else champion.version,
-            comparison=detail,
-        )
-        stored = self.store.save(challenger, group, decision)
-        decision["path"] = str(stored.path)
-        if status == "champion":
-            self._promote(kind, group, challenger.version, frame)
-        elif status == "challenger":
-            assert champion is not None
-            self._supersede(kind, group, challenger.version)
-            self.store.set_challenger(kind, group, challenger.version)
-            state.shadow = ShadowTally(kind, champion.version, challenger.version, time.time())
-        state.last_decision = decision
-        self.metrics.decisions.labels(kind=kind, status=status).inc()
-        log.info(
-            "model_decided",
-            kind=kind,
-            group=group,
-            version=challenger.version,
-            status=status,
-            reason=why,
-            trigger=reason,
-        )
-        return decision
-
-    def _promote(self, kind: str, group: str, version: str, frame: WindowFrame) -> None:
-        """Make ``version`` the champion; ``frame`` (a sample of it, kept with the model)
-        becomes the reference feature drift is measured against: the rows it was fitted from,
-        or, for a challenger promoted after its shadow run, the window at promotion."""
-        self.store.set_champion(kind, group, version)
-        rows = frame.X
-        if len(rows) > _REFERENCE_ROWS:
-            picked = np.random.default_rng(0).choice(len(rows), _REFERENCE_ROWS, replace=False)
-            rows = rows[np.sort(picked)]
-        self.store.save_reference(kind, group, version, list(frame.names), rows)
-        self._group(f"{kind}:{group}").drift = FeatureDrift(list(frame.names), rows)
-
-    def _supersede(self, kind: str, group: str, version: str) -> None:
-        """A newer challenger replaces one still in shadow: the older is rejected."""
-        tally = self._group(f"{kind}:{group}").shadow
-        if tally is None or tally.challenger_version == version:
-            return
-        decision = _decision(
-            kind, group, tally.challenger_version, "rejected", "superseded", shadow=tally.as_dict()
-        )
-        self.store.record_decision(kind, group, tally.challenger_version, decision)
-        self.metrics.decisions.labels(kind=kind, status="rejected").inc()
-        log.info("challenger_superseded", kind=kind, group=group, **tally.as_dict())
-
     async def settle_shadows(self) -> list[dict[str, Any]]:
-        """Decide every challenger whose shadow evidence is complete; returns the decisions."""
-        settings = self.settings
+        """Decide every challenger whose shadow evidence is complete
+        (:meth:`Decisions.settle`) and announce it; returns the decisions."""
         decisions = []
         for key, state in self._groups.items():
-            tally = state.shadow
-            if tally is None or not tally.ready(
-                settings.sidecar_shadow_min_rows, settings.sidecar_shadow_min_incidents
-            ):
+            decision = self._decisions.settle(key, state, self.window)
+            if decision is None:
                 continue
             kind, group = key.split(":", 1)
-            result = tally.decide(settings.sidecar_margin)
-            status = "champion" if result.promote else "rejected"
-            decision = _decision(
-                kind,
-                group,
-                tally.challenger_version,
-                status,
-                str(result.reason),
-                trigger="shadow",
-                champion_before=tally.champion_version,
-                comparison=result.as_dict(),
-                shadow=tally.as_dict(),
-            )
-            self.store.record_decision(kind, group, tally.challenger_version, decision)
-            if result.promote:
-                frame = self.window.frame(key).labelled()
-                self._promote(kind, group, tally.challenger_version, frame)
-            state.shadow = None
-            self.store.set_challenger(kind, group, None)
-            state.last_decision = decision
-            self.metrics.decisions.labels(kind=kind, status=status).inc()
-            log.info(
-                "challenger_decided",
-                kind=kind,
-                group=group,
-                version=tally.challenger_version,
-                status=status,
-                detail=result.detail,
-            )
             await self._announce(kind, group, decision)
             await self._announce(
                 kind,
                 group,
-                {"status": "decided", "version": tally.challenger_version, "outcome": status},
+                {
+                    "status": "decided",
+                    "version": decision["version"],
+                    "outcome": decision["status"],
+                },
                 challenger=True,
             )
             decisions.append(decision)
@@ -528,15 +335,7 @@ class Sidecar:
         """Make a stored ``version`` the group's champion again, and announce it: detectors
         that follow champions switch back without a restart. A challenger in shadow is then
         measured against this champion, from scratch."""
-        self.store.set_champion(kind, group, version)
-        state = self._group(f"{kind}:{group}")
-        reference = self.store.load_reference(kind, group, version)
-        if reference is not None:
-            state.drift = FeatureDrift(*reference)
-        if state.shadow is not None:
-            state.shadow = ShadowTally(kind, version, state.shadow.challenger_version, time.time())
-        decision = _decision(kind, group, version, "champion", "roll_back")
-        state.last_decision = decision
+        decision = self._decisions.roll_back(kind, group, version)
         await self._announce(kind, group, decision)
         log.info("model_rolled_back", kind=kind, group=group, version=version)
         return decision
@@ -564,7 +363,7 @@ class Sidecar:
         out: dict[str, Any] = {}
         for key in sorted(set(self.window.groups()) | set(self._groups)):
             kind, group = key.split(":", 1)
-            state = self._groups.get(key, _Group())
+            state = self._groups.get(key, GroupState())
             out[key] = {
                 "window_rows": self.window.rows(key),
                 "champion": self.store.champion_version(kind, group),
@@ -573,18 +372,3 @@ class Sidecar:
                 "feature_drift": state.last_report,
             }
         return {"groups": out, "artifact_dir": str(self.store.root)}
-
-
-def _decision(
-    kind: str, group: str, version: str, status: str, reason: str, **detail: Any
-) -> dict[str, Any]:
-    """A decision about a model, as stored with it and announced on the models topic."""
-    return {
-        "kind": kind,
-        "group": group,
-        "version": version,
-        "status": status,
-        "reason": reason,
-        **detail,
-        "decided_at": time.time(),
-    }
