@@ -1,6 +1,6 @@
 """river's per-event Half-Space Trees against the numpy micro-batch engine, in one run.
 
-A thin command line over :mod:`stream.dev.bench_engine` (where the measuring code lives, shared
+A thin command line over :mod:`stream.dev.bench_engine_report` (the measuring code, shared
 with ``vigil bench``): for each tree shape, river's events/s, numpy's events/s per batch size,
 the speed-ups, the crossover batch size and the memory one model holds.
 
@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from stream.dev.bench_engine import format_report, run_report
+from stream.dev.bench_engine_report import format_report, run_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["broker"]:
-        from stream.dev.broker import broker_main
+        from stream.dev.broker_cli import broker_main
 
         return broker_main(argv[1:])
     args = _build_parser().parse_args(argv)

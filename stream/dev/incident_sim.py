@@ -16,6 +16,8 @@ retries and latency). The rest come without warning. During an incident metrics 
 bad (errors, latency and cpu up, traffic down). To keep prediction honest, *false alarms* have
 the same shapes, usually milder or shorter, do not spread, and fade without an incident (a
 GC frees the memory, a blip passes, a deploy settles); routine deploys have no consequence.
+
+Each service is planned ahead (:mod:`stream.dev.incident_plan`), then streamed.
 """
 
 from __future__ import annotations
@@ -27,10 +29,24 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
+from stream.dev.incident_plan import (
+    COOLDOWN_S,
+    PRECURSORS,
+    Effect,
+    Precursor,
+    ServicePlan,
+    SimulatedIncident,
+    false_alarms,
+    gap,
+    incident_effects,
+    label_records,
+    routine_deploys,
+    warning_sign,
+)
 from stream.dev.simulate import (
     Publishable,
     SimulatedEvent,
@@ -49,40 +65,8 @@ __all__ = [
     "to_jsonl",
 ]
 
-Precursor = Literal["memory_creep", "latency_drift", "error_growth", "deploy"]
-"""The kinds of warning sign an incident may have."""
-
-PRECURSORS: tuple[Precursor, ...] = ("memory_creep", "latency_drift", "error_growth", "deploy")
-
 _DEPLOY_RECENT_S = 600.0
-_COOLDOWN_S = 3600.0  # after a resolve, before the next incident's precursor may begin
-_DAY_S = 86_400.0
-_ENDLESS_CHUNK_S = 30 * _DAY_S
-_KNOCK_ON = {  # what a precursor that leads to an incident moves next: (metric, amp range)
-    "memory_creep": ("latency_p95", 0.1, 0.3),  # GC pauses
-    "latency_drift": ("err_5xx", 0.5, 1.5),  # timeouts
-    "error_growth": ("latency_p95", 0.1, 0.3),  # retries
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedIncident:
-    """Ground truth for one incident.
-
-    Attributes:
-        precursor: Its warning sign, or None if it came without warning.
-        precursor_start: When the warning sign began (the deploy, for ``deploy``).
-        published_at: Event time at which its ``opened`` IncidentEvent is emitted.
-    """
-
-    service: str
-    incident_id: str
-    severity: str
-    opened: datetime
-    resolved: datetime
-    precursor: Precursor | None
-    precursor_start: datetime | None
-    published_at: datetime
+_ENDLESS_CHUNK_S = 30 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,36 +81,6 @@ class IncidentRecord:
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.payload)
-
-
-@dataclass(frozen=True, slots=True)
-class _Effect:
-    """Multiplies ``metric`` by ``1 + amp * shape``: the shape rises from 0 at ``t0`` to 1 at
-    ``t1``, holds until ``t2`` and falls back to 0 at ``t3`` (seconds after the start)."""
-
-    metric: str
-    amp: float
-    t0: float
-    t1: float
-    t2: float
-    t3: float
-
-    def factor(self, t: float) -> float:
-        if t < self.t1:
-            return 1.0 + self.amp * (t - self.t0) / (self.t1 - self.t0)
-        if t < self.t2:
-            return 1.0 + self.amp
-        return 1.0 + self.amp * (self.t3 - t) / (self.t3 - self.t2)
-
-
-@dataclass
-class _Plan:
-    """What happens to one service: incidents, metric effects, deploy times, records."""
-
-    incidents: list[tuple[float, SimulatedIncident]] = field(default_factory=list)
-    effects: list[_Effect] = field(default_factory=list)
-    deploys: list[float] = field(default_factory=list)
-    records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -206,7 +160,7 @@ class IncidentSimulator:
         )
         pending = [sorted(p.effects, key=lambda e: e.t0, reverse=True) for p in plans]
         deploys = [sorted(p.deploys, reverse=True) for p in plans]
-        active: list[list[_Effect]] = [[] for _ in plans]
+        active: list[list[Effect]] = [[] for _ in plans]
         deploy_until = [-math.inf] * self.services
         start_epoch = self.start.timestamp()
         r = 0
@@ -261,23 +215,23 @@ class IncidentSimulator:
             chunk = dataclasses.replace(
                 self,
                 start=self.start + timedelta(seconds=n * span_s),
-                clean_start_s=self.clean_start_s if n == 0 else _COOLDOWN_S,
+                clean_start_s=self.clean_start_s if n == 0 else COOLDOWN_S,
             )
             chunk._chunk = n
             yield from chunk.stream(span_s)
 
-    def _plan(self, s: int, name: str, duration_s: float) -> _Plan:
+    def _plan(self, s: int, name: str, duration_s: float) -> ServicePlan:
         """One service's events up to ``duration_s``, each kind from its own random stream
         so that a longer plan begins with a shorter one."""
-        plan = _Plan()
+        plan = ServicePlan()
         # Each chunk of `endless` after the first has random streams of its own.
         key = f"{self.seed}:{s}" if not self._chunk else f"{self.seed}:{s}:{self._chunk}"
         rng = random.Random(f"incidents:{key}")
         busy: list[tuple[float, float]] = []  # incident windows false alarms keep out of
         t = self.clean_start_s
         # Plan past the end so false alarms near it know about the incidents that follow.
-        while (opened := float(round(t + _gap(rng, self.incidents_per_day)))) < (
-            duration_s + 2 * _COOLDOWN_S
+        while (opened := float(round(t + gap(rng, self.incidents_per_day)))) < (
+            duration_s + 2 * COOLDOWN_S
         ):
             resolved = opened + round(rng.uniform(600.0, 3600.0))
             severity = rng.choices(("sev1", "sev2", "sev3"), weights=(1, 3, 6))[0]
@@ -286,29 +240,16 @@ class IncidentSimulator:
             if self._chunk is not None and resolve_published >= duration_s:
                 break  # a chunk of `endless` leaves no incident open
             kind = rng.choice(PRECURSORS) if rng.random() < self.warning_share else None
-            precursor_start = None
-            if kind is not None:
-                # A deploy comes 15-30 minutes before; other signs ramp in over 10-40.
-                ramp = (
-                    rng.uniform(900.0, 1800.0) if kind == "deploy" else rng.uniform(600.0, 2400.0)
-                )
-                fall = resolved + rng.uniform(30.0, 180.0)
-                precursor_start = self._precursor(
-                    plan, rng, kind, 1.0, opened - ramp, opened, resolved, fall
-                )
-                if kind in _KNOCK_ON:  # in the last minutes the trouble starts to spread
-                    metric, low, high = _KNOCK_ON[kind]
-                    spread = opened - rng.uniform(300.0, 600.0)
-                    amp = rng.uniform(low, high)
-                    plan.effects.append(_Effect(metric, amp, spread, opened, resolved, fall))
-            self._incident_effects(plan, rng, opened, resolved)
-            number = len(plan.incidents) + 1
-            incident_id = (
-                f"INC-{name}-c{self._chunk}-{number}" if self._chunk else f"INC-{name}-{number}"
+            precursor_start = (
+                None if kind is None else warning_sign(plan, rng, kind, opened, resolved)
             )
+            incident_effects(plan, rng, opened, resolved)
+            number = len(plan.incidents) + 1
             incident = SimulatedIncident(
                 service=name,
-                incident_id=incident_id,
+                incident_id=(
+                    f"INC-{name}-c{self._chunk}-{number}" if self._chunk else f"INC-{name}-{number}"
+                ),
                 severity=severity,
                 opened=self._at(opened),
                 resolved=self._at(resolved),
@@ -317,117 +258,17 @@ class IncidentSimulator:
                 published_at=self._at(published),
             )
             plan.incidents.append((opened, incident))
-            for at, status, when in (
-                (published, "opened", opened),
-                (resolve_published, "resolved", resolved),
-            ):
-                record: dict[str, Any] = {
-                    "ts": format_ts(self._at(when)),
-                    "incident_id": incident_id,
-                    "service": name,
-                    "status": status,
-                    "severity": severity,
-                }
-                if status == "opened":
-                    # Ground truth for evaluation (an unknown field to IncidentEvent, which
-                    # ignores it): which incidents could have been warned of ahead.
-                    record["precursor"] = kind
-                plan.records.append((at, record))
+            plan.records += label_records(incident, published, resolve_published)
             busy.append((min(opened, precursor_start or opened) - 1800.0, resolved + 1800.0))
-            t = resolved + _COOLDOWN_S
-        self._false_alarms(plan, random.Random(f"false-alarms:{key}"), busy, duration_s)
-        self._routine_deploys(plan, random.Random(f"deploys:{key}"), duration_s)
+            t = resolved + COOLDOWN_S
+        false_alarms(
+            plan, random.Random(f"false-alarms:{key}"), self.false_alarm_per_day, busy, duration_s
+        )
+        routine_deploys(plan, random.Random(f"deploys:{key}"), self.deploys_per_day, duration_s)
         return plan
-
-    def _precursor(
-        self,
-        plan: _Plan,
-        rng: random.Random,
-        kind: Precursor,
-        strength: float,
-        begin: float,
-        peak: float,
-        hold: float,
-        gone: float,
-    ) -> float:
-        """Add a ``kind`` warning sign beginning at ``begin``, at full strength from ``peak``
-        to ``hold`` and gone at ``gone``; returns ``begin``."""
-        rise = begin
-        if kind == "deploy":  # the deploy, then errors and latency start creeping
-            plan.deploys.append(begin)
-            rise = begin + rng.uniform(120.0, 480.0)
-            shapes = [("err_5xx", rng.uniform(0.5, 2.5)), ("latency_p95", rng.uniform(0.1, 0.4))]
-        else:
-            shapes = {
-                "memory_creep": [
-                    ("mem_p95", rng.uniform(0.13, 0.30)),
-                    ("cpu_p95", rng.uniform(0.0, 0.08)),
-                ],
-                "latency_drift": [("latency_p95", rng.uniform(0.3, 0.8))],
-                "error_growth": [("err_5xx", rng.uniform(1.0, 4.0))],
-            }[kind]
-        for metric, amp in shapes:
-            plan.effects.append(_Effect(metric, amp * strength, rise, peak, hold, gone))
-        return begin
-
-    @staticmethod
-    def _incident_effects(plan: _Plan, rng: random.Random, opened: float, resolved: float) -> None:
-        peak = opened + rng.uniform(30.0, 180.0)
-        for metric, low, high in (
-            ("err_5xx", 4.0, 15.0),
-            ("latency_p95", 0.8, 3.0),
-            ("cpu_p95", 0.1, 0.4),
-            ("req_rate", -0.5, -0.1),
-        ):
-            gone = resolved + rng.uniform(30.0, 300.0)
-            plan.effects.append(
-                _Effect(metric, rng.uniform(low, high), opened, peak, resolved, gone)
-            )
-
-    def _false_alarms(
-        self, plan: _Plan, rng: random.Random, busy: list[tuple[float, float]], duration_s: float
-    ) -> None:
-        """Precursor-like episodes, usually milder or shorter, that fade with no incident."""
-        for t in _arrivals(rng, self.false_alarm_per_day, duration_s):
-            kind = rng.choice(PRECURSORS)
-            strength = rng.uniform(0.25, 0.8)
-            if kind == "deploy":  # the creep settles, or the deploy is rolled back
-                peak = t + rng.uniform(900.0, 1800.0)
-                hold = peak + rng.uniform(0.0, 300.0)
-            else:
-                peak = t + rng.uniform(300.0, 1800.0)
-                hold = peak + rng.uniform(0.0, 600.0)
-            # A GC frees memory at once; drifts and error bursts ebb.
-            gone = hold + rng.uniform(*((0.0, 30.0) if kind == "memory_creep" else (120.0, 900.0)))
-            if not any(a < gone and t < b for a, b in busy):
-                self._precursor(plan, rng, kind, strength, t, peak, hold, gone)
-
-    def _routine_deploys(self, plan: _Plan, rng: random.Random, duration_s: float) -> None:
-        """Deploys that go fine: the flag, and now and then a short latency blip."""
-        for t in _arrivals(rng, self.deploys_per_day, duration_s):
-            plan.deploys.append(t)
-            if rng.random() < 0.3:
-                rise = t + rng.uniform(0.0, 120.0)
-                peak = rise + rng.uniform(60.0, 180.0)
-                gone = peak + rng.uniform(60.0, 300.0)
-                plan.effects.append(
-                    _Effect("latency_p95", rng.uniform(0.05, 0.2), rise, peak, peak, gone)
-                )
 
     def _at(self, t: float) -> datetime:
         return self.start + timedelta(seconds=t)
-
-
-def _gap(rng: random.Random, per_day: float) -> float:
-    """Seconds to the next arrival of a Poisson process of ``per_day`` (never, if 0)."""
-    return rng.expovariate(per_day / _DAY_S) if per_day > 0 else math.inf
-
-
-def _arrivals(rng: random.Random, per_day: float, end_s: float) -> Iterator[float]:
-    """Arrival times before ``end_s`` of a Poisson process of ``per_day``."""
-    t = 0.0
-    while (t := t + _gap(rng, per_day)) < end_s:
-        yield t
 
 
 def to_jsonl(items: Iterable[Publishable]) -> Iterator[bytes]:

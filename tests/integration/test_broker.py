@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.dev.broker import BrokerError, LocalBroker, broker_main, free_port
+from stream.dev.broker import BrokerError, LocalBroker, free_port
+from stream.dev.broker_cli import broker_main
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +118,8 @@ def test_cli_start_is_detached_and_status_reports_it(
     data = tmp_path / "cli-broker"
     args = ["--port", str(port), "--data", str(data)]
     cli = (
-        "import sys; from stream.dev.broker import broker_main; sys.exit(broker_main(sys.argv[1:]))"
+        "import sys; from stream.dev.broker_cli import broker_main; "
+        "sys.exit(broker_main(sys.argv[1:]))"
     )
     try:
         done = subprocess.run(

@@ -20,12 +20,10 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from rich.console import Console, RenderableType
@@ -46,8 +44,10 @@ from stream.dev.demo.guard import ForeignMember, check_groups
 from stream.dev.demo.output import Output
 from stream.dev.demo.processes import ChildFailed, new_broker_dir, start_vigil
 from stream.dev.demo.run_settings import demo_settings
-from stream.dev.demo.scenario import Scenario
+from stream.dev.demo.scenario import Scenario, demo_scenario
 from stream.dev.demo.scoreboard import Scoreboard
+from stream.dev.demo.startup import StartUp, Stopped
+from stream.dev.demo.traffic import alerts_read, demo_clients, publish_scenario
 from stream.dev.demo.view import (
     LiveStats,
     alert_text,
@@ -58,27 +58,16 @@ from stream.dev.demo.view import (
     verdict_text,
 )
 from stream.dev.demo.watch import ChildWatch
-from stream.dev.incident_sim import IncidentRecord
-from stream.dev.simulate import Publishable, publish
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.topics import ensure_topics
-from stream.schemas import Alert
 from stream.settings import Settings, settings_env
 from stream.telemetry import configure_logging
 
 __all__ = ["run_demo"]
 
-T = TypeVar("T")
-
 _PLAIN_PROGRESS_EVERY_S = 5.0
 _POLL_S = 1.0
 _GUARD_EVERY_S = 5.0
-_UNTIL_STOPPED_S = 365 * 86_400.0
-"""Event time planned when the demo runs until Ctrl-C: a year, ~6 h at the default pace."""
-
-
-class _Stopped(Exception):
-    """Ctrl-C (or SIGTERM) during start-up."""
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +117,8 @@ class _Demo:
         self.started = time.monotonic()
         self._painter: asyncio.Task[None] | None = None
         self._printed: set[str] = set()
+        self.broker: LocalBroker | None = None
+        self.startup = StartUp(self.progress, self.out, self.stop, live=self.live)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -145,58 +136,68 @@ class _Demo:
             else contextlib.nullcontext()
         )
         broker_dir = new_broker_dir()
-        broker: LocalBroker | None = None
         try:
             with live as shown:
                 if isinstance(shown, Live):
                     self._painter = asyncio.create_task(self._paint(shown))
-                bootstrap = self.args.bootstrap
-                if bootstrap is None:
-                    broker = LocalBroker(port=self.args.port, data_dir=broker_dir)
-                    bootstrap = await self._stage(
-                        f"Kafka broker on 127.0.0.1:{self.args.port} (a first run resolves "
-                        "it with Maven)",
-                        asyncio.to_thread(broker.start, owned=True),
-                        interruptible=False,  # a thread: let it finish, then stop the broker
-                    )
-                self.settings = demo_settings(
-                    self.settings,
-                    bootstrap=bootstrap,
-                    run_id=self.run_id,
-                    run_dir=self.run_dir,
-                    external=broker is None,
-                )
-                await self._stage(
-                    "topics",
-                    ensure_topics(
-                        bootstrap,
-                        topic_specs(self.settings),
-                        kafka_options=kafka_options(self.settings),
-                    ),
-                )
-                await self._stage(
-                    "no other member in the demo's groups", check_groups(self.settings, own=0)
-                )
-                await self._start_processes()
+                await self._start(broker_dir)
                 await self._stream()
-        except _Stopped:
+        except Stopped:
             pass
         except ChildFailed as exc:
             self.failure = str(exc)
         except KafkaError as exc:
             self.failure = f"Kafka at {self.settings.bootstrap_servers}: {exc}"
         finally:
-            if self._painter is not None:
-                self._painter.cancel()
-            if self.watch.detector is not None or broker is not None:
-                self.out.say(
-                    "stopping: the detector and the sidecar (each snapshots and commits)"
-                    + (", then the broker" if broker is not None else "")
-                )
-            await self.watch.stop(self.settings.shutdown_timeout_s + 5.0)
-            if broker is not None:
-                await asyncio.to_thread(broker.stop)
-            shutil.rmtree(broker_dir, ignore_errors=True)
+            await self._stop_all(broker_dir)
+        return self._summarise()
+
+    async def _start(self, broker_dir: Path) -> None:
+        """The broker (unless ``--bootstrap``), the topics, the group check, the children."""
+        bootstrap = self.args.bootstrap
+        if bootstrap is None:
+            self.broker = broker = LocalBroker(port=self.args.port, data_dir=broker_dir)
+            bootstrap = await self.startup.step(
+                f"Kafka broker on 127.0.0.1:{self.args.port} (a first run resolves it with Maven)",
+                asyncio.to_thread(broker.start, owned=True),
+                interruptible=False,  # a thread: let it finish, then stop the broker
+            )
+        self.settings = demo_settings(
+            self.settings,
+            bootstrap=bootstrap,
+            run_id=self.run_id,
+            run_dir=self.run_dir,
+            external=self.broker is None,
+        )
+        await self.startup.step(
+            "topics",
+            ensure_topics(
+                bootstrap,
+                topic_specs(self.settings),
+                kafka_options=kafka_options(self.settings),
+            ),
+        )
+        await self.startup.step(
+            "no other member in the demo's groups", check_groups(self.settings, own=0)
+        )
+        await self._start_processes()
+
+    async def _stop_all(self, broker_dir: Path) -> None:
+        """Stop the painter, the children (each snapshots and commits), then the broker."""
+        if self._painter is not None:
+            self._painter.cancel()
+        if self.watch.detector is not None or self.broker is not None:
+            self.out.say(
+                "stopping: the detector and the sidecar (each snapshots and commits)"
+                + (", then the broker" if self.broker is not None else "")
+            )
+        await self.watch.stop(self.settings.shutdown_timeout_s + 5.0)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+        shutil.rmtree(broker_dir, ignore_errors=True)
+
+    def _summarise(self) -> int:
+        """The summary (a table on a terminal, always the ``summary:`` line); the exit code."""
         figures = self._figures()
         if self.live:
             self.out.say(summary_table(figures))
@@ -207,64 +208,44 @@ class _Demo:
         self.out.line(summary_line(figures))
         return 1 if self.failure is not None else 0
 
-    async def _stage(
-        self, description: str, work: Awaitable[T], *, interruptible: bool = True
-    ) -> T:
-        """Run one start-up step under a spinner (a line in plain output); Ctrl-C stops
-        start-up between steps, or during an ``interruptible`` one."""
-        if self.stop.is_set():
-            raise _Stopped
-        task = self.progress.add_task(description, total=None)
-        if not self.live:
-            self.out.line(f"starting: {description}")
-        job = asyncio.ensure_future(work)
-        if interruptible:
-            stopper = asyncio.create_task(self.stop.wait())
-            await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not job.done():
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
-                raise _Stopped
-        result = await job
-        self.progress.update(task, total=1, completed=1)
-        return result
-
     async def _start_processes(self) -> None:
         env, logs = settings_env(self.settings, os.environ), self.run_dir
         port = free_port()
         self.watch.detector = detector = start_vigil("detect", env, port, logs / "detector.log")
-        await self._stage(
+        await self.startup.step(
             f"detector (vigil detect, http://127.0.0.1:{port}/metrics)",
             detector.wait_ready("/readyz", timeout_s=120.0),
         )
         port = free_port()
         self.watch.sidecar = sidecar = start_vigil("sidecar", env, port, logs / "sidecar.log")
-        await self._stage(
+        await self.startup.step(
             f"sidecar (vigil sidecar, http://127.0.0.1:{port}/models)",
             sidecar.wait_ready("/healthz", timeout_s=60.0),
         )
 
     async def _stream(self) -> None:
         """Publish, watch and show until the duration, Ctrl-C, or a child's death."""
+        scenario = self._scenario()
+        async with demo_clients(self.settings) as (producer, alerts):
+            self.scenario = scenario
+            watchers = [
+                asyncio.create_task(self._read_alerts(alerts)),
+                asyncio.create_task(self._watch()),
+            ]
+            try:
+                await self._publish(producer, scenario)
+                await self._drain()
+            finally:
+                for watcher in watchers:
+                    watcher.cancel()
+                for watcher in watchers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+
+    def _scenario(self) -> Scenario:
+        """The scenario to stream at ``--rate``; the view's header and warm-up bar follow."""
         args, settings = self.args, self.settings
-        speed = args.rate * args.interval_s / args.services if args.rate else None
-        planned_s = (
-            speed * args.duration * 1.5 + 3600.0
-            if speed is not None and args.duration
-            else _UNTIL_STOPPED_S
-        )
-        scenario = Scenario(
-            services=args.services,
-            interval_s=args.interval_s,
-            rate=args.rate,
-            log_lines_per_s=args.log_lines_per_s,
-            duration_s=planned_s,
-            seed=args.sim_seed,
-            start=datetime.now(UTC).replace(second=0, microsecond=0),
-            board=self.board,
-        )
+        scenario, speed = demo_scenario(args, self.board)
         pace = f"x{speed:,.0f} event time" if speed else "as fast as it can"
         self.header = (
             f"Vigil demo · Kafka {settings.bootstrap_servers} · {args.services} services, "
@@ -273,77 +254,29 @@ class _Demo:
         self.warmup_task = self.progress.add_task(
             "anomaly models warming up", total=args.services * settings.warmup_events
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"{settings.client_id}-demo",
-            linger_ms=5,
-            **kafka_options(settings),
-        )
-        alerts = AIOKafkaConsumer(
-            settings.topic_alerts,
-            bootstrap_servers=settings.bootstrap_servers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            **kafka_options(settings),
-        )
-        await producer.start()
-        try:
-            await alerts.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self.scenario = scenario
-        watchers = [
-            asyncio.create_task(self._read_alerts(alerts)),
-            asyncio.create_task(self._watch()),
-        ]
-        try:
-            publishers = asyncio.gather(
-                publish(
-                    producer,
-                    self._topic_of,
-                    scenario.metric_items(),
-                    rate=args.rate or None,
-                    stop=self.stop_publishing,
-                ),
-                publish(
-                    producer,
-                    settings.topic_logs,
-                    scenario.log_items(),
-                    rate=scenario.log_rate,
-                    stop=self.stop_publishing,
-                ),
-            )
-            stopper = asyncio.create_task(self.stop.wait())
-            either: set[asyncio.Future[Any]] = {publishers, stopper}
-            await asyncio.wait(either, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            self.stop_publishing.set()
-            try:
-                await publishers
-            except Exception as exc:  # a Kafka error while publishing
-                self.failure = f"publishing failed: {exc!r}"
-            await self._drain()
-        finally:
-            for watcher in watchers:
-                watcher.cancel()
-            for watcher in watchers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            await alerts.stop()
-            await producer.stop()
+        return scenario
 
-    def _topic_of(self, item: Publishable) -> str:
-        if isinstance(item, IncidentRecord):
-            return self.settings.topic_incidents
-        return self.settings.topic_metrics
+    async def _publish(self, producer: AIOKafkaProducer, scenario: Scenario) -> None:
+        """Publish until ``--duration`` passes, Ctrl-C, or everything planned is sent."""
+        publishers = publish_scenario(
+            producer,
+            self.settings,
+            scenario,
+            rate=self.args.rate or None,
+            stop=self.stop_publishing,
+        )
+        stopper = asyncio.create_task(self.stop.wait())
+        either: set[asyncio.Future[Any]] = {publishers, stopper}
+        await asyncio.wait(either, timeout=self.args.duration, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        self.stop_publishing.set()
+        try:
+            await publishers
+        except Exception as exc:  # a Kafka error while publishing
+            self.failure = f"publishing failed: {exc!r}"
 
     async def _read_alerts(self, consumer: AIOKafkaConsumer) -> None:
-        async for record in consumer:
-            try:
-                alert = Alert.model_validate(orjson.loads(record.value or b""))
-            except ValueError:
-                continue
+        async for alert in alerts_read(consumer):
             self.board.add_alert(alert)
             line = alert_text(alert)
             self.recent.append(line)

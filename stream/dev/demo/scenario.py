@@ -11,19 +11,22 @@ reaches it, so the demo never knows more than the services have shown.
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from stream.dev.demo.scoreboard import Incident, Scoreboard
 from stream.dev.incident_sim import IncidentRecord, IncidentSimulator
 from stream.dev.log_simulate import LogIncident, log_simulator, paced_log_rate
 from stream.dev.simulate import LogLine, Publishable
 
-__all__ = ["Scenario"]
+__all__ = ["Scenario", "demo_scenario"]
 
 _NOTE_EVERY_STEPS = 10
 """How often (in sample steps) the incidents the stream has reached are looked up."""
+_UNTIL_STOPPED_S = 365 * 86_400.0
+"""Event time planned when the demo runs until Ctrl-C: a year, ~6 h at the default pace."""
 
 
 class Scenario:
@@ -155,3 +158,25 @@ class Scenario:
             start + timedelta(seconds=incident.duration_s),
             incident.kind,
         )
+
+
+def demo_scenario(args: argparse.Namespace, board: Scoreboard) -> tuple[Scenario, float | None]:
+    """The scenario ``vigil demo``'s flags ask for, starting now, and its pace: event-time
+    seconds per wall-clock second (None: as fast as it can)."""
+    speed = args.rate * args.interval_s / args.services if args.rate else None
+    planned_s = (
+        speed * args.duration * 1.5 + 3600.0
+        if speed is not None and args.duration
+        else _UNTIL_STOPPED_S
+    )
+    scenario = Scenario(
+        services=args.services,
+        interval_s=args.interval_s,
+        rate=args.rate,
+        log_lines_per_s=args.log_lines_per_s,
+        duration_s=planned_s,
+        seed=args.sim_seed,
+        start=datetime.now(UTC).replace(second=0, microsecond=0),
+        board=board,
+    )
+    return scenario, speed

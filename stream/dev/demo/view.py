@@ -105,6 +105,25 @@ def dashboard(
     warmup: RenderableType,
 ) -> RenderableType:
     """The live view: start-up and warm-up progress, throughput, incidents and alerts."""
+    return Group(
+        Panel(
+            Group(warmup, _numbers(stats, sent, now, figures), _caught(figures)),
+            title=header,
+            title_align="left",
+        ),
+        Panel(_incidents_table(verdicts), title="incidents injected, and whether they were caught"),
+        Panel(
+            Text("\n".join(alerts) or "(none yet)", no_wrap=True, overflow="ellipsis"),
+            title="latest alerts, with why",
+        ),
+        Panel(_models_table(stats), title="sidecar: batch models"),
+    )
+
+
+def _numbers(
+    stats: LiveStats, sent: Mapping[str, int], now: datetime, figures: Mapping[str, float]
+) -> Table:
+    """What was sent and scored, the lag, the alerts by kind, event time and elapsed time."""
     numbers = Table.grid(padding=(0, 3))
     for _ in range(4):
         numbers.add_column()
@@ -124,7 +143,12 @@ def dashboard(
         f"[b]{figures.get('log_alerts', 0):.0f}[/] log",
         f"elapsed [b]{stats.elapsed_s:.0f} s[/]",
     )
-    caught = Text.assemble(
+    return numbers
+
+
+def _caught(figures: Mapping[str, float]) -> Text:
+    """The incidents warned of, detected, missed and open; the log incidents caught."""
+    return Text.assemble(
         ("incidents ", ""),
         (f"{figures.get('warned', 0):.0f} warned ahead", _STATUS_STYLE["warned"]),
         (" · ", ""),
@@ -136,6 +160,10 @@ def dashboard(
         ("   log incidents ", ""),
         (f"{figures.get('log_caught', 0):.0f}/{figures.get('log_incidents', 0):.0f} caught", ""),
     )
+
+
+def _incidents_table(verdicts: Sequence[Verdict]) -> Table:
+    """The latest incidents injected, and what Vigil did about each."""
     incidents = Table(expand=True, box=None, header_style="bold")
     for name in ("opened", "service", "incident", "cause", "what Vigil did"):
         incidents.add_column(name, no_wrap=True)
@@ -148,6 +176,11 @@ def dashboard(
             i.cause,
             _verdict_cell(verdict),
         )
+    return incidents
+
+
+def _models_table(stats: LiveStats) -> Table:
+    """The sidecar's model groups: each one's champion and last decision."""
     models = Table(expand=True, box=None, header_style="bold")
     for name in ("model group", "champion", "last decision"):
         models.add_column(name, no_wrap=True)
@@ -155,15 +188,7 @@ def dashboard(
         models.add_row(group, champion or "-", decision)
     if not stats.models:
         models.add_row("(the sidecar has not trained yet)", "", "")
-    return Group(
-        Panel(Group(warmup, numbers, caught), title=header, title_align="left"),
-        Panel(incidents, title="incidents injected, and whether they were caught"),
-        Panel(
-            Text("\n".join(alerts) or "(none yet)", no_wrap=True, overflow="ellipsis"),
-            title="latest alerts, with why",
-        ),
-        Panel(models, title="sidecar: batch models"),
-    )
+    return models
 
 
 def progress_line(stats: LiveStats, sent: Mapping[str, int], figures: Mapping[str, float]) -> str:

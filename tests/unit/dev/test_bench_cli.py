@@ -14,7 +14,7 @@ import pytest
 
 from models.anomaly import AnomalyConfig
 from stream.cli import main
-from stream.dev.bench import memory_footprint
+from stream.dev.bench_memory import memory_footprint
 
 TINY = [
     "--repeats",

@@ -16,7 +16,6 @@ import pytest
 from stream.dev.broker import (
     BrokerError,
     LocalBroker,
-    broker_main,
     find_java,
     find_pom,
     free_port,
@@ -26,6 +25,7 @@ from stream.dev.broker import (
     render_server_properties,
     resolve_jars,
 )
+from stream.dev.broker_cli import broker_main
 
 REPO = Path(__file__).resolve().parents[3]
 
