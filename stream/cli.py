@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from stream.cli_flags import add_settings_flags, config_file, setting_flags
@@ -68,6 +69,12 @@ def _build_parser() -> _Parser:
     add_command_flags(show, "show")
     add_settings_flags(show, "show")
 
+    schema = commands.add_parser(
+        "schema", help="JSON Schemas of the messages on Vigil's topics (docs/schemas/)."
+    )
+    schema.add_argument("name", nargs="?", help="One message (default: list the names).")
+    schema.add_argument("--out", type=Path, help="Write the schemas as DIR/NAME.json.")
+
     broker = commands.add_parser(
         "broker", help="The local development Kafka broker.", add_help=False
     )
@@ -78,6 +85,11 @@ def _build_parser() -> _Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["schema"]:
+        from stream.json_schemas import run_schema
+
+        args = _build_parser().parse_args(argv)
+        return run_schema(args.name, args.out)
     if argv[:1] == ["broker"]:
         from stream.dev.broker_cli import broker_main
 

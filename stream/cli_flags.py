@@ -53,6 +53,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "topics": ("topic_", "create_topics"),
     "service": ("shutdown_timeout_s", "exit_with_parent", "http_", "log_level", "log_format"),
     "events": ("processing_guarantee", "max_batch", "batch_wait_s", "max_message_bytes"),
+    "alerts": ("alert_",),
     "anomaly": (
         "max_alert_age_s",
         "anomaly_",
@@ -76,8 +77,8 @@ _EVERY_GROUP = tuple(SETTING_GROUPS)
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "detect": tuple(g for g in SETTING_GROUPS if g != "sidecar"),
     "sidecar": ("kafka", "topics", "service", "risk", "artifacts", "sidecar"),
-    "replay": ("events", "anomaly", "logs", "risk"),
-    "evaluate": ("events", "anomaly", "logs", "risk"),
+    "replay": ("events", "alerts", "anomaly", "logs", "risk"),
+    "evaluate": ("events", "alerts", "anomaly", "logs", "risk"),
     "simulate": ("kafka", "topics", "service"),
     "demo": _EVERY_GROUP,  # its detector and sidecar run with them
     "bench": _EVERY_GROUP,

@@ -7,6 +7,8 @@ milliseconds and are held as timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import math
+import string
+import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal, Protocol
@@ -20,9 +22,13 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
+    model_validator,
 )
 
 __all__ = [
+    "ALERT_SCHEMA_VERSION",
+    "LINK_FIELDS",
     "Alert",
     "AlertModelInfo",
     "DeadLetter",
@@ -36,6 +42,9 @@ __all__ = [
     "TemplateSample",
     "Timestamp",
     "TopFeature",
+    "check_link_template",
+    "summarize",
+    "with_links",
 ]
 
 
@@ -62,7 +71,17 @@ def _require_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range in UTC") from None
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_parse_ts), AfterValidator(_require_utc)]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_ts),
+    AfterValidator(_require_utc),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+            "description": "RFC 3339 with a timezone, or epoch milliseconds",
+        }
+    ),
+]
 """An event time: RFC 3339 with a timezone, or epoch milliseconds; held in UTC."""
 
 
@@ -110,6 +129,12 @@ class MetricSample(Protocol):
 
     @property
     def deploy_recent(self) -> bool: ...
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def host(self) -> str | None: ...
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
@@ -198,6 +223,10 @@ class Evidence(BaseModel):
     offset: int
 
 
+ALERT_SCHEMA_VERSION = 2
+"""Alerts since ``summary``, ``labels`` and ``links`` (1: before them)."""
+
+
 class Alert(BaseModel):
     """What alerting systems subscribe to on ``vigil.alerts``."""
 
@@ -226,6 +255,22 @@ class Alert(BaseModel):
     alerts, so consumers can pair them."""
     started_at: datetime | None = None
     """Event time of the episode's first anomalous sample."""
+    summary: str = ""
+    """One line a pager can show: what, where, how far off (filled from the other fields
+    when not given)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """The event's labels (``region``, ``host``) where it carried them."""
+    links: dict[str, str] = Field(default_factory=dict)
+    """``runbook`` and ``dashboard`` URLs, from the templates configured
+    (``VIGIL_ALERT_RUNBOOK_URL``, ``VIGIL_ALERT_DASHBOARD_URL``)."""
+    schema_version: int = ALERT_SCHEMA_VERSION
+    """2: with ``summary``, ``labels`` and ``links``."""
+
+    @model_validator(mode="after")
+    def _summarised(self) -> Alert:
+        if not self.summary:
+            self.summary = summarize(self)
+        return self
 
 
 class DeadLetter(BaseModel):
@@ -241,3 +286,97 @@ class DeadLetter(BaseModel):
     reason: str
     error: str
     failed_at: datetime
+
+
+def summarize(alert: Alert) -> str:
+    """One line for a pager: severity or status, service, what, and the evidence.
+
+    Examples:
+        >>> alert = Alert.model_validate({
+        ...     "alert_id": "a", "kind": "anomaly", "source": "metrics", "service": "payments",
+        ...     "event_ts": "2026-11-23T08:00:00Z", "detected_at": "2026-11-23T08:00:01Z",
+        ...     "score": 0.9999, "threshold": 0.999, "severity": "critical",
+        ...     "model": {"name": "hst-metrics", "version": "1"},
+        ...     "explanation": {"top_features": [
+        ...         {"name": "p95", "value": 1830.0, "baseline": 410.2, "contribution": 0.7},
+        ...         {"name": "5xx", "value": 12.0, "baseline": 1.0, "contribution": 0.3}]},
+        ...     "evidence": {"topic": "vigil.metrics", "partition": 3, "offset": 91822}})
+        >>> alert.summary
+        '[critical] payments: metrics unusual: p95 1830 (usually 410.2), 5xx 12 (usually 1)'
+    """
+    what = "incident risk" if alert.kind == "incident_risk" else f"{alert.source} unusual"
+    if alert.status == "resolved":
+        since = f" since {alert.started_at:%Y-%m-%d %H:%M}Z" if alert.started_at else ""
+        return f"[resolved] {alert.service}: {what}{since} is over"
+    head = f"[{alert.severity}] {alert.service}: {what}"
+    if alert.kind == "incident_risk":
+        within = f" within {alert.horizon_s / 60:.0f} min" if alert.horizon_s else ""
+        return f"{head}: {alert.score:.0%}{within} (alerts from {alert.threshold:.0%})"
+    templates = alert.explanation.top_templates
+    if templates:
+        top = templates[0]
+        return f'{head}: {top.count}x "{_clip(top.template, 80)}"'
+    parts = [
+        f"{f.name} {f.value:.6g} (usually {f.baseline:.6g})"
+        for f in alert.explanation.top_features[:2]
+    ]
+    return f"{head}: {', '.join(parts)}" if parts else head
+
+
+def _clip(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
+LINK_FIELDS = ("service", "kind", "source", "status", "alert_id", "episode_id", "region", "host")
+"""What an alert link template may name (``{service}``, ...)."""
+
+
+def check_link_template(template: str) -> None:
+    """Raise ValueError unless ``template`` names only :data:`LINK_FIELDS`.
+
+    Examples:
+        >>> check_link_template("https://wiki.example/{service}")
+        >>> check_link_template("https://wiki.example/{team}")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown placeholder {team}: use service, kind, source, status, alert_id, \
+episode_id, region, host
+    """
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a template: {exc}") from None
+    for name in names:
+        if name not in LINK_FIELDS:
+            raise ValueError(f"unknown placeholder {{{name}}}: use {', '.join(LINK_FIELDS)}")
+
+
+def with_links(alert: Alert, templates: Mapping[str, str]) -> Alert:
+    """``alert`` with its ``links`` rendered from ``templates`` (link name -> template; values
+    URL-quoted, a label the alert lacks empty); the alert itself when there are none.
+
+    Examples:
+        >>> alert = Alert.model_validate({
+        ...     "alert_id": "a1", "kind": "anomaly", "source": "logs", "service": "pay ments",
+        ...     "event_ts": 0, "detected_at": 0, "score": 1, "threshold": 0.9,
+        ...     "severity": "warning", "model": {"name": "m", "version": "1"},
+        ...     "explanation": {"top_features": []},
+        ...     "evidence": {"topic": "t", "partition": 0, "offset": 1}})
+        >>> with_links(alert, {"runbook": "https://wiki/{service}?a={alert_id}"}).links
+        {'runbook': 'https://wiki/pay%20ments?a=a1'}
+    """
+    if not templates:
+        return alert
+    values = {
+        "service": alert.service,
+        "kind": alert.kind,
+        "source": alert.source,
+        "status": alert.status,
+        "alert_id": alert.alert_id,
+        "episode_id": alert.episode_id or "",
+        "region": alert.labels.get("region", ""),
+        "host": alert.labels.get("host", ""),
+    }
+    quoted = {name: urllib.parse.quote(value, safe="") for name, value in values.items()}
+    links = {name: template.format_map(quoted) for name, template in templates.items()}
+    return alert.model_copy(update={"links": links})

@@ -38,6 +38,7 @@ from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
 from stream.core.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
 from stream.kafka.tls import ssl_context
+from stream.schemas import LINK_FIELDS, check_link_template
 
 __all__ = ["ConfigError", "Settings", "load_settings", "settings_env"]
 
@@ -189,6 +190,19 @@ class Settings(BaseSettings):
         "the wall clock) but sends no alert for them (anomaly, log and risk alerts; counted in "
         "vigil_alerts_too_old_total): a first deploy on days of history stays quiet. 0: no "
         "limit. vigil replay and evaluate alert on events of any age.",
+    )
+    alert_runbook_url: str | None = Field(
+        None,
+        description="A runbook URL template every alert carries in links.runbook, e.g. "
+        "https://wiki.example/runbooks/{service}; placeholders: "
+        + ", ".join(f"{{{name}}}" for name in LINK_FIELDS)
+        + " (values URL-quoted).",
+    )
+    alert_dashboard_url: str | None = Field(
+        None,
+        description="A dashboard URL template every alert carries in links.dashboard, e.g. "
+        "https://grafana.example/d/vigil?var-service={service}; placeholders as for "
+        "alert_runbook_url.",
     )
     # Anomaly model
     anomaly_threshold: float | None = Field(
@@ -406,6 +420,18 @@ class Settings(BaseSettings):
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"not JSON: {exc}") from None
         return value
+
+    @field_validator("alert_runbook_url", "alert_dashboard_url")
+    @classmethod
+    def _link_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_link_template(value)
+        return value
+
+    def link_templates(self) -> dict[str, str]:
+        """The alert link templates configured, by link name."""
+        links = {"runbook": self.alert_runbook_url, "dashboard": self.alert_dashboard_url}
+        return {name: template for name, template in links.items() if template}
 
     @field_validator("http_token")
     @classmethod

@@ -335,10 +335,18 @@ class MetricPipeline:
                 missing_features=list(verdict.missing_features),
             ),
             evidence=evidence,
+            labels=labels_of(event),
             **episode_fields(
                 "anomaly", "metrics", event.service, verdict.started_s, verdict.resolved
             ),
         )
+
+
+def labels_of(event: MetricSample) -> dict[str, str]:
+    """The event's labels an alert carries: ``region`` and ``host``, where given."""
+    return {
+        name: value for name, value in (("region", event.region), ("host", event.host)) if value
+    }
 
 
 def _finite_or_none(value: float) -> float | None:

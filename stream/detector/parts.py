@@ -185,6 +185,7 @@ def _stage_context(
         settings.max_message_bytes,
         already_sent=positions.already_sent,
         too_old=lambda alert: age_gate.withholds(alert, clock()),
+        links=settings.link_templates(),
     )
 
 

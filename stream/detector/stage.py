@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
 
 from stream.kafka.publisher import Ack, Publisher
 from stream.kafka.records import DeadLetterer, Pending
-from stream.schemas import Alert
+from stream.schemas import Alert, with_links
 from stream.telemetry import DetectorMetrics
 
 __all__ = ["StageContext"]
@@ -43,6 +43,8 @@ class StageContext:
     max_message_bytes: int
     already_sent: Callable[[Alert], bool] = lambda alert: False
     too_old: Callable[[Alert], bool] = lambda alert: False
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Link templates every alert sent carries (``runbook``, ``dashboard``)."""
 
     async def send_alert(self, alert: Alert, **fields: object) -> Ack | None:
         """Send ``alert``; count it (in ``counts`` and by kind, source and severity) and log
@@ -55,7 +57,7 @@ class StageContext:
             self.counts["alerts_too_old"] += 1
             log.debug("alert_withheld_too_old", service=alert.service, alert_id=alert.alert_id)
             return None
-        ack = await self.publisher.send_alert(alert)
+        ack = await self.publisher.send_alert(with_links(alert, self.links))
         self.counts["alerts"] += 1
         self.metrics.alerts.labels(
             kind=alert.kind, source=alert.source, severity=alert.severity

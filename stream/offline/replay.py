@@ -22,7 +22,15 @@ from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
 from stream.core.risk_settings import risk_pipeline
-from stream.schemas import Alert, Evidence, Feedback, IncidentEvent, LogEvent, MetricSample
+from stream.schemas import (
+    Alert,
+    Evidence,
+    Feedback,
+    IncidentEvent,
+    LogEvent,
+    MetricSample,
+    with_links,
+)
 from stream.settings import Settings
 
 __all__ = ["ReplayStats", "line_kind", "replay", "run_replay"]
@@ -228,8 +236,9 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         lines = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
         sink = stack.enter_context(out.open("wb")) if out is not None else sys.stdout.buffer
+        links = settings.link_templates()
         for alert in replay(lines, pipeline, source=source, stats=stats, logs=logs, risk=risk):
-            sink.write(encode(alert) + b"\n")
+            sink.write(encode(with_links(alert, links)) + b"\n")
     summary = {
         "lines": stats.lines,
         "scored": stats.scored,
