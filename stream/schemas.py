@@ -206,6 +206,9 @@ class Explanation(BaseModel):
     top_features: list[TopFeature]
     missing_features: list[str] = Field(default_factory=list)
     top_templates: list[TemplateSample] = Field(default_factory=list)
+    z_scores: dict[str, float] = Field(default_factory=dict)
+    """Every metric's robust z at the event that opened the episode (metric anomaly alerts):
+    signed, seasonal baseline removed; what root-cause suspects are ranked by."""
 
 
 class AlertModelInfo(BaseModel):

@@ -299,7 +299,9 @@ def write_verdicts(
         for i in np.flatnonzero(missing.any(axis=1)).tolist():
             out.missing[row0 + i] = tuple(f for f, m in zip(names, missing[i], strict=True) if m)
     z, expected = reading.z[:, cols], reading.expected[:, cols]
+    z_raw = np.nan_to_num(reading.z_raw[:, cols], nan=0.0)
     for i in np.flatnonzero(marks.opened[:end]).tolist():
+        out.z_at_open[row0 + i] = dict(zip(names, np.round(z_raw[i], 4).tolist(), strict=True))
         out.explanations[row0 + i] = top_contributions(
             dict(zip(names, z[i].tolist(), strict=True)),
             {f: v for f, v in zip(names, values[i].tolist(), strict=True) if v == v},

@@ -44,6 +44,9 @@ class Verdict:
     """The detector's score before calibration."""
     p_value: float = 1.0
     """Tail probability of the raw score among the service's normal scores."""
+    z_scores: dict[str, float] = field(default_factory=dict)
+    """Every feature's robust z at an observation that opened an episode (empty elsewhere):
+    how far each metric is from its expected value, for ranking root-cause suspects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class BatchVerdict:
     """The rows' robust z-scores, one entry per run of rows over the same feature set."""
     shifts: dict[int, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     """Rows after which features' baselines moved: (feature, delta) pairs."""
+    z_at_open: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Every feature's robust z at rows that opened an episode."""
 
     def severity(self, i: int) -> str:
         """``critical`` when row ``i``'s surprise (``-log10 p``) is past its threshold's by
@@ -119,6 +124,7 @@ class BatchVerdict:
             started_s=None if math.isnan(self.started_s[i]) else float(self.started_s[i]),
             raw_score=float(self.raw_scores[i]),
             p_value=float(self.p_values[i]),
+            z_scores=self.z_at_open.get(i, {}),
         )
 
 

@@ -333,6 +333,7 @@ class MetricPipeline:
             explanation=Explanation(
                 top_features=top_features(verdict),
                 missing_features=list(verdict.missing_features),
+                z_scores=verdict.z_scores,
             ),
             evidence=evidence,
             labels=labels_of(event),

@@ -49,9 +49,14 @@ def test_a_metric_alert_carries_its_events_labels_and_a_summary() -> None:
     assert alert.summary.startswith(
         f"[{alert.severity}] payments: metrics unusual: latency_p95 2000"
     )
+    # Every metric's robust z, for ranking root-cause suspects (not only the top features).
+    z = alert.explanation.z_scores
+    assert set(z) == {"latency_p95", "cpu"}
+    assert z["latency_p95"] > 20 > abs(z["cpu"])
     resolved = [a for a in alerts if a.status == "resolved"]
     assert resolved
     assert resolved[0].summary.startswith("[resolved] payments: metrics unusual since 2026-11-23")
+    assert resolved[0].explanation.z_scores == {}
     # Labels an event does not carry are left out, not sent empty.
     assert all(a.labels == {"host": "pay-1"} for a in _alerts(None, "pay-1"))
 
