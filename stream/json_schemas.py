@@ -16,7 +16,15 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel
 
-from stream.schemas import Alert, DeadLetter, Feedback, IncidentEvent, LogEvent, MetricEvent
+from stream.schemas import (
+    Alert,
+    DeadLetter,
+    Feedback,
+    IncidentEvent,
+    LogEvent,
+    MetricEvent,
+    Problem,
+)
 
 __all__ = ["MESSAGES", "render", "run_schema", "schema_of"]
 
@@ -27,6 +35,7 @@ MESSAGES: dict[str, tuple[type[BaseModel], Literal["validation", "serialization"
     "feedback": (Feedback, "validation", "vigil.feedback"),
     "alert": (Alert, "serialization", "vigil.alerts"),
     "dead-letter": (DeadLetter, "serialization", "vigil.dlq"),
+    "problem": (Problem, "serialization", "vigil.problems"),
 }
 """Message name -> (model, whether it is read or written, its default topic)."""
 

@@ -29,6 +29,7 @@ from pydantic import (
 __all__ = [
     "ALERT_SCHEMA_VERSION",
     "LINK_FIELDS",
+    "PROBLEM_SCHEMA_VERSION",
     "Alert",
     "AlertModelInfo",
     "DeadLetter",
@@ -39,6 +40,10 @@ __all__ = [
     "LogEvent",
     "MetricEvent",
     "MetricSample",
+    "Problem",
+    "ProblemMember",
+    "Suspect",
+    "SuspectMetric",
     "TemplateSample",
     "Timestamp",
     "TopFeature",
@@ -274,6 +279,74 @@ class Alert(BaseModel):
         if not self.summary:
             self.summary = summarize(self)
         return self
+
+
+PROBLEM_SCHEMA_VERSION = 1
+"""The first version of Problem."""
+
+
+class ProblemMember(BaseModel):
+    """One alert episode of a problem (its firing alert; ``status`` follows its resolved one)."""
+
+    alert_id: str
+    episode_id: str | None
+    kind: Literal["anomaly", "incident_risk"]
+    source: Literal["metrics", "logs"]
+    service: str
+    severity: Literal["warning", "critical"]
+    started_at: datetime
+    status: Literal["firing", "resolved"]
+    summary: str
+
+
+class SuspectMetric(BaseModel):
+    """A metric of a suspect service and its robust z at the service's first alert."""
+
+    name: str
+    z: float
+
+
+class Suspect(BaseModel):
+    """A service that may be where a problem started, with why we think so."""
+
+    service: str
+    rank: int
+    """1: the most likely."""
+    reasons: list[str]
+    """Human-readable evidence, strongest first."""
+    first_seen: datetime
+    """Event time of the service's earliest alert episode in the problem."""
+    depends_on_it: int
+    """Other affected services that depend on it (directly or not) in the topology."""
+    deploy_recent: bool
+    """One of its alerts came from an event sent with ``deploy_recent``."""
+    metrics: list[SuspectMetric] = Field(default_factory=list)
+    """Its metrics by |z| (largest first)."""
+    templates: list[str] = Field(default_factory=list)
+    """Log templates of its log alerts."""
+
+
+class Problem(BaseModel):
+    """Alerts of one failure, grouped: what broke, where it started and why we think so."""
+
+    problem_id: str
+    status: Literal["opened", "updated", "resolved"]
+    scope: str
+    """The value of the scope label the problem belongs to ("" without one)."""
+    summary: str
+    severity: Literal["warning", "critical"]
+    opened_at: datetime
+    """Event time of the first member's start."""
+    updated_at: datetime
+    """Event time of the latest member alert."""
+    resolved_at: datetime | None = None
+    services: list[str]
+    members: list[ProblemMember]
+    suspects: list[Suspect]
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels every member shares."""
+    silenced: bool = False
+    schema_version: int = PROBLEM_SCHEMA_VERSION
 
 
 class DeadLetter(BaseModel):

@@ -344,10 +344,14 @@ class MetricPipeline:
 
 
 def labels_of(event: MetricSample) -> dict[str, str]:
-    """The event's labels an alert carries: ``region`` and ``host``, where given."""
-    return {
+    """The event's labels an alert carries: ``region`` and ``host`` where given, and
+    ``deploy_recent`` when the event was sent with it (a root-cause suspect's evidence)."""
+    labels = {
         name: value for name, value in (("region", event.region), ("host", event.host)) if value
     }
+    if event.deploy_recent:
+        labels["deploy_recent"] = "true"
+    return labels
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -15,6 +15,7 @@ from models.anomaly import AnomalyConfig
 from stream.cli import main
 from stream.codec import DecodeError, dead_letter, encode
 from stream.core.pipeline import MetricPipeline
+from stream.core.problems.correlator import CorrelationConfig, Correlator
 from stream.json_schemas import MESSAGES, render, schema_of
 from stream.schemas import Evidence, MetricEvent
 
@@ -77,7 +78,7 @@ def test_a_message_vigil_refuses_is_invalid_against_its_schema() -> None:
     assert not validator.is_valid({"ts": "2026-11-23T08:00:00Z", "metrics": {"cpu": 1}})
 
 
-def test_alerts_and_dead_letters_vigil_writes_validate() -> None:
+def test_alerts_dead_letters_and_problems_vigil_writes_validate() -> None:
     pipeline = MetricPipeline(AnomalyConfig(warmup_events=200, window_size=50))
     rng = random.Random(3)
     t0 = datetime(2026, 11, 23, tzinfo=UTC)
@@ -104,6 +105,11 @@ def test_alerts_and_dead_letters_vigil_writes_validate() -> None:
         failed_at=t0,
     )
     _validator("dead-letter").validate(orjson.loads(encode(letter)))
+    correlator = Correlator(CorrelationConfig())
+    problems = [p for alert in alerts for p in correlator.add(alert)]
+    assert problems
+    for problem in problems:
+        _validator("problem").validate(orjson.loads(encode(problem)))
 
 
 def test_vigil_schema_prints_one_and_refuses_an_unknown_name(

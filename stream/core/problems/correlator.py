@@ -1,0 +1,225 @@
+"""Alerts of one failure grouped into a problem, in event time.
+
+A firing alert joins an open problem of its scope (the value of a scope label, such as
+region or cluster: one problem never spans two) whose latest alert started within
+``window_s`` before it, when it shares a service with it, a dependency path (one of the two
+depends on the other, directly or through others), or a grouping label's value (a host). It
+joins the earliest such problem; otherwise it opens one. A resolved alert resolves its
+member; a problem resolves when every member has, or when no alert joined it for ``quiet_s``
+of event time. Each change is a :class:`Problem` message
+(``opened``, ``updated``, ``resolved``) with the problem's ranked root-cause suspects.
+
+Everything is decided on event time, so a replay of the same alerts gives the same problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from stream.core.problems.suspects import rank_suspects
+from stream.core.problems.topology import Topology
+from stream.schemas import Alert, Problem, ProblemMember
+
+__all__ = ["CorrelationConfig", "Correlator"]
+
+
+@dataclass(frozen=True)
+class CorrelationConfig:
+    """How alerts are grouped.
+
+    Attributes:
+        window_s: An alert joins a problem whose latest alert started at most this long
+            before it (event time).
+        quiet_s: A problem no alert joined or updated for this long resolves, whatever its
+            members say (a resolved alert may never come: a service that stopped sending).
+        scope_label: The label whose value scopes problems (None: one scope).
+        group_labels: Labels whose equal values join alerts (default: the host).
+    """
+
+    window_s: float = 600.0
+    quiet_s: float = 3600.0
+    scope_label: str | None = None
+    group_labels: tuple[str, ...] = ("host",)
+
+
+@dataclass
+class _Member:
+    alert: Alert
+    resolved: bool = False
+
+
+@dataclass
+class _Open:
+    problem_id: str
+    scope: str
+    members: dict[str, _Member] = field(default_factory=dict)
+    """By episode (the firing alert's ``episode_id``, else its ``alert_id``)."""
+    latest_start_s: float = 0.0
+    updated_s: float = 0.0
+
+    def alerts(self) -> list[Alert]:
+        return [m.alert for m in self.members.values()]
+
+
+class Correlator:
+    """Groups alerts into problems (see the module docstring).
+
+    Examples:
+        >>> def alert(service, minute, status="firing"):
+        ...     return Alert.model_validate({
+        ...         "alert_id": f"{service}{status}", "episode_id": service, "status": status,
+        ...         "kind": "anomaly", "source": "metrics", "service": service,
+        ...         "event_ts": minute * 60, "started_at": minute * 60,
+        ...         "detected_at": 0, "score": 1, "threshold": 0.9, "severity": "warning",
+        ...         "model": {"name": "m", "version": "1"}, "explanation": {"top_features": []},
+        ...         "evidence": {"topic": "t", "partition": 0, "offset": 0}})
+        >>> c = Correlator(CorrelationConfig(), Topology({"web": frozenset({"db"})}))
+        >>> [(p.status, p.services) for p in c.add(alert("db", 0))]
+        [('opened', ['db'])]
+        >>> [(p.status, p.services, p.suspects[0].service) for p in c.add(alert("web", 2))]
+        [('updated', ['db', 'web'], 'db')]
+        >>> [p.status for p in c.add(alert("db", 9, "resolved"))]
+        ['updated']
+        >>> [p.status for p in c.add(alert("web", 10, "resolved"))]
+        ['resolved']
+    """
+
+    def __init__(self, config: CorrelationConfig, topology: Topology | None = None) -> None:
+        self.config = config
+        self.topology = topology or Topology()
+        self._open: dict[str, _Open] = {}
+        self._watermark_s: dict[str, float] = {}
+
+    @property
+    def open_problems(self) -> int:
+        return len(self._open)
+
+    def add(self, alert: Alert) -> list[Problem]:
+        """Take one alert in; the problem messages it causes (quiet problems of its scope
+        resolve first)."""
+        scope = self._scope_of(alert)
+        t = alert.event_ts.timestamp()
+        out = self.advance(scope, t)
+        if alert.status == "resolved":
+            return out + self._resolve_member(scope, alert, t)
+        key = alert.episode_id or alert.alert_id
+        if any(key in p.members for p in self._open.values()):
+            return out  # seen (a replayed alert): nothing new
+        start = _start_s(alert)
+        problem = self._match(scope, alert, start)
+        status: str = "updated"
+        if problem is None:
+            problem_id = hashlib.sha256(f"{scope}|{alert.alert_id}".encode()).hexdigest()[:32]
+            problem = self._open[problem_id] = _Open(problem_id, scope)
+            status = "opened"
+        problem.members[key] = _Member(alert)
+        problem.latest_start_s = max(problem.latest_start_s, start)
+        problem.updated_s = max(problem.updated_s, t)
+        return [*out, self._message(problem, status, t)]
+
+    def advance(self, scope: str, now_s: float) -> list[Problem]:
+        """Event time in ``scope`` reached ``now_s``: problems quiet for ``quiet_s`` resolve."""
+        watermark = max(self._watermark_s.get(scope, now_s), now_s)
+        self._watermark_s[scope] = watermark
+        quiet = [
+            p
+            for p in self._open.values()
+            if p.scope == scope and p.updated_s < watermark - self.config.quiet_s
+        ]
+        out = []
+        for problem in quiet:
+            del self._open[problem.problem_id]
+            out.append(self._message(problem, "resolved", watermark))
+        return out
+
+    def _scope_of(self, alert: Alert) -> str:
+        label = self.config.scope_label
+        return alert.labels.get(label, "") if label else ""
+
+    def _match(self, scope: str, alert: Alert, start_s: float) -> _Open | None:
+        """The earliest open problem of ``scope`` the alert joins, if any."""
+        for problem in self._open.values():  # in opening order
+            if problem.scope != scope or problem.latest_start_s < start_s - self.config.window_s:
+                continue
+            if any(self._joins(alert, m.alert) for m in problem.members.values()):
+                return problem
+        return None
+
+    def _joins(self, alert: Alert, member: Alert) -> bool:
+        if self.topology.related(alert.service, member.service):
+            return True
+        return any(
+            (value := alert.labels.get(label)) is not None and member.labels.get(label) == value
+            for label in self.config.group_labels
+        )
+
+    def _resolve_member(self, scope: str, alert: Alert, t: float) -> list[Problem]:
+        key = alert.episode_id or alert.alert_id
+        for problem in self._open.values():
+            member = problem.members.get(key)
+            if problem.scope != scope or member is None:
+                continue
+            member.resolved = True
+            problem.updated_s = max(problem.updated_s, t)
+            if all(m.resolved for m in problem.members.values()):
+                del self._open[problem.problem_id]
+                return [self._message(problem, "resolved", t)]
+            return [self._message(problem, "updated", t)]
+        return []
+
+    def _message(self, problem: _Open, status: str, now_s: float) -> Problem:
+        alerts = problem.alerts()
+        suspects = rank_suspects(alerts, self.topology)
+        members = [
+            ProblemMember(
+                alert_id=m.alert.alert_id,
+                episode_id=m.alert.episode_id,
+                kind=m.alert.kind,
+                source=m.alert.source,
+                service=m.alert.service,
+                severity=m.alert.severity,
+                started_at=m.alert.started_at or m.alert.event_ts,
+                status="resolved" if m.resolved else "firing",
+                summary=m.alert.summary,
+            )
+            for m in problem.members.values()
+        ]
+        severity = "critical" if any(a.severity == "critical" for a in alerts) else "warning"
+        services = [s.service for s in sorted(suspects, key=lambda s: (s.first_seen, s.service))]
+        return Problem(
+            problem_id=problem.problem_id,
+            status=status,
+            scope=problem.scope,
+            summary=_summary(status, severity, services, suspects[0].service, suspects[0].reasons),
+            severity=severity,
+            opened_at=min(m.started_at for m in members),
+            updated_at=_utc(problem.updated_s),
+            resolved_at=_utc(now_s) if status == "resolved" else None,
+            services=services,
+            members=members,
+            suspects=suspects,
+            labels=_common_labels(alerts),
+        )
+
+
+def _start_s(alert: Alert) -> float:
+    return (alert.started_at or alert.event_ts).timestamp()
+
+
+def _utc(ts_s: float) -> datetime:
+    return datetime.fromtimestamp(ts_s, UTC)
+
+
+def _common_labels(alerts: list[Alert]) -> dict[str, str]:
+    first, *rest = alerts
+    return {k: v for k, v in first.labels.items() if all(a.labels.get(k) == v for a in rest)}
+
+
+def _summary(status: str, severity: str, services: list[str], root: str, reasons: list[str]) -> str:
+    head = "[resolved]" if status == "resolved" else f"[{severity}]"
+    if len(services) == 1:
+        return f"{head} {root}: {reasons[-1] if reasons else 'alerting'}"
+    why = reasons[0] if reasons else "the first to alert"
+    return f"{head} {len(services)} services; likely root {root} ({why})"
