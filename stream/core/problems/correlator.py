@@ -1,13 +1,16 @@
 """Alerts of one failure grouped into a problem, in event time.
 
 A firing alert joins an open problem of its scope (the value of a scope label, such as
-region or cluster: one problem never spans two) whose latest alert started within
-``window_s`` before it, when it shares a service with it, a dependency path (one of the two
-depends on the other, directly or through others), or a grouping label's value (a host). It
-joins the earliest such problem; otherwise it opens one. A resolved alert resolves its
-member; a problem resolves when every member has, or when no alert joined it for ``quiet_s``
-of event time. Each change is a :class:`Problem` message
-(``opened``, ``updated``, ``resolved``) with the problem's ranked root-cause suspects.
+region or cluster: one problem never spans two) whose latest alert came within ``window_s``
+before it, when it shares a service with it, a dependency path (one of the two
+depends on the other, directly or through others), or a grouping label's value (a host):
+services other than its own join through members still firing. It joins the earliest such
+problem; otherwise it opens one. A resolved alert resolves its
+member; a problem resolves once every member has and no alert joined it for ``hold_s`` after
+(a service that flaps, its episode closing and reopening, stays in its problem), or when no
+alert joined or resolved in it for ``quiet_s`` of event time. Each change is a
+:class:`Problem` message (``opened``, ``updated``, ``resolved``) with the problem's ranked
+root-cause suspects.
 
 Everything is decided on event time, so a replay of the same alerts gives the same problems.
 """
@@ -30,8 +33,10 @@ class CorrelationConfig:
     """How alerts are grouped.
 
     Attributes:
-        window_s: An alert joins a problem whose latest alert started at most this long
-            before it (event time).
+        window_s: An alert joins a problem whose latest alert came at most this long before
+            it (event time).
+        hold_s: A problem whose members all resolved stays open this long for alerts that
+            rejoin it.
         quiet_s: A problem no alert joined or updated for this long resolves, whatever its
             members say (a resolved alert may never come: a service that stopped sending).
         scope_label: The label whose value scopes problems (None: one scope).
@@ -39,6 +44,7 @@ class CorrelationConfig:
     """
 
     window_s: float = 600.0
+    hold_s: float = 600.0
     quiet_s: float = 3600.0
     scope_label: str | None = None
     group_labels: tuple[str, ...] = ("host",)
@@ -56,8 +62,10 @@ class _Open:
     scope: str
     members: dict[str, _Member] = field(default_factory=dict)
     """By episode (the firing alert's ``episode_id``, else its ``alert_id``)."""
-    latest_start_s: float = 0.0
     updated_s: float = 0.0
+    """Event time of the latest alert, firing or resolved."""
+    resolved_s: float | None = None
+    """Event time its last open member resolved (None while one is open)."""
 
     def alerts(self) -> list[Alert]:
         return [m.alert for m in self.members.values()]
@@ -82,8 +90,10 @@ class Correlator:
         [('updated', ['db', 'web'], 'db')]
         >>> [p.status for p in c.add(alert("db", 9, "resolved"))]
         ['updated']
-        >>> [p.status for p in c.add(alert("web", 10, "resolved"))]
-        ['resolved']
+        >>> [p.status for p in c.add(alert("web", 10, "resolved"))]  # held a while: flaps rejoin
+        ['updated']
+        >>> [(p.status, p.resolved_at.minute) for p in c.advance_all(20 * 60)]
+        [('resolved', 10)]
     """
 
     def __init__(self, config: CorrelationConfig, topology: Topology | None = None) -> None:
@@ -115,24 +125,34 @@ class Correlator:
             problem = self._open[problem_id] = _Open(problem_id, scope)
             status = "opened"
         problem.members[key] = _Member(alert)
-        problem.latest_start_s = max(problem.latest_start_s, start)
         problem.updated_s = max(problem.updated_s, t)
+        problem.resolved_s = None
         return [*out, self._message(problem, status, t)]
 
     def advance(self, scope: str, now_s: float) -> list[Problem]:
         """Event time in ``scope`` reached ``now_s``: problems quiet for ``quiet_s`` resolve."""
         watermark = max(self._watermark_s.get(scope, now_s), now_s)
         self._watermark_s[scope] = watermark
+        config = self.config
         quiet = [
             p
             for p in self._open.values()
-            if p.scope == scope and p.updated_s < watermark - self.config.quiet_s
+            if p.scope == scope
+            and (
+                p.updated_s < watermark - config.quiet_s
+                or (p.resolved_s is not None and p.resolved_s <= watermark - config.hold_s)
+            )
         ]
         out = []
         for problem in quiet:
             del self._open[problem.problem_id]
             out.append(self._message(problem, "resolved", watermark))
         return out
+
+    def advance_all(self, now_s: float) -> list[Problem]:
+        """:meth:`advance` in every scope (the end of a replay; live, as time passes)."""
+        scopes = {p.scope for p in self._open.values()}
+        return [p for scope in sorted(scopes) for p in self.advance(scope, now_s)]
 
     def _scope_of(self, alert: Alert) -> str:
         label = self.config.scope_label
@@ -141,17 +161,25 @@ class Correlator:
     def _match(self, scope: str, alert: Alert, start_s: float) -> _Open | None:
         """The earliest open problem of ``scope`` the alert joins, if any."""
         for problem in self._open.values():  # in opening order
-            if problem.scope != scope or problem.latest_start_s < start_s - self.config.window_s:
+            if problem.scope != scope or problem.updated_s < start_s - self.config.window_s:
                 continue
-            if any(self._joins(alert, m.alert) for m in problem.members.values()):
+            if any(self._joins(alert, m) for m in problem.members.values()):
                 return problem
         return None
 
-    def _joins(self, alert: Alert, member: Alert) -> bool:
-        if self.topology.related(alert.service, member.service):
+    def _joins(self, alert: Alert, member: _Member) -> bool:
+        """Whether ``alert`` belongs with ``member``: its own service again, or, while the
+        member still fires, a service on a dependency path with it or sharing a grouping
+        label (a resolved member's problem only takes its services back, as they flap)."""
+        other = member.alert
+        if alert.service == other.service:
+            return True
+        if member.resolved:
+            return False
+        if self.topology.related(alert.service, other.service):
             return True
         return any(
-            (value := alert.labels.get(label)) is not None and member.labels.get(label) == value
+            (value := alert.labels.get(label)) is not None and other.labels.get(label) == value
             for label in self.config.group_labels
         )
 
@@ -164,8 +192,7 @@ class Correlator:
             member.resolved = True
             problem.updated_s = max(problem.updated_s, t)
             if all(m.resolved for m in problem.members.values()):
-                del self._open[problem.problem_id]
-                return [self._message(problem, "resolved", t)]
+                problem.resolved_s = t
             return [self._message(problem, "updated", t)]
         return []
 
@@ -196,7 +223,7 @@ class Correlator:
             severity=severity,
             opened_at=min(m.started_at for m in members),
             updated_at=_utc(problem.updated_s),
-            resolved_at=_utc(now_s) if status == "resolved" else None,
+            resolved_at=_utc(problem.resolved_s or now_s) if status == "resolved" else None,
             services=services,
             members=members,
             suspects=suspects,

@@ -30,16 +30,17 @@ def _alert(
     labels: dict[str, str] | None = None,
     z: dict[str, float] | None = None,
     severity: str = "warning",
+    episode: str = "",
 ) -> Alert:
     data: dict[str, Any] = {
         "alert_id": f"{service}-{minute}-{status}",
-        "episode_id": f"{service}-episode",
+        "episode_id": f"{service}-episode{episode}",
         "status": status,
         "kind": "anomaly",
         "source": "metrics",
         "service": service,
-        "event_ts": 1_795_000_000 + minute * 60,
-        "started_at": 1_795_000_000 + minute * 60,
+        "event_ts": _ts(minute),
+        "started_at": _ts(minute),
         "detected_at": 1_795_000_000,
         "score": 1.0,
         "threshold": 0.99,
@@ -50,6 +51,10 @@ def _alert(
         "labels": labels or {},
     }
     return Alert.model_validate(data)
+
+
+def _ts(minute: float) -> float:
+    return 1_795_000_000 + minute * 60
 
 
 def _run(correlator: Correlator, alerts: list[Alert]) -> list[Problem]:
@@ -118,8 +123,19 @@ def test_a_problem_resolves_with_its_members_or_when_quiet() -> None:
             _alert("payments", 6, status="resolved"),
         ],
     )
-    assert [p.status for p in problems] == ["opened", "updated", "updated", "resolved"]
+    assert [p.status for p in problems] == ["opened", "updated", "updated", "updated"]
     assert [m.status for m in problems[2].members] == ["resolved", "firing"]
+    assert [m.status for m in problems[3].members] == ["resolved", "resolved"]
+    # Held for hold_s: payments flapping back joins the same problem...
+    (back,) = correlator.add(_alert("payments", 10, episode="2"))
+    assert (back.status, back.problem_id) == ("updated", problems[0].problem_id)
+    correlator.add(_alert("payments", 12, status="resolved", episode="2"))
+    # ... which resolves hold_s after its last member did, as event time passes.
+    assert correlator.advance_all(_ts(12) + 599) == []
+    (resolved,) = correlator.advance_all(_ts(22))
+    assert resolved.status == "resolved"
+    assert resolved.resolved_at is not None
+    assert resolved.resolved_at.timestamp() == _ts(12)
     assert correlator.open_problems == 0
     # A member whose resolved alert never comes: the problem resolves after quiet_s.
     quiet = _run(correlator, [_alert("search", 100), _alert("web", 140)])
