@@ -652,6 +652,23 @@ def test_prometheus_scrapes_every_detector_and_the_sidecar_on_their_http_port(
         assert (PROMETHEUS.parent / rule_file).is_file()
 
 
+def test_prometheus_sends_its_alerts_to_the_compose_alertmanager() -> None:
+    config = _yaml(PROMETHEUS)
+    (manager,) = config["alerting"]["alertmanagers"]
+    (target,) = manager["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    alertmanager = _services()[host]
+    assert f"{port}:{port}" in alertmanager["ports"]
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in alertmanager["volumes"]}
+    flag = next(c for c in alertmanager["command"] if c.startswith("--config.file="))
+    config_path = flag.removeprefix("--config.file=")
+    local = mounts["./deploy/alertmanager"]
+    am = _yaml(DEPLOY / "alertmanager" / config_path.removeprefix(local + "/"))
+    receivers = {r["name"] for r in am["receivers"]}
+    assert am["route"]["receiver"] in receivers
+    assert host in _services()["prometheus"]["depends_on"]
+
+
 def test_grafana_provisioning_matches_the_compose_mounts_and_the_dashboard() -> None:
     grafana = _services()["grafana"]
     mounts = {m.split(":")[0]: m.split(":")[1] for m in grafana["volumes"]}
@@ -667,8 +684,13 @@ def test_grafana_provisioning_matches_the_compose_mounts_and_the_dashboard() -> 
     dashboard = json.loads(DASHBOARD.read_text())
     users = [*_panels(dashboard), *dashboard["templating"]["list"]]
     users += [target for panel in _panels(dashboard) for target in panel.get("targets", [])]
+    # No fixed uid: every query reads the dashboard's data-source variable, so it imports
+    # into any Grafana (the provisioned Prometheus here is its default).
     uids = {user["datasource"]["uid"] for user in users if "datasource" in user}
-    assert uids == {datasource["uid"]}
+    assert uids == {"${datasource}"}
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+    assert (variable["type"], variable["query"]) == ("datasource", datasource["type"])
+    assert datasource["isDefault"]
 
 
 # --------------------------------------------------------------------------- Grafana dashboard
