@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from stream.codec import encode
 from stream.kafka.publisher import ALERT_PRODUCER_OPTIONS, Ack, Publisher
@@ -34,6 +35,9 @@ from stream.schemas import Alert, DeadLetter
 __all__ = ["TransactionalPublisher", "transactional_id"]
 
 log = structlog.get_logger(__name__)
+
+_START_RETRY_S = 0.5
+_MAX_RETRY_S = 10.0
 
 _Record = tuple[str, bytes | None, bytes]  # topic, key, value
 
@@ -141,9 +145,14 @@ class TransactionalPublisher(Publisher):
         self.transactions += 1
 
     async def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        """The partition's transactional producer, started on its first batch. A broker
+        that cannot be reached then (an outage while a partition's first output waits) is
+        retried with backoff, the batch held, as the plain producer's sends are: it never
+        ends the detector. A stop cancels the wait."""
         producer = self._producers.get(tp)
-        if producer is None:
-            producer = AIOKafkaProducer(
+        delay_s = _START_RETRY_S
+        while producer is None:
+            candidate = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap_servers,
                 client_id=f"{self._client_id}-{tp.topic}-{tp.partition}",
                 transactional_id=transactional_id(self.group_id, tp),
@@ -152,12 +161,26 @@ class TransactionalPublisher(Publisher):
                 **self._kafka_options,
             )
             try:
-                await producer.start()  # initialises the id: fences the previous owner
+                await candidate.start()  # initialises the id: fences the previous owner
+            except KafkaError as exc:
+                with contextlib.suppress(Exception):
+                    await candidate.stop()
+                if not exc.retriable:
+                    raise
+                log.warning(
+                    "transactional_producer_start_retried",
+                    partition=f"{tp.topic}:{tp.partition}",
+                    error=str(exc),
+                    retry_in_s=delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(2 * delay_s, _MAX_RETRY_S)
+                continue
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    await candidate.stop()
                 raise
-            self._producers[tp] = producer
+            producer = self._producers[tp] = candidate
             log.info("transactional_producer_started", partition=f"{tp.topic}:{tp.partition}")
         return producer
 
