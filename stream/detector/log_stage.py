@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from models.snapshot import SnapshotError
 from stream.codec import DecodeError, decode
@@ -32,7 +32,7 @@ from stream.core.logs import LogPipeline
 from stream.core.logs.offsets import OpenWindowOffsets
 from stream.core.logs.outcome import LogBatchOutcome
 from stream.detector.stage import StageContext
-from stream.kafka.consumer_log import caught_up
+from stream.kafka.consumer_log import Positioned, caught_up
 from stream.kafka.records import Pending, Record, evidence_of
 from stream.schemas import LogEvent
 
@@ -75,7 +75,7 @@ class LogStage:
     async def handle(
         self,
         batches: Mapping[TopicPartition, Sequence[Record]],
-        consumer: AIOKafkaConsumer,
+        consumer: Positioned,
         topic: str,
     ) -> Pending:
         """Process one fetch of the logs ``topic`` (per partition, in offset order).

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream.kafka.kafka_options import kafka_options
 from stream.settings import Settings
 
-__all__ = ["ConsumerLog", "caught_up", "read_cluster_id"]
+__all__ = ["ConsumerLog", "Positioned", "caught_up", "read_cluster_id"]
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +124,18 @@ async def read_cluster_id(settings: Settings) -> str | None:
     return str(cluster_id) if cluster_id else None
 
 
-async def caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+class Positioned(Protocol):
+    """What :func:`caught_up` needs of a consumer: its partitions, how far it has read them
+    and how far they go (the log stage depends on this, not on ``AIOKafkaConsumer``)."""
+
+    def assignment(self) -> Collection[TopicPartition]: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+    async def position(self, partition: TopicPartition) -> int: ...
+
+
+async def caught_up(consumer: Positioned, tp: TopicPartition) -> bool:
     """Whether ``tp`` has been read up to its high watermark (as last fetched)."""
     highwater = consumer.highwater(tp)
     return highwater is not None and await consumer.position(tp) >= highwater
