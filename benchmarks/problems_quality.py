@@ -25,20 +25,18 @@ import statistics
 import sys
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
 
 from stream.core.pipeline import MetricPipeline
 from stream.core.problems.correlator import CorrelationConfig, Correlator
 from stream.core.problems.topology import topology_from
-from stream.dev.fault_sim import Fault, FaultScenario, topology_toml
+from stream.dev.fault_sim import START_S, Fault, FaultScenario, topology_toml
 from stream.offline.replay import replay
 from stream.schemas import Alert, Problem
 from stream.settings import Settings
 
 SLACK_S = 600.0
-_START_S = datetime(2026, 11, 23, tzinfo=UTC).timestamp()  # FaultScenario's first event
 
 
 @dataclass
@@ -108,7 +106,7 @@ def run(scenario: FaultScenario) -> tuple[list[FaultResult], tuple[int, int], fl
                 [s.service for s in at_end.suspects] if at_end is not None else [],
             )
         )
-    scored_from = _START_S + scenario.quiet_days * 86_400
+    scored_from = START_S + scenario.quiet_days * 86_400
     stray = [p for i, p in opened.items() if i not in matched and _opened_s(p) >= scored_from]
     noise = [p for p in stray if _on_noise(p, scenario)]
     return results, (len(noise), len(stray) - len(noise)), scenario.days - scenario.quiet_days

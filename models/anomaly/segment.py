@@ -70,12 +70,8 @@ class Reading:
     jumps: FloatArray
     """Steps in robust sds of the feature's steps, where they land off the expected value on
     their own side and in a direction that alerts (0 elsewhere)."""
-
-    @property
-    def deviations(self) -> FloatArray:
-        """Each value's distance from its expected value, in the metric's units."""
-        out: FloatArray = self.values - self.expected
-        return out
+    deviations: FloatArray
+    """Each value's distance from its expected value, in the metric's units."""
 
 
 def rows_to_change(
@@ -133,6 +129,7 @@ def read_rows(
         signs=signs,
         z=directional(z_eff, signs),
         jumps=np.where(away, np.abs(directional(jump_z, signs)), 0.0),
+        deviations=values - expected,
     )
 
 

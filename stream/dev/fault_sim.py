@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["MESH", "Fault", "FaultScenario", "Noise", "topology_toml"]
+__all__ = ["MESH", "START_S", "Fault", "FaultScenario", "Noise", "topology_toml"]
 
 MESH: Mapping[str, tuple[str, ...]] = {
     "web": ("gateway",),
@@ -40,7 +40,8 @@ MESH: Mapping[str, tuple[str, ...]] = {
 """Service -> the services it calls."""
 
 _KINDS = ("saturation", "errors", "latency")
-_START = datetime(2026, 11, 23, tzinfo=UTC).timestamp()
+START_S = datetime(2026, 11, 23, tzinfo=UTC).timestamp()
+"""Event time of every scenario's first sample."""
 
 
 def topology_toml(mesh: Mapping[str, tuple[str, ...]] = MESH) -> str:
@@ -121,7 +122,7 @@ class FaultScenario:
 
     @property
     def end_s(self) -> float:
-        return _START + self.days * 86_400
+        return START_S + self.days * 86_400
 
     def callers(self, service: str) -> list[str]:
         """The services that call ``service``."""
@@ -129,7 +130,7 @@ class FaultScenario:
 
     def _plan_faults(self, rng: random.Random) -> list[Fault]:
         faults: list[Fault] = []
-        t = _START + self.quiet_days * 86_400
+        t = START_S + self.quiet_days * 86_400
         while True:
             t += max(3600.0, rng.expovariate(self.faults_per_day / 86_400))
             if t > self.end_s - 3600:
@@ -151,7 +152,7 @@ class FaultScenario:
         count = round(self.noise_per_day * (self.days - self.quiet_days))
         noise: list[Noise] = []
         while len(noise) < count:
-            start = rng.uniform(_START + self.quiet_days * 86_400, self.end_s - 1800)
+            start = rng.uniform(START_S + self.quiet_days * 86_400, self.end_s - 1800)
             service = rng.choice(list(self.mesh))
             busy = any(
                 service in f.onsets and f.start_s - 1800 < start < f.end_s + 1800
@@ -168,7 +169,7 @@ class FaultScenario:
         rng = random.Random(self.seed + 1)
         steps = int(self.days * 86_400 / self.interval_s)
         for step in range(steps):
-            t = _START + step * self.interval_s
+            t = START_S + step * self.interval_s
             for service in self.mesh:
                 yield {
                     "ts": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z"),

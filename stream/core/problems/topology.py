@@ -27,11 +27,20 @@ class Topology:
 
     depends_on: Mapping[str, frozenset[str]] = field(default_factory=dict)
     _reach: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+    _callers_of: dict[str, set[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def related(self, a: str, b: str) -> bool:
         """Whether ``a`` and ``b`` are one service, or one depends on the other, directly or
         through others (a failure spreads along such a path)."""
         return a == b or b in self.reach(a) or a in self.reach(b)
+
+    def _callers(self) -> dict[str, set[str]]:
+        """Service -> the services that call it (built once)."""
+        if not self._callers_of and self.depends_on:
+            for caller, callees in self.depends_on.items():
+                for callee in callees:
+                    self._callers_of.setdefault(callee, set()).add(caller)
+        return self._callers_of
 
     def reach(self, service: str) -> frozenset[str]:
         """The services ``service`` depends on, directly or through others."""
@@ -52,10 +61,7 @@ class Topology:
         (through any service, not only those of ``among``)."""
         wanted = set(among) - {service}
         found: set[str] = set()
-        callers: dict[str, set[str]] = {}
-        for caller, callees in self.depends_on.items():
-            for callee in callees:
-                callers.setdefault(callee, set()).add(caller)
+        callers = self._callers()
         frontier, seen = [service], {service}
         while frontier:
             for caller in callers.get(frontier.pop(), ()):
