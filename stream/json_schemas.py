@@ -24,6 +24,7 @@ from stream.schemas import (
     LogEvent,
     MetricEvent,
     Problem,
+    Silence,
 )
 
 __all__ = ["MESSAGES", "render", "run_schema", "schema_of"]
@@ -36,6 +37,7 @@ MESSAGES: dict[str, tuple[type[BaseModel], Literal["validation", "serialization"
     "alert": (Alert, "serialization", "vigil.alerts"),
     "dead-letter": (DeadLetter, "serialization", "vigil.dlq"),
     "problem": (Problem, "serialization", "vigil.problems"),
+    "silence": (Silence, "validation", "vigil.silences"),
 }
 """Message name -> (model, whether it is read or written, its default topic)."""
 

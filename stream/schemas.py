@@ -42,6 +42,7 @@ __all__ = [
     "MetricSample",
     "Problem",
     "ProblemMember",
+    "Silence",
     "Suspect",
     "SuspectMetric",
     "TemplateSample",
@@ -180,7 +181,9 @@ class Feedback(_Event):
 
     ts: Timestamp
     alert_id: Annotated[str, StringConstraints(min_length=1)]
-    verdict: Literal["true_positive", "false_positive"]
+    verdict: Literal["true_positive", "false_positive", "expected"]
+    """``expected``: the alert was right, and the change was meant (a deploy, a
+    maintenance): counted, never a label for learning."""
     by: str | None = None
     service: ServiceName | None = None
     """The alert's service (optional): its owner finds the alert's vector among that
@@ -346,7 +349,33 @@ class Problem(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels every member shares."""
     silenced: bool = False
+    """A silence, maintenance window or recent deploy covers it: recorded, never notified."""
+    silenced_by: list[str] = Field(default_factory=list)
+    """What silences it: silence ids, ``window:<name>`` or ``deploy:<service>``."""
+    revision: int = 1
+    """1 for ``opened``, one more for each later message of the problem: a consumer that saw
+    a revision already (a replay after a restart) can drop it."""
     schema_version: int = PROBLEM_SCHEMA_VERSION
+
+
+class Silence(BaseModel):
+    """A silence or maintenance window: problems it matches are recorded, never notified.
+
+    Kept in the compacted silences topic keyed by ``silence_id``; a tombstone ends it early.
+    Patterns are shell-style (``fnmatch``): ``payments-*``, ``*``.
+    """
+
+    silence_id: Annotated[str, StringConstraints(min_length=1)]
+    service: Annotated[str, StringConstraints(min_length=1)] = "*"
+    """Service pattern a problem's service must match."""
+    metric: str | None = None
+    """Metric pattern (None: any); a problem matches when one of its anomaly members'
+    features does."""
+    starts_at: Timestamp
+    ends_at: Timestamp
+    reason: str = ""
+    created_by: str | None = None
+    created_at: Timestamp | None = None
 
 
 class DeadLetter(BaseModel):

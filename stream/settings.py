@@ -138,6 +138,17 @@ class Settings(BaseSettings):
         min_length=1,
         description="Internal topic: feature vectors detectors scored, for the sidecar.",
     )
+    topic_problems: str = Field(
+        "vigil.problems", min_length=1, description="Problems topic (vigil correlate writes it)."
+    )
+    topic_silences: str = Field(
+        "vigil.silences", min_length=1, description="Silences topic (vigil silence writes it)."
+    )
+    topic_scoped_alerts: str = Field(
+        "vigil.alerts.scoped",
+        min_length=1,
+        description="Internal topic: alerts keyed by their scope, for vigil correlate.",
+    )
     create_topics: bool = Field(True, description="Create missing topics at start-up.")
     topic_partitions: int = Field(6, ge=1, le=10_000, description="Partitions of new topics.")
     topic_replication_factor: int = Field(

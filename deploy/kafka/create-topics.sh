@@ -47,5 +47,11 @@ create "${VIGIL_TOPIC_DLQ:?}" "$partitions" retention.ms=$((14 * day_ms))
 create "${VIGIL_TOPIC_MODELS:?}" 1 cleanup.policy=compact
 # Labelled risk vectors for the sidecar: kept as long as its training window spans.
 create "${VIGIL_TOPIC_FEATURES:?}" "$partitions" retention.ms="$features_ms"
+# Alerts keyed by their scope (region, cluster): vigil correlate's consumer group scales out over it.
+create "${VIGIL_TOPIC_SCOPED_ALERTS:?}" "$partitions" retention.ms=$((14 * day_ms))
+# The newest state of every problem, keyed by problem_id: compacted, partitioned like the scopes that write it.
+create "${VIGIL_TOPIC_PROBLEMS:?}" "$partitions" cleanup.policy=compact
+# Silences, keyed by silence_id (a tombstone ends one): read whole by everyone.
+create "${VIGIL_TOPIC_SILENCES:?}" 1 cleanup.policy=compact
 
 "$topics" --bootstrap-server "$bootstrap" --describe --topics-with-overrides

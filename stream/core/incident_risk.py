@@ -287,7 +287,7 @@ class IncidentRiskPipeline:
         """An operator's verdict: a label for an incident-risk alert's vector, if still held.
         Returns what kind of alert the feedback was about."""
         kind = self._alert_kinds.get(feedback.alert_id, "unknown")
-        if kind == "incident_risk":
+        if kind == "incident_risk" and feedback.verdict != "expected":
             item = self.labeler.feedback(
                 feedback.alert_id, feedback.verdict == "true_positive", feedback.service
             )

@@ -44,7 +44,10 @@ class TopicRole:
     Attributes:
         setting: The setting that names it (``topic_metrics``).
         retention_days: ``retention.ms`` in days (None: the broker's default).
-        compacted: ``cleanup.policy=compact``, one partition (read whole by everyone).
+        compacted: ``cleanup.policy=compact``, one partition (read whole by everyone)
+            unless ``partitioned``.
+        partitioned: A compacted topic with ``topic_partitions`` partitions (written by a
+            consumer group that scales out).
         window_retention: ``retention.ms`` is the sidecar's training window
             (``sidecar_window_s``, whole seconds).
         why: The reason, a comment in the script before the first topic that gives it.
@@ -53,6 +56,7 @@ class TopicRole:
     setting: str
     retention_days: int | None = None
     compacted: bool = False
+    partitioned: bool = False
     window_retention: bool = False
     why: str = ""
 
@@ -88,6 +92,24 @@ TOPICS: tuple[TopicRole, ...] = (
         window_retention=True,
         why="Labelled risk vectors for the sidecar: kept as long as its training window spans.",
     ),
+    TopicRole(
+        "topic_scoped_alerts",
+        retention_days=14,
+        why="Alerts keyed by their scope (region, cluster): vigil correlate's consumer group "
+        "scales out over it.",
+    ),
+    TopicRole(
+        "topic_problems",
+        compacted=True,
+        partitioned=True,
+        why="The newest state of every problem, keyed by problem_id: compacted, partitioned "
+        "like the scopes that write it.",
+    ),
+    TopicRole(
+        "topic_silences",
+        compacted=True,
+        why="Silences, keyed by silence_id (a tombstone ends one): read whole by everyone.",
+    ),
 )
 """Every topic a Vigil process creates, in the script's order."""
 
@@ -107,7 +129,7 @@ def topic_spec(settings: Settings, setting: str) -> TopicSpec:
     (role,) = [r for r in TOPICS if r.setting == setting]
     return TopicSpec(
         getattr(settings, role.setting),
-        1 if role.compacted else settings.topic_partitions,
+        1 if role.compacted and not role.partitioned else settings.topic_partitions,
         settings.topic_replication_factor,
         _configs(role, settings),
     )
@@ -182,7 +204,7 @@ def creation_script() -> str:
     for role in TOPICS:
         if role.why:
             lines.append(f"# {role.why}")
-        count = "1" if role.compacted else '"$partitions"'
+        count = "1" if role.compacted and not role.partitioned else '"$partitions"'
         variable = f"VIGIL_{role.setting.upper()}"
         lines.append(f'create "${{{variable}:?}}" {count}{_script_configs(role)}')
     return "\n".join(lines) + "\n" + _SCRIPT_TAIL

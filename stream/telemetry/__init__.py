@@ -485,7 +485,7 @@ class RiskMetrics:
         }
         for outcome in LABEL_OUTCOMES:
             self.labels.labels(outcome=outcome)
-        for verdict in ("true_positive", "false_positive"):
+        for verdict in ("true_positive", "false_positive", "expected"):
             for kind in FEEDBACK_KINDS:
                 self.feedback.labels(verdict=verdict, kind=kind)
         for status in ("opened", "resolved"):

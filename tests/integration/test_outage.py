@@ -92,6 +92,7 @@ async def test_an_outage_is_quiet_and_a_sigterm_during_it_is_bounded(
             cpu_before, size_before = sum(watched.cpu_times()[:2]), first_log.stat().st_size
             outage_started = time.monotonic()
             await asyncio.sleep(OUTAGE_S)
+            assert proc.poll() is None, log_tail(first_log)
             async with httpx.AsyncClient() as http:
                 ready = await http.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
                 metrics = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text

@@ -66,6 +66,8 @@ class _Open:
     """Event time of the latest alert, firing or resolved."""
     resolved_s: float | None = None
     """Event time its last open member resolved (None while one is open)."""
+    revision: int = 0
+    """Messages published about it so far."""
 
     def alerts(self) -> list[Alert]:
         return [m.alert for m in self.members.values()]
@@ -197,6 +199,7 @@ class Correlator:
         return []
 
     def _message(self, problem: _Open, status: str, now_s: float) -> Problem:
+        problem.revision += 1
         alerts = problem.alerts()
         suspects = rank_suspects(alerts, self.topology)
         members = [
@@ -228,6 +231,7 @@ class Correlator:
             members=members,
             suspects=suspects,
             labels=_common_labels(alerts),
+            revision=problem.revision,
         )
 
 

@@ -83,4 +83,8 @@ def test_retention_as_decided() -> None:
     assert specs["vigil.alerts"].configs == {"retention.ms": str(14 * day_ms)}
     assert specs["vigil.models"] == TopicSpec("vigil.models", 1, 1, {"cleanup.policy": "compact"})
     assert specs["vigil.features"].configs == {"retention.ms": str(day_ms)}
-    assert {s.partitions for n, s in specs.items() if n != "vigil.models"} == {12}
+    compact = {"cleanup.policy": "compact"}
+    assert specs["vigil.silences"] == TopicSpec("vigil.silences", 1, 1, compact)
+    assert specs["vigil.problems"] == TopicSpec("vigil.problems", 12, 1, compact)
+    single = {"vigil.models", "vigil.silences"}
+    assert {s.partitions for n, s in specs.items() if n not in single} == {12}
