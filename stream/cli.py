@@ -44,6 +44,8 @@ _COMMANDS = {
     "incident labels and log lines), until stopped or --count.",
     "demo": "A local broker, the simulated log-processor, the detector and the sidecar, live.",
     "sidecar": "Batch retraining, champion/challenger and drift, next to the detectors.",
+    "correlate": "Alerts into problems: grouped by service, dependency and labels, with "
+    "root-cause suspects.",
     "bench": "Measure throughput, latency and memory.",
 }
 """The commands that run something, in the order ``vigil --help`` lists them, with their help
@@ -108,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _run_demo,
         "bench": _run_bench,
         "sidecar": _run_sidecar,
+        "correlate": _run_correlate,
         "config": _run_config,
     }
     try:
@@ -130,6 +133,18 @@ def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(run_sidecar(settings, once=args.once))
+
+
+def _run_correlate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.correlate.main import run_correlate
+    from stream.telemetry import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(run_correlate(settings))
+    except ConfigError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run_replay(args: argparse.Namespace, settings: Settings) -> int:

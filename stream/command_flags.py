@@ -24,6 +24,10 @@ def _detect(parser: argparse.ArgumentParser) -> None:
     """``vigil detect`` has settings flags only."""
 
 
+def _correlate(parser: argparse.ArgumentParser) -> None:
+    """``vigil correlate`` has settings flags only."""
+
+
 def _replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="JSONL file of events ('-' for stdin).")
     parser.add_argument("--out", type=Path, help="Write Alert JSONL here (default: stdout).")
@@ -281,6 +285,7 @@ _FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "simulate": _simulate,
     "demo": _demo,
     "sidecar": _sidecar,
+    "correlate": _correlate,
     "bench": _bench,
     "show": _show,
 }
