@@ -22,7 +22,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.codec import DecodeError, dead_letter, decode, encode
+from stream.codec import DecodeError, decode, encode
 from stream.core.problems.event_clock import EventClock
 from stream.core.problems.scoped_log import tick_value
 from stream.correlate.metrics import CorrelateMetrics
@@ -32,7 +32,7 @@ from stream.detector.http import HttpServer, create_service_app
 from stream.detector.http_guard import HttpGuard
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.publisher import Ack, Publisher
-from stream.kafka.records import Record
+from stream.kafka.records import Record, dead_letter_of
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
 from stream.schemas import Alert, Problem
@@ -253,15 +253,7 @@ class Correlate:
 
     async def _dead_letter(self, record: Record, error: DecodeError) -> Ack:
         self.metrics.alerts.labels(outcome="dead_letter").inc()
-        letter = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            error=error,
-            failed_at=datetime.now(UTC),
-        )
+        letter = dead_letter_of(record, error, datetime.now(UTC))
         return await self.publisher.send_dead_letter(letter, record.key)
 
     async def _tick_if_due(self) -> None:
