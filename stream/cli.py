@@ -157,6 +157,13 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from stream.offline.evaluate import run_evaluate
     from stream.offline.evaluate_risk import has_incidents, run_evaluate_risk
 
+    if args.problems:
+        from stream.dev.problems_report import run_problems_evaluation
+
+        return run_problems_evaluation(args, settings)
+    if args.file is None:
+        print("vigil evaluate: a FILE, or --problems", file=sys.stderr)
+        return 2
     if not args.file.is_file():
         print(f"vigil evaluate: no such file: {args.file}", file=sys.stderr)
         return 2

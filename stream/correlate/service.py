@@ -13,6 +13,7 @@ way; a partition's new owner restores it from its snapshot (:mod:`.partitions`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -22,11 +23,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.codec import DecodeError, decode, encode
+from stream.codec import DecodeError, encode
 from stream.core.problems.event_clock import EventClock
 from stream.core.problems.scoped_log import tick_value
 from stream.correlate.metrics import CorrelateMetrics
 from stream.correlate.partitions import ScopedPartitions
+from stream.correlate.router import Router
 from stream.correlate.setup import correlation_setup
 from stream.detector.http import HttpServer, create_service_app
 from stream.detector.http_guard import HttpGuard
@@ -35,7 +37,7 @@ from stream.kafka.publisher import Ack, Publisher
 from stream.kafka.records import Record, dead_letter_of
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
-from stream.schemas import Alert, Problem
+from stream.schemas import Problem
 from stream.settings import Settings
 
 __all__ = ["Correlate", "Silencer"]
@@ -70,6 +72,17 @@ class Correlate:
         self.clock = EventClock()
         self.committed: dict[int, int] = {}
         """Scoped partitions held -> the offset committed."""
+        self.counts: collections.Counter[str] = collections.Counter()
+        """Running totals: alerts ``routed``, ``correlated`` and ``dead_lettered``."""
+        self.router = Router(
+            self.publisher,
+            settings.topic_scoped_alerts,
+            self.config.scope_label,
+            self.clock,
+            self._dead_letter,
+            self._count_routed,
+        )
+        self._alerts_committed: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         guard = HttpGuard(
@@ -160,15 +173,21 @@ class Correlate:
         async with self._lock:
             pending: list[Ack] = []
             offsets: dict[TopicPartition, int] = {}
+            alerts_topic = self.settings.topic_alerts
             for tp, records in batch.items():
-                if tp.topic == self.settings.topic_alerts:
-                    pending += await self._route(records)
+                if tp.topic == alerts_topic:
+                    if tp in consumer.assignment():
+                        pending += await self.router.take(records)
                 elif await self._held(consumer, tp, records[0].offset):
                     pending += await self._correlate(tp.partition, records)
-                else:
-                    continue  # revoked while the fetch was on its way, or not restored
-                offsets[tp] = records[-1].offset + 1
-                read += len(records)
+                    offsets[tp] = records[-1].offset + 1
+                read += len(records)  # else revoked while the fetch was on its way
+            pending += await self.router.release(consumer, alerts_topic)
+            offsets |= {
+                tp: o
+                for tp, o in self.router.commits(alerts_topic).items()
+                if self._alerts_committed.get(tp) != o
+            }
             if pending:
                 await asyncio.gather(*pending)
             if offsets:
@@ -176,6 +195,8 @@ class Correlate:
                 for tp, offset in offsets.items():
                     if tp.topic == self.settings.topic_scoped_alerts:
                         self.committed[tp.partition] = offset
+                    else:
+                        self._alerts_committed[tp] = offset
             self.partitions.snapshot_due(self.committed)
             self.metrics.open.set(self.partitions.open_problems)
         await self._tick_if_due()
@@ -207,23 +228,9 @@ class Correlate:
         if latest is not None:
             self.clock.seen(latest, time.time())
 
-    async def _route(self, records: Sequence[Record]) -> list[Ack]:
-        """Each alert to its scope's partition; malformed ones to the dead-letter topic."""
-        pending: list[Ack] = []
-        label = self.config.scope_label
-        now = time.time()
-        for record in records:
-            alert = decode(record.value, Alert)
-            if isinstance(alert, DecodeError):
-                pending.append(await self._dead_letter(record, alert))
-                continue
-            scope = alert.labels.get(label, "") if label else ""
-            assert record.value is not None
-            topic = self.settings.topic_scoped_alerts
-            pending.append(await self.publisher.send_bytes(topic, scope.encode(), record.value))
-            self.clock.seen(alert.event_ts.timestamp(), now)
-            self.metrics.alerts.labels(outcome="routed").inc()
-        return pending
+    def _count_routed(self) -> None:
+        self.metrics.alerts.labels(outcome="routed").inc()
+        self.counts["routed"] += 1
 
     async def _correlate(self, partition: int, records: Sequence[Record]) -> list[Ack]:
         """Read a scoped partition's records; publish the problem messages they cause."""
@@ -238,6 +245,7 @@ class Correlate:
             if taken.alert is not None:
                 self.clock.seen(taken.alert.event_ts.timestamp(), now)
                 self.metrics.alerts.labels(outcome="correlated").inc()
+                self.counts["correlated"] += 1
             for problem in taken.problems:
                 pending.append(await self._publish(problem))
         return pending
@@ -253,6 +261,7 @@ class Correlate:
 
     async def _dead_letter(self, record: Record, error: DecodeError) -> Ack:
         self.metrics.alerts.labels(outcome="dead_letter").inc()
+        self.counts["dead_lettered"] += 1
         letter = dead_letter_of(record, error, datetime.now(UTC))
         return await self.publisher.send_dead_letter(letter, record.key)
 
@@ -306,6 +315,9 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
         service = self.service
         async with service._lock:
             for tp in revoked:
+                if tp.topic == service.settings.topic_alerts:
+                    service.router.merge.drop(tp.partition)
+                    service._alerts_committed.pop(tp, None)
                 if tp.topic == service.settings.topic_scoped_alerts:
                     committed = service.committed.pop(tp.partition, None)
                     service.partitions.release(tp.partition, committed)

@@ -23,6 +23,9 @@ from stream.codec import encode
 from stream.core.problems.correlator import Correlator
 from stream.correlate.service import Correlate
 from stream.correlate.setup import correlation_setup
+from stream.dev.fault_sim import FaultScenario
+from stream.dev.problems_eval import score, summarize
+from stream.dev.problems_run import offline_problems, run_scenario
 from stream.schemas import Alert, Problem
 from stream.settings import Settings
 from tests.integration.kafka_io import produce, read_all
@@ -168,3 +171,18 @@ async def test_problems_survive_a_restart_exactly(
     # Every fault's problem names its root first: db, cache, api.
     roots = [p.suspects[0].service for p in published if p.status == "resolved"]
     assert roots == ["db", "cache", "api", "db", "cache", "api"]
+
+
+async def test_a_fault_scenario_through_kafka_gives_the_offline_problems(
+    test_settings: Settings,
+) -> None:
+    """``vigil evaluate --problems``' run (detector and correlator over the broker, alerts of
+    six partitions merged back into event-time order) scores as the offline pipeline does."""
+    scenario = FaultScenario(days=3.5, quiet_days=2, faults_per_day=6, seed=5)
+    run = await run_scenario(test_settings, scenario, [])
+    offline = offline_problems(scenario)
+    assert len(scenario.faults) >= 5
+    assert sorted(a.alert_id for a in run.alerts) == sorted(a.alert_id for a in offline.alerts)
+    assert summarize(*score(scenario, run.alerts, run.problems)) == summarize(
+        *score(scenario, offline.alerts, offline.problems)
+    )

@@ -101,6 +101,7 @@ RUNTIME = (
     "stream.kafka",
     "stream.detector",
     "stream.sidecar",
+    "stream.correlate",
     "stream.telemetry",
     "stream.offline",
 )
