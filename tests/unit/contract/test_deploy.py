@@ -41,6 +41,7 @@ from packaging.utils import canonicalize_name
 from prometheus_client import CollectorRegistry
 
 from stream.cli import _build_parser
+from stream.correlate.metrics import CorrelateMetrics
 from stream.detector.http import HttpGuard, create_app
 from stream.settings import Settings, load_settings
 from stream.sidecar.metrics import SidecarMetrics
@@ -85,15 +86,10 @@ PROMETHEUS_SERIES = {"up": frozenset[str]()}
 # them. Once it does, the code's own declaration is what the checks read (it takes
 # precedence) and test_pending_series_agree_with_the_code holds this list to it.
 PENDING_SERIES = {
-    "vigil_problems_total": frozenset({"status"}),
-    "vigil_problems_open": frozenset[str](),
-    "vigil_problems_silenced_total": frozenset[str](),
     "vigil_notifications_delivered_total": frozenset({"sink"}),
     "vigil_notification_failures_total": frozenset({"sink", "reason"}),
 }
-PENDING_LABEL_VALUES = {
-    ("vigil_problems_total", "status"): frozenset({"opened", "updated", "resolved"}),
-}
+PENDING_LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {}
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 
 
@@ -227,12 +223,13 @@ def _seconds(text: str) -> float:
 
 @cache
 def _registries() -> tuple[CollectorRegistry, ...]:
-    """A detector's and a sidecar's metrics, each on a fresh registry."""
-    detector, sidecar = CollectorRegistry(), CollectorRegistry()
+    """A detector's, a sidecar's and a correlator's metrics, each on a fresh registry."""
+    detector, sidecar, correlate = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
     inputs = ("topic_metrics", "topic_logs", "topic_feedback", "topic_incidents")
     DetectorMetrics(detector, [DEFAULTS[topic] for topic in inputs])
     SidecarMetrics(sidecar)
-    return detector, sidecar
+    CorrelateMetrics(correlate)
+    return detector, sidecar, correlate
 
 
 @cache
