@@ -66,7 +66,7 @@ TOPIC_FIELDS = sorted(
     for name in FIELDS
     if name.startswith("topic_") and name not in ("topic_partitions", "topic_replication_factor")
 )
-VIGIL_COMMANDS = {"detect", "sidecar", "simulate"}
+VIGIL_COMMANDS = {"detect", "sidecar", "simulate", "correlate"}
 # Kubernetes versions validated against: an old one still supported by the big providers, and
 # the newest kubernetes-validate bundles.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -627,7 +627,12 @@ def test_compose_shares_snapshots_and_artifacts_on_one_volume(
 ) -> None:
     declared = set(_compose()["volumes"])
     used = set()
-    for name, service in {**_vigil_services("detect"), **_vigil_services("sidecar")}.items():
+    services = {
+        **_vigil_services("detect"),
+        **_vigil_services("sidecar"),
+        **_vigil_services("correlate"),
+    }
+    for name, service in services.items():
         settings = _settings_from_env(_env(service), monkeypatch)
         mounts = {m.split(":")[1]: m.split(":")[0] for m in service["volumes"]}
         for directory in (settings.snapshot_dir, settings.artifact_dir):
@@ -656,7 +661,11 @@ def test_prometheus_scrapes_every_detector_and_the_sidecar_on_their_http_port(
         job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
         for job in config["scrape_configs"]
     }
-    expected = {"vigil-detector": "detect", "vigil-sidecar": "sidecar"}
+    expected = {
+        "vigil-detector": "detect",
+        "vigil-sidecar": "sidecar",
+        "vigil-correlate": "correlate",
+    }
     assert set(jobs) == set(expected)
     for job, command in expected.items():
         services = _vigil_services(command)
