@@ -1,0 +1,59 @@
+"""The silences follower's records (no broker): puts, tombstones and malformed records."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from stream.kafka.silences import SilenceFollower
+from stream.settings import Settings
+
+SILENCE = {
+    "silence_id": "s1",
+    "service": "db",
+    "starts_at": "2026-12-07T02:00:00Z",
+    "ends_at": "2026-12-07T04:00:00Z",
+}
+
+
+def test_puts_and_tombstones_change_the_book() -> None:
+    follower = SilenceFollower(Settings())
+    assert follower.apply(b"s1", orjson.dumps(SILENCE)) == "put"
+    assert "s1" in follower.book
+    assert follower.apply(b"s1", None) == "removed"
+    assert "s1" not in follower.book
+    assert follower.apply(b"s1", None) == "removed"  # a tombstone of one never seen
+
+
+def test_malformed_records_are_logged_counted_and_change_nothing() -> None:
+    follower = SilenceFollower(Settings())
+    follower.apply(b"s1", orjson.dumps(SILENCE))
+    bad = [
+        (b"s1", b"{not json"),
+        (b"s1", orjson.dumps({"silence_id": "s1"})),  # no times
+        (b"other", orjson.dumps(SILENCE)),  # a key that is not its id
+        (None, orjson.dumps(SILENCE)),
+        (b"\xff", None),
+    ]
+    with capture_logs() as logs:
+        outcomes = [follower.apply(key, value, offset=i) for i, (key, value) in enumerate(bad)]
+    assert outcomes == ["malformed"] * len(bad)
+    assert follower.counts["malformed"] == len(bad)
+    assert [e["event"] for e in logs] == ["silence_record_malformed"] * len(bad)
+    assert [e["offset"] for e in logs] == list(range(len(bad)))
+    assert follower.book.get("s1") is not None
+
+
+def test_the_counts_are_exported() -> None:
+    follower = SilenceFollower(Settings())
+    follower.apply(b"s1", orjson.dumps(SILENCE))
+    follower.apply(b"s1", b"nope")
+    registry = CollectorRegistry()
+    registry.register(follower)
+    value = registry.get_sample_value
+    assert value("vigil_silences_records_total", {"outcome": "put"}) == 1
+    assert value("vigil_silences_records_total", {"outcome": "malformed"}) == 1
+    assert value("vigil_silences_records_total", {"outcome": "removed"}) == 0
+    assert value("vigil_silences_read_errors_total") == 0
+    assert value("vigil_silences_held") == 1
