@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from types import SimpleNamespace
+from typing import Any
+
 import orjson
+import pytest
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -57,3 +64,40 @@ def test_the_counts_are_exported() -> None:
     assert value("vigil_silences_records_total", {"outcome": "removed"}) == 0
     assert value("vigil_silences_read_errors_total") == 0
     assert value("vigil_silences_held") == 1
+
+
+class _FlakyConsumer:
+    """Fails its first reads as a broker away would, then returns one record."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[str, list[Any]]:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("broker away")
+        await asyncio.sleep(timeout_ms / 1000)
+        record = SimpleNamespace(key=b"s1", value=orjson.dumps(SILENCE), offset=0)
+        return {"tp": [record]}
+
+
+async def test_failed_reads_are_retried_with_backoff_never_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stream.kafka.silences._BACKOFF_S", (0.01, 0.02))
+    follower = SilenceFollower(Settings(), poll_s=0.01)
+    task = asyncio.create_task(follower._follow(_FlakyConsumer(failures=3)))  # type: ignore[arg-type]  # a fake of getmany
+    try:
+        with capture_logs() as logs:
+            for _ in range(200):
+                if "s1" in follower.book:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert "s1" in follower.book
+    assert follower.counts["errors"] == 3
+    retries = [e["retry_in_s"] for e in logs if e["event"] == "silences_read_failed"]
+    assert retries == [0.01, 0.02, 0.02]
