@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import ValidationError
 
@@ -36,6 +36,10 @@ log = structlog.get_logger(__name__)
 
 OUTCOMES = ("put", "removed", "malformed")
 """What became of each record read (``vigil_silences_records_total{outcome}``)."""
+
+_MIN_STALL_S = 10.0
+"""Catching up at start, the longest wait for a record short of the end (at least; else
+``connect_timeout_s``) before giving up: a broker gone away mid-read."""
 
 _BACKOFF_S = (0.5, 8.0)
 """Retries of an unreachable broker: the first wait, doubling up to the second."""
@@ -72,7 +76,8 @@ class SilenceFollower:
 
         Raises:
             KafkaError: The cluster could not be reached within ``connect_timeout_s``, or
-                answered with a non-retriable error.
+                answered with a non-retriable error, or stopped answering before the end
+                was read (``KafkaTimeoutError``).
             RuntimeError: The topic does not exist (and ``create_topics`` is off).
         """
         if self._consumer is not None:
@@ -82,8 +87,16 @@ class SilenceFollower:
         try:
             partitions = await self._assign(consumer)
             ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            stall_s = max(self.settings.connect_timeout_s, _MIN_STALL_S)
+            progress = time.monotonic()
             while await _behind(consumer, ends):
-                await self._read(consumer)
+                if await self._read(consumer):
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > stall_s:
+                    raise KafkaTimeoutError(
+                        f"no record of {self.settings.topic_silences} for {stall_s:g} s "
+                        "short of its end"
+                    )
         except BaseException:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -193,11 +206,13 @@ class SilenceFollower:
         await consumer.seek_to_beginning(*partitions)
         return partitions
 
-    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+    async def _read(self, consumer: AIOKafkaConsumer) -> int:
+        """Apply what has arrived (waiting up to ``poll_s``); how many records."""
         batches = await consumer.getmany(timeout_ms=int(self.poll_s * 1000), max_records=1000)
         for records in batches.values():
             for record in records:
                 self.apply(record.key, record.value, offset=record.offset)
+        return sum(len(records) for records in batches.values())
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         """Read until cancelled; a failed read (the client reconnects by itself) is logged,

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from stream.cli import main
+from stream.core.problems.silences import SilenceBook
+from stream.core.problems.windows import MaintenanceWindow
+from stream.schemas import Silence
 from stream.settings import ConfigError, load_settings
+from stream.silence_command import silence_rows
 
 WINDOW = '{"name": "db-nightly", "cron": "0 2 * * *", "duration_s": "2h", "service": "db*"}'
 
@@ -112,3 +116,28 @@ def test_silence_offers_its_settings(
     for flag in ("--bootstrap-servers", "--topic-silences", "--maintenance-windows", "--for"):
         assert flag in out
     assert "--hst-trees" not in out
+
+
+def test_list_shows_what_is_in_force_or_everything_with_its_state() -> None:
+    book = SilenceBook([MaintenanceWindow("nightly", "0 2 * * *", 3600, service="search")])
+    for name, start_h, end_h in [("old", 0, 1), ("now", 1, 4), ("later", 5, 6)]:
+        book.put(
+            Silence(
+                silence_id=name,
+                starts_at=datetime(2026, 12, 7, start_h, tzinfo=UTC),
+                ends_at=datetime(2026, 12, 7, end_h, tzinfo=UTC),
+            )
+        )
+    at = datetime(2026, 12, 7, 2, 30, tzinfo=UTC)
+    rows = silence_rows(book, at, everything=False)
+    assert [(r["silence_id"], r["state"]) for r in rows] == [
+        ("now", "active"),
+        ("window:nightly", "active"),
+    ]
+    rows = silence_rows(book, at, everything=True)
+    assert [(r["silence_id"], r["state"]) for r in rows] == [
+        ("old", "expired"),
+        ("now", "active"),
+        ("later", "future"),
+        ("window:nightly", "active"),
+    ]
