@@ -89,7 +89,7 @@ async def test_failed_reads_are_retried_with_backoff_never_fatal(
     task = asyncio.create_task(follower._follow(_FlakyConsumer(failures=3)))  # type: ignore[arg-type]  # a fake of getmany
     try:
         with capture_logs() as logs:
-            for _ in range(200):
+            for _ in range(1000):  # up to 10 s or more: generous, for a loaded machine
                 if "s1" in follower.book:
                     break
                 await asyncio.sleep(0.01)
