@@ -52,6 +52,13 @@ _COMMANDS = {
 (``config`` and ``broker`` follow)."""
 
 
+_SILENCE_ACTIONS = {
+    "add": "Add a silence; prints its id.",
+    "list": "The silences and maintenance windows in force.",
+    "remove": "End a silence (publishes a tombstone).",
+}
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="vigil", description="Streaming anomaly and incident-risk detection.")
     parser.add_argument(
@@ -70,6 +77,15 @@ def _build_parser() -> _Parser:
     )
     add_command_flags(show, "show")
     add_settings_flags(show, "show")
+
+    silence = commands.add_parser(
+        "silence", help="Silence problems for a while: add, list, remove (docs/silences.md)."
+    )
+    silence_commands = silence.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action, help_text in _SILENCE_ACTIONS.items():
+        sub = silence_commands.add_parser(action, help=help_text)
+        add_command_flags(sub, f"silence_{action}")
+        add_settings_flags(sub, "silence")
 
     schema = commands.add_parser(
         "schema", help="JSON Schemas of the messages on Vigil's topics (docs/schemas/)."
@@ -112,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sidecar": _run_sidecar,
         "correlate": _run_correlate,
         "config": _run_config,
+        "silence": _run_silence,
     }
     try:
         return runners[args.command](args, settings)
@@ -190,6 +207,17 @@ def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from stream.dev.bench import run_bench
 
     return run_bench(args, settings)
+
+
+def _run_silence(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.silence_command import run_silence
+    from stream.telemetry import configure_logging
+
+    # A command's output is its answer: the follower's progress lines only when asked for.
+    configure_logging(
+        "WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_format
+    )
+    return run_silence(args, settings)
 
 
 def _run_config(args: argparse.Namespace, settings: Settings) -> int:

@@ -70,6 +70,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "artifacts": ("artifact_dir",),
     "sidecar": ("sidecar_",),
     "correlate": ("correlate_",),
+    "silences": ("maintenance_windows", "deploy_expected_s"),
 }
 """Settings by concern: a setting belongs to the group with an entry equal to its name, or
 ending in ``_`` and starting it."""
@@ -85,6 +86,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "demo": _EVERY_GROUP,  # its detector and sidecar run with them
     "bench": _EVERY_GROUP,
     "show": _EVERY_GROUP,
+    "silence": ("kafka", "topics", "service", "silences"),
 }
 """The setting groups each command offers as flags (the others still come from VIGIL_<NAME>
 and the TOML file: `vigil config show` lists them all)."""

@@ -183,6 +183,58 @@ def _demo(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _silence_add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--service",
+        required=True,
+        metavar="PATTERN",
+        help="Services it covers, shell-style: db, payments-*, * (see docs/silences.md for "
+        "which problems a pattern covers).",
+    )
+    parser.add_argument(
+        "--metric", metavar="PATTERN", help="Only problems with a matching metric (default: any)."
+    )
+    parser.add_argument(
+        "--for",
+        dest="for_s",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help="How long it lasts: 90s, 30m, 2h, 1d, 1h30m.",
+    )
+    parser.add_argument(
+        "--starts-at",
+        type=_event_time,
+        metavar="TIME",
+        help="When it starts, RFC 3339 with a timezone (default: now).",
+    )
+    parser.add_argument(
+        "--reason", required=True, help="Why: shown with every problem it silences."
+    )
+    parser.add_argument("--by", metavar="WHO", help="Who asked for it (default: the user name).")
+
+
+def _silence_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--all", action="store_true", help="Expired and future silences too (default: in force)."
+    )
+    parser.add_argument("--json", action="store_true", help="A JSON array instead of a table.")
+
+
+def _silence_remove(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("silence_id", metavar="ID", help="The silence to end (a tombstone).")
+
+
+def _duration(text: str) -> float:
+    """``--for``: a duration such as 90s, 30m, 2h, 1d."""
+    from stream.core.problems.windows import parse_duration_s
+
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _sidecar(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--once",
@@ -314,5 +366,9 @@ _FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "correlate": _correlate,
     "bench": _bench,
     "show": _show,
+    "silence_add": _silence_add,
+    "silence_list": _silence_list,
+    "silence_remove": _silence_remove,
 }
-"""Each command's own flags, by command (``show``: ``vigil config show``)."""
+"""Each command's own flags, by command (``show``: ``vigil config show``; ``silence_add``:
+``vigil silence add``)."""

@@ -15,11 +15,12 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -37,6 +38,9 @@ from pydantic_settings import (
 from models.anomaly import AnomalyConfig, Direction, DirectionRule, ServiceRule
 from models.incident import RiskConfig
 from stream.core.logs.config import LOG_DIRECTIONS, LogConfig, default_window_anomaly_config
+from stream.core.problems.silences import SilenceBook
+from stream.core.problems.topology import Topology
+from stream.core.problems.windows import MaintenanceWindow, parse_duration_s
 from stream.kafka.tls import ssl_context
 from stream.schemas import LINK_FIELDS, check_link_template
 
@@ -65,6 +69,36 @@ class ServiceBudgetSetting(BaseModel):
 
     service: str = Field(min_length=1)
     budget_per_day: float = Field(gt=0, le=1000)
+
+
+def _duration(value: object) -> object:
+    """A duration given as text (``2h``) is seconds; numbers pass on."""
+    if isinstance(value, str):
+        return parse_duration_s(value)
+    return value
+
+
+class MaintenanceWindowSetting(BaseModel):
+    """One recurring maintenance window (see docs/silences.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    cron: str = Field(min_length=1)
+    duration_s: Annotated[float, BeforeValidator(_duration)]
+    service: str = Field("*", min_length=1)
+    metric: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _valid_window(self) -> MaintenanceWindowSetting:
+        self.window()  # a bad cron or duration says which window and why
+        return self
+
+    def window(self) -> MaintenanceWindow:
+        """The window, as the silence book holds it."""
+        return MaintenanceWindow(
+            self.name, self.cron, self.duration_s, service=self.service, metric=self.metric
+        )
 
 
 class Settings(BaseSettings):
@@ -448,6 +482,21 @@ class Settings(BaseSettings):
         ge=1,
         description="Sidecar: distinct incidents the positive ones among them must precede.",
     )
+    # Silences (see docs/silences.md)
+    maintenance_windows: tuple[MaintenanceWindowSetting, ...] = Field(
+        (),
+        description="Recurring maintenance windows: problems they cover are recorded, never "
+        'notified. TOML: [[maintenance_windows]] name = "db-nightly" cron = "0 2 * * *" '
+        '(UTC) duration_s = "2h" service = "db*" (metric = "disk_*" optional); env or '
+        "flag: JSON.",
+    )
+    deploy_expected_s: float = Field(
+        0.0,
+        ge=0,
+        description="A problem whose root service was deployed shortly before its first alert "
+        "is expected (silenced as deploy:<service>) for this many seconds after that alert "
+        "(0: off).",
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
@@ -470,7 +519,7 @@ class Settings(BaseSettings):
         "auto", description="Log format: JSON, console, or console on a TTY (auto)."
     )
 
-    @field_validator("anomaly_directions", "anomaly_services", mode="before")
+    @field_validator("anomaly_directions", "anomaly_services", "maintenance_windows", mode="before")
     @classmethod
     def _json_rules(cls, value: object) -> object:
         """Rules given as text (a flag or an environment variable) are JSON."""
@@ -480,6 +529,26 @@ class Settings(BaseSettings):
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"not JSON: {exc}") from None
         return value
+
+    @field_validator("maintenance_windows")
+    @classmethod
+    def _unique_windows(
+        cls, value: tuple[MaintenanceWindowSetting, ...]
+    ) -> tuple[MaintenanceWindowSetting, ...]:
+        names = [w.name for w in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"maintenance window names must be unique: {', '.join(repeated)}")
+        return value
+
+    def silence_book(self, topology: Topology | None = None) -> SilenceBook:
+        """An empty silence book with the configured windows and deploy rule (its silences
+        come from the silences topic: :class:`stream.kafka.silences.SilenceFollower`)."""
+        return SilenceBook(
+            [w.window() for w in self.maintenance_windows],
+            deploy_expected_s=self.deploy_expected_s,
+            topology=topology,
+        )
 
     @field_validator("alert_runbook_url", "alert_dashboard_url")
     @classmethod
