@@ -203,14 +203,17 @@ def slack_message(
         >>> p = Problem(problem_id="p1", status="resolved", scope="", summary="db slow",
         ...     severity="warning", opened_at=t, updated_at=t, services=["db"],
         ...     members=[], suspects=[])
-        >>> slack_message(p, "resolve")["text"]
-        ':white_check_mark: Resolved: db slow'
+        >>> slack_message(p, "resolve")["text"], slack_message(p, "trigger")["text"]
+        (':white_check_mark: [resolved] db slow', ':warning: [warning] db slow')
     """
+    summary = problem.summary
     if action == "resolve":
-        text = f":white_check_mark: Resolved: {problem.summary}"
+        head = "" if summary.startswith("[resolved]") else "[resolved] "
+        text = f":white_check_mark: {head}{summary}"
     else:
         icon = ":red_circle:" if problem.severity == "critical" else ":warning:"
-        text = f"{icon} [{problem.severity}] {problem.summary}"
+        head = "" if summary.startswith(f"[{problem.severity}]") else f"[{problem.severity}] "
+        text = f"{icon} {head}{summary}"
     fields = [
         {"type": "mrkdwn", "text": f"*Severity*\n{problem.severity}"},
         {"type": "mrkdwn", "text": f"*Services*\n{', '.join(problem.services) or '-'}"},
