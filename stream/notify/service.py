@@ -5,6 +5,11 @@ re-post open problems to Alertmanager.
 At least once: a record's offset is committed only when every notice it started is settled
 (delivered, or given up and its dead letter acknowledged). A restart re-reads what was not
 committed and sends it again; within a process, (problem_id, revision, sink) is sent once.
+
+A problems partition assigned with a committed offset is first read from its beginning up
+to that offset without sending anything (the topic is compacted: about one record per
+problem): the policies learn what was notified before, so an update after a restart is no
+second notice, and Alertmanager's re-posts resume for the problems still open.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from stream.codec import DecodeError, dead_letter, decode
+from stream.codec import DecodeError, decode
 from stream.core.notifications import (
     Attempt,
     DeliveryLedger,
@@ -36,6 +41,7 @@ from stream.kafka.kafka_options import kafka_options
 from stream.kafka.publisher import Publisher
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
+from stream.notify.dead_letters import DeadLetters
 from stream.notify.delivery import Job, Origin, RetryPolicy, SinkWorker
 from stream.notify.metrics import NotifyMetrics
 from stream.notify.offsets import OffsetTracker
@@ -46,8 +52,6 @@ from stream.settings import Settings
 __all__ = ["Notifier"]
 
 log = structlog.get_logger(__name__)
-
-_KAFKA_RETRY_S = (0.5, 8.0)  # dead-letter sends and commits: first wait, longest wait
 
 
 class Notifier:
@@ -83,6 +87,7 @@ class Notifier:
         self._ledger = DeliveryLedger()
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._open: dict[str, Problem] = {}  # notified open to Alertmanager: re-posted
+        self._recall_until: dict[TopicPartition, int] = {}  # read again, nothing sent
         self._reposted_at = time.monotonic()
         self._workers: list[SinkWorker] = []
         self._client: httpx.AsyncClient | None = None
@@ -90,6 +95,7 @@ class Notifier:
         self._publisher = Publisher.from_settings(settings, f"{settings.client_id}-notify")
         self._polled = False
         self.counts: dict[str, int] = {"consumed": 0, "dead_lettered": 0, "delivered": 0}
+        self._dead_letters = DeadLetters(self._publisher, self.metrics, self.counts, clock)
         self.http_guard = HttpGuard.from_settings(settings, self.registry)
         self._http = (
             HttpServer(
@@ -227,11 +233,17 @@ class Notifier:
 
     async def _handle(self, origin: Origin) -> None:
         """Decode one record and start its notices (a bad one is dead-lettered)."""
+        until = self._recall_until.get(origin.partition)
+        if until is not None:
+            if origin.offset < until:
+                self._recall(origin)
+                return
+            del self._recall_until[origin.partition]
         self.metrics.consumed.labels(topic=origin.topic).inc()
         self.counts["consumed"] += 1
         problem = self._decode(origin)
         if isinstance(problem, DecodeError):
-            await self._dead_letter(origin, problem)
+            await self._dead_letters.send(origin, problem)
             self._tracker.add(origin.partition, origin.offset, pending=0)
             return
         jobs: list[tuple[SinkWorker, Job]] = []
@@ -250,14 +262,23 @@ class Notifier:
         alert = decode(origin.value, Alert, max_bytes)
         return alert if isinstance(alert, DecodeError) else problem_of_alert(alert)
 
-    def _notice(self, sink: Sink, problem: Problem) -> Notice | None:
+    def _recall(self, origin: Origin) -> None:
+        """A record settled before this assignment: what the sinks were told, not sent."""
+        problem = self._decode(origin)
+        if not isinstance(problem, DecodeError):
+            for sink in self.sinks:
+                self._notice(sink, problem, recalled=True)
+
+    def _notice(self, sink: Sink, problem: Problem, *, recalled: bool = False) -> Notice | None:
         """The sink's policy on this revision, de-duplicated; what Alertmanager re-posts."""
         decision = self._policies[sink.name].decide(problem)
         if not isinstance(decision, Notice):
-            self.metrics.skipped.labels(sink=sink.name, reason=decision.reason).inc()
+            if not recalled:
+                self.metrics.skipped.labels(sink=sink.name, reason=decision.reason).inc()
             return None
         if not self._ledger.claim((problem.problem_id, problem.revision, sink.name)):
-            self.metrics.skipped.labels(sink=sink.name, reason="duplicate").inc()
+            if not recalled:
+                self.metrics.skipped.labels(sink=sink.name, reason="duplicate").inc()
             return None
         if sink.name == "alertmanager":
             if decision.action == "trigger":
@@ -287,41 +308,9 @@ class Notifier:
                     f"{sink.name} {job.action} of {problem.problem_id} revision "
                     f"{problem.revision} given up: {attempt.reason}",
                 )
-                await self._dead_letter(job.origin, error)
+                await self._dead_letters.send(job.origin, error)
         if job.origin is not None:
             self._tracker.settle(job.origin.partition, job.origin.offset)
-
-    async def _dead_letter(self, origin: Origin, error: DecodeError) -> None:
-        """Send a dead letter and wait for its ack, retrying a broker that is away."""
-        label = "notify" if error.reason.startswith("notify_") else error.reason
-        self.metrics.dead_lettered.labels(topic=origin.topic, reason=label).inc()
-        self.counts["dead_lettered"] += 1
-        log.warning(
-            "message_dead_lettered",
-            topic=origin.topic,
-            partition=origin.partition_id,
-            offset=origin.offset,
-            reason=error.reason,
-            error=error.detail[:200],
-        )
-        letter = dead_letter(
-            topic=origin.topic,
-            partition=origin.partition_id,
-            offset=origin.offset,
-            key=origin.key,
-            value=origin.value,
-            error=error,
-            failed_at=self._clock(),
-        )
-        delay, cap = _KAFKA_RETRY_S
-        while True:
-            try:
-                await (await self._publisher.send_dead_letter(letter, origin.key))
-                return
-            except KafkaError as exc:
-                log.warning("dead_letter_send_retrying", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, cap)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit the positions that moved (a failure is counted and tried again later)."""
@@ -352,6 +341,21 @@ class Notifier:
     def forget_partitions(self, partitions: set[TopicPartition]) -> None:
         """Partitions revoked: their records are no longer ours to commit."""
         self._tracker.drop(partitions)
+        for tp in partitions:
+            self._recall_until.pop(tp, None)
+
+    async def recall_partitions(self, partitions: set[TopicPartition]) -> None:
+        """Partitions assigned: read each problems partition with a committed offset from
+        its beginning, recalling (not sending) what lies before that offset."""
+        consumer = self._started_consumer
+        for tp in partitions:
+            if tp.topic != self.settings.topic_problems:
+                continue
+            committed = await consumer.committed(tp)
+            if committed:
+                self._recall_until[tp] = committed
+                await consumer.seek_to_beginning(tp)
+                log.info("partition_recalled", partition=tp.partition, until=committed)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -373,4 +377,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
             log.exception("rebalance_listener_failed")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions_assigned", partitions=len(assigned))
+        try:
+            log.info("partitions_assigned", partitions=len(assigned))
+            await self._notifier.recall_partitions(set(assigned))
+        except Exception:
+            log.exception("rebalance_listener_failed")
