@@ -8,7 +8,10 @@ Per sink and problem, in revision order:
   critical), for every sink; and for sinks that de-duplicate by key (Alertmanager,
   PagerDuty: ``keyed``), every update, so they hold the newest summary and suspects without
   paging anyone again. Chat and webhook sinks hear nothing else of it.
-- ``resolved`` -> resolve, when the sink was told of the problem; else nothing.
+- ``resolved`` -> resolve, when the sink was told of the problem; else nothing, except
+  that a keyed sink gets the resolve of a problem first seen resolved (its opening was read
+  by an earlier process, say): resolving a key it never had is harmless, an incident left
+  open is not.
 - ``silenced`` -> never a trigger, only counted. A problem already notified that becomes
   silenced gets no more updates, but its resolve is still sent: a pager never keeps an
   incident open that nobody will close. A silence that ends while the problem is open lets
@@ -94,6 +97,7 @@ class NoticePolicy:
         seen = self._seen.get(problem.problem_id)
         if seen is not None and problem.revision <= seen.revision:
             return Skip("duplicate")
+        first = seen is None
         if seen is None:
             seen = _Seen(0, notified=False, severity=problem.severity, closed=False)
             self._seen[problem.problem_id] = seen
@@ -101,20 +105,23 @@ class NoticePolicy:
                 self._seen.popitem(last=False)
         self._seen.move_to_end(problem.problem_id)
         seen.revision = problem.revision
-        return self._decide(problem, seen)
+        return self._decide(problem, seen, first=first)
 
-    @staticmethod
-    def _decide_closed(problem: Problem, seen: _Seen) -> Notice | Skip:
+    def _decide_closed(self, problem: Problem, seen: _Seen, *, first: bool) -> Notice | Skip:
         seen.closed = True
         if seen.notified:
             return Notice("resolve", "resolved")
-        return Skip("silenced" if problem.silenced else "never_notified")
+        if problem.silenced:
+            return Skip("silenced")
+        if self.keyed and first and problem.revision > 1:
+            return Notice("resolve", "resolved_unseen")
+        return Skip("never_notified")
 
-    def _decide(self, problem: Problem, seen: _Seen) -> Notice | Skip:
+    def _decide(self, problem: Problem, seen: _Seen, *, first: bool) -> Notice | Skip:
         if seen.closed:
             return Skip("closed")
         if problem.status == "resolved":
-            return self._decide_closed(problem, seen)
+            return self._decide_closed(problem, seen, first=first)
         if problem.silenced:
             return Skip("silenced")
         if not seen.notified:

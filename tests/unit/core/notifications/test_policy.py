@@ -103,6 +103,16 @@ def test_resolved_without_a_notice_and_messages_after_the_end_say_nothing() -> N
     assert policy.decide(problem(6, "updated")) == Skip("closed")
 
 
+def test_keyed_sinks_get_the_resolve_of_a_problem_first_seen_resolved() -> None:
+    keyed = NoticePolicy(keyed=True)
+    assert keyed.decide(problem(5, "resolved")) == Notice("resolve", "resolved_unseen")
+    assert keyed.decide(problem(1, "resolved", problem_id="p-9")) == Skip("never_notified")
+    assert keyed.decide(problem(4, "resolved", problem_id="p-8", silenced=True)) == Skip("silenced")
+    seen = NoticePolicy(keyed=True)
+    seen.decide(problem(1, silenced=True))
+    assert seen.decide(problem(2, "resolved")) == Skip("never_notified")
+
+
 def test_the_policy_forgets_the_least_recent_problems_past_capacity() -> None:
     policy = NoticePolicy(keyed=False, capacity=2)
     for pid in ("a", "b", "c"):
