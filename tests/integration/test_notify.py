@@ -349,6 +349,46 @@ async def test_a_restarted_notifier_remembers_what_it_notified(test_settings: Se
     assert second.counts["consumed"] == 2
 
 
+async def test_single_alerts_are_delivered_when_asked_for(test_settings: Settings) -> None:
+    receiver = Receiver()
+    base = await receiver.start()
+    settings = _notify_settings(
+        test_settings, notify_slack_webhook_url=f"{base}/slack", notify_alerts=True
+    )
+    now = datetime.now(UTC)
+    alert = {
+        "alert_id": "a-1",
+        "kind": "anomaly",
+        "source": "metrics",
+        "service": "payments",
+        "event_ts": (now - timedelta(minutes=1)).isoformat(),
+        "detected_at": now.isoformat(),
+        "score": 0.99,
+        "threshold": 0.9,
+        "severity": "critical",
+        "episode_id": "e-1",
+        "model": {"name": "hst-metrics", "version": "1"},
+        "explanation": {"top_features": []},
+        "evidence": {"topic": "t", "partition": 0, "offset": 1},
+    }
+    resolved = {**alert, "alert_id": "a-2", "status": "resolved", "event_ts": now.isoformat()}
+    notifier = Notifier(settings, serve_http=False)
+    await notifier.start()
+    try:
+        await produce(
+            settings.bootstrap_servers,
+            settings.topic_alerts,
+            [(b"payments", orjson.dumps(alert)), (b"payments", orjson.dumps(resolved))],
+        )
+        await _step_until(notifier, lambda: notifier.counts["delivered"] >= 2)
+    finally:
+        await notifier.stop()
+        await receiver.stop()
+    texts = [orjson.loads(body)["text"] for body in receiver.bodies("/slack")]
+    assert texts[0].startswith(":red_circle: [critical] payments: metrics unusual")
+    assert texts[1].startswith(":white_check_mark: [resolved] payments")
+
+
 async def test_the_notifier_waits_for_a_broker_that_is_not_there() -> None:
     from aiokafka.errors import KafkaError
 
