@@ -143,7 +143,11 @@ class SinkWorker:
             while chain:
                 job = chain[0]
                 async with self._slots:
-                    attempt = await self.deliver(job)
+                    try:
+                        attempt = await self.deliver(job)
+                    except Exception:  # a bug, not the sink: give the job up, never hang
+                        log.exception("notification_unexpected_error", sink=self.sink.name)
+                        attempt = Attempt("permanent", "unexpected")
                 chain.popleft()
                 try:
                     await self._on_settled(self.sink, job, attempt)

@@ -11,9 +11,9 @@ from stream.core.notifications.policy import SKIP_REASONS
 
 __all__ = ["FAILURE_REASONS", "RETRY_REASONS", "NotifyMetrics"]
 
-FAILURE_REASONS = ("rejected", "retries_exhausted")
-"""Why a notification was given up: the sink refused it (a 4xx other than 408/429), or it
-kept failing for ``notify_retry_max_s``."""
+FAILURE_REASONS = ("rejected", "retries_exhausted", "unexpected")
+"""Why a notification was given up: the sink refused it (a 4xx other than 408/429), it kept
+failing for ``notify_retry_max_s``, or building or sending it raised (a bug: logged)."""
 RETRY_REASONS = ("http_5xx", "http_429", "http_408", "timeout", "connect", "protocol")
 """Why an attempt is retried (HTTP statuses grouped, so the label stays bounded)."""
 

@@ -43,7 +43,7 @@ from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
 from stream.notify.dead_letters import DeadLetters
 from stream.notify.delivery import Job, Origin, RetryPolicy, SinkWorker
-from stream.notify.metrics import NotifyMetrics
+from stream.notify.metrics import FAILURE_REASONS, NotifyMetrics
 from stream.notify.offsets import OffsetTracker
 from stream.notify.sinks import Sink, build_sinks
 from stream.schemas import Alert, Problem
@@ -299,7 +299,7 @@ class Notifier:
                 "notification_delivered", action=job.action, reposted=job.origin is None, **fields
             )
         else:
-            reason = "retries_exhausted" if attempt.reason == "retries_exhausted" else "rejected"
+            reason = attempt.reason if attempt.reason in FAILURE_REASONS else "rejected"
             self.metrics.failures.labels(sink=sink.name, reason=reason).inc()
             log.warning("notification_failed", reason=attempt.reason, **fields)
             if job.origin is not None:

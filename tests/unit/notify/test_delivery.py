@@ -114,3 +114,29 @@ async def test_a_sink_that_is_not_there_is_retried(kind: str) -> None:
         attempt = await worker.deliver(Job(problem(1), "trigger", None))
     assert attempt == Attempt("permanent", "retries_exhausted")
     assert metrics.retries.labels(sink="slack", reason=kind)._value.get() >= 1
+
+
+class _Broken:
+    name = "slack"
+    keyed = False
+
+    def request(self, problem: object, action: object, now: object) -> object:
+        raise RuntimeError("a bug")
+
+
+async def test_a_bug_in_a_sink_gives_the_job_up_instead_of_hanging() -> None:
+    metrics = NotifyMetrics(CollectorRegistry(), ["slack"], ["t"])
+    settled: list[Attempt] = []
+
+    async def on_settled(sink: Sink, job: Job, attempt: Attempt) -> None:
+        settled.append(attempt)
+
+    async with httpx.AsyncClient() as client:
+        worker = SinkWorker(_Broken(), client, FAST, metrics, on_settled)  # type: ignore[arg-type]  # a stand-in sink
+        worker.submit(Job(problem(1), "trigger", None))
+        for _ in range(100):
+            if settled:
+                break
+            await asyncio.sleep(0.01)
+    assert settled == [Attempt("permanent", "unexpected")]
+    assert worker.busy == 0
