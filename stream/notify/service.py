@@ -193,9 +193,19 @@ class Notifier:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume and deliver until :meth:`request_stop`."""
+        """Consume and deliver until :meth:`request_stop`; a retriable Kafka error (a
+        broker away) is waited out with backoff (0.5 s doubling to 8 s), never fatal."""
+        delay = 0.5
         while not self._stop.is_set():
-            await self.step()
+            try:
+                await self.step()
+                delay = 0.5
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                log.warning("kafka_unreachable_retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     async def step(self, timeout_s: float = 0.5) -> int:
         """Read one batch and hand its notices over; commit what is settled; re-post when
