@@ -160,6 +160,9 @@ class Decoder:
         if len(values) != len(names):
             raise ValueError(f"{entry.name}: {len(values)} values for {len(names)} fields")
         fields = dict(zip(names, values, strict=True))
+        for name, factory in entry.added.items():
+            if name not in fields:  # written before the field was added
+                fields[name] = factory()
         try:
             if entry.how == "state":
                 setter = getattr(obj, "__setstate__", None)

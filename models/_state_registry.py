@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import dis
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 __all__ = ["ClassEntry", "ClassRegistry", "by_fields", "by_state", "custom"]
@@ -27,6 +27,9 @@ class ClassEntry:
             dataclass fields, plus any given); one missing is refused, not half-loaded.
         dump: For ``custom``: object to encodable value.
         load: For ``custom``: decoded value to object.
+        added: Fields added after snapshots were written without them: name -> a factory
+            of the value an older object stands for (set on rebuild when the snapshot
+            lacks the field; never required).
     """
 
     name: str
@@ -36,6 +39,7 @@ class ClassEntry:
     required: frozenset[str] = frozenset()
     dump: Callable[[Any], Any] | None = None
     load: Callable[[Any], Any] | None = None
+    added: Mapping[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
 
 
 def _slots(cls: type) -> tuple[str, ...]:
@@ -49,7 +53,12 @@ def _slots(cls: type) -> tuple[str, ...]:
 
 
 def by_fields(
-    cls: type, name: str, *, required: Iterable[str] = (), from_init: bool = False
+    cls: type,
+    name: str,
+    *,
+    required: Iterable[str] = (),
+    from_init: bool = False,
+    added: Mapping[str, Callable[[], Any]] | None = None,
 ) -> ClassEntry:
     """An entry written field by field (``__dict__`` and ``__slots__``).
 
@@ -61,11 +70,16 @@ def by_fields(
             ``self`` (for classes whose ``__init__`` sets every attribute unconditionally,
             as Vigil's do: a snapshot from before an attribute was added is refused rather
             than rebuilt without it).
+        added: Fields added after snapshots were written without them, each with a factory
+            of the value an older object stands for (an attribute whose absence has one
+            meaning, say "not known": ``None``); left out of the required fields.
     """
     slots = _slots(cls)
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     stored = _init_stores(cls) if from_init else set()
-    return ClassEntry(name, cls, "fields", slots, frozenset({*slots, *fields, *required, *stored}))
+    added = dict(added or {})
+    required = frozenset({*slots, *fields, *required, *stored}).difference(added)
+    return ClassEntry(name, cls, "fields", slots, required, added=added)
 
 
 def _init_stores(cls: type) -> set[str]:

@@ -46,6 +46,8 @@ _COMMANDS = {
     "sidecar": "Batch retraining, champion/challenger and drift, next to the detectors.",
     "notify": "Deliver problems (and, by choice, alerts) to Alertmanager, a signed webhook, "
     "PagerDuty and Slack.",
+    "correlate": "Alerts into problems: grouped by service, dependency and labels, with "
+    "root-cause suspects.",
     "bench": "Measure throughput, latency and memory.",
 }
 """The commands that run something, in the order ``vigil --help`` lists them, with their help
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": _run_bench,
         "sidecar": _run_sidecar,
         "notify": _run_notify,
+        "correlate": _run_correlate,
         "config": _run_config,
     }
     try:
@@ -152,6 +155,18 @@ def _run_notify(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_notify(settings))
 
 
+def _run_correlate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.correlate.main import run_correlate
+    from stream.telemetry import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(run_correlate(settings))
+    except ConfigError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
+
+
 def _run_replay(args: argparse.Namespace, settings: Settings) -> int:
     from stream.offline.replay import run_replay
 
@@ -162,6 +177,13 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from stream.offline.evaluate import run_evaluate
     from stream.offline.evaluate_risk import has_incidents, run_evaluate_risk
 
+    if args.problems:
+        from stream.dev.problems_report import run_problems_evaluation
+
+        return run_problems_evaluation(args, settings)
+    if args.file is None:
+        print("vigil evaluate: a FILE, or --problems", file=sys.stderr)
+        return 2
     if not args.file.is_file():
         print(f"vigil evaluate: no such file: {args.file}", file=sys.stderr)
         return 2

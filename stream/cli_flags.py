@@ -70,18 +70,20 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "artifacts": ("artifact_dir",),
     "sidecar": ("sidecar_",),
     "notify": ("notify_", "alertmanager_url"),
+    "correlate": ("correlate_",),
 }
 """Settings by concern: a setting belongs to the group with an entry equal to its name, or
 ending in ``_`` and starting it."""
 
 _EVERY_GROUP = tuple(SETTING_GROUPS)
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
-    "detect": tuple(g for g in SETTING_GROUPS if g not in ("sidecar", "notify")),
+    "detect": tuple(g for g in SETTING_GROUPS if g not in ("sidecar", "correlate", "notify")),
     "sidecar": ("kafka", "topics", "service", "risk", "artifacts", "sidecar"),
     "replay": ("events", "alerts", "anomaly", "logs", "risk"),
     "evaluate": ("events", "alerts", "anomaly", "logs", "risk"),
     "simulate": ("kafka", "topics", "service"),
     "notify": ("kafka", "topics", "service", "alerts", "notify"),
+    "correlate": ("kafka", "topics", "service", "snapshots", "correlate"),
     "demo": _EVERY_GROUP,  # its detector and sidecar run with them
     "bench": _EVERY_GROUP,
     "show": _EVERY_GROUP,

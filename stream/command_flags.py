@@ -24,6 +24,10 @@ def _detect(parser: argparse.ArgumentParser) -> None:
     """``vigil detect`` has settings flags only."""
 
 
+def _correlate(parser: argparse.ArgumentParser) -> None:
+    """``vigil correlate`` has settings flags only."""
+
+
 def _replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="JSONL file of events ('-' for stdin).")
     parser.add_argument("--out", type=Path, help="Write Alert JSONL here (default: stdout).")
@@ -33,8 +37,27 @@ def _evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file",
         type=Path,
-        help="JSONL of MetricEvents (labelled lines counted), or MetricEvents and IncidentEvents.",
+        nargs="?",
+        help="JSONL of MetricEvents (labelled lines counted), or MetricEvents and IncidentEvents "
+        "(not with --problems).",
     )
+    problems = parser.add_argument_group(
+        "problems",
+        "--problems: a fault scenario on a 15-service mesh through Kafka (detector, vigil "
+        "correlate, maintenance windows as silences), problems scored against the faults",
+    )
+    problems.add_argument(
+        "--problems", action="store_true", help="Evaluate problems and root causes."
+    )
+    problems.add_argument("--days", type=float, default=10.0, help="Days of events.")
+    problems.add_argument(
+        "--quiet-days", type=float, default=3.0, help="Days before the first fault (warm-up)."
+    )
+    problems.add_argument("--faults-per-day", type=float, default=2.0, help="Faults a day.")
+    problems.add_argument(
+        "--seeds", type=_seeds, default=[1, 2, 3], help="Scenario seeds, comma-separated."
+    )
+    problems.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
     parser.add_argument(
         "--out-dir",
         type=Path,
@@ -42,6 +65,13 @@ def _evaluate(parser: argparse.ArgumentParser) -> None:
         "calibration.png) and the JSON report here.",
     )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"need integers, comma-separated: {text!r}") from None
 
 
 def _simulate(parser: argparse.ArgumentParser) -> None:
@@ -286,6 +316,7 @@ _FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "demo": _demo,
     "sidecar": _sidecar,
     "notify": _notify,
+    "correlate": _correlate,
     "bench": _bench,
     "show": _show,
 }

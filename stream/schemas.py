@@ -270,7 +270,10 @@ class Alert(BaseModel):
     """One line a pager can show: what, where, how far off (filled from the other fields
     when not given)."""
     labels: dict[str, str] = Field(default_factory=dict)
-    """The event's labels (``region``, ``host``) where it carried them."""
+    """The labels of the event the evidence points at, where it carried them: ``region``,
+    ``host`` and ``deploy_recent: "true"`` on metric alerts (anomaly: the scored event;
+    incident risk: the step's last event), ``host`` on log alerts (the window's last line;
+    a silent window's, the service's last line before it)."""
     links: dict[str, str] = Field(default_factory=dict)
     """``runbook`` and ``dashboard`` URLs, from the templates configured
     (``VIGIL_ALERT_RUNBOOK_URL``, ``VIGIL_ALERT_DASHBOARD_URL``)."""

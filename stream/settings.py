@@ -361,6 +361,55 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds between snapshots of a partition's state."
     )
     snapshot_keep: int = Field(3, ge=1, le=1000, description="Snapshots kept per partition.")
+    # vigil correlate
+    correlate_group_id: str = Field(
+        "vigil-correlate", min_length=1, description="vigil correlate's consumer group."
+    )
+    correlate_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="An alert joins a problem whose latest alert came at most this many "
+        "seconds before it (event time).",
+    )
+    correlate_hold_s: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds a problem whose members all resolved stays open for alerts that "
+        "rejoin it.",
+    )
+    correlate_quiet_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A problem no alert joined or resolved in for this many seconds resolves.",
+    )
+    correlate_scope_label: str | None = Field(
+        None,
+        description="The alert label whose value scopes problems and partitions the "
+        "correlators (region, cluster); none: one scope.",
+    )
+    correlate_group_labels: str = Field(
+        "host",
+        description="Comma-separated labels whose equal values join alerts of different "
+        "services ('' for none).",
+    )
+    correlate_topology: str | None = Field(
+        None,
+        description="services.toml: [services.NAME] depends_on = [...], the dependency "
+        "graph that joins alerts and ranks root-cause suspects.",
+    )
+    correlate_tick_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds between the ticks that move each scope's event time while no "
+        "alert comes (problems resolve on it).",
+    )
+    correlate_lateness_s: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds of event time a tick stays behind the newest alert seen, for "
+        "alerts of other partitions still on their way.",
+    )
     # The sidecar
     artifact_dir: str = Field(
         ".vigil/artifacts", min_length=1, description="Where the sidecar keeps model artifacts."
@@ -560,7 +609,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
-    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "correlate_topology")
     @classmethod
     def _file_exists(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_file():

@@ -42,13 +42,15 @@ from stream.core.pipeline import (
     EvidenceOf,
     alert_id_for,
     config_id_of,
+    labels_of,
     utc_now,
 )
 from stream.core.risk_alerts import BATCH_MODEL_NAME, MODEL_NAME, RiskAlerts, event_datetime
 from stream.core.risk_groups import Predicted, RiskGroups, _Group
-from stream.schemas import Alert, Feedback, IncidentEvent, MetricSample
+from stream.schemas import Alert, Evidence, Feedback, IncidentEvent, MetricSample
 
 __all__ = [
+    "BatchRows",
     "FeedbackKind",
     "IncidentRiskPipeline",
     "RiskOutcome",
@@ -166,7 +168,8 @@ class IncidentRiskPipeline:
             ServiceBatch(rows.service, rows.indices, rows.ts_s, rows.verdict.deviations)
             for rows in outcome.by_service
         ]
-        vectors = self.features.add_batch(batch, ratios, outcome.flagged, deploys, evidence)
+        located = BatchRows(events, evidence)
+        vectors = self.features.add_batch(batch, ratios, outcome.flagged, deploys, located)
         for rows in outcome.by_service:
             if len(rows.ts_s):
                 self.latest_event_s = max(self.latest_event_s, float(max(rows.ts_s)))
@@ -391,6 +394,27 @@ class IncidentRiskPipeline:
             "buffer_bytes": self.labeler.nbytes(),
             "groups": self._groups.describe(self.features),
         }
+
+
+class BatchRows:
+    """A metric batch's rows as the risk steps look them up: where row ``i`` is stored
+    (called), and its event's labels (:meth:`labels`). Asked only for a step's last row, and
+    only when its vector alerts (or a snapshot takes an open step)."""
+
+    __slots__ = ("_events", "_evidence")
+
+    def __init__(self, events: Sequence[MetricSample], evidence: EvidenceOf) -> None:
+        # A copy: a step that stays open asks after the batch, and callers reuse their list
+        # (replay clears it); a pointer per event, no lookup.
+        self._events = tuple(events)
+        self._evidence = evidence
+
+    def __call__(self, row: int) -> Evidence:
+        return self._evidence(row)
+
+    def labels(self, row: int) -> dict[str, str]:
+        """The labels a metric alert on row ``row``'s event would carry."""
+        return labels_of(self._events[row])
 
 
 def _ts_of_predicted(item: Predicted) -> float:

@@ -1,6 +1,8 @@
 """Incident-risk alerts: the alert that opens a risk episode (its id the opening vector's key)
 or resolves it, with the model that decided it (the online model of the service's group, or
-the sidecar's champion) and the features that contributed most to its probability."""
+the sidecar's champion) and the features that contributed most to its probability. Its labels
+are those of the event its evidence points at, the step's last metric event (``region``,
+``host``, ``deploy_recent``), as a metric anomaly alert's are its event's."""
 
 from __future__ import annotations
 
@@ -112,6 +114,7 @@ class RiskAlerts:
                 ]
             ),
             evidence=vector.evidence,
+            labels=vector.labels,
             threshold_strategy=strategy,
             horizon_s=self.horizon_s,
             status=change.status,

@@ -6,10 +6,10 @@ import collections
 
 import structlog
 
-from stream.codec import DecodeError, dead_letter
+from stream.codec import DecodeError
 from stream.core.pipeline import Clock
 from stream.kafka.publisher import Ack, Publisher
-from stream.kafka.records import Record
+from stream.kafka.records import Record, dead_letter_of
 from stream.telemetry import DetectorMetrics
 
 __all__ = ["DeadLetters"]
@@ -51,13 +51,5 @@ class DeadLetters:
             reason=error.reason,
             error=error.detail[:200],
         )
-        letter = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            error=error,
-            failed_at=self._clock(),
-        )
+        letter = dead_letter_of(record, error, self._clock())
         return await self._publisher.send_dead_letter(letter, record.key)

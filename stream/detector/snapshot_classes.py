@@ -86,6 +86,10 @@ def _load_random(state: tuple[Any, ...]) -> random.Random:
     return rng
 
 
+def _none() -> None:
+    return None
+
+
 def _load_tree(args: list[Any]) -> trees.TreeStructure:
     return trees.TreeStructure(*args)  # validates, and makes its arrays read-only again
 
@@ -119,13 +123,10 @@ _FIELDS: list[tuple[type, str]] = [
     (platt.PlattScaler, "models.incident.risk._PlattScaler"),
     (thresholds.RiskThreshold, "models.incident.thresholds.RiskThreshold"),
     (thresholds._Ring, "models.incident.thresholds._Ring"),
-    (risk_steps.Located, "stream.features.risk._Located"),
     (risk_steps.ServiceSteps, "stream.features.risk._Service"),
     (risk_steps.Step, "stream.features.risk._Step"),
     (risk_groups._Group, "stream.incident_risk._Group"),
     # Vigil: logs
-    (log_features.WindowStats, "stream.logs.features.WindowStats"),
-    (log_pipeline._Service, "stream.logs.pipeline._Service"),
     (rates.TemplateRates, "stream.logs.rates.TemplateRates"),
     (templates.ServiceTemplates, "stream.logs.templates.ServiceTemplates"),
     (templates.Template, "stream.logs.templates.Template"),
@@ -150,6 +151,26 @@ _FIELDS: list[tuple[type, str]] = [
 _ENTRIES: list[ClassEntry] = [
     # Vigil's own classes set every attribute in __init__: a snapshot lacking one is refused.
     *(by_fields(cls, name, from_init=name.startswith(_VIGIL)) for cls, name in _FIELDS),
+    # Attributes added since schema 2's fixture was written: an older snapshot's objects
+    # stand for "not known" (their alerts carried no such label).
+    by_fields(
+        risk_steps.Located,
+        "stream.features.risk._Located",
+        from_init=True,
+        added={"found_labels": dict},
+    ),
+    by_fields(
+        log_features.WindowStats,
+        "stream.logs.features.WindowStats",
+        from_init=True,
+        added={"host": _none},
+    ),
+    by_fields(
+        log_pipeline._Service,
+        "stream.logs.pipeline._Service",
+        from_init=True,
+        added={"last_host": _none},
+    ),
     # Their own __getstate__ says what their state is (caches left out, shared trees named).
     by_state(hst_numpy.BatchHST, "models.hst_numpy.BatchHST"),
     by_state(risk.IncidentRiskModel, "models.incident.risk.IncidentRiskModel"),

@@ -115,9 +115,13 @@ class Publisher:
         fut: Ack = await self._started_producer.send(topic, value=orjson.dumps(value), key=key)
         return fut
 
-    async def send_bytes(self, topic: str, key: bytes, value: bytes) -> Ack:
-        """Queue a record already serialized."""
-        fut: Ack = await self._started_producer.send(topic, value=value, key=key)
+    async def send_bytes(
+        self, topic: str, key: bytes, value: bytes, *, partition: int | None = None
+    ) -> Ack:
+        """Queue a record already serialized (to ``partition``, else the key's)."""
+        fut: Ack = await self._started_producer.send(
+            topic, value=value, key=key, partition=partition
+        )
         return fut
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> Ack:

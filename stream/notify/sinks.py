@@ -24,6 +24,7 @@ from stream.schemas import Problem
 from stream.settings import Settings
 
 __all__ = [
+    "SINK_NAMES",
     "AlertmanagerSink",
     "PagerDutySink",
     "Request",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 _JSON = {"Content-Type": "application/json"}
+
+SINK_NAMES = ("alertmanager", "webhook", "pagerduty", "slack")
+"""Every sink's name (the ``sink`` label of the notifier's metrics)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,7 @@ RUNTIME = (
     "stream.detector",
     "stream.sidecar",
     "stream.notify",
+    "stream.correlate",
     "stream.telemetry",
     "stream.offline",
 )

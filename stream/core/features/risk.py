@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from models.anomaly import Deviations
 from stream.core.features.risk_runs import ServiceBatch, fold_runs, layout_of, runs_of
-from stream.core.features.risk_steps import Located, ServiceSteps
+from stream.core.features.risk_steps import Located, ServiceSteps, labels_at
 from stream.core.features.risk_vectors import RiskVector, StepVectors
 from stream.schemas import Evidence
 
@@ -170,7 +170,8 @@ class RiskFeatureBuilder:
 
     def export(self, services: Iterable[str]) -> dict[str, ServiceSteps]:
         """These services' state, for a snapshot (live objects: pickle them). An open step's
-        evidence is looked up now: the batch it points into is gone once the snapshot is."""
+        evidence (and its event's labels) is looked up now: the batch it points into is gone
+        once the snapshot is."""
         out: dict[str, ServiceSteps] = {}
         for service in services:
             state = self._services.get(service)
@@ -178,7 +179,9 @@ class RiskFeatureBuilder:
                 continue
             step = state.step
             if step is not None and step.locate is not None and type(step.locate) is not Located:
-                step.locate = Located(step.locate(step.last_row))
+                step.locate = Located(
+                    step.locate(step.last_row), labels_at(step.locate, step.last_row)
+                )
             out[service] = state
         return out
 

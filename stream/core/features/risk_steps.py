@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from stream.schemas import Evidence
 
-__all__ = ["Closed", "Located", "ServiceSteps", "Step"]
+__all__ = ["Closed", "Located", "ServiceSteps", "Step", "labels_at"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -52,15 +52,28 @@ class Step:
 
 
 class Located:
-    """Evidence already looked up: where a snapshot's open step ended."""
+    """Evidence already looked up: where a snapshot's open step ended, and that event's
+    labels (``region``, ``host``, ``deploy_recent``: its alert's)."""
 
-    __slots__ = ("evidence",)
+    __slots__ = ("evidence", "found_labels")
 
-    def __init__(self, evidence: Evidence) -> None:
+    def __init__(self, evidence: Evidence, labels: dict[str, str] | None = None) -> None:
         self.evidence = evidence
+        self.found_labels = labels if labels is not None else {}
 
     def __call__(self, row: int) -> Evidence:
         return self.evidence
+
+    def labels(self, row: int) -> dict[str, str]:
+        """The labels of the event the evidence points at."""
+        return self.found_labels
+
+
+def labels_at(locate: Callable[[int], Evidence], row: int) -> dict[str, str]:
+    """The labels of the event stored at batch row ``row``, where ``locate`` (a step's
+    evidence look-up) knows them through a ``labels(row)`` method; none otherwise."""
+    labels: Callable[[int], dict[str, str]] | None = getattr(locate, "labels", None)
+    return labels(row) if labels is not None else {}
 
 
 class ServiceSteps:

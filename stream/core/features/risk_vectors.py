@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.incident import FeatureRow
-from stream.core.features.risk_steps import Closed, ServiceSteps
+from stream.core.features.risk_steps import Closed, ServiceSteps, labels_at
 from stream.schemas import Evidence
 
 __all__ = ["RiskVector", "StepVectors", "compress"]
@@ -38,11 +38,18 @@ class RiskVector:
     """The features (a read-only mapping over one row; ``features.to_dict()`` for a dict)."""
     locate: Callable[[], Evidence]
     """Where the step's last event is stored (asked only when the vector alerts)."""
+    labels_of: Callable[[], dict[str, str]] = dict
+    """The labels of the step's last event (asked only when the vector alerts)."""
 
     @property
     def evidence(self) -> Evidence:
         """Where the step's last event is stored."""
         return self.locate()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The step's last event's labels (``region``, ``host``, ``deploy_recent``)."""
+        return self.labels_of()
 
 
 def _compress(z: float) -> float:
@@ -159,6 +166,7 @@ class StepVectors:
                     step.last_ts,
                     FeatureRow(_feature_names(names, tuple(log), bool(k)), row),
                     functools.partial(step.locate, step.last_row),
+                    functools.partial(labels_at, step.locate, step.last_row),
                 )
         return vectors
 

@@ -9,8 +9,9 @@
   surprise;
 * the resolved alert of an episode the rule or the rate test opened.
 
-Every alert lists the window's unusual templates (:mod:`stream.core.logs.explain`), and its id
-hashes the detector's inputs.
+Every alert lists the window's unusual templates (:mod:`stream.core.logs.explain`), its id
+hashes the detector's inputs, and its ``host`` label is the host of the line its evidence
+points at (the window's last line; an empty window's, the service's last line before it).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class LogAlerts:
             model=model,
             explanation=Explanation(top_features=contributions, top_templates=templates),
             evidence=self._evidence(window),
+            labels={"host": window.value.host} if window.value.host else {},
             **episode,
         )
 

@@ -108,6 +108,7 @@ class WindowStats:
         "connection",
         "evidence",
         "exceptions",
+        "host",
         "last_index",
         "lengths",
         "levels",
@@ -135,6 +136,9 @@ class WindowStats:
         self.last_index = -1
         self.batch = -1
         self.evidence: Any = None
+        # The host of the window's last line (the line its evidence points at), resolved with
+        # the evidence: a log alert's ``host`` label.
+        self.host: str | None = None
 
     @property
     def new_templates(self) -> int:

@@ -20,7 +20,10 @@ Every alert lists the window's unusual templates (:mod:`stream.core.logs.explain
 then those the rate test found unusual; the most frequent only when none is.
 
 Evidence of a window alert is the storage position of the window's last line; an empty window
-(a silent service) points at the service's last line before it.
+(a silent service) points at the service's last line before it. The alert's ``host`` label is
+that line's host (where the line carried one): the host an operator finds at the evidence,
+looked up once per window and batch, never per line. (The window's most frequent host would
+need a count per line; the last line's agrees with the evidence.)
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class _Service:
     __slots__ = (
         "last_evidence",
         "last_flag_s",
+        "last_host",
         "miner",
         "model",
         "rates",
@@ -74,6 +78,8 @@ class _Service:
         self.rule_episode: tuple[float, str] | None = None
         """(start, detector) of the episode the rule or the rate test opened, while open."""
         self.last_evidence: Evidence | None = None
+        self.last_host: str | None = None
+        """The host of the line ``last_evidence`` points at (an empty window's host)."""
 
 
 class LogPipeline:
@@ -177,6 +183,7 @@ class LogPipeline:
             stats.add(event.level, message, template, is_new, i)
         for stats in touched:  # batch indices mean nothing after this call: resolve them now
             stats.evidence = evidence_of(stats.last_index)
+            stats.host = events[stats.last_index].host
         out.late = self._windows.late - late_before
         out.lines = len(events) - out.late
         self.lines_total += out.lines
@@ -251,8 +258,10 @@ class LogPipeline:
         stats = window.value
         if window.empty:
             stats.evidence = service.last_evidence
+            stats.host = service.last_host
         else:
             service.last_evidence = stats.evidence
+            service.last_host = stats.host
         counts = {t: e[0] for t, e in stats.templates.items()}
         verdict = service.rates.score(counts)
         warming = bool(result.warming_up[row])

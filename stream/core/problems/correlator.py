@@ -18,14 +18,20 @@ Everything is decided on event time, so a replay of the same alerts gives the sa
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from stream.core.problems.suspects import rank_suspects
 from stream.core.problems.topology import Topology
 from stream.schemas import Alert, Problem, ProblemMember
 
 __all__ = ["CorrelationConfig", "Correlator"]
+
+_REMEMBERED_EPISODES = 10_000
+"""Episodes of resolved problems remembered, so a firing alert seen again (a producer's
+retry, a detector's replay) does not open a problem anew."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class Correlator:
         self.topology = topology or Topology()
         self._open: dict[str, _Open] = {}
         self._watermark_s: dict[str, float] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        """Episode keys of the members of resolved problems, oldest first (bounded)."""
 
     @property
     def open_problems(self) -> int:
@@ -117,7 +125,7 @@ class Correlator:
         if alert.status == "resolved":
             return out + self._resolve_member(scope, alert, t)
         key = alert.episode_id or alert.alert_id
-        if any(key in p.members for p in self._open.values()):
+        if key in self._closed or any(key in p.members for p in self._open.values()):
             return out  # seen (a replayed alert): nothing new
         start = _start_s(alert)
         problem = self._match(scope, alert, start)
@@ -149,7 +157,58 @@ class Correlator:
         for problem in quiet:
             del self._open[problem.problem_id]
             out.append(self._message(problem, "resolved", watermark))
+            for key in problem.members:
+                self._closed[key] = None
+            while len(self._closed) > _REMEMBERED_EPISODES:
+                self._closed.popitem(last=False)
         return out
+
+    def latest_event_s(self) -> float | None:
+        """The newest event time any scope reached (None before the first record)."""
+        return max(self._watermark_s.values(), default=None)
+
+    def state(self) -> dict[str, Any]:
+        """Everything the correlator holds, as JSON-ready data (:meth:`from_state` takes it
+        back): a snapshot of it and the offset it covers restore it exactly."""
+        return {
+            "open": [
+                {
+                    "problem_id": p.problem_id,
+                    "scope": p.scope,
+                    "updated_s": p.updated_s,
+                    "resolved_s": p.resolved_s,
+                    "revision": p.revision,
+                    "members": [
+                        [key, m.resolved, m.alert.model_dump(mode="json")]
+                        for key, m in p.members.items()
+                    ],
+                }
+                for p in self._open.values()
+            ],
+            "watermarks": self._watermark_s,
+            "closed": list(self._closed),
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], config: CorrelationConfig, topology: Topology | None = None
+    ) -> Correlator:
+        """A correlator holding what :meth:`state` gave."""
+        correlator = cls(config, topology)
+        for item in state["open"]:
+            problem = _Open(
+                item["problem_id"],
+                item["scope"],
+                updated_s=float(item["updated_s"]),
+                resolved_s=item["resolved_s"],
+                revision=int(item["revision"]),
+            )
+            for key, resolved, alert in item["members"]:
+                problem.members[key] = _Member(Alert.model_validate(alert), bool(resolved))
+            correlator._open[problem.problem_id] = problem
+        correlator._watermark_s = {k: float(v) for k, v in state["watermarks"].items()}
+        correlator._closed = OrderedDict.fromkeys(state["closed"])
+        return correlator
 
     def advance_all(self, now_s: float) -> list[Problem]:
         """:meth:`advance` in every scope (the end of a replay; live, as time passes)."""

@@ -22,8 +22,9 @@ def _champion():  # type: ignore[no-untyped-def]
     return fit_risk_model(["a", "b"], X, labels, np.arange(n) * 60.0, ids, horizon_s=60.0)
 
 
-def _vector(ts_s: float, a: float) -> RiskVector:
-    return RiskVector("api", ts_s, FeatureRow(("a", "b"), np.array([a, 0.0])), lambda: WHERE)
+def _vector(ts_s: float, a: float, labels: dict[str, str] | None = None) -> RiskVector:
+    row = FeatureRow(("a", "b"), np.array([a, 0.0]))
+    return RiskVector("api", ts_s, row, lambda: WHERE, lambda: dict(labels or {}))
 
 
 def test_the_champion_decides_the_alerts_and_explains_them() -> None:
@@ -35,8 +36,10 @@ def test_the_champion_decides_the_alerts_and_explains_them() -> None:
 
     pipeline.champion_of = lambda group: champion
     out = RiskOutcome()
-    pipeline._predict([_vector(120.0, 0.0), _vector(180.0, 8.0)], out)
+    where = {"region": "eu", "host": "api-1", "deploy_recent": "true"}
+    pipeline._predict([_vector(120.0, 0.0), _vector(180.0, 8.0, where)], out)
     (alert,) = out.alerts
+    assert alert.labels == where  # the labels of the vector's step's last event
     assert (alert.status, alert.started_at) == ("firing", alert.event_ts)
     assert alert.event_ts.timestamp() == 180.0
     assert alert.model.name == "incident-risk-batch"

@@ -257,6 +257,24 @@ def test_evidence_is_the_windows_last_line_or_the_services_last_line(run: Run) -
             assert alert.evidence.offset == before[-1]
 
 
+def test_host_label_is_the_host_of_the_line_the_evidence_points_at(run: Run) -> None:
+    assert run.alerts
+    for alert in run.alerts:
+        line = run.events[alert.evidence.offset]
+        assert line.host  # the simulator's lines all carry one
+        assert alert.labels == {"host": line.host}
+    # Silent windows (the quiet incident) take the service's last line's, as their evidence.
+    silent = [a for a in run.alerts if run.events[a.evidence.offset].ts < a.event_ts]
+    assert silent
+
+
+def test_lines_without_a_host_give_alerts_without_labels(short_stream: list[LogEvent]) -> None:
+    hostless = [e.model_copy(update={"host": None}) for e in short_stream]
+    _, alerts, _ = _run(hostless, _small_config(), [len(hostless)])
+    assert alerts
+    assert all(a.labels == {} for a in alerts)
+
+
 def _small_config() -> LogConfig:
     anomaly = dataclasses.replace(default_window_anomaly_config(), warmup_events=20, window_size=10)
     return LogConfig(anomaly=anomaly)

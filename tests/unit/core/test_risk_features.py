@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from models.anomaly import Deviations
 from stream.core.features.risk import RiskFeatureBuilder, ServiceBatch
 from stream.core.features.risk_vectors import RiskVector, _column_medians
-from stream.schemas import Evidence
+from stream.core.incident_risk import BatchRows
+from stream.schemas import Evidence, MetricEvent
 
 
 def _feed(
@@ -255,3 +256,92 @@ def test_column_medians_are_numpy_medians_bit_for_bit(rows: int) -> None:
     values = rng.normal(size=(rows, 6)).astype(np.float32).astype(np.float64)
     values[: rows // 3, 0] = 1.5  # ties
     np.testing.assert_array_equal(_column_medians(values), np.median(values, axis=0))
+
+
+def _events(ts: np.ndarray, hosts: list[str]) -> list[MetricEvent]:
+    return [
+        MetricEvent.model_validate(
+            {
+                "ts": t,
+                "service": "api",
+                "metrics": {"cpu": 1.0},
+                "region": "eu",
+                "host": host,
+                "deploy_recent": host.endswith("-2"),
+            }
+        )
+        for t, host in zip(ts.tolist(), hosts, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("cuts", [[], [7, 13], list(range(1, 30))])
+def test_vector_labels_are_the_steps_last_events_whatever_the_batches(cuts: list[int]) -> None:
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=3)
+    ts = np.arange(0.0, 300.0, 10.0)  # 5 steps of 6 events; the host changes every 4 events
+    hosts = [f"api-{i // 4 % 3}" for i in range(30)]
+    events = _events(ts, hosts)
+    z = np.zeros((30, 2))
+    out: list[RiskVector] = []
+    bounds = [0, *cuts, 30]
+    for a, b in itertools.pairwise(bounds):
+        n = b - a
+        out += builder.add(
+            "api",
+            ts[a:b],
+            [Deviations(0, n, ("cpu", "mem"), z[a:b], z[a:b])],
+            np.full(n, 0.5),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            BatchRows(events[a:b], lambda i, a=a: Evidence(topic="t", partition=0, offset=a + i)),
+        )
+    assert [v.evidence.offset for v in out] == [5, 11, 17, 23]
+    for vector in out:
+        last = events[vector.evidence.offset]
+        expected = {"region": "eu", "host": last.host or ""}
+        if last.deploy_recent:
+            expected["deploy_recent"] = "true"
+        assert vector.labels == expected
+    # A plain evidence look-up (no labels known) gives none.
+    plain = RiskFeatureBuilder(step_s=60.0, trend_steps=3)
+    assert all(v.labels == {} for v in _feed(plain, ts, z, []))
+
+
+def test_an_open_steps_labels_survive_a_snapshot() -> None:
+    from models.state_codec import decode_state, encode_state, serialize_state
+    from stream.detector.snapshot_classes import SNAPSHOT_CLASSES
+
+    ts = np.arange(0.0, 120.0, 10.0)  # two steps; the second stays open
+    events = _events(ts, ["api-1"] * 11 + ["api-2"])
+    z = np.zeros((12, 2))
+
+    def feed(builder: RiskFeatureBuilder, a: int, b: int) -> list[RiskVector]:
+        n = b - a
+        return builder.add(
+            "api",
+            ts[a:b],
+            [Deviations(0, n, ("cpu", "mem"), z[a:b], z[a:b])],
+            np.full(n, 0.5),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            BatchRows(events[a:b], lambda i, a=a: Evidence(topic="t", partition=0, offset=a + i)),
+        )
+
+    builder = RiskFeatureBuilder(step_s=60.0, trend_steps=3)
+    feed(builder, 0, 12)
+    state = builder.export(["api"])
+    back = decode_state(serialize_state(encode_state(state, SNAPSHOT_CLASSES)), SNAPSHOT_CLASSES)
+    restored = RiskFeatureBuilder(step_s=60.0, trend_steps=3)
+    restored.install(back)
+    # The next step's first event closes the open one: its vector has its last event's labels.
+    closing = _events(np.array([120.0]), ["api-1"])
+    (vector,) = restored.add(
+        "api",
+        np.array([120.0]),
+        [Deviations(0, 1, ("cpu", "mem"), np.zeros((1, 2)), np.zeros((1, 2)))],
+        np.full(1, 0.5),
+        np.zeros(1, dtype=bool),
+        np.zeros(1, dtype=bool),
+        BatchRows(closing, lambda i: Evidence(topic="t", partition=0, offset=12 + i)),
+    )
+    assert vector.evidence.offset == 11
+    assert vector.labels == {"region": "eu", "host": "api-2", "deploy_recent": "true"}

@@ -298,3 +298,21 @@ def test_a_snapshot_from_before_an_attribute_was_added_is_unreadable() -> None:
     assert caught.value.reason == "unreadable"
     lenient = ClassRegistry([by_fields(_After, "t.C")])  # without from_init: rebuilt as it was
     assert vars(decode_state(payload, lenient)) == {"kept": 1}
+
+
+class _SlottedAfter:  # a slotted class a version later, with a slot older snapshots lack
+    __slots__ = ("added", "kept")
+
+    def __init__(self) -> None:
+        self.kept = 1
+        self.added: str | None = "new"
+
+
+def test_a_field_declared_added_takes_its_older_value_from_a_snapshot_without_it() -> None:
+    payload = serialize_state(encode_state(_Before(), ClassRegistry([by_fields(_Before, "t.C")])))
+    now = ClassRegistry([by_fields(_SlottedAfter, "t.C", from_init=True, added={"added": list})])
+    back = decode_state(payload, now)
+    assert (back.kept, back.added) == (1, [])
+    # A snapshot that holds the field keeps its value.
+    fresh = serialize_state(encode_state(_SlottedAfter(), now))
+    assert decode_state(fresh, now).added == "new"

@@ -8,6 +8,7 @@ import orjson
 
 from stream.core.notifications import verify
 from stream.notify.sinks import (
+    SINK_NAMES,
     AlertmanagerSink,
     PagerDutySink,
     SlackSink,
@@ -58,7 +59,7 @@ def test_build_sinks_follows_the_settings() -> None:
         }
     )
     sinks = build_sinks(settings)
-    assert [s.name for s in sinks] == ["alertmanager", "webhook", "pagerduty", "slack"]
+    assert tuple(s.name for s in sinks) == SINK_NAMES
     assert [s.keyed for s in sinks] == [True, False, True, False]
     pagerduty = sinks[2]
     assert isinstance(pagerduty, PagerDutySink)
