@@ -44,6 +44,8 @@ _COMMANDS = {
     "incident labels and log lines), until stopped or --count.",
     "demo": "A local broker, the simulated log-processor, the detector and the sidecar, live.",
     "sidecar": "Batch retraining, champion/challenger and drift, next to the detectors.",
+    "notify": "Deliver problems (and, by choice, alerts) to Alertmanager, a signed webhook, "
+    "PagerDuty and Slack.",
     "correlate": "Alerts into problems: grouped by service, dependency and labels, with "
     "root-cause suspects.",
     "bench": "Measure throughput, latency and memory.",
@@ -126,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _run_demo,
         "bench": _run_bench,
         "sidecar": _run_sidecar,
+        "notify": _run_notify,
         "correlate": _run_correlate,
         "config": _run_config,
         "silence": _run_silence,
@@ -150,6 +153,23 @@ def _run_sidecar(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(run_sidecar(settings, once=args.once))
+
+
+def _run_notify(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.notify.main import run_notify
+    from stream.notify.sinks import build_sinks
+    from stream.telemetry import configure_logging
+
+    if not build_sinks(settings):
+        print(
+            "vigil notify: no sink configured: set VIGIL_ALERTMANAGER_URL, "
+            "VIGIL_NOTIFY_WEBHOOK_URL, VIGIL_NOTIFY_PAGERDUTY_ROUTING_KEY or "
+            "VIGIL_NOTIFY_SLACK_WEBHOOK_URL",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(run_notify(settings))
 
 
 def _run_correlate(args: argparse.Namespace, settings: Settings) -> int:

@@ -69,6 +69,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "snapshots": ("snapshots", "snapshot_"),
     "artifacts": ("artifact_dir",),
     "sidecar": ("sidecar_",),
+    "notify": ("notify_", "alertmanager_url"),
     "correlate": ("correlate_",),
     "silences": ("maintenance_windows", "deploy_expected_s"),
 }
@@ -77,12 +78,15 @@ ending in ``_`` and starting it."""
 
 _EVERY_GROUP = tuple(SETTING_GROUPS)
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
-    "detect": tuple(g for g in SETTING_GROUPS if g not in ("sidecar", "correlate")),
+    "detect": tuple(
+        g for g in SETTING_GROUPS if g not in ("sidecar", "correlate", "notify", "silences")
+    ),
     "sidecar": ("kafka", "topics", "service", "risk", "artifacts", "sidecar"),
     "replay": ("events", "alerts", "anomaly", "logs", "risk"),
     "evaluate": ("events", "alerts", "anomaly", "logs", "risk"),
     "simulate": ("kafka", "topics", "service"),
-    "correlate": ("kafka", "topics", "service", "snapshots", "correlate"),
+    "notify": ("kafka", "topics", "service", "alerts", "notify"),
+    "correlate": ("kafka", "topics", "service", "snapshots", "correlate", "silences"),
     "demo": _EVERY_GROUP,  # its detector and sidecar run with them
     "bench": _EVERY_GROUP,
     "show": _EVERY_GROUP,

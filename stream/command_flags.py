@@ -243,6 +243,10 @@ def _sidecar(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _notify(parser: argparse.ArgumentParser) -> None:
+    """``vigil notify`` has settings flags only (``--notify-*``, ``--alertmanager-url``)."""
+
+
 def _show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="A JSON array instead of text.")
 
@@ -363,6 +367,7 @@ _FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "simulate": _simulate,
     "demo": _demo,
     "sidecar": _sidecar,
+    "notify": _notify,
     "correlate": _correlate,
     "bench": _bench,
     "show": _show,

@@ -497,6 +497,78 @@ class Settings(BaseSettings):
         "is expected (silenced as deploy:<service>) for this many seconds after that alert "
         "(0: off).",
     )
+    # vigil notify (see docs/notifications.md)
+    notify_group_id: str = Field(
+        "vigil-notify", min_length=1, description="vigil notify: its consumer group."
+    )
+    notify_alerts: bool = Field(
+        False,
+        description="vigil notify: also deliver single alerts from the alerts topic, each "
+        "episode as a one-service problem (besides the problems of vigil correlate).",
+    )
+    alertmanager_url: str | None = Field(
+        None,
+        description="vigil notify: Alertmanager's base URL (alerts are posted to "
+        "/api/v2/alerts), e.g. http://alertmanager:9093; unset: no Alertmanager sink.",
+    )
+    notify_repost_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="vigil notify: seconds between re-posts of every open problem to "
+        "Alertmanager (which resolves an alert not re-posted before its endsAt: four re-post "
+        "periods ahead).",
+    )
+    notify_webhook_url: str | None = Field(
+        None,
+        description="vigil notify: generic webhook URL (the Problem JSON, signed with "
+        "notify_webhook_secret); unset: no webhook sink.",
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        None,
+        description="vigil notify: HMAC-SHA256 key of the webhook's X-Vigil-Signature (at "
+        "least 16 characters; required with notify_webhook_url).",
+    )
+    notify_pagerduty_routing_key: SecretStr | None = Field(
+        None,
+        description="vigil notify: PagerDuty Events API v2 routing (integration) key; "
+        "unset: no PagerDuty sink.",
+    )
+    notify_pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        description="vigil notify: PagerDuty Events API v2 endpoint.",
+    )
+    notify_slack_webhook_url: SecretStr | None = Field(
+        None,
+        description="vigil notify: Slack incoming-webhook URL (a secret: it is the "
+        "credential); unset: no Slack sink.",
+    )
+    notify_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="vigil notify: timeout of one delivery attempt."
+    )
+    notify_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="vigil notify: wait after a failed attempt, doubling per attempt up to "
+        "notify_backoff_max_s (a Retry-After asks for longer).",
+    )
+    notify_backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="vigil notify: longest wait between attempts."
+    )
+    notify_retry_max_s: float = Field(
+        900.0,
+        gt=0,
+        description="vigil notify: how long a notification is retried before it is given up "
+        "and dead-lettered (notify_<sink>_retries_exhausted).",
+    )
+    notify_max_pending: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="vigil notify: most records waiting for their deliveries; past it, "
+        "consumption pauses until sinks catch up.",
+    )
     # HTTP and logging
     http_host: str = Field("0.0.0.0", description="Interface the HTTP server binds to.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
@@ -568,6 +640,33 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @field_validator("alertmanager_url", "notify_webhook_url", "notify_pagerduty_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("notify_slack_webhook_url")
+    @classmethod
+    def _secret_http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _webhook_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Settings:
+        if self.notify_webhook_url is not None and self.notify_webhook_secret is None:
+            raise ValueError("VIGIL_NOTIFY_WEBHOOK_URL needs VIGIL_NOTIFY_WEBHOOK_SECRET")
+        return self
 
     @field_validator("incident_group_pattern")
     @classmethod

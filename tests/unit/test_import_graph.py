@@ -83,6 +83,7 @@ def test_core_knows_no_kafka_service_telemetry_or_dev_code() -> None:
         "stream.kafka",
         "stream.detector",
         "stream.sidecar",
+        "stream.notify",
         "stream.telemetry",
         "stream.dev",
     )
@@ -101,6 +102,7 @@ RUNTIME = (
     "stream.kafka",
     "stream.detector",
     "stream.sidecar",
+    "stream.notify",
     "stream.correlate",
     "stream.telemetry",
     "stream.offline",

@@ -43,6 +43,8 @@ from prometheus_client import CollectorRegistry
 from stream.cli import _build_parser
 from stream.correlate.metrics import CorrelateMetrics
 from stream.detector.http import HttpGuard, create_app
+from stream.notify.metrics import NotifyMetrics
+from stream.notify.sinks import SINK_NAMES
 from stream.settings import Settings, load_settings
 from stream.sidecar.metrics import SidecarMetrics
 from stream.telemetry import DetectorMetrics
@@ -80,16 +82,6 @@ CRD_SCHEMAS = {
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod"})
 # Series Prometheus makes itself, per target: not the code's.
 PROMETHEUS_SERIES = {"up": frozenset[str]()}
-# Issue 21's correlator (`vigil correlate`) and notifier (`vigil notify`) are built in
-# parallel with the rules and panels that watch them: their series as agreed (name -> labels,
-# and the label values pre-initialised), allowed here until the code on this branch declares
-# them. Once it does, the code's own declaration is what the checks read (it takes
-# precedence) and test_pending_series_agree_with_the_code holds this list to it.
-PENDING_SERIES = {
-    "vigil_notifications_delivered_total": frozenset({"sink"}),
-    "vigil_notification_failures_total": frozenset({"sink", "reason"}),
-}
-PENDING_LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {}
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 
 
@@ -223,13 +215,16 @@ def _seconds(text: str) -> float:
 
 @cache
 def _registries() -> tuple[CollectorRegistry, ...]:
-    """A detector's, a sidecar's and a correlator's metrics, each on a fresh registry."""
-    detector, sidecar, correlate = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
+    """A detector's, a sidecar's, a correlator's and a notifier's metrics, each on a fresh
+    registry."""
+    detector, sidecar = CollectorRegistry(), CollectorRegistry()
+    correlate, notifier = CollectorRegistry(), CollectorRegistry()
     inputs = ("topic_metrics", "topic_logs", "topic_feedback", "topic_incidents")
     DetectorMetrics(detector, [DEFAULTS[topic] for topic in inputs])
     SidecarMetrics(sidecar)
     CorrelateMetrics(correlate)
-    return detector, sidecar, correlate
+    NotifyMetrics(notifier, SINK_NAMES, [DEFAULTS["topic_problems"], DEFAULTS["topic_alerts"]])
+    return detector, sidecar, correlate, notifier
 
 
 @cache
@@ -279,8 +274,8 @@ def promql_problems(expr: str) -> list[str]:
         ast = promql_parser.parse(expr)
     except Exception as exc:  # promql-parser raises plain ValueError-likes on syntax errors
         return [f"{expr!r} does not parse: {exc}"]
-    exported = {**PENDING_SERIES, **_exported(), **PROMETHEUS_SERIES}
-    label_values = {**PENDING_LABEL_VALUES, **_label_values()}
+    exported = {**_exported(), **PROMETHEUS_SERIES}
+    label_values = _label_values()
     problems: list[str] = []
 
     def selectors(node: Any) -> list[Any]:
@@ -377,17 +372,6 @@ def test_the_exported_metrics_are_found() -> None:
     assert exported["vigil_anomaly_score_bucket"] == {"source", "le"}
     assert exported["vigil_anomaly_score_count"] == {"source"}
     assert exported["vigil_incident_probability_bucket"] == {"le"}
-
-
-def test_pending_series_agree_with_the_code() -> None:
-    """A pending series the code now declares has the labels (and values) agreed."""
-    exported, values = _exported(), _label_values()
-    for name, labels in PENDING_SERIES.items():
-        if name in exported:
-            assert exported[name] == labels, name
-    for key, known in PENDING_LABEL_VALUES.items():
-        if key in values:
-            assert values[key] == known, key
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -745,7 +729,7 @@ def dashboard_problems(dashboard: dict[str, Any]) -> list[str]:
         if inner:
             problems += promql_problems(inner.group(1))
             metric = inner.group(1).split("{")[0].strip()
-            labels = {**PENDING_SERIES, **_exported()}.get(metric, frozenset())
+            labels = _exported().get(metric, frozenset())
             if inner.group(2) not in labels | TARGET_LABELS:
                 problems.append(
                     f"variable {variable['name']}: {metric} has no label {inner.group(2)}"
