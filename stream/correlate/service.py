@@ -35,6 +35,7 @@ from stream.detector.http_guard import HttpGuard
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.publisher import Ack, Publisher
 from stream.kafka.records import Record, dead_letter_of
+from stream.kafka.silences import SilenceFollower
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
 from stream.schemas import Problem
@@ -47,7 +48,7 @@ log = structlog.get_logger(__name__)
 Silencer = Callable[[Problem], list[str]]
 """What silences a problem (silence ids, windows, deploys); empty: nothing."""
 
-_TOPICS = ("topic_alerts", "topic_scoped_alerts", "topic_problems", "topic_dlq")
+_TOPICS = ("topic_alerts", "topic_scoped_alerts", "topic_problems", "topic_silences", "topic_dlq")
 
 
 class Correlate:
@@ -56,7 +57,8 @@ class Correlate:
     Args:
         settings: The configuration (``correlate_*``, Kafka, topics, snapshots, HTTP).
         serve_http: Serve ``/healthz``, ``/readyz``, ``/metrics`` and ``/models``.
-        silencer: Marks problems silenced (None: none is).
+        silencer: What silences a problem (default: the silences topic, the maintenance
+            windows and the deploy rule of the settings, at the problem's latest alert).
     """
 
     def __init__(
@@ -68,7 +70,11 @@ class Correlate:
         self.metrics = CorrelateMetrics(self.registry)
         self.partitions = ScopedPartitions(settings, self.config, self.topology, self.metrics)
         self.publisher = Publisher.from_settings(settings, f"{settings.client_id}-correlate")
-        self.silencer = silencer
+        self.silences = settings.silence_book(self.topology)
+        """Silences (from the silences topic), maintenance windows and the deploy rule."""
+        self._follower = SilenceFollower(settings, self.silences)
+        self.registry.register(self._follower)
+        self.silencer: Silencer = silencer or self._silenced_by
         self.clock = EventClock()
         self.committed: dict[int, int] = {}
         """Scoped partitions held -> the offset committed."""
@@ -114,6 +120,7 @@ class Correlate:
                 settings.bootstrap_servers, specs, kafka_options=kafka_options(settings)
             )
         await self.publisher.start()
+        await self._follower.start()
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.correlate_group_id,
@@ -145,6 +152,7 @@ class Correlate:
         if consumer is not None:
             await consumer.stop()  # revokes the partitions: their snapshots are written
         await self.publisher.stop()
+        await self._follower.stop()
         if self._http is not None:
             await self._http.stop()
         if self._started:
@@ -250,8 +258,12 @@ class Correlate:
                 pending.append(await self._publish(problem))
         return pending
 
+    def _silenced_by(self, problem: Problem) -> list[str]:
+        """What silences ``problem`` at its latest alert's event time."""
+        return self.silences.silenced_by(problem, problem.updated_at)
+
     async def _publish(self, problem: Problem) -> Ack:
-        silenced_by = self.silencer(problem) if self.silencer is not None else []
+        silenced_by = self.silencer(problem)
         if silenced_by:
             problem = problem.model_copy(update={"silenced": True, "silenced_by": silenced_by})
             self.metrics.silenced.inc()

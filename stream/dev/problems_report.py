@@ -29,23 +29,27 @@ __all__ = ["run_problems_evaluation", "silencing"]
 def silencing(
     results: list[FaultResult], run: ScenarioRun, silences: list[Silence]
 ) -> dict[str, float]:
-    """How the maintenance windows did: the share of faults in one whose every problem was
-    silenced when it opened, and the problems of other faults silenced (wrongly)."""
+    """How the maintenance windows did: the share of faults in one (and detected) whose every
+    problem was silenced when it opened, the problems of other faults silenced (wrongly), and
+    the notifications (problems opened, not silenced) per fault outside the windows."""
     planned = {s.silence_id.removeprefix("maintenance-") for s in silences}
     opened: dict[str, Problem] = {p.problem_id: p for p in run.problems if p.status == "opened"}
-    right = wrong = 0
+    right = wrong = notified = 0
     for result in results:
         ids = [i for i in result.problem_ids if i in opened]
         if result.fault.fault_id in planned:
             right += bool(ids) and all(opened[i].silenced for i in ids)
         else:
             wrong += sum(opened[i].silenced for i in ids)
+            notified += sum(not opened[i].silenced for i in ids)
     in_windows = sum(r.fault.fault_id in planned and bool(r.problem_ids) for r in results)
+    outside = len(results) - sum(r.fault.fault_id in planned for r in results)
     return {
         "maintenance_faults": float(len(planned)),
         "maintenance_faults_detected": float(in_windows),
         "silenced_correctly": right / in_windows if in_windows else float("nan"),
         "silenced_wrongly": float(wrong),
+        "notified_per_fault_outside_windows": notified / outside if outside else float("nan"),
     }
 
 

@@ -26,7 +26,8 @@ from stream.correlate.setup import correlation_setup
 from stream.dev.fault_sim import FaultScenario
 from stream.dev.problems_eval import score, summarize
 from stream.dev.problems_run import offline_problems, run_scenario
-from stream.schemas import Alert, Problem
+from stream.kafka.silences import publish_silence
+from stream.schemas import Alert, Problem, Silence
 from stream.settings import Settings
 from tests.integration.kafka_io import produce, read_all
 
@@ -186,3 +187,37 @@ async def test_a_fault_scenario_through_kafka_gives_the_offline_problems(
     assert summarize(*score(scenario, run.alerts, run.problems)) == summarize(
         *score(scenario, offline.alerts, offline.problems)
     )
+
+
+async def test_problems_under_a_silence_are_published_silenced(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    """A silence on the silences topic (``vigil silence add``'s) marks the problems rooted at
+    its service, and only those."""
+    settings = _settings(test_settings, tmp_path)
+    alerts = _faults()
+    expected = _reference(settings, alerts)
+    silence = Silence(
+        silence_id="cache-upgrade",
+        service="cache",
+        starts_at=datetime.fromtimestamp(T0, UTC),
+        ends_at=datetime.fromtimestamp(T0 + 12 * 3600, UTC),
+        reason="cache upgrade",
+    )
+    await publish_silence(settings, silence)
+    await produce(
+        settings.bootstrap_servers,
+        settings.topic_alerts,
+        [(a.service.encode(), encode(a)) for a in alerts],
+    )
+    service = Correlate(settings, serve_http=False)
+    await service.start()
+    try:
+        published = await _run_until(service, settings, len(expected))
+    finally:
+        await service.stop()
+    silenced = {p.suspects[0].service for p in published if p.silenced}
+    assert silenced == {"cache"}
+    for problem in published:
+        rooted_at_cache = problem.suspects[0].service == "cache"
+        assert problem.silenced_by == (["cache-upgrade"] if rooted_at_cache else [])
