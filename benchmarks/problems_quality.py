@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-days", type=float, default=3.0, help="Days before faults.")
     parser.add_argument("--faults-per-day", type=float, default=6.0)
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--log-lines-per-s", type=float, default=0.0, help="0: metrics only.")
     parser.add_argument("--json", help="Write the figures as JSON here.")
     args = parser.parse_args(argv)
     report = {}
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_days=args.quiet_days,
             faults_per_day=args.faults_per_day,
             seed=seed,
+            log_lines_per_s=args.log_lines_per_s,
         )
         results, stray, days = run(scenario)
         report[str(seed)] = summarize(results, stray, days)

@@ -57,6 +57,13 @@ def _evaluate(parser: argparse.ArgumentParser) -> None:
     problems.add_argument(
         "--seeds", type=_seeds, default=[1, 2, 3], help="Scenario seeds, comma-separated."
     )
+    problems.add_argument(
+        "--log-lines-per-s",
+        type=float,
+        default=0.1,
+        help="Log lines per service per second of event time (faults show in logs too; 0: "
+        "metrics only).",
+    )
     problems.add_argument("--bootstrap", help="Use this Kafka instead of a local broker.")
     parser.add_argument(
         "--out-dir",

@@ -6,7 +6,10 @@ or slow responses) and reaches the services that call it, hop by hop, one to fou
 hop (each caller with probability 0.85), as slower responses and more errors. Unrelated noise:
 short level shifts on single services, away from faults. Everything is seeded and in event
 time; :meth:`FaultScenario.events` yields metric events (one per service every
-``interval_s``), :attr:`FaultScenario.faults` the ground truth.
+``interval_s``), :meth:`FaultScenario.log_events` the services' log lines (with
+``log_lines_per_s``: during a fault its root throws exceptions it never threw before and the
+services it reached log bursts of timeouts and refused connections),
+:attr:`FaultScenario.faults` the ground truth.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from stream.dev.log_simulate import LogIncident, LogSimulator
 
 __all__ = ["MESH", "START_S", "Fault", "FaultScenario", "Noise", "topology_toml"]
 
@@ -109,6 +114,8 @@ class FaultScenario:
     noise_per_day: float = 4.0
     quiet_days: float = 1.0
     seed: int = 0
+    log_lines_per_s: float = 0.0
+    """Log lines per service per second of event time (0: no logs)."""
     mesh: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(MESH))
     faults: list[Fault] = field(init=False)
     noise: list[Noise] = field(init=False)
@@ -163,6 +170,30 @@ class FaultScenario:
                 end = start + rng.uniform(120, 600)
                 noise.append(Noise(service, metric, start, end, rng.uniform(1.8, 3.0)))
         return noise
+
+    def log_events(self) -> Iterator[dict[str, Any]]:
+        """LogEvent payloads in event-time order (none without ``log_lines_per_s``)."""
+        if self.log_lines_per_s <= 0:
+            return
+        incidents = [
+            LogIncident(
+                service,
+                "new_stack_traces" if service == fault.root else "error_burst",
+                onset - START_S,
+                fault.end_s - onset,
+            )
+            for fault in self.faults
+            for service, onset in fault.onsets.items()
+        ]
+        simulator = LogSimulator(
+            list(self.mesh),
+            lines_per_s=self.log_lines_per_s,
+            incidents=incidents,
+            seed=self.seed + 2,
+            start=datetime.fromtimestamp(START_S, UTC),
+        )
+        for event in simulator.events(self.days * 86_400):
+            yield event.model_dump(mode="json", exclude_none=True)
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Metric event payloads in event-time order."""

@@ -10,7 +10,8 @@ scored here:
   its services in that time);
 - AC@1 / AC@3: faults whose problem (the first one opened for it, as it stands at the end of
   the fault) names the root first / in its top three suspects; also at its opening;
-- the median time from the fault's start to its first problem (event time);
+- the median time from the fault's start to its first problem (event time; a log alert
+  counts at the end of its window);
 - problems per day that touch no fault: on injected noise (real anomalies, unrelated to any
   fault), and on nothing injected (the detector's false alarms, recoveries after a fault).
 """
@@ -41,7 +42,10 @@ class FaultResult:
 
 
 def score(
-    scenario: FaultScenario, alerts: list[Alert], messages: list[Problem]
+    scenario: FaultScenario,
+    alerts: list[Alert],
+    messages: list[Problem],
+    log_window_s: float = 30.0,
 ) -> tuple[list[FaultResult], tuple[int, int], float]:
     """Each fault's figures, the problems opened on noise and on nothing injected (from
     ``quiet_days`` on), and the days scored, from the anomaly alerts and the problem
@@ -88,7 +92,7 @@ def score(
                 fault,
                 raw,
                 len(ids),
-                _opened_s(first) if first is not None else None,
+                _notified_s(first, log_window_s) if first is not None else None,
                 [s.service for s in first.suspects] if first is not None else [],
                 [s.service for s in at_end.suspects] if at_end is not None else [],
                 sorted(ids),
@@ -107,6 +111,14 @@ def _on_noise(problem: Problem, scenario: FaultScenario) -> bool:
         n.service in problem.services and n.start_s - 300 <= t <= n.end_s + 900
         for n in scenario.noise
     )
+
+
+def _notified_s(problem: Problem, log_window_s: float) -> float:
+    """Event time the problem could be notified: its first alert's, a log alert's at the end
+    of its window (it names the window's start)."""
+    opener = problem.members[0]
+    late = log_window_s if opener.source == "logs" else 0.0
+    return opener.started_at.timestamp() + late
 
 
 def _opened_s(problem: Problem) -> float:

@@ -71,10 +71,13 @@ async def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, A
                 quiet_days=args.quiet_days,
                 faults_per_day=args.faults_per_day,
                 seed=seed,
+                log_lines_per_s=args.log_lines_per_s,
             )
             silences = maintenance_silences(scenario)
             run = await run_scenario(settings, scenario, silences)
-            results, stray, days = score(scenario, run.alerts, run.problems)
+            results, stray, days = score(
+                scenario, run.alerts, run.problems, settings.log_window_s
+            )
             figures = summarize(results, stray, days) | silencing(results, run, silences)
             figures["events"] = float(run.events)
             figures["seconds"] = run.seconds

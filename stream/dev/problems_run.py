@@ -12,18 +12,22 @@ the broker, the detector, the router, the scoped partitions, the silences follow
 from __future__ import annotations
 
 import asyncio
+import heapq
 import tempfile
 import time
 import tomllib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.codec import encode
+from stream.core.logs.pipeline import LogPipeline
 from stream.core.pipeline import MetricPipeline
 from stream.core.problems.correlator import CorrelationConfig, Correlator
 from stream.core.problems.topology import topology_from
@@ -50,17 +54,30 @@ class ScenarioRun:
 
 
 def offline_problems(scenario: FaultScenario) -> ScenarioRun:
-    """The same scenario offline: the detector's pipeline (``vigil replay``'s) and one
-    correlator, in event-time order; problems still open at the end resolve there."""
+    """The same scenario offline: the detector's pipelines (``vigil replay``'s, metrics and
+    logs) and one correlator over the alerts in event-time order; problems still open at the
+    end resolve there."""
     started = time.monotonic()
-    pipeline = MetricPipeline(Settings().anomaly_config())
-    events = [orjson.dumps(e) for e in scenario.events()]
-    alerts = [a for a in replay(iter(events), pipeline) if a.kind == "anomaly"]
+    settings = Settings()
+    pipeline = MetricPipeline(settings.anomaly_config())
+    logs = LogPipeline(settings.log_config())
+    events = [orjson.dumps(e) for e in scenario_events(scenario)]
+    alerts = [a for a in replay(iter(events), pipeline, logs=logs) if a.kind == "anomaly"]
+    alerts.sort(key=lambda a: a.event_ts)
     topology = topology_from(tomllib.loads(topology_toml(scenario.mesh)))
     correlator = Correlator(CorrelationConfig(), topology)
     problems = [p for alert in alerts for p in correlator.add(alert)]
     problems += correlator.advance_all(scenario.end_s)
     return ScenarioRun(alerts, problems, len(events), time.monotonic() - started)
+
+
+def scenario_events(scenario: FaultScenario) -> Iterator[dict[str, Any]]:
+    """The scenario's metric events and log lines, merged in event-time order."""
+    return heapq.merge(scenario.events(), scenario.log_events(), key=_event_s)
+
+
+def _event_s(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["ts"]).timestamp()
 
 
 def maintenance_silences(scenario: FaultScenario, every: int = 3) -> list[Silence]:
@@ -184,9 +201,11 @@ async def run_scenario(
         )
         items = [(e["service"].encode(), orjson.dumps(e)) for e in scenario.events()]
         await _produce(settings, settings.topic_metrics, items)
+        lines = [(e["service"].encode(), orjson.dumps(e)) for e in scenario.log_events()]
+        await _produce(settings, settings.topic_logs, lines)
         silenced = [(s.silence_id.encode(), encode(s)) for s in silences]
         await _produce(settings, settings.topic_silences, silenced)
-        await _detect(settings, len(items))
+        await _detect(settings, len(items) + len(lines))
         alerts = [
             Alert.model_validate(orjson.loads(v))
             for v in await _read(settings, settings.topic_alerts)
@@ -200,6 +219,6 @@ async def run_scenario(
     return ScenarioRun(
         [a for a in alerts if a.kind == "anomaly"],
         problems,
-        len(items),
+        len(items) + len(lines),
         time.monotonic() - started,
     )
