@@ -85,7 +85,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "replay": ("events", "alerts", "anomaly", "logs", "risk"),
     "evaluate": ("events", "alerts", "anomaly", "logs", "risk"),
     "simulate": ("kafka", "topics", "service"),
-    "notify": ("kafka", "topics", "service", "alerts", "notify"),
+    "notify": ("kafka", "topics", "service", "alerts", "notify", "silences"),
     "correlate": ("kafka", "topics", "service", "snapshots", "correlate", "silences"),
     "demo": _EVERY_GROUP,  # its detector and sidecar run with them
     "bench": _EVERY_GROUP,

@@ -41,6 +41,9 @@ _MIN_STALL_S = 10.0
 """Catching up at start, the longest wait for a record short of the end (at least; else
 ``connect_timeout_s``) before giving up: a broker gone away mid-read."""
 
+_NEW_TOPIC_S = 10.0
+"""The longest wait for the silences topic, just created, to show in the metadata."""
+
 _BACKOFF_S = (0.5, 8.0)
 """Retries of an unreachable broker: the first wait, doubling up to the second."""
 
@@ -197,8 +200,7 @@ class SilenceFollower:
                 client_id=f"{settings.client_id}-admin",
                 kafka_options=kafka_options(settings),
             )
-        await consumer._client.force_metadata_update()
-        found = consumer.partitions_for_topic(topic)
+        found = await _partitions(consumer, topic, _NEW_TOPIC_S if settings.create_topics else 0)
         if not found:
             raise RuntimeError(f"the silences topic {topic} does not exist")
         partitions = [TopicPartition(topic, p) for p in sorted(found)]
@@ -251,6 +253,18 @@ class SilenceFollower:
         yield GaugeMetricFamily(
             "vigil_silences_held", "Ad-hoc silences held (expired ones too).", value=len(self.book)
         )
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float) -> set[int]:
+    """The partitions of ``topic`` (empty: no such topic), waiting up to ``wait_s`` for a
+    topic just created to show in the metadata (brokers learn of it a moment later)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        await consumer._client.force_metadata_update()
+        found: set[int] = consumer.partitions_for_topic(topic) or set()
+        if found or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(0.1)
 
 
 async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -2,6 +2,10 @@
 the sinks' workers, dead-letter what cannot be delivered, commit what is settled, and
 re-post open problems to Alertmanager.
 
+With single alerts (``notify_alerts``) it also follows the silences topic
+(``alert_silences.AlertSilences``, read whole before consuming): an alert a silence, window
+or deploy covers at its event time is skipped as ``silenced``, as the correlator's problems are.
+
 At least once: a record's offset is committed only when every notice it started is settled
 (delivered, or given up and its dead letter acknowledged). A restart re-reads what was not
 committed and sends it again; within a process, (problem_id, revision, sink) is sent once.
@@ -41,6 +45,7 @@ from stream.kafka.kafka_options import kafka_options
 from stream.kafka.publisher import Publisher
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
+from stream.notify.alert_silences import AlertSilenceBook, AlertSilences
 from stream.notify.dead_letters import DeadLetters
 from stream.notify.delivery import Job, Origin, RetryPolicy, SinkWorker
 from stream.notify.metrics import FAILURE_REASONS, NotifyMetrics
@@ -62,6 +67,8 @@ class Notifier:
         registry: The Prometheus registry (a fresh one if omitted).
         serve_http: Whether to serve /healthz, /readyz and /metrics.
         clock: Wall-clock time (requests' timestamps, dead letters).
+        silences: What silences single alerts, with ``notify_alerts`` (None: the silences
+            topic, followed from :meth:`start` to :meth:`stop`).
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class Notifier:
         registry: CollectorRegistry | None = None,
         serve_http: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        silences: AlertSilenceBook | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -81,6 +89,11 @@ class Notifier:
         if settings.notify_alerts:
             self.topics.append(settings.topic_alerts)
         self.metrics = NotifyMetrics(self.registry, [s.name for s in self.sinks], self.topics)
+        self.silences = (
+            AlertSilences(settings, silences, registry=self.registry)
+            if settings.notify_alerts
+            else None
+        )
         self._clock = clock
         self._stop = asyncio.Event()
         self._policies = {s.name: NoticePolicy(keyed=s.keyed) for s in self.sinks}
@@ -122,6 +135,9 @@ class Notifier:
                 kafka_options=kafka_options(settings),
             )
         await self._publisher.start()
+        if self.silences is not None:
+            # Before the first alert is read: every silence in force is known.
+            await self.silences.start()
         self._client = httpx.AsyncClient(timeout=settings.notify_timeout_s)
         retry = RetryPolicy(
             settings.notify_backoff_s, settings.notify_backoff_max_s, settings.notify_retry_max_s
@@ -159,6 +175,8 @@ class Notifier:
             await deadline.settle("commit", self._commit(consumer), share=0.3)
             await deadline.settle("consumer_stop", consumer.stop(), share=0.5)
         await deadline.settle("producer_stop", self._publisher.stop(), share=0.6)
+        if self.silences is not None:
+            await deadline.settle("silences_stop", self.silences.stop(), share=0.5)
         client, self._client = self._client, None
         if client is not None:
             await deadline.settle("http_client_close", client.aclose())
@@ -270,7 +288,11 @@ class Notifier:
         if origin.topic == self.settings.topic_problems:
             return decode(origin.value, Problem, max_bytes)
         alert = decode(origin.value, Alert, max_bytes)
-        return alert if isinstance(alert, DecodeError) else problem_of_alert(alert)
+        if isinstance(alert, DecodeError):
+            return alert
+        if self.silences is None:  # alerts are read only with notify_alerts: not reached
+            return problem_of_alert(alert)
+        return self.silences.problem_of(alert)
 
     def _recall(self, origin: Origin) -> None:
         """A record settled before this assignment: what the sinks were told, not sent."""

@@ -18,8 +18,9 @@ import pytest
 
 from stream.core.notifications import verify
 from stream.dev.broker_probe import free_port
+from stream.kafka.silences import publish_silence
 from stream.notify.service import Notifier
-from stream.schemas import Problem
+from stream.schemas import Problem, Silence
 from stream.settings import Settings
 from tests.debian import require_debian_binary
 from tests.http_receiver import Receiver
@@ -356,7 +357,9 @@ async def test_a_restarted_notifier_remembers_what_it_notified(test_settings: Se
     assert second.counts["consumed"] == 2
 
 
-async def test_single_alerts_are_delivered_when_asked_for(test_settings: Settings) -> None:
+async def test_single_alerts_are_delivered_when_asked_for_unless_silenced(
+    test_settings: Settings,
+) -> None:
     receiver = Receiver()
     base = await receiver.start()
     settings = _notify_settings(
@@ -379,21 +382,40 @@ async def test_single_alerts_are_delivered_when_asked_for(test_settings: Setting
         "evidence": {"topic": "t", "partition": 0, "offset": 1},
     }
     resolved = {**alert, "alert_id": "a-2", "status": "resolved", "event_ts": now.isoformat()}
+    # db is under maintenance: its alert is skipped, payments' are delivered.
+    muted = {**alert, "alert_id": "a-3", "service": "db", "episode_id": "e-3"}
+    hour = timedelta(hours=1)
+    silence = Silence(silence_id="s-db", service="db", starts_at=now - hour, ends_at=now + hour)
     notifier = Notifier(settings, serve_http=False)
-    await notifier.start()
     try:
+        await notifier.start()  # creates the silences topic
+        await publish_silence(settings, silence)
+        assert notifier.silences is not None
+        follower = notifier.silences.follower
+        assert follower is not None
+        await _step_until(notifier, lambda: "s-db" in follower.book)
         await produce(
             settings.bootstrap_servers,
             settings.topic_alerts,
-            [(b"payments", orjson.dumps(alert)), (b"payments", orjson.dumps(resolved))],
+            [
+                (b"db", orjson.dumps(muted)),
+                (b"payments", orjson.dumps(alert)),
+                (b"payments", orjson.dumps(resolved)),
+            ],
         )
-        await _step_until(notifier, lambda: notifier.counts["delivered"] >= 2)
+        await _step_until(
+            notifier,
+            lambda: notifier.counts["delivered"] >= 2 and notifier.counts["consumed"] >= 3,
+        )
     finally:
         await notifier.stop()
         await receiver.stop()
     texts = [orjson.loads(body)["text"] for body in receiver.bodies("/slack")]
+    assert len(texts) == 2
     assert texts[0].startswith(":red_circle: [critical] payments: metrics unusual")
     assert texts[1].startswith(":white_check_mark: [resolved] payments")
+    skipped = notifier.metrics.skipped.labels(sink="slack", reason="silenced")._value.get()
+    assert skipped == 1
 
 
 async def test_the_notifier_waits_for_a_broker_that_is_not_there() -> None:

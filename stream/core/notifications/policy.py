@@ -22,6 +22,7 @@ Per sink and problem, in revision order:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,10 +139,16 @@ class NoticePolicy:
         self._seen.pop(problem_id, None)
 
 
-def problem_of_alert(alert: Alert) -> Problem:
+def problem_of_alert(alert: Alert, *, silenced_by: Sequence[str] = ()) -> Problem:
     """A single alert as a one-member problem, so that ``vigil notify`` can deliver single
     alerts (``VIGIL_NOTIFY_ALERTS``) the way it delivers problems: the episode is the
     problem (``alert:<episode_id>``), its firing alert revision 1, its resolved one 2.
+
+    ``silenced_by`` is what silences the alert (``SilenceBook.silenced_alert_by`` at its
+    event time; the correlator marks problems, nobody marks single alerts): when not empty
+    the problem is ``silenced``, so :class:`NoticePolicy` treats it as a silenced problem
+    (never a trigger, counted as ``silenced``; the resolve of an episode notified before
+    the silence began is still sent).
 
     Examples:
         >>> alert = Alert.model_validate({
@@ -153,6 +160,13 @@ def problem_of_alert(alert: Alert) -> Problem:
         >>> problem = problem_of_alert(alert)
         >>> problem.problem_id, problem.status, problem.revision, problem.suspects[0].service
         ('alert:e1', 'opened', 1, 'db')
+        >>> problem.silenced
+        False
+        >>> silenced = problem_of_alert(alert, silenced_by=["s1"])
+        >>> silenced.silenced, silenced.silenced_by
+        (True, ['s1'])
+        >>> NoticePolicy(keyed=False).decide(silenced)
+        Skip(reason='silenced')
     """
     started = alert.started_at or alert.event_ts
     resolved = alert.status == "resolved"
@@ -189,4 +203,6 @@ def problem_of_alert(alert: Alert) -> Problem:
         suspects=[suspect],
         labels=dict(alert.labels),
         revision=2 if resolved else 1,
+        silenced=bool(silenced_by),
+        silenced_by=list(silenced_by),
     )

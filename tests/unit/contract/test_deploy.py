@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dockerfile
 import jsonschema
@@ -41,14 +43,16 @@ from packaging.utils import canonicalize_name
 from prometheus_client import CollectorRegistry
 
 from stream.cli import _build_parser
+from stream.core.notifications import ALERTNAME
 from stream.correlate.metrics import CorrelateMetrics
 from stream.detector.http import HttpGuard, create_app
 from stream.notify.metrics import NotifyMetrics
-from stream.notify.sinks import SINK_NAMES
+from stream.notify.sinks import SINK_NAMES, build_sinks
 from stream.settings import Settings, load_settings
 from stream.sidecar.metrics import SidecarMetrics
 from stream.telemetry import DetectorMetrics
 from stream.telemetry.bulk_histogram import BulkHistogram
+from tests.debian import require_debian_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -58,6 +62,7 @@ K8S = DEPLOY / "k8s"
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "vigil.json"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 TOPICS_SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 
@@ -68,7 +73,9 @@ TOPIC_FIELDS = sorted(
     for name in FIELDS
     if name.startswith("topic_") and name not in ("topic_partitions", "topic_replication_factor")
 )
-VIGIL_COMMANDS = {"detect", "sidecar", "simulate", "correlate"}
+VIGIL_COMMANDS = {"detect", "sidecar", "simulate", "correlate", "notify"}
+STATEFUL_COMMANDS = {"detect", "sidecar", "correlate"}
+"""Commands that keep snapshots or artifacts on the shared volume (notify keeps nothing)."""
 # Kubernetes versions validated against: an old one still supported by the big providers, and
 # the newest kubernetes-validate bundles.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -649,6 +656,7 @@ def test_prometheus_scrapes_every_detector_and_the_sidecar_on_their_http_port(
         "vigil-detector": "detect",
         "vigil-sidecar": "sidecar",
         "vigil-correlate": "correlate",
+        "vigil-notify": "notify",
     }
     assert set(jobs) == set(expected)
     for job, command in expected.items():
@@ -683,6 +691,69 @@ def test_prometheus_sends_its_alerts_to_the_compose_alertmanager() -> None:
     receivers = {r["name"] for r in am["receivers"]}
     assert am["route"]["receiver"] in receivers
     assert host in _services()["prometheus"]["depends_on"]
+
+
+def test_compose_notify_tells_the_compose_alertmanager(monkeypatch: pytest.MonkeyPatch) -> None:
+    (name, notify), *others = _vigil_services("notify").items()
+    assert others == []
+    settings = _settings_from_env(_env(notify), monkeypatch)
+    assert [sink.name for sink in build_sinks(settings)] == ["alertmanager"]
+    assert settings.alertmanager_url is not None
+    url = urlsplit(settings.alertmanager_url)
+    alertmanager = _services()[str(url.hostname)]
+    assert alertmanager["image"].startswith("prom/alertmanager:")
+    # Alertmanager listens on 9093 unless told otherwise, and publishes it as such.
+    assert not any(c.startswith("--web.listen-address") for c in alertmanager["command"])
+    assert url.port == 9093
+    assert "9093:9093" in alertmanager["ports"]
+    assert url.hostname in notify["depends_on"], name
+    assert "kafka-init" in notify["depends_on"], name
+    assert notify["volumes"] == [], "the notifier keeps nothing on disk"
+
+
+def _amtool() -> str:
+    return require_debian_binary("amtool", "prometheus-alertmanager")
+
+
+def test_alertmanager_config_passes_amtool_check_config() -> None:
+    checked = subprocess.run(
+        [_amtool(), "check-config", str(ALERTMANAGER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (
+            (f"alertname={ALERTNAME}", "problem_id=p-1", "service=db", "severity=critical"),
+            "problems",
+        ),
+        (("alertname=VigilConsumerLagHigh", "job=vigil-detector"), "rules"),
+    ],
+)
+def test_alertmanager_routes_vigils_problems_apart_grouped_by_problem(
+    labels: tuple[str, ...], receiver: str
+) -> None:
+    """Each problem is its own group on its own receiver; the rules' alerts go to the default."""
+    config = _yaml(ALERTMANAGER)
+    (problems,) = [r for r in config["route"]["routes"] if r["receiver"] == "vigil-problems"]
+    assert "problem_id" in problems["group_by"]
+    assert "..." not in problems["group_by"]
+    expected = "vigil-problems" if receiver == "problems" else config["route"]["receiver"]
+    routed = subprocess.run(
+        [_amtool(), "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert routed.stdout.split() == [expected]
 
 
 def test_grafana_provisioning_matches_the_compose_mounts_and_the_dashboard() -> None:
@@ -959,9 +1030,28 @@ def test_k8s_deployments_ports_probes_and_termination(monkeypatch: pytest.Monkey
             if "persistentVolumeClaim" in v
         }
         pvcs = {p["metadata"]["name"]: p for p in _k8s("PersistentVolumeClaim")}
+        if container["args"][0] not in STATEFUL_COMMANDS:
+            assert not claims, f"{name} keeps nothing on the shared volume"
+            continue
         for directory in (settings.snapshot_dir, settings.artifact_dir):
             (volume,) = [v for path, v in mounts.items() if directory.startswith(path + "/")]
             assert "ReadWriteMany" in pvcs[claims[volume]]["spec"]["accessModes"]
+
+
+def test_k8s_notify_reads_its_sinks_secrets_from_an_optional_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notify = _k8s_one("Deployment", "vigil-notify")
+    (container,) = notify["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["notify"]
+    refs = [s["secretRef"] for s in container["envFrom"] if "secretRef" in s]
+    assert {"name": "vigil-notify", "optional": True} in refs
+    # Created out of band (README.md): never in the manifests, so no secret is committed.
+    assert "vigil-notify" not in {s["metadata"]["name"] for s in _k8s("Secret")}
+    assert "vigil-notify" in (K8S / "README.md").read_text()
+    # Without that Secret it still has a sink, so it starts (no sink: it exits 2).
+    settings = _settings_from_env(_pod_env(notify), monkeypatch)
+    assert [sink.name for sink in build_sinks(settings)] == ["alertmanager"]
 
 
 def test_k8s_detector_replicas_fit_the_partitions_and_the_sidecar_is_alone(

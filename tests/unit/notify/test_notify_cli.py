@@ -26,6 +26,9 @@ def test_notify_offers_its_settings_and_detect_does_not(
     out = capsys.readouterr().out
     for flag in ("--alertmanager-url", "--notify-repost-s", "--notify-webhook-secret"):
         assert flag in out
+    # The silences of single alerts (--notify-alerts): windows and the deploy rule.
+    for flag in ("--maintenance-windows", "--deploy-expected-s"):
+        assert flag in out
     assert "--hst-trees" not in out
     with pytest.raises(SystemExit):
         main(["detect", "--help"])

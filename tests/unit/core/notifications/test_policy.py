@@ -156,3 +156,24 @@ def test_single_alerts_become_one_service_problems_that_open_and_resolve() -> No
         Notice("trigger", "opened"),
         Notice("resolve", "resolved"),
     ]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_silenced_single_alert_is_never_triggered_only_counted(keyed: bool) -> None:
+    firing = problem_of_alert(_alert("firing"), silenced_by=["s1", "window:nightly"])
+    resolved = problem_of_alert(_alert("resolved"), silenced_by=["s1"])
+    assert firing.silenced
+    assert firing.silenced_by == ["s1", "window:nightly"]
+    policy = NoticePolicy(keyed=keyed)
+    assert [policy.decide(firing), policy.decide(resolved)] == [
+        Skip("silenced"),
+        Skip("silenced"),
+    ]
+
+
+def test_an_episode_notified_before_its_silence_still_resolves() -> None:
+    """As for problems: a pager never keeps open an incident that nobody will close."""
+    policy = NoticePolicy(keyed=False)
+    assert policy.decide(problem_of_alert(_alert("firing"))) == Notice("trigger", "opened")
+    resolved = problem_of_alert(_alert("resolved"), silenced_by=["s1"])
+    assert policy.decide(resolved) == Notice("resolve", "resolved")
