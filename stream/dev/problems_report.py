@@ -75,9 +75,7 @@ async def _evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, A
             )
             silences = maintenance_silences(scenario)
             run = await run_scenario(settings, scenario, silences)
-            results, stray, days = score(
-                scenario, run.alerts, run.problems, settings.log_window_s
-            )
+            results, stray, days = score(scenario, run.alerts, run.problems, settings.log_window_s)
             figures = summarize(results, stray, days) | silencing(results, run, silences)
             figures["events"] = float(run.events)
             figures["seconds"] = run.seconds
