@@ -42,13 +42,15 @@ def detector_process(
     *,
     extra_env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    command: str = "detect",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``vigil detect`` subprocess (see :func:`detector_env`), killed on exit if still
-    running. Its stdout and stderr go to ``log_path`` when given, else to the test's own."""
+    """A ``vigil detect`` (or another ``command``'s) subprocess (see :func:`detector_env`),
+    killed on exit if still running. Its stdout and stderr go to ``log_path`` when given,
+    else to the test's own."""
     out: IO[bytes] | None = log_path.open("ab") if log_path is not None else None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "detect"],
+            [sys.executable, "-m", "stream.cli", command],
             env=detector_env(settings, port, extra_env),
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,

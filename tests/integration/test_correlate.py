@@ -23,13 +23,15 @@ from stream.codec import encode
 from stream.core.problems.correlator import Correlator
 from stream.correlate.service import Correlate
 from stream.correlate.setup import correlation_setup
+from stream.dev.broker import free_port
 from stream.dev.fault_sim import FaultScenario
 from stream.dev.problems_eval import score, summarize
 from stream.dev.problems_run import offline_problems, run_scenario
 from stream.kafka.silences import publish_silence
 from stream.schemas import Alert, Problem, Silence
 from stream.settings import Settings
-from tests.integration.kafka_io import produce, read_all
+from tests.integration.kafka_io import end_offsets, produce, read_all
+from tests.integration.processes import detector_process, log_tail
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +223,77 @@ async def test_problems_under_a_silence_are_published_silenced(
     for problem in published:
         rooted_at_cache = problem.suspects[0].service == "cache"
         assert problem.silenced_by == (["cache-upgrade"] if rooted_at_cache else [])
+
+
+async def test_a_correlator_killed_mid_stream_loses_and_invents_no_problem(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    """``vigil correlate`` killed with SIGKILL mid-stream, then another in its group: every
+    revision of every problem is published, no other problem, and a revision published twice
+    (after the last commit, before the kill) is the same message both times."""
+    settings = _settings(test_settings, tmp_path).model_copy(
+        update={"session_timeout_ms": 6000, "snapshot_interval_s": 1.0}
+    )
+    alerts = _faults()
+    expected = _by_problem(_reference(settings, alerts))
+    wanted = sum(len(v) for v in expected.values())
+
+    async def published() -> list[Problem]:
+        records = await read_all(settings.bootstrap_servers, settings.topic_problems, idle_s=0.3)
+        return [Problem.model_validate(orjson.loads(r.value)) for r in records]
+
+    first = len(alerts) // 4
+    await produce(
+        settings.bootstrap_servers,
+        settings.topic_alerts,
+        [(a.service.encode(), encode(a)) for a in alerts[:first]],
+    )
+
+    joined = asyncio.Event()
+
+    async def send_slowly() -> None:
+        await joined.wait()
+        for alert in alerts[first:]:
+            await produce(
+                settings.bootstrap_servers,
+                settings.topic_alerts,
+                [(alert.service.encode(), encode(alert))],
+            )
+            await asyncio.sleep(0.2)
+
+    with detector_process(
+        settings, free_port(), command="correlate", log_path=tmp_path / "correlate.log"
+    ) as proc:
+        sending = asyncio.create_task(send_slowly())
+        for _ in range(600):
+            ends = await end_offsets(settings.bootstrap_servers, settings.topic_problems)
+            if sum(ends.values()) > 0:
+                joined.set()  # the correlator works: the rest of the alerts, one by one
+            if sum(ends.values()) >= wanted // 2:
+                break
+            assert proc.poll() is None, log_tail(tmp_path / "correlate.log")
+            await asyncio.sleep(0.1)
+        proc.kill()
+        await sending
+    killed_at = len(await published())
+    assert killed_at < wanted, "the kill should come mid-stream"
+
+    second = Correlate(settings, serve_http=False)
+    await second.start()
+    try:
+        for _ in range(240):
+            await second.step(timeout_s=0.5)
+            messages = await published()
+            seen = {(p.problem_id, p.revision) for p in messages}
+            if len(seen) >= wanted:
+                break
+    finally:
+        await second.stop()
+    final = _by_problem(messages)
+    deduplicated = {k: sorted(set(map(str, v))) for k, v in final.items()}
+    assert deduplicated == {k: sorted(set(map(str, v))) for k, v in expected.items()}
+    by_revision: dict[tuple[str, int], set[bytes]] = defaultdict(set)
+    for problem in messages:
+        by_revision[(problem.problem_id, problem.revision)].add(encode(problem))
+    assert all(len(copies) == 1 for copies in by_revision.values())
+    print(f"\nkilled at {killed_at} of {wanted} messages; {len(messages)} published in all")
