@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import tempfile
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,6 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.codec import encode
 from stream.core.logs.pipeline import LogPipeline
 from stream.core.pipeline import MetricPipeline
 from stream.core.problems.correlator import CorrelationConfig, Correlator
@@ -35,6 +35,7 @@ from stream.correlate.service import Correlate
 from stream.detector.detector import Detector, topic_specs
 from stream.dev.fault_sim import FaultScenario, topology_toml
 from stream.kafka.kafka_options import kafka_options
+from stream.kafka.silences import publish_silence
 from stream.kafka.topics import ensure_topics
 from stream.offline.replay import replay
 from stream.schemas import Alert, Problem, Silence
@@ -119,7 +120,9 @@ def _run_settings(settings: Settings, scenario: FaultScenario, work: Path) -> Se
     )
 
 
-async def _produce(settings: Settings, topic: str, items: list[tuple[bytes, bytes]]) -> None:
+async def _produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]]) -> int:
+    """Send ``events`` keyed by service, a chunk at a time (each acknowledged before the next
+    is sent: memory stays bounded); returns how many."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
@@ -128,11 +131,19 @@ async def _produce(settings: Settings, topic: str, items: list[tuple[bytes, byte
         **kafka_options(settings),
     )
     await producer.start()
+    sent = 0
     try:
-        sends = [await producer.send(topic, value=v, key=k) for k, v in items]
-        await asyncio.gather(*sends)
+        stream = iter(events)
+        while chunk := list(itertools.islice(stream, 20_000)):
+            sends = [
+                await producer.send(topic, value=orjson.dumps(e), key=e["service"].encode())
+                for e in chunk
+            ]
+            await asyncio.gather(*sends)
+            sent += len(sends)
     finally:
         await producer.stop()
+    return sent
 
 
 async def _read(settings: Settings, topic: str) -> list[bytes]:
@@ -199,13 +210,11 @@ async def run_scenario(
         await ensure_topics(
             settings.bootstrap_servers, topic_specs(settings), kafka_options=kafka_options(settings)
         )
-        items = [(e["service"].encode(), orjson.dumps(e)) for e in scenario.events()]
-        await _produce(settings, settings.topic_metrics, items)
-        lines = [(e["service"].encode(), orjson.dumps(e)) for e in scenario.log_events()]
-        await _produce(settings, settings.topic_logs, lines)
-        silenced = [(s.silence_id.encode(), encode(s)) for s in silences]
-        await _produce(settings, settings.topic_silences, silenced)
-        await _detect(settings, len(items) + len(lines))
+        events = await _produce(settings, settings.topic_metrics, scenario.events())
+        events += await _produce(settings, settings.topic_logs, scenario.log_events())
+        for silence in silences:
+            await publish_silence(settings, silence)
+        await _detect(settings, events)
         alerts = [
             Alert.model_validate(orjson.loads(v))
             for v in await _read(settings, settings.topic_alerts)
@@ -219,6 +228,6 @@ async def run_scenario(
     return ScenarioRun(
         [a for a in alerts if a.kind == "anomaly"],
         problems,
-        len(items) + len(lines),
+        events,
         time.monotonic() - started,
     )
