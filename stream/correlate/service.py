@@ -119,8 +119,12 @@ class Correlate:
             await ensure_topics(
                 settings.bootstrap_servers, specs, kafka_options=kafka_options(settings)
             )
-        await self.publisher.start()
-        await self._follower.start()
+        try:
+            await self.publisher.start()
+            await self._follower.start()
+        except BaseException:
+            await self._release()
+            raise
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.correlate_group_id,
@@ -140,7 +144,7 @@ class Correlate:
             if self._http is not None:
                 await self._http.start()
         except BaseException:
-            await self.stop()
+            await self._release()  # what did start; a retry starts again
             raise
         self._started = True
         log.info("correlate_started", group_id=settings.correlate_group_id)
@@ -148,6 +152,14 @@ class Correlate:
     async def stop(self) -> None:
         """Leave the group (snapshotting what it held) and disconnect; safe to call twice."""
         self._stop_requested.set()
+        await self._release()
+        if self._started:
+            self._started = False
+            log.info("correlate_stopped")
+
+    async def _release(self) -> None:
+        """Stop whatever started: the consumer (its partitions are revoked, so snapshotted),
+        the publisher, the silences follower and the HTTP server."""
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()  # revokes the partitions: their snapshots are written
@@ -155,9 +167,6 @@ class Correlate:
         await self._follower.stop()
         if self._http is not None:
             await self._http.stop()
-        if self._started:
-            self._started = False
-            log.info("correlate_stopped")
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return after the batch in hand (signal-handler safe)."""

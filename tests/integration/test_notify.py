@@ -421,7 +421,7 @@ async def test_single_alerts_are_delivered_when_asked_for_unless_silenced(
 async def test_the_notifier_waits_for_a_broker_that_is_not_there() -> None:
     from aiokafka.errors import KafkaError
 
-    from stream.notify.main import start_with_retries
+    from stream.kafka.retries import start_with_retries
     from stream.settings import load_settings
 
     settings = load_settings(
