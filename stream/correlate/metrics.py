@@ -48,6 +48,12 @@ class CorrelateMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.kafka_errors = Counter(
+            "vigil_correlate_kafka_errors",
+            "Batches that failed on a Kafka error (broker away, commit refused), each "
+            "rewound to the last commit and retried with backoff.",
+            registry=registry,
+        )
         for outcome in ("routed", "correlated", "dead_letter"):
             self.alerts.labels(outcome=outcome)
         for status in ("opened", "updated", "resolved"):

@@ -21,10 +21,12 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from stream.codec import DecodeError, encode
 from stream.core.problems.event_clock import EventClock
+from stream.core.problems.merge import EventTimeMerge
 from stream.core.problems.scoped_log import tick_value
 from stream.correlate.metrics import CorrelateMetrics
 from stream.correlate.partitions import ScopedPartitions
@@ -47,6 +49,9 @@ log = structlog.get_logger(__name__)
 
 Silencer = Callable[[Problem], list[str]]
 """What silences a problem (silence ids, windows, deploys); empty: nothing."""
+
+_RETRY_S = (0.5, 8.0)
+"""Retries of a failed batch: the first wait, doubling up to the second."""
 
 _TOPICS = ("topic_alerts", "topic_scoped_alerts", "topic_problems", "topic_silences", "topic_dlq")
 
@@ -108,6 +113,7 @@ class Correlate:
         self._stop_requested = asyncio.Event()
         self._ticked_at = 0.0
         self._started = False
+        self._rewind_due = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,9 +179,43 @@ class Correlate:
         self._stop_requested.set()
 
     async def run(self) -> None:
-        """Work until :meth:`request_stop`."""
+        """Work until :meth:`request_stop`. A Kafka error (the broker away, a commit refused
+        after a rebalance) is logged, counted and retried with backoff: the work since the
+        last commit is rewound (:meth:`_rewind`) and done again."""
+        delay = _RETRY_S[0]
         while not self._stop_requested.is_set():
-            await self.step()
+            try:
+                if self._rewind_due:
+                    await self._rewind()
+                await self.step()
+                delay = _RETRY_S[0]
+            except KafkaError as exc:
+                self._rewind_due = True
+                self.counts["kafka_errors"] += 1
+                self.metrics.kafka_errors.inc()
+                log.warning("correlate_kafka_error", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_S[1])
+
+    async def _rewind(self) -> None:
+        """Back to the last commit: each partition held is read again from its committed
+        offset, scoped ones restored from their snapshots, the held alerts dropped (what a
+        failed batch published comes again, the same messages)."""
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            for tp in consumer.assignment():
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            self.partitions.logs.clear()
+            self.committed.clear()
+            self.router.merge = EventTimeMerge()
+            self._alerts_committed.clear()
+            self._rewind_due = False
+        log.info("correlate_rewound", partitions=len(consumer.assignment()))
 
     # -- work --------------------------------------------------------------------------------
 
