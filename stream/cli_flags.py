@@ -72,6 +72,7 @@ SETTING_GROUPS: dict[str, tuple[str, ...]] = {
     "notify": ("notify_", "alertmanager_url"),
     "correlate": ("correlate_",),
     "silences": ("maintenance_windows", "deploy_expected_s"),
+    "telemetry": ("metrics_services", "metrics_services_max"),
 }
 """Settings by concern: a setting belongs to the group with an entry equal to its name, or
 ending in ``_`` and starting it."""

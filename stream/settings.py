@@ -590,6 +590,21 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="Log format: JSON, console, or console on a TTY (auto)."
     )
+    # Per-service Prometheus series (opt-in, bounded)
+    metrics_services: str | None = Field(
+        None,
+        description="Regex over service names: the services whose whole name matches get "
+        "per-service series (vigil_service_alerts_total, vigil_service_events_total); unset: "
+        "none (no metric carries a service label).",
+    )
+    metrics_services_max: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="At most this many services get per-service series per detector; "
+        'matching services past it are counted under service="_other" (a warning is logged '
+        "once).",
+    )
 
     @field_validator("anomaly_directions", "anomaly_services", "maintenance_windows", mode="before")
     @classmethod
@@ -668,7 +683,13 @@ class Settings(BaseSettings):
             raise ValueError("VIGIL_NOTIFY_WEBHOOK_URL needs VIGIL_NOTIFY_WEBHOOK_SECRET")
         return self
 
-    @field_validator("incident_group_pattern")
+    @field_validator("metrics_services", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``VIGIL_METRICS_SERVICES=`` (empty, as a template may leave it) means none."""
+        return None if value == "" else value
+
+    @field_validator("incident_group_pattern", "metrics_services")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:

@@ -216,6 +216,8 @@ class LogStage:
             metrics.anomaly_scores.labels(source="logs").observe_many(
                 [w.score for w in outcome.windows if not w.warming_up]
             )
+            # Per service as their windows close (nothing unless VIGIL_METRICS_SERVICES).
+            metrics.services.count_events(((w.service, w.lines) for w in outcome.windows), "logs")
         if outcome.suppressed:
             metrics.alerts_suppressed.labels(kind="anomaly", source="logs").inc(outcome.suppressed)
         watermark = self.pipeline.watermark

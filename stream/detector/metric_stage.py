@@ -109,6 +109,10 @@ class MetricStage:
         scored = len(sources)
         self._ctx.metrics.events_scored.labels(source="metrics").inc(scored)
         self._ctx.counts["scored"] += scored
+        # One pair per service of the batch (nothing at all unless VIGIL_METRICS_SERVICES).
+        self._ctx.metrics.services.count_events(
+            ((rows.service, len(rows.indices)) for rows in outcome.by_service), "metrics"
+        )
         self._ctx.metrics.anomaly_scores.labels(source="metrics").observe_many(
             outcome.scores[~outcome.warming_up]
         )

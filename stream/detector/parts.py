@@ -114,7 +114,12 @@ def build_parts(
     kafka_logs: KafkaLogFilter,
 ) -> DetectorParts:
     """Build a detector's parts: nothing connects until they are started."""
-    metrics = DetectorMetrics(registry, input_topics(settings))
+    metrics = DetectorMetrics(
+        registry,
+        input_topics(settings),
+        service_pattern=settings.metrics_services,
+        max_services=settings.metrics_services_max,
+    )
     registry.register(KafkaLogCollector(kafka_logs))
     pipeline = _metric_pipeline(settings, clock, metrics)
     transactions = _transactions(settings)

@@ -47,7 +47,8 @@ class StageContext:
     """Link templates every alert sent carries (``runbook``, ``dashboard``)."""
 
     async def send_alert(self, alert: Alert, **fields: object) -> Ack | None:
-        """Send ``alert``; count it (in ``counts`` and by kind, source and severity) and log
+        """Send ``alert``; count it (in ``counts``, by kind, source and severity, and by service
+        for the services configured: ``VIGIL_METRICS_SERVICES``) and log
         ``alert_published`` with its service and id and ``fields``. Returns the send's ack,
         or None for an alert :attr:`already_sent` or :attr:`too_old` (nothing is sent)."""
         if self.already_sent(alert):
@@ -65,6 +66,7 @@ class StageContext:
         self.metrics.episodes.labels(
             kind=alert.kind, source=alert.source, status=alert.status
         ).inc()
+        self.metrics.services.count_alert(alert)
         log.info("alert_published", service=alert.service, alert_id=alert.alert_id, **fields)
         return ack
 

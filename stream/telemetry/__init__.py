@@ -16,12 +16,14 @@ from models.snapshot import RejectReason
 from stream.codec import DECODE_REASONS
 from stream.kafka.kafka_logs import KafkaLogFilter
 from stream.telemetry.bulk_histogram import BulkHistogram
+from stream.telemetry.service_series import ServiceSeries
 
 __all__ = [
     "ChampionMetrics",
     "DetectorMetrics",
     "LogMetrics",
     "RiskMetrics",
+    "ServiceSeries",
     "SnapshotMetrics",
     "configure_logging",
 ]
@@ -88,10 +90,21 @@ class DetectorMetrics:
     Args:
         registry: Where to register (tests pass a fresh one; nothing global is touched).
         topics: The input topics (label values).
+        service_pattern: The services that get per-service series (``VIGIL_METRICS_SERVICES``,
+            see :class:`~stream.telemetry.service_series.ServiceSeries`); None: none.
+        max_services: At most this many services get their own series.
     """
 
-    def __init__(self, registry: CollectorRegistry, topics: Iterable[str]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        topics: Iterable[str],
+        *,
+        service_pattern: str | None = None,
+        max_services: int = 200,
+    ) -> None:
         topics = tuple(topics)
+        self.services = ServiceSeries(registry, service_pattern, max_services)
         self.events_consumed = Counter(
             "vigil_events_consumed_total",
             "Events read from input topics.",

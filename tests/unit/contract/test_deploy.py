@@ -40,7 +40,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.cli import _build_parser
 from stream.core.notifications import ALERTNAME
@@ -223,11 +223,11 @@ def _seconds(text: str) -> float:
 @cache
 def _registries() -> tuple[CollectorRegistry, ...]:
     """A detector's, a sidecar's, a correlator's and a notifier's metrics, each on a fresh
-    registry."""
+    registry (the detector's with its opt-in per-service series, VIGIL_METRICS_SERVICES)."""
     detector, sidecar = CollectorRegistry(), CollectorRegistry()
     correlate, notifier = CollectorRegistry(), CollectorRegistry()
     inputs = ("topic_metrics", "topic_logs", "topic_feedback", "topic_incidents")
-    DetectorMetrics(detector, [DEFAULTS[topic] for topic in inputs])
+    DetectorMetrics(detector, [DEFAULTS[topic] for topic in inputs], service_pattern=".*")
     SidecarMetrics(sidecar)
     CorrelateMetrics(correlate)
     NotifyMetrics(notifier, SINK_NAMES, [DEFAULTS["topic_problems"], DEFAULTS["topic_alerts"]])
@@ -379,6 +379,9 @@ def test_the_exported_metrics_are_found() -> None:
     assert exported["vigil_anomaly_score_bucket"] == {"source", "le"}
     assert exported["vigil_anomaly_score_count"] == {"source"}
     assert exported["vigil_incident_probability_bucket"] == {"le"}
+    # Per service, only when configured (stream/telemetry/service_series.py).
+    assert exported["vigil_service_alerts_total"] == {"service", "kind", "source"}
+    assert exported["vigil_service_events_total"] == {"service", "source"}
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -874,10 +877,16 @@ def test_dashboard_has_the_problem_panels_and_a_row_per_source() -> None:
         assert any(metric in q for q in queries.values()), metric
     assert "sum by (sink)" in queries["Notifications delivered / s by sink"]
     assert "by (sink, reason)" in queries["Notification failures / s by sink and reason"]
-    # No Vigil metric carries a service label (bounded labels): the view per service is a
-    # view per source, a row repeated for each value of the source variable.
+    # No Vigil metric carries a service label (bounded labels) but the opt-in per-service
+    # series: the view per source is a row repeated for each value of the source variable.
     exported = _exported()
-    assert not any("service" in labels for labels in exported.values())
+    labelled = {name for name, labels in exported.items() if "service" in labels}
+    assert labelled == {
+        f"vigil_service_{name}_{suffix}"
+        for name in ("alerts", "events")
+        for suffix in ("total", "created")
+    }
+    assert "vigil_service_" not in _exposition_by_default()
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "source"]
     assert variable["query"]["query"] == "label_values(vigil_events_scored_total, source)"
     assert variable["multi"]
@@ -892,6 +901,40 @@ def test_dashboard_has_the_problem_panels_and_a_row_per_source() -> None:
     for panel in repeated:
         for target in panel["targets"]:
             assert 'source=~"$source"' in target["expr"], panel["title"]
+
+
+def _exposition_by_default() -> str:
+    """What a detector with default settings exports (no per-service series)."""
+    registry = CollectorRegistry()
+    DetectorMetrics(
+        registry, [DEFAULTS["topic_metrics"]], service_pattern=DEFAULTS["metrics_services"]
+    )
+    return generate_latest(registry).decode()
+
+
+def test_dashboard_has_a_per_service_row_on_the_opt_in_series() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "service"]
+    # The events series: every service given series has one, alerted or not.
+    assert variable["query"]["query"] == "label_values(vigil_service_events_total, service)"
+    assert variable["multi"]
+    assert variable["includeAll"]
+    assert variable["allValue"] == ".*"
+    top = dashboard["panels"]
+    (at,) = [i for i, p in enumerate(top) if p["type"] == "row" and "Per service" in p["title"]]
+    rows = [i for i, p in enumerate(top) if p["type"] == "row"]
+    end = min([i for i in rows if i > at], default=len(top))
+    panels = top[at + 1 : end]
+    queries = " ".join(t["expr"] for p in panels for t in p["targets"])
+    assert "vigil_service_alerts_total" in queries
+    assert "vigil_service_events_total" in queries
+    for panel in panels:
+        assert "VIGIL_METRICS_SERVICES" in panel["description"], panel["title"]
+        for target in panel["targets"]:
+            assert 'service=~"$service"' in target["expr"], panel["title"]
+    # No other panel reads the service variable: they have no service label to filter.
+    others = [p for p in _panels(dashboard) if p not in panels]
+    assert not any("$service" in t["expr"] for p in others for t in p.get("targets", []))
 
 
 def test_dashboard_shows_what_operators_need() -> None:

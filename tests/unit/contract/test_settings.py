@@ -207,6 +207,8 @@ def test_every_setting_has_one_group() -> None:
         ("replay", "--anomaly-budget-per-day", "--bootstrap-servers"),
         ("sidecar", "--sidecar-retrain-s", "--season-buckets"),
         ("detect", "--snapshot-interval-s", "--sidecar-retrain-s"),
+        ("detect", "--metrics-services", "--sidecar-retrain-s"),
+        ("sidecar", "--sidecar-retrain-s", "--metrics-services"),
         ("bench", "--sidecar-retrain-s", None),
     ],
 )

@@ -51,7 +51,9 @@ def _acked() -> asyncio.Future[None]:
     return done
 
 
-def _stage(idle_s: float) -> tuple[LogStage, list[tuple[int, str]]]:
+def _stage(
+    idle_s: float, metrics: DetectorMetrics | None = None
+) -> tuple[LogStage, list[tuple[int, str]]]:
     letters: list[tuple[int, str]] = []
 
     class _Publisher:
@@ -64,7 +66,7 @@ def _stage(idle_s: float) -> tuple[LogStage, list[tuple[int, str]]]:
 
     context = StageContext(
         _Publisher(),  # type: ignore[arg-type]  # a stand-in
-        DetectorMetrics(CollectorRegistry(), [TOPIC]),
+        metrics or DetectorMetrics(CollectorRegistry(), [TOPIC]),
         collections.Counter(),
         dead_letter,
         4096,
@@ -99,3 +101,19 @@ async def test_bad_lines_are_dead_lettered_and_commits_wait_for_open_windows() -
     services, _, read = stage.take_processed()
     assert services == ["api"] * 5
     assert [r.offset for r in read] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_log_lines_count_per_service_as_their_window_closes_when_configured() -> None:
+    registry = CollectorRegistry()
+    stage, _ = _stage(3600, DetectorMetrics(registry, [TOPIC], service_pattern="api"))
+
+    def lines() -> float | None:
+        labels = {"service": "api", "source": "logs"}
+        return registry.get_sample_value("vigil_service_events_total", labels)
+
+    await stage.handle({TP: [_line(0, 1), _line(1, 2)]}, _Consumer(read=2, end=2), TOPIC)
+    assert lines() is None  # [0, 30) is still open: its lines are not scored yet
+    await stage.handle({TP: [_line(2, 40), _line(3, 41)]}, _Consumer(read=4, end=4), TOPIC)
+    assert lines() == 2  # 41 s (lateness 10) closed [0, 30)
+    await stage.handle({TP: [_line(4, 75)]}, _Consumer(read=5, end=5), TOPIC)
+    assert lines() == 4

@@ -46,7 +46,7 @@ def _records(values: list[bytes]) -> list[Record]:
 
 
 def _stage(
-    pipeline: MetricPipeline,
+    pipeline: MetricPipeline, metrics: DetectorMetrics | None = None
 ) -> tuple[MetricStage, _Publisher, list[tuple[int, str]], collections.Counter[str]]:
     publisher = _Publisher()
     letters: list[tuple[int, str]] = []
@@ -58,7 +58,7 @@ def _stage(
 
     context = StageContext(
         publisher,  # type: ignore[arg-type]  # a stand-in
-        DetectorMetrics(CollectorRegistry(), ["t.metrics"]),
+        metrics or DetectorMetrics(CollectorRegistry(), ["t.metrics"]),
         counts,
         dead_letter,
         4096,
@@ -106,3 +106,32 @@ async def test_an_event_that_breaks_the_batch_is_dead_lettered_alone() -> None:
     broken = [i for i, (_, reason) in enumerate(letters) if reason == "unexpected"]
     assert broken, "the events that break it are dead-lettered"
     assert counts["scored"] == len(values) - len(letters)
+
+
+async def test_events_and_firing_alerts_count_per_service_when_configured() -> None:
+    registry = CollectorRegistry()
+    metrics = DetectorMetrics(registry, ["t.metrics"], service_pattern="svc-00")
+    events = [e.to_bytes() for e in MetricSimulator(services=2, seed=3).events(6000)]
+    stage, publisher, _, counts = _stage(MetricPipeline(_config()), metrics)
+    await stage.handle(_records(events))
+    mine = [a for a in publisher.alerts if a.service == "svc-00"]
+    firing = [a for a in mine if a.status == "firing"]
+    assert firing, "the simulator's anomalies alert"
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        if family.name.startswith("vigil_service_")
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    # Only svc-00 has series (svc-01 does not match); its events, its firing alerts.
+    assert samples == {
+        (
+            "vigil_service_events_total",
+            (("service", "svc-00"), ("source", "metrics")),
+        ): counts["scored"] / 2,
+        (
+            "vigil_service_alerts_total",
+            (("kind", "anomaly"), ("service", "svc-00"), ("source", "metrics")),
+        ): len(firing),
+    }
