@@ -18,6 +18,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from stream.codec import encode
 from stream.core.problems.correlator import Correlator
@@ -118,6 +120,30 @@ async def _run_until(service: Correlate, settings: Settings, count: int) -> list
     raise AssertionError(f"fewer than {count} problem messages in 60 s")
 
 
+def _check_every_revision_once(
+    messages: list[Problem], expected: dict[str, list[tuple[int, str, list[str]]]]
+) -> None:
+    """Every revision of every expected problem was published, no other, and a revision
+    published more than once is the same message each time."""
+    final = _by_problem(messages)
+    assert {k: sorted(set(map(str, v))) for k, v in final.items()} == {
+        k: sorted(set(map(str, v))) for k, v in expected.items()
+    }
+    copies: dict[tuple[str, int], set[bytes]] = defaultdict(set)
+    for problem in messages:
+        copies[(problem.problem_id, problem.revision)].add(encode(problem))
+    assert all(len(c) == 1 for c in copies.values())
+
+
+async def _send(settings: Settings, alerts: list[Alert]) -> None:
+    """Produce ``alerts`` to the alerts topic, keyed by service, all acknowledged."""
+    await produce(
+        settings.bootstrap_servers,
+        settings.topic_alerts,
+        [(a.service.encode(), encode(a)) for a in alerts],
+    )
+
+
 def _by_problem(problems: list[Problem]) -> dict[str, list[tuple[int, str, list[str]]]]:
     out: dict[str, list[tuple[int, str, list[str]]]] = defaultdict(list)
     for p in problems:
@@ -136,17 +162,10 @@ async def test_problems_survive_a_restart_exactly(
     first_part = _reference(settings, alerts[:half])
     assert len({p.problem_id for p in expected}) >= 6
 
-    async def send(part: list[Alert]) -> None:
-        await produce(
-            settings.bootstrap_servers,
-            settings.topic_alerts,
-            [(a.service.encode(), encode(a)) for a in part],
-        )
-
     first = Correlate(settings, serve_http=False)
     await first.start()
     try:
-        await send(alerts[:half])
+        await _send(settings, alerts[:half])
         await _run_until(first, settings, len(first_part))
     finally:
         await first.stop()
@@ -156,7 +175,7 @@ async def test_problems_survive_a_restart_exactly(
     if not snapshots_kept:
         shutil.rmtree(snapshots)
 
-    await send(alerts[half:])
+    await _send(settings, alerts[half:])
     second = Correlate(settings, serve_http=False)
     await second.start()
     try:
@@ -180,11 +199,12 @@ async def test_a_fault_scenario_through_kafka_gives_the_offline_problems(
     test_settings: Settings,
 ) -> None:
     """``vigil evaluate --problems``' run (detector and correlator over the broker, alerts of
-    six partitions merged back into event-time order) scores as the offline pipeline does."""
-    scenario = FaultScenario(days=3.5, quiet_days=2, faults_per_day=6, seed=5)
+    six partitions merged back into event-time order) scores as the offline pipeline does
+    (seed 4: 8 faults in the third day)."""
+    scenario = FaultScenario(days=3, quiet_days=2, faults_per_day=6, seed=4)
     run = await run_scenario(test_settings, scenario, [])
     offline = offline_problems(scenario)
-    assert len(scenario.faults) >= 5
+    assert len(scenario.faults) >= 6
     assert sorted(a.alert_id for a in run.alerts) == sorted(a.alert_id for a in offline.alerts)
     assert summarize(*score(scenario, run.alerts, run.problems)) == summarize(
         *score(scenario, offline.alerts, offline.problems)
@@ -207,11 +227,7 @@ async def test_problems_under_a_silence_are_published_silenced(
         reason="cache upgrade",
     )
     await publish_silence(settings, silence)
-    await produce(
-        settings.bootstrap_servers,
-        settings.topic_alerts,
-        [(a.service.encode(), encode(a)) for a in alerts],
-    )
+    await _send(settings, alerts)
     service = Correlate(settings, serve_http=False)
     await service.start()
     try:
@@ -243,11 +259,7 @@ async def test_a_correlator_killed_mid_stream_loses_and_invents_no_problem(
         return [Problem.model_validate(orjson.loads(r.value)) for r in records]
 
     first = len(alerts) // 4
-    await produce(
-        settings.bootstrap_servers,
-        settings.topic_alerts,
-        [(a.service.encode(), encode(a)) for a in alerts[:first]],
-    )
+    await _send(settings, alerts[:first])
 
     joined = asyncio.Event()
 
@@ -259,7 +271,7 @@ async def test_a_correlator_killed_mid_stream_loses_and_invents_no_problem(
                 settings.topic_alerts,
                 [(alert.service.encode(), encode(alert))],
             )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
 
     with detector_process(
         settings, free_port(), command="correlate", log_path=tmp_path / "correlate.log"
@@ -289,11 +301,49 @@ async def test_a_correlator_killed_mid_stream_loses_and_invents_no_problem(
                 break
     finally:
         await second.stop()
-    final = _by_problem(messages)
-    deduplicated = {k: sorted(set(map(str, v))) for k, v in final.items()}
-    assert deduplicated == {k: sorted(set(map(str, v))) for k, v in expected.items()}
-    by_revision: dict[tuple[str, int], set[bytes]] = defaultdict(set)
-    for problem in messages:
-        by_revision[(problem.problem_id, problem.revision)].add(encode(problem))
-    assert all(len(copies) == 1 for copies in by_revision.values())
+    _check_every_revision_once(messages, expected)
     print(f"\nkilled at {killed_at} of {wanted} messages; {len(messages)} published in all")
+
+
+async def test_a_failed_commit_rewinds_to_the_last_one_and_publishes_the_same(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    """A Kafka error in a batch (here the commit, twice) rewinds the work since the last
+    commit: what the batch published comes again, the same messages, and nothing is lost."""
+    settings = _settings(test_settings, tmp_path)
+    alerts = _faults()
+    expected = _by_problem(_reference(settings, alerts))
+    wanted = sum(len(v) for v in expected.values())
+    await _send(settings, alerts)
+    service = Correlate(settings, serve_http=False)
+    await service.start()
+    consumer = service._consumer
+    assert consumer is not None
+    commit = consumer.commit
+    failures = 2
+
+    async def failing_commit(offsets: dict[TopicPartition, int]) -> None:
+        nonlocal failures
+        if failures and any(tp.topic == settings.topic_scoped_alerts for tp in offsets):
+            failures -= 1
+            raise KafkaConnectionError("the broker went away (simulated)")
+        await commit(offsets)
+
+    consumer.commit = failing_commit  # type: ignore[method-assign]
+    running = asyncio.create_task(service.run())
+    try:
+        for _ in range(120):
+            await asyncio.sleep(0.5)
+            records = await read_all(
+                settings.bootstrap_servers, settings.topic_problems, idle_s=0.3
+            )
+            messages = [Problem.model_validate(orjson.loads(r.value)) for r in records]
+            if len({(p.problem_id, p.revision) for p in messages}) >= wanted:
+                break
+    finally:
+        service.request_stop()
+        await running
+        await service.stop()
+    assert service.counts["kafka_errors"] == 2
+    _check_every_revision_once(messages, expected)
+    assert len(messages) > wanted, "the failed batches' messages came again"
