@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -50,6 +50,7 @@ from stream.notify.dead_letters import DeadLetters
 from stream.notify.delivery import Job, Origin, RetryPolicy, SinkWorker
 from stream.notify.metrics import FAILURE_REASONS, NotifyMetrics
 from stream.notify.offsets import OffsetTracker
+from stream.notify.rebalance import Rebalance
 from stream.notify.sinks import Sink, build_sinks
 from stream.schemas import Alert, Problem
 from stream.settings import Settings
@@ -156,7 +157,7 @@ class Notifier:
             heartbeat_interval_ms=min(3_000, settings.session_timeout_ms // 3),
             **kafka_options(settings),
         )
-        self._consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self._consumer.subscribe(self.topics, listener=Rebalance(self))
         await self._consumer.start()
         if self._http is not None:
             await self._http.start()
@@ -370,6 +371,13 @@ class Notifier:
                 if not worker.has_pending(problem.problem_id):
                     worker.submit(Job(problem, "trigger", None))
 
+    async def commit_settled(self) -> None:
+        """Commit what is settled (a failure only means those records are read again)."""
+        consumer = self._consumer
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._commit(consumer)
+
     def forget_partitions(self, partitions: set[TopicPartition]) -> None:
         """Partitions revoked: their records are no longer ours to commit."""
         self._tracker.drop(partitions)
@@ -388,29 +396,3 @@ class Notifier:
                 self._recall_until[tp] = committed
                 await consumer.seek_to_beginning(tp)
                 log.info("partition_recalled", partition=tp.partition, until=committed)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    """On revoke: commit what is settled, then forget the partitions' records."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # aiokafka swallows a listener's exceptions: guard and log them here.
-        try:
-            consumer = self._notifier._consumer
-            if consumer is not None:
-                with contextlib.suppress(Exception):
-                    await self._notifier._commit(consumer)
-            self._notifier.forget_partitions(set(revoked))
-            log.info("partitions_revoked", partitions=len(revoked))
-        except Exception:
-            log.exception("rebalance_listener_failed")
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            log.info("partitions_assigned", partitions=len(assigned))
-            await self._notifier.recall_partitions(set(assigned))
-        except Exception:
-            log.exception("rebalance_listener_failed")
