@@ -34,6 +34,7 @@ from stream.correlate.router import Router
 from stream.correlate.setup import correlation_setup
 from stream.detector.http import HttpServer, create_service_app
 from stream.detector.http_guard import HttpGuard
+from stream.detector.shutdown import StopDeadline
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.publisher import Ack, Publisher
 from stream.kafka.records import Record, dead_letter_of
@@ -155,13 +156,15 @@ class Correlate:
         self._started = True
         log.info("correlate_started", group_id=settings.correlate_group_id)
 
-    async def stop(self) -> None:
-        """Leave the group (snapshotting what it held) and disconnect; safe to call twice."""
+    async def stop(self, deadline: StopDeadline | None = None) -> bool:
+        """Leave the group (snapshotting what it held) and disconnect; safe to call twice.
+        The stop watchdog bounds it (``deadline`` is not divided among its steps)."""
         self._stop_requested.set()
         await self._release()
         if self._started:
             self._started = False
             log.info("correlate_stopped")
+        return True
 
     async def _release(self) -> None:
         """Stop whatever started: the consumer (its partitions are revoked, so snapshotted),
