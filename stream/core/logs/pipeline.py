@@ -16,6 +16,9 @@ Three detectors look at each closed window of a service:
   per template, corrected for the number tested: :mod:`stream.core.logs.rates`), or a window with
   far fewer lines than the service's learned rate (silence), after the model's warm-up.
 
+The rule and the rate test share one episode per service, apart from the window model's
+(:mod:`stream.core.logs.rule_episodes`).
+
 Every alert lists the window's unusual templates (:mod:`stream.core.logs.explain`): new ones first,
 then those the rate test found unusual; the most frequent only when none is.
 
@@ -38,8 +41,8 @@ from stream.core.logs.alerts import MODEL_NAME, RATES_NAME, RULE_NAME, LogAlerts
 from stream.core.logs.config import LogConfig, log_state_id
 from stream.core.logs.features import WindowStats, window_features
 from stream.core.logs.outcome import LogBatchOutcome, ScoredWindow
-from stream.core.logs.rate_verdict import RateVerdict
 from stream.core.logs.rates import TemplateRates
+from stream.core.logs.rule_episodes import RuleEpisodes
 from stream.core.logs.templates import ServiceTemplates
 from stream.core.logs.windows import ClosedWindow, EventTimeWindows
 from stream.core.pipeline import Clock, EvidenceOf, config_id_of, model_version_string, utc_now
@@ -108,6 +111,7 @@ class LogPipeline:
         self.state_id = log_state_id(self.config)
         self._alerts = LogAlerts(self.config, self.config_id, clock)
         """What snapshots are checked against: only settings that shape learned state."""
+        self._rules = RuleEpisodes(self.config, self._alerts)
         self.lines_total = 0
         self.late_total = 0
         self.windows_total = 0
@@ -274,7 +278,8 @@ class LogPipeline:
         new_errors = len(stats.new_error_templates)
         rule = not warming and new_errors >= self.config.min_new_error_templates
         rates = not warming and verdict.flagged
-        self._decide_rules(window, service, result, row, verdict, rule, rates, fired, out)
+        in_episode = bool(result.in_episode[row])
+        self._rules.step(window, service, in_episode, verdict, rule, rates, fired, out)
         out.windows.append(
             ScoredWindow(
                 service=window.key,
@@ -294,46 +299,6 @@ class LogPipeline:
         # Unusual templates are learned as their critical count: a burst barely moves the
         # baseline, a lasting change of rate is learned over some windows.
         service.rates.learn(counts, verdict)
-
-    def _decide_rules(
-        self,
-        window: ClosedWindow[WindowStats],
-        service: _Service,
-        result: BatchVerdict,
-        row: int,
-        verdict: RateVerdict,
-        rule: bool,
-        rates: bool,
-        fired: list[str],
-        out: LogBatchOutcome,
-    ) -> None:
-        """The new-template rule and the rate test share the service's log episode.
-
-        While the window model's episode is open (or opened in this window) they add
-        nothing. Otherwise the first of them to hold opens an episode of their own, which
-        resolves once neither has held for as many windows as an episode takes to resolve.
-        """
-        if rule or rates:
-            service.last_flag_s = window.start_s
-        if service.rule_episode is None and not result.in_episode[row] and (rule or rates):
-            alert = (
-                self._alerts.rule(window, verdict) if rule else self._alerts.rate(window, verdict)
-            )
-            service.rule_episode = (window.start_s, alert.model.name)
-            out.alerts.append(alert)
-            fired.append(alert.model.name)
-        elif rule or rates:
-            out.suppressed += 1
-        quiet_s = self.config.anomaly.resolve_after * self.config.window_s
-        if (
-            service.rule_episode is not None
-            and not (rule or rates)
-            and window.start_s - service.last_flag_s >= quiet_s
-        ):
-            started_s, name = service.rule_episode
-            service.rule_episode = None
-            out.alerts.append(self._alerts.resolved(window, name, started_s, verdict))
-            fired.append(name)
 
     # -- state of a partition's services (snapshots, rebalances) ---------------------------
 
