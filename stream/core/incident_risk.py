@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import math
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from models.batch import RiskArtifact
 from models.incident import HorizonLabeler, LabelledVector, RiskConfig
 from models.incident.config import state_id as risk_state_id
 from models.incident.episodes import HELD, INCIDENT, RiskEpisodes
-from stream.core.features.risk import RiskFeatureBuilder, ServiceBatch
+from stream.core.features.risk import RiskFeatureBuilder
 from stream.core.features.risk_vectors import RiskVector
 from stream.core.pipeline import (
     BatchOutcome,
@@ -42,12 +41,12 @@ from stream.core.pipeline import (
     EvidenceOf,
     alert_id_for,
     config_id_of,
-    labels_of,
     utc_now,
 )
 from stream.core.risk_alerts import BATCH_MODEL_NAME, MODEL_NAME, RiskAlerts, event_datetime
+from stream.core.risk_batch import BatchRows, add_metric_batch
 from stream.core.risk_groups import Predicted, RiskGroups, _Group
-from stream.schemas import Alert, Evidence, Feedback, IncidentEvent, MetricSample
+from stream.schemas import Alert, Feedback, IncidentEvent, MetricSample
 
 __all__ = [
     "BatchRows",
@@ -61,7 +60,6 @@ FeedbackKind = str
 
 _REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
-_DEPLOY_RECENT = operator.attrgetter("deploy_recent")
 _EXPIRY_EVERY_S = 300.0
 """Within a batch, horizons are let pass every 5 minutes of event time (not at every vector:
 each pass takes a service's due vectors out of its buffer at once)."""
@@ -159,17 +157,7 @@ class IncidentRiskPipeline:
     ) -> RiskOutcome:
         """Fold a scored metric batch in; predict (and maybe alert) on the steps it closed."""
         out = RiskOutcome()
-        # Whole-batch arrays once; the builder takes every service's rows at once.
-        usable = ~outcome.warming_up & np.isfinite(outcome.thresholds)
-        ratios = np.zeros(len(events))
-        np.divide(outcome.scores, np.maximum(outcome.thresholds, 1e-12), out=ratios, where=usable)
-        deploys = np.fromiter(map(_DEPLOY_RECENT, events), np.bool_, len(events))
-        batch = [
-            ServiceBatch(rows.service, rows.indices, rows.ts_s, rows.verdict.deviations)
-            for rows in outcome.by_service
-        ]
-        located = BatchRows(events, evidence)
-        vectors = self.features.add_batch(batch, ratios, outcome.flagged, deploys, located)
+        vectors = add_metric_batch(self.features, events, outcome, evidence)
         for rows in outcome.by_service:
             if len(rows.ts_s):
                 self.latest_event_s = max(self.latest_event_s, float(max(rows.ts_s)))
@@ -394,27 +382,6 @@ class IncidentRiskPipeline:
             "buffer_bytes": self.labeler.nbytes(),
             "groups": self._groups.describe(self.features),
         }
-
-
-class BatchRows:
-    """A metric batch's rows as the risk steps look them up: where row ``i`` is stored
-    (called), and its event's labels (:meth:`labels`). Asked only for a step's last row, and
-    only when its vector alerts (or a snapshot takes an open step)."""
-
-    __slots__ = ("_events", "_evidence")
-
-    def __init__(self, events: Sequence[MetricSample], evidence: EvidenceOf) -> None:
-        # A copy: a step that stays open asks after the batch, and callers reuse their list
-        # (replay clears it); a pointer per event, no lookup.
-        self._events = tuple(events)
-        self._evidence = evidence
-
-    def __call__(self, row: int) -> Evidence:
-        return self._evidence(row)
-
-    def labels(self, row: int) -> dict[str, str]:
-        """The labels a metric alert on row ``row``'s event would carry."""
-        return labels_of(self._events[row])
 
 
 def _ts_of_predicted(item: Predicted) -> float:
