@@ -6,8 +6,9 @@ on one partition whatever service raised it; the owner of that partition groups 
 problems (:class:`~stream.core.problems.scoped_log.ScopedLog`) and publishes each change to
 the problems topic, keyed by ``problem_id``. Offsets are committed once what a batch produced
 is acknowledged; ticks written into every scoped partition move event time while no alert
-comes (:mod:`stream.core.problems.event_clock`). More correlators share the scopes the Kafka
-way; a partition's new owner restores it from its snapshot (:mod:`.partitions`).
+comes (:mod:`.ticks`, :mod:`stream.core.problems.event_clock`). More correlators share the
+scopes the Kafka way; a partition's new owner restores it from its snapshot
+(:mod:`.partitions`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from prometheus_client import CollectorRegistry
 from stream.codec import DecodeError, encode
 from stream.core.problems.event_clock import EventClock
 from stream.core.problems.merge import EventTimeMerge
-from stream.core.problems.scoped_log import tick_value
 from stream.correlate.metrics import CorrelateMetrics
 from stream.correlate.partitions import ScopedPartitions
 from stream.correlate.router import Router
 from stream.correlate.setup import correlation_setup
+from stream.correlate.ticks import Ticker
 from stream.detector.http import HttpServer, create_service_app
 from stream.detector.http_guard import HttpGuard
 from stream.detector.shutdown import StopDeadline
@@ -94,6 +95,14 @@ class Correlate:
             self._dead_letter,
             self._count_routed,
         )
+        self.ticker = Ticker(
+            self.publisher,
+            settings.topic_scoped_alerts,
+            self.clock,
+            every_s=settings.correlate_tick_s,
+            lateness_s=settings.correlate_lateness_s,
+            written=self.metrics.ticks,
+        )
         self._alerts_committed: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -112,7 +121,6 @@ class Correlate:
             else None
         )
         self._stop_requested = asyncio.Event()
-        self._ticked_at = 0.0
         self._started = False
         self._rewind_due = False
 
@@ -259,7 +267,9 @@ class Correlate:
                         self._alerts_committed[tp] = offset
             self.partitions.snapshot_due(self.committed)
             self.metrics.open.set(self.partitions.open_problems)
-        await self._tick_if_due()
+        consumer = self._consumer  # None once stop() released it meanwhile
+        if consumer is not None:
+            await self.ticker.tick_if_due(consumer)
         return read
 
     async def _held(self, consumer: AIOKafkaConsumer, tp: TopicPartition, first: int) -> bool:
@@ -328,25 +338,6 @@ class Correlate:
         self.counts["dead_lettered"] += 1
         letter = dead_letter_of(record, error, datetime.now(UTC))
         return await self.publisher.send_dead_letter(letter, record.key)
-
-    async def _tick_if_due(self) -> None:
-        """Every ``correlate_tick_s``: event time (less the lateness) into every partition."""
-        wall = time.time()
-        if wall - self._ticked_at < self.settings.correlate_tick_s:
-            return
-        event_s = self.clock.now(wall)
-        consumer = self._consumer
-        if event_s is None or consumer is None:
-            return
-        self._ticked_at = wall
-        topic = self.settings.topic_scoped_alerts
-        value = tick_value(event_s - self.settings.correlate_lateness_s)
-        sends = [
-            await self.publisher.send_bytes(topic, b"", value, partition=p)
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        await asyncio.gather(*sends)
-        self.metrics.ticks.inc(len(sends))
 
     # -- what the HTTP API shows -------------------------------------------------------------
 
