@@ -109,8 +109,8 @@ class LogPipeline:
         self._batch = 0
         self.config_id = config_id_of(self.config)
         self.state_id = log_state_id(self.config)
-        self._alerts = LogAlerts(self.config, self.config_id, clock)
         """What snapshots are checked against: only settings that shape learned state."""
+        self._alerts = LogAlerts(self.config, self.config_id, clock)
         self._rules = RuleEpisodes(self.config, self._alerts)
         self.lines_total = 0
         self.late_total = 0
