@@ -34,6 +34,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.batch import RiskArtifact
+from stream.kafka.consumer_log import partitions_of
 from stream.sidecar.artifacts import ArtifactError, ArtifactStore
 from stream.telemetry import ChampionMetrics
 
@@ -94,10 +95,7 @@ class ChampionWatcher:
             with contextlib.suppress(Exception):
                 await consumer.stop()
             raise
-        partitions = consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
+        partitions = await partitions_of(consumer, self.topic)
         consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
         self._consumer = consumer
 

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream.kafka.kafka_options import kafka_options
 from stream.settings import Settings
 
-__all__ = ["ConsumerLog", "Positioned", "caught_up", "read_cluster_id"]
+__all__ = ["ConsumerLog", "Positioned", "caught_up", "partitions_of", "read_cluster_id"]
 
 log = structlog.get_logger(__name__)
 
@@ -139,3 +139,21 @@ async def caught_up(consumer: Positioned, tp: TopicPartition) -> bool:
     """Whether ``tp`` has been read up to its high watermark (as last fetched)."""
     highwater = consumer.highwater(tp)
     return highwater is not None and await consumer.position(tp) >= highwater
+
+
+async def partitions_of(
+    consumer: AIOKafkaConsumer, topic: str, *, refresh: bool = False
+) -> set[int]:
+    """The partitions of ``topic`` in ``consumer``'s metadata (empty: no such topic), asked of
+    the cluster when the metadata has none (or always, with ``refresh``).
+
+    A consumer that assigns partitions itself has no metadata of a topic it never subscribed
+    to, and aiokafka offers no public call that refreshes the metadata ``partitions_for_topic``
+    reads (``topics()`` fetches into a copy it throws away): this is the one place that asks
+    its client directly.
+    """
+    found = None if refresh else consumer.partitions_for_topic(topic)
+    if not found:
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+    return set(found or ())

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.kafka.consumer_log import caught_up
+from stream.kafka.consumer_log import caught_up, partitions_of
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.records import Record
 from stream.settings import Settings
@@ -105,10 +105,7 @@ class LabelReader:
             await consumer.start()
             partitions = []
             for topic in self.topics:
-                found = consumer.partitions_for_topic(topic)
-                if not found:
-                    await consumer._client.force_metadata_update()
-                    found = consumer.partitions_for_topic(topic) or set()
+                found = await partitions_of(consumer, topic)
                 partitions += [TopicPartition(topic, p) for p in sorted(found)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)

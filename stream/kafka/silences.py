@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from stream.codec import encode
 from stream.core.problems.silences import SilenceBook
+from stream.kafka.consumer_log import partitions_of
 from stream.kafka.kafka_options import kafka_options
 from stream.kafka.topic_specs import topic_spec
 from stream.kafka.topics import ensure_topics
@@ -260,8 +261,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float) -> 
     topic just created to show in the metadata (brokers learn of it a moment later)."""
     deadline = time.monotonic() + wait_s
     while True:
-        await consumer._client.force_metadata_update()
-        found: set[int] = consumer.partitions_for_topic(topic) or set()
+        found = await partitions_of(consumer, topic, refresh=True)
         if found or time.monotonic() >= deadline:
             return found
         await asyncio.sleep(0.1)
