@@ -28,7 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from models.batch import RiskArtifact
-from models.incident import HorizonLabeler, LabelledVector, PrequentialTracker, RiskConfig
+from models.incident import (
+    FeatureRow,
+    HorizonLabeler,
+    LabelledVector,
+    PrequentialTracker,
+    RiskConfig,
+)
 from stream.core.features.risk_vectors import RiskVector
 from stream.core.risk_groups import Predicted, RiskGroups, _Group
 from stream.core.risk_scope import EXPIRY_EVERY_S, ChampionOf, Decide, Learn
@@ -46,17 +52,19 @@ class Lane:
         groups: Its service groups' models, thresholds, budgets and trackers.
         clock_s: Its event time: the latest vector time it walked (-inf before any).
         next_expiry_s: When horizons pass next (a point of the absolute grid).
-        stale: Groups that learned since their vectors were last predicted (not state:
-            a walk predicts afresh).
+        stale: Groups whose risk model learned since their vectors were last predicted;
+            ``stale_held``: whose in-progress model alone did (not state: a walk predicts
+            afresh).
     """
 
-    __slots__ = ("clock_s", "groups", "next_expiry_s", "stale")
+    __slots__ = ("clock_s", "groups", "next_expiry_s", "stale", "stale_held")
 
     def __init__(self, groups: RiskGroups) -> None:
         self.groups = groups
         self.clock_s = -math.inf
         self.next_expiry_s = -math.inf
         self.stale: set[str] = set()
+        self.stale_held: set[str] = set()
 
 
 class PartitionLanes:
@@ -160,7 +168,8 @@ class PartitionLanes:
         on_labelled: Callable[[str, LabelledVector], None] | None,
     ) -> None:
         """Each lane learns its services' labelled vectors (and vectors inside incidents);
-        the groups that learned are marked stale."""
+        the groups that learned are marked stale (``stale_held``: the in-progress model
+        alone learned)."""
         by_lane: dict[int, tuple[list[LabelledVector], list[LabelledVector]]] = {}
         lanes = self.labeler.lanes
         for at, found in enumerate((items, during)):
@@ -171,7 +180,8 @@ class PartitionLanes:
         for key, (mine, inside) in by_lane.items():
             lane = self.lane(key)
             lane.groups.learn(mine, inside, on_labelled)
-            lane.stale.update(lane.groups.of(item.service) for item in (*mine, *inside))
+            lane.stale.update(lane.groups.of(item.service) for item in mine)
+            lane.stale_held.update(lane.groups.of(item.service) for item in inside)
 
     def export(self, partition: int, latest_event_s: float) -> dict[str, Any]:
         """Exactly the partition's own lane: its groups, event time and next expiry pass
@@ -291,7 +301,8 @@ the walk), probabilities, held back (in-progress), the champion, its probabiliti
 
 class _Chunks:
     """A walk's predictions, a group's vectors as one matrix up to the next expiry pass,
-    again from a vector on when its group learned meanwhile."""
+    again from a vector on when its group learned meanwhile (only whether an incident is
+    under way, when only the in-progress model learned: a vector inside a known incident)."""
 
     def __init__(
         self,
@@ -314,12 +325,18 @@ class _Chunks:
 
     def item(self, i: int, could_alert: bool) -> Predicted:
         """Vector ``i`` with its prediction by its group's models as they stand."""
-        name, rank = self.names[i], self.rank[i]
-        group = self.lane.groups.group(name)
+        name, rank, lane = self.names[i], self.rank[i], self.lane
+        group = lane.groups.group(name)
         chunk = self.chunks.get(name)
-        if chunk is None or rank >= chunk[1] or name in self.lane.stale:
-            self.lane.stale.discard(name)
+        if chunk is None or rank >= chunk[1] or name in lane.stale:
+            lane.stale.discard(name)
+            lane.stale_held.discard(name)
             chunk = self.chunks[name] = self._predict(name, group, rank, i)
+        elif name in lane.stale_held:
+            lane.stale_held.discard(name)
+            at, end = rank - chunk[0], chunk[1]
+            held = self._held(group, self._features(name, rank, end))
+            chunk = self.chunks[name] = (rank, end, chunk[2][at:], held, chunk[4][at:], chunk[5])
         at = rank - chunk[0]
         return (
             self.vectors[i],
@@ -336,15 +353,23 @@ class _Chunks:
         """The group's vectors from rank ``rank`` (vector ``i``) to the next expiry pass."""
         cut = bisect.bisect_right(self.cuts, i)
         until = self.cuts[cut] if cut < len(self.cuts) else len(self.vectors)
-        members = self.members[name]
-        end = bisect.bisect_left(members, until, lo=rank)
-        features = [self.vectors[m].features for m in members[rank:end]]
+        end = bisect.bisect_left(self.members[name], until, lo=rank)
+        features = self._features(name, rank, end)
         probabilities = group.model.predict_many(features, rowwise=True)
-        config = self.config
-        if config.in_progress_gate and group.in_progress.positives >= config.min_positives:
-            held = (group.in_progress.predict_many(features, rowwise=True) >= 0.5).tolist()
-        else:
-            held = [False] * len(features)
         champion = self.champion_of(name) if self.champion_of is not None else None
         alert_ps = probabilities if champion is None else champion.predict_mappings(features)
+        held = self._held(group, features)
         return (rank, end, probabilities.tolist(), held, alert_ps.tolist(), champion)
+
+    def _features(self, name: str, rank: int, end: int) -> list[FeatureRow]:
+        return [self.vectors[m].features for m in self.members[name][rank:end]]
+
+    def _held(self, group: _Group, features: list[FeatureRow]) -> list[bool]:
+        """Whether the in-progress model holds these vectors back (probably under way)."""
+        config = self.config
+        if config.in_progress_gate and group.in_progress.positives >= config.min_positives:
+            held: list[bool] = (
+                group.in_progress.predict_many(features, rowwise=True) >= 0.5
+            ).tolist()
+            return held
+        return [False] * len(features)
