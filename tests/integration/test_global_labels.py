@@ -46,6 +46,10 @@ FLEET = 5
 """Detectors in the fleet: 5 on 6 partitions, where the round-robin assignor dealt a
 service's incidents to another detector than its metrics."""
 
+EXACT = {"incident_state": "partition", "incident_episode_budget": 20.0}
+"""Risk state per partition. Per partition the default budget (2.5 a service-day) pages only
+after about two service-days of a partition's vectors: more a day, to page within the day."""
+
 
 def crc32_partition(key: bytes, partitions: int) -> int:
     """librdkafka's default partitioner (``consistent_random``) for a non-empty key."""
@@ -178,6 +182,9 @@ async def _fleet_run(
 
 
 async def test_every_label_reaches_its_service_owner(test_settings: Settings) -> None:
+    """5 detectors on 6 partitions label the reference's positives; with risk state per
+    partition (and the incidents read first) they publish its risk and anomaly alerts."""
+    test_settings = test_settings.model_copy(update=EXACT)
     sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
     items = list(sim.stream(DAYS * 86_400))
     metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
@@ -207,6 +214,8 @@ async def test_every_label_reaches_its_service_owner(test_settings: Settings) ->
     assert reference.positives, "the reference should learn positives: nothing is checked else"
     assert fleet.per_service() == reference.per_service()
     assert fleet.positives == reference.positives
+    for kind in ("incident_risk", "anomaly"):
+        await _alerts_are_the_references(test_settings, _own(test_settings, ".ref"), kind)
 
 
 def _murmur2_partition(key: bytes, partitions: int) -> int:
@@ -234,10 +243,7 @@ async def test_labels_reach_the_owner_through_a_kill_and_a_join(
     restore applies it); risk state pooled per detector (the default)."""
     settings = test_settings.model_copy(update={"snapshot_interval_s": 2.0})
     if incidents_when == "first":
-        # Per partition, the default budget (2.5 a service-day) needs about two service-days
-        # of each partition's vectors before it pages: more a day, to page within the day.
-        exact = {"incident_state": "partition", "incident_episode_budget": 20.0}
-        settings = settings.model_copy(update=exact)
+        settings = settings.model_copy(update=EXACT)
     sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
     items = list(sim.stream(DAYS * 86_400))
     metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
