@@ -92,14 +92,14 @@ def score(data: Path, alerts: Path, horizon_s: float = 900.0) -> dict[str, Any]:
         for line in lines:
             item = orjson.loads(line)
             if "incident_id" in item:
-                at = _seconds(item["ts"])
+                at = event_seconds(item["ts"])
                 if item["status"] == "opened":
                     precursor = item["precursor"] is not None if "precursor" in item else None
                     opened[item["incident_id"]] = (item["service"], at, precursor)
                 else:
                     resolved[item["incident_id"]] = at
             elif "metrics" in item:
-                at = _seconds(item["ts"])
+                at = event_seconds(item["ts"])
                 first_last = spans.setdefault(item["service"], [at, at])
                 first_last[0], first_last[1] = min(first_last[0], at), max(first_last[1], at)
     episodes: dict[str, list[Any]] = {}
@@ -109,7 +109,7 @@ def score(data: Path, alerts: Path, horizon_s: float = 900.0) -> dict[str, Any]:
             alert = orjson.loads(line)
             if alert["kind"] != "incident_risk":
                 continue
-            at = _seconds(alert["event_ts"])
+            at = event_seconds(alert["event_ts"])
             episode_id = alert.get("episode_id")
             if episode_id is None:  # before episodes: every alert is one
                 points.append(RiskEpisodeSpan(alert["service"], at, at))
@@ -130,7 +130,7 @@ def score(data: Path, alerts: Path, horizon_s: float = 900.0) -> dict[str, Any]:
     return quality.as_dict()
 
 
-def _seconds(ts: str | float) -> float:
+def event_seconds(ts: str | float) -> float:
     if isinstance(ts, int | float):
         return float(ts) / 1000.0
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
@@ -169,14 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown configurations: {', '.join(unknown)}")
     jobs = [(name, seed) for name in names for seed in args.seeds]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    print_runs(run, jobs, workers=args.jobs, as_json=args.json, table=_table)
+    return 0
+
+
+def print_runs(
+    run: Callable[..., dict[str, Any]],
+    jobs: list[tuple[Any, ...]],
+    *,
+    workers: int,
+    as_json: bool,
+    table: Callable[[list[dict[str, Any]]], Iterator[str]],
+) -> None:
+    """``run(*job)`` for every job, ``workers`` at once; one JSON object per run, or a
+    table of them."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(run, *zip(*jobs, strict=True)))
-    if args.json:
+    if as_json:
         for row in rows:
             print(orjson.dumps(row).decode())
     else:
-        print("\n".join(_table(rows)))
-    return 0
+        print("\n".join(table(rows)))
 
 
 if __name__ == "__main__":

@@ -382,6 +382,12 @@ class Settings(BaseSettings):
         description="Incident risk: alerts follow the online model, or the sidecar's promoted "
         "champion of the group once one is announced (the online model keeps learning).",
     )
+    incident_state: Literal["detector", "partition"] = Field(
+        "detector",
+        description="Incident risk: one state per service group pooled over the detector's "
+        "services, or one per group and metrics partition (risk alerts then exact whatever "
+        "the fleet and the fetches; each model sees only its partition's incidents).",
+    )
     # Snapshots of online state
     snapshots: bool = Field(
         True, description="Snapshot each partition's model state and restore it on assignment."

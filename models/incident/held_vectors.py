@@ -3,8 +3,10 @@
 Each service's vectors sit in a :class:`~models.incident.label_buffer.VectorBuffer`; their
 rows carry a schema id for their tuple of feature names (interned once per distinct tuple);
 a heap of (due time, service), one live entry per service, says when a buffer's oldest vector
-has waited its horizon and grace. Buffers move between detectors with their services
-(:meth:`HeldVectors.export`, :meth:`HeldVectors.forget`). What label a vector gets is
+has waited its horizon and grace: one heap per lane (a service's lane is ``lanes[service]``,
+e.g. its input partition, or None), so that a lane's horizons pass on the lane's own time.
+Buffers move between detectors with their services (:meth:`HeldVectors.export`,
+:meth:`HeldVectors.forget`). What label a vector gets is
 :class:`~models.incident.labels.HorizonLabeler`'s part.
 """
 
@@ -34,7 +36,10 @@ class HeldVectors:
     def __init__(self, config: RiskConfig) -> None:
         self.config = config
         self._buffers: dict[str, VectorBuffer] = {}
-        self._due: list[tuple[float, str]] = []
+        self._dues: dict[int | None, list[tuple[float, str]]] = {None: []}
+        """Lane -> its heap of (due time, service)."""
+        self.lanes: dict[str, int] = {}
+        """Service -> its lane (a service not here is in lane None)."""
         self._schemas: dict[tuple[str, ...], int] = {}
         self._schema_names: list[tuple[str, ...]] = []
         self._held = 0
@@ -98,7 +103,7 @@ class HeldVectors:
         due = ts_s + self.config.horizon_s + self.config.label_grace_s
         if buffer.scheduled_s is None or due < buffer.scheduled_s:
             buffer.scheduled_s = due
-            heapq.heappush(self._due, (due, service))
+            heapq.heappush(self._heap(service), (due, service))
 
     def _take_over(self, service: str, buffer: VectorBuffer, names: list[tuple[str, ...]]) -> None:
         """Hold an exported buffer (from :meth:`export`, ``names`` its schemas): its schema
@@ -108,11 +113,23 @@ class HeldVectors:
             buffer.scheduled_s = float(buffer.ts[0]) + (
                 self.config.horizon_s + self.config.label_grace_s
             )
-            heapq.heappush(self._due, (buffer.scheduled_s, service))
+            heapq.heappush(self._heap(service), (buffer.scheduled_s, service))
         else:
             buffer.scheduled_s = None
         self._buffers[service] = buffer
         self._held += buffer.n
+
+    def _heap(self, service: str) -> list[tuple[float, str]]:
+        """The expiry heap of the service's lane."""
+        lane = self.lanes.get(service)
+        heap = self._dues.get(lane)
+        if heap is None:
+            heap = self._dues[lane] = []
+        return heap
+
+    def drop_lane(self, lane: int) -> None:
+        """Forget a lane's expiry heap (its services went to another detector)."""
+        self._dues.pop(lane, None)
 
     def _schema_id(self, names: tuple[str, ...]) -> int:
         schema = self._schemas.get(names)

@@ -197,6 +197,12 @@ class HorizonLabeler(HeldVectors):
         buffer = self._buffers.get(service)
         return buffer is not None and bool(buffer.spans) and buffer.span_at(ts_s) is not None
 
+    def incidents_of(self, service: str) -> list[tuple[str, float]]:
+        """The known incidents of ``service`` still remembered: (incident id, open time)."""
+        buffer = self._buffers.get(service)
+        spans = (buffer.spans if buffer is not None else None) or ()
+        return [(span.incident_id, span.open_s) for span in spans]
+
     def opened(self, service: str, incident_id: str, ts_s: float) -> list[LabelledVector]:
         """An incident opened: the service's vectors within H before it become positives."""
         if incident_id in self._opened:
@@ -257,11 +263,12 @@ class HorizonLabeler(HeldVectors):
                 self._early_resolves.popitem(last=False)
         return []
 
-    def expire(self, now_s: float) -> list[LabelledVector]:
-        """Vectors whose horizon and grace passed by ``now_s`` (event time): negatives."""
+    def expire(self, now_s: float, lane: int | None = None) -> list[LabelledVector]:
+        """Vectors whose horizon and grace passed by ``now_s`` (event time): negatives; only
+        those of the services of ``lane`` (see ``lanes``)."""
         out: list[LabelledVector] = []
         wait_s = self.config.horizon_s + self.config.label_grace_s
-        due = self._due
+        due = self._dues.get(lane, [])
         while due and due[0][0] <= now_s:
             due_s, service = heapq.heappop(due)
             buffer = self._buffers.get(service)
@@ -350,7 +357,7 @@ class HorizonLabeler(HeldVectors):
         return (
             sum(b.nbytes() for b in buffers)
             + _SERVICE_BYTES * len(self._buffers)
-            + _HEAP_ENTRY_BYTES * len(self._due)
+            + _HEAP_ENTRY_BYTES * sum(len(heap) for heap in self._dues.values())
             + _INCIDENT_BYTES * (len(self._opened) + len(self._early_resolves) + spans)
             + names
         )

@@ -155,17 +155,24 @@ class IncidentRiskModel:
         return float(self.predict_many([vector])[0])
 
     def predict_many(
-        self, vectors: Sequence[Mapping[str, float]], *, calibrated: bool = True
+        self,
+        vectors: Sequence[Mapping[str, float]],
+        *,
+        calibrated: bool = True,
+        rowwise: bool = False,
     ) -> FloatArray:
         """Probabilities for many vectors (learns nothing).
 
         Args:
             vectors: Feature vectors.
             calibrated: False gives the class-weighted model's own output (for comparison).
+            rowwise: Each vector's probability the same floats whichever vectors it is
+                predicted with (a row's dot product summed on its own; the matrix product's
+                last bits depend on the number of rows).
         """
         if self.updates == 0:
             return np.zeros(len(vectors))
-        logits = self._raw_logits(vectors)
+        logits = self._raw_logits(vectors, rowwise)
         if calibrated:
             logits = self._platt.transform(logits, self.log_weight_ratio)
         return sigmoid(logits)
@@ -195,18 +202,27 @@ class IncidentRiskModel:
             logits = self._logits_of(linear, linear.columns_of(names, np.asarray(rows), n))
         return sigmoid(self._platt.transform(logits, self.log_weight_ratio))
 
-    def _raw_logits(self, vectors: Sequence[Mapping[str, float]]) -> FloatArray:
+    def _raw_logits(
+        self, vectors: Sequence[Mapping[str, float]], rowwise: bool = False
+    ) -> FloatArray:
         """The class-weighted model's logits (what Platt scaling maps to probabilities)."""
         linear = self._linear if self._linear is not None else self._rebuild()
         if not linear.names or not vectors:
             return np.full(len(vectors), self._intercept)
-        return self._logits_of(linear, linear.matrix(vectors))
+        return self._logits_of(linear, linear.matrix(vectors), rowwise)
 
-    def _logits_of(self, linear: LinearForm, X: FloatArray) -> FloatArray:
-        """The logits of a matrix of the model's columns (NaN: missing)."""
+    def _logits_of(self, linear: LinearForm, X: FloatArray, rowwise: bool = False) -> FloatArray:
+        """The logits of a matrix of the model's columns (NaN: missing); ``rowwise``: each
+        row's products summed along the row (numpy's pairwise sum over a contiguous row,
+        whatever the number of rows), not by the matrix product (BLAS, whose blocking
+        depends on the shape)."""
         z = (X - linear.means) * linear.inv_stds
         np.clip(z, -_CLIP, _CLIP, out=z)
         z[~np.isfinite(z)] = 0.0  # missing or not finite: neutral
+        if rowwise:
+            z *= linear.weights
+            row_logits: FloatArray = self._intercept + z.sum(axis=1)
+            return row_logits
         logits: FloatArray = self._intercept + z @ linear.weights
         return logits
 

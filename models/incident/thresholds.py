@@ -40,6 +40,10 @@ class _Ring:
         self.values[at] = values
         self.count += values.size
 
+    def append(self, value: float) -> None:
+        self.values[self.count % self.values.size] = value
+        self.count += 1
+
     def recent(self) -> FloatArray:
         return self.values[: min(self.count, self.values.size)]
 
@@ -114,6 +118,12 @@ class RiskThreshold:
         self._predictions.extend(np.asarray(probabilities, dtype=np.float64).ravel())
         self._since_predictions += int(np.size(probabilities))
 
+    def observe_one(self, probability: float) -> None:
+        """One prediction, as :meth:`observe` takes many (a threshold read between two
+        predictions then never counts the second)."""
+        self._predictions.append(probability)
+        self._since_predictions += 1
+
     def set_episode_threshold(self, value: float | None) -> None:
         """``episode_budget``'s threshold, as :class:`~models.incident.budget.EpisodeBudget`
         found it (None: not yet known)."""
@@ -184,6 +194,17 @@ class RiskThreshold:
             return "override"
         self._refresh_if_due()
         return self._strategy
+
+    def peek(self) -> tuple[str, float]:
+        """The strategy and threshold in force as last decided, without recomputing them: a
+        view's read does not move when the next recompute comes (and with it the thresholds
+        of the vectors after)."""
+        if self.config.threshold_override is not None:
+            return "override", self.config.threshold_override
+        if self.config.strategy == "episode_budget":
+            value = self._episode_value
+            return "episode_budget", math.inf if value is None else value
+        return self._strategy, self._value
 
     def _refresh_if_due(self) -> None:
         if self.config.strategy == "episode_budget":

@@ -16,6 +16,10 @@ No I/O: the caller brings decoded events and tells event time to move on (:meth:
 Cost: a batch's vectors are built for all services at once, predicted per group as one
 matrix, and held and learned as rows: no dict per vector unless it alerts (its alert id and
 explanation) or negative sampling has the model learn it.
+
+State shared by services is pooled per detector (``state="detector"``: a group's models
+serve every service of the group this detector owns, :class:`~stream.core.risk_scope.PooledScope`)
+or kept per input partition (``"partition"``: :mod:`stream.core.risk_lanes`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from stream.core.pipeline import (
 )
 from stream.core.risk_alerts import BATCH_MODEL_NAME, MODEL_NAME, RiskAlerts, event_datetime
 from stream.core.risk_batch import BatchRows, add_metric_batch
-from stream.core.risk_groups import Predicted, RiskGroups, _Group
+from stream.core.risk_groups import Predicted, _Group
+from stream.core.risk_lanes import PartitionLanes
+from stream.core.risk_scope import PooledScope, RiskScope, StateScope
 from stream.schemas import Alert, Feedback, IncidentEvent, MetricSample
 
 __all__ = [
@@ -53,6 +59,7 @@ __all__ = [
     "FeedbackKind",
     "IncidentRiskPipeline",
     "RiskOutcome",
+    "StateScope",
 ]
 
 FeedbackKind = str
@@ -60,9 +67,6 @@ FeedbackKind = str
 
 _REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
-_EXPIRY_EVERY_S = 300.0
-"""Within a batch, horizons are let pass every 5 minutes of event time (not at every vector:
-each pass takes a service's due vectors out of its buffer at once)."""
 
 
 @dataclass
@@ -95,6 +99,9 @@ class IncidentRiskPipeline:
             of the same name).
         on_labelled: Told of every labelled vector as it is learned (attribute of the same
             name).
+        state: ``detector``: one state per group, pooled over the detector's services;
+            ``partition``: one per group and input partition (the evidence's), each vector
+            predicted with the models of its own moment in its partition's order.
     """
 
     model_name = MODEL_NAME
@@ -112,10 +119,15 @@ class IncidentRiskPipeline:
         clock: Clock = utc_now,
         champion_of: Callable[[str], RiskArtifact | None] | None = None,
         on_labelled: Callable[[str, LabelledVector], None] | None = None,
+        state: StateScope = "detector",
     ) -> None:
         self.config = config
+        self.state = state
         self.step_s = step_s
         self._group_pattern = group_pattern
+        # The pipeline's own part of the state ids: state kept per partition is another.
+        scope = "" if state == "detector" else f"-{state}"
+        self._shape = f"-{step_s:g}-{group_pattern or ''}{scope}"
         self._alerts = RiskAlerts(clock, config.horizon_s)
         baseline_steps = max(2, round(baseline_s / step_s))
         self.features = RiskFeatureBuilder(
@@ -124,16 +136,22 @@ class IncidentRiskPipeline:
             smooth_steps=round(smooth_s / step_s),
             baseline_steps=baseline_steps,
             min_baseline_steps=min(baseline_steps, max(1, round(_MIN_BASELINE_S / step_s))),
+            folded=state == "partition",
         )
         self.labeler = HorizonLabeler(config, keep_during=config.in_progress_gate)
-        self._groups = RiskGroups(config, step_s, group_pattern)
+        self._lanes: PartitionLanes | None = None
+        self._scope: RiskScope
+        if state == "partition":
+            self._scope = self._lanes = PartitionLanes(config, step_s, group_pattern, self.labeler)
+        else:
+            self._scope = pooled = PooledScope(config, step_s, group_pattern, self.labeler)
+            self._groups = pooled.groups
         self.episodes = RiskEpisodes(
             open_steps=config.open_steps, resolve_steps=config.resolve_steps
         )
         self._alert_kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.latest_event_s = -math.inf
         self.vectors_total = 0
-        self._next_expiry_s = -math.inf
         self.hold_labels = False
         """True while incident labels may be waiting unread (the detector's incidents topic
         has a backlog): no vector becomes a negative meanwhile."""
@@ -161,6 +179,8 @@ class IncidentRiskPipeline:
         for rows in outcome.by_service:
             if len(rows.ts_s):
                 self.latest_event_s = max(self.latest_event_s, float(max(rows.ts_s)))
+                if self._lanes is not None:
+                    self._lanes.assign(rows.service, evidence(int(rows.indices[0])).partition)
         if vectors:
             self._predict(vectors, out)
         return out
@@ -170,21 +190,16 @@ class IncidentRiskPipeline:
         self.features.set_log_window(service, ratio, new_error_templates)
 
     def _predict(self, vectors: list[RiskVector], out: RiskOutcome) -> None:
-        # In event-time order, horizons that passed before each vector are settled first: a
-        # batch may span more steps than a service's buffer holds (a replay, a backlog).
-        predicted = sorted(
-            self._groups.predict(
-                vectors, self.labeler.in_incident, self.champion_of, out.probabilities
-            ),
-            key=_ts_of_predicted,
+        """Predict and decide vectors in event-time order, horizons passed before each
+        learned first (where and how: the scope's)."""
+        self._scope.predict(
+            vectors,
+            probabilities=out.probabilities,
+            hold=self.hold_labels,
+            learn=self._learn,
+            decide=lambda item: self._decide(item, out),
+            champion_of=self.champion_of,
         )
-        for item in predicted:
-            if not self.hold_labels and item[0].ts_s >= self._next_expiry_s:
-                self._next_expiry_s = item[0].ts_s + _EXPIRY_EVERY_S
-                expired = self.labeler.expire(item[0].ts_s)
-                if expired:
-                    self._learn(expired)
-            self._decide(item, out)
         out.vectors += len(vectors)
         self.vectors_total += len(vectors)
 
@@ -267,9 +282,9 @@ class IncidentRiskPipeline:
         ts_s = event.ts.timestamp()
         if event.status == "opened":
             labelled = self.labeler.opened(event.service, event.incident_id, ts_s)
-            self._groups.group(self._groups.of(event.service)).tracker.incident(
-                event.service, event.incident_id, ts_s
-            )
+            tracker = self._scope.tracker_of(event.service)
+            if tracker is not None:  # None: a partition's, told once the service has one
+                tracker.incident(event.service, event.incident_id, ts_s)
         else:
             labelled = self.labeler.resolved(event.service, event.incident_id, ts_s)
         self._learn(labelled)
@@ -296,15 +311,19 @@ class IncidentRiskPipeline:
 
     def advance(self, now_s: float | None = None) -> None:
         """Event time reached ``now_s`` (default: the latest metric event): vectors whose
-        horizon and grace passed without an incident become negatives, and are learned."""
+        horizon and grace passed without an incident become negatives, and are learned.
+        Per partition, horizons pass only on each partition's grid as its vectors come (the
+        latest event of a batch would make them depend on where fetches cut): then only an
+        explicit ``now_s`` lets them pass, in every partition."""
         now = self.latest_event_s if now_s is None else now_s
         if math.isfinite(now) and not self.hold_labels:
-            self._learn(self.labeler.expire(now))
+            for expired in self._scope.expire(now, now_s is not None):
+                self._learn(expired)
 
     def _learn(self, items: Sequence[LabelledVector]) -> None:
         """Learn labelled vectors, group by group, and score their predictions; the vectors
         found inside known incidents meanwhile teach the in-progress models."""
-        self._groups.learn(items, self.labeler.take_during(), self.on_labelled)
+        self._scope.learn(items, self.labeler.take_during(), self.on_labelled)
 
     # -- state of a partition's services (snapshots, rebalances) ---------------------------
 
@@ -312,67 +331,67 @@ class IncidentRiskPipeline:
     def config_id(self) -> str:
         """A short id of everything that shapes the learned state (a snapshot taken under
         another is not loaded)."""
-        return config_id_of(self.config) + f"-{self.step_s:g}-{self._group_pattern or ''}"
+        return config_id_of(self.config) + self._shape
 
     @property
     def state_id(self) -> str:
         """A short id of what shapes the learned state: decisions (threshold, strategy,
         budgets, episode steps) are left out and apply to restored state at once."""
-        return risk_state_id(self.config) + f"-{self.step_s:g}-{self._group_pattern or ''}"
+        return risk_state_id(self.config) + self._shape
 
-    def export(self, services: Iterable[str]) -> dict[str, Any]:
-        """These services' state, for a snapshot: feature history and open step, label
-        buffer, episode; plus the group models (shared by every service of a group, so
-        each partition's snapshot carries them). Live objects: pickle them, do not keep."""
+    def export(self, services: Iterable[str], partition: int = 0) -> dict[str, Any]:
+        """These services' state (those of input partition ``partition``), for a snapshot:
+        feature history and open step, label buffer, episode; plus the group models (pooled:
+        every group's, shared by the partitions' services; per partition: the partition's).
+        Live objects: pickle them, do not keep."""
         services = list(services)
         return {
             "features": self.features.export(services),
             "buffers": self.labeler.export(services),
             "episodes": self.episodes.export(services),
-            "groups": dict(self._groups),
-            "latest_event_s": self.latest_event_s,
-            "next_expiry_s": self._next_expiry_s,
+            **self._scope.export(partition, self.latest_event_s),
         }
 
-    def install(self, state: Mapping[str, Any]) -> None:
-        """Take over services' state from :meth:`export`. A group model is taken only if this
-        detector has none for the group or one that learned less (after a restart, the
-        snapshot's; after a rebalance, whichever learned more). Incidents this detector read
-        after the snapshot was taken label the restored vectors they settle (learned once the
-        group models are in place)."""
+    def install(self, state: Mapping[str, Any], partition: int = 0) -> None:
+        """Take over a partition's services' state from :meth:`export` (the group models:
+        see :meth:`PooledScope.install` and :meth:`PartitionLanes.install`). Incidents this
+        detector read after the snapshot was taken label the restored vectors they settle
+        (learned once the group models are in place)."""
         self.features.install(state["features"])
+        services = [*state["features"], *state["buffers"], *state["episodes"]]
+        self._scope.install(partition, services, state)  # a partition's lanes come first
         settled = self.labeler.install(state["buffers"])
         self.episodes.install(state["episodes"])
         # Event time only moves on: a restore must not make horizons pass early or late.
         self.latest_event_s = max(self.latest_event_s, state["latest_event_s"])
-        self._next_expiry_s = max(self._next_expiry_s, state["next_expiry_s"])
-        self._groups.install(state["groups"])
         self._learn(settled)
 
-    def forget(self, services: Iterable[str]) -> None:
+    def forget(self, services: Iterable[str], partitions: Iterable[int] = ()) -> None:
         """Drop services' state (their partition went to another detector)."""
         services = list(services)
         for service in services:
             self.features.forget(service)
         self.episodes.forget(services)
         self.labeler.forget(services)
+        self._scope.forget(partitions, services)
 
     # -- alerts and views -------------------------------------------------------------------
 
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """Each group's threshold in force and the strategy that set it."""
-        return self._groups.thresholds()
+        return self._scope.thresholds()
 
     def summaries(self) -> dict[str, dict[str, Any]]:
         """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`),
         over the incidents of the services this detector holds."""
-        return self._groups.summaries(self.features)
+        return self._scope.summaries(self.features)
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` shows for incident risk."""
         return {
             "name": self.model_name,
             "config": asdict(self.config),
+            "state": self.state,
             "step_s": self.step_s,
             "group_pattern": self._group_pattern,
             "vectors": self.vectors_total,
@@ -380,9 +399,5 @@ class IncidentRiskPipeline:
             "buffered_vectors": len(self.labeler),
             "episodes_open": len(self.episodes),
             "buffer_bytes": self.labeler.nbytes(),
-            "groups": self._groups.describe(self.features),
+            "groups": self._scope.describe(self.features),
         }
-
-
-def _ts_of_predicted(item: Predicted) -> float:
-    return item[0].ts_s

@@ -180,11 +180,16 @@ class RiskGroups(Mapping[str, _Group]):
         config: The incident-risk configuration every group takes.
         step_s: One risk vector per service per this much event time.
         pattern: Services are grouped by this regex (see :func:`group_function`).
+        peek: Views read thresholds as last decided (:meth:`RiskThreshold.peek`), never
+            recomputing one at a view's moment.
     """
 
-    def __init__(self, config: RiskConfig, step_s: float, pattern: str | None) -> None:
+    def __init__(
+        self, config: RiskConfig, step_s: float, pattern: str | None, *, peek: bool = False
+    ) -> None:
         self.config = config
         self.step_s = step_s
+        self.peek = peek
         self._function = group_function(pattern)
         self._names: dict[str, str] = {}
         self._groups: dict[str, _Group] = {}
@@ -265,34 +270,51 @@ class RiskGroups(Mapping[str, _Group]):
                 group.reconfigure(self.config)
                 self._groups[name] = group
 
+    def replace(self, groups: Mapping[str, _Group]) -> None:
+        """Take a snapshot's group models as they are, in place of any here; taken, they
+        follow this configuration."""
+        self._groups.clear()
+        for name, group in groups.items():
+            group.reconfigure(self.config)
+            self._groups[name] = group
+
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """Each group's threshold in force and the strategy that set it."""
         return {
-            name: (group.threshold.value, group.threshold.strategy)
-            for name, group in sorted(self._groups.items())
+            name: (value, strategy) for name, (strategy, value) in sorted(self._in_force().items())
         }
 
     def summaries(self, services: Container[str]) -> dict[str, dict[str, Any]]:
         """Prequential quality per group (see :class:`~models.incident.PrequentialTracker`),
         over the incidents of ``services``."""
         return {
-            name: group.tracker.summary(group.threshold.value, services)
-            for name, group in sorted(self._groups.items())
+            name: self._groups[name].tracker.summary(value, services)
+            for name, (_, value) in sorted(self._in_force().items())
         }
 
     def describe(self, services: Container[str]) -> dict[str, dict[str, Any]]:
         """Each group as ``GET /models`` shows it (quality over the incidents of
         ``services``)."""
-        return {
-            name: {
+        out = {}
+        for name, (strategy, value) in sorted(self._in_force().items()):
+            group = self._groups[name]
+            out[name] = {
                 "version": group.model.version,
-                "threshold": _finite_or_none(group.threshold.value),
-                "strategy": group.threshold.strategy,
+                "threshold": _finite_or_none(value),
+                "strategy": strategy,
                 "positives": group.model.positives,
                 "negatives": group.model.negatives,
-                "prequential": group.tracker.summary(group.threshold.value, services),
+                "prequential": group.tracker.summary(value, services),
             }
-            for name, group in sorted(self._groups.items())
+        return out
+
+    def _in_force(self) -> dict[str, tuple[str, float]]:
+        """Each group's strategy and threshold in force, as views read them."""
+        if self.peek:
+            return {name: group.threshold.peek() for name, group in self._groups.items()}
+        return {
+            name: (group.threshold.strategy, group.threshold.value)
+            for name, group in self._groups.items()
         }
 
 

@@ -46,4 +46,5 @@ def build_risk_pipeline(
         clock=clock,
         champion_of=champion_of,
         on_labelled=on_labelled,
+        state=settings.incident_state,
     )

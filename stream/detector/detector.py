@@ -219,6 +219,7 @@ class Detector:
         async with self._batch_lock:  # a rebalance waits for the batch in hand
             batches = parts.positions.still_ours(batches, consumer)
             behind = await parts.label_gate.behind(consumer, batches)
+            batches = parts.label_gate.hold_back(consumer, batches, behind)
             self._batch_in_hand = True
             await self._process(batches, consumer, labels, behind)
             self._batch_in_hand = False

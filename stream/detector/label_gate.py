@@ -13,6 +13,12 @@ Whether incidents are behind is asked of the broker after the metrics were fetch
 incident produced before them is then known to be unread, and no vector of the batch becomes a
 negative before it is read. A batch without metrics, when nothing is held, compares with the
 last fetch instead (no request per idle step).
+
+With incident-risk state per partition (``VIGIL_INCIDENT_STATE=partition``) the rule is
+strict: metrics fetched while incidents are behind are not processed at all (their partitions
+are sought back to them, and wait paused). Processing them with horizons held would predict
+later vectors with models that missed the learning a caught-up run does, and the alerts would
+depend on when the labels were read.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from prometheus_client import Counter
 from stream.core.incident_risk import IncidentRiskPipeline
 from stream.kafka.label_reader import LabelReader
 from stream.kafka.records import Record
+
+Batches = dict[TopicPartition, list[Record]]
 
 __all__ = ["LabelGate", "Pausable"]
 
@@ -43,6 +51,8 @@ class Pausable(Protocol):
 
     def partitions_for_topic(self, topic: str) -> Collection[int] | None: ...
 
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
 
 class LabelGate:
     """Whether incidents wait unread, and the metrics paused while they do.
@@ -52,6 +62,7 @@ class LabelGate:
         pipeline: Incident risk (None when off: nothing is ever held).
         metrics_topic: The topic whose partitions are paused.
         paused_total: Counts each pause.
+        held_back_total: Counts the metric records fetched again (strict rule only).
     """
 
     def __init__(
@@ -60,11 +71,16 @@ class LabelGate:
         pipeline: IncidentRiskPipeline | None,
         metrics_topic: str,
         paused_total: Counter,
+        held_back_total: Counter | None = None,
     ) -> None:
         self.reader = reader
         self.pipeline = pipeline
         self.metrics_topic = metrics_topic
         self.paused_total = paused_total
+        self.held_back_total = held_back_total
+        self.strict = pipeline is not None and pipeline.state == "partition"
+        """Metrics fetched while incidents are behind are not processed (state per
+        partition)."""
 
     async def behind(self, consumer: Pausable, fetched: Iterable[TopicPartition]) -> bool:
         """Whether incident records may wait unread, for the batch of ``fetched`` partitions
@@ -74,6 +90,22 @@ class LabelGate:
             return False
         fresh = pipeline.hold_labels or any(tp.topic == self.metrics_topic for tp in fetched)
         return await self.reader.incidents_behind(fresh=fresh)
+
+    def hold_back(self, consumer: Pausable, batches: Batches, behind: bool) -> Batches:
+        """The batch to process: under the strict rule, while ``behind``, without its
+        metrics (each of their partitions sought back to its first record, fetched again
+        once the labels are read); else as it is."""
+        if not (self.strict and behind):
+            return batches
+        kept: Batches = {}
+        for tp, part in batches.items():
+            if tp.topic != self.metrics_topic:
+                kept[tp] = part
+                continue
+            consumer.seek(tp, part[0].offset)
+            if self.held_back_total is not None:
+                self.held_back_total.inc(len(part))
+        return kept
 
     def apply(self, consumer: Pausable, behind: bool) -> None:
         """Pause the metrics partitions while ``behind``, resume them once not (incident risk

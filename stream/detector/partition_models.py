@@ -66,7 +66,7 @@ class MetricModels:
     def export(self, partition: int, services: list[str]) -> dict[str, Any]:
         state: dict[str, Any] = {"metrics": self.pipeline.models_of(services)}
         if self.risk is not None:
-            state["risk"] = self.risk.export(services)
+            state["risk"] = self.risk.export(services, partition)
         return state
 
     def check(self, state: Any) -> None:
@@ -87,10 +87,10 @@ class MetricModels:
         if "metrics" not in stale:
             self.pipeline.install(models)
         if self.risk is not None and "risk" in state and "risk" not in stale:
-            self.risk.install(state["risk"])
+            self.risk.install(state["risk"], partition)
         return list(models)
 
     def forget(self, partitions: list[int], services: list[str]) -> None:
         self.pipeline.forget(services)
         if self.risk is not None:
-            self.risk.forget(services)
+            self.risk.forget(services, partitions)

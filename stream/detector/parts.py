@@ -165,7 +165,11 @@ def build_parts(
         positions=positions,
         label_reader=label_reader,
         label_gate=LabelGate(
-            label_reader, risk, settings.topic_metrics, metrics.risk.metrics_paused
+            label_reader,
+            risk,
+            settings.topic_metrics,
+            metrics.risk.metrics_paused,
+            metrics.risk.metrics_held_back,
         ),
         http_guard=HttpGuard.from_settings(settings, registry),
     )

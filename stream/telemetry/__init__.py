@@ -446,6 +446,12 @@ class RiskMetrics:
             "first: vectors would otherwise wait for them past their buffer).",
             registry=registry,
         )
+        self.metrics_held_back = Counter(
+            "vigil_risk_metrics_held_back_total",
+            "Metric records fetched while incidents waited unread, not processed and fetched "
+            "again (VIGIL_INCIDENT_STATE=partition: no vector before its labels).",
+            registry=registry,
+        )
         self.vectors = Counter(
             "vigil_incident_vectors_total",
             "Risk vectors predicted (one per service per step of event time).",

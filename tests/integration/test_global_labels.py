@@ -3,7 +3,10 @@
 Metrics are produced keyed by service with aiokafka's partitioner (murmur2, as Java's); the
 incidents are put on partitions chosen by CRC32 of the key (librdkafka's default, as kcat's),
 so a service's incidents and its metrics are on different partition numbers. A fleet of
-detectors in one group must label exactly the positives a single detector labels.
+detectors in one group must label exactly the positives a single detector labels; with
+incident-risk state per partition (``VIGIL_INCIDENT_STATE=partition``) and the incidents read
+first, through a kill and a join, it must publish exactly the reference's risk and anomaly
+alerts too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -41,6 +45,10 @@ SERVICES = 12
 FLEET = 5
 """Detectors in the fleet: 5 on 6 partitions, where the round-robin assignor dealt a
 service's incidents to another detector than its metrics."""
+
+EXACT = {"incident_state": "partition", "incident_episode_budget": 20.0}
+"""Risk state per partition. Per partition the default budget (2.5 a service-day) pages only
+after about two service-days of a partition's vectors: more a day, to page within the day."""
 
 
 def crc32_partition(key: bytes, partitions: int) -> int:
@@ -174,6 +182,9 @@ async def _fleet_run(
 
 
 async def test_every_label_reaches_its_service_owner(test_settings: Settings) -> None:
+    """5 detectors on 6 partitions label the reference's positives; with risk state per
+    partition (and the incidents read first) they publish its risk and anomaly alerts."""
+    test_settings = test_settings.model_copy(update=EXACT)
     sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
     items = list(sim.stream(DAYS * 86_400))
     metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
@@ -203,6 +214,8 @@ async def test_every_label_reaches_its_service_owner(test_settings: Settings) ->
     assert reference.positives, "the reference should learn positives: nothing is checked else"
     assert fleet.per_service() == reference.per_service()
     assert fleet.positives == reference.positives
+    for kind in ("incident_risk", "anomaly"):
+        await _alerts_are_the_references(test_settings, _own(test_settings, ".ref"), kind)
 
 
 def _murmur2_partition(key: bytes, partitions: int) -> int:
@@ -222,16 +235,21 @@ async def test_labels_reach_the_owner_through_a_kill_and_a_join(
     joins at 60 %. The positives the fleet publishes for training (``vigil.features``) are the
     single-detector reference's, service by service.
 
-    ``first``: every incident is read by all before the metrics. ``as_they_come``: each
-    incident is produced where the simulator publishes it, minutes of event time after its
-    open, among the metrics: a snapshot taken before an incident was read is restored by a
-    detector that read it (the restore applies it)."""
+    ``first``: every incident is read by all before the metrics, and risk state is kept per
+    partition (``VIGIL_INCIDENT_STATE=partition``): the risk and anomaly alerts published are
+    the reference's too, alert for alert. ``as_they_come``: each incident is produced where
+    the simulator publishes it, minutes of event time after its open, among the metrics: a
+    snapshot taken before an incident was read is restored by a detector that read it (the
+    restore applies it); risk state pooled per detector (the default)."""
     settings = test_settings.model_copy(update={"snapshot_interval_s": 2.0})
+    if incidents_when == "first":
+        settings = settings.model_copy(update=EXACT)
     sim = IncidentSimulator(services=SERVICES, interval_s=60.0, seed=5)
     items = list(sim.stream(DAYS * 86_400))
     metrics = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, SimulatedEvent)]
     incidents = [(i.service.encode(), i.to_bytes()) for i in items if isinstance(i, IncidentRecord)]
-    reference = await _fleet_run(_own(settings, ".ref"), 1, metrics, incidents)
+    reference_settings = _own(settings, ".ref")
+    reference = await _fleet_run(reference_settings, 1, metrics, incidents)
     paced: list[tuple[bytes | None, bytes]] = list(metrics)
 
     bootstrap, partitions = settings.bootstrap_servers, settings.topic_partitions
@@ -321,6 +339,49 @@ async def test_labels_reach_the_owner_through_a_kill_and_a_join(
     )
     assert per_service == reference.per_service()
     assert positives == reference.positives
+    if incidents_when == "first":
+        for kind in ("incident_risk", "anomaly"):
+            await _alerts_are_the_references(settings, reference_settings, kind)
+
+
+async def _alerts_are_the_references(settings: Settings, reference: Settings, kind: str) -> None:
+    """The fleet's published alerts of ``kind`` against the single detector's: the same set
+    (alert id, service, event time, status), none lost, none spurious; an alert published
+    more than once (at least once: sent again after the kill) is the same alert each time,
+    the reference's (everything but ``detected_at`` and the evidence's topic name)."""
+    fleet = await _published(settings, kind)
+    ref = await _published(reference, kind)
+    keys = {_alert_key(a) for a in ref}
+    assert len(keys) == len(ref), "the reference sent an alert twice"
+    got = collections.Counter(_alert_key(a) for a in fleet)
+    firing = sum(1 for a in ref if a["status"] == "firing")
+    print(
+        f"\n{kind}: reference {len(ref)} alerts ({firing} firing, {len(ref) - firing}"
+        f" resolved); fleet {len(fleet)} published, {len(got)} distinct; missing"
+        f" {len(keys - set(got))}, spurious {len(set(got) - keys)}, sent more than once"
+        f" {sum(1 for n in got.values() if n > 1)} ({sum(got.values()) - len(got)} copies)"
+    )
+    assert firing > 0, f"the reference raised no {kind} alert: nothing is checked"
+    assert set(got) == keys
+    theirs = {_alert_key(a): _content(a) for a in ref}
+    for alert in fleet:
+        assert _content(alert) == theirs[_alert_key(alert)], alert["alert_id"]
+
+
+async def _published(settings: Settings, kind: str) -> list[dict[str, Any]]:
+    records = await read_all(settings.bootstrap_servers, settings.topic_alerts, idle_s=1.0)
+    alerts = [orjson.loads(record.value) for record in records]
+    return [a for a in alerts if a["kind"] == kind]
+
+
+def _alert_key(alert: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (alert["alert_id"], alert["service"], alert["event_ts"], alert["status"])
+
+
+def _content(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert as two runs on topics of their own must agree on it."""
+    evidence = {k: v for k, v in (alert.get("evidence") or {}).items() if k != "topic"}
+    return {**{k: v for k, v in alert.items() if k != "detected_at"}, "evidence": evidence}
 
 
 async def _paced_with_incidents(

@@ -56,6 +56,9 @@ class RiskFeatureBuilder:
     Args:
         step_s: Event-time length of a step; one vector per service per step.
         trend_steps: How many steps back ``dz:`` features compare with.
+        folded: Sum a step's values left to right, so that its vector is the same floats
+            however batches cut its events (:mod:`~stream.core.features.risk_sums`; else
+            batch by batch, equal to within rounding).
 
     Examples:
         >>> builder = RiskFeatureBuilder(step_s=60.0, trend_steps=2)
@@ -79,6 +82,7 @@ class RiskFeatureBuilder:
         smooth_steps: int = 5,
         baseline_steps: int = 360,
         min_baseline_steps: int = 30,
+        folded: bool = False,
     ) -> None:
         if step_s <= 0 or trend_steps < 1 or not 1 <= min_baseline_steps <= baseline_steps:
             raise ValueError(
@@ -89,6 +93,7 @@ class RiskFeatureBuilder:
         self.smooth_steps = max(0, min(smooth_steps, trend_steps))
         self.baseline_steps = baseline_steps
         self.min_baseline_steps = min_baseline_steps
+        self.folded = folded
         self._services: dict[str, ServiceSteps] = {}
         self._vectors = StepVectors(
             trend_steps, self.smooth_steps, baseline_steps, min_baseline_steps
@@ -150,7 +155,7 @@ class RiskFeatureBuilder:
         layout = layout_of(self._services, batch)
         if layout is None:
             return []
-        runs = runs_of(batch, layout, ratios, flagged, deploys, self.step_s)
+        runs = runs_of(batch, layout, ratios, flagged, deploys, self.step_s, folded=self.folded)
         closes = fold_runs(layout, runs, evidence)
         return self._vectors.close_all(closes) if closes else []
 

@@ -2,7 +2,9 @@
 
 Rows of one service, feature set and step form a run; every run of the batch is summed in
 one pass, all services together, and a Python loop per run folds it into its service's open
-step (a run of a later step closes the open one).
+step (a run of a later step closes the open one). With ``folded`` sums (see
+:mod:`stream.core.features.risk_sums`) a step's sums are the same floats however batches cut
+its rows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy.typing as npt
 
 from models.anomaly import Deviations
 from stream.core.features.risk_steps import Closed, ServiceSteps, Step
+from stream.core.features.risk_sums import folded_sums
 from stream.schemas import Evidence
 
 __all__ = ["Layout", "Runs", "ServiceBatch", "fold_runs", "layout_of", "runs_of"]
@@ -70,6 +73,10 @@ class Runs(NamedTuple):
     deploys: list[int]
     last_ts: list[float]
     last_row: list[int]
+    first_row: list[int]
+    folded: bool = False
+    """Whether a run that continues its service's open step has that step's sums in its
+    own (``folded_sums``): they replace the step's, not add to them."""
 
 
 def layout_of(services: dict[str, ServiceSteps], batch: Sequence[ServiceBatch]) -> Layout | None:
@@ -104,9 +111,13 @@ def runs_of(
     flagged: npt.NDArray[np.bool_],
     deploys: npt.NDArray[np.bool_],
     step_s: float,
+    *,
+    folded: bool = False,
 ) -> Runs:
     """The batch's runs: rows of one service, feature-set block and step (steps only go
-    forward, so a step's rows are one run), each summed at once, all services together."""
+    forward, so a step's rows are one run), each summed at once, all services together;
+    ``folded``: each summed left to right from its open step's sums (a step's rows then
+    stay one run across blocks of the same feature set)."""
     live, total = layout.live, layout.total
     ts = np.fromiter(itertools.chain.from_iterable(r.ts_s for r in live), np.float64, total)
     index = np.concatenate([r.indices for r in live])
@@ -114,13 +125,14 @@ def runs_of(
     change = np.empty(total, dtype=bool)
     change[0] = True
     np.not_equal(steps[1:], steps[:-1], out=change[1:])
-    change[layout.block_starts] = True
+    change[_run_breaks(layout, folded)] = True
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], total)
     lengths = ends - starts
     run_block = (np.searchsorted(layout.block_starts, starts, side="right") - 1).tolist()
+    opened = _opened_runs(layout, starts, steps, run_block) if folded else None
     run_sums, run_counts = _value_sums(
-        batch, layout.block_names, run_block, starts, lengths, len(layout.block_starts)
+        batch, layout.block_names, run_block, starts, lengths, len(layout.block_starts), opened
     )
     return Runs(
         step=steps[starts].tolist(),
@@ -133,7 +145,38 @@ def runs_of(
         deploys=np.add.reduceat(deploys[index], starts).tolist(),
         last_ts=ts[ends - 1].tolist(),
         last_row=index[ends - 1].tolist(),
+        first_row=index[starts].tolist(),
+        folded=folded,
     )
+
+
+def _run_breaks(layout: Layout, folded: bool) -> list[int]:
+    """The rows where a block starts a run: every block, or (``folded``) a service's first
+    and those whose feature set differs from the block before."""
+    if not folded:
+        return layout.block_starts
+    names, owner = layout.block_names, layout.block_state
+    return [
+        start
+        for b, start in enumerate(layout.block_starts)
+        if b == 0 or owner[b] != owner[b - 1] or names[b] != names[b - 1]
+    ]
+
+
+def _opened_runs(
+    layout: Layout, starts: npt.NDArray[np.intp], steps: IntArray, run_block: list[int]
+) -> dict[int, tuple[FloatArray, FloatArray]]:
+    """Run index -> the sums and counts of the open step it continues (a service's first
+    run, of the open step's index and feature set)."""
+    opened: dict[int, tuple[FloatArray, FloatArray]] = {}
+    for row in layout.open_rows:
+        run = int(np.searchsorted(starts, row))
+        block = run_block[run]
+        step = layout.states[layout.block_state[block]].step
+        names = layout.block_names[block]
+        if step is not None and step.index == steps[row] and step.names == names:
+            opened[run] = (step.v_sum, step.v_count)
+    return opened
 
 
 def step_indices(ts: FloatArray, layout: Layout, step_s: float) -> IntArray:
@@ -162,10 +205,12 @@ def fold_runs(layout: Layout, runs: Runs, evidence: Callable[[int], Evidence]) -
         step = state.step
         if step is not None and (step.index != step_index or step.names != names):
             state.step = None
-            closes.append(Closed(services[owner], state, step))
+            closes.append(Closed(services[owner], state, step, runs.first_row[r]))
             step = None
         if step is None:  # the usual case in a backlog: a run is a whole step
             step = state.step = Step(step_index, names, runs.sums[r], runs.counts[r])
+        elif runs.folded:  # its sums started from the step's
+            step.v_sum, step.v_count = runs.sums[r], runs.counts[r]
         else:
             step.v_sum = step.v_sum + runs.sums[r]
             step.v_count = step.v_count + runs.counts[r]
@@ -185,8 +230,11 @@ def _value_sums(
     starts: npt.NDArray[np.intp],
     lengths: npt.NDArray[np.intp],
     blocks: int,
+    opened: dict[int, tuple[FloatArray, FloatArray]] | None = None,
 ) -> tuple[list[FloatArray], list[FloatArray]]:
-    """Each run's sums of values and counts of present (not NaN) values, by feature set."""
+    """Each run's sums of values and counts of present (not NaN) values, by feature set;
+    with ``opened`` (run -> its open step's sums and counts), folded left to right
+    (:func:`~stream.core.features.risk_sums.folded_sums`)."""
     values = [dev.values for rows in batch if len(rows.ts_s) for dev in rows.deviations]
     sets: dict[tuple[str, ...], list[int]] = {}
     for block, names in enumerate(block_names):
@@ -210,6 +258,14 @@ def _value_sums(
             if len(members) == 1
             else np.concatenate([values[b] for b in members])
         )
+        if opened is not None:
+            here = {i: opened[r] for i, r in enumerate(runs.tolist()) if r in opened}
+            folded_s, folded_c = folded_sums(rows, local, lengths[runs], here)
+            if len(sets) == 1:
+                return list(folded_s), list(folded_c)
+            for r, row_sum, row_count in zip(runs.tolist(), folded_s, folded_c, strict=True):
+                run_sums[r], run_counts[r] = row_sum, row_count
+            continue
         sums = np.add.reduceat(rows, local, axis=0)
         if np.isnan(sums).any():  # a value was missing: count the rest
             present = ~np.isnan(rows)

@@ -108,3 +108,5 @@ class Closed(NamedTuple):
     service: str
     state: ServiceSteps
     step: Step
+    row: int = -1
+    """The batch row that closed it (the service's first row of a later step)."""

@@ -40,6 +40,9 @@ class RiskVector:
     """Where the step's last event is stored (asked only when the vector alerts)."""
     labels_of: Callable[[], dict[str, str]] = dict
     """The labels of the step's last event (asked only when the vector alerts)."""
+    closed_by: int = -1
+    """The batch row whose event closed the step (the service's first event of a later
+    step): where the vector stands in its partition's order of events."""
 
     @property
     def evidence(self) -> Evidence:
@@ -155,7 +158,7 @@ class StepVectors:
             rows[:, at + 2] = np.array([s.deploys for s in steps], np.float64) / counts
             used = at + len(_SHARES)
             for i, j in enumerate(members):
-                service, state, step = closes[j]
+                service, state, step, closed_by = closes[j]
                 log = state.log
                 if log:
                     rows[i, used : used + len(log)] = list(log.values())
@@ -167,6 +170,7 @@ class StepVectors:
                     FeatureRow(_feature_names(names, tuple(log), bool(k)), row),
                     functools.partial(step.locate, step.last_row),
                     functools.partial(labels_at, step.locate, step.last_row),
+                    closed_by,
                 )
         return vectors
 
@@ -179,7 +183,7 @@ class StepVectors:
         baselines: list[tuple[FloatArray, FloatArray] | None] = [None] * len(closes)
         fresh = [False] * len(closes)
         ring = self.baseline_steps
-        for j, (_, state, step) in enumerate(closes):
+        for j, (_, state, step, _) in enumerate(closes):
             if state.names != step.names:
                 state.reset(step.names, ring)
                 fresh[j] = True
@@ -201,7 +205,7 @@ class StepVectors:
         past_rows: list[FloatArray] = [np.empty(0)] * len(closes)
         smooth_rows: list[FloatArray] = [np.empty(0)] * len(closes)
         k = self.smooth_steps
-        for j, (_, state, _) in enumerate(closes):
+        for j, (_, state, _, _) in enumerate(closes):
             if fresh[j]:
                 state.history = []
             history, z_row = state.history, z_rows[j]

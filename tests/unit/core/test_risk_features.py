@@ -98,6 +98,36 @@ def test_batch_boundaries_do_not_change_the_vectors(cuts: list[int]) -> None:
         assert a.features == pytest.approx(b.features)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=119), max_size=8))
+def test_folded_sums_give_the_same_floats_whatever_the_batch_boundaries(cuts: list[int]) -> None:
+    """Steps of ~6 events, values missing here and there: with ``folded`` sums a step cut
+    by batches sums to the very floats of the whole (without, only approximately)."""
+    rng = np.random.default_rng(4)
+    ts = np.sort(rng.uniform(0, 1200, size=120))
+    z = rng.normal(size=(120, 2)) * 1e3
+    values = np.where(rng.random(size=z.shape) < 0.1, np.nan, z)
+
+    def builder() -> RiskFeatureBuilder:
+        return RiskFeatureBuilder(step_s=60.0, min_baseline_steps=2, folded=True)
+
+    whole = _feed(builder(), ts, z, [], values)
+    cut = _feed(builder(), ts, z, cuts, values)
+    one_by_one = _feed(builder(), ts, z, list(range(1, 120)), values)
+    for other in (cut, one_by_one):
+        assert [v.evidence.offset for v in other] == [v.evidence.offset for v in whole]
+        for a, b in zip(other, whole, strict=True):
+            assert a.features.row.tobytes() == b.features.row.tobytes()
+
+
+def test_a_vector_knows_the_row_that_closed_its_step() -> None:
+    ts = np.arange(0.0, 300.0, 10.0)  # 5 steps of 6 events, the batch rows 0..29
+    z = np.zeros((30, 2))
+    vectors = _feed(RiskFeatureBuilder(step_s=60.0), ts, z, [])
+    assert [v.closed_by for v in vectors] == [6, 12, 18, 24]  # the next step's first row
+    # (a batch row: where the vector stands among the batch's events)
+
+
 def test_an_event_from_an_earlier_step_joins_the_open_one() -> None:
     builder = RiskFeatureBuilder(step_s=60.0)
     ts = np.array([0.0, 70.0, 65.0, 50.0, 130.0])

@@ -30,6 +30,7 @@ class _Consumer:
     def __init__(self, assigned: list[TopicPartition]) -> None:
         self.assigned = set(assigned)
         self.held: set[TopicPartition] = set()
+        self.sought: dict[TopicPartition, int] = {}
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
@@ -46,11 +47,16 @@ class _Consumer:
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         return {0, 1} if topic == "m" else None
 
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.sought[partition] = offset
 
-def _gate(reader: _Reader, risk: bool = True) -> tuple[LabelGate, Counter]:
-    paused = Counter("paused", "pauses", registry=CollectorRegistry())
-    pipeline = IncidentRiskPipeline(RiskConfig()) if risk else None
-    return LabelGate(reader, pipeline, "m", paused), paused  # type: ignore[arg-type]
+
+def _gate(reader: _Reader, risk: bool = True, state: str = "detector") -> tuple[LabelGate, Counter]:
+    registry = CollectorRegistry()
+    paused = Counter("paused", "pauses", registry=registry)
+    held_back = Counter("held_back", "records", registry=registry)
+    pipeline = IncidentRiskPipeline(RiskConfig(), state=state) if risk else None  # type: ignore[arg-type]
+    return LabelGate(reader, pipeline, "m", paused, held_back), paused  # type: ignore[arg-type]
 
 
 async def test_without_incident_risk_nothing_waits_and_nothing_is_asked() -> None:
@@ -106,3 +112,27 @@ def test_the_owner_of_the_metrics_partition_of_the_same_number_dead_letters_a_la
     # Incidents partitions 1 and 3 map to metrics partition 1 (two metrics partitions).
     assert [designated(_Label(p, 5)) for p in range(4)] == [False, True, False, True]
     assert not designated(_Label(1, 2))
+
+
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def test_per_partition_metrics_fetched_while_behind_are_fetched_again() -> None:
+    """State per partition: a metrics batch read while incidents wait unread is not
+    processed (its partitions go back to its first records); labels and logs are."""
+    batches: Any = {
+        METRICS[0]: [_Record(7), _Record(8)],
+        METRICS[1]: [_Record(3)],
+        LOGS: [_Record(1)],
+    }
+    gate, _ = _gate(_Reader(behind=True), state="partition")
+    consumer = _Consumer([*METRICS, LOGS])
+    assert gate.hold_back(consumer, batches, behind=False) is batches
+    assert list(gate.hold_back(consumer, batches, behind=True)) == [LOGS]
+    assert consumer.sought == {METRICS[0]: 7, METRICS[1]: 3}
+    assert gate.held_back_total is not None
+    assert _value(gate.held_back_total) == 3.0
+    pooled, _ = _gate(_Reader(behind=True))  # pooled: processed, horizons held instead
+    assert pooled.hold_back(consumer, batches, behind=True) is batches
