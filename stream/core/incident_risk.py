@@ -24,7 +24,6 @@ or kept per input partition (``"partition"``: :mod:`stream.core.risk_lanes`).
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,11 +42,16 @@ from stream.core.pipeline import (
     BatchOutcome,
     Clock,
     EvidenceOf,
-    alert_id_for,
     config_id_of,
     utc_now,
 )
-from stream.core.risk_alerts import BATCH_MODEL_NAME, MODEL_NAME, RiskAlerts, event_datetime
+from stream.core.risk_alerts import (
+    BATCH_MODEL_NAME,
+    MODEL_NAME,
+    AlertKinds,
+    RiskAlerts,
+    alert_key,
+)
 from stream.core.risk_batch import BatchRows, add_metric_batch
 from stream.core.risk_groups import Predicted, _Group
 from stream.core.risk_lanes import PartitionLanes
@@ -65,7 +69,6 @@ __all__ = [
 FeedbackKind = str
 """What a feedback message was about: ``incident_risk``, ``anomaly`` or ``unknown``."""
 
-_REMEMBERED_ALERTS = 20_000
 _MIN_BASELINE_S = 1800.0  # trailing z-scores wait for half an hour of history
 
 
@@ -149,7 +152,7 @@ class IncidentRiskPipeline:
         self.episodes = RiskEpisodes(
             open_steps=config.open_steps, resolve_steps=config.resolve_steps
         )
-        self._alert_kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._alert_kinds = AlertKinds()
         self.latest_event_s = -math.inf
         self.vectors_total = 0
         self.hold_labels = False
@@ -231,17 +234,7 @@ class IncidentRiskPipeline:
         )
         firing = change is not None and change.status == "firing"
         # Only an alert can get feedback, so only an opening vector needs its key.
-        key = (
-            alert_id_for(
-                "incident_risk",
-                "metrics",
-                service,
-                event_datetime(vector.ts_s),
-                vector.features.to_dict(),
-            )
-            if firing
-            else ""
-        )
+        key = alert_key(vector) if firing else ""
         labelled = self.labeler.add(
             service, vector.ts_s, vector.features, p, key, expire=not self.hold_labels
         )
@@ -292,7 +285,7 @@ class IncidentRiskPipeline:
     def on_feedback(self, feedback: Feedback) -> FeedbackKind:
         """An operator's verdict: a label for an incident-risk alert's vector, if still held.
         Returns what kind of alert the feedback was about."""
-        kind = self._alert_kinds.get(feedback.alert_id, "unknown")
+        kind = self._alert_kinds.kind_of(feedback.alert_id)
         if kind == "incident_risk" and feedback.verdict != "expected":
             item = self.labeler.feedback(
                 feedback.alert_id, feedback.verdict == "true_positive", feedback.service
@@ -303,11 +296,7 @@ class IncidentRiskPipeline:
 
     def remember_alerts(self, alerts: Iterable[Alert]) -> None:
         """Alerts published (any kind), so later feedback on them can be told apart."""
-        kinds = self._alert_kinds
-        for alert in alerts:
-            kinds[alert.alert_id] = alert.kind
-            if len(kinds) > _REMEMBERED_ALERTS:
-                kinds.popitem(last=False)
+        self._alert_kinds.remember(alerts)
 
     def advance(self, now_s: float | None = None) -> None:
         """Event time reached ``now_s`` (default: the latest metric event): vectors whose

@@ -6,17 +6,26 @@ are those of the event its evidence points at, the step's last metric event (``r
 
 from __future__ import annotations
 
+import collections
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from models.batch import RiskArtifact
 from models.incident import IncidentRiskModel
 from models.incident.episodes import EpisodeChange
 from stream.core.features.risk_vectors import RiskVector
-from stream.core.pipeline import Clock
+from stream.core.pipeline import Clock, alert_id_for
 from stream.schemas import Alert, AlertModelInfo, Explanation, TopFeature
 
-__all__ = ["BATCH_MODEL_NAME", "MODEL_NAME", "RiskAlerts", "event_datetime"]
+__all__ = [
+    "BATCH_MODEL_NAME",
+    "MODEL_NAME",
+    "AlertKinds",
+    "RiskAlerts",
+    "alert_key",
+    "event_datetime",
+]
 
 MODEL_NAME = "incident-risk"
 """The online model's alerts."""
@@ -131,3 +140,40 @@ def event_datetime(ts_s: float) -> datetime:
 def _resolved_id(episode_id: str) -> str:
     """The stable id of an episode's resolved alert."""
     return hashlib.sha256(f"{episode_id}|resolved".encode()).hexdigest()[:32]
+
+
+class AlertKinds:
+    """The kinds of the last ``capacity`` alerts published (any kind), so that feedback on
+    one can be told apart: only a risk alert's feedback labels a vector.
+
+    Examples:
+        >>> kinds = AlertKinds(capacity=1)
+        >>> kinds.remember([Alert.model_construct(alert_id="a", kind="anomaly")])
+        >>> kinds.kind_of("a"), kinds.kind_of("b")
+        ('anomaly', 'unknown')
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._kinds: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    def remember(self, alerts: Iterable[Alert]) -> None:
+        """Alerts published, the oldest forgotten past the capacity."""
+        kinds = self._kinds
+        for alert in alerts:
+            kinds[alert.alert_id] = alert.kind
+            if len(kinds) > self.capacity:
+                kinds.popitem(last=False)
+
+    def kind_of(self, alert_id: str) -> str:
+        """``incident_risk``, ``anomaly``, or ``unknown`` (never seen, or forgotten)."""
+        return self._kinds.get(alert_id, "unknown")
+
+
+def alert_key(vector: RiskVector) -> str:
+    """The id of the risk alert an episode opening on ``vector`` raises: feedback on the
+    alert finds the vector by it."""
+    features = vector.features.to_dict()
+    return alert_id_for(
+        "incident_risk", "metrics", vector.service, event_datetime(vector.ts_s), features
+    )
