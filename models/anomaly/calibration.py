@@ -183,15 +183,21 @@ class ScoreCalibrator:
         n = self._sorted.shape[1]
         if n == 0:
             return np.ones(scores.shape)
-        single = rows.astype(np.float32)  # as the history holds them: a recurring score ties
+        # As the history holds them (float32: a recurring score ties), a channel a row.
+        columns = rows.T.astype(np.float32, order="C")
         at_least = np.empty(rows.shape)
         for j in range(self.channels):
-            at_least[:, j] = n - np.searchsorted(self._sorted[j], single[:, j], side="left")
+            at_least[:, j] = n - self._sorted[j].searchsorted(columns[j], side="left")
         p: FloatArray = (at_least + 1.0) / (n + 1.0)
-        tail = single > self._u
-        if tail.any():
-            y = single.astype(np.float64) - self._u
-            p = np.where(tail, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
+        if np.count_nonzero(columns > self._u[:, None]):  # some score past its tail threshold
+            # Only the rows with a score in a tail: their scores go through the same
+            # arithmetic, row by row, as the whole segment's would.
+            single = rows.astype(np.float32)
+            tail = single > self._u
+            hit = np.logical_or.reduce(tail, axis=1).nonzero()[0]
+            y = single[hit].astype(np.float64) - self._u
+            tails = np.maximum(self._gpd_tails(y), at_least[hit] / (n + 1.0))
+            p[hit] = np.where(tail[hit], tails, p[hit])
         return p[:, 0] if flat else p
 
     def score_at(self, p: float) -> FloatArray:

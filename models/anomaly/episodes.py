@@ -90,18 +90,19 @@ class EpisodeTracker:
         """Marks for rows in order; the tracker ends in the state after the last row unless
         ``commit`` is false (a preview: nothing changes)."""
         n = anomalous.size
+        flags = np.zeros((4, n), dtype=bool)  # one allocation
         marks = EpisodeMarks(
-            opened=np.zeros(n, dtype=bool),
-            resolved=np.zeros(n, dtype=bool),
-            open=np.zeros(n, dtype=bool),
-            withheld=np.zeros(n, dtype=bool),
+            opened=flags[0],
+            resolved=flags[1],
+            open=flags[2],
+            withheld=flags[3],
             started_s=np.full(n, np.nan),
         )
         episode = self.episode
         i = 0
         while i < n:
             if episode is None:
-                ahead = np.flatnonzero(anomalous[i:])
+                ahead = anomalous[i:].nonzero()[0]
                 if ahead.size == 0:
                     break
                 i += int(ahead[0])

@@ -217,14 +217,17 @@ class BatchHST:
         """Rows that can be learned before the reference profile next changes (at least 1)."""
         return self.window_size - self.counter
 
-    def score_keep_steps(self, X: npt.ArrayLike) -> Steps[tuple[Float64Array, IntpArray]]:
+    def score_keep_steps(
+        self, X: npt.ArrayLike, *, checked: bool = False
+    ) -> Steps[tuple[Float64Array, IntpArray]]:
         """Score rows without learning, and keep their paths for :meth:`learn_paths`.
 
         The rows must not cross a window end once learned (at most
         :meth:`rows_to_window_end` of them): their scores are all taken against the current
-        reference profile, as one-at-a-time processing would.
+        reference profile, as one-at-a-time processing would. ``checked``: the caller
+        vouches that ``X`` is a float64 matrix without NaN (not looked for again).
         """
-        rows = self._rows(X, build=True)
+        rows = self._rows(X, build=True, checked=checked)
         assert self.structure is not None
         if len(rows) == 0 or len(rows) > self._chunk_rows:
             parts = [
@@ -329,7 +332,7 @@ class BatchHST:
             raise ValueError(f"missing feature {exc.args[0]!r}") from None
         return np.array([values], dtype=np.float64)
 
-    def _rows(self, X: npt.ArrayLike, *, build: bool) -> Float64Array:
+    def _rows(self, X: npt.ArrayLike, *, build: bool, checked: bool = False) -> Float64Array:
         rows = np.ascontiguousarray(X, dtype=np.float64)
         if rows.ndim != 2:
             raise ValueError(f"X must be 2-D (rows, features), got shape {rows.shape}")
@@ -341,7 +344,7 @@ class BatchHST:
             raise ValueError(
                 f"X has {rows.shape[1]} feature columns, the trees have {self.structure.n_features}"
             )
-        if np.isnan(rows).any():
+        if not checked and np.isnan(rows).any():
             raise ValueError("X has a NaN: missing features are not supported")
         return rows
 

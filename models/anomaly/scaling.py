@@ -107,9 +107,14 @@ def quanta(rows: FloatArray) -> FloatArray:
         >>> quanta(np.array([[0.0, 0.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0]])).tolist()
         [1.0, 0.0]
     """
-    gaps = np.diff(np.sort(rows, axis=1), axis=1)
+    return _sorted_quanta(np.sort(rows, axis=1))
+
+
+def _sorted_quanta(ordered: FloatArray) -> FloatArray:
+    """:func:`quanta` of rows already sorted."""
+    gaps = ordered[:, 1:] - ordered[:, :-1]  # np.diff's arithmetic, without its wrapper
     gaps[gaps <= 0.0] = np.inf
-    smallest = gaps.min(axis=1) if gaps.shape[1] else np.full(rows.shape[0], np.inf)
+    smallest = gaps.min(axis=1) if gaps.shape[1] else np.full(ordered.shape[0], np.inf)
     out: FloatArray = np.where(np.isfinite(smallest), smallest, 0.0)
     return out
 
@@ -129,8 +134,12 @@ def percentiles(rows: FloatArray) -> list[list[float]]:
         >>> percentiles(rows) == expected
         True
     """
-    low, high, gamma = _interpolation(rows.shape[1])
-    ordered = np.sort(rows, axis=1)
+    return _sorted_percentiles(np.sort(rows, axis=1))
+
+
+def _sorted_percentiles(ordered: FloatArray) -> list[list[float]]:
+    """:func:`percentiles` of rows already sorted."""
+    low, high, gamma = _interpolation(ordered.shape[1])
     a, b = ordered[:, low], ordered[:, high]
     # numpy's _lerp: from below for gamma < 0.5, from above otherwise (same operations).
     diff = b - a
@@ -246,13 +255,7 @@ class RobustScaler:
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_refresh())
-            median, scale = self._current(names)
-            block = z[start:end]
-            np.subtract(X[start:end], median, out=block)
-            np.divide(block, scale, out=block)
-            np.copyto(block, 0.0, where=np.isnan(block))
-            np.clip(block, -Z_LIMIT, Z_LIMIT, out=block)
-            medians[start:end] = median
+            z[start:end], medians[start:end], _ = self.standardize(X[start:end], names)
             if not learn:
                 break
             self._learn_rows(X[start:end], names)
@@ -266,6 +269,23 @@ class RobustScaler:
         """
         return self.scale_batch(X, names, learn=False)
 
+    def standardize(
+        self, X: FloatArray, names: Sequence[str], *, complete: bool = False
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`scale`'s z-scores, with the medians and spreads they were taken from (one
+        value per feature: the rows' medians are those, row after row).
+
+        ``complete`` says that ``X`` holds no NaN (nothing to set to 0).
+        """
+        median, scale = self._current(names)
+        z = X - median
+        np.divide(z, scale, out=z)
+        if not complete:
+            np.copyto(z, 0.0, where=np.isnan(z))
+        # np.clip's arithmetic (maximum, then minimum), without its wrapper
+        np.minimum(np.maximum(z, -Z_LIMIT, out=z), Z_LIMIT, out=z)
+        return z, median, scale
+
     def scales(self, names: Sequence[str]) -> FloatArray:
         """The current robust spread of each feature (1 if never seen)."""
         return self._current(names)[1]
@@ -274,13 +294,14 @@ class RobustScaler:
         """Rows that can be learned before the baselines next change (at least 1)."""
         return self._rows_to_refresh()
 
-    def learn(self, X: FloatArray, names: Sequence[str]) -> None:
+    def learn(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
         """Learn rows (NaN values are skipped); refreshes the baselines when due.
 
         Give it at most :meth:`rows_to_refresh` rows for one-at-a-time exactness.
+        ``complete`` says that ``X`` holds no NaN.
         """
         if X.shape[0]:
-            self._learn_rows(X, names)
+            self._learn_rows(X, names, complete=complete)
 
     def set_floors(self, floors: Mapping[str, float]) -> None:
         """Spreads never below these, per feature (a metric's resolution, when the scaler sees
@@ -343,11 +364,13 @@ class RobustScaler:
             current = self._current_by_names[key] = (median, scale)
         return current
 
-    def _learn_rows(self, X: FloatArray, names: Sequence[str]) -> None:
-        present = ~np.isnan(X)
-        complete = bool(present.all())
+    def _learn_rows(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
+        present = None  # None: every value is present
+        if not complete:
+            missing = np.isnan(X)
+            present = ~missing if np.count_nonzero(missing) else None
         for j, name in enumerate(names):
-            column = X[:, j] if complete else X[present[:, j], j]
+            column = X[:, j] if present is None else X[present[:, j], j]
             if column.size == 0:
                 continue
             feature = self._features.get(name)
@@ -368,9 +391,10 @@ class RobustScaler:
                 length = min(feature.count, self.window)
                 by_length.setdefault(length, []).append(feature)
         for group in by_length.values():
-            stacked = np.stack([f.values() for f in group])
-            steps = quanta(stacked).tolist()
-            for feature, quantiles, quantum in zip(group, percentiles(stacked), steps, strict=True):
+            ordered = np.sort(np.stack([f.values() for f in group]), axis=1)  # one sort for both
+            steps = _sorted_quanta(ordered).tolist()
+            quantiles_of = _sorted_percentiles(ordered)
+            for feature, quantiles, quantum in zip(group, quantiles_of, steps, strict=True):
                 feature.median, feature.scale = _baseline(quantiles, feature.values(), quantum)
         self._current_by_names.clear()
         self._since_refresh = 0

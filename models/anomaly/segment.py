@@ -30,6 +30,7 @@ __all__ = [
     "Reading",
     "decide",
     "floors",
+    "kept_rows",
     "learn_baselines",
     "move_levels",
     "read_rows",
@@ -40,9 +41,38 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class SegmentRows:
+    """A segment's rows as they came: values, event times and what is known of them."""
+
+    raw: FloatArray
+    """Rows by features (NaN where missing)."""
+    ts: FloatArray
+    """Event times, seconds."""
+    buckets: IntArray | None
+    """Season buckets of the event times (None without seasons)."""
+    complete: bool
+    """``raw`` holds no NaN."""
+
+    @classmethod
+    def of_run(
+        cls, raw: FloatArray, ts: FloatArray, seasonal: SeasonalBaseline | None
+    ) -> SegmentRows:
+        """A run's rows: whether a value is missing and the season buckets, found once."""
+        buckets = seasonal.bucket_of(ts) if seasonal is not None else None
+        return cls(raw, ts, buckets, not np.count_nonzero(np.isnan(raw)))
+
+    def part(self, start: int, stop: int) -> SegmentRows:
+        """Rows ``start:stop``."""
+        rows = slice(start, stop)
+        buckets = self.buckets[rows] if self.buckets is not None else None
+        return SegmentRows(self.raw[rows], self.ts[rows], buckets, self.complete)
+
+
+@dataclass(slots=True)
 class Reading:
     """A segment's rows against the baselines, rows by features (all of the model's
     features, a candidate's included)."""
@@ -72,6 +102,8 @@ class Reading:
     their own side and in a direction that alerts (0 elsewhere)."""
     deviations: FloatArray
     """Each value's distance from its expected value, in the metric's units."""
+    complete: tuple[bool, bool, bool] = (False, False, False)
+    """Whether ``values``, ``residual`` and ``steps`` hold no NaN (False: not known)."""
 
 
 def rows_to_change(
@@ -92,8 +124,7 @@ def rows_to_change(
 
 
 def read_rows(
-    raw: FloatArray,
-    ts: FloatArray,
+    rows: SegmentRows,
     names: tuple[str, ...],
     signs: FloatArray,
     *,
@@ -103,20 +134,34 @@ def read_rows(
     jumps: Jumps,
     shifts: LevelShifts,
 ) -> Reading:
-    """Read rows ``raw`` (over ``names``, at event times ``ts``) against the baselines as
-    they stand; nothing is learned."""
+    """Read ``rows`` (over ``names``) against the baselines as they stand; nothing is
+    learned."""
+    raw, ts = rows.raw, rows.ts
     values = counters.transform(raw, ts, names, commit=False)
-    baselines = seasonal.baselines(ts, names) if seasonal is not None else None
-    residual = values if baselines is None else values - baselines
-    z_raw, medians = scaler.scale(residual, names)
-    steps = jumps.steps(values, names)
-    jump_z, _ = jumps.z(steps, names)
-    expected = medians if baselines is None else baselines + medians
-    z_eff, z_prev = shifts.effective(z_raw, names, scaler.scales(names))
+    complete = rows.complete and values is raw  # counters may hold values back (NaN)
+    if seasonal is not None:
+        assert rows.buckets is not None
+        baselines, gaps = seasonal.baselines_at(rows.buckets, names)
+        residual = values - baselines
+        residual_complete = complete and not gaps
+    else:
+        baselines, residual, residual_complete = None, values, complete
+    z_raw, medians, scales = scaler.standardize(residual, names, complete=residual_complete)
+    steps = jumps.steps(values, names, complete=complete)
+    steps_complete = complete and jumps.steps_complete(names)
+    jump_z, _ = jumps.z(steps, names, complete=steps_complete)
+    # The rows' medians are the features' medians, row after row.
+    expected = np.broadcast_to(medians, values.shape) if baselines is None else baselines + medians
+    z_eff, z_prev = shifts.effective(z_raw, names, scales)
     # A step counts when it lands off the expected value on its own side: a step back
     # towards the baseline is a recovery, not a new problem.
-    # (Same signs, without their product: 1e300-sized values would overflow it.)
-    away = ((jump_z > 0.0) & (z_eff > 0.0)) | ((jump_z < 0.0) & (z_eff < 0.0))
+    # (Same signs, compared by their signs: 1e300-sized values would overflow a product.)
+    away = np.sign(jump_z) * np.sign(z_eff) > 0.0
+    directed = bool(np.count_nonzero(signs))
+    if directed:
+        z, jump_z = directional(z_eff, signs), directional(jump_z, signs)
+    else:
+        z = z_eff
     return Reading(
         raw=raw,
         values=values,
@@ -127,13 +172,14 @@ def read_rows(
         z_prev=z_prev,
         steps=steps,
         signs=signs,
-        z=directional(z_eff, signs),
-        jumps=np.where(away, np.abs(directional(jump_z, signs)), 0.0),
+        z=z,
+        jumps=np.where(away, np.abs(jump_z), 0.0),
         deviations=values - expected,
+        complete=(complete, residual_complete, steps_complete),
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """Which rows of a segment are anomalous, and which count as normal."""
 
@@ -152,26 +198,37 @@ def decide(
     core: ScoringCore,
     channels: FloatArray,
     z: FloatArray,
-    jumps: FloatArray,
     *,
     alpha: float,
     warmup_left: int,
     min_effect: float,
 ) -> Decision:
-    """Rows whose ``channels`` (raw scores) are rare under ``core``'s calibration and whose
-    largest deviation (``z``, or a step in ``jumps``) is at least ``min_effect``."""
+    """Rows whose ``channels`` (raw scores, the jumps' last) are rare under ``core``'s
+    calibration and whose largest deviation (``z``, or a step) is at least ``min_effect``."""
     n = channels.shape[0]
     p = core.p_values(channels)
+    # The largest |z| of each row: the ``max`` channel when there is one.
+    peak = (
+        channels[:, core.channels.index("max")]
+        if "max" in core.channels and z.shape[1]
+        else row_max(np.abs(z))
+    )
     # A step counts in robust sds of single values: a step between two noisy samples
     # spreads sqrt(2) times wider.
-    effect = np.maximum(row_max(np.abs(z)), row_max(jumps) / math.sqrt(2.0))
+    effect = np.maximum(peak, channels[:, -1] / math.sqrt(2.0))
     ready = not core.scorer.in_first_window and core.calibrated > 0
-    warming = np.arange(n) < warmup_left
-    if not ready:
-        warming[:] = True
     big = effect >= min_effect
-    anomalous = ~warming & (p <= alpha) & big
-    normal = warming | (p > math.sqrt(alpha)) | ~big
+    if ready and warmup_left <= 0:  # the common case: no row is warming up
+        warming = np.zeros(n, dtype=bool)
+        anomalous = (p <= alpha) & big
+        normal = (p > math.sqrt(alpha)) | ~big
+    elif not ready or warmup_left >= n:
+        warming = np.ones(n, dtype=bool)
+        anomalous, normal = ~warming, warming.copy()
+    else:
+        warming = np.arange(n) < warmup_left
+        anomalous = ~warming & (p <= alpha) & big
+        normal = warming | (p > math.sqrt(alpha)) | ~big
     return Decision(p=p, warming=warming, anomalous=anomalous, normal=normal)
 
 
@@ -200,6 +257,20 @@ def run_episodes(
     return marks, scan, end
 
 
+def kept_rows(
+    marks: EpisodeMarks, end: int, n: int
+) -> tuple[BoolArray | None, BoolArray | None, int]:
+    """Of a segment's ``n`` rows, those the baselines learn (None: every row, the common
+    case), the episode openings the calibration takes too (None: none), and how many those
+    are; rows past ``end`` (a level shift) neither."""
+    opened_count = int(np.count_nonzero(marks.opened[:end]))
+    if end == n and not opened_count and not np.count_nonzero(marks.withheld):
+        return None, None, 0
+    keep, opened = np.zeros((2, n), dtype=bool)
+    keep[:end], opened[:end] = ~marks.withheld[:end], marks.opened[:end]
+    return keep, opened, opened_count
+
+
 def floors(
     resolutions: Iterable[tuple[str, float]], quanta: Mapping[str, float]
 ) -> dict[str, float]:
@@ -218,8 +289,8 @@ def floors(
 
 def learn_baselines(
     reading: Reading,
-    ts: FloatArray,
-    keep: BoolArray,
+    rows: SegmentRows,
+    keep: BoolArray | None,
     end: int,
     names: tuple[str, ...],
     resolutions: Iterable[tuple[str, float]],
@@ -228,20 +299,28 @@ def learn_baselines(
     scaler: RobustScaler,
     jumps: Jumps,
 ) -> None:
-    """The baselines learn the kept rows (values; residuals for the scaler; steps for the
-    jumps), and the jumps move on to row ``end - 1`` as the last value seen. Spread floors
-    follow the seasonal profile's quanta when it folds."""
-    whole = bool(keep.all())
+    """The baselines learn the kept rows (``keep``; None: every row), values; residuals for
+    the scaler; steps for the jumps), and the jumps move on to row ``end - 1`` as the last
+    value seen. Spread floors follow the seasonal profile's quanta when it folds."""
+    values_complete, residual_complete, steps_complete = reading.complete
     if seasonal is not None:
+        assert rows.buckets is not None
         folds = seasonal.folds
-        seasonal.learn(reading.values if whole else reading.values[keep], ts[keep], names)
+        if keep is None:
+            seasonal.learn(reading.values, rows.ts, names, buckets=rows.buckets)
+        else:
+            seasonal.learn(reading.values[keep], rows.ts[keep], names, buckets=rows.buckets[keep])
         if seasonal.folds != folds:
             floor = floors(resolutions, seasonal.quanta())
             scaler.set_floors(floor)
             jumps.set_floors(floor)
-    scaler.learn(reading.residual if whole else reading.residual[keep], names)
-    jumps.learn(reading.steps if whole else reading.steps[keep], names)
-    jumps.advance(reading.values[:end], names)
+    if keep is None:
+        scaler.learn(reading.residual, names, complete=residual_complete)
+        jumps.learn(reading.steps, names, complete=steps_complete)
+    else:
+        scaler.learn(reading.residual[keep], names, complete=residual_complete)
+        jumps.learn(reading.steps[keep], names, complete=steps_complete)
+    jumps.advance(reading.values[:end], names, complete=values_complete)
 
 
 def move_levels(scan: ShiftScan, seasonal: SeasonalBaseline | None, scaler: RobustScaler) -> None:
@@ -268,8 +347,10 @@ def write_verdicts(
     cols: list[int] | slice,
     scan: ShiftScan | None,
     top_k: int,
+    complete: bool = False,
 ) -> None:
-    """Write the verdicts of a segment's first ``end`` rows (batch rows ``row0`` on)."""
+    """Write the verdicts of a segment's first ``end`` rows (batch rows ``row0`` on);
+    ``complete``: no value of the rows is missing."""
     names = core.feature_names
     p, anomalous = decision.p, decision.anomalous
     sl = slice(row0, row0 + end)
@@ -291,13 +372,16 @@ def write_verdicts(
     )
     if scan is not None:
         out.shifts[row0 + scan.row] = scan.moves
-    missing = np.isnan(reading.raw[:end, cols])
-    if missing.any():
+    missing = None if complete else np.isnan(reading.raw[:end, cols])
+    if missing is not None and np.count_nonzero(missing):
         for i in np.flatnonzero(missing.any(axis=1)).tolist():
             out.missing[row0 + i] = tuple(f for f, m in zip(names, missing[i], strict=True) if m)
+    opened = marks.opened[:end].nonzero()[0]
+    if not opened.size:
+        return
     z, expected = reading.z[:, cols], reading.expected[:, cols]
     z_raw = np.nan_to_num(reading.z_raw[:, cols], nan=0.0)
-    for i in np.flatnonzero(marks.opened[:end]).tolist():
+    for i in opened.tolist():
         out.z_at_open[row0 + i] = dict(zip(names, np.round(z_raw[i], 4).tolist(), strict=True))
         out.explanations[row0 + i] = top_contributions(
             dict(zip(names, z[i].tolist(), strict=True)),

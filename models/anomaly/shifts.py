@@ -195,7 +195,9 @@ class LevelShifts:
     def _quiet(self, in_episode: BoolArray) -> bool:
         """Nothing to look for in these rows: no episode, no level to return to or settle.
         (The common case, answered without a pass over the rows.)"""
-        return self.shift_after == 0 or not (self.moved or self._settling or in_episode.any())
+        return self.shift_after == 0 or not (
+            self.moved or self._settling or np.count_nonzero(in_episode)
+        )
 
     def _settle_values(self, name: str, deviations: FloatArray) -> FloatArray:
         """The deviations a settling feature has collected, with these rows'."""
