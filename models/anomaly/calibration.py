@@ -32,16 +32,21 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.memo import Memo, memo_of
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["ScoreCalibrator", "fit_gpd"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Float32Array = npt.NDArray[np.float32]
+IntpArray = npt.NDArray[np.intp]
 
 # PWM is reliable for xi < 0.5. xi < 0 (a tail with an end point) is not allowed: fitted on a
 # few hundred excesses its end point lands inside the range of real values, and everything past
 # it would be called impossible; an exponential tail (xi = 0) is the conservative bound.
 _XI_MIN, _XI_MAX = 0.0, 0.5
+_SORTED_LOOKUP = 64  # from this many scores on, they are looked up in increasing order
 
 
 def _is_sorted(a: FloatArray) -> bool:
@@ -54,6 +59,19 @@ def _falling(k: int) -> FloatArray:
     out = np.linspace(1.0, 0.0, k)
     out.setflags(write=False)
     return out
+
+
+def _count_below(ordered: Float32Array, scores: Float32Array) -> IntpArray:
+    """How many of ``ordered`` (sorted) are below each score. Many scores are looked up in
+    increasing order: neighbours then share the cache lines a binary search ends in (a
+    calibration holds thousands of scores, searched a few hundred at a time)."""
+    if scores.size < _SORTED_LOOKUP:
+        found: IntpArray = ordered.searchsorted(scores, side="left")
+        return found
+    order = scores.argsort()
+    found = np.empty(scores.size, dtype=np.intp)
+    found[order] = ordered.searchsorted(scores[order], side="left")
+    return found
 
 
 def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
@@ -122,6 +140,8 @@ class ScoreCalibrator:
         [[1.0, 0.5], [0.0, 0.0]]
     """
 
+    _memo: Memo | None = None
+
     def __init__(
         self,
         window: int = 4096,
@@ -187,7 +207,7 @@ class ScoreCalibrator:
         columns = rows.T.astype(np.float32, order="C")
         at_least = np.empty(rows.shape)
         for j in range(self.channels):
-            at_least[:, j] = n - self._sorted[j].searchsorted(columns[j], side="left")
+            at_least[:, j] = n - _count_below(self._sorted[j], columns[j])
         p: FloatArray = (at_least + 1.0) / (n + 1.0)
         if np.count_nonzero(columns > self._u[:, None]):  # some score past its tail threshold
             # Only the rows with a score in a tail: their scores go through the same
@@ -252,18 +272,35 @@ class ScoreCalibrator:
         """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
         ``(rows, channels)`` (only excesses over a channel's threshold are read). A channel
         with nothing ever above its threshold is a point mass there: 0."""
-        sigma, xi = self._sigma, self._xi
-        exponential = np.abs(xi) < 1e-9
-        point = sigma <= 0.0
-        safe_sigma = np.where(point, 1.0, sigma)
-        safe_xi = np.where(exponential, 1.0, xi)
+        exponential, point, safe_sigma, safe_xi, kinds = self._tail_shapes()
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            base = np.maximum(1.0 + safe_xi * y / safe_sigma, 0.0)
-            survival = np.where(
-                exponential, np.exp(-y / safe_sigma), np.power(base, -1.0 / safe_xi)
-            )
+            if kinds == "exponential":  # every channel's tail (np.where would pick these)
+                survival = np.exp(-y / safe_sigma)
+            else:
+                base = np.maximum(1.0 + safe_xi * y / safe_sigma, 0.0)
+                survival = np.power(base, -1.0 / safe_xi)
+                if kinds == "mixed":
+                    survival = np.where(exponential, np.exp(-y / safe_sigma), survival)
         out: FloatArray = np.where(point, 0.0, self._tail_p * survival)
         return out
+
+    def _tail_shapes(self) -> tuple[BoolArray, BoolArray, FloatArray, FloatArray, str]:
+        """Per channel, from the fits of the latest refresh: whether its tail is exponential
+        and whether it is a point mass, its scale and shape made safe to divide by, and
+        whether the tails are all ``exponential``, all ``pareto`` or ``mixed``."""
+        memo = memo_of(self)
+        shapes = memo.get("tails")
+        if shapes is None or shapes[0] != self.refreshes:
+            exponential = np.abs(self._xi) < 1e-9
+            point = self._sigma <= 0.0
+            safe_sigma = np.where(point, 1.0, self._sigma)
+            safe_xi = np.where(exponential, 1.0, self._xi)
+            flat = np.count_nonzero(exponential)  # exponential tails
+            kinds = "pareto" if not flat else "mixed" if flat < exponential.size else "exponential"
+            shapes = (self.refreshes, exponential, point, safe_sigma, safe_xi, kinds)
+            memo["tails"] = shapes
+        result: tuple[BoolArray, BoolArray, FloatArray, FloatArray, str] = shapes[1:]
+        return result
 
     def _refresh(self) -> None:
         self._sorted = np.sort(self._scores[:, : min(self._count, self.window)], axis=1)

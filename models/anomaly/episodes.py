@@ -55,6 +55,8 @@ class EpisodeMarks:
     """The episode's start, at rows that opened or resolved one (NaN elsewhere)."""
     end: Episode | None = field(default=None)
     """The episode open after the last row, if any."""
+    quiet: bool = False
+    """No row opened, resolved or belongs to an episode (False: not known)."""
 
 
 class EpisodeTracker:
@@ -91,14 +93,13 @@ class EpisodeTracker:
         ``commit`` is false (a preview: nothing changes)."""
         n = anomalous.size
         flags = np.zeros((4, n), dtype=bool)  # one allocation
-        marks = EpisodeMarks(
-            opened=flags[0],
-            resolved=flags[1],
-            open=flags[2],
-            withheld=flags[3],
-            started_s=np.full(n, np.nan),
-        )
+        started_s = np.empty(n)
+        started_s.fill(np.nan)
         episode = self.episode
+        quiet = episode is None and not np.count_nonzero(anomalous)  # the common case
+        marks = EpisodeMarks(flags[0], flags[1], flags[2], flags[3], started_s, quiet=quiet)
+        if quiet:
+            return marks
         i = 0
         while i < n:
             if episode is None:
@@ -159,4 +160,5 @@ def preview_marks(anomalous: BoolArray, episode_open: bool, ts: FloatArray) -> E
         open=np.full(n, episode_open),
         withheld=np.zeros(n, dtype=bool),
         started_s=np.where(opened, ts, np.nan),
+        quiet=not episode_open and not np.count_nonzero(opened),
     )

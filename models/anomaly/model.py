@@ -214,7 +214,7 @@ class ServiceAnomalyModel:
         if self._core is None:
             core = ScoringCore(tuple(sorted(rows[0])), 1, self.config)
             if not learn:
-                yield from self._run(core, rows, ts_s, 0, n, out, learn=False)
+                yield from self._run(core, rows, ts_s, 0, n, out, None, learn=False)
                 return out
             self._core = core
         start = 0
@@ -243,7 +243,7 @@ class ServiceAnomalyModel:
             out.candidate_started[start] = grown is not None
         if plan.new:
             out.new_features[start] = plan.new_to_core
-        return (yield from self._run(core, rows, ts_s, start, plan.end, out, learn=learn))
+        return (yield from self._run(core, rows, ts_s, start, plan.end, out, plan.matrix, learn))
 
     def _run(
         self,
@@ -253,15 +253,17 @@ class ServiceAnomalyModel:
         start: int,
         end: int,
         out: BatchVerdict,
-        *,
+        X: FloatArray | None,
         learn: bool,
     ) -> Steps[int]:
-        """Rows ``start:end`` over ``core``'s features, in segments of constant state; returns
-        where it stopped (a candidate's promotion ends a run early)."""
+        """Rows ``start:end`` (``X``, over the run's features, if built already) over
+        ``core``'s features, in segments of constant state; returns where it stopped (a
+        candidate's promotion ends a run early)."""
         candidate = self._candidate if learn else None
         all_names = core.feature_names if candidate is None else candidate.feature_names
         ts = np.asarray(ts_s[start:end], dtype=np.float64)
-        run = SegmentRows.of_run(matrix(rows[start:end], all_names), ts, self._seasonal)
+        X = matrix(rows[start:end], all_names) if X is None else X
+        run = SegmentRows.of_run(X, ts, self._seasonal)
         at = 0
         while at < ts.shape[0]:
             m = ts.shape[0] - at

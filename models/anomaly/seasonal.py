@@ -307,7 +307,7 @@ class SeasonalBaseline:
         if self.fold_span_s is None or not self._buffered:
             return False
         buffered = self._buffer_ts[: self._buffered]
-        return bool(buffered.max() - buffered[0] >= self.fold_span_s)
+        return bool(np.maximum.reduce(buffered) - buffered[0] >= self.fold_span_s)
 
     def _buffer_rows(
         self, X: FloatArray, buckets: IntArray, columns: IntArray | None, ts_s: FloatArray

@@ -192,6 +192,8 @@ class Decision:
     normal: BoolArray
     """Clearly not anomalous (``p > sqrt(alpha)`` or nothing far off): an episode resolves
     after enough of these in a row."""
+    flagged: int = 1
+    """How many rows are anomalous (when not known: 1)."""
 
 
 def decide(
@@ -229,7 +231,8 @@ def decide(
         warming = np.arange(n) < warmup_left
         anomalous = ~warming & (p <= alpha) & big
         normal = warming | (p > math.sqrt(alpha)) | ~big
-    return Decision(p=p, warming=warming, anomalous=anomalous, normal=normal)
+    flagged = int(np.count_nonzero(anomalous))
+    return Decision(p=p, warming=warming, anomalous=anomalous, normal=normal, flagged=flagged)
 
 
 def run_episodes(
@@ -359,12 +362,15 @@ def write_verdicts(
     out.scores[sl] = 1.0 - p[:end]
     out.thresholds[sl], out.alphas[sl] = 1.0 - alpha, alpha
     out.warming_up[sl] = decision.warming[:end]
-    out.exceeded[sl] = anomalous[:end]
-    out.alerts[sl] = marks.opened[:end]
-    out.resolved[sl] = marks.resolved[:end]
-    out.suppressed[sl] = anomalous[:end] & ~marks.opened[:end]
-    out.in_episode[sl] = marks.open[:end]
-    out.started_s[sl] = marks.started_s[:end]
+    # Each row is written once: what is still as empty_batch left it needs no writing.
+    if decision.flagged:
+        out.exceeded[sl] = anomalous[:end]
+        out.suppressed[sl] = anomalous[:end] & ~marks.opened[:end]
+    if not marks.quiet:
+        out.alerts[sl] = marks.opened[:end]
+        out.resolved[sl] = marks.resolved[:end]
+        out.in_episode[sl] = marks.open[:end]
+        out.started_s[sl] = marks.started_s[:end]
     out.generation[sl] = core.generation
     values = reading.values[:, cols]
     out.deviations.append(
