@@ -31,20 +31,18 @@ from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker, preview_marks
 from models.anomaly.feature_sets import grown_candidate, plan_run
 from models.anomaly.jumps import Jumps
+from models.anomaly.reading import Reading, SegmentRows, read_rows
 from models.anomaly.rows import matrix, row_max
 from models.anomaly.scaling import RobustScaler
 from models.anomaly.scoring import PendingRows
 from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.segment import (
     Decision,
-    Reading,
-    SegmentRows,
     decide,
     floors,
     kept_rows,
     learn_baselines,
     move_levels,
-    read_rows,
     rows_to_change,
     run_episodes,
     write_verdicts,
@@ -358,11 +356,14 @@ class ServiceAnomalyModel:
         core.learn(raw, pending, keep, opened, alpha)
         if candidate is not None and c_scores is not None:
             candidate.learn(*c_scores, keep, opened, alpha)
-        z_prev = reading.z_prev[:end] if reading.z_prev is not None else None
-        self._shifts.advance(
-            reading.z_eff[:end], reading.z_raw[:end], z_prev, marks.open[:end], reading.signs,
-            reading.deviations[:end], names, scan,
-        )  # fmt: skip
+        if self._shifts.quiet(None if marks.quiet else marks.open[:end]):
+            self._shifts.rest()
+        else:
+            z_prev = reading.z_prev[:end] if reading.z_prev is not None else None
+            self._shifts.advance(
+                reading.z_eff[:end], reading.z_raw[:end], z_prev, marks.open[:end],
+                reading.signs, reading.deviations[:end], names, scan,
+            )  # fmt: skip
         if self._episode_moves or scan is not None:
             self._episode_moves, explained = note_episode_moves(
                 self._episode_moves, marks, end, scan, reading.expected, names

@@ -1,5 +1,6 @@
-"""The steps of one segment (rows over which no learned state changes): read the rows
-against the baselines, decide which are anomalous, and write the verdicts.
+"""The steps of one segment (rows over which no learned state changes) once its rows are
+read (:mod:`~models.anomaly.reading`): decide which are anomalous, run the episodes, learn,
+and write the verdicts.
 
 :class:`~models.anomaly.model.ServiceAnomalyModel` conducts them: between deciding and
 writing it runs the episodes and learns the rows they keep.
@@ -15,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from models.anomaly.core import ScoringCore
-from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker
 from models.anomaly.explain import top_contributions
 from models.anomaly.jumps import Jumps
-from models.anomaly.rows import directional, row_max
+from models.anomaly.reading import Reading, SegmentRows
+from models.anomaly.rows import row_max
 from models.anomaly.scaling import RobustScaler
 from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.shifts import LevelShifts, ShiftScan
@@ -27,13 +28,11 @@ from models.anomaly.verdicts import BatchVerdict, Deviations
 
 __all__ = [
     "Decision",
-    "Reading",
     "decide",
     "floors",
     "kept_rows",
     "learn_baselines",
     "move_levels",
-    "read_rows",
     "rows_to_change",
     "run_episodes",
     "write_verdicts",
@@ -42,68 +41,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(slots=True)
-class SegmentRows:
-    """A segment's rows as they came: values, event times and what is known of them."""
-
-    raw: FloatArray
-    """Rows by features (NaN where missing)."""
-    ts: FloatArray
-    """Event times, seconds."""
-    buckets: IntArray | None
-    """Season buckets of the event times (None without seasons)."""
-    complete: bool
-    """``raw`` holds no NaN."""
-
-    @classmethod
-    def of_run(
-        cls, raw: FloatArray, ts: FloatArray, seasonal: SeasonalBaseline | None
-    ) -> SegmentRows:
-        """A run's rows: whether a value is missing and the season buckets, found once."""
-        buckets = seasonal.bucket_of(ts) if seasonal is not None else None
-        return cls(raw, ts, buckets, not np.count_nonzero(np.isnan(raw)))
-
-    def part(self, start: int, stop: int) -> SegmentRows:
-        """Rows ``start:stop``."""
-        rows = slice(start, stop)
-        buckets = self.buckets[rows] if self.buckets is not None else None
-        return SegmentRows(self.raw[rows], self.ts[rows], buckets, self.complete)
-
-
-@dataclass(slots=True)
-class Reading:
-    """A segment's rows against the baselines, rows by features (all of the model's
-    features, a candidate's included)."""
-
-    raw: FloatArray
-    """The values as they came (NaN where missing)."""
-    values: FloatArray
-    """As scored: monotone counters as rates."""
-    residual: FloatArray
-    """``values`` minus their seasonal baselines (``values`` without seasons)."""
-    expected: FloatArray
-    """Each value's expected value: seasonal baseline plus the residuals' median."""
-    z_raw: FloatArray
-    """Robust z from the current level."""
-    z_eff: FloatArray
-    """Robust z from the nearer of the current and the remembered previous level."""
-    z_prev: FloatArray | None
-    """Robust z from the previous level (NaN where none), None when none is remembered."""
-    steps: FloatArray
-    """Each value minus the feature's previous one."""
-    signs: FloatArray
-    """The direction that alerts, per feature: +1 rises, -1 drops, 0 both."""
-    z: FloatArray
-    """``z_eff`` in the directions that alert (0 against them)."""
-    jumps: FloatArray
-    """Steps in robust sds of the feature's steps, where they land off the expected value on
-    their own side and in a direction that alerts (0 elsewhere)."""
-    deviations: FloatArray
-    """Each value's distance from its expected value, in the metric's units."""
-    complete: tuple[bool, bool, bool] = (False, False, False)
-    """Whether ``values``, ``residual`` and ``steps`` hold no NaN (False: not known)."""
 
 
 def rows_to_change(
@@ -121,62 +58,6 @@ def rows_to_change(
     if seasonal is not None:
         limits.append(seasonal.rows_to_fold(ts))
     return min(limits)
-
-
-def read_rows(
-    rows: SegmentRows,
-    names: tuple[str, ...],
-    signs: FloatArray,
-    *,
-    counters: CounterRates,
-    seasonal: SeasonalBaseline | None,
-    scaler: RobustScaler,
-    jumps: Jumps,
-    shifts: LevelShifts,
-) -> Reading:
-    """Read ``rows`` (over ``names``) against the baselines as they stand; nothing is
-    learned."""
-    raw, ts = rows.raw, rows.ts
-    values = counters.transform(raw, ts, names, commit=False)
-    complete = rows.complete and values is raw  # counters may hold values back (NaN)
-    if seasonal is not None:
-        assert rows.buckets is not None
-        baselines, gaps = seasonal.baselines_at(rows.buckets, names)
-        residual = values - baselines
-        residual_complete = complete and not gaps
-    else:
-        baselines, residual, residual_complete = None, values, complete
-    z_raw, medians, scales = scaler.standardize(residual, names, complete=residual_complete)
-    steps = jumps.steps(values, names, complete=complete)
-    steps_complete = complete and jumps.steps_complete(names)
-    jump_z, _ = jumps.z(steps, names, complete=steps_complete)
-    # The rows' medians are the features' medians, row after row.
-    expected = np.broadcast_to(medians, values.shape) if baselines is None else baselines + medians
-    z_eff, z_prev = shifts.effective(z_raw, names, scales)
-    # A step counts when it lands off the expected value on its own side: a step back
-    # towards the baseline is a recovery, not a new problem.
-    # (Same signs, compared by their signs: 1e300-sized values would overflow a product.)
-    away = np.sign(jump_z) * np.sign(z_eff) > 0.0
-    directed = bool(np.count_nonzero(signs))
-    if directed:
-        z, jump_z = directional(z_eff, signs), directional(jump_z, signs)
-    else:
-        z = z_eff
-    return Reading(
-        raw=raw,
-        values=values,
-        residual=residual,
-        expected=expected,
-        z_raw=z_raw,
-        z_eff=z_eff,
-        z_prev=z_prev,
-        steps=steps,
-        signs=signs,
-        z=z,
-        jumps=np.where(away, np.abs(jump_z), 0.0),
-        deviations=values - expected,
-        complete=(complete, residual_complete, steps_complete),
-    )
 
 
 @dataclass(slots=True)
@@ -248,10 +129,12 @@ def run_episodes(
     the rows done."""
     n = ts.shape[0]
     marks = episodes.run(decision.anomalous, decision.normal, ts, commit=False)
-    scan = shifts.scan(
-        reading.z_eff, reading.z_raw, reading.z_prev, marks.open, reading.signs,
-        reading.deviations, names,
-    )  # fmt: skip
+    scan = None
+    if not shifts.quiet(None if marks.quiet else marks.open):
+        scan = shifts.scan(
+            reading.z_eff, reading.z_raw, reading.z_prev, marks.open, reading.signs,
+            reading.deviations, names,
+        )  # fmt: skip
     end = n if scan is None else scan.row + 1
     if end < n:
         marks = episodes.run(decision.anomalous[:end], decision.normal[:end], ts[:end])
