@@ -66,11 +66,11 @@ def _count_below(ordered: Float32Array, scores: Float32Array) -> IntpArray:
     increasing order: neighbours then share the cache lines a binary search ends in (a
     calibration holds thousands of scores, searched a few hundred at a time)."""
     if scores.size < _SORTED_LOOKUP:
-        found: IntpArray = ordered.searchsorted(scores, side="left")
+        found: IntpArray = ordered.searchsorted(scores)
         return found
     order = scores.argsort()
     found = np.empty(scores.size, dtype=np.intp)
-    found[order] = ordered.searchsorted(scores[order], side="left")
+    found[order] = ordered.searchsorted(scores[order])  # side="left": #{ordered < s}
     return found
 
 
@@ -94,7 +94,7 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     k = excesses.size
     a0 = float(excesses.mean()) if k else 0.0
     ordered = excesses if _is_sorted(excesses) else np.sort(excesses)
-    if k < 2 or a0 <= 0.0 or np.count_nonzero(np.diff(ordered)) < 2:
+    if k < 2 or a0 <= 0.0 or np.count_nonzero(ordered[1:] - ordered[:-1]) < 2:  # np.diff
         return 0.0, 0.0  # a point mass (or a few values): nothing beyond the largest
     a1 = float(ordered @ _falling(k)) / k
     if a1 <= 0.0:
@@ -205,19 +205,24 @@ class ScoreCalibrator:
             return np.ones(scores.shape)
         # As the history holds them (float32: a recurring score ties), a channel a row.
         columns = rows.T.astype(np.float32, order="C")
-        at_least = np.empty(rows.shape)
-        for j in range(self.channels):
-            at_least[:, j] = n - _count_below(self._sorted[j], columns[j])
-        p: FloatArray = (at_least + 1.0) / (n + 1.0)
-        if np.count_nonzero(columns > self._u[:, None]):  # some score past its tail threshold
+        below = np.empty(columns.shape, dtype=np.intp)
+        few = columns.shape[1] < _SORTED_LOOKUP
+        for j, ordered in enumerate(self._sorted):
+            scores_j = columns[j]
+            below[j] = ordered.searchsorted(scores_j) if few else _count_below(ordered, scores_j)
+        p: FloatArray = np.empty(rows.shape)
+        np.subtract(n, below.T, out=p)  # #{history >= s}, row by row
+        p += 1.0
+        p /= n + 1.0
+        high = columns > self._u[:, None]
+        if np.count_nonzero(high):  # some score past its tail threshold
             # Only the rows with a score in a tail: their scores go through the same
             # arithmetic, row by row, as the whole segment's would.
-            single = rows.astype(np.float32)
-            tail = single > self._u
-            hit = np.logical_or.reduce(tail, axis=1).nonzero()[0]
-            y = single[hit].astype(np.float64) - self._u
-            tails = np.maximum(self._gpd_tails(y), at_least[hit] / (n + 1.0))
-            p[hit] = np.where(tail[hit], tails, p[hit])
+            hit = np.logical_or.reduce(high, axis=0).nonzero()[0]
+            y = rows.astype(np.float32)[hit].astype(np.float64) - self._u
+            at_least = np.subtract(n, below[:, hit].T, dtype=np.float64)
+            tails = np.maximum(self._gpd_tails(y), at_least / (n + 1.0))
+            p[hit] = np.where(high.T[hit], tails, p[hit])
         return p[:, 0] if flat else p
 
     def score_at(self, p: float) -> FloatArray:

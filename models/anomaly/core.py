@@ -69,9 +69,10 @@ class ScoringCore:
         return self.calibrator.refreshes
 
     def rows_to_change(self) -> int:
-        if self.scorer.in_first_window:  # the calibration learns nothing before it ends
-            return self.scorer.rows_to_window_end()
-        return min(self.scorer.rows_to_window_end(), self.calibrator.rows_to_refresh())
+        scorer = self.scorer
+        if scorer.in_first_window:  # the calibration learns nothing before it ends
+            return scorer.rows_to_window_end()
+        return min(scorer.rows_to_window_end(), self.calibrator.rows_to_refresh())
 
     def p_values(self, channels: FloatArray) -> FloatArray:
         """The row's tail probability: the harmonic mean of its channels' (Wilson, "The

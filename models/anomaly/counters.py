@@ -124,7 +124,8 @@ class CounterRates:
     def _watch(self, feature: _Feature, values: FloatArray) -> int:
         """Take in values until the feature is decided (its first fall, or ``decide_after``
         values); returns how many were taken (they stay held back, the deciding one too)."""
-        steps = np.diff(np.concatenate(([feature.last_value], values)))  # NaN: no value before
+        before = np.concatenate(([feature.last_value], values))  # NaN: no value before
+        steps = before[1:] - before[:-1]  # np.diff's arithmetic, without its wrapper
         pending = self.decide_after - feature.seen
         falls = np.flatnonzero(steps < 0)
         taken = min(values.size, pending, int(falls[0]) + 1 if falls.size else values.size)

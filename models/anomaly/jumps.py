@@ -57,23 +57,26 @@ class Jumps:
     def steps(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> FloatArray:
         """Each value minus the metric's last present value before it; NaN where the value
         is missing or none came before. ``complete`` says that ``X`` holds no NaN."""
-        previous, _ = self._previous(names)
+        return self.steps_of(X, names, complete=complete)[0]
+
+    def steps_of(
+        self, X: FloatArray, names: Sequence[str], *, complete: bool = False
+    ) -> tuple[FloatArray, bool]:
+        """:meth:`steps`, and whether they hold no NaN (known when ``X`` is ``complete``:
+        every metric has a value before; False otherwise)."""
+        previous, seen = self._previous(names)
         if complete or not np.count_nonzero(np.isnan(X)):
             # Every value present: the row before is the last one (np.diff's arithmetic).
             diffs = np.empty_like(X)
             np.subtract(X[:1], previous, out=diffs[:1])
             np.subtract(X[1:], X[:-1], out=diffs[1:])
-            return diffs
+            return diffs, complete and seen
         filled = np.vstack([previous[None, :], X])
         index = np.where(np.isnan(filled), 0, np.arange(filled.shape[0])[:, None])
         np.maximum.accumulate(index, axis=0, out=index)  # the last present row, per column
         carried = np.take_along_axis(filled, index, axis=0)
         out: FloatArray = X - carried[:-1]
-        return out
-
-    def steps_complete(self, names: Sequence[str]) -> bool:
-        """Whether every metric has a value before: the steps of complete rows hold no NaN."""
-        return self._previous(names)[1]
+        return out, False
 
     def z(
         self, steps: FloatArray, names: Sequence[str], *, complete: bool = False

@@ -12,7 +12,6 @@ import numpy.typing as npt
 
 from models.anomaly.counters import CounterRates
 from models.anomaly.jumps import Jumps
-from models.anomaly.rows import directional
 from models.anomaly.scaling import RobustScaler
 from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.shifts import LevelShifts
@@ -124,19 +123,17 @@ def read_rows(
     else:
         baselines, residual, residual_complete = None, values, complete
     z_raw, medians, scales = scaler.standardize(residual, names, complete=residual_complete)
-    steps = jumps.steps(values, names, complete=complete)
-    steps_complete = complete and jumps.steps_complete(names)
+    steps, steps_complete = jumps.steps_of(values, names, complete=complete)
     jump_z, _ = jumps.z(steps, names, complete=steps_complete)
     z_eff, z_prev = shifts.effective(z_raw, names, scales)
     # A step counts when it lands off the expected value on its own side: a step back
     # towards the baseline is a recovery, not a new problem.
     # (Same signs, compared by their signs: 1e300-sized values would overflow a product.)
     away = np.sign(jump_z) * np.sign(z_eff) > 0.0
-    directed = bool(np.count_nonzero(signs))
-    if directed:
-        z, jump_z = directional(z_eff, signs), directional(jump_z, signs)
-    else:
-        z = z_eff
+    z = z_eff
+    if np.count_nonzero(signs):  # directional's arithmetic, its own test made here once
+        z = np.where(z_eff * signs < 0.0, 0.0, z_eff)
+        jump_z = np.where(jump_z * signs < 0.0, 0.0, jump_z)
     return Reading(
         raw=raw,
         values=values,

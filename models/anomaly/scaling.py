@@ -292,7 +292,7 @@ class RobustScaler:
 
     def rows_to_refresh(self) -> int:
         """Rows that can be learned before the baselines next change (at least 1)."""
-        return self._rows_to_refresh()
+        return aligned_steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
 
     def learn(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
         """Learn rows (NaN values are skipped); refreshes the baselines when due.

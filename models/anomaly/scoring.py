@@ -157,8 +157,11 @@ class RowScorer:
                 trees, pending = self.hst.score_batch(scaled), PendingRows(scaled=scaled)
             # -log(1 - s): the trees' score on an unbounded scale, whose tail a generalized
             # Pareto fit can extrapolate (a bounded score's fitted end point would call
-            # everything past it impossible).
-            np.negative(np.log1p(-np.minimum(trees, _TOP)), out=out[:, 0])
+            # everything past it impossible). 0 while the trees score 0 (their first window).
+            if self.hst.first_window:
+                out[:, 0] = 0.0
+            else:
+                np.negative(np.log1p(-np.minimum(trees, _TOP)), out=out[:, 0])
             column = 1
         if self.detector != "hst":
             a = np.abs(z)

@@ -333,7 +333,8 @@ class SeasonalBaseline:
         m = self._buffered
         self.folds += 1
         if m > 1:
-            gaps = np.diff(np.sort(self._buffer[:m], axis=0), axis=0)  # NaN sorts last
+            ordered = np.sort(self._buffer[:m], axis=0)  # NaN sorts last
+            gaps = ordered[1:] - ordered[:-1]  # np.diff's arithmetic, without its wrapper
             gaps[~(gaps > 0.0)] = np.inf
             np.minimum(self._quantum, gaps.min(axis=0), out=self._quantum)
         values = self._buffer[:m].T.reshape(-1)  # feature-major: feature j's rows together
@@ -344,8 +345,9 @@ class SeasonalBaseline:
         values, keys = values[present], keys.reshape(-1)[present]
         if keys.size:
             values, keys = _sorted_by_key_then_value(values, keys)
-            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            counts = np.diff(np.append(starts, keys.size))
+            starts = np.concatenate(([True], keys[1:] != keys[:-1])).nonzero()[0]
+            ends = np.concatenate((starts, [keys.size]))
+            counts = ends[1:] - ends[:-1]
             medians = 0.5 * (values[starts + (counts - 1) // 2] + values[starts + counts // 2])
             feature, bucket = np.divmod(keys[starts], self.buckets)
             old = self._profile[bucket, feature]
