@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +104,23 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     xi = _XI_MIN if ratio <= 1.0 else (ratio - 2.0) / (ratio - 1.0)
     xi = min(_XI_MAX, max(_XI_MIN, xi))
     return xi, a0 * (1.0 - xi)
+
+
+@dataclass(frozen=True, slots=True)
+class _TailShapes:
+    """Per channel, from the fits of one refresh: its tail's kind, scale and shape made safe
+    to divide by, and the power of its survival function."""
+
+    refreshes: int
+    kinds: str
+    """``exponential`` (every tail), ``pareto`` (every tail) or ``mixed``."""
+    exponential: BoolArray
+    point: BoolArray | None
+    """The channels with nothing ever above their threshold (None: none)."""
+    sigma: FloatArray
+    xi: FloatArray
+    power: FloatArray
+    """``-1 / xi``."""
 
 
 class ScoreCalibrator:
@@ -215,7 +233,13 @@ class ScoreCalibrator:
         p += 1.0
         p /= n + 1.0
         high = columns > self._u[:, None]
-        if np.count_nonzero(high):  # some score past its tail threshold
+        if not np.count_nonzero(high):  # no score past its tail threshold
+            return p[:, 0] if flat else p
+        if columns.shape[1] < _SORTED_LOOKUP:  # a few rows: all of them, as they are
+            y = rows.astype(np.float32).astype(np.float64) - self._u
+            at_least = np.subtract(n, below.T, dtype=np.float64)
+            p = np.where(high.T, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
+        else:
             # Only the rows with a score in a tail: their scores go through the same
             # arithmetic, row by row, as the whole segment's would.
             hit = np.logical_or.reduce(high, axis=0).nonzero()[0]
@@ -277,35 +301,35 @@ class ScoreCalibrator:
         """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
         ``(rows, channels)`` (only excesses over a channel's threshold are read). A channel
         with nothing ever above its threshold is a point mass there: 0."""
-        exponential, point, safe_sigma, safe_xi, kinds = self._tail_shapes()
+        tails = self._tail_shapes()
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            if kinds == "exponential":  # every channel's tail (np.where would pick these)
-                survival = np.exp(-y / safe_sigma)
+            if tails.kinds == "exponential":  # every channel's tail (np.where would pick these)
+                survival = np.exp(-y / tails.sigma)
             else:
-                base = np.maximum(1.0 + safe_xi * y / safe_sigma, 0.0)
-                survival = np.power(base, -1.0 / safe_xi)
-                if kinds == "mixed":
-                    survival = np.where(exponential, np.exp(-y / safe_sigma), survival)
-        out: FloatArray = np.where(point, 0.0, self._tail_p * survival)
-        return out
+                base = np.maximum(1.0 + tails.xi * y / tails.sigma, 0.0)
+                survival = np.power(base, tails.power)
+                if tails.kinds == "mixed":
+                    survival = np.where(tails.exponential, np.exp(-y / tails.sigma), survival)
+        out: FloatArray = self._tail_p * survival
+        return out if tails.point is None else np.where(tails.point, 0.0, out)
 
-    def _tail_shapes(self) -> tuple[BoolArray, BoolArray, FloatArray, FloatArray, str]:
-        """Per channel, from the fits of the latest refresh: whether its tail is exponential
-        and whether it is a point mass, its scale and shape made safe to divide by, and
-        whether the tails are all ``exponential``, all ``pareto`` or ``mixed``."""
+    def _tail_shapes(self) -> _TailShapes:
+        """The channels' tails as the fits of the latest refresh shape them (kept until the
+        next refresh)."""
         memo = memo_of(self)
-        shapes = memo.get("tails")
-        if shapes is None or shapes[0] != self.refreshes:
+        shapes: _TailShapes | None = memo.get("tails")
+        if shapes is None or shapes.refreshes != self.refreshes:
             exponential = np.abs(self._xi) < 1e-9
             point = self._sigma <= 0.0
-            safe_sigma = np.where(point, 1.0, self._sigma)
-            safe_xi = np.where(exponential, 1.0, self._xi)
+            xi = np.where(exponential, 1.0, self._xi)
             flat = np.count_nonzero(exponential)  # exponential tails
             kinds = "pareto" if not flat else "mixed" if flat < exponential.size else "exponential"
-            shapes = (self.refreshes, exponential, point, safe_sigma, safe_xi, kinds)
+            shapes = _TailShapes(
+                self.refreshes, kinds, exponential, point if np.count_nonzero(point) else None,
+                np.where(point, 1.0, self._sigma), xi, -1.0 / xi,
+            )  # fmt: skip
             memo["tails"] = shapes
-        result: tuple[BoolArray, BoolArray, FloatArray, FloatArray, str] = shapes[1:]
-        return result
+        return shapes
 
     def _refresh(self) -> None:
         self._sorted = np.sort(self._scores[:, : min(self._count, self.window)], axis=1)
