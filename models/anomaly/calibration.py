@@ -28,20 +28,26 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.memo import Memo, memo_of
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["ScoreCalibrator", "fit_gpd"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Float32Array = npt.NDArray[np.float32]
+IntpArray = npt.NDArray[np.intp]
 
 # PWM is reliable for xi < 0.5. xi < 0 (a tail with an end point) is not allowed: fitted on a
 # few hundred excesses its end point lands inside the range of real values, and everything past
 # it would be called impossible; an exponential tail (xi = 0) is the conservative bound.
 _XI_MIN, _XI_MAX = 0.0, 0.5
+_SORTED_LOOKUP = 64  # from this many scores on, they are looked up in increasing order
 
 
 def _is_sorted(a: FloatArray) -> bool:
@@ -54,6 +60,19 @@ def _falling(k: int) -> FloatArray:
     out = np.linspace(1.0, 0.0, k)
     out.setflags(write=False)
     return out
+
+
+def _count_below(ordered: Float32Array, scores: Float32Array) -> IntpArray:
+    """How many of ``ordered`` (sorted) are below each score. Many scores are looked up in
+    increasing order: neighbours then share the cache lines a binary search ends in (a
+    calibration holds thousands of scores, searched a few hundred at a time)."""
+    if scores.size < _SORTED_LOOKUP:
+        found: IntpArray = ordered.searchsorted(scores)
+        return found
+    order = scores.argsort()
+    found = np.empty(scores.size, dtype=np.intp)
+    found[order] = ordered.searchsorted(scores[order])  # side="left": #{ordered < s}
+    return found
 
 
 def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
@@ -76,7 +95,7 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     k = excesses.size
     a0 = float(excesses.mean()) if k else 0.0
     ordered = excesses if _is_sorted(excesses) else np.sort(excesses)
-    if k < 2 or a0 <= 0.0 or np.count_nonzero(np.diff(ordered)) < 2:
+    if k < 2 or a0 <= 0.0 or np.count_nonzero(ordered[1:] - ordered[:-1]) < 2:  # np.diff
         return 0.0, 0.0  # a point mass (or a few values): nothing beyond the largest
     a1 = float(ordered @ _falling(k)) / k
     if a1 <= 0.0:
@@ -85,6 +104,23 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     xi = _XI_MIN if ratio <= 1.0 else (ratio - 2.0) / (ratio - 1.0)
     xi = min(_XI_MAX, max(_XI_MIN, xi))
     return xi, a0 * (1.0 - xi)
+
+
+@dataclass(frozen=True, slots=True)
+class _TailShapes:
+    """Per channel, from the fits of one refresh: its tail's kind, scale and shape made safe
+    to divide by, and the power of its survival function."""
+
+    refreshes: int
+    kinds: str
+    """``exponential`` (every tail), ``pareto`` (every tail) or ``mixed``."""
+    exponential: BoolArray
+    point: BoolArray | None
+    """The channels with nothing ever above their threshold (None: none)."""
+    sigma: FloatArray
+    xi: FloatArray
+    power: FloatArray
+    """``-1 / xi``."""
 
 
 class ScoreCalibrator:
@@ -121,6 +157,8 @@ class ScoreCalibrator:
         >>> two.p_values(np.array([[0.0, 49.5], [1.0, 200.0]])).round(2).tolist()
         [[1.0, 0.5], [0.0, 0.0]]
     """
+
+    _memo: Memo | None = None
 
     def __init__(
         self,
@@ -183,15 +221,32 @@ class ScoreCalibrator:
         n = self._sorted.shape[1]
         if n == 0:
             return np.ones(scores.shape)
-        single = rows.astype(np.float32)  # as the history holds them: a recurring score ties
-        at_least = np.empty(rows.shape)
-        for j in range(self.channels):
-            at_least[:, j] = n - np.searchsorted(self._sorted[j], single[:, j], side="left")
-        p: FloatArray = (at_least + 1.0) / (n + 1.0)
-        tail = single > self._u
-        if tail.any():
-            y = single.astype(np.float64) - self._u
-            p = np.where(tail, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
+        # As the history holds them (float32: a recurring score ties), a channel a row.
+        columns = rows.T.astype(np.float32, order="C")
+        below = np.empty(columns.shape, dtype=np.intp)
+        few = columns.shape[1] < _SORTED_LOOKUP
+        for j, ordered in enumerate(self._sorted):
+            scores_j = columns[j]
+            below[j] = ordered.searchsorted(scores_j) if few else _count_below(ordered, scores_j)
+        p: FloatArray = np.empty(rows.shape)
+        np.subtract(n, below.T, out=p)  # #{history >= s}, row by row
+        p += 1.0
+        p /= n + 1.0
+        high = columns > self._u[:, None]
+        if not np.count_nonzero(high):  # no score past its tail threshold
+            return p[:, 0] if flat else p
+        if columns.shape[1] < _SORTED_LOOKUP:  # a few rows: all of them, as they are
+            y = rows.astype(np.float32).astype(np.float64) - self._u
+            at_least = np.subtract(n, below.T, dtype=np.float64)
+            p = np.where(high.T, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
+        else:
+            # Only the rows with a score in a tail: their scores go through the same
+            # arithmetic, row by row, as the whole segment's would.
+            hit = np.logical_or.reduce(high, axis=0).nonzero()[0]
+            y = rows.astype(np.float32)[hit].astype(np.float64) - self._u
+            at_least = np.subtract(n, below[:, hit].T, dtype=np.float64)
+            tails = np.maximum(self._gpd_tails(y), at_least / (n + 1.0))
+            p[hit] = np.where(high.T[hit], tails, p[hit])
         return p[:, 0] if flat else p
 
     def score_at(self, p: float) -> FloatArray:
@@ -246,18 +301,35 @@ class ScoreCalibrator:
         """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
         ``(rows, channels)`` (only excesses over a channel's threshold are read). A channel
         with nothing ever above its threshold is a point mass there: 0."""
-        sigma, xi = self._sigma, self._xi
-        exponential = np.abs(xi) < 1e-9
-        point = sigma <= 0.0
-        safe_sigma = np.where(point, 1.0, sigma)
-        safe_xi = np.where(exponential, 1.0, xi)
+        tails = self._tail_shapes()
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            base = np.maximum(1.0 + safe_xi * y / safe_sigma, 0.0)
-            survival = np.where(
-                exponential, np.exp(-y / safe_sigma), np.power(base, -1.0 / safe_xi)
-            )
-        out: FloatArray = np.where(point, 0.0, self._tail_p * survival)
-        return out
+            if tails.kinds == "exponential":  # every channel's tail (np.where would pick these)
+                survival = np.exp(-y / tails.sigma)
+            else:
+                base = np.maximum(1.0 + tails.xi * y / tails.sigma, 0.0)
+                survival = np.power(base, tails.power)
+                if tails.kinds == "mixed":
+                    survival = np.where(tails.exponential, np.exp(-y / tails.sigma), survival)
+        out: FloatArray = self._tail_p * survival
+        return out if tails.point is None else np.where(tails.point, 0.0, out)
+
+    def _tail_shapes(self) -> _TailShapes:
+        """The channels' tails as the fits of the latest refresh shape them (kept until the
+        next refresh)."""
+        memo = memo_of(self)
+        shapes: _TailShapes | None = memo.get("tails")
+        if shapes is None or shapes.refreshes != self.refreshes:
+            exponential = np.abs(self._xi) < 1e-9
+            point = self._sigma <= 0.0
+            xi = np.where(exponential, 1.0, self._xi)
+            flat = np.count_nonzero(exponential)  # exponential tails
+            kinds = "pareto" if not flat else "mixed" if flat < exponential.size else "exponential"
+            shapes = _TailShapes(
+                self.refreshes, kinds, exponential, point if np.count_nonzero(point) else None,
+                np.where(point, 1.0, self._sigma), xi, -1.0 / xi,
+            )  # fmt: skip
+            memo["tails"] = shapes
+        return shapes
 
     def _refresh(self) -> None:
         self._sorted = np.sort(self._scores[:, : min(self._count, self.window)], axis=1)

@@ -69,9 +69,10 @@ class ScoringCore:
         return self.calibrator.refreshes
 
     def rows_to_change(self) -> int:
-        if self.scorer.in_first_window:  # the calibration learns nothing before it ends
-            return self.scorer.rows_to_window_end()
-        return min(self.scorer.rows_to_window_end(), self.calibrator.rows_to_refresh())
+        scorer = self.scorer
+        if scorer.in_first_window:  # the calibration learns nothing before it ends
+            return scorer.rows_to_window_end()
+        return min(scorer.rows_to_window_end(), self.calibrator.rows_to_refresh())
 
     def p_values(self, channels: FloatArray) -> FloatArray:
         """The row's tail probability: the harmonic mean of its channels' (Wilson, "The
@@ -81,7 +82,7 @@ class ScoringCore:
         (measured, held-out ASD episode F1 0.592 with Bonferroni, 0.612 with the harmonic
         mean; KPI 0.328 and 0.331)."""
         p = self.calibrator.p_values(channels)
-        inverse = (1.0 / np.maximum(p, _TINY)).sum(axis=1)
+        inverse = np.add.reduce(1.0 / np.maximum(p, _TINY), axis=1)  # .sum, without its wrapper
         out: FloatArray = np.minimum(1.0, p.shape[1] / inverse)
         return out
 
@@ -89,21 +90,28 @@ class ScoringCore:
         self,
         raw: FloatArray,
         pending: PendingRows,
-        keep: BoolArray,
-        once: BoolArray,
+        keep: BoolArray | None,
+        once: BoolArray | None,
         alpha: float,
     ) -> None:
-        """Learn the kept rows; the calibration also takes ``once`` rows (episode openings),
-        at most at the score the threshold stands at: an episode counts once, as one
-        exceedance, and its magnitude (a 1e9 spike) does not bend the fitted tail."""
+        """Learn the kept rows (``keep``; None: every row); the calibration also takes
+        ``once`` rows (episode openings; None: none), at most at the score the threshold
+        stands at: an episode counts once, as one exceedance, and its magnitude (a 1e9
+        spike) does not bend the fitted tail."""
         first_window = self.scorer.in_first_window  # scores were 0 from the trees: not learned
         self.scorer.learn(pending, keep)
+        if keep is None:
+            if not first_window:
+                self.calibrator.learn(raw)
+            self.learned += raw.shape[0]
+            return
         if not first_window:
-            counted = keep | once
+            counted = keep if once is None else keep | once
             taken = raw[counted]
-            capped = once[counted]
-            if capped.any():
+            capped = once[counted] if once is not None else None
+            if capped is not None and capped.any():
                 cap = self.calibrator.score_at(alpha / len(self.channels))
                 taken = np.where(capped[:, None], np.minimum(taken, cap[None, :]), taken)
-            self.calibrator.learn(taken, unscheduled=int(np.count_nonzero(capped)))
+            unscheduled = int(np.count_nonzero(capped)) if capped is not None else 0
+            self.calibrator.learn(taken, unscheduled=unscheduled)
         self.learned += int(np.count_nonzero(keep))

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.memo import Memo, memo_of
+
 __all__ = ["CounterRates"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,6 +52,8 @@ class CounterRates:
         ['hits_total']
     """
 
+    _memo: Memo | None = None
+
     def __init__(self, decide_after: int = 32) -> None:
         self.decide_after = decide_after
         self._features: dict[str, _Feature] = {}
@@ -66,11 +70,17 @@ class CounterRates:
         With ``commit`` the decisions and last values advance through the rows; without, the
         same result is computed on a copy of the state (a preview).
         """
+        memo = memo_of(self)
+        key = names if isinstance(names, tuple) else tuple(names)
+        if key in memo:  # every one of them decided not a counter: nothing to do, ever again
+            return X
         out = X
+        plain = True
         for j, name in enumerate(names):
             feature = self._features.get(name)
             if feature is not None and feature.counter is False:
                 continue
+            plain = False
             if feature is None:
                 feature = _Feature()
                 if commit:
@@ -80,6 +90,8 @@ class CounterRates:
             if out is X:
                 out = X.copy()
             out[:, j] = self._column(feature, X[:, j], ts_s)
+        if plain:
+            memo[key] = True
         return out
 
     def _column(self, feature: _Feature, x: FloatArray, ts: FloatArray) -> FloatArray:
@@ -112,7 +124,8 @@ class CounterRates:
     def _watch(self, feature: _Feature, values: FloatArray) -> int:
         """Take in values until the feature is decided (its first fall, or ``decide_after``
         values); returns how many were taken (they stay held back, the deciding one too)."""
-        steps = np.diff(np.concatenate(([feature.last_value], values)))  # NaN: no value before
+        before = np.concatenate(([feature.last_value], values))  # NaN: no value before
+        steps = before[1:] - before[:-1]  # np.diff's arithmetic, without its wrapper
         pending = self.decide_after - feature.seen
         falls = np.flatnonzero(steps < 0)
         taken = min(values.size, pending, int(falls[0]) + 1 if falls.size else values.size)

@@ -55,6 +55,8 @@ class EpisodeMarks:
     """The episode's start, at rows that opened or resolved one (NaN elsewhere)."""
     end: Episode | None = field(default=None)
     """The episode open after the last row, if any."""
+    quiet: bool = False
+    """No row opened, resolved or belongs to an episode (False: not known)."""
 
 
 class EpisodeTracker:
@@ -90,18 +92,18 @@ class EpisodeTracker:
         """Marks for rows in order; the tracker ends in the state after the last row unless
         ``commit`` is false (a preview: nothing changes)."""
         n = anomalous.size
-        marks = EpisodeMarks(
-            opened=np.zeros(n, dtype=bool),
-            resolved=np.zeros(n, dtype=bool),
-            open=np.zeros(n, dtype=bool),
-            withheld=np.zeros(n, dtype=bool),
-            started_s=np.full(n, np.nan),
-        )
+        flags = np.zeros((4, n), dtype=bool)  # one allocation
+        started_s = np.empty(n)
+        started_s.fill(np.nan)
         episode = self.episode
+        quiet = episode is None and not np.count_nonzero(anomalous)  # the common case
+        marks = EpisodeMarks(flags[0], flags[1], flags[2], flags[3], started_s, quiet=quiet)
+        if quiet:
+            return marks
         i = 0
         while i < n:
             if episode is None:
-                ahead = np.flatnonzero(anomalous[i:])
+                ahead = anomalous[i:].nonzero()[0]
                 if ahead.size == 0:
                     break
                 i += int(ahead[0])
@@ -158,4 +160,5 @@ def preview_marks(anomalous: BoolArray, episode_open: bool, ts: FloatArray) -> E
         open=np.full(n, episode_open),
         withheld=np.zeros(n, dtype=bool),
         started_s=np.where(opened, ts, np.nan),
+        quiet=not episode_open and not np.count_nonzero(opened),
     )

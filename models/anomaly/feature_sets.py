@@ -4,13 +4,18 @@ and the candidate model that learns a grown set next to the current one."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from models.anomaly.config import AnomalyConfig
 from models.anomaly.core import ScoringCore
-from models.anomaly.rows import first_with_unknown
+from models.anomaly.rows import exact_matrix, first_with_unknown
 
 __all__ = ["RunPlan", "grown_candidate", "plan_run"]
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,8 @@ class RunPlan:
     candidate)."""
     new_to_core: tuple[str, ...]
     """Names of the first row that the current core does not score (reported)."""
+    matrix: FloatArray | None = field(default=None, repr=False)
+    """The run's rows over its features, when they were built on the way (else None)."""
 
 
 def plan_run(
@@ -45,6 +52,14 @@ def plan_run(
         >>> plan_run([{"a": 1, "b": 2}], 0, core, None, warmup=500, learn=True).new
         ('b',)
     """
+    if candidate is None or learn:  # the run's features are every feature known
+        names = core.feature_names if candidate is None else candidate.feature_names
+        X = exact_matrix(rows[start:], names)
+        if X is not None:
+            end = len(rows)
+            if candidate is not None:
+                end = min(end, start + warmup - candidate.learned)
+            return RunPlan(end, (), (), X[: end - start])
     known = set(core.feature_names)
     if candidate is not None:
         known |= set(candidate.feature_names)

@@ -38,6 +38,8 @@ from models.anomaly.trees import (
     Steps,
     TreeStructure,
     node_count,
+    path_masses,
+    path_totals,
     shared_structure,
     walk,
 )
@@ -52,7 +54,7 @@ Float64Array = npt.NDArray[np.float64]
 
 _SIZE_LIMIT_FRACTION = 0.1  # river's HalfSpaceTrees.size_limit: 0.1 * window_size
 _EXACT_SUM_LIMIT = 2**53  # integers up to here are exact in float64
-_ACCUMULATE_ROWS = 16  # up to here, one logical_and.accumulate beats a call per level
+_TOTALS_ROWS = 32  # segments this small find the leaf totals (trees.path_totals)
 
 
 class BatchHST:
@@ -141,7 +143,8 @@ class BatchHST:
     def _derive(self) -> None:
         """Constants derived from the parameters (not part of the state)."""
         levels = self.height + 1
-        self._weights: Int64Array = np.left_shift(1, np.arange(levels, dtype=np.int64))
+        # The reference profile's leaf totals (trees.path_totals), until r_mass changes.
+        self._totals: Int64Array | None = None
         # Masses are integers: m >= limit exactly when m >= ceil(limit), an integer comparison
         # (comparing int64 masses with a float converts every one of them).
         self._size_limit = math.ceil(_SIZE_LIMIT_FRACTION * self.window_size)
@@ -217,14 +220,17 @@ class BatchHST:
         """Rows that can be learned before the reference profile next changes (at least 1)."""
         return self.window_size - self.counter
 
-    def score_keep_steps(self, X: npt.ArrayLike) -> Steps[tuple[Float64Array, IntpArray]]:
+    def score_keep_steps(
+        self, X: npt.ArrayLike, *, checked: bool = False
+    ) -> Steps[tuple[Float64Array, IntpArray]]:
         """Score rows without learning, and keep their paths for :meth:`learn_paths`.
 
         The rows must not cross a window end once learned (at most
         :meth:`rows_to_window_end` of them): their scores are all taken against the current
-        reference profile, as one-at-a-time processing would.
+        reference profile, as one-at-a-time processing would. ``checked``: the caller
+        vouches that ``X`` is a float64 matrix without NaN (not looked for again).
         """
-        rows = self._rows(X, build=True)
+        rows = self._rows(X, build=True, checked=checked)
         assert self.structure is not None
         if len(rows) == 0 or len(rows) > self._chunk_rows:
             parts = [
@@ -329,7 +335,7 @@ class BatchHST:
             raise ValueError(f"missing feature {exc.args[0]!r}") from None
         return np.array([values], dtype=np.float64)
 
-    def _rows(self, X: npt.ArrayLike, *, build: bool) -> Float64Array:
+    def _rows(self, X: npt.ArrayLike, *, build: bool, checked: bool = False) -> Float64Array:
         rows = np.ascontiguousarray(X, dtype=np.float64)
         if rows.ndim != 2:
             raise ValueError(f"X must be 2-D (rows, features), got shape {rows.shape}")
@@ -341,7 +347,7 @@ class BatchHST:
             raise ValueError(
                 f"X has {rows.shape[1]} feature columns, the trees have {self.structure.n_features}"
             )
-        if np.isnan(rows).any():
+        if not checked and np.isnan(rows).any():
             raise ValueError("X has a NaN: missing features are not supported")
         return rows
 
@@ -366,17 +372,16 @@ class BatchHST:
         return scores
 
     def _score_paths(self, paths: IntpArray) -> Float64Array:
-        mass = self.r_mass.reshape(-1).take(paths)  # (levels, trees, rows)
-        if self.height > 0:
-            # A level counts if every level above it had r_mass >= size_limit.
-            going = mass[:-1] >= self._size_limit
-            if paths.shape[2] <= _ACCUMULATE_ROWS:
-                np.logical_and.accumulate(going, axis=0, out=going)
-            else:  # accumulate over the outer axis is slow on many rows: level by level
-                for level in range(1, self.height):
-                    np.logical_and(going[level - 1], going[level], out=going[level])
-            mass[1:] *= going
-        total = self._weights @ mass.sum(axis=1)
+        # Small segments (many services, a few rows each) look their rows' leaves up in the
+        # profile's leaf totals, found at the first of them (they cost about as much as
+        # scoring 150 rows level by level); others are scored level by level.
+        rows = paths.shape[2]
+        if self._totals is None and rows < _TOTALS_ROWS:
+            self._totals = path_totals(self.r_mass, self.height, self._size_limit)
+        if self._totals is None:
+            total = path_masses(self.r_mass, paths, self._size_limit)
+        else:
+            total = np.add.reduce(self._totals.take(paths[-1]), axis=0)
         scores: Float64Array = 1.0 - total.astype(np.float64) / self._max_score
         return scores
 
@@ -390,5 +395,6 @@ class BatchHST:
             # fresh zeroed array costs less than zeroing one in place (the OS zeroes pages).
             self.r_mass = self.l_mass
             self.l_mass = np.zeros_like(self.r_mass)
+            self._totals = None
             self.first_window = False
             self.counter = 0

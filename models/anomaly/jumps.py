@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.memo import Memo, memo_of
 from models.anomaly.scaling import RobustScaler
 
 __all__ = ["Jumps"]
@@ -39,6 +40,8 @@ class Jumps:
         9.0
     """
 
+    _memo: Memo | None = None
+
     def __init__(self, window: int = 1024, refresh_every: int = 256) -> None:
         self._scaler = RobustScaler(window=window, refresh_every=refresh_every)
         self._last: dict[str, float] = {}
@@ -51,37 +54,53 @@ class Jumps:
         """Rows that can be learned before the steps' spread next changes (at least 1)."""
         return self._scaler.rows_to_refresh()
 
-    def steps(self, X: FloatArray, names: Sequence[str]) -> FloatArray:
+    def steps(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> FloatArray:
         """Each value minus the metric's last present value before it; NaN where the value
-        is missing or none came before."""
-        previous = np.array([self._last.get(n, np.nan) for n in names])
+        is missing or none came before. ``complete`` says that ``X`` holds no NaN."""
+        return self.steps_of(X, names, complete=complete)[0]
+
+    def steps_of(
+        self, X: FloatArray, names: Sequence[str], *, complete: bool = False
+    ) -> tuple[FloatArray, bool]:
+        """:meth:`steps`, and whether they hold no NaN (known when ``X`` is ``complete``:
+        every metric has a value before; False otherwise)."""
+        previous, seen = self._previous(names)
+        if complete or not np.count_nonzero(np.isnan(X)):
+            # Every value present: the row before is the last one (np.diff's arithmetic).
+            diffs = np.empty_like(X)
+            np.subtract(X[:1], previous, out=diffs[:1])
+            np.subtract(X[1:], X[:-1], out=diffs[1:])
+            return diffs, complete and seen
         filled = np.vstack([previous[None, :], X])
-        if not np.isnan(X).any():  # every value present: the row before is the last one
-            diffs: FloatArray = np.diff(filled, axis=0)
-            return diffs
         index = np.where(np.isnan(filled), 0, np.arange(filled.shape[0])[:, None])
         np.maximum.accumulate(index, axis=0, out=index)  # the last present row, per column
         carried = np.take_along_axis(filled, index, axis=0)
         out: FloatArray = X - carried[:-1]
-        return out
+        return out, False
 
-    def z(self, steps: FloatArray, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
-        """Robust z-scores of the steps (0 where missing) and their spreads."""
-        z, _ = self._scaler.scale(steps, names)
-        return z, self._scaler.scales(names)
+    def z(
+        self, steps: FloatArray, names: Sequence[str], *, complete: bool = False
+    ) -> tuple[FloatArray, FloatArray]:
+        """Robust z-scores of the steps (0 where missing) and their spreads; ``complete``
+        says that ``steps`` holds no NaN."""
+        z, _, scale = self._scaler.standardize(steps, names, complete=complete)
+        return z, scale
 
-    def learn(self, steps: FloatArray, names: Sequence[str]) -> None:
+    def learn(self, steps: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
         """Learn steps (at most :meth:`rows_to_refresh` rows for one-at-a-time exactness)."""
-        self._scaler.learn(steps, names)
+        self._scaler.learn(steps, names, complete=complete)
 
-    def advance(self, X: FloatArray, names: Sequence[str]) -> None:
+    def advance(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
         """Remember each metric's last present value of these rows."""
         if X.shape[0] == 0:
             return
         last = X[-1]
-        if not np.isnan(last).any():  # the last row has every value
+        memo = memo_of(self)
+        if complete or not np.count_nonzero(np.isnan(last)):  # the last row has every value
             self._last.update(zip(names, last.tolist(), strict=True))
+            memo["last"] = (names, last.copy(), True)
             return
+        memo.pop("last", None)
         present = ~np.isnan(X)
         for j, name in enumerate(names):
             rows = np.flatnonzero(present[:, j])
@@ -91,3 +110,13 @@ class Jumps:
     def set_floors(self, floors: Mapping[str, float]) -> None:
         """Step spreads never below the metrics' quanta."""
         self._scaler.set_floors(floors)
+
+    def _previous(self, names: Sequence[str]) -> tuple[FloatArray, bool]:
+        """The last value of each of ``names`` (NaN where none), and whether each has one."""
+        last = memo_of(self).get("last")
+        if last is not None and last[0] == names:
+            return last[1], last[2]
+        previous = np.array([self._last.get(n, np.nan) for n in names])
+        complete = not np.count_nonzero(np.isnan(previous))
+        memo_of(self)["last"] = (tuple(names), previous, complete)
+        return previous, complete

@@ -31,18 +31,18 @@ from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker, preview_marks
 from models.anomaly.feature_sets import grown_candidate, plan_run
 from models.anomaly.jumps import Jumps
+from models.anomaly.reading import Reading, SegmentRows, read_rows
 from models.anomaly.rows import matrix, row_max
 from models.anomaly.scaling import RobustScaler
 from models.anomaly.scoring import PendingRows
 from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.segment import (
     Decision,
-    Reading,
     decide,
     floors,
+    kept_rows,
     learn_baselines,
     move_levels,
-    read_rows,
     rows_to_change,
     run_episodes,
     write_verdicts,
@@ -212,7 +212,7 @@ class ServiceAnomalyModel:
         if self._core is None:
             core = ScoringCore(tuple(sorted(rows[0])), 1, self.config)
             if not learn:
-                yield from self._run(core, rows, ts_s, 0, n, out, learn=False)
+                yield from self._run(core, rows, ts_s, 0, n, out, None, learn=False)
                 return out
             self._core = core
         start = 0
@@ -241,7 +241,7 @@ class ServiceAnomalyModel:
             out.candidate_started[start] = grown is not None
         if plan.new:
             out.new_features[start] = plan.new_to_core
-        return (yield from self._run(core, rows, ts_s, start, plan.end, out, learn=learn))
+        return (yield from self._run(core, rows, ts_s, start, plan.end, out, plan.matrix, learn))
 
     def _run(
         self,
@@ -251,34 +251,30 @@ class ServiceAnomalyModel:
         start: int,
         end: int,
         out: BatchVerdict,
-        *,
+        X: FloatArray | None,
         learn: bool,
     ) -> Steps[int]:
-        """Rows ``start:end`` over ``core``'s features, in segments of constant state; returns
-        where it stopped (a candidate's promotion ends a run early)."""
+        """Rows ``start:end`` (``X``, over the run's features, if built already) over
+        ``core``'s features, in segments of constant state; returns where it stopped (a
+        candidate's promotion ends a run early)."""
         candidate = self._candidate if learn else None
         all_names = core.feature_names if candidate is None else candidate.feature_names
-        X = matrix(rows[start:end], all_names)
         ts = np.asarray(ts_s[start:end], dtype=np.float64)
+        X = matrix(rows[start:end], all_names) if X is None else X
+        run = SegmentRows.of_run(X, ts, self._seasonal)
         at = 0
-        while at < X.shape[0]:
-            m = X.shape[0] - at
+        while at < ts.shape[0]:
+            m = ts.shape[0] - at
             if learn:
-                m = min(m, self._rows_to_change(core, candidate, ts[at:]))
-            at += yield from self._segment(
-                core, candidate, X[at : at + m], ts[at : at + m], start + at, out, learn
-            )
+                cores = (core,) if candidate is None else (core, candidate)
+                m = min(m, rows_to_change(
+                    ts[at:], cores, seasonal=self._seasonal, scaler=self._scaler, jumps=self._jumps
+                ))  # fmt: skip
+            part = run.part(at, at + m)
+            at += yield from self._segment(core, candidate, part, start + at, out, learn)
             if learn and self._core is not core:  # the candidate took over
                 break
         return start + at
-
-    def _rows_to_change(
-        self, core: ScoringCore, candidate: ScoringCore | None, ts: FloatArray
-    ) -> int:
-        cores = (core,) if candidate is None else (core, candidate)
-        return rows_to_change(
-            ts, cores, seasonal=self._seasonal, scaler=self._scaler, jumps=self._jumps
-        )
 
     # -- one segment: score all, decide, learn --------------------------------------------------
 
@@ -286,8 +282,7 @@ class ServiceAnomalyModel:
         self,
         core: ScoringCore,
         candidate: ScoringCore | None,
-        X_all: FloatArray,
-        ts: FloatArray,
+        rows: SegmentRows,
         row0: int,
         out: BatchVerdict,
         learn: bool,
@@ -298,37 +293,39 @@ class ServiceAnomalyModel:
         names = core.feature_names
         all_names = candidate.feature_names if candidate is not None else names
         reading = read_rows(
-            X_all, ts, all_names, self._signs_of(all_names),
+            rows, all_names, self._signs_of(all_names),
             counters=self._counters, seasonal=self._seasonal, scaler=self._scaler,
             jumps=self._jumps, shifts=self._shifts,
         )  # fmt: skip
         cols: list[int] | slice = (
             slice(None) if all_names == names else [all_names.index(f) for f in names]
         )
-        zd, jumps = reading.z[:, cols], reading.jumps[:, cols]
-        raw, pending = yield from core.scorer.score_keep_steps(zd)
-        raw = np.column_stack([raw, row_max(jumps)])
+        zd = reading.z[:, cols]
+        raw, pending = yield from core.scorer.score_keep_steps(zd, row_max(reading.jumps[:, cols]))
         alpha = self.alpha
         decision = decide(
-            core, raw, zd, jumps,
+            core, raw, zd,
             alpha=alpha, warmup_left=self._warmup - core.learned,
             min_effect=self.config.min_effect,
         )  # fmt: skip
         if learn:
             c_scores = None
             if candidate is not None:
-                c_raw, c_pending = yield from candidate.scorer.score_keep_steps(reading.z)
-                c_scores = (np.column_stack([c_raw, row_max(reading.jumps)]), c_pending)
+                c_scores = yield from candidate.scorer.score_keep_steps(
+                    reading.z, row_max(reading.jumps)
+                )
             marks, scan, end = self._learn_segment(
-                core, raw, pending, candidate, c_scores, reading, decision, ts, alpha, row0, out
-            )
+                core, raw, pending, candidate, c_scores, reading, rows, decision, alpha, row0,
+                out,
+            )  # fmt: skip
         else:
-            marks = preview_marks(decision.anomalous, self._episodes.episode is not None, ts)
-            scan, end = None, X_all.shape[0]
+            marks = preview_marks(decision.anomalous, self._episodes.episode is not None, rows.ts)
+            scan, end = None, rows.raw.shape[0]
         write_verdicts(
             out, row0, end,
             core=core, channels=raw, alpha=alpha, decision=decision, marks=marks,
             reading=reading, cols=cols, scan=scan, top_k=self.config.top_k,
+            complete=rows.complete,
         )  # fmt: skip
         return end
 
@@ -340,42 +337,45 @@ class ServiceAnomalyModel:
         candidate: ScoringCore | None,
         c_scores: tuple[FloatArray, PendingRows] | None,
         reading: Reading,
+        rows: SegmentRows,
         decision: Decision,
-        ts: FloatArray,
         alpha: float,
         row0: int,
         out: BatchVerdict,
     ) -> tuple[EpisodeMarks, ShiftScan | None, int]:
         """Run the episodes over the segment, up to its first level shift if any, and learn
         the rows they keep; returns the marks, the shift and the rows done."""
-        n = raw.shape[0]
+        ts = rows.ts
         names = candidate.feature_names if candidate is not None else core.feature_names
         marks, scan, end = run_episodes(self._episodes, self._shifts, decision, reading, ts, names)
-        keep, opened = np.zeros((2, n), dtype=bool)  # rows past a level shift: neither
-        keep[:end], opened[:end] = ~marks.withheld[:end], marks.opened[:end]
+        keep, opened, opened_count = kept_rows(marks, end, rows.ts.shape[0])
         learn_baselines(
-            reading, ts, keep, end, names, self.config.resolutions,
+            reading, rows, keep, end, names, self.config.resolutions,
             seasonal=self._seasonal, scaler=self._scaler, jumps=self._jumps,
         )  # fmt: skip
         core.learn(raw, pending, keep, opened, alpha)
         if candidate is not None and c_scores is not None:
             candidate.learn(*c_scores, keep, opened, alpha)
-        z_prev = reading.z_prev[:end] if reading.z_prev is not None else None
-        self._shifts.advance(
-            reading.z_eff[:end], reading.z_raw[:end], z_prev, marks.open[:end], reading.signs,
-            reading.deviations[:end], names, scan,
-        )  # fmt: skip
-        self._episode_moves, explained = note_episode_moves(
-            self._episode_moves, marks, end, scan, reading.expected, names
-        )
-        if explained is not None:
-            out.explanations[row0 + explained[0]] = explained[1]
+        if self._shifts.quiet(None if marks.quiet else marks.open[:end]):
+            self._shifts.rest()
+        else:
+            z_prev = reading.z_prev[:end] if reading.z_prev is not None else None
+            self._shifts.advance(
+                reading.z_eff[:end], reading.z_raw[:end], z_prev, marks.open[:end],
+                reading.signs, reading.deviations[:end], names, scan,
+            )  # fmt: skip
+        if self._episode_moves or scan is not None:
+            self._episode_moves, explained = note_episode_moves(
+                self._episode_moves, marks, end, scan, reading.expected, names
+            )
+            if explained is not None:
+                out.explanations[row0 + explained[0]] = explained[1]
         if scan is not None:
             move_levels(scan, self._seasonal, self._scaler)
         self._counters.transform(reading.raw[:end], ts[:end], names)
         self._note_times(ts[:end], core)
         self.events_seen += end
-        self.episodes_opened += int(np.count_nonzero(marks.opened[:end]))
+        self.episodes_opened += opened_count
         if candidate is not None and candidate.learned >= self._warmup:
             self._core, self._candidate = candidate, None
         return marks, scan, end

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["directional", "first_with_unknown", "matrix", "row_max"]
+__all__ = ["directional", "exact_matrix", "first_with_unknown", "matrix", "row_max"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -29,6 +29,27 @@ def matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> Float
     except KeyError:
         picked = [[row.get(n, math.nan) for n in names] for row in rows]
     return np.array(picked, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def exact_matrix(rows: Sequence[Mapping[str, float]], names: tuple[str, ...]) -> FloatArray | None:
+    """:func:`matrix` of rows that have every one of ``names`` and no other name (the common
+    case: a batch of one service, its metrics unchanged), else None.
+
+    Examples:
+        >>> exact_matrix([{"a": 1, "b": 2}, {"b": 3, "a": 4}], ("a", "b")).tolist()
+        [[1.0, 2.0], [4.0, 3.0]]
+        >>> exact_matrix([{"a": 1}], ("a", "b")), exact_matrix([{"a": 1, "c": 2}], ("a",))
+        (None, None)
+    """
+    n, d = len(rows), len(names)
+    if not d or sum(map(len, rows)) != n * d:  # then each row with every name has no other
+        return None
+    pick = operator.itemgetter(*names)
+    values = itertools.chain.from_iterable(map(pick, rows)) if d > 1 else map(pick, rows)
+    try:
+        return np.fromiter(values, dtype=np.float64, count=n * d).reshape(n, d)
+    except KeyError:
+        return None
 
 
 def first_with_unknown(rows: Sequence[Mapping[str, float]], start: int, known: set[str]) -> int:
@@ -65,5 +86,6 @@ def row_max(a: FloatArray) -> FloatArray:
         >>> row_max(np.array([[1.0, 3.0], [2.0, 0.0]])).tolist(), row_max(np.empty((2, 0))).tolist()
         ([3.0, 2.0], [0.0, 0.0])
     """
-    out: FloatArray = a.max(axis=1) if a.shape[1] else np.zeros(a.shape[0])
+    # .max(axis=1), without its wrapper
+    out: FloatArray = np.maximum.reduce(a, axis=1) if a.shape[1] else np.zeros(a.shape[0])
     return out

@@ -15,19 +15,25 @@ once with exactly the result of scaling them one at a time.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.quantiles import (
+    _PERCENTILES,  # noqa: F401  # tests import it from here, where it was
+    percentiles,
+    quanta,
+    sorted_percentiles,
+    sorted_quanta,
+)
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
+# percentiles and quanta moved to models.anomaly.quantiles; still importable from here.
 __all__ = ["Z_LIMIT", "FeatureBaseline", "RobustScaler", "percentiles", "quanta"]
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
 
 # IQR of a normal distribution in units of its standard deviation.
 Z_LIMIT = 1e6
@@ -40,7 +46,6 @@ _IQR_TO_SIGMA = 1.349
 _P90_RANGE_TO_SIGMA = 3.29
 # Mean absolute deviation of a normal distribution in units of its standard deviation.
 _MAD_TO_SIGMA = 0.7979
-_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,64 +85,6 @@ class _FeatureWindow:
 
     def values(self) -> FloatArray:
         return self.buffer[: min(self.count, self.buffer.size)]
-
-
-@functools.lru_cache(maxsize=256)
-def _interpolation(n: int) -> tuple[IntArray, IntArray, FloatArray]:
-    """numpy's ``linear`` percentile method over ``n`` sorted values, for ``_PERCENTILES``.
-
-    Returns:
-        Per percentile, the ranks below and above its virtual index and the weight ``gamma``
-        of the upper one, computed as ``numpy.percentile`` does.
-    """
-    virtual = (n - 1) * np.true_divide(np.array(_PERCENTILES), 100)
-    below = np.floor(virtual)
-    gamma = virtual - below
-    low = np.minimum(below.astype(np.intp), n - 1)
-    high = np.minimum(low + 1, n - 1)
-    return low, high, gamma
-
-
-def quanta(rows: FloatArray) -> FloatArray:
-    """The smallest gap between two distinct values of each row (0 for a constant row).
-
-    A metric's resolution: integer counts move in steps of 1, however rarely they move.
-
-    Examples:
-        >>> quanta(np.array([[0.0, 0.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0]])).tolist()
-        [1.0, 0.0]
-    """
-    gaps = np.diff(np.sort(rows, axis=1), axis=1)
-    gaps[gaps <= 0.0] = np.inf
-    smallest = gaps.min(axis=1) if gaps.shape[1] else np.full(rows.shape[0], np.inf)
-    out: FloatArray = np.where(np.isfinite(smallest), smallest, 0.0)
-    return out
-
-
-def percentiles(rows: FloatArray) -> list[list[float]]:
-    """The 5/25/50/75/95th percentiles of each row, exactly as ``numpy.percentile`` gives them.
-
-    ``numpy.percentile(rows, (5, 25, 50, 75, 95), axis=1)`` pays ~20 µs of Python set-up per
-    call and selects the ten ranks with a multi-``kth`` partition, which is several times
-    slower than numpy's (SIMD) sort of the rows. The ranks hold the same values whichever way
-    they are found, and the interpolation is numpy's arithmetic, so the results are identical.
-    Rows must not hold NaN (numpy would return NaN for them; learned windows never hold one).
-
-    Examples:
-        >>> rows = np.random.default_rng(0).normal(size=(3, 101))
-        >>> expected = np.percentile(rows, _PERCENTILES, axis=1).T.tolist()
-        >>> percentiles(rows) == expected
-        True
-    """
-    low, high, gamma = _interpolation(rows.shape[1])
-    ordered = np.sort(rows, axis=1)
-    a, b = ordered[:, low], ordered[:, high]
-    # numpy's _lerp: from below for gamma < 0.5, from above otherwise (same operations).
-    diff = b - a
-    out = a + diff * gamma
-    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
-    result: list[list[float]] = out.tolist()
-    return result
 
 
 def _baseline(
@@ -246,13 +193,7 @@ class RobustScaler:
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_refresh())
-            median, scale = self._current(names)
-            block = z[start:end]
-            np.subtract(X[start:end], median, out=block)
-            np.divide(block, scale, out=block)
-            np.copyto(block, 0.0, where=np.isnan(block))
-            np.clip(block, -Z_LIMIT, Z_LIMIT, out=block)
-            medians[start:end] = median
+            z[start:end], medians[start:end], _ = self.standardize(X[start:end], names)
             if not learn:
                 break
             self._learn_rows(X[start:end], names)
@@ -266,21 +207,39 @@ class RobustScaler:
         """
         return self.scale_batch(X, names, learn=False)
 
+    def standardize(
+        self, X: FloatArray, names: Sequence[str], *, complete: bool = False
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`scale`'s z-scores, with the medians and spreads they were taken from (one
+        value per feature: the rows' medians are those, row after row).
+
+        ``complete`` says that ``X`` holds no NaN (nothing to set to 0).
+        """
+        median, scale = self._current(names)
+        z = X - median
+        np.divide(z, scale, out=z)
+        if not complete:
+            np.copyto(z, 0.0, where=np.isnan(z))
+        # np.clip's arithmetic (maximum, then minimum), without its wrapper
+        np.minimum(np.maximum(z, -Z_LIMIT, out=z), Z_LIMIT, out=z)
+        return z, median, scale
+
     def scales(self, names: Sequence[str]) -> FloatArray:
         """The current robust spread of each feature (1 if never seen)."""
         return self._current(names)[1]
 
     def rows_to_refresh(self) -> int:
         """Rows that can be learned before the baselines next change (at least 1)."""
-        return self._rows_to_refresh()
+        return aligned_steps_to_refresh(self._since_refresh, self._events, self.refresh_every)
 
-    def learn(self, X: FloatArray, names: Sequence[str]) -> None:
+    def learn(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
         """Learn rows (NaN values are skipped); refreshes the baselines when due.
 
         Give it at most :meth:`rows_to_refresh` rows for one-at-a-time exactness.
+        ``complete`` says that ``X`` holds no NaN.
         """
         if X.shape[0]:
-            self._learn_rows(X, names)
+            self._learn_rows(X, names, complete=complete)
 
     def set_floors(self, floors: Mapping[str, float]) -> None:
         """Spreads never below these, per feature (a metric's resolution, when the scaler sees
@@ -343,17 +302,25 @@ class RobustScaler:
             current = self._current_by_names[key] = (median, scale)
         return current
 
-    def _learn_rows(self, X: FloatArray, names: Sequence[str]) -> None:
-        present = ~np.isnan(X)
-        complete = bool(present.all())
+    def _learn_rows(self, X: FloatArray, names: Sequence[str], *, complete: bool = False) -> None:
+        present = None  # None: every value is present
+        if not complete:
+            missing = np.isnan(X)
+            present = ~missing if np.count_nonzero(missing) else None
+        features, size = self._features, self.window
         for j, name in enumerate(names):
-            column = X[:, j] if complete else X[present[:, j], j]
+            column = X[:, j] if present is None else X[present[:, j], j]
             if column.size == 0:
                 continue
-            feature = self._features.get(name)
+            feature = features.get(name)
             if feature is None:
-                feature = self._features[name] = _FeatureWindow(self.window)
-            feature.add(column)
+                feature = features[name] = _FeatureWindow(size)
+            if column.size < size - feature.count % size:  # the common case, inline
+                start = feature.count % size
+                feature.buffer[start : start + column.size] = column
+                feature.count += column.size
+            else:
+                feature.add(column)
         self._events += X.shape[0]
         self._since_refresh += X.shape[0]
         if aligned_refresh_due(self._since_refresh, self._events, self.refresh_every):
@@ -367,10 +334,14 @@ class RobustScaler:
             if feature.count > 0:
                 length = min(feature.count, self.window)
                 by_length.setdefault(length, []).append(feature)
-        for group in by_length.values():
-            stacked = np.stack([f.values() for f in group])
-            steps = quanta(stacked).tolist()
-            for feature, quantiles, quantum in zip(group, percentiles(stacked), steps, strict=True):
+        for length, group in by_length.items():
+            stacked = np.empty((len(group), length))
+            for row, feature in zip(stacked, group, strict=True):
+                row[:] = feature.buffer[:length]
+            ordered = np.sort(stacked, axis=1)  # one sort for both
+            steps = sorted_quanta(ordered).tolist()
+            quantiles_of = sorted_percentiles(ordered)
+            for feature, quantiles, quantum in zip(group, quantiles_of, steps, strict=True):
                 feature.median, feature.scale = _baseline(quantiles, feature.values(), quantum)
         self._current_by_names.clear()
         self._since_refresh = 0

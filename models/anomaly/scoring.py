@@ -134,33 +134,47 @@ class RowScorer:
         """True while the trees score 0 (their first mass window is not complete)."""
         return self.hst is not None and self.hst.first_window
 
-    def score_keep_steps(self, z: FloatArray) -> Steps[tuple[FloatArray, PendingRows]]:
-        """Each row's channel scores (shape ``(n, len(channels))``), nothing learned;
-        :meth:`learn` then takes the rows the caller keeps.
+    def score_keep_steps(
+        self, z: FloatArray, extra: FloatArray | None = None
+    ) -> Steps[tuple[FloatArray, PendingRows]]:
+        """Each row's channel scores (shape ``(n, len(channels))``, one more column with
+        ``extra``: it is its last), nothing learned; :meth:`learn` then takes the rows the
+        caller keeps.
 
         At most :meth:`rows_to_window_end` rows, so every score is taken against the same
-        reference profile, as one at a time would be.
+        reference profile, as one at a time would be. ``z`` holds no NaN.
         """
-        columns: list[FloatArray] = []
+        n = z.shape[0]
+        out = np.empty((n, len(self.channels) + (extra is not None)))
         pending = PendingRows()
-        trees = np.zeros(z.shape[0])
+        column = 0
         if self.hst is not None:
             scaled = 0.5 + 0.5 * np.tanh(z / self.squash)
             if isinstance(self.hst, BatchHST):
-                trees, paths = yield from self.hst.score_keep_steps(scaled)
+                trees, paths = yield from self.hst.score_keep_steps(scaled, checked=True)
                 pending = PendingRows(paths=paths)
             else:
                 trees, pending = self.hst.score_batch(scaled), PendingRows(scaled=scaled)
             # -log(1 - s): the trees' score on an unbounded scale, whose tail a generalized
             # Pareto fit can extrapolate (a bounded score's fitted end point would call
-            # everything past it impossible).
-            columns.append(-np.log1p(-np.minimum(trees, _TOP)))
+            # everything past it impossible). 0 while the trees score 0 (their first window).
+            if self.hst.first_window:
+                out[:, 0] = 0.0
+            else:
+                np.negative(np.log1p(-np.minimum(trees, _TOP)), out=out[:, 0])
+            column = 1
         if self.detector != "hst":
             a = np.abs(z)
             if "mean" in self.channels:
-                columns.append(np.add.reduce(a, axis=1) / z.shape[1])
-            columns.append(a.max(axis=1) if z.shape[1] else trees * 0)
-        return np.column_stack(columns), pending
+                np.divide(np.add.reduce(a, axis=1), z.shape[1], out=out[:, column])
+                column += 1
+            if z.shape[1]:
+                np.maximum.reduce(a, axis=1, out=out[:, column])
+            else:
+                out[:, column] = 0.0
+        if extra is not None:
+            out[:, -1] = extra
+        return out, pending
 
     def display_score(self, channels: FloatArray) -> FloatArray:
         """The detector's one score in [0, 1) (alerts show it as ``raw_score``): the trees',
@@ -174,13 +188,14 @@ class RowScorer:
         out: FloatArray = parts[0] if len(parts) == 1 else 0.5 * (parts[0] + parts[1])
         return out
 
-    def learn(self, pending: PendingRows, keep: BoolArray) -> None:
-        """Learn the kept rows of a :meth:`score_keep_steps` call, in order."""
+    def learn(self, pending: PendingRows, keep: BoolArray | None) -> None:
+        """Learn the kept rows (None: every row) of a :meth:`score_keep_steps` call, in
+        order."""
         if self.hst is None:
             return
         if isinstance(self.hst, BatchHST):
             assert pending.paths is not None
-            self.hst.learn_paths(pending.paths[:, :, keep])
+            self.hst.learn_paths(pending.paths if keep is None else pending.paths[:, :, keep])
         else:
             assert pending.scaled is not None
-            self.hst.learn_batch(pending.scaled[keep])
+            self.hst.learn_batch(pending.scaled if keep is None else pending.scaled[keep])

@@ -25,12 +25,14 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.memo import Memo, memo_of
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["SeasonalBaseline"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _YOUNG = 3  # samples below which a bucket is shrunk towards the feature's level
 
@@ -59,6 +61,8 @@ class SeasonalBaseline:
         >>> baseline.baselines_learn(np.zeros((2, 1)), at, ["rps"], learn=False)[:, 0].tolist()
         [100.0, 10.0]
     """
+
+    _memo: Memo | None = None
 
     def __init__(
         self,
@@ -129,12 +133,8 @@ class SeasonalBaseline:
             for name in names:
                 if name not in self._columns:
                     self._add_column(name)
-        positions = [self._columns.get(n, -1) for n in names]
         # Every column, in order (a model's usual call): whole rows, no masks.
-        whole = positions == list(range(len(self._columns)))
-        columns = np.array(positions, dtype=np.int64)
-        known = columns >= 0
-        cols = columns[known]
+        whole, columns, _, _ = self._layout(names)
         ts = np.asarray(ts_s, dtype=np.float64)
         buckets = self.bucket_of(ts)
         out = np.empty(X.shape) if whole else np.full(X.shape, np.nan)
@@ -142,18 +142,7 @@ class SeasonalBaseline:
         start = 0
         while start < n:
             end = n if not learn else min(n, start + self._rows_to_fold(ts[start:]))
-            served = self._served()
-            if whole:
-                profile = served.take(buckets[start:end], axis=0)
-            else:
-                profile = served[buckets[start:end, None], cols[None, :]]
-            unseen = np.isnan(profile)
-            if unseen.any():
-                profile = np.where(unseen, self._levels()[cols], profile)
-            if whole:
-                out[start:end] = profile
-            else:
-                out[start:end, known] = profile
+            out[start:end] = self.baselines_at(buckets[start:end], names)[0]
             if not learn:
                 break
             self._buffer_rows(
@@ -167,28 +156,58 @@ class SeasonalBaseline:
 
         NaN marks a feature with no baseline yet.
         """
-        return self.baselines_learn(np.empty((len(ts_s), len(names))), ts_s, names, learn=False)
+        return self.baselines_at(self.bucket_of(np.asarray(ts_s, dtype=np.float64)), names)[0]
+
+    def baselines_at(self, buckets: IntArray, names: Sequence[str]) -> tuple[FloatArray, bool]:
+        """:meth:`baselines` of rows in season buckets ``buckets`` (:meth:`bucket_of`), and
+        whether they may hold a NaN (False: none does)."""
+        whole, _, known, cols = self._layout(names)
+        served = self._served()
+        memo = memo_of(self)
+        gaps = memo.get("served_nan")
+        if gaps is None:  # the served profile changed: has it a bucket not learned yet?
+            gaps = memo["served_nan"] = bool(np.count_nonzero(np.isnan(served)))
+        profile = served.take(buckets, axis=0) if whole else served[buckets[:, None], cols[None, :]]
+        if gaps:
+            unseen = np.isnan(profile)
+            if np.count_nonzero(unseen):
+                profile = np.where(unseen, self._levels()[cols], profile)
+                gaps = bool(np.count_nonzero(np.isnan(profile)))
+        if whole:
+            return profile, gaps
+        out = np.full((buckets.shape[0], len(names)), np.nan)
+        out[:, known] = profile
+        return out, True
 
     def rows_to_fold(self, ts_s: FloatArray | None = None) -> int:
         """Rows that can be learned before the profile next changes (at least 1); with the
         coming rows' event times, the time span that folds is counted too."""
         return self._rows_to_fold(ts_s)
 
-    def learn(self, X: FloatArray, ts_s: FloatArray, names: Sequence[str]) -> None:
+    def learn(
+        self,
+        X: FloatArray,
+        ts_s: FloatArray,
+        names: Sequence[str],
+        *,
+        buckets: IntArray | None = None,
+    ) -> None:
         """Learn rows (NaN values are skipped); folds them in when due.
 
-        Give it at most :meth:`rows_to_fold` rows for one-at-a-time exactness.
+        Give it at most :meth:`rows_to_fold` rows for one-at-a-time exactness. ``buckets``:
+        the rows' season buckets, if known (:meth:`bucket_of`).
         """
-        for name in names:
-            if name not in self._columns:
-                self._add_column(name)
+        whole, columns, known, _ = self._layout(names)
+        if not whole and not known.all():
+            for name in names:
+                if name not in self._columns:
+                    self._add_column(name)
+            whole, columns, _, _ = self._layout(names)
         if X.shape[0] == 0:
             return
-        positions = [self._columns[n] for n in names]
-        whole = positions == list(range(len(self._columns)))
         ts = np.asarray(ts_s, dtype=np.float64)
-        buckets = self.bucket_of(ts)
-        self._buffer_rows(X, buckets, None if whole else np.array(positions, dtype=np.int64), ts)
+        buckets = self.bucket_of(ts) if buckets is None else buckets
+        self._buffer_rows(X, buckets, None if whole else columns, ts)
 
     def quanta(self) -> dict[str, float]:
         """Each feature's resolution: the smallest step between two of its values seen so far
@@ -225,12 +244,28 @@ class SeasonalBaseline:
         self._buffer = np.hstack([self._buffer, np.full((self.fold_every, 1), np.nan)])
         self._quantum = np.append(self._quantum, np.inf)
 
+    def _layout(self, names: Sequence[str]) -> tuple[bool, IntArray, BoolArray, IntArray]:
+        """Where ``names`` are in the profile: whether they are all its columns in order, each
+        one's column (-1 if none), which have one, and those columns."""
+        key = (tuple(names), len(self._columns))
+        memo = memo_of(self)
+        layout = memo.get(key)
+        if layout is None:
+            positions = [self._columns.get(n, -1) for n in names]
+            columns = np.array(positions, dtype=np.int64)
+            known = columns >= 0
+            whole = positions == list(range(len(self._columns)))
+            layout = memo[key] = (whole, columns, known, columns[known])
+        result: tuple[bool, IntArray, BoolArray, IntArray] = layout
+        return result
+
     def _served(self) -> FloatArray:
         """The profile as baselines are read from it: a bucket with fewer than
         ``_YOUNG`` samples is pulled towards the level, as if the level were one more sample
         (a 5-minute metric folds one sample per bucket a day, and one sample of a quantized
         gauge does not say what its time of day is)."""
         if self._served_cache is None:
+            memo_of(self).pop("served_nan", None)
             young = (self._counts > 0) & (self._counts < _YOUNG)
             if young.any():
                 c = self._counts
@@ -263,7 +298,7 @@ class SeasonalBaseline:
         rows = aligned_steps_to_refresh(self._since_fold, self._events, self.fold_every)
         if self.fold_span_s is not None and ts_s is not None and len(ts_s):
             first = self._buffer_ts[0] if self._buffered else ts_s[0]
-            late = np.flatnonzero(np.asarray(ts_s[:rows]) - first >= self.fold_span_s)
+            late = (np.asarray(ts_s[:rows]) - first >= self.fold_span_s).nonzero()[0]
             if late.size:
                 rows = int(late[0]) + 1
         return rows
@@ -272,7 +307,7 @@ class SeasonalBaseline:
         if self.fold_span_s is None or not self._buffered:
             return False
         buffered = self._buffer_ts[: self._buffered]
-        return bool(buffered.max() - buffered[0] >= self.fold_span_s)
+        return bool(np.maximum.reduce(buffered) - buffered[0] >= self.fold_span_s)
 
     def _buffer_rows(
         self, X: FloatArray, buckets: IntArray, columns: IntArray | None, ts_s: FloatArray
@@ -298,7 +333,8 @@ class SeasonalBaseline:
         m = self._buffered
         self.folds += 1
         if m > 1:
-            gaps = np.diff(np.sort(self._buffer[:m], axis=0), axis=0)  # NaN sorts last
+            ordered = np.sort(self._buffer[:m], axis=0)  # NaN sorts last
+            gaps = ordered[1:] - ordered[:-1]  # np.diff's arithmetic, without its wrapper
             gaps[~(gaps > 0.0)] = np.inf
             np.minimum(self._quantum, gaps.min(axis=0), out=self._quantum)
         values = self._buffer[:m].T.reshape(-1)  # feature-major: feature j's rows together
@@ -309,8 +345,9 @@ class SeasonalBaseline:
         values, keys = values[present], keys.reshape(-1)[present]
         if keys.size:
             values, keys = _sorted_by_key_then_value(values, keys)
-            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            counts = np.diff(np.append(starts, keys.size))
+            starts = np.concatenate(([True], keys[1:] != keys[:-1])).nonzero()[0]
+            ends = np.concatenate((starts, [keys.size]))
+            counts = ends[1:] - ends[:-1]
             medians = 0.5 * (values[starts + (counts - 1) // 2] + values[starts + counts // 2])
             feature, bucket = np.divmod(keys[starts], self.buckets)
             old = self._profile[bucket, feature]

@@ -1,5 +1,6 @@
-"""The steps of one segment (rows over which no learned state changes): read the rows
-against the baselines, decide which are anomalous, and write the verdicts.
+"""The steps of one segment (rows over which no learned state changes) once its rows are
+read (:mod:`~models.anomaly.reading`): decide which are anomalous, run the episodes, learn,
+and write the verdicts.
 
 :class:`~models.anomaly.model.ServiceAnomalyModel` conducts them: between deciding and
 writing it runs the episodes and learns the rows they keep.
@@ -15,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from models.anomaly.core import ScoringCore
-from models.anomaly.counters import CounterRates
 from models.anomaly.episodes import EpisodeMarks, EpisodeTracker
 from models.anomaly.explain import top_contributions
 from models.anomaly.jumps import Jumps
-from models.anomaly.rows import directional, row_max
+from models.anomaly.reading import Reading, SegmentRows
+from models.anomaly.rows import row_max
 from models.anomaly.scaling import RobustScaler
 from models.anomaly.seasonal import SeasonalBaseline
 from models.anomaly.shifts import LevelShifts, ShiftScan
@@ -27,12 +28,11 @@ from models.anomaly.verdicts import BatchVerdict, Deviations
 
 __all__ = [
     "Decision",
-    "Reading",
     "decide",
     "floors",
+    "kept_rows",
     "learn_baselines",
     "move_levels",
-    "read_rows",
     "rows_to_change",
     "run_episodes",
     "write_verdicts",
@@ -40,38 +40,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A segment's rows against the baselines, rows by features (all of the model's
-    features, a candidate's included)."""
-
-    raw: FloatArray
-    """The values as they came (NaN where missing)."""
-    values: FloatArray
-    """As scored: monotone counters as rates."""
-    residual: FloatArray
-    """``values`` minus their seasonal baselines (``values`` without seasons)."""
-    expected: FloatArray
-    """Each value's expected value: seasonal baseline plus the residuals' median."""
-    z_raw: FloatArray
-    """Robust z from the current level."""
-    z_eff: FloatArray
-    """Robust z from the nearer of the current and the remembered previous level."""
-    z_prev: FloatArray | None
-    """Robust z from the previous level (NaN where none), None when none is remembered."""
-    steps: FloatArray
-    """Each value minus the feature's previous one."""
-    signs: FloatArray
-    """The direction that alerts, per feature: +1 rises, -1 drops, 0 both."""
-    z: FloatArray
-    """``z_eff`` in the directions that alert (0 against them)."""
-    jumps: FloatArray
-    """Steps in robust sds of the feature's steps, where they land off the expected value on
-    their own side and in a direction that alerts (0 elsewhere)."""
-    deviations: FloatArray
-    """Each value's distance from its expected value, in the metric's units."""
+IntArray = npt.NDArray[np.int64]
 
 
 def rows_to_change(
@@ -91,49 +60,7 @@ def rows_to_change(
     return min(limits)
 
 
-def read_rows(
-    raw: FloatArray,
-    ts: FloatArray,
-    names: tuple[str, ...],
-    signs: FloatArray,
-    *,
-    counters: CounterRates,
-    seasonal: SeasonalBaseline | None,
-    scaler: RobustScaler,
-    jumps: Jumps,
-    shifts: LevelShifts,
-) -> Reading:
-    """Read rows ``raw`` (over ``names``, at event times ``ts``) against the baselines as
-    they stand; nothing is learned."""
-    values = counters.transform(raw, ts, names, commit=False)
-    baselines = seasonal.baselines(ts, names) if seasonal is not None else None
-    residual = values if baselines is None else values - baselines
-    z_raw, medians = scaler.scale(residual, names)
-    steps = jumps.steps(values, names)
-    jump_z, _ = jumps.z(steps, names)
-    expected = medians if baselines is None else baselines + medians
-    z_eff, z_prev = shifts.effective(z_raw, names, scaler.scales(names))
-    # A step counts when it lands off the expected value on its own side: a step back
-    # towards the baseline is a recovery, not a new problem.
-    # (Same signs, without their product: 1e300-sized values would overflow it.)
-    away = ((jump_z > 0.0) & (z_eff > 0.0)) | ((jump_z < 0.0) & (z_eff < 0.0))
-    return Reading(
-        raw=raw,
-        values=values,
-        residual=residual,
-        expected=expected,
-        z_raw=z_raw,
-        z_eff=z_eff,
-        z_prev=z_prev,
-        steps=steps,
-        signs=signs,
-        z=directional(z_eff, signs),
-        jumps=np.where(away, np.abs(directional(jump_z, signs)), 0.0),
-        deviations=values - expected,
-    )
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """Which rows of a segment are anomalous, and which count as normal."""
 
@@ -146,33 +73,47 @@ class Decision:
     normal: BoolArray
     """Clearly not anomalous (``p > sqrt(alpha)`` or nothing far off): an episode resolves
     after enough of these in a row."""
+    flagged: int = 1
+    """How many rows are anomalous (when not known: 1)."""
 
 
 def decide(
     core: ScoringCore,
     channels: FloatArray,
     z: FloatArray,
-    jumps: FloatArray,
     *,
     alpha: float,
     warmup_left: int,
     min_effect: float,
 ) -> Decision:
-    """Rows whose ``channels`` (raw scores) are rare under ``core``'s calibration and whose
-    largest deviation (``z``, or a step in ``jumps``) is at least ``min_effect``."""
+    """Rows whose ``channels`` (raw scores, the jumps' last) are rare under ``core``'s
+    calibration and whose largest deviation (``z``, or a step) is at least ``min_effect``."""
     n = channels.shape[0]
     p = core.p_values(channels)
+    # The largest |z| of each row: the ``max`` channel when there is one.
+    peak = (
+        channels[:, core.channels.index("max")]
+        if "max" in core.channels and z.shape[1]
+        else row_max(np.abs(z))
+    )
     # A step counts in robust sds of single values: a step between two noisy samples
     # spreads sqrt(2) times wider.
-    effect = np.maximum(row_max(np.abs(z)), row_max(jumps) / math.sqrt(2.0))
+    effect = np.maximum(peak, channels[:, -1] / math.sqrt(2.0))
     ready = not core.scorer.in_first_window and core.calibrated > 0
-    warming = np.arange(n) < warmup_left
-    if not ready:
-        warming[:] = True
     big = effect >= min_effect
-    anomalous = ~warming & (p <= alpha) & big
-    normal = warming | (p > math.sqrt(alpha)) | ~big
-    return Decision(p=p, warming=warming, anomalous=anomalous, normal=normal)
+    if ready and warmup_left <= 0:  # the common case: no row is warming up
+        warming = np.zeros(n, dtype=bool)
+        anomalous = (p <= alpha) & big
+        normal = (p > math.sqrt(alpha)) | ~big
+    elif not ready or warmup_left >= n:
+        warming = np.ones(n, dtype=bool)
+        anomalous, normal = ~warming, warming.copy()
+    else:
+        warming = np.arange(n) < warmup_left
+        anomalous = ~warming & (p <= alpha) & big
+        normal = warming | (p > math.sqrt(alpha)) | ~big
+    flagged = int(np.count_nonzero(anomalous))
+    return Decision(p=p, warming=warming, anomalous=anomalous, normal=normal, flagged=flagged)
 
 
 def run_episodes(
@@ -188,16 +129,32 @@ def run_episodes(
     the rows done."""
     n = ts.shape[0]
     marks = episodes.run(decision.anomalous, decision.normal, ts, commit=False)
-    scan = shifts.scan(
-        reading.z_eff, reading.z_raw, reading.z_prev, marks.open, reading.signs,
-        reading.deviations, names,
-    )  # fmt: skip
+    scan = None
+    if not shifts.quiet(None if marks.quiet else marks.open):
+        scan = shifts.scan(
+            reading.z_eff, reading.z_raw, reading.z_prev, marks.open, reading.signs,
+            reading.deviations, names,
+        )  # fmt: skip
     end = n if scan is None else scan.row + 1
     if end < n:
         marks = episodes.run(decision.anomalous[:end], decision.normal[:end], ts[:end])
     else:
         episodes.episode = marks.end
     return marks, scan, end
+
+
+def kept_rows(
+    marks: EpisodeMarks, end: int, n: int
+) -> tuple[BoolArray | None, BoolArray | None, int]:
+    """Of a segment's ``n`` rows, those the baselines learn (None: every row, the common
+    case), the episode openings the calibration takes too (None: none), and how many those
+    are; rows past ``end`` (a level shift) neither."""
+    opened_count = int(np.count_nonzero(marks.opened[:end]))
+    if end == n and not opened_count and not np.count_nonzero(marks.withheld):
+        return None, None, 0
+    keep, opened = np.zeros((2, n), dtype=bool)
+    keep[:end], opened[:end] = ~marks.withheld[:end], marks.opened[:end]
+    return keep, opened, opened_count
 
 
 def floors(
@@ -218,8 +175,8 @@ def floors(
 
 def learn_baselines(
     reading: Reading,
-    ts: FloatArray,
-    keep: BoolArray,
+    rows: SegmentRows,
+    keep: BoolArray | None,
     end: int,
     names: tuple[str, ...],
     resolutions: Iterable[tuple[str, float]],
@@ -228,20 +185,28 @@ def learn_baselines(
     scaler: RobustScaler,
     jumps: Jumps,
 ) -> None:
-    """The baselines learn the kept rows (values; residuals for the scaler; steps for the
-    jumps), and the jumps move on to row ``end - 1`` as the last value seen. Spread floors
-    follow the seasonal profile's quanta when it folds."""
-    whole = bool(keep.all())
+    """The baselines learn the kept rows (``keep``; None: every row), values; residuals for
+    the scaler; steps for the jumps), and the jumps move on to row ``end - 1`` as the last
+    value seen. Spread floors follow the seasonal profile's quanta when it folds."""
+    values_complete, residual_complete, steps_complete = reading.complete
     if seasonal is not None:
+        assert rows.buckets is not None
         folds = seasonal.folds
-        seasonal.learn(reading.values if whole else reading.values[keep], ts[keep], names)
+        if keep is None:
+            seasonal.learn(reading.values, rows.ts, names, buckets=rows.buckets)
+        else:
+            seasonal.learn(reading.values[keep], rows.ts[keep], names, buckets=rows.buckets[keep])
         if seasonal.folds != folds:
             floor = floors(resolutions, seasonal.quanta())
             scaler.set_floors(floor)
             jumps.set_floors(floor)
-    scaler.learn(reading.residual if whole else reading.residual[keep], names)
-    jumps.learn(reading.steps if whole else reading.steps[keep], names)
-    jumps.advance(reading.values[:end], names)
+    if keep is None:
+        scaler.learn(reading.residual, names, complete=residual_complete)
+        jumps.learn(reading.steps, names, complete=steps_complete)
+    else:
+        scaler.learn(reading.residual[keep], names, complete=residual_complete)
+        jumps.learn(reading.steps[keep], names, complete=steps_complete)
+    jumps.advance(reading.values[:end], names, complete=values_complete)
 
 
 def move_levels(scan: ShiftScan, seasonal: SeasonalBaseline | None, scaler: RobustScaler) -> None:
@@ -268,8 +233,10 @@ def write_verdicts(
     cols: list[int] | slice,
     scan: ShiftScan | None,
     top_k: int,
+    complete: bool = False,
 ) -> None:
-    """Write the verdicts of a segment's first ``end`` rows (batch rows ``row0`` on)."""
+    """Write the verdicts of a segment's first ``end`` rows (batch rows ``row0`` on);
+    ``complete``: no value of the rows is missing."""
     names = core.feature_names
     p, anomalous = decision.p, decision.anomalous
     sl = slice(row0, row0 + end)
@@ -278,12 +245,15 @@ def write_verdicts(
     out.scores[sl] = 1.0 - p[:end]
     out.thresholds[sl], out.alphas[sl] = 1.0 - alpha, alpha
     out.warming_up[sl] = decision.warming[:end]
-    out.exceeded[sl] = anomalous[:end]
-    out.alerts[sl] = marks.opened[:end]
-    out.resolved[sl] = marks.resolved[:end]
-    out.suppressed[sl] = anomalous[:end] & ~marks.opened[:end]
-    out.in_episode[sl] = marks.open[:end]
-    out.started_s[sl] = marks.started_s[:end]
+    # Each row is written once: what is still as empty_batch left it needs no writing.
+    if decision.flagged:
+        out.exceeded[sl] = anomalous[:end]
+        out.suppressed[sl] = anomalous[:end] & ~marks.opened[:end]
+    if not marks.quiet:
+        out.alerts[sl] = marks.opened[:end]
+        out.resolved[sl] = marks.resolved[:end]
+        out.in_episode[sl] = marks.open[:end]
+        out.started_s[sl] = marks.started_s[:end]
     out.generation[sl] = core.generation
     values = reading.values[:, cols]
     out.deviations.append(
@@ -291,13 +261,16 @@ def write_verdicts(
     )
     if scan is not None:
         out.shifts[row0 + scan.row] = scan.moves
-    missing = np.isnan(reading.raw[:end, cols])
-    if missing.any():
+    missing = None if complete else np.isnan(reading.raw[:end, cols])
+    if missing is not None and np.count_nonzero(missing):
         for i in np.flatnonzero(missing.any(axis=1)).tolist():
             out.missing[row0 + i] = tuple(f for f, m in zip(names, missing[i], strict=True) if m)
+    opened = marks.opened[:end].nonzero()[0]
+    if not opened.size:
+        return
     z, expected = reading.z[:, cols], reading.expected[:, cols]
     z_raw = np.nan_to_num(reading.z_raw[:, cols], nan=0.0)
-    for i in np.flatnonzero(marks.opened[:end]).tolist():
+    for i in opened.tolist():
         out.z_at_open[row0 + i] = dict(zip(names, np.round(z_raw[i], 4).tolist(), strict=True))
         out.explanations[row0 + i] = top_contributions(
             dict(zip(names, z[i].tolist(), strict=True)),

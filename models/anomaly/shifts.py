@@ -125,7 +125,7 @@ class LevelShifts:
             deviations: Value minus expected value, in the metric's units.
             names: The features.
         """
-        if self._quiet(in_episode):
+        if self.quiet(in_episode):
             return None
         up, down, back = self._runs(z_eff, z, z_prev, in_episode, signs, names)
         need = self.shift_after
@@ -160,11 +160,8 @@ class LevelShifts:
         scan: ShiftScan | None,
     ) -> None:
         """Take in rows (the whole run, or up to and including ``scan.row``) and its moves."""
-        if self._quiet(in_episode):  # no run can grow: every counter is 0, nothing to keep
-            self._up.clear()
-            self._down.clear()
-            self._back.clear()
-            self._recent.clear()
+        if self.quiet(in_episode):  # no run can grow: every counter is 0, nothing to keep
+            self.rest()
             return
         up, down, back = self._runs(z_eff, z, z_prev, in_episode, signs, names)
         history = self._history(deviations, names)
@@ -192,10 +189,23 @@ class LevelShifts:
                 self.moved[name] = delta
                 self._settling[name] = np.empty(0)
 
-    def _quiet(self, in_episode: BoolArray) -> bool:
-        """Nothing to look for in these rows: no episode, no level to return to or settle.
-        (The common case, answered without a pass over the rows.)"""
-        return self.shift_after == 0 or not (self.moved or self._settling or in_episode.any())
+    def quiet(self, in_episode: BoolArray | None) -> bool:
+        """Nothing to look for in rows (``in_episode``: which are in an episode; None: none
+        is): no episode, no level to return to or settle. (The common case, answered without
+        a pass over the rows.) :meth:`scan` finds nothing in them and :meth:`advance` is
+        :meth:`rest`."""
+        return self.shift_after == 0 or not (
+            self.moved
+            or self._settling
+            or (in_episode is not None and np.count_nonzero(in_episode))
+        )
+
+    def rest(self) -> None:
+        """:meth:`advance` through rows where :meth:`quiet` holds: every run counter is 0."""
+        self._up.clear()
+        self._down.clear()
+        self._back.clear()
+        self._recent.clear()
 
     def _settle_values(self, name: str, deviations: FloatArray) -> FloatArray:
         """The deviations a settling feature has collected, with these rows'."""

@@ -130,11 +130,15 @@ class BatchVerdict:
 
 def empty_batch(n: int, margin: float) -> BatchVerdict:
     """Verdicts of ``n`` rows before anything is known: warming up, nothing flagged."""
-    flags = np.zeros((6, n), dtype=bool)  # one allocation
+    flags = np.zeros((7, n), dtype=bool)  # one allocation per type
+    flags[6] = True
+    values = np.zeros((6, n))
+    values[1] = values[4] = 1.0
+    values[2] = np.nan
     return BatchVerdict(
-        scores=np.zeros(n),
-        thresholds=np.ones(n),
-        warming_up=np.ones(n, dtype=bool),
+        scores=values[0],
+        thresholds=values[1],
+        warming_up=flags[6],
         exceeded=flags[0],
         alerts=flags[1],
         suppressed=flags[2],
@@ -145,9 +149,9 @@ def empty_batch(n: int, margin: float) -> BatchVerdict:
         explanations={},
         critical_margin=margin,
         resolved=flags[4],
-        started_s=np.full(n, np.nan),
-        raw_scores=np.zeros(n),
-        p_values=np.ones(n),
-        alphas=np.zeros(n),
+        started_s=values[2],
+        raw_scores=values[3],
+        p_values=values[4],
+        alphas=values[5],
         in_episode=flags[5],
     )

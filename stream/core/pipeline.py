@@ -222,8 +222,13 @@ class MetricPipeline:
             alerts=[],
         )
         by_service: dict[str, list[int]] = {}
+        group = by_service.get
         for i, event in enumerate(events):
-            by_service.setdefault(event.service, []).append(i)
+            indices = group(event.service)
+            if indices is None:
+                by_service[event.service] = [i]
+            else:
+                indices.append(i)
         calls = []
         ts_of: dict[str, list[float]] = {}
         for service, indices in by_service.items():
@@ -237,22 +242,27 @@ class MetricPipeline:
             calls.append((model, rows, ts_of[service]))
         # All services at once: their trees' walks are shared (same verdicts as one by one).
         results = observe_together(calls, learn=learn)
-        for (service, indices), result in zip(by_service.items(), results, strict=True):
-            idx = np.asarray(indices)
+        rows_of = [np.asarray(indices) for indices in by_service.values()]
+        if rows_of:  # every service's rows at once (each event is one service's)
+            order = np.concatenate(rows_of)
+            for column, array in (
+                ("scores", out.scores), ("thresholds", out.thresholds),
+                ("warming_up", out.warming_up), ("exceeded", out.flagged),
+                ("suppressed", out.suppressed),
+            ):  # fmt: skip
+                array[order] = np.concatenate([getattr(result, column) for result in results])
+        grouped = zip(by_service.items(), rows_of, results, strict=True)
+        for (service, indices), idx, result in grouped:
             out.by_service.append(ServiceRows(service, idx, ts_of[service], result))
-            out.scores[idx] = result.scores
-            out.thresholds[idx] = result.thresholds
-            out.warming_up[idx] = result.warming_up
-            out.flagged[idx] = result.exceeded
-            out.suppressed[idx] = result.suppressed
             out.missing_features += sum(map(len, result.missing))
-            if result.candidate_started.any():
+            if np.count_nonzero(result.candidate_started):
                 for row in np.flatnonzero(result.candidate_started).tolist():
                     out.grown.append((service, result.new_features[row]))
-            marked = result.alerts | result.resolved
-            for row in np.flatnonzero(marked).tolist() if marked.any() else ():
-                i = indices[row]
-                out.alerts.append((i, self._alert(events[i], result.verdict(row), evidence(i))))
+            if np.count_nonzero(result.alerts) or np.count_nonzero(result.resolved):
+                for row in np.flatnonzero(result.alerts | result.resolved).tolist():
+                    i = indices[row]
+                    alert = self._alert(events[i], result.verdict(row), evidence(i))
+                    out.alerts.append((i, alert))
             if verdicts:
                 for row, i in enumerate(indices):
                     out.verdicts[i] = result.verdict(row)

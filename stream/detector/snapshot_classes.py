@@ -43,6 +43,7 @@ import models.anomaly.episodes as anomaly_episodes
 import models.anomaly.hst as hst
 import models.anomaly.hst_numpy as hst_numpy
 import models.anomaly.jumps as jumps
+import models.anomaly.memo as memo
 import models.anomaly.model as anomaly_model
 import models.anomaly.scaling as scaling
 import models.anomaly.scoring as scoring
@@ -88,6 +89,14 @@ def _load_random(state: tuple[Any, ...]) -> random.Random:
 
 def _none() -> None:
     return None
+
+
+def _nothing(_: Any) -> None:
+    return None
+
+
+def _empty_memo(_: Any) -> memo.Memo:
+    return memo.Memo()
 
 
 def _load_tree(args: list[Any]) -> trees.TreeStructure:
@@ -181,6 +190,9 @@ _ENTRIES: list[ClassEntry] = [
         lambda tree: list(tree.__reduce__()[1]),
         _load_tree,
     ),
+    # What a part derives from its state and keeps between calls: written as nothing, read
+    # back empty (it is rebuilt from the state when needed).
+    custom(memo.Memo, "models.anomaly.memo.Memo", _nothing, _empty_memo),
     custom(random.Random, "random.Random", lambda rng: rng.getstate(), _load_random),
     custom(VectorDict, "river.utils.VectorDict", _dump_vector, VectorDict),
     custom(
