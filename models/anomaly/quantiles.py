@@ -60,7 +60,7 @@ def sorted_quanta(ordered: FloatArray) -> FloatArray:
 def percentiles(rows: FloatArray) -> list[list[float]]:
     """The 5/25/50/75/95th percentiles of each row, exactly as ``numpy.percentile`` gives them.
 
-    ``numpy.percentile(rows, (5, 25, 50, 75, 95), axis=1)`` pays ~20 µs of Python set-up per
+    ``numpy.percentile(rows, (5, 25, 50, 75, 95), axis=1)`` pays ~20 us of Python set-up per
     call and selects the ten ranks with a multi-``kth`` partition, which is several times
     slower than numpy's (SIMD) sort of the rows. The ranks hold the same values whichever way
     they are found, and the interpolation is numpy's arithmetic, so the results are identical.
