@@ -143,14 +143,20 @@ def _table(rows: list[dict[str, Any]]) -> Iterator[str]:
     )
     yield "|---|---|---|---|---|---|---|"
     for row in rows:
-        lead = row["median_lead_s"]
-        yield (
-            f"| {row['config']} | {row['seed']} | {row['alerts_per_service_day']:.2f} "
-            f"| {row['precision'] or 0.0:.2f} ({row['true_alerts']}/{row['alerts']}) "
-            f"| {row['warned_share'] or 0.0:.2f} "
-            f"({row['warned_ahead']}/{row['incidents_with_precursors']}) "
-            f"| {'-' if lead is None else f'{lead / 60:.1f} min'} | {row['pr_auc']:.3f} |"
-        )
+        yield f"| {row['config']} | {row['seed']} | {quality_cells(row)} | {row['pr_auc']:.3f} |"
+
+
+def quality_cells(figures: dict[str, Any]) -> str:
+    """A run's alerts per service-day, precision, warned ahead and median lead, as table
+    cells."""
+    lead = figures["median_lead_s"]
+    return (
+        f"{figures['alerts_per_service_day']:.2f} "
+        f"| {figures['precision'] or 0.0:.2f} ({figures['true_alerts']}/{figures['alerts']}) "
+        f"| {figures['warned_share'] or 0.0:.2f} "
+        f"({figures['warned_ahead']}/{figures['incidents_with_precursors']}) "
+        f"| {'-' if lead is None else f'{lead / 60:.1f} min'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

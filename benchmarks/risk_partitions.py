@@ -24,7 +24,13 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
-from benchmarks.risk_alerts import event_seconds, print_runs, score, simulated_lines
+from benchmarks.risk_alerts import (
+    event_seconds,
+    print_runs,
+    quality_cells,
+    score,
+    simulated_lines,
+)
 from stream.codec import DecodeError, decode, decode_metric
 from stream.core.incident_risk import IncidentRiskPipeline
 from stream.core.pipeline import MetricPipeline
@@ -132,14 +138,9 @@ def _table(rows: list[dict[str, Any]]) -> Iterator[str]:
     )
     yield "|---|---|---|---|---|---|---|---|"
     for row in rows:
-        w, d = row["whole"], row["days_2_3"]
-        lead = w["median_lead_s"]
+        d = row["days_2_3"]
         yield (
-            f"| {row['mode']} | {row['seed']} | {w['alerts_per_service_day']:.2f} "
-            f"| {w['precision'] or 0.0:.2f} ({w['true_alerts']}/{w['alerts']}) "
-            f"| {w['warned_share'] or 0.0:.2f} ({w['warned_ahead']}/"
-            f"{w['incidents_with_precursors']}) "
-            f"| {'-' if lead is None else f'{lead / 60:.1f} min'} "
+            f"| {row['mode']} | {row['seed']} | {quality_cells(row['whole'])} "
             f"| {d['alerts_per_service_day']:.2f}, {d['precision'] or 0.0:.2f}, "
             f"{d['warned_share'] or 0.0:.2f} "
             f"| {' '.join(f'{v:g}' for v in row['ready_h'].values())} |"
