@@ -19,6 +19,11 @@ same thing for every service and every metric shape.
 * degenerate histories are explicit: a constant history has a point-mass tail (any higher score
   has ``p = 0``; equal scores ``p = 1``). A young history cannot call a score it has seen
   rarer than ``1 / (n + 1)``: below a smaller ``alpha``, only scores past its maximum can be.
+* an episode's opening (learned once, at most at the threshold's score) is not a score seen:
+  it weighs in the tail's fit, but not in the count that keeps a recurring score common.
+  Counted there, one earlier episode in the history held every lower score's ``p`` at
+  ``1 / (n + 1)`` or more, above ``alpha`` at any cadence under ~90 s, so a problem smaller
+  than the last one could not alert (docs/anomaly.md: planted level shifts 7 -> 9 of 10).
 
 The history refreshes on the schedule of :mod:`models.refresh`, counted in learned scores,
 so a batch is calibrated exactly as one score at a time.
@@ -159,6 +164,10 @@ class ScoreCalibrator:
     """
 
     _memo: Memo | None = None
+    _opening: BoolArray | None = None
+    """Which history slots hold an episode's opening (None: none ever learned)."""
+    _openings: Float32Array | None = None
+    """The openings of the current calibration, sorted per channel (None: none)."""
 
     def __init__(
         self,
@@ -201,8 +210,10 @@ class ScoreCalibrator:
         return int(self._sorted.shape[1])
 
     def nbytes(self) -> int:
-        """Bytes held by the history and its sorted copy."""
-        return int(self._scores.nbytes + self._sorted.nbytes)
+        """Bytes held by the history and its sorted copy (and which of it opened episodes)."""
+        held = self._scores.nbytes + self._sorted.nbytes
+        held += 0 if self._opening is None else self._opening.nbytes
+        return int(held + (0 if self._openings is None else self._openings.nbytes))
 
     def rows_to_refresh(self) -> int:
         """Rows that can be learned before the calibration next changes (at least 1)."""
@@ -237,7 +248,7 @@ class ScoreCalibrator:
             return p[:, 0] if flat else p
         if columns.shape[1] < _SORTED_LOOKUP:  # a few rows: all of them, as they are
             y = rows.astype(np.float32).astype(np.float64) - self._u
-            at_least = np.subtract(n, below.T, dtype=np.float64)
+            at_least = np.subtract(n, below.T, dtype=np.float64) - self._openings_at_least(columns)
             p = np.where(high.T, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
         else:
             # Only the rows with a score in a tail: their scores go through the same
@@ -245,6 +256,7 @@ class ScoreCalibrator:
             hit = np.logical_or.reduce(high, axis=0).nonzero()[0]
             y = rows.astype(np.float32)[hit].astype(np.float64) - self._u
             at_least = np.subtract(n, below[:, hit].T, dtype=np.float64)
+            at_least -= self._openings_at_least(columns[:, hit])
             tails = np.maximum(self._gpd_tails(y), at_least / (n + 1.0))
             p[hit] = np.where(high.T[hit], tails, p[hit])
         return p[:, 0] if flat else p
@@ -274,11 +286,16 @@ class ScoreCalibrator:
                 out[j] = self._u[j] + sigma / xi * ((tail_p / p) ** xi - 1.0)
         return out
 
-    def learn(self, scores: FloatArray, *, unscheduled: int = 0) -> None:
+    def learn(
+        self, scores: FloatArray, *, unscheduled: int = 0, openings: BoolArray | None = None
+    ) -> None:
         """Add rows of scores to the history; refresh the calibration when due.
 
         ``unscheduled`` of them do not count towards the refresh schedule (episode openings:
-        the schedule then stays on the rows every other statistic counts).
+        the schedule then stays on the rows every other statistic counts). ``openings``: the
+        rows that open an episode (None: none). They shape the tail's fit like any score, but
+        are not counted as a score seen again: the count of history scores at least as high,
+        which keeps a recurring score common, counts observations of normal behaviour.
         """
         if scores.shape[0] == 0:
             return
@@ -289,6 +306,8 @@ class ScoreCalibrator:
         split = min(kept.shape[1], self.window - first)
         self._scores[:, first : first + split] = kept[:, :split]
         self._scores[:, : kept.shape[1] - split] = kept[:, split:]
+        if openings is not None or self._opening is not None:
+            self._write_openings(openings, rows, first, split, kept.shape[1])
         self._count += kept.shape[1]
         self._scheduled += rows - unscheduled
         self._since_refresh += rows - unscheduled
@@ -296,6 +315,27 @@ class ScoreCalibrator:
             self._refresh()
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _write_openings(
+        self, openings: BoolArray | None, rows: int, first: int, split: int, kept: int
+    ) -> None:
+        if self._opening is None:
+            self._opening = np.zeros(self.window, dtype=bool)
+        flags = np.zeros(kept, dtype=bool) if openings is None else openings[rows - kept :]
+        self._opening[first : first + split] = flags[:split]
+        self._opening[: kept - split] = flags[split:]
+
+    def _openings_at_least(self, columns: Float32Array) -> FloatArray | float:
+        """Per row and channel, the current calibration's openings at least as high as the
+        row's score (``columns``: a channel a row, as float32)."""
+        openings = self._openings
+        if openings is None:
+            return 0.0
+        out = np.empty((columns.shape[1], self.channels))
+        m = openings.shape[1]
+        for j in range(self.channels):
+            out[:, j] = m - openings[j].searchsorted(columns[j])
+        return out
 
     def _gpd_tails(self, y: FloatArray) -> FloatArray:
         """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
@@ -332,7 +372,14 @@ class ScoreCalibrator:
         return shapes
 
     def _refresh(self) -> None:
-        self._sorted = np.sort(self._scores[:, : min(self._count, self.window)], axis=1)
+        held = min(self._count, self.window)
+        self._sorted = np.sort(self._scores[:, :held], axis=1)
+        opening = None if self._opening is None else self._opening[:held]
+        self._openings = (
+            np.sort(self._scores[:, :held][:, opening], axis=1)
+            if opening is not None and opening.any()
+            else None
+        )
         self.refreshes += 1
         self._since_refresh = 0
         n = self._sorted.shape[1]

@@ -113,5 +113,7 @@ class ScoringCore:
                 cap = self.calibrator.score_at(alpha / len(self.channels))
                 taken = np.where(capped[:, None], np.minimum(taken, cap[None, :]), taken)
             unscheduled = int(np.count_nonzero(capped)) if capped is not None else 0
-            self.calibrator.learn(taken, unscheduled=unscheduled)
+            self.calibrator.learn(
+                taken, unscheduled=unscheduled, openings=capped if unscheduled else None
+            )
         self.learned += int(np.count_nonzero(keep))

@@ -114,6 +114,44 @@ def test_ties_keep_a_recurring_score_common() -> None:
     assert p[1] < 0.01  # anything above it is
 
 
+def test_episode_openings_shape_the_tail_but_are_not_scores_seen_again() -> None:
+    """An earlier episode's opening (learned once, at the threshold's score) makes the fitted
+    tail heavier, but a lower score is not common for it: only observed scores are ties."""
+    normal = np.abs(np.random.default_rng(3).normal(size=4095))
+    clean = ScoreCalibrator(window=4096, refresh_every=1)
+    clean.learn(normal)
+    opened = ScoreCalibrator(window=4096, refresh_every=1)
+    opened.learn(normal)
+    opened.learn(np.array([10.0]), unscheduled=1, openings=np.array([True]))
+    observed = ScoreCalibrator(window=4096, refresh_every=1)
+    observed.learn(np.append(normal, 10.0))  # 10 seen in a normal row
+    score = np.array([6.0])
+    p_clean, p_opened, p_observed = (c.p_values(score)[0] for c in (clean, opened, observed))
+    assert p_observed >= 1 / 4097  # a score seen once is never rarer than 1 in n + 1
+    assert p_clean <= p_opened < 1e-5  # the opening only weighs in the tail's fit
+
+
+def test_a_level_shift_after_earlier_episodes_is_caught() -> None:
+    """planted-2 of the planted stream had a burst and a spike (episodes opened at the
+    threshold's score) within its calibration history when cpu_p95 shifted 8 sds up; counted
+    as scores seen again, they held every lower score's p above alpha and the shift was never
+    caught. It is within 3 samples."""
+    from stream.dev.planted import METRICS, PlantedStream
+
+    stream = PlantedStream()
+    shift = next(
+        e for e in stream.episodes() if e.service == "planted-2" and e.kind == "level_shift"
+    )
+    first = round((shift.start - stream.start).total_seconds() / stream.interval_s)
+    values = stream.series()["planted-2"]
+    rows = [{m: max(0.0, float(values[m][i])) for m in METRICS} for i in range(first + 3)]
+    ts = [stream.start.timestamp() + i * stream.interval_s for i in range(first + 3)]
+    model = ServiceAnomalyModel("planted-2", AnomalyConfig())
+    verdicts = model.observe_batch(rows, ts)
+    assert int(verdicts.alerts[: first - 60].sum()) >= 2  # the earlier episodes alerted
+    assert verdicts.alerts[first:].any()
+
+
 def test_an_empty_calibration_calls_nothing_rare() -> None:
     assert ScoreCalibrator().p_values(np.array([0.99])).tolist() == [1.0]
 
