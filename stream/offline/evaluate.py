@@ -192,7 +192,11 @@ def run_evaluate(path: Path, out_dir: Path | None, as_json: bool, settings: Sett
     if not path.is_file():
         print(f"vigil evaluate: no such file: {path}", file=sys.stderr)
         return 2
-    run = evaluate_lines(path.read_bytes().splitlines(), MetricPipeline(settings.anomaly_config()))
+    run = evaluate_lines(
+        path.read_bytes().splitlines(),
+        MetricPipeline(settings.anomaly_config()),
+        batch_size=settings.max_batch,
+    )
     if not run.series:
         print('vigil evaluate: no labelled points (lines need a "label" field)', file=sys.stderr)
         return 2

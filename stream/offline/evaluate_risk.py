@@ -163,6 +163,7 @@ def evaluate_risk(
         stats=stats,
         logs=LogPipeline(settings.log_config()),
         risk=pipeline,
+        batch_size=settings.max_batch,
     ):
         evaluation.trace.alerted(alert)
     return evaluation

@@ -237,7 +237,11 @@ def run_replay(path: Path, out: Path | None, settings: Settings) -> int:
         lines = sys.stdin.buffer if str(path) == "-" else stack.enter_context(path.open("rb"))
         sink = stack.enter_context(out.open("wb")) if out is not None else sys.stdout.buffer
         links = settings.link_templates()
-        for alert in replay(lines, pipeline, source=source, stats=stats, logs=logs, risk=risk):
+        alerts = replay(
+            lines, pipeline, source=source, stats=stats, logs=logs, risk=risk,
+            batch_size=settings.max_batch,
+        )  # fmt: skip
+        for alert in alerts:
             sink.write(encode(with_links(alert, links)) + b"\n")
     summary = {
         "lines": stats.lines,

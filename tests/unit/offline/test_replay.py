@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,6 +19,7 @@ from stream.core.logs import LogPipeline
 from stream.core.pipeline import MetricPipeline
 from stream.dev.log_simulate import LogIncident, LogSimulator
 from stream.dev.simulate import MetricSimulator
+from stream.offline import replay as replay_module
 from stream.offline.replay import ReplayStats, line_kind, replay
 from stream.schemas import Alert
 from stream.settings import Settings
@@ -112,6 +115,31 @@ def test_replaying_twice_gives_the_same_alerts(replayed: Replay, tmp_path: Path)
 
     assert stable(again) == stable(replayed.alerts)
     assert len({a.alert_id for a in again}) == len(again)
+
+
+def test_max_batch_cuts_the_batches_and_anomaly_alerts_stay_the_same(
+    replayed: Replay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--max-batch`` is the size of the replay's batches (it was ignored: always 2,000);
+    anomaly alerts are the same at any batch size."""
+    sizes: list[int] = []
+
+    def spied(*args: Any, **kwargs: Any) -> Iterator[Alert]:
+        sizes.append(kwargs["batch_size"])
+        return replay(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "replay", spied)
+    out = tmp_path / "small.jsonl"
+    with contextlib.redirect_stderr(io.StringIO()):
+        args = ["replay", str(replayed.path), "--out", str(out), "--max-batch", "7", *ARGS]
+        assert main(args) == 0
+    small = [Alert.model_validate_json(line) for line in out.read_bytes().splitlines()]
+
+    def anomalies(alerts: list[Alert]) -> list[dict[str, object]]:
+        return [a.model_dump(exclude={"detected_at"}) for a in alerts if a.kind == "anomaly"]
+
+    assert sizes == [7]
+    assert anomalies(small) == anomalies(replayed.alerts)
 
 
 def test_bad_lines_are_reported_with_their_line_number(tmp_path: Path) -> None:
