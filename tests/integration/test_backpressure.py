@@ -470,4 +470,7 @@ def test_memory_stays_bounded_while_throttled(seen: Seen) -> None:
     fetch_buffers = throttled.settings.topic_partitions * FETCH_BYTES_PER_PARTITION
     assert throttled.peak_rss_bytes < baseline + 2 * fetch_buffers + SLACK_BYTES
     assert max(steady) < baseline + fetch_buffers + SLACK_BYTES
-    assert max(steady) - min(steady) < 8 * MiB
+    # Flat: nothing grows over the last half (a one-time step of ~5 MiB, allocator or buffers,
+    # lands in it on some runs; RSS falling back, memory returned, is no growth: one CI run
+    # measured 216 -> 222 MiB with a dip to 214 between, and failed on max - min).
+    assert max(steady) - steady[0] < 8 * MiB

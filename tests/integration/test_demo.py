@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer
+from scipy.stats import poisson
 
 from stream.dev.broker import free_port
 from stream.dev.demo.guard import ForeignMember, check_groups
@@ -126,7 +127,11 @@ def test_demo_for_60_s_catches_incidents_and_says_so(
     # (docs/incident_risk.md). A random alert is followed by one of the ~25 incidents within
     # 15 min ~2 % of the time (25 x 15 min over 12 x 25 h): ahead >= 12 % is 6 times chance, and
     # a precision of 0.3 over 30 alerts (or 0.5 over 10) misses it about once in 100 runs.
-    assert figures["risk_alerts"] <= 3 * 12 * 25 / 24
+    # "At most 3 a service-day" is a rate, and a count is tested against it: alerts at
+    # exactly 3 a service-day over 12.5 service-days exceed 52 in 1 run of 100 (Poisson; a
+    # hard bound at the mean, 37.5, failed a run on a loaded machine at 41, 3.3 a day, which
+    # a rate of 3 gives 1 run in 4).
+    assert figures["risk_alerts"] <= poisson.ppf(0.99, 3 * 12 * 25 / 24)
     assert figures["risk_alerts_ahead"] >= 0.12 * figures["risk_alerts"]
     assert figures["anomaly_alerts_in_incidents"] >= 1
     assert figures["log_incidents"] >= 20
