@@ -111,6 +111,14 @@ def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
     return xi, a0 * (1.0 - xi)
 
 
+def _ring_write(ring: npt.NDArray[np.generic], values: npt.NDArray[np.generic], first: int) -> None:
+    """Write ``values`` (at most the ring's length, along the last axis) into ``ring`` from
+    slot ``first``, wrapping round to its start."""
+    split = min(values.shape[-1], ring.shape[-1] - first)
+    ring[..., first : first + split] = values[..., :split]
+    ring[..., : values.shape[-1] - split] = values[..., split:]
+
+
 @dataclass(frozen=True, slots=True)
 class _TailShapes:
     """Per channel, from the fits of one refresh: its tail's kind, scale and shape made safe
@@ -303,11 +311,13 @@ class ScoreCalibrator:
         kept = (scores[:, None] if scores.ndim == 1 else scores)[-self.window :].T
         self._count += max(0, rows - self.window)
         first = self._count % self.window
-        split = min(kept.shape[1], self.window - first)
-        self._scores[:, first : first + split] = kept[:, :split]
-        self._scores[:, : kept.shape[1] - split] = kept[:, split:]
+        _ring_write(self._scores, kept, first)
         if openings is not None or self._opening is not None:
-            self._write_openings(openings, rows, first, split, kept.shape[1])
+            if self._opening is None:
+                self._opening = np.zeros(self.window, dtype=bool)
+            k = kept.shape[1]
+            flags = np.zeros(k, dtype=bool) if openings is None else openings[rows - k :]
+            _ring_write(self._opening, flags, first)
         self._count += kept.shape[1]
         self._scheduled += rows - unscheduled
         self._since_refresh += rows - unscheduled
@@ -315,15 +325,6 @@ class ScoreCalibrator:
             self._refresh()
 
     # -- internals ------------------------------------------------------------------------------
-
-    def _write_openings(
-        self, openings: BoolArray | None, rows: int, first: int, split: int, kept: int
-    ) -> None:
-        if self._opening is None:
-            self._opening = np.zeros(self.window, dtype=bool)
-        flags = np.zeros(kept, dtype=bool) if openings is None else openings[rows - kept :]
-        self._opening[first : first + split] = flags[:split]
-        self._opening[: kept - split] = flags[split:]
 
     def _openings_at_least(self, columns: Float32Array) -> FloatArray | float:
         """Per row and channel, the current calibration's openings at least as high as the

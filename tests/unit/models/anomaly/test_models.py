@@ -11,6 +11,7 @@ from river import anomaly, compose, preprocessing
 from models.anomaly import AnomalyConfig, DirectionRule, ServiceAnomalyModel
 from models.anomaly.calibration import ScoreCalibrator
 from models.anomaly.scaling import RobustScaler
+from stream.dev.planted import METRICS, PlantedStream
 
 STEP_S = 60.0
 
@@ -136,8 +137,6 @@ def test_a_level_shift_after_earlier_episodes_is_caught() -> None:
     threshold's score) within its calibration history when cpu_p95 shifted 8 sds up; counted
     as scores seen again, they held every lower score's p above alpha and the shift was never
     caught. It is within 3 samples."""
-    from stream.dev.planted import METRICS, PlantedStream
-
     stream = PlantedStream()
     shift = next(
         e for e in stream.episodes() if e.service == "planted-2" and e.kind == "level_shift"
