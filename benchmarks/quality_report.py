@@ -16,6 +16,7 @@ _COLUMNS = (
     "point P",
     "point R",
     "point F1",
+    "point-adjusted F1",
     "episode P",
     "episode R",
     "episode F1",
@@ -50,6 +51,7 @@ def quality_row(detector: str, q: AlertQuality, budget: float | None) -> list[st
         fmt(q.precision),
         fmt(q.recall),
         fmt(q.f1),
+        fmt(q.adjusted_f1),
         fmt(q.episode_precision),
         fmt(q.episode_recall),
         fmt(q.episode_f1),
@@ -98,7 +100,7 @@ def print_report(
                 for d, entry in per_detector.items()
             ]
             if s.source == "logs":
-                rows.append(["river", "n/a: no log detector", *[""] * 11])
+                rows.append(["river", "n/a: no log detector", *[""] * (len(_COLUMNS) - 2)])
             print(table(_COLUMNS, rows))
         notes = list(s.notes)
         notes += [

@@ -2,8 +2,9 @@
 
 An alert covers a span of samples (one sample, or an episode from its firing to its resolved
 alert, :func:`alert_spans`); :func:`alert_quality` turns one service's spans and labels into
-counts that add up over services (:class:`AlertQuality`): point-wise and episode-wise
-precision, recall and F1, alerts per caught segment, false alerts per service-day and delay.
+counts that add up over services (:class:`AlertQuality`): point-wise, point-adjusted and
+episode-wise precision, recall and F1, alerts per caught segment, false alerts per service-day
+and delay.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from models.evaluation import anomaly_segments, f1_of
+from models.evaluation import anomaly_segments, f1_of, point_adjust
 
 __all__ = ["AlertQuality", "Span", "alert_quality", "alert_spans", "segment_hits", "span_flags"]
 
@@ -92,7 +93,9 @@ def segment_hits(
 class AlertQuality:
     """Alerts against labelled segments, as counts that add up over services.
 
-    Point-wise, a point is flagged when an alert's span covers it. Episode-wise, a segment (a
+    Point-wise, a point is flagged when an alert's span covers it; point-adjusted (the
+    convention of published ASD results, :func:`models.evaluation.point_adjust`), a segment
+    with a flagged point counts as flagged whole. Episode-wise, a segment (a
     run of anomalous points) is caught when a firing alert falls in its window
     ``[start, end + tolerance]``; a firing alert is true when it falls in some segment's
     window, false otherwise. ``alerts_in_caught`` counts the alerts in caught segments'
@@ -103,6 +106,10 @@ class AlertQuality:
     anomalous: int
     flagged: int
     flagged_anomalous: int
+    adjusted_flagged: int
+    """Flagged points once each segment with a flag is flagged whole."""
+    adjusted_anomalous: int
+    """Anomalous points of segments with a flag."""
     segments: int
     caught: int
     alerts: int
@@ -130,6 +137,15 @@ class AlertQuality:
     def f1(self) -> float:
         """Point-wise F1."""
         return f1_of(self.precision, self.recall)
+
+    @property
+    def adjusted_f1(self) -> float:
+        """Point-adjusted F1, of the precision and recall of the flags with every segment that
+        has one flagged whole: it flatters detectors, and is reported next to point-wise F1."""
+        flagged, hit = self.adjusted_flagged, self.adjusted_anomalous
+        return f1_of(
+            hit / flagged if flagged else 0.0, hit / self.anomalous if self.anomalous else 0.0
+        )
 
     @property
     def episode_precision(self) -> float:
@@ -170,7 +186,8 @@ class AlertQuality:
         """Counts and figures as plain values (delays as their median)."""
         counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "delays"}
         derived = (
-            "precision recall f1 episode_precision episode_recall episode_f1 false_alerts "
+            "precision recall f1 adjusted_f1 episode_precision episode_recall episode_f1 "
+            "false_alerts "
             "false_per_service_day alerts_per_caught median_delay"
         )
         return {**counts, **{name: getattr(self, name) for name in derived.split()}}
@@ -195,6 +212,7 @@ def alert_quality(
     y = np.asarray(labels, dtype=bool)
     n = int(y.size)
     flags = span_flags(spans, n)
+    adjusted = point_adjust(flags, y)
     firing = np.array([first for first, _ in spans if 0 <= first < n], dtype=np.int64)
     segments = [(a, b - 1) for a, b in anomaly_segments(y)]
     hits = segment_hits(segments, firing, tolerance=tolerance)
@@ -204,6 +222,8 @@ def alert_quality(
         anomalous=int(y.sum()),
         flagged=int(flags.sum()),
         flagged_anomalous=int((flags & y).sum()),
+        adjusted_flagged=int(adjusted.sum()),
+        adjusted_anomalous=int((adjusted & y).sum()),
         segments=len(segments),
         caught=sum(delay is not None for _, delay in hits),
         alerts=int(firing.size),

@@ -75,6 +75,10 @@ def test_point_and_episode_figures_of_a_pointwise_detector() -> None:
     assert q.precision == pytest.approx(2 / 6)
     assert q.recall == pytest.approx(2 / 4)
     assert q.f1 == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))  # 0.4
+    # Point-adjusted: the first segment has flags, so 2, 3, 4 count flagged (7 flagged, 3 of
+    # them anomalous); the second (12) has none. P 3/7, R 3/4.
+    assert (q.adjusted_flagged, q.adjusted_anomalous) == (7, 3)
+    assert q.adjusted_f1 == pytest.approx(2 * (3 / 7) * (3 / 4) / (3 / 7 + 3 / 4))  # 0.545
     # Episode-wise: first segment caught by 3, 4 and 7 (delay 1); the second missed
     # (16 is one past its window). True alerts 3 of 6; false 8, 16, 19.
     assert (q.segments, q.caught, q.alerts, q.true_alerts) == (2, 1, 6, 3)
