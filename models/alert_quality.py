@@ -2,9 +2,9 @@
 
 An alert covers a span of samples (one sample, or an episode from its firing to its resolved
 alert, :func:`alert_spans`); :func:`alert_quality` turns one service's spans and labels into
-counts that add up over services (:class:`AlertQuality`): point-wise, point-adjusted and
-episode-wise precision, recall and F1, alerts per caught segment, false alerts per service-day
-and delay.
+counts that add up over services (:class:`AlertQuality`): point-wise and episode-wise
+precision, recall and F1, point-adjusted F1, alerts per caught segment, false alerts per
+service-day and delay.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ class AlertQuality:
 
     Point-wise, a point is flagged when an alert's span covers it; point-adjusted (the
     convention of published ASD results, :func:`models.evaluation.point_adjust`), a segment
-    with a flagged point counts as flagged whole. Episode-wise, a segment (a
-    run of anomalous points) is caught when a firing alert falls in its window
+    with a flagged point counts as flagged whole. Episode-wise, a segment (a run of
+    anomalous points) is caught when a firing alert falls in its window
     ``[start, end + tolerance]``; a firing alert is true when it falls in some segment's
     window, false otherwise. ``alerts_in_caught`` counts the alerts in caught segments'
     windows; ``delays`` are samples from each caught segment's start to its first alert.
@@ -187,8 +187,7 @@ class AlertQuality:
         counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "delays"}
         derived = (
             "precision recall f1 adjusted_f1 episode_precision episode_recall episode_f1 "
-            "false_alerts "
-            "false_per_service_day alerts_per_caught median_delay"
+            "false_alerts false_per_service_day alerts_per_caught median_delay"
         )
         return {**counts, **{name: getattr(self, name) for name in derived.split()}}
 
