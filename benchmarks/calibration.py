@@ -28,14 +28,15 @@ Usage: python benchmarks/calibration.py [--only planted,asd,logs] [--days 14] [-
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import log_rates
 import numpy as np
 import numpy.typing as npt
+from asd_quality import load
 
 import models.anomaly.model as model_module
 from models.anomaly import AnomalyConfig, ServiceAnomalyModel
@@ -99,18 +100,12 @@ def planted(args: argparse.Namespace) -> None:
 
 
 def asd(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from asd_quality import load  # a sibling script
-
     for i in range(1, 13):
         names, train = load(Path(args.data) / "asd" / f"omi-{i}_train.csv.gz")
         feed(ServiceAnomalyModel(f"omi-{i}", AnomalyConfig()), names, train, 300.0)
 
 
 def logs(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import log_rates  # a sibling script
-
     run = argparse.Namespace(
         rate=args.rate, services=6, hours=args.hours, timeout_per_min=4.0, factor=10.0, budget=None
     )
@@ -140,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="log lines/s a service")
     parser.add_argument("--data", default="../shared/data")
     args = parser.parse_args(argv)
+    budget = AnomalyConfig().budget_per_day  # the default; log windows spend the same
     runs: dict[str, tuple[Callable[[argparse.Namespace], Any], float]] = {
-        # The budget's alpha at each set's cadence: 0.25 a day.
-        "planted": (planted, 0.25 * 60 / 86_400),
-        "asd": (asd, 0.25 * 300 / 86_400),
-        "logs": (logs, 0.25 * 30 / 86_400),
+        # The budget's alpha at each set's cadence (ServiceAnomalyModel.alpha).
+        "planted": (planted, budget * 60 / 86_400),
+        "asd": (asd, budget * 300 / 86_400),
+        "logs": (logs, budget * 30 / 86_400),
     }
     channels = ("hst", "mean", "max", "steps", "combined")
     for name in args.only.split(","):
