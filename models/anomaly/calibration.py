@@ -19,6 +19,10 @@ same thing for every service and every metric shape.
 * degenerate histories are explicit: a constant history has a point-mass tail (any higher score
   has ``p = 0``; equal scores ``p = 1``). A young history cannot call a score it has seen
   rarer than ``1 / (n + 1)``: below a smaller ``alpha``, only scores past its maximum can be.
+* the tail weighs recent scores more (``recency``: weighted conformal p-values, where every
+  decision is taken; :mod:`models.anomaly.recency`): its share is the weight above its
+  threshold and its fit weighs each excess; below it ``p`` stays counted, floored at the
+  tail's share;
 * an episode's opening (learned once, at most at the threshold's score) is not a score seen:
   it weighs in the tail's fit, but not in the count that keeps a recurring score common.
   Counted there, one earlier episode in the history held every lower score's ``p`` at
@@ -31,14 +35,15 @@ so a batch is calibrated exactly as one score at a time.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from models.anomaly.gpd import fit_gpd
 from models.anomaly.memo import Memo, memo_of
+from models.anomaly.recency import slot_weights, sorted_weights, weighted_tails
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["ScoreCalibrator", "fit_gpd"]
@@ -48,23 +53,7 @@ BoolArray = npt.NDArray[np.bool_]
 Float32Array = npt.NDArray[np.float32]
 IntpArray = npt.NDArray[np.intp]
 
-# PWM is reliable for xi < 0.5. xi < 0 (a tail with an end point) is not allowed: fitted on a
-# few hundred excesses its end point lands inside the range of real values, and everything past
-# it would be called impossible; an exponential tail (xi = 0) is the conservative bound.
-_XI_MIN, _XI_MAX = 0.0, 0.5
 _SORTED_LOOKUP = 64  # from this many scores on, they are looked up in increasing order
-
-
-def _is_sorted(a: FloatArray) -> bool:
-    return bool(a.size < 2 or (a[1:] >= a[:-1]).all())
-
-
-@functools.lru_cache(maxsize=64)
-def _falling(k: int) -> FloatArray:
-    """``1 - F`` at each of ``k`` ordered values: 1 down to 0 (read-only, shared)."""
-    out = np.linspace(1.0, 0.0, k)
-    out.setflags(write=False)
-    return out
 
 
 def _count_below(ordered: Float32Array, scores: Float32Array) -> IntpArray:
@@ -78,37 +67,6 @@ def _count_below(ordered: Float32Array, scores: Float32Array) -> IntpArray:
     found = np.empty(scores.size, dtype=np.intp)
     found[order] = ordered.searchsorted(scores[order])  # side="left": #{ordered < s}
     return found
-
-
-def fit_gpd(excesses: FloatArray) -> tuple[float, float]:
-    """Shape ``xi`` and scale ``sigma`` of a generalized Pareto fit to positive excesses.
-
-    Probability-weighted moments: with ``a0 = E[Y]`` and ``a1 = E[Y (1 - F(Y))]``, a GPD has
-    ``a0 = sigma / (1 - xi)`` and ``a1 = sigma / (2 (2 - xi))``, so ``xi = (R - 2) / (R - 1)``
-    with ``R = a0 / (2 a1)``. ``xi`` is clipped to ``[0, 0.5]``. Excesses of fewer than
-    three distinct values (a quantized tail) give ``sigma = 0``: a point mass, nothing is
-    expected beyond the largest.
-
-    Examples:
-        >>> rng = np.random.default_rng(0)
-        >>> xi, sigma = fit_gpd(np.sort(rng.exponential(2.0, 20_000)))
-        >>> round(xi, 1) + 0.0, round(sigma, 1)
-        (0.0, 2.0)
-        >>> fit_gpd(np.zeros(5))
-        (0.0, 0.0)
-    """
-    k = excesses.size
-    a0 = float(excesses.mean()) if k else 0.0
-    ordered = excesses if _is_sorted(excesses) else np.sort(excesses)
-    if k < 2 or a0 <= 0.0 or np.count_nonzero(ordered[1:] - ordered[:-1]) < 2:  # np.diff
-        return 0.0, 0.0  # a point mass (or a few values): nothing beyond the largest
-    a1 = float(ordered @ _falling(k)) / k
-    if a1 <= 0.0:
-        return _XI_MIN, a0 * (1.0 - _XI_MIN)
-    ratio = a0 / (2.0 * a1)
-    xi = _XI_MIN if ratio <= 1.0 else (ratio - 2.0) / (ratio - 1.0)
-    xi = min(_XI_MAX, max(_XI_MIN, xi))
-    return xi, a0 * (1.0 - xi)
 
 
 def _ring_write(ring: npt.NDArray[np.generic], values: npt.NDArray[np.generic], first: int) -> None:
@@ -148,6 +106,8 @@ class ScoreCalibrator:
         tail_share: Share of the history above the tail threshold (the GPD's excesses).
         min_tail: Fewest excesses a tail fit uses.
         channels: Scores per row.
+        recency: The half-life of a score's weight in the tail, as a share of ``window``
+            (:mod:`models.anomaly.recency`; None: every score weighs 1).
 
     Examples:
         >>> calibrator = ScoreCalibrator(window=1000, refresh_every=100)
@@ -176,6 +136,13 @@ class ScoreCalibrator:
     """Which history slots hold an episode's opening (None: none ever learned)."""
     _openings: Float32Array | None = None
     """The openings of the current calibration, sorted per channel (None: none)."""
+    _openings_weight: Float32Array | None = None
+    """Their weight at or above each sorted position, then 0 (None: unit weights)."""
+    _tail_at_least: FloatArray | None = None
+    """Per channel, the weight of the history at or above each of the tail's sorted positions,
+    then 0 (None: unit weights)."""
+    _total: float = 0.0
+    """The history's weight (with recency)."""
 
     def __init__(
         self,
@@ -184,6 +151,7 @@ class ScoreCalibrator:
         tail_share: float = 0.05,
         min_tail: int = 10,
         channels: int = 1,
+        recency: float | None = None,
     ) -> None:
         if window < 2 or refresh_every < 1 or channels < 1:
             raise ValueError("window must be at least 2, refresh_every and channels at least 1")
@@ -194,6 +162,7 @@ class ScoreCalibrator:
         self.tail_share = tail_share
         self.min_tail = min_tail
         self.channels = channels
+        self.recency = recency
         # float32: half the memory, and scores are compared as float32 too, so a score that
         # recurs exactly is still a tie.
         self._scores = np.empty((channels, window), dtype=np.float32)
@@ -218,10 +187,11 @@ class ScoreCalibrator:
         return int(self._sorted.shape[1])
 
     def nbytes(self) -> int:
-        """Bytes held by the history and its sorted copy (and which of it opened episodes)."""
+        """Bytes held by the history, its sorted copy, its openings and the tail's weights."""
         held = self._scores.nbytes + self._sorted.nbytes
-        held += 0 if self._opening is None else self._opening.nbytes
-        return int(held + (0 if self._openings is None else self._openings.nbytes))
+        for extra in (self._opening, self._openings, self._openings_weight, self._tail_at_least):
+            held += 0 if extra is None else extra.nbytes
+        return int(held)
 
     def rows_to_refresh(self) -> int:
         """Rows that can be learned before the calibration next changes (at least 1)."""
@@ -251,21 +221,24 @@ class ScoreCalibrator:
         np.subtract(n, below.T, out=p)  # #{history >= s}, row by row
         p += 1.0
         p /= n + 1.0
+        weighted = self._tail_at_least is not None
+        if weighted:  # nothing at or below the tail's threshold is rarer than the tail
+            np.maximum(p, self._tail_p, out=p)
         high = columns > self._u[:, None]
         if not np.count_nonzero(high):  # no score past its tail threshold
             return p[:, 0] if flat else p
         if columns.shape[1] < _SORTED_LOOKUP:  # a few rows: all of them, as they are
             y = rows.astype(np.float32).astype(np.float64) - self._u
-            at_least = np.subtract(n, below.T, dtype=np.float64) - self._openings_at_least(columns)
-            p = np.where(high.T, np.maximum(self._gpd_tails(y), at_least / (n + 1.0)), p)
+            at_least = self._at_least(below) - self._openings_at_least(columns)
+            p = np.where(high.T, np.maximum(self._gpd_tails(y), at_least / self._scale), p)
         else:
             # Only the rows with a score in a tail: their scores go through the same
             # arithmetic, row by row, as the whole segment's would.
             hit = np.logical_or.reduce(high, axis=0).nonzero()[0]
             y = rows.astype(np.float32)[hit].astype(np.float64) - self._u
-            at_least = np.subtract(n, below[:, hit].T, dtype=np.float64)
+            at_least = self._at_least(below[:, hit])
             at_least -= self._openings_at_least(columns[:, hit])
-            tails = np.maximum(self._gpd_tails(y), at_least / (n + 1.0))
+            tails = np.maximum(self._gpd_tails(y), at_least / self._scale)
             p[hit] = np.where(high.T[hit], tails, p[hit])
         return p[:, 0] if flat else p
 
@@ -326,6 +299,25 @@ class ScoreCalibrator:
 
     # -- internals ------------------------------------------------------------------------------
 
+    @property
+    def _scale(self) -> float:
+        """What a count of the history at or above a score is divided by: its weight and the
+        new score's."""
+        return (self._total if self._tail_at_least is not None else self._sorted.shape[1]) + 1.0
+
+    def _at_least(self, below: IntpArray) -> FloatArray:
+        """Per row and channel, the history at or above the scores with ``below`` history
+        scores under them (a channel a row): counted, or weighed in the tail. Only rows
+        above a channel's tail threshold are read there (the others' values are any)."""
+        n = self._sorted.shape[1]
+        tail = self._tail_at_least
+        if tail is None:
+            return np.subtract(n, below.T, dtype=np.float64)
+        k = tail.shape[1] - 1  # the tail's positions n - k .. n, channel after channel
+        at = below + (np.arange(0, tail.size, k + 1) - (n - k))[:, None]
+        out: FloatArray = tail.reshape(-1).take(at, mode="clip").T
+        return out
+
     def _openings_at_least(self, columns: Float32Array) -> FloatArray | float:
         """Per row and channel, the current calibration's openings at least as high as the
         row's score (``columns``: a channel a row, as float32)."""
@@ -334,8 +326,10 @@ class ScoreCalibrator:
             return 0.0
         out = np.empty((columns.shape[1], self.channels))
         m = openings.shape[1]
+        weight = self._openings_weight
         for j in range(self.channels):
-            out[:, j] = m - openings[j].searchsorted(columns[j])
+            at = openings[j].searchsorted(columns[j])
+            out[:, j] = m - at if weight is None else weight[j].take(at)
         return out
 
     def _gpd_tails(self, y: FloatArray) -> FloatArray:
@@ -374,21 +368,35 @@ class ScoreCalibrator:
 
     def _refresh(self) -> None:
         held = min(self._count, self.window)
-        self._sorted = np.sort(self._scores[:, :held], axis=1)
+        history = self._scores[:, :held]
+        self._sorted = np.sort(history, axis=1)
+        weights = None
+        if self.recency is not None and held:
+            weights, self._total = slot_weights(
+                self._count, held, self.window, self.recency * self.window
+            )
         opening = None if self._opening is None else self._opening[:held]
-        self._openings = (
-            np.sort(self._scores[:, :held][:, opening], axis=1)
-            if opening is not None and opening.any()
-            else None
-        )
+        self._openings = self._openings_weight = None
+        if opening is not None and opening.any():
+            self._openings, self._openings_weight = sorted_weights(
+                history[:, opening], None if weights is None else weights[opening]
+            )
+        self._tail_at_least = None
         self.refreshes += 1
         self._since_refresh = 0
         n = self._sorted.shape[1]
         k = max(self.min_tail, round(self.tail_share * n))
-        if k >= n:  # too few scores for a tail: conformal p-values only
+        if k >= n:  # too few scores for a tail: conformal p-values only, counted
             self._u[:], self._tail_p[:], self._xi[:], self._sigma[:] = np.inf, 0.0, 0.0, 0.0
+            self._openings_weight = None
             return
         self._u = self._sorted[:, n - k - 1].astype(np.float64)
+        if weights is not None:  # the tail weighed by recency (models.anomaly.recency)
+            tails = weighted_tails(history, weights, self._total, self._u, k)
+            self._tail_at_least, self._tail_p = tails.at_least, tails.shares
+            for j in range(self.channels):
+                self._xi[j], self._sigma[j] = fit_gpd(tails.excesses[j], tails.weights[j])
+            return
         excesses = self._sorted[:, n - k :].astype(np.float64) - self._u[:, None]
         above = excesses > 0.0
         self._tail_p = np.count_nonzero(above, axis=1) / n

@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 from models.anomaly.calibration import ScoreCalibrator
 from models.anomaly.config import AnomalyConfig
+from models.anomaly.recency import RECENCY
 from models.anomaly.scoring import PendingRows, RowScorer
 
 __all__ = ["ScoringCore", "refresh_every"]
@@ -56,6 +57,7 @@ class ScoringCore:
             window=config.calibration_window,
             refresh_every=refresh_every(config),
             channels=len(self.channels),
+            recency=RECENCY,
         )
         self.learned = 0
 

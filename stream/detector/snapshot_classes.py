@@ -45,6 +45,7 @@ import models.anomaly.hst_numpy as hst_numpy
 import models.anomaly.jumps as jumps
 import models.anomaly.memo as memo
 import models.anomaly.model as anomaly_model
+import models.anomaly.recency as recency
 import models.anomaly.scaling as scaling
 import models.anomaly.scoring as scoring
 import models.anomaly.seasonal as seasonal
@@ -109,7 +110,6 @@ _FIELDS: list[tuple[type, str]] = [
     (anomaly_core.ScoringCore, "models.anomaly.model._ScoringCore"),
     (anomaly_config.AnomalyConfig, "models.anomaly.config.AnomalyConfig"),
     (anomaly_config.DirectionRule, "models.anomaly.config.DirectionRule"),
-    (calibration.ScoreCalibrator, "models.anomaly.calibration.ScoreCalibrator"),
     (counters.CounterRates, "models.anomaly.counters.CounterRates"),
     (counters._Feature, "models.anomaly.counters._Feature"),
     (anomaly_episodes.Episode, "models.anomaly.episodes.Episode"),
@@ -179,6 +179,13 @@ _ENTRIES: list[ClassEntry] = [
         "stream.logs.pipeline._Service",
         from_init=True,
         added={"last_host": _none},
+    ),
+    # A calibration from before recency weights takes the default from its next refresh.
+    by_fields(
+        calibration.ScoreCalibrator,
+        "models.anomaly.calibration.ScoreCalibrator",
+        from_init=True,
+        added={"recency": lambda: recency.RECENCY},
     ),
     # Their own __getstate__ says what their state is (caches left out, shared trees named).
     by_state(hst_numpy.BatchHST, "models.hst_numpy.BatchHST"),

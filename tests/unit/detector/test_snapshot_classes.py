@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from models.anomaly.trees import TreeStructure
@@ -34,6 +35,11 @@ def _partition_states(engine: str) -> list[dict[str, Any]]:
     lines = [item.to_bytes() for item in sim.stream(2 * 86_400)]
     metrics, risk = MetricPipeline(settings.anomaly_config()), build_risk_pipeline(settings)
     list(replay(lines, metrics, risk=risk))
+    # A spike after it, so that an episode is open when the state is taken.
+    last = orjson.loads(lines[-1])
+    spike = {**last, "metrics": {name: 1e6 for name in last["metrics"]}}
+    list(replay([orjson.dumps(spike)], metrics, risk=risk))
+    assert any(m._episodes.episode is not None for m in metrics)
     services = [m.service for m in metrics]
     logs = LogPipeline()
     names = ["api", "db"]
