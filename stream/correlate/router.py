@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.codec import DecodeError, decode
+from stream.core.problems.correlator import tie_order
 from stream.core.problems.event_clock import EventClock
 from stream.core.problems.merge import EventTimeMerge
 from stream.kafka.publisher import Ack, Publisher
@@ -62,7 +63,11 @@ class Router:
             scope = alert.labels.get(label, "") if label else ""
             event_s = alert.event_ts.timestamp()
             self.merge.add(
-                record.partition, record.offset, event_s, (scope.encode(), record.value, event_s)
+                record.partition,
+                record.offset,
+                event_s,
+                (scope.encode(), record.value, event_s),
+                tie=tie_order(alert),
             )
         return pending
 

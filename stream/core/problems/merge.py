@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["EventTimeMerge"]
 
@@ -24,6 +24,7 @@ T = TypeVar("T")
 @dataclass(order=True)
 class _Held(Generic[T]):
     event_s: float
+    tie: tuple[Any, ...]
     partition: int
     offset: int
     item: T = field(compare=False)
@@ -54,9 +55,13 @@ class EventTimeMerge(Generic[T]):
         self._latest: dict[int, float] = {}
         self._next: dict[int, int] = {}
 
-    def add(self, partition: int, offset: int, event_s: float, item: T) -> None:
-        """An item read from ``partition`` at ``offset``."""
-        heapq.heappush(self._held, _Held(event_s, partition, offset, item))
+    def add(
+        self, partition: int, offset: int, event_s: float, item: T, tie: tuple[Any, ...] = ()
+    ) -> None:
+        """An item read from ``partition`` at ``offset``; items of the same event time are
+        released in ``tie`` order (then by partition and offset), whatever partition brought
+        them first."""
+        heapq.heappush(self._held, _Held(event_s, tie, partition, offset, item))
         self._latest[partition] = max(self._latest.get(partition, event_s), event_s)
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
