@@ -36,14 +36,13 @@ so a batch is calibrated exactly as one score at a time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from models.anomaly.gpd import fit_gpd
+from models.anomaly.gpd import TailShapes, fit_gpd
 from models.anomaly.memo import Memo, memo_of
-from models.anomaly.recency import slot_weights, sorted_weights, weighted_tails
+from models.anomaly.recency import half_life, slot_weights, sorted_weights, weighted_tails
 from models.refresh import aligned_refresh_due, aligned_steps_to_refresh
 
 __all__ = ["ScoreCalibrator", "fit_gpd"]
@@ -75,23 +74,6 @@ def _ring_write(ring: npt.NDArray[np.generic], values: npt.NDArray[np.generic], 
     split = min(values.shape[-1], ring.shape[-1] - first)
     ring[..., first : first + split] = values[..., :split]
     ring[..., : values.shape[-1] - split] = values[..., split:]
-
-
-@dataclass(frozen=True, slots=True)
-class _TailShapes:
-    """Per channel, from the fits of one refresh: its tail's kind, scale and shape made safe
-    to divide by, and the power of its survival function."""
-
-    refreshes: int
-    kinds: str
-    """``exponential`` (every tail), ``pareto`` (every tail) or ``mixed``."""
-    exponential: BoolArray
-    point: BoolArray | None
-    """The channels with nothing ever above their threshold (None: none)."""
-    sigma: FloatArray
-    xi: FloatArray
-    power: FloatArray
-    """``-1 / xi``."""
 
 
 class ScoreCalibrator:
@@ -136,13 +118,13 @@ class ScoreCalibrator:
     """Which history slots hold an episode's opening (None: none ever learned)."""
     _openings: Float32Array | None = None
     """The openings of the current calibration, sorted per channel (None: none)."""
+    # With recency (None: unit weights): the weight at or above each sorted opening, and each
+    # of the tail's sorted positions, per channel, then 0; the history's weight; the cadence
+    # last given to learn (a week in samples).
     _openings_weight: Float32Array | None = None
-    """Their weight at or above each sorted position, then 0 (None: unit weights)."""
     _tail_at_least: FloatArray | None = None
-    """Per channel, the weight of the history at or above each of the tail's sorted positions,
-    then 0 (None: unit weights)."""
     _total: float = 0.0
-    """The history's weight (with recency)."""
+    _cadence_s: float = 60.0
 
     def __init__(
         self,
@@ -268,7 +250,12 @@ class ScoreCalibrator:
         return out
 
     def learn(
-        self, scores: FloatArray, *, unscheduled: int = 0, openings: BoolArray | None = None
+        self,
+        scores: FloatArray,
+        *,
+        unscheduled: int = 0,
+        openings: BoolArray | None = None,
+        cadence_s: float | None = None,
     ) -> None:
         """Add rows of scores to the history; refresh the calibration when due.
 
@@ -277,7 +264,10 @@ class ScoreCalibrator:
         rows that open an episode (None: none). They shape the tail's fit like any score, but
         are not counted as a score seen again: the count of history scores at least as high,
         which keeps a recurring score common, counts observations of normal behaviour.
+        ``cadence_s``: the service's cadence (recency's half-life is at least a week of it).
         """
+        if cadence_s is not None:
+            self._cadence_s = cadence_s
         if scores.shape[0] == 0:
             return
         rows = scores.shape[0]
@@ -300,15 +290,12 @@ class ScoreCalibrator:
     # -- internals ------------------------------------------------------------------------------
 
     @property
-    def _scale(self) -> float:
-        """What a count of the history at or above a score is divided by: its weight and the
-        new score's."""
+    def _scale(self) -> float:  # the history's weight and the new score's
         return (self._total if self._tail_at_least is not None else self._sorted.shape[1]) + 1.0
 
     def _at_least(self, below: IntpArray) -> FloatArray:
-        """Per row and channel, the history at or above the scores with ``below`` history
-        scores under them (a channel a row): counted, or weighed in the tail. Only rows
-        above a channel's tail threshold are read there (the others' values are any)."""
+        """Per row and channel, the history at or above scores with ``below`` scores under
+        them (a channel a row), weighed in the tail (only rows above its threshold read)."""
         n = self._sorted.shape[1]
         tail = self._tail_at_least
         if tail is None:
@@ -334,37 +321,12 @@ class ScoreCalibrator:
 
     def _gpd_tails(self, y: FloatArray) -> FloatArray:
         """Each channel's tail probability of excesses ``y`` over its threshold, ``y`` of shape
-        ``(rows, channels)`` (only excesses over a channel's threshold are read). A channel
-        with nothing ever above its threshold is a point mass there: 0."""
-        tails = self._tail_shapes()
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            if tails.kinds == "exponential":  # every channel's tail (np.where would pick these)
-                survival = np.exp(-y / tails.sigma)
-            else:
-                base = np.maximum(1.0 + tails.xi * y / tails.sigma, 0.0)
-                survival = np.power(base, tails.power)
-                if tails.kinds == "mixed":
-                    survival = np.where(tails.exponential, np.exp(-y / tails.sigma), survival)
-        out: FloatArray = self._tail_p * survival
-        return out if tails.point is None else np.where(tails.point, 0.0, out)
-
-    def _tail_shapes(self) -> _TailShapes:
-        """The channels' tails as the fits of the latest refresh shape them (kept until the
-        next refresh)."""
+        ``(rows, channels)`` (only excesses over a channel's threshold are read)."""
         memo = memo_of(self)
-        shapes: _TailShapes | None = memo.get("tails")
+        shapes: TailShapes | None = memo.get("tails")
         if shapes is None or shapes.refreshes != self.refreshes:
-            exponential = np.abs(self._xi) < 1e-9
-            point = self._sigma <= 0.0
-            xi = np.where(exponential, 1.0, self._xi)
-            flat = np.count_nonzero(exponential)  # exponential tails
-            kinds = "pareto" if not flat else "mixed" if flat < exponential.size else "exponential"
-            shapes = _TailShapes(
-                self.refreshes, kinds, exponential, point if np.count_nonzero(point) else None,
-                np.where(point, 1.0, self._sigma), xi, -1.0 / xi,
-            )  # fmt: skip
-            memo["tails"] = shapes
-        return shapes
+            shapes = memo["tails"] = TailShapes.of(self.refreshes, self._xi, self._sigma)
+        return shapes.tail_probabilities(y, self._tail_p)
 
     def _refresh(self) -> None:
         held = min(self._count, self.window)
@@ -373,7 +335,10 @@ class ScoreCalibrator:
         weights = None
         if self.recency is not None and held:
             weights, self._total = slot_weights(
-                self._count, held, self.window, self.recency * self.window
+                self._count,
+                held,
+                self.window,
+                half_life(self.window, self.recency, self._cadence_s),
             )
         opening = None if self._opening is None else self._opening[:held]
         self._openings = self._openings_weight = None

@@ -95,16 +95,18 @@ class ScoringCore:
         keep: BoolArray | None,
         once: BoolArray | None,
         alpha: float,
+        cadence_s: float | None = None,
     ) -> None:
         """Learn the kept rows (``keep``; None: every row); the calibration also takes
         ``once`` rows (episode openings; None: none), at most at the score the threshold
         stands at: an episode counts once, as one exceedance, and its magnitude (a 1e9
-        spike) does not bend the fitted tail."""
+        spike) does not bend the fitted tail. ``cadence_s``: the service's cadence (the
+        calibration's recency counts a week of it)."""
         first_window = self.scorer.in_first_window  # scores were 0 from the trees: not learned
         self.scorer.learn(pending, keep)
         if keep is None:
             if not first_window:
-                self.calibrator.learn(raw)
+                self.calibrator.learn(raw, cadence_s=cadence_s)
             self.learned += raw.shape[0]
             return
         if not first_window:
@@ -116,6 +118,9 @@ class ScoringCore:
                 taken = np.where(capped[:, None], np.minimum(taken, cap[None, :]), taken)
             unscheduled = int(np.count_nonzero(capped)) if capped is not None else 0
             self.calibrator.learn(
-                taken, unscheduled=unscheduled, openings=capped if unscheduled else None
+                taken,
+                unscheduled=unscheduled,
+                openings=capped if unscheduled else None,
+                cadence_s=cadence_s,
             )
         self.learned += int(np.count_nonzero(keep))

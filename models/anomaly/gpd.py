@@ -4,13 +4,15 @@ form (Hosking & Wallis 1987), with equal weights or with each excess weighed."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["fit_gpd"]
+__all__ = ["TailShapes", "fit_gpd"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 # PWM is reliable for xi < 0.5. xi < 0 (a tail with an end point) is not allowed: fitted on a
 # few hundred excesses its end point lands inside the range of real values, and everything past
@@ -84,3 +86,48 @@ def _shape_and_scale(a0: float, a1: float) -> tuple[float, float]:
     xi = _XI_MIN if ratio <= 1.0 else (ratio - 2.0) / (ratio - 1.0)
     xi = min(_XI_MAX, max(_XI_MIN, xi))
     return xi, a0 * (1.0 - xi)
+
+
+@dataclass(frozen=True, slots=True)
+class TailShapes:
+    """Per channel, from the fits of one refresh: its tail's kind, scale and shape made safe
+    to divide by, and the power of its survival function."""
+
+    refreshes: int
+    kinds: str
+    """``exponential`` (every tail), ``pareto`` (every tail) or ``mixed``."""
+    exponential: BoolArray
+    point: BoolArray | None
+    """The channels with nothing ever above their threshold (None: none)."""
+    sigma: FloatArray
+    xi: FloatArray
+    power: FloatArray
+    """``-1 / xi``."""
+
+    @classmethod
+    def of(cls, refreshes: int, xi: FloatArray, sigma: FloatArray) -> TailShapes:
+        """The shapes of the fits ``xi`` and ``sigma`` (one per channel)."""
+        exponential = np.abs(xi) < 1e-9
+        point = sigma <= 0.0
+        safe_xi = np.where(exponential, 1.0, xi)
+        flat = np.count_nonzero(exponential)  # exponential tails
+        kinds = "pareto" if not flat else "mixed" if flat < exponential.size else "exponential"
+        return cls(
+            refreshes, kinds, exponential, point if np.count_nonzero(point) else None,
+            np.where(point, 1.0, sigma), safe_xi, -1.0 / safe_xi,
+        )  # fmt: skip
+
+    def tail_probabilities(self, y: FloatArray, tail_p: FloatArray) -> FloatArray:
+        """Each channel's tail probability of excesses ``y`` (rows by channels) over its
+        threshold, the tail holding ``tail_p`` of the history. A channel with nothing ever
+        above its threshold is a point mass there: 0."""
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            if self.kinds == "exponential":  # every channel's tail (np.where would pick these)
+                survival = np.exp(-y / self.sigma)
+            else:
+                base = np.maximum(1.0 + self.xi * y / self.sigma, 0.0)
+                survival = np.power(base, self.power)
+                if self.kinds == "mixed":
+                    survival = np.where(self.exponential, np.exp(-y / self.sigma), survival)
+        out: FloatArray = tail_p * survival
+        return out if self.point is None else np.where(self.point, 0.0, out)

@@ -353,9 +353,9 @@ class ServiceAnomalyModel:
             reading, rows, keep, end, names, self.config.resolutions,
             seasonal=self._seasonal, scaler=self._scaler, jumps=self._jumps,
         )  # fmt: skip
-        core.learn(raw, pending, keep, opened, alpha)
+        core.learn(raw, pending, keep, opened, alpha, self.cadence_s)
         if candidate is not None and c_scores is not None:
-            candidate.learn(*c_scores, keep, opened, alpha)
+            candidate.learn(*c_scores, keep, opened, alpha, self.cadence_s)
         if self._shifts.quiet(None if marks.quiet else marks.open[:end]):
             self._shifts.rest()
         else:

@@ -96,3 +96,21 @@ def test_a_calibration_from_before_weights_takes_them_at_its_next_refresh() -> N
     restored.learn(rng.exponential(1.0, restored.refresh_every))
     assert restored.refreshes == old.refreshes + 1
     assert restored._tail_at_least is not None
+
+
+def test_a_fast_service_keeps_a_week_of_weight() -> None:
+    """At 30 s the window is 34 hours: a half-life of half of it would down-weight
+    yesterday's peak before it recurs. The half-life is at least a week of samples, so the
+    weights there stay near 1 and the tail near the counted one; at 5 minutes (a window of two
+    weeks) half the window is the half-life."""
+    history = _drifted()
+    counted = ScoreCalibrator(window=WINDOW)
+    counted.learn(history)
+    shares = {}
+    for cadence_s in (30.0, 300.0):
+        weighted = ScoreCalibrator(window=WINDOW, recency=RECENCY)
+        weighted.learn(history, cadence_s=cadence_s)
+        shares[cadence_s] = float(weighted._tail_p.mean())
+    counted_share = float(counted._tail_p.mean())
+    assert shares[30.0] == pytest.approx(counted_share, rel=0.06)
+    assert shares[300.0] > 1.15 * counted_share  # the newer, higher half weighs more
