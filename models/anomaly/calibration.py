@@ -88,8 +88,9 @@ class ScoreCalibrator:
         tail_share: Share of the history above the tail threshold (the GPD's excesses).
         min_tail: Fewest excesses a tail fit uses.
         channels: Scores per row.
-        recency: The half-life of a score's weight in the tail, as a share of ``window``
-            (:mod:`models.anomaly.recency`; None: every score weighs 1).
+        recency: The half-life of a score's weight in the tail, as a share of ``window``,
+            and at least a week of the cadence :meth:`learn` was last given
+            (:func:`models.anomaly.recency.half_life`; None: every score weighs 1).
 
     Examples:
         >>> calibrator = ScoreCalibrator(window=1000, refresh_every=100)
