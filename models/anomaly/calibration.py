@@ -333,8 +333,13 @@ class ScoreCalibrator:
         held = min(self._count, self.window)
         history = self._scores[:, :held]
         self._sorted = np.sort(history, axis=1)
+        self._tail_at_least = None
+        self.refreshes += 1
+        self._since_refresh = 0
+        k = max(self.min_tail, round(self.tail_share * held))
+        young = k >= held  # too few scores for a tail: conformal p-values only, counted
         weights = None
-        if self.recency is not None and held:
+        if self.recency is not None and not young:
             weights, self._total = slot_weights(
                 self._count,
                 held,
@@ -347,15 +352,10 @@ class ScoreCalibrator:
             self._openings, self._openings_weight = sorted_weights(
                 history[:, opening], None if weights is None else weights[opening]
             )
-        self._tail_at_least = None
-        self.refreshes += 1
-        self._since_refresh = 0
-        n = self._sorted.shape[1]
-        k = max(self.min_tail, round(self.tail_share * n))
-        if k >= n:  # too few scores for a tail: conformal p-values only, counted
+        if young:
             self._u[:], self._tail_p[:], self._xi[:], self._sigma[:] = np.inf, 0.0, 0.0, 0.0
-            self._openings_weight = None
             return
+        n = held
         self._u = self._sorted[:, n - k - 1].astype(np.float64)
         if weights is not None:  # the tail weighed by recency (models.anomaly.recency)
             tails = weighted_tails(history, weights, self._total, self._u, k)

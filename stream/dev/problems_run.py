@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.core.logs.pipeline import LogPipeline
 from stream.core.pipeline import MetricPipeline
-from stream.core.problems.correlator import CorrelationConfig, Correlator, tie_order
+from stream.core.problems.correlator import CorrelationConfig, Correlator, event_order
 from stream.core.problems.topology import topology_from
 from stream.correlate.service import Correlate
 from stream.detector.detector import Detector, topic_specs
@@ -64,7 +64,7 @@ def offline_problems(scenario: FaultScenario) -> ScenarioRun:
     logs = LogPipeline(settings.log_config())
     events = [orjson.dumps(e) for e in scenario_events(scenario)]
     alerts = [a for a in replay(iter(events), pipeline, logs=logs) if a.kind == "anomaly"]
-    alerts.sort(key=lambda a: (a.event_ts, tie_order(a)))
+    alerts.sort(key=event_order)
     topology = topology_from(tomllib.loads(topology_toml(scenario.mesh)))
     correlator = Correlator(CorrelationConfig(), topology)
     problems = [p for alert in alerts for p in correlator.add(alert)]
@@ -224,7 +224,7 @@ async def run_scenario(
             Problem.model_validate(orjson.loads(v))
             for v in await _read(settings, settings.topic_problems)
         ]
-    alerts.sort(key=lambda a: (a.event_ts, tie_order(a)))
+    alerts.sort(key=event_order)
     return ScenarioRun(
         [a for a in alerts if a.kind == "anomaly"],
         problems,

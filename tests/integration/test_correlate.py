@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from stream.codec import encode
-from stream.core.problems.correlator import Correlator, tie_order
+from stream.core.problems.correlator import Correlator, event_order
 from stream.correlate.service import Correlate
 from stream.correlate.setup import correlation_setup
 from stream.dev.broker import free_port
@@ -86,7 +86,7 @@ def _faults() -> list[Alert]:
     # The last alert moves event time on: every problem but the last resolves on it.
     alerts.append(_alert("search", "blr", T0 + 9 * 3600, "firing", "late"))
     alerts.append(_alert("search", "fra", T0 + 9 * 3600, "firing", "late-fra"))
-    alerts.sort(key=lambda a: (a.event_ts, tie_order(a)))  # the merge's order
+    alerts.sort(key=event_order)  # the merge's order
     return alerts
 
 

@@ -30,7 +30,7 @@ from stream.core.problems.suspects import rank_suspects
 from stream.core.problems.topology import Topology
 from stream.schemas import Alert, Problem, ProblemMember
 
-__all__ = ["CorrelationConfig", "Correlator", "tie_order"]
+__all__ = ["CorrelationConfig", "Correlator", "event_order", "tie_order"]
 
 _REMEMBERED_EPISODES = 10_000
 """Episodes of resolved problems remembered, so a firing alert seen again (a producer's
@@ -315,6 +315,11 @@ def tie_order(alert: Alert) -> tuple[int, str, str]:
         ['checkout', 'payments']
     """
     return (0 if alert.status == "firing" else 1, alert.service, alert.alert_id)
+
+
+def event_order(alert: Alert) -> tuple[datetime, int, str, str]:
+    """The order a correlator takes alerts in offline: event time, then :func:`tie_order`."""
+    return (alert.event_ts, *tie_order(alert))
 
 
 def _start_s(alert: Alert) -> float:
